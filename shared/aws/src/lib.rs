@@ -1,0 +1,57 @@
+//! AWS adapters for Voronka's ports: DynamoDB (store), SQS (queues), Secrets Manager (secrets).
+//! Clients are built once per container and shared; every adapter counts its AWS calls so the
+//! demo and benchmarks can report calls per lead, event and email.
+
+mod dynamo;
+mod secrets;
+mod sqs;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+pub use dynamo::DynamoStore;
+pub use secrets::load_secrets;
+pub use sqs::{QueueUrls, SqsQueue};
+
+/// Loads the SDK configuration the usual way (environment, profile, the Lambda role), with an
+/// optional endpoint override (`AWS_ENDPOINT_URL` is honoured by the SDK as well).
+pub async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// Counts calls per AWS operation.
+#[derive(Debug, Default)]
+pub struct CallCounter {
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl CallCounter {
+    pub fn record(&self, operation: &'static str) {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(operation)
+            .or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+}
+
+/// Reads a required environment variable with a message that names it.
+pub fn required_env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("the environment variable {name} must be set"))
+}

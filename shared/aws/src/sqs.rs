@@ -1,0 +1,197 @@
+//! The queue port on Amazon SQS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+};
+use voronka_domain::ports::{
+    MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome,
+};
+
+use crate::CallCounter;
+
+/// The URLs of each queue and of its dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct QueueUrls {
+    pub events: String,
+    pub events_dlq: Option<String>,
+    pub sends: String,
+    pub sends_dlq: Option<String>,
+}
+
+impl QueueUrls {
+    /// From `EVENTS_QUEUE_URL`, `SENDS_QUEUE_URL` and, optionally, `EVENTS_DLQ_URL`, `SENDS_DLQ_URL`.
+    pub fn from_env() -> Result<QueueUrls, String> {
+        Ok(QueueUrls {
+            events: crate::required_env("EVENTS_QUEUE_URL")?,
+            events_dlq: std::env::var("EVENTS_DLQ_URL").ok(),
+            sends: crate::required_env("SENDS_QUEUE_URL")?,
+            sends_dlq: std::env::var("SENDS_DLQ_URL").ok(),
+        })
+    }
+
+    fn url(&self, queue: QueueName) -> &str {
+        match queue {
+            QueueName::Events => &self.events,
+            QueueName::Sends => &self.sends,
+        }
+    }
+
+    fn dead_letter_url(&self, queue: QueueName) -> Option<&str> {
+        match queue {
+            QueueName::Events => self.events_dlq.as_deref(),
+            QueueName::Sends => self.sends_dlq.as_deref(),
+        }
+    }
+}
+
+pub struct SqsQueue {
+    client: Client,
+    urls: QueueUrls,
+    calls: Arc<CallCounter>,
+}
+
+fn backend<E: std::error::Error + 'static>(error: aws_sdk_sqs::error::SdkError<E>) -> QueueError {
+    QueueError::Backend(DisplayErrorContext(error).to_string())
+}
+
+impl SqsQueue {
+    pub fn new(config: &aws_config::SdkConfig, urls: QueueUrls) -> Self {
+        SqsQueue {
+            client: Client::new(config),
+            urls,
+            calls: Arc::default(),
+        }
+    }
+
+    pub fn calls(&self) -> Arc<CallCounter> {
+        self.calls.clone()
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send_batch(
+        &self,
+        queue: QueueName,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<SendOutcome>, QueueError> {
+        if messages.is_empty() || messages.len() > MAX_SEND_BATCH {
+            return Err(QueueError::Invalid(format!(
+                "a batch holds 1 to {MAX_SEND_BATCH} messages"
+            )));
+        }
+        let entries = messages
+            .iter()
+            .map(|m| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(&m.id)
+                    .message_body(&m.body)
+                    .set_delay_seconds(m.delay.map(|d| d.as_secs().min(900) as i32))
+                    .build()
+                    .map_err(|e| QueueError::Invalid(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.calls.record("sqs.SendMessageBatch");
+        let output = self
+            .client
+            .send_message_batch()
+            .queue_url(self.urls.url(queue))
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(backend)?;
+        let mut outcomes: Vec<SendOutcome> = output
+            .successful()
+            .iter()
+            .map(|s| SendOutcome {
+                id: s.id().to_string(),
+                error: None,
+            })
+            .collect();
+        outcomes.extend(output.failed().iter().map(|f| SendOutcome {
+            id: f.id().to_string(),
+            error: Some(format!("{}: {}", f.code(), f.message().unwrap_or(""))),
+        }));
+        Ok(outcomes)
+    }
+
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        if max == 0 || max > MAX_SEND_BATCH {
+            return Err(QueueError::Invalid(format!(
+                "receive takes 1 to {MAX_SEND_BATCH} messages"
+            )));
+        }
+        self.calls.record("sqs.ReceiveMessage");
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(self.urls.url(queue))
+            .max_number_of_messages(max as i32)
+            .visibility_timeout(visibility.as_secs().min(43_200) as i32)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(output
+            .messages()
+            .iter()
+            .map(|m| ReceivedMessage {
+                message_id: m.message_id().unwrap_or_default().to_string(),
+                receipt: m.receipt_handle().unwrap_or_default().to_string(),
+                body: m.body().unwrap_or_default().to_string(),
+                receive_count: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1),
+            })
+            .collect())
+    }
+
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
+        self.calls.record("sqs.DeleteMessage");
+        self.client
+            .delete_message()
+            .queue_url(self.urls.url(queue))
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
+        let Some(url) = self.urls.dead_letter_url(queue) else {
+            return Err(QueueError::Invalid(format!(
+                "no dead-letter queue URL is configured for {}",
+                queue.as_str()
+            )));
+        };
+        self.calls.record("sqs.GetQueueAttributes");
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(output
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+}

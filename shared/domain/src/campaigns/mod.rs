@@ -1,0 +1,216 @@
+//! Marketer-editable content: settings and forms, parsed from files and checked as a whole.
+//!
+//! Every problem is reported with its file, line and field; a broken file stops start-up with
+//! that message instead of failing later at run time.
+
+pub mod form;
+pub mod settings;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use form::{ConsentDefinition, FieldDefinition, FieldType, FormDefinition};
+pub use settings::Settings;
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for CampaignError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(
+                f,
+                "{}:{}: `{}`: {}",
+                self.file, line, self.field, self.message
+            ),
+            None => write!(f, "{}: `{}`: {}", self.file, self.field, self.message),
+        }
+    }
+}
+
+/// All problems found, so a marketer fixes them in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignErrors(pub Vec<CampaignError>);
+
+impl fmt::Display for CampaignErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CampaignErrors {}
+
+/// A campaign file: its path relative to the campaigns folder, and its text.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: String,
+    pub text: String,
+}
+
+/// The loaded, checked content of a campaigns folder.
+#[derive(Debug, Clone)]
+pub struct Campaigns {
+    pub settings: Settings,
+    pub forms: BTreeMap<String, FormDefinition>,
+}
+
+impl Campaigns {
+    /// Parses and checks every file; `settings.toml` is required, forms live under `forms/`.
+    pub fn load(files: &[SourceFile]) -> Result<Campaigns, CampaignErrors> {
+        let mut errors = Vec::new();
+        let settings = match files.iter().find(|f| f.path == "settings.toml") {
+            Some(file) => match Settings::parse(&file.path, &file.text) {
+                Ok(settings) => Some(settings),
+                Err(mut e) => {
+                    errors.append(&mut e);
+                    None
+                }
+            },
+            None => {
+                errors.push(CampaignError {
+                    file: "settings.toml".into(),
+                    line: None,
+                    field: "settings.toml".into(),
+                    message: "the campaigns folder has no settings.toml".into(),
+                });
+                None
+            }
+        };
+        let mut forms = BTreeMap::new();
+        for file in files
+            .iter()
+            .filter(|f| f.path.starts_with("forms/") && f.path.ends_with(".toml"))
+        {
+            match FormDefinition::parse(&file.path, &file.text) {
+                Ok(form) => {
+                    let expected = file
+                        .path
+                        .trim_start_matches("forms/")
+                        .trim_end_matches(".toml");
+                    if form.id != expected {
+                        errors.push(CampaignError {
+                            file: file.path.clone(),
+                            line: line_of_key(&file.text, "id"),
+                            field: "id".into(),
+                            message: format!("must match the file name `{expected}`"),
+                        });
+                    }
+                    forms.insert(form.id.clone(), form);
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Campaigns {
+                settings: settings.expect("settings parsed without errors"),
+                forms,
+            })
+        } else {
+            Err(CampaignErrors(errors))
+        }
+    }
+
+    /// Loads every `.toml` file below a folder on disk.
+    pub fn load_dir(dir: &std::path::Path) -> Result<Campaigns, CampaignErrors> {
+        let mut files = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(current) = pending.pop() {
+            let entries = std::fs::read_dir(&current).map_err(|e| {
+                CampaignErrors(vec![CampaignError {
+                    file: current.display().to_string(),
+                    line: None,
+                    field: "folder".into(),
+                    message: format!("cannot read the campaigns folder: {e}"),
+                }])
+            })?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path.extension().is_some_and(|ext| ext == "toml") {
+                    let relative = path
+                        .strip_prefix(dir)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .replace('\\', "/");
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        CampaignErrors(vec![CampaignError {
+                            file: relative.clone(),
+                            line: None,
+                            field: "file".into(),
+                            message: format!("cannot read: {e}"),
+                        }])
+                    })?;
+                    files.push(SourceFile {
+                        path: relative,
+                        text,
+                    });
+                }
+            }
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Campaigns::load(&files)
+    }
+}
+
+/// Turns a TOML parse or type error into a campaign error with its line and the field it names.
+pub(crate) fn toml_error(file: &str, text: &str, error: &toml::de::Error) -> CampaignError {
+    let line = error.span().map(|span| line_at(text, span.start));
+    let message = error.message().to_string();
+    // For a missing or unknown key the message names it ("missing field `id`"); otherwise the
+    // error's span points at the offending value, whose line starts with its key.
+    let names_key = message.starts_with("missing field") || message.starts_with("unknown field");
+    let field = if names_key {
+        message.split('`').nth(1).map(str::to_string)
+    } else {
+        None
+    }
+    .or_else(|| error.span().map(|span| key_at(text, span.start)))
+    .unwrap_or_default();
+    CampaignError {
+        file: file.into(),
+        line,
+        field,
+        message,
+    }
+}
+
+/// 1-based line of a byte offset.
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn key_at(text: &str, offset: usize) -> String {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = &text[start..];
+    line.split(['=', '\n'])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// 1-based line where `key = ...` first appears at the start of a line.
+pub(crate) fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}

@@ -1,0 +1,188 @@
+//! Installation-wide settings: defaults, limits, anti-spam.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{CampaignError, line_at, toml_error};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    default_time_zone: Spanned<String>,
+    default_locale: Spanned<String>,
+    supported_locales: Spanned<Vec<String>>,
+    currency: Spanned<String>,
+    /// Where links in email point: the public URL of the HTTP API. Deployments override it.
+    public_base_url: Spanned<String>,
+    limits: Limits,
+    anti_spam: AntiSpam,
+    #[serde(default)]
+    double_opt_in: DoubleOptInSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Form submissions and event batches per client IP per minute.
+    pub per_ip_per_minute: u32,
+    /// Submissions per form per minute, from all clients together.
+    pub per_form_per_minute: u32,
+    /// Events per `POST /v1/events` batch.
+    pub max_events_per_batch: usize,
+    /// Largest `properties` object of one event, in bytes of JSON.
+    pub max_event_properties_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AntiSpam {
+    /// Default minimum seconds between render and submit, where the page carries a render timestamp.
+    pub min_fill_seconds: u32,
+    /// How long a render timestamp stays valid.
+    pub render_token_hours: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoubleOptInSettings {
+    /// How long a confirmation link works.
+    pub confirm_link_days: u32,
+}
+
+impl Default for DoubleOptInSettings {
+    fn default() -> Self {
+        DoubleOptInSettings {
+            confirm_link_days: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub default_time_zone: String,
+    pub default_locale: String,
+    pub supported_locales: Vec<String>,
+    pub currency: String,
+    pub public_base_url: String,
+    pub limits: Limits,
+    pub anti_spam: AntiSpam,
+    pub double_opt_in: DoubleOptInSettings,
+}
+
+impl Settings {
+    pub fn parse(file: &str, text: &str) -> Result<Settings, Vec<CampaignError>> {
+        let raw: RawSettings =
+            toml::from_str(text).map_err(|e| vec![toml_error(file, text, &e)])?;
+        let mut errors = Vec::new();
+        let mut error = |field: &str, span: std::ops::Range<usize>, message: String| {
+            errors.push(CampaignError {
+                file: file.into(),
+                line: Some(line_at(text, span.start)),
+                field: field.into(),
+                message,
+            })
+        };
+        if jiff::tz::TimeZone::get(raw.default_time_zone.get_ref()).is_err() {
+            error(
+                "default_time_zone",
+                raw.default_time_zone.span(),
+                "is not an IANA time zone name such as Europe/Moscow".into(),
+            );
+        }
+        if !raw
+            .supported_locales
+            .get_ref()
+            .contains(raw.default_locale.get_ref())
+        {
+            error(
+                "default_locale",
+                raw.default_locale.span(),
+                "must be one of supported_locales".into(),
+            );
+        }
+        if raw
+            .supported_locales
+            .get_ref()
+            .iter()
+            .any(|l| !is_locale_tag(l))
+        {
+            error(
+                "supported_locales",
+                raw.supported_locales.span(),
+                "each entry must be a language tag such as ru or en-GB".into(),
+            );
+        }
+        let currency = raw.currency.get_ref();
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+            error(
+                "currency",
+                raw.currency.span(),
+                "must be an ISO 4217 code such as RUB".into(),
+            );
+        }
+        if url::Url::parse(raw.public_base_url.get_ref()).is_err() {
+            error(
+                "public_base_url",
+                raw.public_base_url.span(),
+                "must be an absolute URL".into(),
+            );
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Settings {
+            default_time_zone: raw.default_time_zone.into_inner(),
+            default_locale: raw.default_locale.into_inner(),
+            supported_locales: raw.supported_locales.into_inner(),
+            currency: raw.currency.into_inner(),
+            public_base_url: raw
+                .public_base_url
+                .into_inner()
+                .trim_end_matches('/')
+                .to_string(),
+            limits: raw.limits,
+            anti_spam: raw.anti_spam,
+            double_opt_in: raw.double_opt_in,
+        })
+    }
+
+    /// The supported locale that best matches a browser's tag (`ru-RU` → `ru`), else the default.
+    pub fn pick_locale(&self, requested: Option<&str>) -> String {
+        let Some(requested) = requested.map(str::trim).filter(|r| is_locale_tag(r)) else {
+            return self.default_locale.clone();
+        };
+        let requested = requested.to_ascii_lowercase();
+        let language = requested.split(['-', '_']).next().unwrap_or("");
+        self.supported_locales
+            .iter()
+            .find(|l| l.to_ascii_lowercase() == requested)
+            .or_else(|| {
+                self.supported_locales
+                    .iter()
+                    .find(|l| l.to_ascii_lowercase() == language)
+            })
+            .cloned()
+            .unwrap_or_else(|| self.default_locale.clone())
+    }
+
+    /// A valid IANA zone from the browser, else the default.
+    pub fn pick_time_zone(&self, requested: Option<&str>) -> String {
+        requested
+            .map(str::trim)
+            .filter(|name| {
+                !name.is_empty() && name.len() <= 64 && jiff::tz::TimeZone::get(name).is_ok()
+            })
+            .map(str::to_string)
+            .unwrap_or_else(|| self.default_time_zone.clone())
+    }
+}
+
+fn is_locale_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 35
+        && tag.split(['-', '_']).all(|part| {
+            !part.is_empty() && part.len() <= 8 && part.chars().all(|c| c.is_ascii_alphanumeric())
+        })
+}

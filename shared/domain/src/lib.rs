@@ -1,0 +1,10 @@
+//! Voronka's domain: the model, the marketer-editable campaign files, signing, the ports adapters
+//! implement, and the repositories that express every access pattern once over those ports.
+//! Nothing here depends on AWS.
+
+pub mod campaigns;
+pub mod errors;
+pub mod model;
+pub mod ports;
+pub mod repo;
+pub mod signing;

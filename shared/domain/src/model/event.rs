@@ -1,0 +1,115 @@
+//! Behaviour and outcome events.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Event types a browser may send without a signature: behaviour, never money or outcomes.
+pub const BROWSER_EVENT_TYPES: [&str; 6] = [
+    "page_view",
+    "product_view",
+    "category_view",
+    "add_to_cart",
+    "remove_from_cart",
+    "checkout_started",
+];
+
+/// Event types only the shop back end (signed) or Voronka itself may produce.
+pub const SERVER_EVENT_TYPES: [&str; 12] = [
+    "purchase",
+    "form_submitted",
+    "lead_created",
+    "optin_confirmed",
+    "bot_completed",
+    "email_sent",
+    "email_delivered",
+    "email_opened",
+    "email_clicked",
+    "email_bounced",
+    "email_complained",
+    "unsubscribed",
+];
+
+/// Who may send an event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventTrust {
+    /// Behaviour a browser may report unsigned.
+    Browser,
+    /// Revenue, outcomes and custom types: only with the shop back end's signature.
+    Server,
+}
+
+pub fn event_trust(event_type: &str) -> EventTrust {
+    if BROWSER_EVENT_TYPES.contains(&event_type) {
+        EventTrust::Browser
+    } else {
+        EventTrust::Server
+    }
+}
+
+/// Valid type names: the known ones, or a custom `snake_case` name of at most 64 characters.
+pub fn is_valid_event_type(event_type: &str) -> bool {
+    let mut chars = event_type.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && event_type.len() <= 64
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+}
+
+/// Valid client-supplied ids: 1 to 128 of `A-Z a-z 0-9 - _ . :`.
+pub fn is_valid_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// Who an event is about: at least one of these.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<String>,
+}
+
+impl ContactRef {
+    pub fn is_empty(&self) -> bool {
+        self.contact_id.is_none() && self.email.is_none() && self.anonymous_id.is_none()
+    }
+}
+
+/// An event as it travels on the `events` queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Client-supplied (or derived, for Voronka's own events): the idempotency key.
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub contact: ContactRef,
+    pub occurred_at: Timestamp,
+    pub received_at: Timestamp,
+    #[serde(default)]
+    pub properties: Map<String, Value>,
+    /// Whether a signed back end or Voronka itself vouches for it.
+    pub trusted: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_event_types() {
+        assert_eq!(event_trust("page_view"), EventTrust::Browser);
+        assert_eq!(event_trust("purchase"), EventTrust::Server);
+        assert_eq!(event_trust("webinar_attended"), EventTrust::Server);
+        assert!(is_valid_event_type("webinar_attended"));
+        assert!(!is_valid_event_type("Webinar"));
+        assert!(!is_valid_event_type("9lives"));
+        assert!(is_valid_client_id("evt-2026-11-22:0001"));
+        assert!(!is_valid_client_id("evt 1"));
+    }
+}

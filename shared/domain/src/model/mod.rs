@@ -1,0 +1,15 @@
+//! The domain model.
+
+pub mod attribution;
+pub mod consent;
+pub mod contact;
+pub mod email;
+pub mod event;
+pub mod phone;
+
+pub use attribution::Touch;
+pub use consent::{Channel, Consent, ConsentReceipt, ConsentStatus, DoubleOptIn};
+pub use contact::{Contact, LifecycleStage, OrderSummary};
+pub use email::{EmailAddress, EmailError};
+pub use event::{ContactRef, Event, EventTrust};
+pub use phone::{PhoneError, PhoneNumber};

@@ -1,0 +1,15 @@
+//! Ports: the small traits adapters implement. The domain speaks only to these.
+
+pub mod clock;
+pub mod queue;
+pub mod store;
+
+pub use clock::{Clock, IdGenerator, RandomIds, SeededIds, SimulatedClock, SystemClock};
+pub use queue::{
+    MAX_DELAY, MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage,
+    SendOutcome, send_all,
+};
+pub use store::{
+    Condition, Cursor, Index, Item, Key, Page, Query, SortKeyRange, Store, StoreError, TransactOp,
+    UpdateAction,
+};

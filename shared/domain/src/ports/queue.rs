@@ -1,0 +1,114 @@
+//! The queue port, shaped like SQS: batches of at most ten with an optional delay; receive with a
+//! visibility timeout, delete by receipt, and a dead-letter queue after too many receives.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// Most messages one `send_batch` call may carry (SQS's limit).
+pub const MAX_SEND_BATCH: usize = 10;
+/// Longest delay SQS allows on a message.
+pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+
+/// The queues of the suite. Adapters map each name to a real queue (an SQS URL, a table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueueName {
+    /// Behaviour and outcome events, consumed by the trigger evaluator.
+    Events,
+    /// Send requests, consumed by the sender.
+    Sends,
+}
+
+impl QueueName {
+    pub const ALL: [QueueName; 2] = [QueueName::Events, QueueName::Sends];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueName::Events => "events",
+            QueueName::Sends => "sends",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// Unique within one batch; results refer to it.
+    pub id: String,
+    pub body: String,
+    pub delay: Option<Duration>,
+}
+
+impl OutgoingMessage {
+    pub fn new(id: impl Into<String>, body: impl Into<String>) -> Self {
+        OutgoingMessage {
+            id: id.into(),
+            body: body.into(),
+            delay: None,
+        }
+    }
+}
+
+/// The outcome of one message of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendOutcome {
+    pub id: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub message_id: String,
+    /// Needed to delete the message; valid until its visibility timeout ends.
+    pub receipt: String,
+    pub body: String,
+    /// How many times the message has been received, this time included.
+    pub receive_count: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("invalid request to the queue: {0}")]
+    Invalid(String),
+    #[error("queue backend error: {0}")]
+    Backend(String),
+}
+
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Sends at most `MAX_SEND_BATCH` messages; each gets its own outcome, so one failure does
+    /// not fail its neighbours. An error means the whole call failed and nothing can be assumed sent.
+    async fn send_batch(
+        &self,
+        queue: QueueName,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<SendOutcome>, QueueError>;
+
+    /// Receives up to `max` visible messages and hides them for `visibility`.
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError>;
+
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError>;
+
+    /// Messages waiting in the queue's dead-letter queue (approximate on SQS).
+    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError>;
+}
+
+/// Sends any number of messages in batches of `MAX_SEND_BATCH`, returning every outcome.
+pub async fn send_all(
+    queue: &dyn Queue,
+    name: QueueName,
+    messages: Vec<OutgoingMessage>,
+) -> Result<Vec<SendOutcome>, QueueError> {
+    let mut outcomes = Vec::with_capacity(messages.len());
+    let mut rest = messages;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(MAX_SEND_BATCH));
+        outcomes.extend(queue.send_batch(name, rest).await?);
+        rest = tail;
+    }
+    Ok(outcomes)
+}

@@ -1,0 +1,310 @@
+//! Contacts, their email identity and anonymous ids.
+//!
+//! Items:
+//! - `CONTACT#<id>` / `PROFILE`: the contact, also in `gsi1` under `CONTACTS#<shard>` by creation time;
+//! - `EMAIL#<sha256 of identity key>` / `IDENTITY`: which contact owns an address (unique);
+//! - `ANON#<anonymous id>` / `IDENTITY`: which contact an anonymous id belongs to.
+//!
+//! Creating a contact puts its email identity and profile in one transaction, both conditional on
+//! not existing, so concurrent submissions of one address make exactly one contact; the losers
+//! retry as updates. Updates are optimistic: they check and bump `version`.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use crate::model::{Contact, EmailAddress};
+use crate::ports::store::{GSI1_PK, GSI1_SK, PK, SK};
+use crate::ports::{Condition, Cursor, Index, Item, Key, Query, Store, StoreError, TransactOp};
+
+/// Contacts are spread over this many index partitions so no single one runs hot.
+pub const LISTING_SHARDS: u32 = 16;
+/// Attempts before a write that keeps losing races gives up.
+const MAX_ATTEMPTS: u32 = 60;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("gave up after {0} attempts: other writers kept changing the same contact")]
+    Contention(u32),
+    #[error("a stored item could not be read: {0}")]
+    Corrupt(String),
+    #[error("not found")]
+    NotFound,
+}
+
+impl RepoError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RepoError::Store(e) => e.is_retryable(),
+            RepoError::Contention(_) => true,
+            RepoError::Corrupt(_) | RepoError::NotFound => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsertOutcome {
+    Created,
+    Updated,
+}
+
+pub struct ContactRepository<'a> {
+    store: &'a dyn Store,
+}
+
+pub fn contact_key(id: &str) -> Key {
+    Key::new(format!("CONTACT#{id}"), "PROFILE")
+}
+
+fn email_key(email: &EmailAddress) -> Key {
+    Key::new(format!("EMAIL#{}", email.identity_digest()), "IDENTITY")
+}
+
+fn anonymous_key(anonymous_id: &str) -> Key {
+    Key::new(format!("ANON#{anonymous_id}"), "IDENTITY")
+}
+
+fn shard_of(id: &str) -> u32 {
+    // FNV-1a: stable across builds and platforms, unlike the std hasher.
+    let mut hash: u32 = 0x811c9dc5;
+    for byte in id.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x01000193);
+    }
+    hash % LISTING_SHARDS
+}
+
+fn listing_partition(shard: u32) -> String {
+    format!("CONTACTS#{shard:02}")
+}
+
+fn to_item(contact: &Contact) -> Item {
+    let value = serde_json::to_value(contact).expect("contacts serialise");
+    Item::new(&contact_key(&contact.id), value).with_gsi1(
+        listing_partition(shard_of(&contact.id)),
+        format!("{}#{}", contact.created_at, contact.id),
+    )
+}
+
+fn from_item(item: Item) -> Result<Contact, RepoError> {
+    let mut map = item.0;
+    for name in [PK, SK, GSI1_PK, GSI1_SK] {
+        map.remove(name);
+    }
+    serde_json::from_value(Value::Object(map))
+        .map_err(|e| RepoError::Corrupt(format!("contact: {e}")))
+}
+
+/// Short, growing pauses with jitter between attempts that lost a race.
+async fn back_off(attempt: u32) {
+    let base = 2u64.saturating_pow(attempt.min(6));
+    let jitter = rand::random::<u64>() % (base + 1);
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
+
+impl<'a> ContactRepository<'a> {
+    pub fn new(store: &'a dyn Store) -> Self {
+        ContactRepository { store }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Contact>, RepoError> {
+        self.store
+            .get(&contact_key(id))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    pub async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<Contact>, RepoError> {
+        let Some(identity) = self.store.get(&email_key(email)).await? else {
+            return Ok(None);
+        };
+        let id = identity
+            .get_str("contact_id")
+            .ok_or_else(|| RepoError::Corrupt("email identity without contact_id".into()))?;
+        self.get(id).await
+    }
+
+    pub async fn find_by_anonymous_id(
+        &self,
+        anonymous_id: &str,
+    ) -> Result<Option<Contact>, RepoError> {
+        let Some(identity) = self.store.get(&anonymous_key(anonymous_id)).await? else {
+            return Ok(None);
+        };
+        match identity.get_str("contact_id") {
+            Some(id) => self.get(id).await,
+            None => Err(RepoError::Corrupt(
+                "anonymous identity without contact_id".into(),
+            )),
+        }
+    }
+
+    /// Finds the contact that owns `email` and applies `change`, or creates one with `new_contact`
+    /// and then applies `change`. Safe under any number of concurrent callers for one address.
+    pub async fn upsert_by_email(
+        &self,
+        email: &EmailAddress,
+        now: Timestamp,
+        new_contact: impl Fn() -> Contact,
+        change: impl Fn(&mut Contact),
+    ) -> Result<(Contact, UpsertOutcome), RepoError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                back_off(attempt).await;
+            }
+            let existing = match self.store.get(&email_key(email)).await? {
+                Some(identity) => {
+                    let id = identity
+                        .get_str("contact_id")
+                        .ok_or_else(|| {
+                            RepoError::Corrupt("email identity without contact_id".into())
+                        })?
+                        .to_string();
+                    match self.get(&id).await? {
+                        Some(contact) => Some(contact),
+                        // The identity was written but the profile is not visible yet: try again.
+                        None => continue,
+                    }
+                }
+                None => None,
+            };
+            let result = match existing {
+                Some(mut contact) => {
+                    let before = contact.anonymous_ids.clone();
+                    let expected_version = contact.version;
+                    change(&mut contact);
+                    contact.version = expected_version + 1;
+                    contact.updated_at = now;
+                    let mut ops = vec![TransactOp::Put {
+                        item: to_item(&contact),
+                        condition: Some(Condition::equals("version", expected_version)),
+                    }];
+                    ops.extend(new_anonymous_identities(&contact, &before));
+                    self.store
+                        .transact(ops)
+                        .await
+                        .map(|()| (contact, UpsertOutcome::Updated))
+                }
+                None => {
+                    let mut contact = new_contact();
+                    contact.email = Some(email.clone());
+                    change(&mut contact);
+                    contact.version = 1;
+                    contact.updated_at = now;
+                    let identity = Item::new(
+                        &email_key(email),
+                        serde_json::json!({ "contact_id": contact.id }),
+                    );
+                    let mut ops = vec![
+                        TransactOp::Put {
+                            item: identity,
+                            condition: Some(Condition::NotExists),
+                        },
+                        TransactOp::Put {
+                            item: to_item(&contact),
+                            condition: Some(Condition::NotExists),
+                        },
+                    ];
+                    ops.extend(new_anonymous_identities(&contact, &[]));
+                    self.store
+                        .transact(ops)
+                        .await
+                        .map(|()| (contact, UpsertOutcome::Created))
+                }
+            };
+            match result {
+                Ok(done) => return Ok(done),
+                Err(
+                    StoreError::TransactionCancelled { .. }
+                    | StoreError::ConditionFailed
+                    | StoreError::Throttled(_),
+                ) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(RepoError::Contention(MAX_ATTEMPTS))
+    }
+
+    /// Applies `change` to an existing contact with an optimistic version check, retrying on races.
+    /// `change` returns false when there is nothing to write.
+    pub async fn update(
+        &self,
+        id: &str,
+        now: Timestamp,
+        change: impl Fn(&mut Contact) -> bool,
+    ) -> Result<Contact, RepoError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                back_off(attempt).await;
+            }
+            let Some(mut contact) = self.get(id).await? else {
+                return Err(RepoError::NotFound);
+            };
+            let before = contact.anonymous_ids.clone();
+            let expected_version = contact.version;
+            if !change(&mut contact) {
+                return Ok(contact);
+            }
+            contact.version = expected_version + 1;
+            contact.updated_at = now;
+            let mut ops = vec![TransactOp::Put {
+                item: to_item(&contact),
+                condition: Some(Condition::equals("version", expected_version)),
+            }];
+            ops.extend(new_anonymous_identities(&contact, &before));
+            match self.store.transact(ops).await {
+                Ok(()) => return Ok(contact),
+                Err(
+                    StoreError::TransactionCancelled { .. }
+                    | StoreError::ConditionFailed
+                    | StoreError::Throttled(_),
+                ) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(RepoError::Contention(MAX_ATTEMPTS))
+    }
+
+    /// Every contact, oldest first within each shard, a page at a time per shard.
+    /// For exports: reads each listing partition of the index, never the whole table.
+    pub async fn list_all(&self) -> Result<Vec<Contact>, RepoError> {
+        let mut contacts = Vec::new();
+        for shard in 0..LISTING_SHARDS {
+            let mut start_after: Option<Cursor> = None;
+            loop {
+                let mut query = Query::partition(Index::Gsi1, listing_partition(shard)).limit(500);
+                query.start_after = start_after.take();
+                let page = self.store.query(query).await?;
+                for item in page.items {
+                    contacts.push(from_item(item)?);
+                }
+                match page.next {
+                    Some(cursor) => start_after = Some(cursor),
+                    None => break,
+                }
+            }
+        }
+        contacts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(contacts)
+    }
+}
+
+/// Identity items for anonymous ids the contact did not have before this write.
+fn new_anonymous_identities(contact: &Contact, before: &[String]) -> Vec<TransactOp> {
+    contact
+        .anonymous_ids
+        .iter()
+        .filter(|id| !before.contains(id))
+        .map(|anonymous_id| TransactOp::Put {
+            item: Item::new(
+                &anonymous_key(anonymous_id),
+                serde_json::json!({ "contact_id": contact.id }),
+            ),
+            condition: None,
+        })
+        .collect()
+}

@@ -1,0 +1,69 @@
+//! Receipts of client events by `event_id`, so a retried batch enqueues each event once.
+//!
+//! A receipt is `pending` from the moment it is claimed until the event is on the queue, then
+//! `queued`. A crash in between leaves it `pending`, and the client's retry sends it again: the
+//! queue may then carry it twice, which its consumer absorbs by `event_id`. The receipt never
+//! claims an event is queued when it is not.
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+
+use crate::ports::{Condition, Item, Key, Store, StoreError, UpdateAction};
+
+/// How long an event id is remembered; a client retrying later than this is not expected.
+pub const RECEIPT_RETENTION: SignedDuration = SignedDuration::from_hours(24 * 30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventClaim {
+    /// First sight of this id: enqueue it.
+    New,
+    /// Seen before but never confirmed queued: enqueue it again.
+    Unconfirmed,
+    /// Already on the queue.
+    Duplicate,
+}
+
+pub struct EventReceipts<'a> {
+    store: &'a dyn Store,
+}
+
+fn receipt_key(event_id: &str) -> Key {
+    Key::new(format!("EVENT#{event_id}"), "RECEIPT")
+}
+
+impl<'a> EventReceipts<'a> {
+    pub fn new(store: &'a dyn Store) -> Self {
+        EventReceipts { store }
+    }
+
+    pub async fn claim(&self, event_id: &str, now: Timestamp) -> Result<EventClaim, StoreError> {
+        let expires = (now + RECEIPT_RETENTION).as_second();
+        let item = Item::new(
+            &receipt_key(event_id),
+            json!({ "state": "pending", "received_at": now.to_string() }),
+        )
+        .with_ttl(expires);
+        match self.store.put(item, Some(Condition::NotExists)).await {
+            Ok(()) => Ok(EventClaim::New),
+            Err(StoreError::ConditionFailed) => match self.store.get(&receipt_key(event_id)).await?
+            {
+                Some(existing) if existing.get_str("state") == Some("queued") => {
+                    Ok(EventClaim::Duplicate)
+                }
+                _ => Ok(EventClaim::Unconfirmed),
+            },
+            Err(other) => Err(other),
+        }
+    }
+
+    pub async fn mark_queued(&self, event_id: &str) -> Result<(), StoreError> {
+        self.store
+            .update(
+                &receipt_key(event_id),
+                vec![UpdateAction::set("state", "queued")],
+                Some(Condition::Exists),
+            )
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,110 @@
+//! Embedded adapters: the store and the queues in one SQLite file, durable across restarts and
+//! safe under concurrent use in one process (and, through SQLite's locking, across processes).
+//! They implement the same ports with the same semantics as the AWS adapters; the contract suite
+//! in `voronka-contract` holds both to that.
+
+mod queue;
+mod semantics;
+mod store;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use voronka_domain::ports::Clock;
+
+pub use queue::EmbeddedQueue;
+pub use store::EmbeddedStore;
+
+/// How often a message may be received before it moves to its dead-letter queue (as the
+/// SAM template's redrive policy sets for SQS).
+pub const DEFAULT_MAX_RECEIVES: u32 = 5;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS items (
+    pk TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    gsi1pk TEXT,
+    gsi1sk TEXT,
+    ttl INTEGER,
+    body TEXT NOT NULL,
+    PRIMARY KEY (pk, sk)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_gsi1 ON items (gsi1pk, gsi1sk, pk, sk) WHERE gsi1pk IS NOT NULL AND gsi1sk IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_ttl ON items (ttl) WHERE ttl IS NOT NULL;
+CREATE TABLE IF NOT EXISTS queue_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    visible_at INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_visible ON queue_messages (queue, visible_at, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS queue_receipt ON queue_messages (receipt) WHERE receipt IS NOT NULL;
+";
+
+/// The embedded store and queues over one database file.
+pub struct Embedded {
+    pub store: Arc<EmbeddedStore>,
+    pub queue: Arc<EmbeddedQueue>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the embedded database {path}: {source}")]
+pub struct OpenError {
+    path: String,
+    source: rusqlite::Error,
+}
+
+impl Embedded {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Embedded, OpenError> {
+        let wrap = |source| OpenError {
+            path: path.display().to_string(),
+            source,
+        };
+        let connection = Connection::open(path).map_err(wrap)?;
+        // WAL lets readers in other processes (an export) run beside the server; FULL makes every
+        // acknowledged write survive a power cut, not only a crash.
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
+            .map_err(wrap)?;
+        connection.execute_batch(SCHEMA).map_err(wrap)?;
+        let connection = Arc::new(Mutex::new(connection));
+        Ok(Embedded {
+            store: Arc::new(EmbeddedStore::new(connection.clone(), clock.clone())),
+            queue: Arc::new(EmbeddedQueue::new(connection, clock, DEFAULT_MAX_RECEIVES)),
+        })
+    }
+
+    /// A private database in memory: for tests and throwaway runs.
+    pub fn in_memory(clock: Arc<dyn Clock>) -> Embedded {
+        let connection = Connection::open_in_memory().expect("SQLite opens in memory");
+        connection.execute_batch(SCHEMA).expect("schema applies");
+        let connection = Arc::new(Mutex::new(connection));
+        Embedded {
+            store: Arc::new(EmbeddedStore::new(connection.clone(), clock.clone())),
+            queue: Arc::new(EmbeddedQueue::new(connection, clock, DEFAULT_MAX_RECEIVES)),
+        }
+    }
+}
+
+/// Runs blocking SQLite work off the async executor.
+async fn blocking<T: Send + 'static>(
+    connection: &Arc<Mutex<Connection>>,
+    work: impl FnOnce(&mut Connection) -> T + Send + 'static,
+) -> T {
+    let connection = connection.clone();
+    tokio::task::spawn_blocking(move || {
+        // A panic while holding the lock poisons it; the connection itself is still consistent
+        // because every write runs in a transaction that rolled back.
+        let mut guard = connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        work(&mut guard)
+    })
+    .await
+    .expect("embedded storage task panicked")
+}

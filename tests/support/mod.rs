@@ -1,0 +1,4 @@
+//! Helpers shared by the workspace-level tests.
+#![allow(dead_code)]
+
+pub mod moto;
