@@ -16,27 +16,14 @@ async fn moto() -> Harness {
     let suffix = format!("{}-{}", std::process::id(), rand_suffix());
     let table = format!("voronka-{suffix}");
     support::moto::create_table(&config, &table).await;
-    let (events, events_dlq) =
-        support::moto::create_queue(&config, &format!("events-{suffix}"), MAX_RECEIVES).await;
-    let (sends, sends_dlq) =
-        support::moto::create_queue(&config, &format!("sends-{suffix}"), MAX_RECEIVES).await;
+    let (events, events_dlq) = support::moto::create_queue(&config, &format!("events-{suffix}"), MAX_RECEIVES).await;
+    let (sends, sends_dlq) = support::moto::create_queue(&config, &format!("sends-{suffix}"), MAX_RECEIVES).await;
     let clock = Arc::new(SystemClock);
     let store = Arc::new(DynamoStore::new(&config, table, clock.clone()));
-    let urls = QueueUrls {
-        events,
-        events_dlq: Some(events_dlq),
-        sends,
-        sends_dlq: Some(sends_dlq),
-    };
+    let urls = QueueUrls { events, events_dlq: Some(events_dlq), sends, sends_dlq: Some(sends_dlq) };
     let queue = Arc::new(SqsQueue::new(&config, urls));
     let wait: Wait = Arc::new(|duration| Box::pin(tokio::time::sleep(duration)));
-    Harness {
-        store,
-        queue,
-        clock,
-        wait,
-        max_receives: MAX_RECEIVES,
-    }
+    Harness { store, queue, clock, wait, max_receives: MAX_RECEIVES }
 }
 
 fn rand_suffix() -> String {
@@ -55,10 +42,7 @@ async fn the_adapters_count_their_calls() {
     let table = format!("voronka-calls-{}", std::process::id());
     support::moto::create_table(&config, &table).await;
     let store = DynamoStore::new(&config, table, Arc::new(SystemClock));
-    store
-        .put(Item::new(&Key::new("A", "B"), serde_json::json!({})), None)
-        .await
-        .unwrap();
+    store.put(Item::new(&Key::new("A", "B"), serde_json::json!({})), None).await.unwrap();
     store.get(&Key::new("A", "B")).await.unwrap();
     let calls = store.calls().snapshot();
     assert_eq!(calls.get("dynamodb.PutItem"), Some(&1));

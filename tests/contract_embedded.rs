@@ -15,13 +15,7 @@ async fn embedded() -> Harness {
         advancing.advance(SignedDuration::try_from(duration).expect("short duration"));
         Box::pin(async {})
     });
-    Harness {
-        store: embedded.store,
-        queue: embedded.queue,
-        clock,
-        wait,
-        max_receives: DEFAULT_MAX_RECEIVES,
-    }
+    Harness { store: embedded.store, queue: embedded.queue, clock, wait, max_receives: DEFAULT_MAX_RECEIVES }
 }
 
 voronka_contract::contract_tests!(embedded);
@@ -38,33 +32,12 @@ async fn embedded_data_survives_a_restart() {
     let clock = Arc::new(voronka_domain::ports::SystemClock);
     {
         let embedded = Embedded::open(&path, clock.clone()).unwrap();
-        embedded
-            .store
-            .put(Item::new(&Key::new("P", "S"), json!({"kept": true})), None)
-            .await
-            .unwrap();
-        embedded
-            .queue
-            .send_batch(QueueName::Events, vec![OutgoingMessage::new("1", "queued")])
-            .await
-            .unwrap();
+        embedded.store.put(Item::new(&Key::new("P", "S"), json!({"kept": true})), None).await.unwrap();
+        embedded.queue.send_batch(QueueName::Events, vec![OutgoingMessage::new("1", "queued")]).await.unwrap();
     }
     let reopened = Embedded::open(&path, clock).unwrap();
-    assert_eq!(
-        reopened
-            .store
-            .get(&Key::new("P", "S"))
-            .await
-            .unwrap()
-            .unwrap()
-            .get("kept"),
-        Some(&json!(true))
-    );
-    let messages = reopened
-        .queue
-        .receive(QueueName::Events, 10, std::time::Duration::from_secs(30))
-        .await
-        .unwrap();
+    assert_eq!(reopened.store.get(&Key::new("P", "S")).await.unwrap().unwrap().get("kept"), Some(&json!(true)));
+    let messages = reopened.queue.receive(QueueName::Events, 10, std::time::Duration::from_secs(30)).await.unwrap();
     assert_eq!(messages.len(), 1);
     std::fs::remove_dir_all(&dir).ok();
 }

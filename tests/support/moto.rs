@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -96,9 +96,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "moto",
-        ))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "moto"))
         .load()
         .await
 }
@@ -107,19 +105,9 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 pub async fn create_table(config: &aws_config::SdkConfig, name: &str) {
     let client = aws_sdk_dynamodb::Client::new(config);
     let attribute = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
+        AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap()
     };
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
+    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
     client
         .create_table()
         .table_name(name)
@@ -135,11 +123,7 @@ pub async fn create_table(config: &aws_config::SdkConfig, name: &str) {
                 .index_name("gsi1")
                 .key_schema(key("gsi1pk", KeyType::Hash))
                 .key_schema(key("gsi1sk", KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
                 .build()
                 .unwrap(),
         )
@@ -149,18 +133,9 @@ pub async fn create_table(config: &aws_config::SdkConfig, name: &str) {
 }
 
 /// Creates a queue with a dead-letter queue after `max_receives`; returns (url, dlq url).
-pub async fn create_queue(
-    config: &aws_config::SdkConfig,
-    name: &str,
-    max_receives: u32,
-) -> (String, String) {
+pub async fn create_queue(config: &aws_config::SdkConfig, name: &str, max_receives: u32) -> (String, String) {
     let client = aws_sdk_sqs::Client::new(config);
-    let dlq = client
-        .create_queue()
-        .queue_name(format!("{name}-dlq"))
-        .send()
-        .await
-        .expect("create a DLQ in moto");
+    let dlq = client.create_queue().queue_name(format!("{name}-dlq")).send().await.expect("create a DLQ in moto");
     let dlq_url = dlq.queue_url().unwrap().to_string();
     let dlq_arn = client
         .get_queue_attributes()
@@ -172,8 +147,7 @@ pub async fn create_queue(
         .attributes()
         .unwrap()[&QueueAttributeName::QueueArn]
         .clone();
-    let redrive =
-        format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}"#);
+    let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}"#);
     let queue = client
         .create_queue()
         .queue_name(name)

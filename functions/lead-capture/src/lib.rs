@@ -1,1 +1,87 @@
+//! lead-capture: web-form submissions, behaviour events and double opt-in confirmation.
+//!
+//! The handlers are plain axum handlers over the domain's ports. `main.rs` runs this router on
+//! Lambda (through `lambda_http`) with the AWS adapters; the local stack serves the same router on
+//! localhost with the embedded adapters. Nothing here knows which.
 
+mod confirm;
+mod events;
+mod http_util;
+pub mod lambda;
+pub mod pages;
+mod submissions;
+pub mod telemetry;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use voronka_domain::campaigns::Campaigns;
+use voronka_domain::ports::{Clock, IdGenerator, Queue, Store};
+use voronka_domain::signing::{Secrets, TokenSigner};
+
+pub use http_util::ApiError;
+
+/// The address of the client that sent a request, put into the request's extensions by whatever
+/// carried it (the Lambda request context, or the local server's socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// Everything the handlers need: the ports, the campaign content and the secrets.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGenerator>,
+    pub campaigns: Arc<Campaigns>,
+    pub secrets: Arc<Secrets>,
+    /// Where links in email point: the public URL of this API, without a trailing slash.
+    pub public_base_url: String,
+}
+
+impl AppState {
+    pub(crate) fn signer(&self) -> TokenSigner {
+        self.secrets.token_signer()
+    }
+
+    /// Pages served from the API's own host are always allowed, besides a form's allow-list.
+    pub(crate) fn is_own_origin(&self, origin: &str) -> bool {
+        self.public_base_url
+            .split('/')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("/")
+            .eq_ignore_ascii_case(origin.trim_end_matches('/'))
+    }
+
+    /// A thank-you URL as configured, with a path resolved against the API's own host.
+    pub(crate) fn absolute_url(&self, url: &str) -> String {
+        if url.starts_with('/') { format!("{}{url}", self.public_base_url) } else { url.to_string() }
+    }
+}
+
+/// The routes lead-capture serves.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/forms/{form_id}/submissions", post(submissions::submit).options(submissions::preflight))
+        .route("/v1/forms/{form_id}", get(submissions::describe))
+        .route("/v1/events", post(events::ingest).options(events::preflight))
+        .route("/v1/confirm", get(confirm::confirm))
+        .fallback(http_util::not_found)
+        .method_not_allowed_fallback(http_util::method_not_allowed)
+        .with_state(state)
+}
+
+/// The render-token purpose: a page's signed "rendered at" time for the minimum fill time.
+pub const RENDER_TOKEN_PURPOSE: &str = "render";
+/// The confirmation-link purpose.
+pub const CONFIRM_TOKEN_PURPOSE: &str = "confirm";
+
+/// A signed render timestamp for `form_id`, as the demo page and embed snippets add to a form.
+pub fn render_token(state: &AppState, form_id: &str) -> String {
+    let now = state.clock.now();
+    let hours = i64::from(state.campaigns.settings.anti_spam.render_token_hours);
+    state.signer().sign(RENDER_TOKEN_PURPOSE, form_id, now, now + jiff::SignedDuration::from_hours(hours))
+}

@@ -1,1 +1,139 @@
-fn main() {}
+//! `voronka`: the one-machine stack and the command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use voronka_domain::ports::SystemClock;
+use voronka_local::demo::{self, DemoOptions};
+use voronka_local::stack::{Stack, StackOptions, load_campaigns};
+use voronka_local::{export, serve};
+
+#[derive(Parser)]
+#[command(name = "voronka", version, about = "Voronka marketing automation: the whole suite on one machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API and the demo shop page on localhost, storing data in a folder.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080", env = "VORONKA_ADDR")]
+        addr: SocketAddr,
+        #[arg(long, default_value = "voronka-data", env = "VORONKA_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Read campaign files from this folder instead of the bundled ones.
+        #[arg(long, env = "VORONKA_CAMPAIGNS_DIR")]
+        campaigns: Option<PathBuf>,
+        /// The URL links in email point to (default: http://ADDR).
+        #[arg(long, env = "PUBLIC_BASE_URL")]
+        public_url: Option<String>,
+    },
+    /// Run a seeded simulation of a shop's visitors through the real handlers and print a report.
+    Demo {
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 2000)]
+        visitors: usize,
+        #[arg(long, default_value_t = 14)]
+        days: u32,
+        /// Keep the demo's data in this folder (default: in memory, gone when the demo ends).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every campaign file; problems are listed with file, line and field.
+    Validate {
+        /// The campaigns folder (default: the one in this repository).
+        #[arg(long)]
+        campaigns: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print stored data as JSON lines.
+    Export {
+        what: ExportKind,
+        #[arg(long, default_value = "voronka-data", env = "VORONKA_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportKind {
+    Contacts,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { addr, data_dir, campaigns, public_url } => {
+            lead_capture::telemetry::init_json_logging(std::io::stderr);
+            let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
+            let stack = Stack::open(StackOptions {
+                data_dir: Some(data_dir),
+                campaigns_dir: campaigns,
+                public_base_url: Some(public_url),
+                clock: Arc::new(SystemClock),
+                ids: Stack::default_ids(),
+            })?;
+            serve::run(stack.state.clone(), addr).await
+        }
+        Command::Demo { seed, visitors, days, data_dir, json } => {
+            let show_progress = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let report = demo::run(DemoOptions { seed, visitors, days, data_dir, show_progress }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                report.print();
+            }
+            Ok(())
+        }
+        Command::Validate { campaigns, json } => {
+            let folder = campaigns.unwrap_or_else(voronka_campaigns::source_dir);
+            match load_campaigns(Some(&folder)) {
+                Ok(loaded) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"valid": true, "forms": loaded.forms.keys().collect::<Vec<_>>()})
+                        );
+                    } else {
+                        println!("{}: settings and {} forms are valid", folder.display(), loaded.forms.len());
+                    }
+                    Ok(())
+                }
+                Err(error) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"valid": false, "errors": error.to_string().lines().collect::<Vec<_>>()})
+                        );
+                    }
+                    Err(error)
+                }
+            }
+        }
+        Command::Export { what: ExportKind::Contacts, data_dir } => {
+            if !data_dir.join(voronka_local::stack::DATABASE_FILE).exists() {
+                anyhow::bail!("no Voronka data in {} (start `voronka serve` or pass --data-dir)", data_dir.display());
+            }
+            let stack = Stack::open(StackOptions {
+                data_dir: Some(data_dir),
+                campaigns_dir: None,
+                public_base_url: None,
+                clock: Arc::new(SystemClock),
+                ids: Stack::default_ids(),
+            })?;
+            let stdout = std::io::stdout();
+            export::contacts(&stack, &mut stdout.lock()).await?;
+            Ok(())
+        }
+    }
+}

@@ -9,14 +9,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, PutRequest, TransactWriteItem, Update,
-    WriteRequest,
+    AttributeValue, ConditionCheck, Delete, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
 use serde_json::{Map, Value};
 use voronka_domain::ports::store::{GSI1_PK, GSI1_SK, MAX_BATCH_PUT, MAX_TRANSACTION_OPS, PK, SK};
 use voronka_domain::ports::{
-    Clock, Condition, Cursor, Index, Item, Key, Page, Query, SortKeyRange, Store, StoreError,
-    TransactOp, UpdateAction,
+    Clock, Condition, Cursor, Index, Item, Key, Page, Query, SortKeyRange, Store, StoreError, TransactOp, UpdateAction,
 };
 
 use crate::CallCounter;
@@ -36,17 +34,8 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
-    pub fn new(
-        config: &aws_config::SdkConfig,
-        table: impl Into<String>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        DynamoStore {
-            client: Client::new(config),
-            table: table.into(),
-            clock,
-            calls: Arc::default(),
-        }
+    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>, clock: Arc<dyn Clock>) -> Self {
+        DynamoStore { client: Client::new(config), table: table.into(), clock, calls: Arc::default() }
     }
 
     pub fn calls(&self) -> Arc<CallCounter> {
@@ -64,10 +53,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let code = error
-        .as_service_error()
-        .and_then(|e| e.code())
-        .map(str::to_string);
+    let code = error.as_service_error().and_then(|e| e.code()).map(str::to_string);
     let text = DisplayErrorContext(&error).to_string();
     match code.as_deref() {
         Some("ConditionalCheckFailedException") => StoreError::ConditionFailed,
@@ -85,13 +71,11 @@ where
 }
 
 fn to_attributes(item: &Map<String, Value>) -> Result<AttributeMap, StoreError> {
-    serde_dynamo::to_item(item)
-        .map_err(|e| StoreError::Invalid(format!("item cannot be mapped: {e}")))
+    serde_dynamo::to_item(item).map_err(|e| StoreError::Invalid(format!("item cannot be mapped: {e}")))
 }
 
 fn to_attribute(value: &Value) -> Result<AttributeValue, StoreError> {
-    serde_dynamo::to_attribute_value(value)
-        .map_err(|e| StoreError::Invalid(format!("value cannot be mapped: {e}")))
+    serde_dynamo::to_attribute_value(value).map_err(|e| StoreError::Invalid(format!("value cannot be mapped: {e}")))
 }
 
 fn from_attributes(item: AttributeMap) -> Result<Item, StoreError> {
@@ -118,23 +102,17 @@ struct Expression {
 
 impl Expression {
     fn name(&mut self, attribute: &str) -> String {
-        if let Some((placeholder, _)) = self
-            .names
-            .iter()
-            .find(|(_, name)| name.as_str() == attribute)
-        {
+        if let Some((placeholder, _)) = self.names.iter().find(|(_, name)| name.as_str() == attribute) {
             return placeholder.clone();
         }
         let placeholder = format!("#n{}", self.names.len());
-        self.names
-            .insert(placeholder.clone(), attribute.to_string());
+        self.names.insert(placeholder.clone(), attribute.to_string());
         placeholder
     }
 
     fn value(&mut self, value: &Value) -> Result<String, StoreError> {
         let placeholder = format!(":v{}", self.values.len());
-        self.values
-            .insert(placeholder.clone(), to_attribute(value)?);
+        self.values.insert(placeholder.clone(), to_attribute(value)?);
         Ok(placeholder)
     }
 
@@ -161,15 +139,9 @@ impl Expression {
                 if parts.is_empty() {
                     return Err(StoreError::Invalid("an empty And/Or condition".into()));
                 }
-                let joiner = if matches!(condition, Condition::And(_)) {
-                    " AND "
-                } else {
-                    " OR "
-                };
-                let parts = parts
-                    .iter()
-                    .map(|p| self.condition(p).map(|e| format!("({e})")))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let joiner = if matches!(condition, Condition::And(_)) { " AND " } else { " OR " };
+                let parts =
+                    parts.iter().map(|p| self.condition(p).map(|e| format!("({e})"))).collect::<Result<Vec<_>, _>>()?;
                 parts.join(joiner)
             }
         })
@@ -191,9 +163,7 @@ impl Expression {
                     let n = self.name(name);
                     let empty = self.value(&Value::Array(Vec::new()))?;
                     let v = self.value(&Value::Array(values.clone()))?;
-                    set.push(format!(
-                        "{n} = list_append(if_not_exists({n}, {empty}), {v})"
-                    ));
+                    set.push(format!("{n} = list_append(if_not_exists({n}, {empty}), {v})"));
                 }
                 UpdateAction::Add(name, value) => {
                     let (n, v) = (self.name(name), self.value(value)?);
@@ -213,9 +183,7 @@ impl Expression {
             clauses.push(format!("REMOVE {}", remove.join(", ")));
         }
         if clauses.is_empty() {
-            return Err(StoreError::Invalid(
-                "an update needs at least one action".into(),
-            ));
+            return Err(StoreError::Invalid("an update needs at least one action".into()));
         }
         Ok(clauses.join(" "))
     }
@@ -239,9 +207,7 @@ fn check_update_keys(actions: &[UpdateAction]) -> Result<(), StoreError> {
             | UpdateAction::Remove(n) => n,
         };
         if name == PK || name == SK {
-            return Err(StoreError::Invalid(format!(
-                "an update cannot change the key attribute `{name}`"
-            )));
+            return Err(StoreError::Invalid(format!("an update cannot change the key attribute `{name}`")));
         }
     }
     Ok(())
@@ -261,19 +227,12 @@ impl Store for DynamoStore {
             .await
             .map_err(map_error)?;
         let now = self.now();
-        Ok(output
-            .item
-            .map(from_attributes)
-            .transpose()?
-            .filter(|item| !item.is_expired(now)))
+        Ok(output.item.map(from_attributes).transpose()?.filter(|item| !item.is_expired(now)))
     }
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
         let mut expression = Expression::default();
-        let condition = condition
-            .as_ref()
-            .map(|c| expression.condition(c))
-            .transpose()?;
+        let condition = condition.as_ref().map(|c| expression.condition(c)).transpose()?;
         self.calls.record("dynamodb.PutItem");
         self.client
             .put_item()
@@ -297,10 +256,7 @@ impl Store for DynamoStore {
         check_update_keys(&actions)?;
         let mut expression = Expression::default();
         let update = expression.update(&actions)?;
-        let condition = condition
-            .as_ref()
-            .map(|c| expression.condition(c))
-            .transpose()?;
+        let condition = condition.as_ref().map(|c| expression.condition(c)).transpose()?;
         self.calls.record("dynamodb.UpdateItem");
         let output = self
             .client
@@ -320,10 +276,7 @@ impl Store for DynamoStore {
 
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), StoreError> {
         let mut expression = Expression::default();
-        let condition = condition
-            .as_ref()
-            .map(|c| expression.condition(c))
-            .transpose()?;
+        let condition = condition.as_ref().map(|c| expression.condition(c)).transpose()?;
         self.calls.record("dynamodb.DeleteItem");
         self.client
             .delete_item()
@@ -349,9 +302,7 @@ impl Store for DynamoStore {
         let mut key_condition = format!("{pk} = {partition}");
         let mut bound = |value: &str| {
             let sk = expression.name(sk_name);
-            expression
-                .value(&Value::String(value.to_string()))
-                .map(|v| (sk, v))
+            expression.value(&Value::String(value.to_string())).map(|v| (sk, v))
         };
         match &query.range {
             SortKeyRange::All => {}
@@ -412,8 +363,7 @@ impl Store for DynamoStore {
             };
             Cursor {
                 key: Key::new(text(PK), text(SK)),
-                index_key: (query.index == Index::Gsi1)
-                    .then(|| Key::new(text(GSI1_PK), text(GSI1_SK))),
+                index_key: (query.index == Index::Gsi1).then(|| Key::new(text(GSI1_PK), text(GSI1_SK))),
             }
         });
         Ok(Page { items, next })
@@ -421,19 +371,14 @@ impl Store for DynamoStore {
 
     async fn transact(&self, ops: Vec<TransactOp>) -> Result<(), StoreError> {
         if ops.is_empty() || ops.len() > MAX_TRANSACTION_OPS {
-            return Err(StoreError::Invalid(format!(
-                "a transaction holds 1 to {MAX_TRANSACTION_OPS} operations"
-            )));
+            return Err(StoreError::Invalid(format!("a transaction holds 1 to {MAX_TRANSACTION_OPS} operations")));
         }
         let mut items = Vec::with_capacity(ops.len());
         for op in &ops {
             let mut expression = Expression::default();
             let built = match op {
                 TransactOp::Put { item, condition } => {
-                    let condition = condition
-                        .as_ref()
-                        .map(|c| expression.condition(c))
-                        .transpose()?;
+                    let condition = condition.as_ref().map(|c| expression.condition(c)).transpose()?;
                     TransactWriteItem::builder().put(
                         Put::builder()
                             .table_name(&self.table)
@@ -445,17 +390,10 @@ impl Store for DynamoStore {
                             .map_err(|e| StoreError::Invalid(e.to_string()))?,
                     )
                 }
-                TransactOp::Update {
-                    key,
-                    actions,
-                    condition,
-                } => {
+                TransactOp::Update { key, actions, condition } => {
                     check_update_keys(actions)?;
                     let update = expression.update(actions)?;
-                    let condition = condition
-                        .as_ref()
-                        .map(|c| expression.condition(c))
-                        .transpose()?;
+                    let condition = condition.as_ref().map(|c| expression.condition(c)).transpose()?;
                     TransactWriteItem::builder().update(
                         Update::builder()
                             .table_name(&self.table)
@@ -469,10 +407,7 @@ impl Store for DynamoStore {
                     )
                 }
                 TransactOp::Delete { key, condition } => {
-                    let condition = condition
-                        .as_ref()
-                        .map(|c| expression.condition(c))
-                        .transpose()?;
+                    let condition = condition.as_ref().map(|c| expression.condition(c)).transpose()?;
                     TransactWriteItem::builder().delete(
                         Delete::builder()
                             .table_name(&self.table)
@@ -501,13 +436,7 @@ impl Store for DynamoStore {
             items.push(built.build());
         }
         self.calls.record("dynamodb.TransactWriteItems");
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
             Err(error) => {
                 if let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
@@ -536,9 +465,7 @@ impl Store for DynamoStore {
 
     async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
         if items.len() > MAX_BATCH_PUT {
-            return Err(StoreError::Invalid(format!(
-                "a batch holds at most {MAX_BATCH_PUT} items"
-            )));
+            return Err(StoreError::Invalid(format!("a batch holds at most {MAX_BATCH_PUT} items")));
         }
         if items.is_empty() {
             return Ok(());
@@ -558,24 +485,13 @@ impl Store for DynamoStore {
                 tokio::time::sleep(Duration::from_millis(20 * 2u64.pow(attempt.min(6)))).await;
             }
             self.calls.record("dynamodb.BatchWriteItem");
-            let output = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, requests)
-                .send()
-                .await
-                .map_err(map_error)?;
-            requests = output
-                .unprocessed_items
-                .and_then(|mut u| u.remove(&self.table))
-                .unwrap_or_default();
+            let output =
+                self.client.batch_write_item().request_items(&self.table, requests).send().await.map_err(map_error)?;
+            requests = output.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
             if requests.is_empty() {
                 return Ok(());
             }
         }
-        Err(StoreError::Throttled(format!(
-            "{} items stayed unprocessed after retries",
-            requests.len()
-        )))
+        Err(StoreError::Throttled(format!("{} items stayed unprocessed after retries", requests.len())))
     }
 }

@@ -31,19 +31,11 @@ pub struct CallCounter {
 
 impl CallCounter {
     pub fn record(&self, operation: &'static str) {
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(operation)
-            .or_default() += 1;
+        *self.counts.lock().unwrap_or_else(|p| p.into_inner()).entry(operation).or_default() += 1;
     }
 
     pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn total(&self) -> u64 {

@@ -6,9 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
-};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
 use voronka_domain::ports::{
     MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome,
 };
@@ -62,11 +60,7 @@ fn backend<E: std::error::Error + 'static>(error: aws_sdk_sqs::error::SdkError<E
 
 impl SqsQueue {
     pub fn new(config: &aws_config::SdkConfig, urls: QueueUrls) -> Self {
-        SqsQueue {
-            client: Client::new(config),
-            urls,
-            calls: Arc::default(),
-        }
+        SqsQueue { client: Client::new(config), urls, calls: Arc::default() }
     }
 
     pub fn calls(&self) -> Arc<CallCounter> {
@@ -82,9 +76,7 @@ impl Queue for SqsQueue {
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<SendOutcome>, QueueError> {
         if messages.is_empty() || messages.len() > MAX_SEND_BATCH {
-            return Err(QueueError::Invalid(format!(
-                "a batch holds 1 to {MAX_SEND_BATCH} messages"
-            )));
+            return Err(QueueError::Invalid(format!("a batch holds 1 to {MAX_SEND_BATCH} messages")));
         }
         let entries = messages
             .iter()
@@ -106,14 +98,8 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map_err(backend)?;
-        let mut outcomes: Vec<SendOutcome> = output
-            .successful()
-            .iter()
-            .map(|s| SendOutcome {
-                id: s.id().to_string(),
-                error: None,
-            })
-            .collect();
+        let mut outcomes: Vec<SendOutcome> =
+            output.successful().iter().map(|s| SendOutcome { id: s.id().to_string(), error: None }).collect();
         outcomes.extend(output.failed().iter().map(|f| SendOutcome {
             id: f.id().to_string(),
             error: Some(format!("{}: {}", f.code(), f.message().unwrap_or(""))),
@@ -128,9 +114,7 @@ impl Queue for SqsQueue {
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
         if max == 0 || max > MAX_SEND_BATCH {
-            return Err(QueueError::Invalid(format!(
-                "receive takes 1 to {MAX_SEND_BATCH} messages"
-            )));
+            return Err(QueueError::Invalid(format!("receive takes 1 to {MAX_SEND_BATCH} messages")));
         }
         self.calls.record("sqs.ReceiveMessage");
         let output = self
@@ -174,10 +158,7 @@ impl Queue for SqsQueue {
 
     async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
         let Some(url) = self.urls.dead_letter_url(queue) else {
-            return Err(QueueError::Invalid(format!(
-                "no dead-letter queue URL is configured for {}",
-                queue.as_str()
-            )));
+            return Err(QueueError::Invalid(format!("no dead-letter queue URL is configured for {}", queue.as_str())));
         };
         self.calls.record("sqs.GetQueueAttributes");
         let output = self

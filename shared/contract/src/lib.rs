@@ -15,12 +15,10 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use voronka_domain::model::{Contact, EmailAddress};
 use voronka_domain::ports::{
-    Clock, Condition, Index, Item, Key, OutgoingMessage, Query, Queue, QueueError, QueueName,
-    SortKeyRange, Store, StoreError, TransactOp, UpdateAction,
+    Clock, Condition, Index, Item, Key, OutgoingMessage, Query, Queue, QueueError, QueueName, SortKeyRange, Store,
+    StoreError, TransactOp, UpdateAction,
 };
-use voronka_domain::repo::{
-    ContactRepository, EventClaim, EventReceipts, RateDecision, RateLimiter, UpsertOutcome,
-};
+use voronka_domain::repo::{ContactRepository, EventClaim, EventReceipts, RateDecision, RateLimiter, UpsertOutcome};
 
 pub type Wait = Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
@@ -86,11 +84,7 @@ fn item(pk: &str, sk: &str, attributes: Value) -> Item {
 fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 pub async fn store_round_trips_every_value_type(h: &Harness) {
@@ -110,81 +104,35 @@ pub async fn store_round_trips_every_value_type(h: &Harness) {
     });
     let stored = item("RT#1", "A", attributes.clone());
     h.store.put(stored.clone(), None).await.unwrap();
-    let read = h
-        .store
-        .get(&Key::new("RT#1", "A"))
-        .await
-        .unwrap()
-        .expect("the item was just written");
+    let read = h.store.get(&Key::new("RT#1", "A")).await.unwrap().expect("the item was just written");
     assert_eq!(read, stored, "an item reads back exactly as written");
 }
 
 pub async fn store_get_of_a_missing_item_is_none(h: &Harness) {
-    assert!(
-        h.store
-            .get(&Key::new("MISSING", "X"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(h.store.get(&Key::new("MISSING", "X")).await.unwrap().is_none());
 }
 
 pub async fn store_conditional_put_refuses_an_existing_item(h: &Harness) {
     let first = item("CP#1", "A", json!({"v": 1}));
-    h.store
-        .put(first.clone(), Some(Condition::NotExists))
-        .await
-        .unwrap();
+    h.store.put(first.clone(), Some(Condition::NotExists)).await.unwrap();
     let second = item("CP#1", "A", json!({"v": 2}));
-    let error = h
-        .store
-        .put(second, Some(Condition::NotExists))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, StoreError::ConditionFailed),
-        "got {error:?}"
-    );
-    assert_eq!(
-        h.store.get(&Key::new("CP#1", "A")).await.unwrap(),
-        Some(first),
-        "the failed put changed nothing"
-    );
-    h.store
-        .put(item("CP#1", "A", json!({"v": 3})), Some(Condition::Exists))
-        .await
-        .unwrap();
-    let error = h
-        .store
-        .put(item("CP#2", "A", json!({})), Some(Condition::Exists))
-        .await
-        .unwrap_err();
+    let error = h.store.put(second, Some(Condition::NotExists)).await.unwrap_err();
+    assert!(matches!(error, StoreError::ConditionFailed), "got {error:?}");
+    assert_eq!(h.store.get(&Key::new("CP#1", "A")).await.unwrap(), Some(first), "the failed put changed nothing");
+    h.store.put(item("CP#1", "A", json!({"v": 3})), Some(Condition::Exists)).await.unwrap();
+    let error = h.store.put(item("CP#2", "A", json!({})), Some(Condition::Exists)).await.unwrap_err();
     assert!(matches!(error, StoreError::ConditionFailed));
 }
 
 pub async fn store_optimistic_version_check(h: &Harness) {
+    h.store.put(item("OV#1", "A", json!({"version": 1, "name": "a"})), None).await.unwrap();
     h.store
-        .put(item("OV#1", "A", json!({"version": 1, "name": "a"})), None)
+        .put(item("OV#1", "A", json!({"version": 2, "name": "b"})), Some(Condition::equals("version", 1)))
         .await
         .unwrap();
-    h.store
-        .put(
-            item("OV#1", "A", json!({"version": 2, "name": "b"})),
-            Some(Condition::equals("version", 1)),
-        )
-        .await
-        .unwrap();
-    let stale = h
-        .store
-        .put(
-            item("OV#1", "A", json!({"version": 2, "name": "c"})),
-            Some(Condition::equals("version", 1)),
-        )
-        .await;
-    assert!(
-        matches!(stale, Err(StoreError::ConditionFailed)),
-        "a stale version must not overwrite"
-    );
+    let stale =
+        h.store.put(item("OV#1", "A", json!({"version": 2, "name": "c"})), Some(Condition::equals("version", 1))).await;
+    assert!(matches!(stale, Err(StoreError::ConditionFailed)), "a stale version must not overwrite");
     let read = h.store.get(&Key::new("OV#1", "A")).await.unwrap().unwrap();
     assert_eq!(read.get_str("name"), Some("b"));
 }
@@ -223,84 +171,36 @@ pub async fn store_update_upserts_and_returns_the_new_item(h: &Harness) {
         .await
         .unwrap();
     assert_eq!(updated.get("count"), Some(&json!(5)));
-    assert_eq!(
-        updated.get_str("created"),
-        Some("t1"),
-        "set-if-not-exists keeps the first value"
-    );
+    assert_eq!(updated.get_str("created"), Some("t1"), "set-if-not-exists keeps the first value");
     assert_eq!(updated.get("log"), Some(&json!(["a", "b", "c"])));
     assert_eq!(updated.get("name"), None);
     assert_eq!(updated.get("ratio").and_then(Value::as_f64), Some(0.5));
-    assert_eq!(
-        h.store.get(&key).await.unwrap(),
-        Some(updated),
-        "the returned item is the stored item"
-    );
+    assert_eq!(h.store.get(&key).await.unwrap(), Some(updated), "the returned item is the stored item");
 }
 
 pub async fn store_update_conditions_see_a_missing_item_as_missing(h: &Harness) {
     let key = Key::new("UC#1", "A");
-    let refused = h
-        .store
-        .update(
-            &key,
-            vec![UpdateAction::add("n", 1)],
-            Some(Condition::less_than("n", 5)),
-        )
-        .await;
-    assert!(
-        matches!(refused, Err(StoreError::ConditionFailed)),
-        "a comparison with a missing attribute is false"
-    );
-    assert!(
-        h.store.get(&key).await.unwrap().is_none(),
-        "a refused update creates nothing"
-    );
-    let limit = Condition::Or(vec![
-        Condition::attribute_not_exists("n"),
-        Condition::less_than("n", 2),
-    ]);
+    let refused = h.store.update(&key, vec![UpdateAction::add("n", 1)], Some(Condition::less_than("n", 5))).await;
+    assert!(matches!(refused, Err(StoreError::ConditionFailed)), "a comparison with a missing attribute is false");
+    assert!(h.store.get(&key).await.unwrap().is_none(), "a refused update creates nothing");
+    let limit = Condition::Or(vec![Condition::attribute_not_exists("n"), Condition::less_than("n", 2)]);
     for _ in 0..2 {
-        h.store
-            .update(&key, vec![UpdateAction::add("n", 1)], Some(limit.clone()))
-            .await
-            .unwrap();
+        h.store.update(&key, vec![UpdateAction::add("n", 1)], Some(limit.clone())).await.unwrap();
     }
-    let third = h
-        .store
-        .update(&key, vec![UpdateAction::add("n", 1)], Some(limit))
-        .await;
+    let third = h.store.update(&key, vec![UpdateAction::add("n", 1)], Some(limit)).await;
     assert!(matches!(third, Err(StoreError::ConditionFailed)));
-    let refused = h
-        .store
-        .update(
-            &Key::new("UC#2", "A"),
-            vec![UpdateAction::set("x", 1)],
-            Some(Condition::Exists),
-        )
-        .await;
-    assert!(
-        matches!(refused, Err(StoreError::ConditionFailed)),
-        "an update conditioned on existence creates nothing"
-    );
+    let refused =
+        h.store.update(&Key::new("UC#2", "A"), vec![UpdateAction::set("x", 1)], Some(Condition::Exists)).await;
+    assert!(matches!(refused, Err(StoreError::ConditionFailed)), "an update conditioned on existence creates nothing");
 }
 
 pub async fn store_conditional_delete(h: &Harness) {
     let key = Key::new("DEL#1", "A");
-    h.store
-        .put(item("DEL#1", "A", json!({"state": "pending"})), None)
-        .await
-        .unwrap();
-    let refused = h
-        .store
-        .delete(&key, Some(Condition::equals("state", "done")))
-        .await;
+    h.store.put(item("DEL#1", "A", json!({"state": "pending"})), None).await.unwrap();
+    let refused = h.store.delete(&key, Some(Condition::equals("state", "done"))).await;
     assert!(matches!(refused, Err(StoreError::ConditionFailed)));
     assert!(h.store.get(&key).await.unwrap().is_some());
-    h.store
-        .delete(&key, Some(Condition::equals("state", "pending")))
-        .await
-        .unwrap();
+    h.store.delete(&key, Some(Condition::equals("state", "pending"))).await.unwrap();
     assert!(h.store.get(&key).await.unwrap().is_none());
     h.store.delete(&key, None).await.unwrap();
 }
@@ -309,77 +209,36 @@ pub async fn store_queries_sort_key_ranges_in_order_with_pages(h: &Harness) {
     let partition = unique("Q");
     let sort_keys = ["a#1", "a#2", "a#3", "b#1", "b#2", "c", "ä#1"];
     for sk in sort_keys.iter().rev() {
-        h.store
-            .put(item(&partition, sk, json!({"sk_copy": sk})), None)
-            .await
-            .unwrap();
+        h.store.put(item(&partition, sk, json!({"sk_copy": sk})), None).await.unwrap();
     }
-    h.store
-        .put(item("Q-other", "a#1", json!({})), None)
-        .await
-        .unwrap();
-    let sks = |items: &[Item]| {
-        items
-            .iter()
-            .map(|i| i.get_str("sk").unwrap().to_string())
-            .collect::<Vec<_>>()
-    };
+    h.store.put(item("Q-other", "a#1", json!({})), None).await.unwrap();
+    let sks = |items: &[Item]| items.iter().map(|i| i.get_str("sk").unwrap().to_string()).collect::<Vec<_>>();
 
-    let all = h
-        .store
-        .query(Query::partition(Index::Table, &partition))
-        .await
-        .unwrap();
-    assert_eq!(
-        sks(&all.items),
-        ["a#1", "a#2", "a#3", "b#1", "b#2", "c", "ä#1"],
-        "byte order, ascending"
-    );
-    let backward = h
-        .store
-        .query(Query::partition(Index::Table, &partition).backward())
-        .await
-        .unwrap();
-    assert_eq!(
-        sks(&backward.items),
-        ["ä#1", "c", "b#2", "b#1", "a#3", "a#2", "a#1"]
-    );
+    let all = h.store.query(Query::partition(Index::Table, &partition)).await.unwrap();
+    assert_eq!(sks(&all.items), ["a#1", "a#2", "a#3", "b#1", "b#2", "c", "ä#1"], "byte order, ascending");
+    let backward = h.store.query(Query::partition(Index::Table, &partition).backward()).await.unwrap();
+    assert_eq!(sks(&backward.items), ["ä#1", "c", "b#2", "b#1", "a#3", "a#2", "a#1"]);
     let prefix = h
         .store
-        .query(
-            Query::partition(Index::Table, &partition).range(SortKeyRange::BeginsWith("b#".into())),
-        )
+        .query(Query::partition(Index::Table, &partition).range(SortKeyRange::BeginsWith("b#".into())))
         .await
         .unwrap();
     assert_eq!(sks(&prefix.items), ["b#1", "b#2"]);
     let between = h
         .store
-        .query(
-            Query::partition(Index::Table, &partition)
-                .range(SortKeyRange::Between("a#2".into(), "b#1".into())),
-        )
+        .query(Query::partition(Index::Table, &partition).range(SortKeyRange::Between("a#2".into(), "b#1".into())))
         .await
         .unwrap();
-    assert_eq!(
-        sks(&between.items),
-        ["a#2", "a#3", "b#1"],
-        "between is inclusive"
-    );
+    assert_eq!(sks(&between.items), ["a#2", "a#3", "b#1"], "between is inclusive");
     let upto = h
         .store
-        .query(
-            Query::partition(Index::Table, &partition)
-                .range(SortKeyRange::LessOrEqual("a#2".into())),
-        )
+        .query(Query::partition(Index::Table, &partition).range(SortKeyRange::LessOrEqual("a#2".into())))
         .await
         .unwrap();
     assert_eq!(sks(&upto.items), ["a#1", "a#2"]);
     let from = h
         .store
-        .query(
-            Query::partition(Index::Table, &partition)
-                .range(SortKeyRange::GreaterOrEqual("c".into())),
-        )
+        .query(Query::partition(Index::Table, &partition).range(SortKeyRange::GreaterOrEqual("c".into())))
         .await
         .unwrap();
     assert_eq!(sks(&from.items), ["c", "ä#1"]);
@@ -395,155 +254,74 @@ pub async fn store_queries_sort_key_ranges_in_order_with_pages(h: &Harness) {
             None => break,
         }
     }
-    assert_eq!(
-        pages,
-        sks(&all.items),
-        "pages join up to the whole partition, nothing twice"
-    );
+    assert_eq!(pages, sks(&all.items), "pages join up to the whole partition, nothing twice");
 }
 
 pub async fn store_queries_the_secondary_index_with_pages(h: &Harness) {
     let index_partition = unique("IDX");
-    for (i, due) in ["2026-01-03", "2026-01-01", "2026-01-02", "2026-01-02"]
-        .iter()
-        .enumerate()
-    {
-        let it =
-            item(&format!("ITEM#{i}"), "DUE", json!({"n": i})).with_gsi1(&index_partition, *due);
+    for (i, due) in ["2026-01-03", "2026-01-01", "2026-01-02", "2026-01-02"].iter().enumerate() {
+        let it = item(&format!("ITEM#{i}"), "DUE", json!({"n": i})).with_gsi1(&index_partition, *due);
         h.store.put(it, None).await.unwrap();
     }
-    h.store
-        .put(item("ITEM#9", "DUE", json!({"n": 9})), None)
-        .await
-        .unwrap();
+    h.store.put(item("ITEM#9", "DUE", json!({"n": 9})), None).await.unwrap();
     let mut seen = Vec::new();
-    let mut query = Query::partition(Index::Gsi1, &index_partition)
-        .range(SortKeyRange::LessOrEqual("2026-01-02".into()))
-        .limit(1);
+    let mut query =
+        Query::partition(Index::Gsi1, &index_partition).range(SortKeyRange::LessOrEqual("2026-01-02".into())).limit(1);
     loop {
         let page = h.store.query(query.clone()).await.unwrap();
-        seen.extend(page.items.iter().map(|i| {
-            (
-                i.get_str("gsi1sk").unwrap().to_string(),
-                i.get_str("pk").unwrap().to_string(),
-            )
-        }));
+        seen.extend(
+            page.items.iter().map(|i| (i.get_str("gsi1sk").unwrap().to_string(), i.get_str("pk").unwrap().to_string())),
+        );
         match page.next {
             Some(cursor) => query.start_after = Some(cursor),
             None => break,
         }
     }
     let due: Vec<_> = seen.iter().map(|(d, _)| d.as_str()).collect();
-    assert_eq!(
-        due,
-        ["2026-01-01", "2026-01-02", "2026-01-02"],
-        "index order, due items only"
-    );
-    assert_eq!(
-        seen.iter().map(|(_, pk)| pk).collect::<BTreeSet<_>>().len(),
-        3,
-        "no item twice across pages"
-    );
+    assert_eq!(due, ["2026-01-01", "2026-01-02", "2026-01-02"], "index order, due items only");
+    assert_eq!(seen.iter().map(|(_, pk)| pk).collect::<BTreeSet<_>>().len(), 3, "no item twice across pages");
 }
 
 pub async fn store_hides_expired_items_from_reads(h: &Harness) {
     let now = h.clock.now();
     let partition = unique("TTL");
-    let expired = item(&partition, "old", json!({}))
-        .with_ttl((now - SignedDuration::from_secs(60)).as_second());
-    let live = item(&partition, "new", json!({}))
-        .with_ttl((now + SignedDuration::from_hours(1)).as_second());
+    let expired = item(&partition, "old", json!({})).with_ttl((now - SignedDuration::from_secs(60)).as_second());
+    let live = item(&partition, "new", json!({})).with_ttl((now + SignedDuration::from_hours(1)).as_second());
     h.store.put(expired, None).await.unwrap();
     h.store.put(live, None).await.unwrap();
-    assert!(
-        h.store
-            .get(&Key::new(&partition, "old"))
-            .await
-            .unwrap()
-            .is_none(),
-        "an expired item is not read"
-    );
-    assert!(
-        h.store
-            .get(&Key::new(&partition, "new"))
-            .await
-            .unwrap()
-            .is_some()
-    );
-    let page = h
-        .store
-        .query(Query::partition(Index::Table, &partition))
-        .await
-        .unwrap();
-    assert_eq!(
-        page.items
-            .iter()
-            .map(|i| i.get_str("sk").unwrap())
-            .collect::<Vec<_>>(),
-        ["new"]
-    );
+    assert!(h.store.get(&Key::new(&partition, "old")).await.unwrap().is_none(), "an expired item is not read");
+    assert!(h.store.get(&Key::new(&partition, "new")).await.unwrap().is_some());
+    let page = h.store.query(Query::partition(Index::Table, &partition)).await.unwrap();
+    assert_eq!(page.items.iter().map(|i| i.get_str("sk").unwrap()).collect::<Vec<_>>(), ["new"]);
 }
 
 pub async fn store_transactions_are_all_or_nothing(h: &Harness) {
-    h.store
-        .put(item("TX#taken", "A", json!({"owner": "someone"})), None)
-        .await
-        .unwrap();
+    h.store.put(item("TX#taken", "A", json!({"owner": "someone"})), None).await.unwrap();
     let ops = vec![
-        TransactOp::Put {
-            item: item("TX#new", "A", json!({"v": 1})),
-            condition: Some(Condition::NotExists),
-        },
+        TransactOp::Put { item: item("TX#new", "A", json!({"v": 1})), condition: Some(Condition::NotExists) },
         TransactOp::Update {
             key: Key::new("TX#counter", "A"),
             actions: vec![UpdateAction::add("n", 1)],
             condition: None,
         },
-        TransactOp::Put {
-            item: item("TX#taken", "A", json!({"owner": "me"})),
-            condition: Some(Condition::NotExists),
-        },
+        TransactOp::Put { item: item("TX#taken", "A", json!({"owner": "me"})), condition: Some(Condition::NotExists) },
     ];
     let error = h.store.transact(ops).await.unwrap_err();
     match error {
         StoreError::TransactionCancelled { failed } => {
-            assert!(
-                failed.is_empty() || failed == vec![2],
-                "names the failing operation when it can: {failed:?}"
-            )
+            assert!(failed.is_empty() || failed == vec![2], "names the failing operation when it can: {failed:?}")
         }
         other => panic!("expected a cancelled transaction, got {other:?}"),
     }
     assert!(
-        h.store
-            .get(&Key::new("TX#new", "A"))
-            .await
-            .unwrap()
-            .is_none(),
+        h.store.get(&Key::new("TX#new", "A")).await.unwrap().is_none(),
         "nothing of a cancelled transaction is written"
     );
-    assert!(
-        h.store
-            .get(&Key::new("TX#counter", "A"))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert_eq!(
-        h.store
-            .get(&Key::new("TX#taken", "A"))
-            .await
-            .unwrap()
-            .unwrap()
-            .get_str("owner"),
-        Some("someone")
-    );
+    assert!(h.store.get(&Key::new("TX#counter", "A")).await.unwrap().is_none());
+    assert_eq!(h.store.get(&Key::new("TX#taken", "A")).await.unwrap().unwrap().get_str("owner"), Some("someone"));
 
     let ops = vec![
-        TransactOp::Put {
-            item: item("TX#new", "A", json!({"v": 1})),
-            condition: Some(Condition::NotExists),
-        },
+        TransactOp::Put { item: item("TX#new", "A", json!({"v": 1})), condition: Some(Condition::NotExists) },
         TransactOp::Update {
             key: Key::new("TX#counter", "A"),
             actions: vec![UpdateAction::add("n", 1)],
@@ -551,93 +329,35 @@ pub async fn store_transactions_are_all_or_nothing(h: &Harness) {
         },
     ];
     h.store.transact(ops).await.unwrap();
-    assert!(
-        h.store
-            .get(&Key::new("TX#new", "A"))
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert_eq!(
-        h.store
-            .get(&Key::new("TX#counter", "A"))
-            .await
-            .unwrap()
-            .unwrap()
-            .get("n"),
-        Some(&json!(1))
-    );
+    assert!(h.store.get(&Key::new("TX#new", "A")).await.unwrap().is_some());
+    assert_eq!(h.store.get(&Key::new("TX#counter", "A")).await.unwrap().unwrap().get("n"), Some(&json!(1)));
 }
 
 pub async fn store_transaction_checks_and_deletes(h: &Harness) {
-    h.store
-        .put(item("TC#flag", "A", json!({"open": true})), None)
-        .await
-        .unwrap();
-    h.store
-        .put(item("TC#doomed", "A", json!({})), None)
-        .await
-        .unwrap();
+    h.store.put(item("TC#flag", "A", json!({"open": true})), None).await.unwrap();
+    h.store.put(item("TC#doomed", "A", json!({})), None).await.unwrap();
     let closed = vec![
-        TransactOp::Check {
-            key: Key::new("TC#flag", "A"),
-            condition: Condition::equals("open", false),
-        },
-        TransactOp::Delete {
-            key: Key::new("TC#doomed", "A"),
-            condition: None,
-        },
+        TransactOp::Check { key: Key::new("TC#flag", "A"), condition: Condition::equals("open", false) },
+        TransactOp::Delete { key: Key::new("TC#doomed", "A"), condition: None },
     ];
-    assert!(matches!(
-        h.store.transact(closed).await,
-        Err(StoreError::TransactionCancelled { .. })
-    ));
-    assert!(
-        h.store
-            .get(&Key::new("TC#doomed", "A"))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(matches!(h.store.transact(closed).await, Err(StoreError::TransactionCancelled { .. })));
+    assert!(h.store.get(&Key::new("TC#doomed", "A")).await.unwrap().is_some());
     let open = vec![
-        TransactOp::Check {
-            key: Key::new("TC#flag", "A"),
-            condition: Condition::equals("open", true),
-        },
-        TransactOp::Delete {
-            key: Key::new("TC#doomed", "A"),
-            condition: Some(Condition::Exists),
-        },
+        TransactOp::Check { key: Key::new("TC#flag", "A"), condition: Condition::equals("open", true) },
+        TransactOp::Delete { key: Key::new("TC#doomed", "A"), condition: Some(Condition::Exists) },
     ];
     h.store.transact(open).await.unwrap();
-    assert!(
-        h.store
-            .get(&Key::new("TC#doomed", "A"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(h.store.get(&Key::new("TC#doomed", "A")).await.unwrap().is_none());
 }
 
 pub async fn store_batch_put_writes_every_item(h: &Harness) {
     let partition = unique("BATCH");
-    let items: Vec<Item> = (0..25)
-        .map(|i| item(&partition, &format!("{i:03}"), json!({"i": i})))
-        .collect();
+    let items: Vec<Item> = (0..25).map(|i| item(&partition, &format!("{i:03}"), json!({"i": i}))).collect();
     h.store.batch_put(items).await.unwrap();
-    let page = h
-        .store
-        .query(Query::partition(Index::Table, &partition))
-        .await
-        .unwrap();
+    let page = h.store.query(Query::partition(Index::Table, &partition)).await.unwrap();
     assert_eq!(page.items.len(), 25);
-    let too_many: Vec<Item> = (0..26)
-        .map(|i| item(&partition, &format!("x{i}"), json!({})))
-        .collect();
-    assert!(matches!(
-        h.store.batch_put(too_many).await,
-        Err(StoreError::Invalid(_))
-    ));
+    let too_many: Vec<Item> = (0..26).map(|i| item(&partition, &format!("x{i}"), json!({}))).collect();
+    assert!(matches!(h.store.batch_put(too_many).await, Err(StoreError::Invalid(_))));
 }
 
 pub async fn store_concurrent_conditional_puts_let_exactly_one_win(h: &Harness) {
@@ -645,12 +365,7 @@ pub async fn store_concurrent_conditional_puts_let_exactly_one_win(h: &Harness) 
     for writer in 0..20 {
         let store = h.store.clone();
         tasks.push(tokio::spawn(async move {
-            store
-                .put(
-                    item("RACE#1", "A", json!({"writer": writer})),
-                    Some(Condition::NotExists),
-                )
-                .await
+            store.put(item("RACE#1", "A", json!({"writer": writer})), Some(Condition::NotExists)).await
         }));
     }
     let mut wins = 0;
@@ -670,92 +385,37 @@ pub async fn store_concurrent_counter_increments_are_not_lost(h: &Harness) {
     for _ in 0..40 {
         let store = h.store.clone();
         let key = key.clone();
-        tasks.push(tokio::spawn(async move {
-            store
-                .update(&key, vec![UpdateAction::add("n", 1)], None)
-                .await
-        }));
+        tasks.push(tokio::spawn(async move { store.update(&key, vec![UpdateAction::add("n", 1)], None).await }));
     }
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    assert_eq!(
-        h.store.get(&key).await.unwrap().unwrap().get("n"),
-        Some(&json!(40))
-    );
+    assert_eq!(h.store.get(&key).await.unwrap().unwrap().get("n"), Some(&json!(40)));
 }
 
 pub async fn store_rejects_invalid_requests(h: &Harness) {
     let too_many: Vec<TransactOp> = (0..101)
-        .map(|i| TransactOp::Put {
-            item: item(&format!("INV#{i}"), "A", json!({})),
-            condition: None,
-        })
+        .map(|i| TransactOp::Put { item: item(&format!("INV#{i}"), "A", json!({})), condition: None })
         .collect();
-    assert!(matches!(
-        h.store.transact(too_many).await,
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(h.store.transact(too_many).await, Err(StoreError::Invalid(_))));
     let same_key_twice = vec![
-        TransactOp::Put {
-            item: item("INV#x", "A", json!({})),
-            condition: None,
-        },
-        TransactOp::Update {
-            key: Key::new("INV#x", "A"),
-            actions: vec![UpdateAction::add("n", 1)],
-            condition: None,
-        },
+        TransactOp::Put { item: item("INV#x", "A", json!({})), condition: None },
+        TransactOp::Update { key: Key::new("INV#x", "A"), actions: vec![UpdateAction::add("n", 1)], condition: None },
     ];
-    assert!(matches!(
-        h.store.transact(same_key_twice).await,
-        Err(StoreError::Invalid(_))
-    ));
-    let key_change = h
-        .store
-        .update(
-            &Key::new("INV#y", "A"),
-            vec![UpdateAction::set("pk", "other")],
-            None,
-        )
-        .await;
+    assert!(matches!(h.store.transact(same_key_twice).await, Err(StoreError::Invalid(_))));
+    let key_change = h.store.update(&Key::new("INV#y", "A"), vec![UpdateAction::set("pk", "other")], None).await;
     assert!(matches!(key_change, Err(StoreError::Invalid(_))));
-    h.store
-        .put(item("INV#z", "A", json!({"text": "x"})), None)
-        .await
-        .unwrap();
-    let bad_add = h
-        .store
-        .update(
-            &Key::new("INV#z", "A"),
-            vec![UpdateAction::add("text", 1)],
-            None,
-        )
-        .await;
-    assert!(
-        matches!(bad_add, Err(StoreError::Invalid(_))),
-        "adding to a string is refused: {bad_add:?}"
-    );
+    h.store.put(item("INV#z", "A", json!({"text": "x"})), None).await.unwrap();
+    let bad_add = h.store.update(&Key::new("INV#z", "A"), vec![UpdateAction::add("text", 1)], None).await;
+    assert!(matches!(bad_add, Err(StoreError::Invalid(_))), "adding to a string is refused: {bad_add:?}");
 }
 
 fn new_contact(clock: &Arc<dyn Clock>) -> impl Fn() -> Contact + '_ {
-    move || {
-        Contact::new(
-            unique("c"),
-            clock.now(),
-            "ru".into(),
-            "Europe/Moscow".into(),
-        )
-    }
+    move || Contact::new(unique("c"), clock.now(), "ru".into(), "Europe/Moscow".into())
 }
 
 pub async fn contacts_concurrent_spellings_of_one_address_make_one_contact(h: &Harness) {
-    let spellings = [
-        "anna@example.com",
-        "Anna@Example.com",
-        "  ANNA@EXAMPLE.COM ",
-        "anna@EXAMPLE.com\t",
-    ];
+    let spellings = ["anna@example.com", "Anna@Example.com", "  ANNA@EXAMPLE.COM ", "anna@EXAMPLE.com\t"];
     let mut tasks = Vec::new();
     for i in 0..20 {
         let store = h.store.clone();
@@ -783,11 +443,7 @@ pub async fn contacts_concurrent_spellings_of_one_address_make_one_contact(h: &H
     assert_eq!(ids.len(), 1, "one person, one contact");
     assert_eq!(created, 1, "exactly one submission created it");
     let repo = ContactRepository::new(h.store.as_ref());
-    let contact = repo
-        .find_by_email(&EmailAddress::parse("ANNA@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let contact = repo.find_by_email(&EmailAddress::parse("ANNA@example.com").unwrap()).await.unwrap().unwrap();
     assert_eq!(contact.tags.len(), 20, "no submission's change was lost");
     assert_eq!(contact.version, 20);
 }
@@ -795,10 +451,7 @@ pub async fn contacts_concurrent_spellings_of_one_address_make_one_contact(h: &H
 pub async fn contacts_update_is_optimistic_and_retries(h: &Harness) {
     let repo = ContactRepository::new(h.store.as_ref());
     let email = EmailAddress::parse("boris@example.com").unwrap();
-    let (contact, _) = repo
-        .upsert_by_email(&email, h.clock.now(), new_contact(&h.clock), |_| {})
-        .await
-        .unwrap();
+    let (contact, _) = repo.upsert_by_email(&email, h.clock.now(), new_contact(&h.clock), |_| {}).await.unwrap();
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let store = h.store.clone();
@@ -828,19 +481,10 @@ pub async fn contacts_listing_reads_every_contact(h: &Harness) {
     let mut expected = BTreeSet::new();
     for i in 0..30 {
         let email = EmailAddress::parse(&format!("person{i}@example.com")).unwrap();
-        let (contact, _) = repo
-            .upsert_by_email(&email, h.clock.now(), new_contact(&h.clock), |_| {})
-            .await
-            .unwrap();
+        let (contact, _) = repo.upsert_by_email(&email, h.clock.now(), new_contact(&h.clock), |_| {}).await.unwrap();
         expected.insert(contact.id);
     }
-    let listed: BTreeSet<_> = repo
-        .list_all()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let listed: BTreeSet<_> = repo.list_all().await.unwrap().into_iter().map(|c| c.id).collect();
     assert_eq!(listed, expected);
 }
 
@@ -848,43 +492,21 @@ pub async fn rate_limiter_allows_the_limit_then_refuses(h: &Harness) {
     let limiter = RateLimiter::new(h.store.as_ref());
     let now = Timestamp::from_second(1_800_000_010).unwrap();
     for _ in 0..3 {
-        assert_eq!(
-            limiter.hit("ip", "abc", 3, 60, now).await.unwrap(),
-            RateDecision::Allowed
-        );
+        assert_eq!(limiter.hit("ip", "abc", 3, 60, now).await.unwrap(), RateDecision::Allowed);
     }
-    assert_eq!(
-        limiter.hit("ip", "abc", 3, 60, now).await.unwrap(),
-        RateDecision::Limited {
-            retry_after_seconds: 50
-        }
-    );
-    assert_eq!(
-        limiter.hit("ip", "other", 3, 60, now).await.unwrap(),
-        RateDecision::Allowed,
-        "limits are per subject"
-    );
+    assert_eq!(limiter.hit("ip", "abc", 3, 60, now).await.unwrap(), RateDecision::Limited { retry_after_seconds: 50 });
+    assert_eq!(limiter.hit("ip", "other", 3, 60, now).await.unwrap(), RateDecision::Allowed, "limits are per subject");
     let next_window = now + SignedDuration::from_secs(60);
-    assert_eq!(
-        limiter.hit("ip", "abc", 3, 60, next_window).await.unwrap(),
-        RateDecision::Allowed
-    );
+    assert_eq!(limiter.hit("ip", "abc", 3, 60, next_window).await.unwrap(), RateDecision::Allowed);
 }
 
 pub async fn event_receipts_tell_new_unconfirmed_and_duplicate(h: &Harness) {
     let receipts = EventReceipts::new(h.store.as_ref());
     let now = h.clock.now();
     assert_eq!(receipts.claim("evt-1", now).await.unwrap(), EventClaim::New);
-    assert_eq!(
-        receipts.claim("evt-1", now).await.unwrap(),
-        EventClaim::Unconfirmed,
-        "not yet confirmed on the queue"
-    );
+    assert_eq!(receipts.claim("evt-1", now).await.unwrap(), EventClaim::Unconfirmed, "not yet confirmed on the queue");
     receipts.mark_queued("evt-1").await.unwrap();
-    assert_eq!(
-        receipts.claim("evt-1", now).await.unwrap(),
-        EventClaim::Duplicate
-    );
+    assert_eq!(receipts.claim("evt-1", now).await.unwrap(), EventClaim::Duplicate);
     assert_eq!(receipts.claim("evt-2", now).await.unwrap(), EventClaim::New);
 }
 
@@ -893,25 +515,14 @@ const VISIBILITY: Duration = Duration::from_secs(2);
 pub async fn queue_round_trip_and_delete(h: &Harness) {
     let outcomes = h
         .queue
-        .send_batch(
-            QueueName::Events,
-            vec![
-                OutgoingMessage::new("a", r#"{"n":1}"#),
-                OutgoingMessage::new("b", "два"),
-            ],
-        )
+        .send_batch(QueueName::Events, vec![OutgoingMessage::new("a", r#"{"n":1}"#), OutgoingMessage::new("b", "два")])
         .await
         .unwrap();
     assert!(outcomes.iter().all(|o| o.error.is_none()), "{outcomes:?}");
     let mut bodies = BTreeSet::new();
     let mut received = Vec::new();
     for _ in 0..5 {
-        for message in h
-            .queue
-            .receive(QueueName::Events, 10, VISIBILITY)
-            .await
-            .unwrap()
-        {
+        for message in h.queue.receive(QueueName::Events, 10, VISIBILITY).await.unwrap() {
             assert_eq!(message.receive_count, 1);
             bodies.insert(message.body.clone());
             received.push(message);
@@ -920,69 +531,30 @@ pub async fn queue_round_trip_and_delete(h: &Harness) {
             break;
         }
     }
-    assert_eq!(
-        bodies,
-        BTreeSet::from([r#"{"n":1}"#.to_string(), "два".to_string()])
-    );
-    assert!(
-        h.queue
-            .receive(QueueName::Sends, 10, VISIBILITY)
-            .await
-            .unwrap()
-            .is_empty(),
-        "queues are separate"
-    );
+    assert_eq!(bodies, BTreeSet::from([r#"{"n":1}"#.to_string(), "два".to_string()]));
+    assert!(h.queue.receive(QueueName::Sends, 10, VISIBILITY).await.unwrap().is_empty(), "queues are separate");
     for message in &received {
-        h.queue
-            .delete(QueueName::Events, &message.receipt)
-            .await
-            .unwrap();
+        h.queue.delete(QueueName::Events, &message.receipt).await.unwrap();
     }
     (h.wait)(VISIBILITY + Duration::from_millis(500)).await;
     assert!(
-        h.queue
-            .receive(QueueName::Events, 10, VISIBILITY)
-            .await
-            .unwrap()
-            .is_empty(),
+        h.queue.receive(QueueName::Events, 10, VISIBILITY).await.unwrap().is_empty(),
         "deleted messages never return"
     );
 }
 
 pub async fn queue_batches_report_each_message(h: &Harness) {
-    let batch: Vec<_> = (0..10)
-        .map(|i| OutgoingMessage::new(format!("m{i}"), format!("body {i}")))
-        .collect();
+    let batch: Vec<_> = (0..10).map(|i| OutgoingMessage::new(format!("m{i}"), format!("body {i}"))).collect();
     let outcomes = h.queue.send_batch(QueueName::Sends, batch).await.unwrap();
-    assert_eq!(
-        outcomes
-            .iter()
-            .map(|o| o.id.clone())
-            .collect::<BTreeSet<_>>()
-            .len(),
-        10
-    );
-    let eleven: Vec<_> = (0..11)
-        .map(|i| OutgoingMessage::new(format!("m{i}"), "x"))
-        .collect();
-    assert!(matches!(
-        h.queue.send_batch(QueueName::Sends, eleven).await,
-        Err(QueueError::Invalid(_))
-    ));
-    let too_big = vec![
-        OutgoingMessage::new("ok", "small"),
-        OutgoingMessage::new("big", "x".repeat(1024 * 1024 + 1024)),
-    ];
+    assert_eq!(outcomes.iter().map(|o| o.id.clone()).collect::<BTreeSet<_>>().len(), 10);
+    let eleven: Vec<_> = (0..11).map(|i| OutgoingMessage::new(format!("m{i}"), "x")).collect();
+    assert!(matches!(h.queue.send_batch(QueueName::Sends, eleven).await, Err(QueueError::Invalid(_))));
+    let too_big =
+        vec![OutgoingMessage::new("ok", "small"), OutgoingMessage::new("big", "x".repeat(1024 * 1024 + 1024))];
     match h.queue.send_batch(QueueName::Sends, too_big).await {
         Ok(outcomes) => {
-            let big = outcomes
-                .iter()
-                .find(|o| o.id == "big")
-                .expect("an outcome per message");
-            assert!(
-                big.error.is_some(),
-                "an oversized message is reported failed"
-            );
+            let big = outcomes.iter().find(|o| o.id == "big").expect("an outcome per message");
+            assert!(big.error.is_some(), "an oversized message is reported failed");
         }
         // SQS refuses the whole call when the batch's total size is over its limit.
         Err(_) => {}
@@ -990,35 +562,13 @@ pub async fn queue_batches_report_each_message(h: &Harness) {
 }
 
 pub async fn queue_hides_received_messages_until_the_visibility_timeout(h: &Harness) {
-    h.queue
-        .send_batch(QueueName::Events, vec![OutgoingMessage::new("a", "hidden")])
-        .await
-        .unwrap();
-    let first = h
-        .queue
-        .receive(QueueName::Events, 1, VISIBILITY)
-        .await
-        .unwrap();
+    h.queue.send_batch(QueueName::Events, vec![OutgoingMessage::new("a", "hidden")]).await.unwrap();
+    let first = h.queue.receive(QueueName::Events, 1, VISIBILITY).await.unwrap();
     assert_eq!(first.len(), 1);
-    assert!(
-        h.queue
-            .receive(QueueName::Events, 1, VISIBILITY)
-            .await
-            .unwrap()
-            .is_empty(),
-        "in flight, not visible"
-    );
+    assert!(h.queue.receive(QueueName::Events, 1, VISIBILITY).await.unwrap().is_empty(), "in flight, not visible");
     (h.wait)(VISIBILITY + Duration::from_millis(800)).await;
-    let again = h
-        .queue
-        .receive(QueueName::Events, 1, VISIBILITY)
-        .await
-        .unwrap();
-    assert_eq!(
-        again.len(),
-        1,
-        "an undeleted message comes back after its visibility timeout"
-    );
+    let again = h.queue.receive(QueueName::Events, 1, VISIBILITY).await.unwrap();
+    assert_eq!(again.len(), 1, "an undeleted message comes back after its visibility timeout");
     assert_eq!(again[0].body, "hidden");
     assert_eq!(again[0].receive_count, 2);
 }
@@ -1026,52 +576,25 @@ pub async fn queue_hides_received_messages_until_the_visibility_timeout(h: &Harn
 pub async fn queue_delays_messages(h: &Harness) {
     let mut delayed = OutgoingMessage::new("later", "delayed");
     delayed.delay = Some(Duration::from_secs(2));
-    h.queue
-        .send_batch(QueueName::Sends, vec![delayed])
-        .await
-        .unwrap();
+    h.queue.send_batch(QueueName::Sends, vec![delayed]).await.unwrap();
     assert!(
-        h.queue
-            .receive(QueueName::Sends, 10, VISIBILITY)
-            .await
-            .unwrap()
-            .is_empty(),
+        h.queue.receive(QueueName::Sends, 10, VISIBILITY).await.unwrap().is_empty(),
         "not visible before its delay"
     );
     (h.wait)(Duration::from_millis(2800)).await;
-    let received = h
-        .queue
-        .receive(QueueName::Sends, 10, VISIBILITY)
-        .await
-        .unwrap();
-    assert_eq!(
-        received.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
-        ["delayed"]
-    );
+    let received = h.queue.receive(QueueName::Sends, 10, VISIBILITY).await.unwrap();
+    assert_eq!(received.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["delayed"]);
 }
 
 pub async fn queue_moves_poison_messages_to_the_dead_letter_queue(h: &Harness) {
     let short = Duration::from_secs(1);
-    h.queue
-        .send_batch(
-            QueueName::Sends,
-            vec![OutgoingMessage::new("poison", "poison")],
-        )
-        .await
-        .unwrap();
+    h.queue.send_batch(QueueName::Sends, vec![OutgoingMessage::new("poison", "poison")]).await.unwrap();
     let mut receives = 0;
     for _ in 0..(h.max_receives + 3) {
         let got = h.queue.receive(QueueName::Sends, 1, short).await.unwrap();
         receives += got.len() as u32;
         (h.wait)(short + Duration::from_millis(600)).await;
     }
-    assert_eq!(
-        receives, h.max_receives,
-        "received exactly the allowed number of times"
-    );
-    assert_eq!(
-        h.queue.dead_letter_count(QueueName::Sends).await.unwrap(),
-        1,
-        "then parked in the dead-letter queue"
-    );
+    assert_eq!(receives, h.max_receives, "received exactly the allowed number of times");
+    assert_eq!(h.queue.dead_letter_count(QueueName::Sends).await.unwrap(), 1, "then parked in the dead-letter queue");
 }

@@ -11,10 +11,6 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &str, code: &str, message: &str) -> Self {
-        FieldError {
-            field: field.into(),
-            code: code.into(),
-            message: message.into(),
-        }
+        FieldError { field: field.into(), code: code.into(), message: message.into() }
     }
 }

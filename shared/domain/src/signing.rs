@@ -30,10 +30,7 @@ impl std::fmt::Debug for Secrets {
 impl Secrets {
     /// Both keys must be long enough to resist guessing.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, key) in [
-            ("token_key", &self.token_key),
-            ("events_key", &self.events_key),
-        ] {
+        for (name, key) in [("token_key", &self.token_key), ("events_key", &self.events_key)] {
             if key.len() < 32 {
                 return Err(format!("secret `{name}` must be at least 32 characters"));
             }
@@ -42,9 +39,7 @@ impl Secrets {
     }
 
     pub fn token_signer(&self) -> TokenSigner {
-        TokenSigner {
-            key: self.token_key.as_bytes().to_vec(),
-        }
+        TokenSigner { key: self.token_key.as_bytes().to_vec() }
     }
 }
 
@@ -93,47 +88,28 @@ impl TokenSigner {
         HmacSha256::new_from_slice(&self.key).expect("HMAC accepts keys of any length")
     }
 
-    pub fn sign(
-        &self,
-        purpose: &str,
-        subject: &str,
-        issued_at: Timestamp,
-        expires_at: Timestamp,
-    ) -> String {
+    pub fn sign(&self, purpose: &str, subject: &str, issued_at: Timestamp, expires_at: Timestamp) -> String {
         let payload = Payload {
             p: purpose.to_string(),
             s: subject.to_string(),
             i: issued_at.as_second(),
             x: expires_at.as_second(),
         };
-        let payload =
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).expect("payload serialises"));
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).expect("payload serialises"));
         let mut mac = self.mac();
         mac.update(payload.as_bytes());
         let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
         format!("{payload}.{signature}")
     }
 
-    pub fn verify(
-        &self,
-        purpose: &str,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<VerifiedToken, TokenError> {
-        let (payload_b64, signature_b64) =
-            token.trim().split_once('.').ok_or(TokenError::Malformed)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature_b64)
-            .map_err(|_| TokenError::Malformed)?;
+    pub fn verify(&self, purpose: &str, token: &str, now: Timestamp) -> Result<VerifiedToken, TokenError> {
+        let (payload_b64, signature_b64) = token.trim().split_once('.').ok_or(TokenError::Malformed)?;
+        let signature = URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| TokenError::Malformed)?;
         let mut mac = self.mac();
         mac.update(payload_b64.as_bytes());
-        mac.verify_slice(&signature)
-            .map_err(|_| TokenError::BadSignature)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload_b64)
-            .map_err(|_| TokenError::Malformed)?;
-        let payload: Payload =
-            serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        mac.verify_slice(&signature).map_err(|_| TokenError::BadSignature)?;
+        let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| TokenError::Malformed)?;
+        let payload: Payload = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
         if payload.p != purpose {
             return Err(TokenError::WrongPurpose);
         }
@@ -141,10 +117,7 @@ impl TokenSigner {
             return Err(TokenError::Expired);
         }
         let issued_at = Timestamp::from_second(payload.i).map_err(|_| TokenError::Malformed)?;
-        Ok(VerifiedToken {
-            subject: payload.s,
-            issued_at,
-        })
+        Ok(VerifiedToken { subject: payload.s, issued_at })
     }
 }
 
@@ -153,10 +126,17 @@ pub const EVENTS_SIGNATURE_HEADER: &str = "x-voronka-signature";
 
 /// Signs a request body for `EVENTS_SIGNATURE_HEADER` (what a shop back end does).
 pub fn sign_body(key: &str, body: &[u8]) -> String {
-    let mut mac =
-        HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
+    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A keyed digest (HMAC-SHA256, 128 bits, hex) of a value such as an IP address: stable enough to
+/// count by, useless for identifying anyone without the key.
+pub fn keyed_digest(key: &str, value: &str) -> String {
+    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(value.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
 /// Checks a body signature in constant time.
@@ -167,8 +147,7 @@ pub fn verify_body(key: &str, body: &[u8], header: &str) -> bool {
     let Ok(signature) = hex::decode(hex_signature) else {
         return false;
     };
-    let mut mac =
-        HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
+    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(body);
     mac.verify_slice(&signature).is_ok()
 }
@@ -186,41 +165,22 @@ mod tests {
     fn a_token_verifies_for_its_purpose_until_it_expires() {
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let token = signer().sign("confirm", "c_1", now, now + SignedDuration::from_hours(1));
-        assert_eq!(
-            signer().verify("confirm", &token, now).unwrap().subject,
-            "c_1"
-        );
-        assert_eq!(
-            signer().verify("unsubscribe", &token, now),
-            Err(TokenError::WrongPurpose)
-        );
-        assert_eq!(
-            signer().verify("confirm", &token, now + SignedDuration::from_hours(2)),
-            Err(TokenError::Expired)
-        );
+        assert_eq!(signer().verify("confirm", &token, now).unwrap().subject, "c_1");
+        assert_eq!(signer().verify("unsubscribe", &token, now), Err(TokenError::WrongPurpose));
+        assert_eq!(signer().verify("confirm", &token, now + SignedDuration::from_hours(2)), Err(TokenError::Expired));
     }
 
     #[test]
     fn a_tampered_token_is_rejected() {
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let token = signer().sign("confirm", "c_1", now, now + SignedDuration::from_hours(1));
-        let forged_payload =
-            URL_SAFE_NO_PAD.encode(br#"{"p":"confirm","s":"c_2","i":1800000000,"x":1900000000}"#);
+        let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"p":"confirm","s":"c_2","i":1800000000,"x":1900000000}"#);
         let signature = token.split_once('.').unwrap().1;
         let forged = format!("{forged_payload}.{signature}");
-        assert_eq!(
-            signer().verify("confirm", &forged, now),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(signer().verify("confirm", &forged, now), Err(TokenError::BadSignature));
         let other_key = TokenSigner::new(b"another key another key another key");
-        assert_eq!(
-            other_key.verify("confirm", &token, now),
-            Err(TokenError::BadSignature)
-        );
-        assert_eq!(
-            signer().verify("confirm", "garbage", now),
-            Err(TokenError::Malformed)
-        );
+        assert_eq!(other_key.verify("confirm", &token, now), Err(TokenError::BadSignature));
+        assert_eq!(signer().verify("confirm", "garbage", now), Err(TokenError::Malformed));
     }
 
     #[test]

@@ -61,10 +61,7 @@ pub struct OpenError {
 impl Embedded {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Embedded, OpenError> {
-        let wrap = |source| OpenError {
-            path: path.display().to_string(),
-            source,
-        };
+        let wrap = |source| OpenError { path: path.display().to_string(), source };
         let connection = Connection::open(path).map_err(wrap)?;
         // WAL lets readers in other processes (an export) run beside the server; FULL makes every
         // acknowledged write survive a power cut, not only a crash.
@@ -100,9 +97,7 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || {
         // A panic while holding the lock poisons it; the connection itself is still consistent
         // because every write runs in a transaction that rolled back.
-        let mut guard = connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         work(&mut guard)
     })
     .await

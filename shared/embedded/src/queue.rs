@@ -8,8 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior, params};
 use voronka_domain::ports::{
-    Clock, MAX_DELAY, MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName,
-    ReceivedMessage, SendOutcome,
+    Clock, MAX_DELAY, MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome,
 };
 
 use crate::blocking;
@@ -32,16 +31,8 @@ fn dead_letter_name(queue: QueueName) -> String {
 }
 
 impl EmbeddedQueue {
-    pub(crate) fn new(
-        connection: Arc<Mutex<Connection>>,
-        clock: Arc<dyn Clock>,
-        max_receives: u32,
-    ) -> Self {
-        EmbeddedQueue {
-            connection,
-            clock,
-            max_receives,
-        }
+    pub(crate) fn new(connection: Arc<Mutex<Connection>>, clock: Arc<dyn Clock>, max_receives: u32) -> Self {
+        EmbeddedQueue { connection, clock, max_receives }
     }
 
     /// Messages waiting or in flight in a queue (for reports and tests).
@@ -49,11 +40,9 @@ impl EmbeddedQueue {
         let name = queue.as_str().to_string();
         blocking(&self.connection, move |connection| {
             connection
-                .query_row(
-                    "SELECT COUNT(*) FROM queue_messages WHERE queue = ?1",
-                    params![name],
-                    |row| row.get::<_, i64>(0),
-                )
+                .query_row("SELECT COUNT(*) FROM queue_messages WHERE queue = ?1", params![name], |row| {
+                    row.get::<_, i64>(0)
+                })
                 .map(|n| n as u64)
                 .map_err(backend)
         })
@@ -73,17 +62,9 @@ impl Queue for EmbeddedQueue {
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<SendOutcome>, QueueError> {
         if messages.is_empty() || messages.len() > MAX_SEND_BATCH {
-            return Err(QueueError::Invalid(format!(
-                "a batch holds 1 to {MAX_SEND_BATCH} messages"
-            )));
+            return Err(QueueError::Invalid(format!("a batch holds 1 to {MAX_SEND_BATCH} messages")));
         }
-        if messages
-            .iter()
-            .map(|m| &m.id)
-            .collect::<BTreeSet<_>>()
-            .len()
-            != messages.len()
-        {
+        if messages.iter().map(|m| &m.id).collect::<BTreeSet<_>>().len() != messages.len() {
             return Err(QueueError::Invalid("batch entry ids must be unique".into()));
         }
         let now = self.clock.now().as_microsecond();
@@ -122,9 +103,7 @@ impl Queue for EmbeddedQueue {
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
         if max == 0 || max > MAX_SEND_BATCH {
-            return Err(QueueError::Invalid(format!(
-                "receive takes 1 to {MAX_SEND_BATCH} messages"
-            )));
+            return Err(QueueError::Invalid(format!("receive takes 1 to {MAX_SEND_BATCH} messages")));
         }
         let now = self.clock.now().as_microsecond();
         let hidden_until = now + micros(visibility);
@@ -185,12 +164,7 @@ impl Queue for EmbeddedQueue {
         let receipt = receipt.to_string();
         blocking(&self.connection, move |connection| {
             // A stale receipt (the message was received again since) deletes nothing, like SQS.
-            connection
-                .execute(
-                    "DELETE FROM queue_messages WHERE receipt = ?1",
-                    params![receipt],
-                )
-                .map_err(backend)?;
+            connection.execute("DELETE FROM queue_messages WHERE receipt = ?1", params![receipt]).map_err(backend)?;
             Ok(())
         })
         .await
@@ -200,11 +174,9 @@ impl Queue for EmbeddedQueue {
         let name = dead_letter_name(queue);
         blocking(&self.connection, move |connection| {
             connection
-                .query_row(
-                    "SELECT COUNT(*) FROM queue_messages WHERE queue = ?1",
-                    params![name],
-                    |row| row.get::<_, i64>(0),
-                )
+                .query_row("SELECT COUNT(*) FROM queue_messages WHERE queue = ?1", params![name], |row| {
+                    row.get::<_, i64>(0)
+                })
                 .map(|n| n as u64)
                 .map_err(backend)
         })
@@ -216,8 +188,6 @@ fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     format!("{n:x}{nanos:x}")
 }

@@ -21,17 +21,16 @@ pub fn condition_holds(condition: &Condition, item: Option<&Map<String, Value>>)
         Condition::NotEquals(name, expected) => {
             attribute(name).is_none_or(|v| compare(v, expected) != Some(Ordering::Equal))
         }
-        Condition::LessThan(name, bound) => {
-            attribute(name).is_some_and(|v| compare(v, bound) == Some(Ordering::Less))
+        Condition::LessThan(name, bound) => attribute(name).is_some_and(|v| compare(v, bound) == Some(Ordering::Less)),
+        Condition::LessOrEqual(name, bound) => {
+            attribute(name).is_some_and(|v| matches!(compare(v, bound), Some(Ordering::Less | Ordering::Equal)))
         }
-        Condition::LessOrEqual(name, bound) => attribute(name)
-            .is_some_and(|v| matches!(compare(v, bound), Some(Ordering::Less | Ordering::Equal))),
         Condition::GreaterThan(name, bound) => {
             attribute(name).is_some_and(|v| compare(v, bound) == Some(Ordering::Greater))
         }
-        Condition::GreaterOrEqual(name, bound) => attribute(name).is_some_and(|v| {
-            matches!(compare(v, bound), Some(Ordering::Greater | Ordering::Equal))
-        }),
+        Condition::GreaterOrEqual(name, bound) => {
+            attribute(name).is_some_and(|v| matches!(compare(v, bound), Some(Ordering::Greater | Ordering::Equal)))
+        }
         Condition::And(all) => all.iter().all(|c| condition_holds(c, item)),
         Condition::Or(any) => any.iter().any(|c| condition_holds(c, item)),
     }
@@ -84,9 +83,7 @@ pub fn apply_updates(
             | UpdateAction::Remove(name) => name,
         };
         if name == PK || name == SK {
-            return Err(StoreError::Invalid(format!(
-                "an update cannot change the key attribute `{name}`"
-            )));
+            return Err(StoreError::Invalid(format!("an update cannot change the key attribute `{name}`")));
         }
         match action {
             UpdateAction::Set(name, value) => {
@@ -97,18 +94,14 @@ pub fn apply_updates(
             }
             UpdateAction::Add(name, amount) => {
                 let Value::Number(amount) = amount else {
-                    return Err(StoreError::Invalid(format!(
-                        "ADD to `{name}` needs a number"
-                    )));
+                    return Err(StoreError::Invalid(format!("ADD to `{name}` needs a number")));
                 };
                 let sum = match item.get(name) {
                     None => amount.clone(),
                     Some(Value::Number(current)) => add_numbers(current, amount)
                         .ok_or_else(|| StoreError::Invalid(format!("ADD to `{name}` overflows")))?,
                     Some(_) => {
-                        return Err(StoreError::Invalid(format!(
-                            "ADD to `{name}`, which is not a number"
-                        )));
+                        return Err(StoreError::Invalid(format!("ADD to `{name}`, which is not a number")));
                     }
                 };
                 item.insert(name.clone(), Value::Number(sum));
@@ -119,9 +112,7 @@ pub fn apply_updates(
                 }
                 Some(Value::Array(list)) => list.extend(values.iter().cloned()),
                 Some(_) => {
-                    return Err(StoreError::Invalid(format!(
-                        "append to `{name}`, which is not a list"
-                    )));
+                    return Err(StoreError::Invalid(format!("append to `{name}`, which is not a list")));
                 }
             },
             UpdateAction::Remove(name) => {
@@ -139,30 +130,12 @@ mod tests {
 
     #[test]
     fn comparisons_follow_dynamodb() {
-        let item = json!({"n": 5, "s": "b", "f": 1.5})
-            .as_object()
-            .unwrap()
-            .clone();
+        let item = json!({"n": 5, "s": "b", "f": 1.5}).as_object().unwrap().clone();
         assert!(condition_holds(&Condition::less_than("n", 6), Some(&item)));
-        assert!(!condition_holds(
-            &Condition::less_than("n", "6"),
-            Some(&item)
-        ));
-        assert!(condition_holds(
-            &Condition::LessThan("f".into(), json!(2)),
-            Some(&item)
-        ));
-        assert!(condition_holds(
-            &Condition::GreaterThan("s".into(), json!("a")),
-            Some(&item)
-        ));
-        assert!(condition_holds(
-            &Condition::NotEquals("missing".into(), json!(1)),
-            Some(&item)
-        ));
-        assert!(!condition_holds(
-            &Condition::Equals("missing".into(), Value::Null),
-            Some(&item)
-        ));
+        assert!(!condition_holds(&Condition::less_than("n", "6"), Some(&item)));
+        assert!(condition_holds(&Condition::LessThan("f".into(), json!(2)), Some(&item)));
+        assert!(condition_holds(&Condition::GreaterThan("s".into(), json!("a")), Some(&item)));
+        assert!(condition_holds(&Condition::NotEquals("missing".into(), json!(1)), Some(&item)));
+        assert!(!condition_holds(&Condition::Equals("missing".into(), Value::Null), Some(&item)));
     }
 }

@@ -8,8 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde_json::{Map, Value};
 use voronka_domain::ports::store::{GSI1_PK, GSI1_SK, MAX_BATCH_PUT, MAX_TRANSACTION_OPS, TTL};
 use voronka_domain::ports::{
-    Clock, Condition, Cursor, Index, Item, Key, Page, Query, SortKeyRange, Store, StoreError,
-    TransactOp, UpdateAction,
+    Clock, Condition, Cursor, Index, Item, Key, Page, Query, SortKeyRange, Store, StoreError, TransactOp, UpdateAction,
 };
 
 use crate::blocking;
@@ -31,11 +30,7 @@ fn backend(error: rusqlite::Error) -> StoreError {
 
 fn read(tx: &Connection, key: &Key) -> Result<Option<Map<String, Value>>, StoreError> {
     let body: Option<String> = tx
-        .query_row(
-            "SELECT body FROM items WHERE pk = ?1 AND sk = ?2",
-            params![key.pk, key.sk],
-            |row| row.get(0),
-        )
+        .query_row("SELECT body FROM items WHERE pk = ?1 AND sk = ?2", params![key.pk, key.sk], |row| row.get(0))
         .optional()
         .map_err(backend)?;
     body.map(|text| parse_body(&text)).transpose()
@@ -44,27 +39,19 @@ fn read(tx: &Connection, key: &Key) -> Result<Option<Map<String, Value>>, StoreE
 fn parse_body(text: &str) -> Result<Map<String, Value>, StoreError> {
     match serde_json::from_str(text) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(StoreError::Backend(
-            "a stored item is not a JSON object".into(),
-        )),
+        _ => Err(StoreError::Backend("a stored item is not a JSON object".into())),
     }
 }
 
 fn write(tx: &Connection, item: &Map<String, Value>) -> Result<(), StoreError> {
     let text = |name: &str| item.get(name).and_then(Value::as_str).map(str::to_string);
     let (Some(pk), Some(sk)) = (text("pk"), text("sk")) else {
-        return Err(StoreError::Invalid(
-            "an item needs string `pk` and `sk`".into(),
-        ));
+        return Err(StoreError::Invalid("an item needs string `pk` and `sk`".into()));
     };
     if pk.is_empty() || sk.is_empty() {
-        return Err(StoreError::Invalid(
-            "key attributes must not be empty".into(),
-        ));
+        return Err(StoreError::Invalid("key attributes must not be empty".into()));
     }
-    let ttl = item
-        .get(TTL)
-        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
+    let ttl = item.get(TTL).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
     let body = serde_json::to_string(item).map_err(|e| StoreError::Invalid(e.to_string()))?;
     tx.execute(
         "INSERT INTO items (pk, sk, gsi1pk, gsi1sk, ttl, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -77,11 +64,7 @@ fn write(tx: &Connection, item: &Map<String, Value>) -> Result<(), StoreError> {
 }
 
 fn remove(tx: &Connection, key: &Key) -> Result<(), StoreError> {
-    tx.execute(
-        "DELETE FROM items WHERE pk = ?1 AND sk = ?2",
-        params![key.pk, key.sk],
-    )
-    .map_err(backend)?;
+    tx.execute("DELETE FROM items WHERE pk = ?1 AND sk = ?2", params![key.pk, key.sk]).map_err(backend)?;
     Ok(())
 }
 
@@ -90,19 +73,17 @@ fn check(condition: Option<&Condition>, current: Option<&Map<String, Value>>) ->
 }
 
 fn begin(connection: &mut Connection) -> Result<Transaction<'_>, StoreError> {
-    connection
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)
+    connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)
 }
 
 fn op_key(op: &TransactOp) -> Result<Key, StoreError> {
     match op {
-        TransactOp::Put { item, .. } => item
-            .key()
-            .ok_or_else(|| StoreError::Invalid("an item needs `pk` and `sk`".into())),
-        TransactOp::Update { key, .. }
-        | TransactOp::Delete { key, .. }
-        | TransactOp::Check { key, .. } => Ok(key.clone()),
+        TransactOp::Put { item, .. } => {
+            item.key().ok_or_else(|| StoreError::Invalid("an item needs `pk` and `sk`".into()))
+        }
+        TransactOp::Update { key, .. } | TransactOp::Delete { key, .. } | TransactOp::Check { key, .. } => {
+            Ok(key.clone())
+        }
     }
 }
 
@@ -115,12 +96,7 @@ impl EmbeddedStore {
     pub async fn purge_expired(&self) -> Result<usize, StoreError> {
         let now = self.clock.now().as_second();
         blocking(&self.connection, move |connection| {
-            connection
-                .execute(
-                    "DELETE FROM items WHERE ttl IS NOT NULL AND ttl <= ?1",
-                    params![now],
-                )
-                .map_err(backend)
+            connection.execute("DELETE FROM items WHERE ttl IS NOT NULL AND ttl <= ?1", params![now]).map_err(backend)
         })
         .await
     }
@@ -132,17 +108,13 @@ impl Store for EmbeddedStore {
         let key = key.clone();
         let now = self.clock.now().as_second();
         blocking(&self.connection, move |connection| {
-            Ok(read(connection, &key)?
-                .map(Item)
-                .filter(|item| !item.is_expired(now)))
+            Ok(read(connection, &key)?.map(Item).filter(|item| !item.is_expired(now)))
         })
         .await
     }
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
-        let key = item
-            .key()
-            .ok_or_else(|| StoreError::Invalid("an item needs string `pk` and `sk`".into()))?;
+        let key = item.key().ok_or_else(|| StoreError::Invalid("an item needs string `pk` and `sk`".into()))?;
         blocking(&self.connection, move |connection| {
             let tx = begin(connection)?;
             let current = read(&tx, &key)?;
@@ -192,23 +164,16 @@ impl Store for EmbeddedStore {
 
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
         let now = self.clock.now().as_second();
-        blocking(&self.connection, move |connection| {
-            run_query(connection, &query, now)
-        })
-        .await
+        blocking(&self.connection, move |connection| run_query(connection, &query, now)).await
     }
 
     async fn transact(&self, ops: Vec<TransactOp>) -> Result<(), StoreError> {
         if ops.is_empty() || ops.len() > MAX_TRANSACTION_OPS {
-            return Err(StoreError::Invalid(format!(
-                "a transaction holds 1 to {MAX_TRANSACTION_OPS} operations"
-            )));
+            return Err(StoreError::Invalid(format!("a transaction holds 1 to {MAX_TRANSACTION_OPS} operations")));
         }
         let keys = ops.iter().map(op_key).collect::<Result<Vec<_>, _>>()?;
         if keys.iter().collect::<BTreeSet<_>>().len() != keys.len() {
-            return Err(StoreError::Invalid(
-                "a transaction touches each item at most once".into(),
-            ));
+            return Err(StoreError::Invalid("a transaction touches each item at most once".into()));
         }
         blocking(&self.connection, move |connection| {
             let tx = begin(connection)?;
@@ -233,9 +198,7 @@ impl Store for EmbeddedStore {
             for ((op, key), stored) in ops.into_iter().zip(&keys).zip(current) {
                 match op {
                     TransactOp::Put { item, .. } => write(&tx, &item.0)?,
-                    TransactOp::Update { actions, .. } => {
-                        write(&tx, &apply_updates(key, stored, &actions)?)?
-                    }
+                    TransactOp::Update { actions, .. } => write(&tx, &apply_updates(key, stored, &actions)?)?,
                     TransactOp::Delete { .. } => remove(&tx, key)?,
                     TransactOp::Check { .. } => {}
                 }
@@ -247,9 +210,7 @@ impl Store for EmbeddedStore {
 
     async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
         if items.len() > MAX_BATCH_PUT {
-            return Err(StoreError::Invalid(format!(
-                "a batch holds at most {MAX_BATCH_PUT} items"
-            )));
+            return Err(StoreError::Invalid(format!("a batch holds at most {MAX_BATCH_PUT} items")));
         }
         blocking(&self.connection, move |connection| {
             let tx = begin(connection)?;
@@ -282,7 +243,9 @@ fn run_query(connection: &Connection, query: &Query, now: i64) -> Result<Page, S
         SortKeyRange::BeginsWith(prefix) => {
             // Byte-wise prefix match: `substr` on a BLOB cast avoids LIKE's case folding and wildcards.
             let p = arg(prefix, &mut args);
-            sql.push_str(&format!(" AND substr(CAST({sk_col} AS BLOB), 1, length(CAST({p} AS BLOB))) = CAST({p} AS BLOB)"));
+            sql.push_str(&format!(
+                " AND substr(CAST({sk_col} AS BLOB), 1, length(CAST({p} AS BLOB))) = CAST({p} AS BLOB)"
+            ));
         }
         SortKeyRange::Between(low, high) => {
             let low = arg(low, &mut args);
@@ -298,11 +261,7 @@ fn run_query(connection: &Connection, query: &Query, now: i64) -> Result<Page, S
             sql.push_str(&format!(" AND {sk_col} >= {b}"));
         }
     }
-    let (cmp, order) = if query.forward {
-        (">", "ASC")
-    } else {
-        ("<", "DESC")
-    };
+    let (cmp, order) = if query.forward { (">", "ASC") } else { ("<", "DESC") };
     if let Some(cursor) = &query.start_after {
         match query.index {
             Index::Table => {
@@ -310,9 +269,10 @@ fn run_query(connection: &Connection, query: &Query, now: i64) -> Result<Page, S
                 sql.push_str(&format!(" AND sk {cmp} {sk}"));
             }
             Index::Gsi1 => {
-                let index_key = cursor.index_key.as_ref().ok_or_else(|| {
-                    StoreError::Invalid("an index cursor needs the index key".into())
-                })?;
+                let index_key = cursor
+                    .index_key
+                    .as_ref()
+                    .ok_or_else(|| StoreError::Invalid("an index cursor needs the index key".into()))?;
                 let gsk = arg(&index_key.sk, &mut args);
                 let pk = arg(&cursor.key.pk, &mut args);
                 let sk = arg(&cursor.key.sk, &mut args);
@@ -329,42 +289,29 @@ fn run_query(connection: &Connection, query: &Query, now: i64) -> Result<Page, S
     }
     let mut statement = connection.prepare_cached(&sql).map_err(backend)?;
     let rows = statement
-        .query_map(rusqlite::params_from_iter(args.iter()), |row| {
-            row.get::<_, String>(0)
-        })
+        .query_map(rusqlite::params_from_iter(args.iter()), |row| row.get::<_, String>(0))
         .map_err(backend)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?;
     let scanned = rows.len();
-    let items = rows
-        .iter()
-        .map(|text| parse_body(text).map(Item))
-        .collect::<Result<Vec<_>, _>>()?;
+    let items = rows.iter().map(|text| parse_body(text).map(Item)).collect::<Result<Vec<_>, _>>()?;
     // As DynamoDB does, the limit counts items read before expired ones are filtered out, and a
     // full page always offers a cursor.
     let next = match (query.limit, items.last()) {
-        (Some(limit), Some(last)) if scanned == limit as usize => {
-            Some(cursor_of(last, query.index)?)
-        }
+        (Some(limit), Some(last)) if scanned == limit as usize => Some(cursor_of(last, query.index)?),
         _ => None,
     };
-    let items = items
-        .into_iter()
-        .filter(|item| !item.is_expired(now))
-        .collect();
+    let items = items.into_iter().filter(|item| !item.is_expired(now)).collect();
     Ok(Page { items, next })
 }
 
 fn cursor_of(item: &Item, index: Index) -> Result<Cursor, StoreError> {
-    let key = item
-        .key()
-        .ok_or_else(|| StoreError::Backend("a stored item has no key".into()))?;
+    let key = item.key().ok_or_else(|| StoreError::Backend("a stored item has no key".into()))?;
     let index_key = match index {
         Index::Table => None,
-        Index::Gsi1 => Some(Key::new(
-            item.get_str(GSI1_PK).unwrap_or_default(),
-            item.get_str(GSI1_SK).unwrap_or_default(),
-        )),
+        Index::Gsi1 => {
+            Some(Key::new(item.get_str(GSI1_PK).unwrap_or_default(), item.get_str(GSI1_SK).unwrap_or_default()))
+        }
     };
     Ok(Cursor { key, index_key })
 }

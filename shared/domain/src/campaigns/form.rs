@@ -12,13 +12,7 @@ use crate::model::attribution::{CLICK_ID_FIELDS, UTM_FIELDS};
 use crate::model::{EmailAddress, LifecycleStage, PhoneNumber};
 
 /// Hidden fields every form accepts besides its own: tracking, identity and anti-spam.
-pub const TRACKING_FIELDS: [&str; 5] = [
-    "referrer",
-    "landing_page",
-    "anonymous_id",
-    "time_zone",
-    "locale",
-];
+pub const TRACKING_FIELDS: [&str; 5] = ["referrer", "landing_page", "anonymous_id", "time_zone", "locale"];
 /// A client-chosen id that makes a retried submission count once.
 pub const SUBMISSION_ID_FIELD: &str = "submission_id";
 /// The signed render timestamp a page adds when it renders the form.
@@ -138,26 +132,18 @@ impl FormDefinition {
         let target_stage = LifecycleStage::parse(raw.target_stage.get_ref());
         if target_stage.is_none() {
             let names: Vec<_> = LifecycleStage::ALL.iter().map(|s| s.as_str()).collect();
-            error(
-                "target_stage".into(),
-                raw.target_stage.span(),
-                &format!("must be one of {}", names.join(", ")),
-            );
+            error("target_stage".into(), raw.target_stage.span(), &format!("must be one of {}", names.join(", ")));
         }
         if let Some(url) = &raw.thank_you_url {
-            if !is_http_url(url.get_ref()) {
+            if !is_http_url(url.get_ref()) && !url.get_ref().starts_with('/') {
                 error(
                     "thank_you_url".into(),
                     url.span(),
-                    "must be an absolute http(s) URL",
+                    "must be an absolute http(s) URL, or a path on the API's own host such as /thanks",
                 );
             }
         }
-        for (origin, span) in raw
-            .allowed_origins
-            .iter()
-            .flat_map(|o| o.get_ref().iter().map(|v| (v, o.span())))
-        {
+        for (origin, span) in raw.allowed_origins.iter().flat_map(|o| o.get_ref().iter().map(|v| (v, o.span()))) {
             if !is_origin(origin) {
                 error(
                     "allowed_origins".into(),
@@ -191,48 +177,23 @@ impl FormDefinition {
                 error(path.clone(), field.name.span(), "appears twice");
             }
             if reserved.contains(name.as_str()) {
-                error(
-                    path.clone(),
-                    field.name.span(),
-                    "is a reserved tracking field; choose another name",
-                );
+                error(path.clone(), field.name.span(), "is a reserved tracking field; choose another name");
             }
             if name == raw.honeypot_field.get_ref() {
-                error(
-                    path.clone(),
-                    field.name.span(),
-                    "is also the honeypot field",
-                );
+                error(path.clone(), field.name.span(), "is also the honeypot field");
             }
-            let options_given = field
-                .options
-                .as_ref()
-                .is_some_and(|o| !o.get_ref().is_empty());
+            let options_given = field.options.as_ref().is_some_and(|o| !o.get_ref().is_empty());
             if field.field_type == FieldType::Select && !options_given {
-                error(
-                    format!("{path}.options"),
-                    field.name.span(),
-                    "a select field needs options",
-                );
+                error(format!("{path}.options"), field.name.span(), "a select field needs options");
             }
-            if let Some(options) = field
-                .options
-                .as_ref()
-                .filter(|_| field.field_type != FieldType::Select && options_given)
+            if let Some(options) =
+                field.options.as_ref().filter(|_| field.field_type != FieldType::Select && options_given)
             {
-                error(
-                    format!("{path}.options"),
-                    options.span(),
-                    "only select fields have options",
-                );
+                error(format!("{path}.options"), options.span(), "only select fields have options");
             }
             if let (Some(min), Some(max)) = (field.min, field.max) {
                 if min > max {
-                    error(
-                        format!("{path}.min"),
-                        field.name.span(),
-                        "is greater than max",
-                    );
+                    error(format!("{path}.min"), field.name.span(), "is greater than max");
                 }
             }
             let expected_type = match name.as_str() {
@@ -255,9 +216,7 @@ impl FormDefinition {
                 file: file.into(),
                 line: None,
                 field: "fields".into(),
-                message:
-                    "every form needs an `email` field: it is how Voronka recognises a person again"
-                        .into(),
+                message: "every form needs an `email` field: it is how Voronka recognises a person again".into(),
             });
         }
         if let Some(consent) = &raw.consent {
@@ -266,9 +225,7 @@ impl FormDefinition {
                     file: file.into(),
                     line: Some(line_at(text, consent.field.span().start)),
                     field: "consent.field".into(),
-                    message:
-                        "is already a regular field; the consent checkbox is declared only here"
-                            .into(),
+                    message: "is already a regular field; the consent checkbox is declared only here".into(),
                 });
             }
         } else if raw.double_opt_in {
@@ -287,10 +244,7 @@ impl FormDefinition {
             id: raw.id,
             title: raw.title,
             thank_you_url: raw.thank_you_url.map(Spanned::into_inner),
-            allowed_origins: raw
-                .allowed_origins
-                .map(Spanned::into_inner)
-                .unwrap_or_default(),
+            allowed_origins: raw.allowed_origins.map(Spanned::into_inner).unwrap_or_default(),
             target_stage: target_stage.expect("checked above"),
             tags: raw.tags,
             journey: raw.journey,
@@ -322,27 +276,18 @@ impl FormDefinition {
     }
 
     pub fn allows_origin(&self, origin: &str) -> bool {
-        self.allowed_origins
-            .iter()
-            .any(|allowed| allowed.eq_ignore_ascii_case(origin.trim_end_matches('/')))
+        self.allowed_origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin.trim_end_matches('/')))
     }
 
     /// Checks a submission's values, naming every failing field at once.
-    pub fn validate(
-        &self,
-        values: &Map<String, Value>,
-    ) -> Result<ValidSubmission, Vec<FieldError>> {
+    pub fn validate(&self, values: &Map<String, Value>) -> Result<ValidSubmission, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut valid = ValidSubmission::default();
         for field in &self.fields {
             let text = match single_text(values.get(&field.name)) {
                 Ok(text) => text,
                 Err(()) => {
-                    errors.push(FieldError::new(
-                        &field.name,
-                        "invalid_type",
-                        "must be a single value",
-                    ));
+                    errors.push(FieldError::new(&field.name, "invalid_type", "must be a single value"));
                     continue;
                 }
             };
@@ -363,38 +308,23 @@ impl FormDefinition {
                 continue;
             }
             if text.chars().any(|c| {
-                c.is_control()
-                    && !(field.field_type == FieldType::Textarea && matches!(c, '\n' | '\r' | '\t'))
+                c.is_control() && !(field.field_type == FieldType::Textarea && matches!(c, '\n' | '\r' | '\t'))
             }) {
-                errors.push(FieldError::new(
-                    &field.name,
-                    "invalid_characters",
-                    "must not contain control characters",
-                ));
+                errors.push(FieldError::new(&field.name, "invalid_characters", "must not contain control characters"));
                 continue;
             }
             match field.field_type {
                 FieldType::Email => match EmailAddress::parse(&text) {
                     Ok(email) => valid.email = Some(email),
-                    Err(e) => errors.push(FieldError::new(
-                        &field.name,
-                        "invalid_email",
-                        &e.to_string(),
-                    )),
+                    Err(e) => errors.push(FieldError::new(&field.name, "invalid_email", &e.to_string())),
                 },
                 FieldType::Phone => match PhoneNumber::parse(&text) {
                     Ok(phone) => valid.phone = Some(phone),
-                    Err(e) => errors.push(FieldError::new(
-                        &field.name,
-                        "invalid_phone",
-                        &e.to_string(),
-                    )),
+                    Err(e) => errors.push(FieldError::new(&field.name, "invalid_phone", &e.to_string())),
                 },
                 FieldType::Url => match normalise_url(&text) {
                     Some(url) => {
-                        valid
-                            .attributes
-                            .insert(field.name.clone(), Value::String(url));
+                        valid.attributes.insert(field.name.clone(), Value::String(url));
                     }
                     None => errors.push(FieldError::new(
                         &field.name,
@@ -404,31 +334,21 @@ impl FormDefinition {
                 },
                 FieldType::Number => match text.trim().replace(',', ".").parse::<f64>() {
                     Ok(n) if n.is_finite() => {
-                        if field.min.is_some_and(|min| n < min)
-                            || field.max.is_some_and(|max| n > max)
-                        {
+                        if field.min.is_some_and(|min| n < min) || field.max.is_some_and(|max| n > max) {
                             errors.push(FieldError::new(
                                 &field.name,
                                 "out_of_range",
                                 &range_message(field.min, field.max),
                             ));
                         } else {
-                            valid
-                                .attributes
-                                .insert(field.name.clone(), serde_json::json!(n));
+                            valid.attributes.insert(field.name.clone(), serde_json::json!(n));
                         }
                     }
-                    _ => errors.push(FieldError::new(
-                        &field.name,
-                        "invalid_number",
-                        "must be a number",
-                    )),
+                    _ => errors.push(FieldError::new(&field.name, "invalid_number", "must be a number")),
                 },
                 FieldType::Select => {
                     if field.options.iter().any(|option| option == text.trim()) {
-                        valid
-                            .attributes
-                            .insert(field.name.clone(), Value::String(text.trim().to_string()));
+                        valid.attributes.insert(field.name.clone(), Value::String(text.trim().to_string()));
                     } else {
                         errors.push(FieldError::new(
                             &field.name,
@@ -440,22 +360,12 @@ impl FormDefinition {
                 FieldType::Checkbox => match parse_checkbox(&text) {
                     Some(checked) => {
                         if field.required && !checked {
-                            errors.push(FieldError::new(
-                                &field.name,
-                                "required",
-                                "must be checked",
-                            ));
+                            errors.push(FieldError::new(&field.name, "required", "must be checked"));
                         } else {
-                            valid
-                                .attributes
-                                .insert(field.name.clone(), Value::Bool(checked));
+                            valid.attributes.insert(field.name.clone(), Value::Bool(checked));
                         }
                     }
-                    None => errors.push(FieldError::new(
-                        &field.name,
-                        "invalid_checkbox",
-                        "must be checked or not",
-                    )),
+                    None => errors.push(FieldError::new(&field.name, "invalid_checkbox", "must be checked or not")),
                 },
                 FieldType::Text | FieldType::Textarea => {
                     let text = text.trim().to_string();
@@ -464,17 +374,11 @@ impl FormDefinition {
                         "last_name" => valid.last_name = Some(text),
                         "name" => {
                             let mut parts = text.splitn(2, char::is_whitespace);
-                            valid.first_name =
-                                parts.next().map(str::to_string).filter(|s| !s.is_empty());
-                            valid.last_name = parts
-                                .next()
-                                .map(|s| s.trim().to_string())
-                                .filter(|s| !s.is_empty());
+                            valid.first_name = parts.next().map(str::to_string).filter(|s| !s.is_empty());
+                            valid.last_name = parts.next().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
                         }
                         _ => {
-                            valid
-                                .attributes
-                                .insert(field.name.clone(), Value::String(text));
+                            valid.attributes.insert(field.name.clone(), Value::String(text));
                         }
                     }
                 }
@@ -484,23 +388,12 @@ impl FormDefinition {
             match single_text(values.get(&consent.field)) {
                 Ok(Some(text)) => match parse_checkbox(&text) {
                     Some(checked) => valid.consent_granted = checked,
-                    None => errors.push(FieldError::new(
-                        &consent.field,
-                        "invalid_checkbox",
-                        "must be checked or not",
-                    )),
+                    None => errors.push(FieldError::new(&consent.field, "invalid_checkbox", "must be checked or not")),
                 },
                 Ok(None) => {}
-                Err(()) => errors.push(FieldError::new(
-                    &consent.field,
-                    "invalid_type",
-                    "must be a single value",
-                )),
+                Err(()) => errors.push(FieldError::new(&consent.field, "invalid_type", "must be a single value")),
             }
-            if consent.required
-                && !valid.consent_granted
-                && !errors.iter().any(|e| e.field == consent.field)
-            {
+            if consent.required && !valid.consent_granted && !errors.iter().any(|e| e.field == consent.field) {
                 errors.push(FieldError::new(
                     &consent.field,
                     "consent_required",
@@ -521,18 +414,10 @@ impl FormDefinition {
                 && !is_accepted_hidden_field(name)
                 && name != &self.honeypot_field
             {
-                errors.push(FieldError::new(
-                    name,
-                    "unknown_field",
-                    "is not a field of this form",
-                ));
+                errors.push(FieldError::new(name, "unknown_field", "is not a field of this form"));
             }
         }
-        if errors.is_empty() {
-            Ok(valid)
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(valid) } else { Err(errors) }
     }
 }
 
@@ -588,11 +473,7 @@ fn range_message(min: Option<f64>, max: Option<f64>) -> String {
 /// People type `shop.example`; Voronka stores `https://shop.example/`.
 fn normalise_url(text: &str) -> Option<String> {
     let text = text.trim();
-    let candidate = if text.contains("://") {
-        text.to_string()
-    } else {
-        format!("https://{text}")
-    };
+    let candidate = if text.contains("://") { text.to_string() } else { format!("https://{text}") };
     let url = url::Url::parse(&candidate).ok()?;
     let host = url.host_str()?;
     if !matches!(url.scheme(), "http" | "https") || !host.contains('.') {
@@ -602,8 +483,7 @@ fn normalise_url(text: &str) -> Option<String> {
 }
 
 fn is_http_url(text: &str) -> bool {
-    url::Url::parse(text)
-        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+    url::Url::parse(text).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
 }
 
 fn is_origin(text: &str) -> bool {
@@ -707,15 +587,7 @@ options = ["1-10", "11-50", "51+"]
         let fields: BTreeSet<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            BTreeSet::from([
-                "name",
-                "email",
-                "phone",
-                "website",
-                "company_size",
-                "consent",
-                "surprise"
-            ])
+            BTreeSet::from(["name", "email", "phone", "website", "company_size", "consent", "surprise"])
         );
     }
 
@@ -726,13 +598,7 @@ options = ["1-10", "11-50", "51+"]
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "target_stage");
         assert_eq!(errors[0].line, Some(6));
-        assert!(
-            errors[0]
-                .to_string()
-                .starts_with("forms/consultation.toml:6: `target_stage`"),
-            "{}",
-            errors[0]
-        );
+        assert!(errors[0].to_string().starts_with("forms/consultation.toml:6: `target_stage`"), "{}", errors[0]);
 
         let typo = FORM.replace("type = \"phone\"", "type = \"fone\"");
         let errors = FormDefinition::parse("forms/consultation.toml", &typo).unwrap_err();
@@ -740,10 +606,7 @@ options = ["1-10", "11-50", "51+"]
         assert_eq!(errors[0].field, "type", "{}", errors[0]);
         assert!(errors[0].message.contains("fone"), "{}", errors[0]);
 
-        let unknown = FORM.replace(
-            "double_opt_in = false",
-            "double_opt_in = false\ndouble_optin = true",
-        );
+        let unknown = FORM.replace("double_opt_in = false", "double_opt_in = false\ndouble_optin = true");
         let errors = FormDefinition::parse("forms/consultation.toml", &unknown).unwrap_err();
         assert_eq!(errors[0].field, "double_optin", "{}", errors[0]);
         assert_eq!(errors[0].line, Some(8), "{}", errors[0]);

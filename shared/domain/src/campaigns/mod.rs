@@ -24,11 +24,7 @@ pub struct CampaignError {
 impl fmt::Display for CampaignError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(
-                f,
-                "{}:{}: `{}`: {}",
-                self.file, line, self.field, self.message
-            ),
+            Some(line) => write!(f, "{}:{}: `{}`: {}", self.file, line, self.field, self.message),
             None => write!(f, "{}: `{}`: {}", self.file, self.field, self.message),
         }
     }
@@ -89,16 +85,10 @@ impl Campaigns {
             }
         };
         let mut forms = BTreeMap::new();
-        for file in files
-            .iter()
-            .filter(|f| f.path.starts_with("forms/") && f.path.ends_with(".toml"))
-        {
+        for file in files.iter().filter(|f| f.path.starts_with("forms/") && f.path.ends_with(".toml")) {
             match FormDefinition::parse(&file.path, &file.text) {
                 Ok(form) => {
-                    let expected = file
-                        .path
-                        .trim_start_matches("forms/")
-                        .trim_end_matches(".toml");
+                    let expected = file.path.trim_start_matches("forms/").trim_end_matches(".toml");
                     if form.id != expected {
                         errors.push(CampaignError {
                             file: file.path.clone(),
@@ -113,10 +103,7 @@ impl Campaigns {
             }
         }
         if errors.is_empty() {
-            Ok(Campaigns {
-                settings: settings.expect("settings parsed without errors"),
-                forms,
-            })
+            Ok(Campaigns { settings: settings.expect("settings parsed without errors"), forms })
         } else {
             Err(CampaignErrors(errors))
         }
@@ -140,11 +127,7 @@ impl Campaigns {
                 if path.is_dir() {
                     pending.push(path);
                 } else if path.extension().is_some_and(|ext| ext == "toml") {
-                    let relative = path
-                        .strip_prefix(dir)
-                        .unwrap_or(&path)
-                        .to_string_lossy()
-                        .replace('\\', "/");
+                    let relative = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
                     let text = std::fs::read_to_string(&path).map_err(|e| {
                         CampaignErrors(vec![CampaignError {
                             file: relative.clone(),
@@ -153,10 +136,7 @@ impl Campaigns {
                             message: format!("cannot read: {e}"),
                         }])
                     })?;
-                    files.push(SourceFile {
-                        path: relative,
-                        text,
-                    });
+                    files.push(SourceFile { path: relative, text });
                 }
             }
         }
@@ -172,19 +152,10 @@ pub(crate) fn toml_error(file: &str, text: &str, error: &toml::de::Error) -> Cam
     // For a missing or unknown key the message names it ("missing field `id`"); otherwise the
     // error's span points at the offending value, whose line starts with its key.
     let names_key = message.starts_with("missing field") || message.starts_with("unknown field");
-    let field = if names_key {
-        message.split('`').nth(1).map(str::to_string)
-    } else {
-        None
-    }
-    .or_else(|| error.span().map(|span| key_at(text, span.start)))
-    .unwrap_or_default();
-    CampaignError {
-        file: file.into(),
-        line,
-        field,
-        message,
-    }
+    let field = if names_key { message.split('`').nth(1).map(str::to_string) } else { None }
+        .or_else(|| error.span().map(|span| key_at(text, span.start)))
+        .unwrap_or_default();
+    CampaignError { file: file.into(), line, field, message }
 }
 
 /// 1-based line of a byte offset.
@@ -193,15 +164,9 @@ pub(crate) fn line_at(text: &str, offset: usize) -> usize {
 }
 
 fn key_at(text: &str, offset: usize) -> String {
-    let start = text[..offset.min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
+    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
     let line = &text[start..];
-    line.split(['=', '\n'])
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string()
+    line.split(['=', '\n']).next().unwrap_or("").trim().to_string()
 }
 
 /// 1-based line where `key = ...` first appears at the start of a line.
@@ -209,8 +174,7 @@ pub(crate) fn line_of_key(text: &str, key: &str) -> Option<usize> {
     text.lines()
         .position(|line| {
             let line = line.trim_start();
-            line.strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
+            line.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
         })
         .map(|i| i + 1)
 }

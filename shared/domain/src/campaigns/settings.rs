@@ -53,9 +53,7 @@ pub struct DoubleOptInSettings {
 
 impl Default for DoubleOptInSettings {
     fn default() -> Self {
-        DoubleOptInSettings {
-            confirm_link_days: 7,
-        }
+        DoubleOptInSettings { confirm_link_days: 7 }
     }
 }
 
@@ -73,8 +71,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn parse(file: &str, text: &str) -> Result<Settings, Vec<CampaignError>> {
-        let raw: RawSettings =
-            toml::from_str(text).map_err(|e| vec![toml_error(file, text, &e)])?;
+        let raw: RawSettings = toml::from_str(text).map_err(|e| vec![toml_error(file, text, &e)])?;
         let mut errors = Vec::new();
         let mut error = |field: &str, span: std::ops::Range<usize>, message: String| {
             errors.push(CampaignError {
@@ -91,23 +88,10 @@ impl Settings {
                 "is not an IANA time zone name such as Europe/Moscow".into(),
             );
         }
-        if !raw
-            .supported_locales
-            .get_ref()
-            .contains(raw.default_locale.get_ref())
-        {
-            error(
-                "default_locale",
-                raw.default_locale.span(),
-                "must be one of supported_locales".into(),
-            );
+        if !raw.supported_locales.get_ref().contains(raw.default_locale.get_ref()) {
+            error("default_locale", raw.default_locale.span(), "must be one of supported_locales".into());
         }
-        if raw
-            .supported_locales
-            .get_ref()
-            .iter()
-            .any(|l| !is_locale_tag(l))
-        {
+        if raw.supported_locales.get_ref().iter().any(|l| !is_locale_tag(l)) {
             error(
                 "supported_locales",
                 raw.supported_locales.span(),
@@ -116,18 +100,10 @@ impl Settings {
         }
         let currency = raw.currency.get_ref();
         if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
-            error(
-                "currency",
-                raw.currency.span(),
-                "must be an ISO 4217 code such as RUB".into(),
-            );
+            error("currency", raw.currency.span(), "must be an ISO 4217 code such as RUB".into());
         }
         if url::Url::parse(raw.public_base_url.get_ref()).is_err() {
-            error(
-                "public_base_url",
-                raw.public_base_url.span(),
-                "must be an absolute URL".into(),
-            );
+            error("public_base_url", raw.public_base_url.span(), "must be an absolute URL".into());
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -137,11 +113,7 @@ impl Settings {
             default_locale: raw.default_locale.into_inner(),
             supported_locales: raw.supported_locales.into_inner(),
             currency: raw.currency.into_inner(),
-            public_base_url: raw
-                .public_base_url
-                .into_inner()
-                .trim_end_matches('/')
-                .to_string(),
+            public_base_url: raw.public_base_url.into_inner().trim_end_matches('/').to_string(),
             limits: raw.limits,
             anti_spam: raw.anti_spam,
             double_opt_in: raw.double_opt_in,
@@ -158,11 +130,7 @@ impl Settings {
         self.supported_locales
             .iter()
             .find(|l| l.to_ascii_lowercase() == requested)
-            .or_else(|| {
-                self.supported_locales
-                    .iter()
-                    .find(|l| l.to_ascii_lowercase() == language)
-            })
+            .or_else(|| self.supported_locales.iter().find(|l| l.to_ascii_lowercase() == language))
             .cloned()
             .unwrap_or_else(|| self.default_locale.clone())
     }
@@ -171,9 +139,7 @@ impl Settings {
     pub fn pick_time_zone(&self, requested: Option<&str>) -> String {
         requested
             .map(str::trim)
-            .filter(|name| {
-                !name.is_empty() && name.len() <= 64 && jiff::tz::TimeZone::get(name).is_ok()
-            })
+            .filter(|name| !name.is_empty() && name.len() <= 64 && jiff::tz::TimeZone::get(name).is_ok())
             .map(str::to_string)
             .unwrap_or_else(|| self.default_time_zone.clone())
     }
@@ -182,7 +148,7 @@ impl Settings {
 fn is_locale_tag(tag: &str) -> bool {
     !tag.is_empty()
         && tag.len() <= 35
-        && tag.split(['-', '_']).all(|part| {
-            !part.is_empty() && part.len() <= 8 && part.chars().all(|c| c.is_ascii_alphanumeric())
-        })
+        && tag
+            .split(['-', '_'])
+            .all(|part| !part.is_empty() && part.len() <= 8 && part.chars().all(|c| c.is_ascii_alphanumeric()))
 }

@@ -7,13 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Click identifiers ad platforms append to landing URLs.
 pub const CLICK_ID_FIELDS: [&str; 5] = ["gclid", "fbclid", "yclid", "msclkid", "ttclid"];
-pub const UTM_FIELDS: [&str; 5] = [
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_content",
-    "utm_term",
-];
+pub const UTM_FIELDS: [&str; 5] = ["utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term"];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Touch {
@@ -34,11 +28,7 @@ pub struct Touch {
 impl Touch {
     /// Builds a touch from raw fields (`utm_*`, `referrer`, `landing_page`, click ids) and derives its channel.
     pub fn from_fields(at: Timestamp, get: impl Fn(&str) -> Option<String>) -> Touch {
-        let clean = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let clean = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let click_ids = CLICK_ID_FIELDS
             .iter()
             .filter_map(|name| clean(name).map(|value| (name.to_string(), value)))
@@ -84,13 +74,7 @@ impl Touch {
         else {
             return "direct".to_string();
         };
-        const SEARCH_ENGINES: [&str; 5] = [
-            "google.",
-            "yandex.",
-            "bing.",
-            "duckduckgo.",
-            "search.yahoo.",
-        ];
+        const SEARCH_ENGINES: [&str; 5] = ["google.", "yandex.", "bing.", "duckduckgo.", "search.yahoo."];
         if SEARCH_ENGINES.iter().any(|engine| host.contains(engine)) {
             "organic".to_string()
         } else {
@@ -100,10 +84,7 @@ impl Touch {
 
     /// Whether anything marks this as a marketing touch rather than a plain visit.
     pub fn is_informative(&self) -> bool {
-        self.source.is_some()
-            || !self.click_ids.is_empty()
-            || self.referrer.is_some()
-            || self.landing_page.is_some()
+        self.source.is_some() || !self.click_ids.is_empty() || self.referrer.is_some() || self.landing_page.is_some()
     }
 }
 
@@ -113,28 +94,16 @@ mod tests {
 
     fn touch(fields: &[(&str, &str)]) -> Touch {
         Touch::from_fields(Timestamp::UNIX_EPOCH, |name| {
-            fields
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
+            fields.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
         })
     }
 
     #[test]
     fn derives_the_channel() {
-        assert_eq!(
-            touch(&[("utm_source", "VK"), ("utm_medium", "cpc")]).channel,
-            "vk"
-        );
+        assert_eq!(touch(&[("utm_source", "VK"), ("utm_medium", "cpc")]).channel, "vk");
         assert_eq!(touch(&[("yclid", "123")]).channel, "yandex");
-        assert_eq!(
-            touch(&[("referrer", "https://www.google.com/search?q=x")]).channel,
-            "organic"
-        );
-        assert_eq!(
-            touch(&[("referrer", "https://blog.example.org/post")]).channel,
-            "referral"
-        );
+        assert_eq!(touch(&[("referrer", "https://www.google.com/search?q=x")]).channel, "organic");
+        assert_eq!(touch(&[("referrer", "https://blog.example.org/post")]).channel, "referral");
         assert_eq!(touch(&[]).channel, "direct");
     }
 }

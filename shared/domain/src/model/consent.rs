@@ -56,8 +56,7 @@ impl Consent {
             self.status = ConsentStatus::Withdrawn;
             return;
         }
-        let already_confirmed =
-            self.status == ConsentStatus::Granted && self.double_opt_in == DoubleOptIn::Confirmed;
+        let already_confirmed = self.status == ConsentStatus::Granted && self.double_opt_in == DoubleOptIn::Confirmed;
         self.status = ConsentStatus::Granted;
         self.double_opt_in = match (receipt.double_opt_in, already_confirmed) {
             // A person who confirmed once is not asked again by a later form.

@@ -15,6 +15,8 @@ use super::phone::PhoneNumber;
 pub const MAX_TOUCHES: usize = 50;
 /// Most anonymous ids kept per contact (one per browser, device, cleared cookie).
 pub const MAX_ANONYMOUS_IDS: usize = 50;
+/// Submission ids remembered per contact, so a retried submission is applied once.
+pub const MAX_RECENT_SUBMISSIONS: usize = 20;
 
 /// Where a person stands in the funnel. Moves forward only, except to `Lost`, and from `Lost`
 /// back into the funnel when the person shows up again.
@@ -54,9 +56,7 @@ impl LifecycleStage {
     }
 
     pub fn parse(name: &str) -> Option<Self> {
-        LifecycleStage::ALL
-            .into_iter()
-            .find(|stage| stage.as_str() == name)
+        LifecycleStage::ALL.into_iter().find(|stage| stage.as_str() == name)
     }
 
     /// The stage after a move towards `target`: never backwards within the funnel.
@@ -113,6 +113,9 @@ pub struct Contact {
     /// Forms this person submitted, by id, with how often.
     #[serde(default)]
     pub form_submissions: BTreeMap<String, u64>,
+    /// The latest submission ids applied to this contact, newest last.
+    #[serde(default)]
+    pub recent_submission_ids: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_activity_at: Timestamp,
@@ -143,6 +146,7 @@ impl Contact {
             attributes: BTreeMap::new(),
             orders: OrderSummary::default(),
             form_submissions: BTreeMap::new(),
+            recent_submission_ids: Vec::new(),
             created_at: now,
             updated_at: now,
             last_activity_at: now,
@@ -178,19 +182,29 @@ impl Contact {
 
     /// Adds a consent receipt and updates the channel's consent, once per receipt id.
     pub fn record_consent(&mut self, receipt: ConsentReceipt) {
-        if self
-            .consent_receipts
-            .iter()
-            .any(|known| known.id == receipt.id)
-        {
+        if self.consent_receipts.iter().any(|known| known.id == receipt.id) {
             return;
         }
-        let consent = self
-            .consents
-            .entry(receipt.channel)
-            .or_insert_with(|| Consent::from_receipt(&receipt));
+        let consent = self.consents.entry(receipt.channel).or_insert_with(|| Consent::from_receipt(&receipt));
         consent.apply(&receipt);
         self.consent_receipts.push(receipt);
+    }
+
+    /// Whether a submission with this id was already applied.
+    pub fn has_applied_submission(&self, submission_id: &str) -> bool {
+        self.recent_submission_ids.iter().any(|id| id == submission_id)
+    }
+
+    /// Counts a form submission once per submission id.
+    pub fn record_submission(&mut self, form_id: &str, submission_id: &str) {
+        if self.has_applied_submission(submission_id) {
+            return;
+        }
+        *self.form_submissions.entry(form_id.to_string()).or_default() += 1;
+        self.recent_submission_ids.push(submission_id.to_string());
+        if self.recent_submission_ids.len() > MAX_RECENT_SUBMISSIONS {
+            self.recent_submission_ids.remove(0);
+        }
     }
 
     pub fn email_consent(&self) -> Option<&Consent> {

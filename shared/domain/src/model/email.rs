@@ -43,11 +43,7 @@ impl EmailAddress {
             return Err(EmailError::ForbiddenCharacter);
         }
         let (local, domain) = match trimmed.rsplit_once('@') {
-            Some((local, domain))
-                if !local.is_empty() && !domain.is_empty() && !local.contains('@') =>
-            {
-                (local, domain)
-            }
+            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !local.contains('@') => (local, domain),
             _ => return Err(EmailError::Shape),
         };
         if local.chars().count() > 64 {
@@ -59,10 +55,7 @@ impl EmailAddress {
         if !valid_domain(&domain.nfc().collect::<String>()) {
             return Err(EmailError::Domain);
         }
-        Ok(EmailAddress {
-            as_typed: trimmed.to_string(),
-            identity: identity_key(trimmed),
-        })
+        Ok(EmailAddress { as_typed: trimmed.to_string(), identity: identity_key(trimmed) })
     }
 
     /// The address as the person typed it, surrounding spaces removed: what mail is sent to.
@@ -142,26 +135,11 @@ mod tests {
         assert_eq!(EmailAddress::parse("   "), Err(EmailError::Empty));
         assert_eq!(EmailAddress::parse("anna"), Err(EmailError::Shape));
         assert_eq!(EmailAddress::parse("anna@"), Err(EmailError::Shape));
-        assert_eq!(
-            EmailAddress::parse("an na@example.com"),
-            Err(EmailError::ForbiddenCharacter)
-        );
-        assert_eq!(
-            EmailAddress::parse("anna@localhost"),
-            Err(EmailError::Domain)
-        );
-        assert_eq!(
-            EmailAddress::parse("anna@-bad.com"),
-            Err(EmailError::Domain)
-        );
-        assert_eq!(
-            EmailAddress::parse("a..b@example.com"),
-            Err(EmailError::Shape)
-        );
-        assert_eq!(
-            EmailAddress::parse("anna\r\nBcc: x@example.com"),
-            Err(EmailError::ForbiddenCharacter)
-        );
+        assert_eq!(EmailAddress::parse("an na@example.com"), Err(EmailError::ForbiddenCharacter));
+        assert_eq!(EmailAddress::parse("anna@localhost"), Err(EmailError::Domain));
+        assert_eq!(EmailAddress::parse("anna@-bad.com"), Err(EmailError::Domain));
+        assert_eq!(EmailAddress::parse("a..b@example.com"), Err(EmailError::Shape));
+        assert_eq!(EmailAddress::parse("anna\r\nBcc: x@example.com"), Err(EmailError::ForbiddenCharacter));
     }
 
     #[test]

@@ -5,14 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Event types a browser may send without a signature: behaviour, never money or outcomes.
-pub const BROWSER_EVENT_TYPES: [&str; 6] = [
-    "page_view",
-    "product_view",
-    "category_view",
-    "add_to_cart",
-    "remove_from_cart",
-    "checkout_started",
-];
+pub const BROWSER_EVENT_TYPES: [&str; 6] =
+    ["page_view", "product_view", "category_view", "add_to_cart", "remove_from_cart", "checkout_started"];
 
 /// Event types only the shop back end (signed) or Voronka itself may produce.
 pub const SERVER_EVENT_TYPES: [&str; 12] = [
@@ -40,11 +34,7 @@ pub enum EventTrust {
 }
 
 pub fn event_trust(event_type: &str) -> EventTrust {
-    if BROWSER_EVENT_TYPES.contains(&event_type) {
-        EventTrust::Browser
-    } else {
-        EventTrust::Server
-    }
+    if BROWSER_EVENT_TYPES.contains(&event_type) { EventTrust::Browser } else { EventTrust::Server }
 }
 
 /// Valid type names: the known ones, or a custom `snake_case` name of at most 64 characters.
@@ -59,9 +49,7 @@ pub fn is_valid_event_type(event_type: &str) -> bool {
 pub fn is_valid_client_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
 }
 
 /// Who an event is about: at least one of these.

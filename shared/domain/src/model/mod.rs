@@ -6,6 +6,7 @@ pub mod contact;
 pub mod email;
 pub mod event;
 pub mod phone;
+pub mod send;
 
 pub use attribution::Touch;
 pub use consent::{Channel, Consent, ConsentReceipt, ConsentStatus, DoubleOptIn};
@@ -13,3 +14,4 @@ pub use contact::{Contact, LifecycleStage, OrderSummary};
 pub use email::{EmailAddress, EmailError};
 pub use event::{ContactRef, Event, EventTrust};
 pub use phone::{PhoneError, PhoneNumber};
+pub use send::{Priority, SendClass, SendOrigin, SendRequest};

@@ -56,26 +56,14 @@ mod tests {
 
     #[test]
     fn normalises_separators_and_prefixes() {
-        assert_eq!(
-            PhoneNumber::parse("+7 (916) 123-45-67").unwrap().as_str(),
-            "+79161234567"
-        );
-        assert_eq!(
-            PhoneNumber::parse("0044 20 7946 0958").unwrap().as_str(),
-            "+442079460958"
-        );
+        assert_eq!(PhoneNumber::parse("+7 (916) 123-45-67").unwrap().as_str(), "+79161234567");
+        assert_eq!(PhoneNumber::parse("0044 20 7946 0958").unwrap().as_str(), "+442079460958");
     }
 
     #[test]
     fn rejects_local_and_malformed_numbers() {
-        assert_eq!(
-            PhoneNumber::parse("8 916 123 45 67"),
-            Err(PhoneError::NotInternational)
-        );
+        assert_eq!(PhoneNumber::parse("8 916 123 45 67"), Err(PhoneError::NotInternational));
         assert_eq!(PhoneNumber::parse("+7 916"), Err(PhoneError::Length));
-        assert_eq!(
-            PhoneNumber::parse("+7 916 abc"),
-            Err(PhoneError::ForbiddenCharacter)
-        );
+        assert_eq!(PhoneNumber::parse("+7 916 abc"), Err(PhoneError::ForbiddenCharacter));
     }
 }

@@ -27,9 +27,7 @@ pub struct SimulatedClock {
 
 impl SimulatedClock {
     pub fn starting_at(start: Timestamp) -> Self {
-        SimulatedClock {
-            micros: AtomicI64::new(start.as_microsecond()),
-        }
+        SimulatedClock { micros: AtomicI64::new(start.as_microsecond()) }
     }
 
     pub fn advance(&self, by: SignedDuration) {
@@ -44,8 +42,7 @@ impl SimulatedClock {
 
 impl Clock for SimulatedClock {
     fn now(&self) -> Timestamp {
-        Timestamp::from_microsecond(self.micros.load(Ordering::SeqCst))
-            .expect("simulated time in range")
+        Timestamp::from_microsecond(self.micros.load(Ordering::SeqCst)).expect("simulated time in range")
     }
 }
 
@@ -82,9 +79,7 @@ pub struct SeededIds {
 
 impl SeededIds {
     pub fn new(seed: u64) -> Self {
-        SeededIds {
-            rng: Mutex::new(StdRng::seed_from_u64(seed)),
-        }
+        SeededIds { rng: Mutex::new(StdRng::seed_from_u64(seed)) }
     }
 }
 
@@ -96,10 +91,7 @@ impl IdGenerator for SeededIds {
 
     fn random_hex(&self, bytes: usize) -> String {
         let mut buf = vec![0u8; bytes];
-        self.rng
-            .lock()
-            .expect("id generator lock")
-            .fill(&mut buf[..]);
+        self.rng.lock().expect("id generator lock").fill(&mut buf[..]);
         hex::encode(buf)
     }
 }

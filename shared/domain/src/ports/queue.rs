@@ -40,11 +40,7 @@ pub struct OutgoingMessage {
 
 impl OutgoingMessage {
     pub fn new(id: impl Into<String>, body: impl Into<String>) -> Self {
-        OutgoingMessage {
-            id: id.into(),
-            body: body.into(),
-            delay: None,
-        }
+        OutgoingMessage { id: id.into(), body: body.into(), delay: None }
     }
 }
 

@@ -37,10 +37,7 @@ pub struct Key {
 
 impl Key {
     pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
-        Self {
-            pk: pk.into(),
-            sk: sk.into(),
-        }
+        Self { pk: pk.into(), sk: sk.into() }
     }
 }
 
@@ -75,9 +72,7 @@ impl Item {
     }
 
     pub fn get_i64(&self, name: &str) -> Option<i64> {
-        self.0
-            .get(name)
-            .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+        self.0.get(name).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
     }
 
     pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
@@ -97,8 +92,7 @@ impl Item {
 
     /// True when the item's `ttl` lies at or before `now_epoch_seconds`.
     pub fn is_expired(&self, now_epoch_seconds: i64) -> bool {
-        self.get_i64(TTL)
-            .is_some_and(|ttl| ttl <= now_epoch_seconds)
+        self.get_i64(TTL).is_some_and(|ttl| ttl <= now_epoch_seconds)
     }
 
     pub fn into_value(self) -> Value {
@@ -206,12 +200,7 @@ pub struct Query {
 
 impl Query {
     pub fn partition(index: Index, partition: impl Into<String>) -> Self {
-        Query {
-            index,
-            partition: partition.into(),
-            forward: true,
-            ..Default::default()
-        }
+        Query { index, partition: partition.into(), forward: true, ..Default::default() }
     }
     pub fn range(mut self, range: SortKeyRange) -> Self {
         self.range = range;
@@ -244,23 +233,10 @@ pub struct Page {
 /// One operation of a transaction; all of them happen, or none.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TransactOp {
-    Put {
-        item: Item,
-        condition: Option<Condition>,
-    },
-    Update {
-        key: Key,
-        actions: Vec<UpdateAction>,
-        condition: Option<Condition>,
-    },
-    Delete {
-        key: Key,
-        condition: Option<Condition>,
-    },
-    Check {
-        key: Key,
-        condition: Condition,
-    },
+    Put { item: Item, condition: Option<Condition> },
+    Update { key: Key, actions: Vec<UpdateAction>, condition: Option<Condition> },
+    Delete { key: Key, condition: Option<Condition> },
+    Check { key: Key, condition: Condition },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -83,10 +83,8 @@ fn listing_partition(shard: u32) -> String {
 
 fn to_item(contact: &Contact) -> Item {
     let value = serde_json::to_value(contact).expect("contacts serialise");
-    Item::new(&contact_key(&contact.id), value).with_gsi1(
-        listing_partition(shard_of(&contact.id)),
-        format!("{}#{}", contact.created_at, contact.id),
-    )
+    Item::new(&contact_key(&contact.id), value)
+        .with_gsi1(listing_partition(shard_of(&contact.id)), format!("{}#{}", contact.created_at, contact.id))
 }
 
 fn from_item(item: Item) -> Result<Contact, RepoError> {
@@ -94,8 +92,7 @@ fn from_item(item: Item) -> Result<Contact, RepoError> {
     for name in [PK, SK, GSI1_PK, GSI1_SK] {
         map.remove(name);
     }
-    serde_json::from_value(Value::Object(map))
-        .map_err(|e| RepoError::Corrupt(format!("contact: {e}")))
+    serde_json::from_value(Value::Object(map)).map_err(|e| RepoError::Corrupt(format!("contact: {e}")))
 }
 
 /// Short, growing pauses with jitter between attempts that lost a race.
@@ -111,11 +108,7 @@ impl<'a> ContactRepository<'a> {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Contact>, RepoError> {
-        self.store
-            .get(&contact_key(id))
-            .await?
-            .map(from_item)
-            .transpose()
+        self.store.get(&contact_key(id)).await?.map(from_item).transpose()
     }
 
     pub async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<Contact>, RepoError> {
@@ -128,18 +121,13 @@ impl<'a> ContactRepository<'a> {
         self.get(id).await
     }
 
-    pub async fn find_by_anonymous_id(
-        &self,
-        anonymous_id: &str,
-    ) -> Result<Option<Contact>, RepoError> {
+    pub async fn find_by_anonymous_id(&self, anonymous_id: &str) -> Result<Option<Contact>, RepoError> {
         let Some(identity) = self.store.get(&anonymous_key(anonymous_id)).await? else {
             return Ok(None);
         };
         match identity.get_str("contact_id") {
             Some(id) => self.get(id).await,
-            None => Err(RepoError::Corrupt(
-                "anonymous identity without contact_id".into(),
-            )),
+            None => Err(RepoError::Corrupt("anonymous identity without contact_id".into())),
         }
     }
 
@@ -160,9 +148,7 @@ impl<'a> ContactRepository<'a> {
                 Some(identity) => {
                     let id = identity
                         .get_str("contact_id")
-                        .ok_or_else(|| {
-                            RepoError::Corrupt("email identity without contact_id".into())
-                        })?
+                        .ok_or_else(|| RepoError::Corrupt("email identity without contact_id".into()))?
                         .to_string();
                     match self.get(&id).await? {
                         Some(contact) => Some(contact),
@@ -184,10 +170,7 @@ impl<'a> ContactRepository<'a> {
                         condition: Some(Condition::equals("version", expected_version)),
                     }];
                     ops.extend(new_anonymous_identities(&contact, &before));
-                    self.store
-                        .transact(ops)
-                        .await
-                        .map(|()| (contact, UpsertOutcome::Updated))
+                    self.store.transact(ops).await.map(|()| (contact, UpsertOutcome::Updated))
                 }
                 None => {
                     let mut contact = new_contact();
@@ -195,33 +178,19 @@ impl<'a> ContactRepository<'a> {
                     change(&mut contact);
                     contact.version = 1;
                     contact.updated_at = now;
-                    let identity = Item::new(
-                        &email_key(email),
-                        serde_json::json!({ "contact_id": contact.id }),
-                    );
+                    let identity = Item::new(&email_key(email), serde_json::json!({ "contact_id": contact.id }));
                     let mut ops = vec![
-                        TransactOp::Put {
-                            item: identity,
-                            condition: Some(Condition::NotExists),
-                        },
-                        TransactOp::Put {
-                            item: to_item(&contact),
-                            condition: Some(Condition::NotExists),
-                        },
+                        TransactOp::Put { item: identity, condition: Some(Condition::NotExists) },
+                        TransactOp::Put { item: to_item(&contact), condition: Some(Condition::NotExists) },
                     ];
                     ops.extend(new_anonymous_identities(&contact, &[]));
-                    self.store
-                        .transact(ops)
-                        .await
-                        .map(|()| (contact, UpsertOutcome::Created))
+                    self.store.transact(ops).await.map(|()| (contact, UpsertOutcome::Created))
                 }
             };
             match result {
                 Ok(done) => return Ok(done),
                 Err(
-                    StoreError::TransactionCancelled { .. }
-                    | StoreError::ConditionFailed
-                    | StoreError::Throttled(_),
+                    StoreError::TransactionCancelled { .. } | StoreError::ConditionFailed | StoreError::Throttled(_),
                 ) => continue,
                 Err(other) => return Err(other.into()),
             }
@@ -259,9 +228,7 @@ impl<'a> ContactRepository<'a> {
             match self.store.transact(ops).await {
                 Ok(()) => return Ok(contact),
                 Err(
-                    StoreError::TransactionCancelled { .. }
-                    | StoreError::ConditionFailed
-                    | StoreError::Throttled(_),
+                    StoreError::TransactionCancelled { .. } | StoreError::ConditionFailed | StoreError::Throttled(_),
                 ) => continue,
                 Err(other) => return Err(other.into()),
             }
@@ -300,10 +267,7 @@ fn new_anonymous_identities(contact: &Contact, before: &[String]) -> Vec<Transac
         .iter()
         .filter(|id| !before.contains(id))
         .map(|anonymous_id| TransactOp::Put {
-            item: Item::new(
-                &anonymous_key(anonymous_id),
-                serde_json::json!({ "contact_id": contact.id }),
-            ),
+            item: Item::new(&anonymous_key(anonymous_id), serde_json::json!({ "contact_id": contact.id })),
             condition: None,
         })
         .collect()

@@ -38,18 +38,12 @@ impl<'a> EventReceipts<'a> {
 
     pub async fn claim(&self, event_id: &str, now: Timestamp) -> Result<EventClaim, StoreError> {
         let expires = (now + RECEIPT_RETENTION).as_second();
-        let item = Item::new(
-            &receipt_key(event_id),
-            json!({ "state": "pending", "received_at": now.to_string() }),
-        )
-        .with_ttl(expires);
+        let item = Item::new(&receipt_key(event_id), json!({ "state": "pending", "received_at": now.to_string() }))
+            .with_ttl(expires);
         match self.store.put(item, Some(Condition::NotExists)).await {
             Ok(()) => Ok(EventClaim::New),
-            Err(StoreError::ConditionFailed) => match self.store.get(&receipt_key(event_id)).await?
-            {
-                Some(existing) if existing.get_str("state") == Some("queued") => {
-                    Ok(EventClaim::Duplicate)
-                }
+            Err(StoreError::ConditionFailed) => match self.store.get(&receipt_key(event_id)).await? {
+                Some(existing) if existing.get_str("state") == Some("queued") => Ok(EventClaim::Duplicate),
                 _ => Ok(EventClaim::Unconfirmed),
             },
             Err(other) => Err(other),
@@ -58,11 +52,7 @@ impl<'a> EventReceipts<'a> {
 
     pub async fn mark_queued(&self, event_id: &str) -> Result<(), StoreError> {
         self.store
-            .update(
-                &receipt_key(event_id),
-                vec![UpdateAction::set("state", "queued")],
-                Some(Condition::Exists),
-            )
+            .update(&receipt_key(event_id), vec![UpdateAction::set("state", "queued")], Some(Condition::Exists))
             .await
             .map(|_| ())
     }

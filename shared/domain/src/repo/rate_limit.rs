@@ -35,10 +35,8 @@ impl<'a> RateLimiter<'a> {
         let now_s = now.as_second();
         let window_start = now_s - now_s.rem_euclid(window_seconds);
         let key = Key::new(format!("RATE#{scope}#{subject}"), window_start.to_string());
-        let condition = Condition::Or(vec![
-            Condition::attribute_not_exists("hits"),
-            Condition::less_than("hits", limit),
-        ]);
+        let condition =
+            Condition::Or(vec![Condition::attribute_not_exists("hits"), Condition::less_than("hits", limit)]);
         let actions = vec![
             UpdateAction::add("hits", 1),
             // Kept a little beyond the window, then left to expire.
@@ -46,9 +44,9 @@ impl<'a> RateLimiter<'a> {
         ];
         match self.store.update(&key, actions, Some(condition)).await {
             Ok(_) => Ok(RateDecision::Allowed),
-            Err(StoreError::ConditionFailed) => Ok(RateDecision::Limited {
-                retry_after_seconds: (window_start + window_seconds - now_s).max(1) as u32,
-            }),
+            Err(StoreError::ConditionFailed) => {
+                Ok(RateDecision::Limited { retry_after_seconds: (window_start + window_seconds - now_s).max(1) as u32 })
+            }
             Err(other) => Err(other),
         }
     }

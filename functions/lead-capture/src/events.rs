@@ -1,0 +1,353 @@
+//! `POST /v1/events`: batches of behaviour and outcome events onto the `events` queue.
+//!
+//! Browsers may send behaviour unsigned; money and outcomes (`purchase`, custom types) need the
+//! shop back end's HMAC-SHA256 signature over the body. Each event is idempotent by `event_id`.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Map, Value, json};
+use voronka_domain::model::event::{EventTrust, event_trust, is_valid_client_id, is_valid_event_type};
+use voronka_domain::model::{ContactRef, EmailAddress, Event};
+use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
+use voronka_domain::repo::{EventClaim, EventReceipts};
+use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, verify_body};
+
+use crate::http_util::{
+    ApiError, BodyFormat, allow_origin, body_format, client_subject, enforce_rate_limit, origin, preflight_response,
+    read_body,
+};
+use crate::{AppState, ClientIp};
+
+/// How far in the future an event's time may lie (clock skew of browsers and back ends).
+const MAX_FUTURE_SKEW: SignedDuration = SignedDuration::from_mins(5);
+/// How old an unsigned browser event may be; signed back ends may import older history.
+const MAX_BROWSER_EVENT_AGE: SignedDuration = SignedDuration::from_hours(24);
+
+/// Pages allowed to send events from a browser: those allowed to post any form.
+fn allowed_origin(state: &AppState, origin: &str) -> bool {
+    state.is_own_origin(origin) || state.campaigns.forms.values().any(|form| form.allows_origin(origin))
+}
+
+pub async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    preflight_response(&headers, |o| allowed_origin(&state, o), &format!(", {EVENTS_SIGNATURE_HEADER}"))
+}
+
+#[derive(Debug)]
+enum Verdict {
+    Accepted(Box<Event>),
+    Rejected { code: &'static str, field: String, message: String },
+}
+
+pub async fn ingest(
+    State(state): State<AppState>,
+    client: Option<axum::Extension<ClientIp>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let cors_origin = origin(&headers).map(str::to_string);
+    if let Some(o) = &cors_origin {
+        if !allowed_origin(&state, o) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                format!("pages on {o} may not send events"),
+            )
+            .into_response();
+        }
+    }
+    let mut response = match handle(&state, client.map(|c| c.0), &headers, body).await {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(error) => error.into_response(),
+    };
+    if let Some(o) = &cors_origin {
+        allow_origin(&mut response, o);
+    }
+    response
+}
+
+async fn handle(
+    state: &AppState,
+    client: Option<ClientIp>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Value), ApiError> {
+    let limits = &state.campaigns.settings.limits;
+    body_format(headers, &[BodyFormat::Json])?;
+    let bytes = read_body(headers, body, limits.max_body_bytes).await?;
+
+    let signed = match headers.get(EVENTS_SIGNATURE_HEADER) {
+        None => false,
+        Some(value) => {
+            let valid = value.to_str().is_ok_and(|v| verify_body(&state.secrets.events_key, &bytes, v));
+            if !valid {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_signature",
+                    format!(
+                        "the {EVENTS_SIGNATURE_HEADER} header does not match the body; sign the exact body bytes with HMAC-SHA256"
+                    ),
+                ));
+            }
+            true
+        }
+    };
+    if !signed {
+        // Back ends are trusted and batch heavily; browsers are counted per address.
+        let subject = client_subject(state, client);
+        enforce_rate_limit(state, "events-ip", &subject, limits.per_ip_per_minute).await?;
+    }
+
+    let envelope: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", format!("the body is not valid JSON: {e}"))
+    })?;
+    let Some(raw_events) = envelope.get("events").and_then(Value::as_array) else {
+        return Err(ApiError::invalid(vec![voronka_domain::errors::FieldError::new(
+            "events",
+            "required",
+            "the body must be {\"events\": [...]}",
+        )]));
+    };
+    if raw_events.is_empty() || raw_events.len() > limits.max_events_per_batch {
+        return Err(ApiError::invalid(vec![voronka_domain::errors::FieldError::new(
+            "events",
+            "batch_size",
+            &format!("a batch holds 1 to {} events", limits.max_events_per_batch),
+        )]));
+    }
+
+    let now = state.clock.now();
+    let mut seen = BTreeSet::new();
+    let verdicts: Vec<(String, Verdict)> = raw_events
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let id =
+                raw.get("event_id").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("#{index}"));
+            let verdict = match check_event(raw, signed, now, limits.max_event_properties_bytes) {
+                Verdict::Accepted(event) if !seen.insert(event.event_id.clone()) => Verdict::Rejected {
+                    code: "duplicate_in_batch",
+                    field: format!("events[{index}].event_id"),
+                    message: "this event_id appears earlier in the same batch".into(),
+                },
+                Verdict::Rejected { code, field, message } => {
+                    Verdict::Rejected { code, field: format!("events[{index}].{field}"), message }
+                }
+                accepted => accepted,
+            };
+            (id, verdict)
+        })
+        .collect();
+
+    let receipts = EventReceipts::new(state.store.as_ref());
+    let mut results: Vec<Value> = Vec::with_capacity(verdicts.len());
+    let mut to_queue: Vec<(usize, Event)> = Vec::new();
+    for (id, verdict) in verdicts {
+        match verdict {
+            Verdict::Rejected { code, field, message } => results
+                .push(json!({"event_id": id, "status": "rejected", "code": code, "field": field, "message": message})),
+            Verdict::Accepted(event) => {
+                let claim = receipts
+                    .claim(&event.event_id, now)
+                    .await
+                    .map_err(|e| ApiError::internal("event receipts unavailable", e))?;
+                match claim {
+                    EventClaim::Duplicate => results.push(json!({"event_id": id, "status": "duplicate"})),
+                    EventClaim::New | EventClaim::Unconfirmed => {
+                        to_queue.push((results.len(), *event));
+                        results.push(json!({"event_id": id, "status": "accepted"}));
+                    }
+                }
+            }
+        }
+    }
+
+    let messages = to_queue
+        .iter()
+        .map(|(slot, event)| {
+            OutgoingMessage::new(slot.to_string(), serde_json::to_string(event).expect("events serialise"))
+        })
+        .collect();
+    let outcomes = send_all(state.queue.as_ref(), QueueName::Events, messages)
+        .await
+        .map_err(|e| ApiError::internal("the events queue is unavailable", e))?;
+    let mut any_failed = false;
+    for outcome in outcomes {
+        let slot: usize = outcome.id.parse().expect("slots are indexes");
+        let event_id = to_queue.iter().find(|(s, _)| *s == slot).map(|(_, e)| e.event_id.clone()).unwrap_or_default();
+        match outcome.error {
+            None => receipts
+                .mark_queued(&event_id)
+                .await
+                .map_err(|e| ApiError::internal("event receipts unavailable", e))?,
+            Some(error) => {
+                tracing::warn!(error = %error, "the events queue refused an event");
+                any_failed = true;
+                results[slot] = json!({"event_id": event_id, "status": "failed", "code": "queue_unavailable",
+                    "message": "not stored; send the batch again"});
+            }
+        }
+    }
+    let count = |status: &str| results.iter().filter(|r| r["status"] == status).count();
+    let summary = json!({
+        "accepted": count("accepted"),
+        "duplicates": count("duplicate"),
+        "rejected": count("rejected"),
+        "failed": count("failed"),
+        "results": results,
+    });
+    tracing::info!(
+        accepted = count("accepted"),
+        duplicates = count("duplicate"),
+        rejected = count("rejected"),
+        failed = count("failed"),
+        signed,
+        "event batch processed"
+    );
+    // A failed event makes the whole answer retryable; the accepted ones come back as duplicates.
+    let status = if any_failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::ACCEPTED };
+    Ok((status, summary))
+}
+
+fn reject(code: &'static str, field: &str, message: impl Into<String>) -> Verdict {
+    Verdict::Rejected { code, field: field.to_string(), message: message.into() }
+}
+
+fn check_event(raw: &Value, signed: bool, now: Timestamp, max_properties_bytes: usize) -> Verdict {
+    let Some(object) = raw.as_object() else {
+        return reject("invalid_type", "", "each event must be a JSON object");
+    };
+    const KNOWN: [&str; 7] = ["event_id", "type", "occurred_at", "contact_id", "email", "anonymous_id", "properties"];
+    if let Some(unknown) = object.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return reject("unknown_field", unknown, format!("unknown field; events have {}", KNOWN.join(", ")));
+    }
+    let text = |name: &str| object.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+
+    let Some(event_id) = text("event_id") else {
+        return reject("required", "event_id", "every event needs a client-chosen event_id");
+    };
+    if !is_valid_client_id(event_id) {
+        return reject("invalid_id", "event_id", "must be 1 to 128 of A-Z a-z 0-9 - _ . :");
+    }
+    let Some(event_type) = text("type") else {
+        return reject("required", "type", "every event needs a type");
+    };
+    if !is_valid_event_type(event_type) {
+        return reject("invalid_type_name", "type", "types are snake_case names of at most 64 characters");
+    }
+    if !signed && event_trust(event_type) == EventTrust::Server {
+        return reject(
+            "signature_required",
+            "type",
+            format!("`{event_type}` events must come from the shop back end, signed with the events key"),
+        );
+    }
+
+    let occurred_at = match object.get("occurred_at") {
+        None | Some(Value::Null) => now,
+        Some(Value::String(s)) => match s.parse::<Timestamp>() {
+            Ok(t) => t,
+            Err(_) => {
+                return reject("invalid_time", "occurred_at", "must be an RFC 3339 time such as 2026-11-22T10:00:00Z");
+            }
+        },
+        Some(_) => return reject("invalid_time", "occurred_at", "must be an RFC 3339 time string"),
+    };
+    if occurred_at > now + MAX_FUTURE_SKEW {
+        return reject("occurred_at_in_future", "occurred_at", "lies more than 5 minutes in the future");
+    }
+    if !signed && occurred_at < now - MAX_BROWSER_EVENT_AGE {
+        return reject("too_old", "occurred_at", "unsigned events must be at most 24 hours old");
+    }
+
+    let mut contact = ContactRef {
+        contact_id: text("contact_id").map(str::to_string),
+        email: None,
+        anonymous_id: text("anonymous_id").map(str::to_string),
+    };
+    for (field, value) in [("contact_id", &contact.contact_id), ("anonymous_id", &contact.anonymous_id)] {
+        if value.as_deref().is_some_and(|v| !is_valid_client_id(v)) {
+            return reject("invalid_id", field, "must be 1 to 128 of A-Z a-z 0-9 - _ . :");
+        }
+    }
+    if let Some(email) = text("email") {
+        match EmailAddress::parse(email) {
+            Ok(email) => contact.email = Some(email.as_typed().to_string()),
+            Err(e) => return reject("invalid_email", "email", e.to_string()),
+        }
+    }
+    if contact.is_empty() {
+        return reject("required", "contact_id", "name the person: contact_id, email or anonymous_id");
+    }
+
+    let properties = match object.get("properties") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return reject("invalid_type", "properties", "must be a JSON object"),
+    };
+    if serde_json::to_vec(&properties).map_or(0, |b| b.len()) > max_properties_bytes {
+        return reject("too_large", "properties", format!("must be at most {max_properties_bytes} bytes of JSON"));
+    }
+    if let Some(problem) = check_known_properties(event_type, &properties) {
+        return problem;
+    }
+
+    Verdict::Accepted(Box::new(Event {
+        event_id: event_id.to_string(),
+        event_type: event_type.to_string(),
+        contact,
+        occurred_at,
+        received_at: now,
+        properties,
+        trusted: signed,
+    }))
+}
+
+/// The properties the suite relies on for revenue and carts, checked where they arrive.
+fn check_known_properties(event_type: &str, properties: &Map<String, Value>) -> Option<Verdict> {
+    let number = |name: &str| properties.get(name).map(|v| v.as_f64());
+    match event_type {
+        "purchase" => {
+            if properties.get("order_id").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
+                return Some(reject("required", "properties.order_id", "a purchase needs its order_id"));
+            }
+            match number("revenue") {
+                None => return Some(reject("required", "properties.revenue", "a purchase needs its revenue")),
+                Some(None) => return Some(reject("invalid_number", "properties.revenue", "must be a number")),
+                Some(Some(r)) if r < 0.0 => {
+                    return Some(reject("out_of_range", "properties.revenue", "must not be negative"));
+                }
+                _ => {}
+            }
+            if let Some(currency) = properties.get("currency") {
+                let valid =
+                    currency.as_str().is_some_and(|c| c.len() == 3 && c.chars().all(|ch| ch.is_ascii_uppercase()));
+                if !valid {
+                    return Some(reject(
+                        "invalid_currency",
+                        "properties.currency",
+                        "must be an ISO 4217 code such as RUB",
+                    ));
+                }
+            }
+        }
+        "add_to_cart" | "remove_from_cart" => {
+            if properties.get("sku").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
+                return Some(reject("required", "properties.sku", "cart events need the item's sku"));
+            }
+            if matches!(number("price"), Some(None)) || number("price").flatten().is_some_and(|p| p < 0.0) {
+                return Some(reject("invalid_number", "properties.price", "must be a non-negative number"));
+            }
+            if matches!(number("quantity"), Some(None)) || number("quantity").flatten().is_some_and(|q| q <= 0.0) {
+                return Some(reject("invalid_number", "properties.quantity", "must be a positive number"));
+            }
+        }
+        _ => {}
+    }
+    None
+}

@@ -1,0 +1,39 @@
+//! Running the router on Lambda: the client address comes from API Gateway's request context.
+
+use axum::Router;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Error, Request, RequestExt, Response};
+use tower::ServiceExt;
+
+use crate::ClientIp;
+
+/// The caller's address as API Gateway saw it.
+pub fn client_ip(request: &Request) -> Option<ClientIp> {
+    let source_ip = match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(context) => context.http.source_ip.clone(),
+        _ => None,
+    }?;
+    source_ip.parse().ok().map(ClientIp)
+}
+
+/// Handles one Lambda HTTP request with the router: what `main.rs` runs, and what the event
+/// fixture tests call with the sample payloads in `events/`.
+pub async fn handle(router: Router, mut request: Request) -> Result<Response<Body>, Error> {
+    if let Some(ip) = client_ip(&request) {
+        request.extensions_mut().insert(ip);
+    }
+    let request = request.map(|body| match body {
+        Body::Empty => axum::body::Body::empty(),
+        Body::Text(text) => axum::body::Body::from(text),
+        Body::Binary(bytes) => axum::body::Body::from(bytes),
+        _ => axum::body::Body::empty(),
+    });
+    let response = router.oneshot(request).await?;
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await?;
+    let body = match String::from_utf8(bytes.to_vec()) {
+        Ok(text) => Body::Text(text),
+        Err(e) => Body::Binary(e.into_bytes()),
+    };
+    Ok(Response::from_parts(parts, body))
+}

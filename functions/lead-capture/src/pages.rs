@@ -1,0 +1,62 @@
+//! The few HTML pages lead-capture answers with: confirmation results and plain-form replies.
+//! Every dynamic value is escaped.
+
+use axum::response::Html;
+use voronka_domain::campaigns::FormDefinition;
+use voronka_domain::errors::FieldError;
+
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}\
+         h1{{font-size:1.5rem}}li{{margin:.25rem 0}}</style></head><body>{body}</body></html>",
+        escape(title)
+    ))
+}
+
+pub fn confirmed() -> Html<String> {
+    page(
+        "Subscription confirmed",
+        "<h1>Subscription confirmed</h1><p>Thank you! You will now receive our emails. You can unsubscribe at any time with the link at the bottom of every email.</p>",
+    )
+}
+
+pub fn confirmation_invalid(reason: &str) -> Html<String> {
+    page("Confirmation link", &format!("<h1>We could not confirm this subscription</h1><p>{}</p>", escape(reason)))
+}
+
+pub fn thank_you(form: &FormDefinition) -> Html<String> {
+    page(&form.title, &format!("<h1>Thank you!</h1><p>We have received your request: {}.</p>", escape(&form.title)))
+}
+
+pub fn invalid_submission(form: &FormDefinition, fields: &[FieldError]) -> Html<String> {
+    let items: String = fields
+        .iter()
+        .map(|f| {
+            let label = form.fields.iter().find(|d| d.name == f.field).map_or(f.field.as_str(), |d| d.label.as_str());
+            format!("<li><strong>{}</strong>: {}</li>", escape(label), escape(&f.message))
+        })
+        .collect();
+    page(
+        &form.title,
+        &format!(
+            "<h1>Please check the form</h1><ul>{items}</ul><p><a href=\"javascript:history.back()\">Back to the form</a></p>"
+        ),
+    )
+}

@@ -1,0 +1,449 @@
+//! `POST /v1/forms/{form_id}/submissions`: a web-form submission becomes a contact.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Map, Value, json};
+use voronka_domain::campaigns::FormDefinition;
+use voronka_domain::campaigns::form::{RENDER_TOKEN_FIELD, SUBMISSION_ID_FIELD, single_text};
+use voronka_domain::errors::FieldError;
+use voronka_domain::model::event::is_valid_client_id;
+use voronka_domain::model::{
+    Channel, ConsentReceipt, Contact, ContactRef, DoubleOptIn, Event, Priority, SendClass, SendOrigin, SendRequest,
+    Touch,
+};
+use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
+use voronka_domain::repo::{ContactRepository, UpsertOutcome};
+
+use crate::http_util::{
+    ApiError, BodyFormat, allow_origin, body_format, client_subject, enforce_rate_limit, origin, preflight_response,
+    read_body, wants_html,
+};
+use crate::{AppState, CONFIRM_TOKEN_PURPOSE, ClientIp, RENDER_TOKEN_PURPOSE, pages};
+
+/// Longest value accepted in a hidden tracking field.
+const MAX_HIDDEN_FIELD_CHARS: usize = 2000;
+
+fn form_or_404<'a>(state: &'a AppState, form_id: &str) -> Result<&'a FormDefinition, ApiError> {
+    state
+        .campaigns
+        .forms
+        .get(form_id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "form_not_found", format!("there is no form `{form_id}`")))
+}
+
+pub async fn preflight(State(state): State<AppState>, Path(form_id): Path<String>, headers: HeaderMap) -> Response {
+    match form_or_404(&state, &form_id) {
+        Ok(form) => preflight_response(&headers, |o| form.allows_origin(o) || state.is_own_origin(o), ""),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /v1/forms/{form_id}`: the form's public definition and a fresh render token, for embed
+/// snippets that build the form in the page.
+pub async fn describe(State(state): State<AppState>, Path(form_id): Path<String>, headers: HeaderMap) -> Response {
+    let form = match form_or_404(&state, &form_id) {
+        Ok(form) => form,
+        Err(e) => return e.into_response(),
+    };
+    let fields: Vec<Value> = form
+        .fields
+        .iter()
+        .map(|f| {
+            json!({
+                "name": f.name, "label": f.label, "type": format!("{:?}", f.field_type).to_lowercase(),
+                "required": f.required, "max_length": f.max_length, "options": f.options,
+            })
+        })
+        .collect();
+    let body = json!({
+        "id": form.id,
+        "title": form.title,
+        "fields": fields,
+        "consent": form.consent.as_ref().map(|c| json!({"field": c.field, "text": c.text, "required": c.required})),
+        "honeypot_field": form.honeypot_field,
+        "render_token_field": RENDER_TOKEN_FIELD,
+        "render_token": crate::render_token(&state, &form.id),
+        "submit_url": format!("{}/v1/forms/{}/submissions", state.public_base_url, form.id),
+    });
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    if let Some(origin) = origin(&headers).filter(|o| form.allows_origin(o) || state.is_own_origin(o)) {
+        allow_origin(&mut response, origin);
+    }
+    response
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    Path(form_id): Path<String>,
+    client: Option<axum::Extension<ClientIp>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let html = wants_html(&headers);
+    let form = match form_or_404(&state, &form_id) {
+        Ok(form) => form.clone(),
+        Err(e) => return e.into_response(),
+    };
+    let cors_origin = origin(&headers).map(str::to_string);
+    if let Some(o) = &cors_origin {
+        if !form.allows_origin(o) && !state.is_own_origin(o) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                format!("pages on {o} may not post this form"),
+            )
+            .into_response();
+        }
+    }
+    let result = handle(&state, &form, client.map(|c| c.0), &headers, body).await;
+    let mut response = match result {
+        Ok(accepted) if html && accepted.format == BodyFormat::UrlEncoded => match &form.thank_you_url {
+            Some(url) => Redirect::to(&state.absolute_url(url)).into_response(),
+            None => (StatusCode::CREATED, pages::thank_you(&form)).into_response(),
+        },
+        Ok(accepted) => (StatusCode::CREATED, Json(accepted.body)).into_response(),
+        Err(error) if html && error.status == StatusCode::BAD_REQUEST => {
+            (error.status, pages::invalid_submission(&form, &error.fields)).into_response()
+        }
+        Err(error) => error.into_response(),
+    };
+    if let Some(o) = &cors_origin {
+        allow_origin(&mut response, o);
+    }
+    response
+}
+
+struct Accepted {
+    format: BodyFormat,
+    body: Value,
+}
+
+async fn handle(
+    state: &AppState,
+    form: &FormDefinition,
+    client: Option<ClientIp>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Accepted, ApiError> {
+    let settings = &state.campaigns.settings;
+    let format = body_format(headers, &[BodyFormat::Json, BodyFormat::UrlEncoded])?;
+    let bytes = read_body(headers, body, settings.limits.max_body_bytes).await?;
+    let values = parse_values(format, &bytes)?;
+
+    let subject = client_subject(state, client);
+    enforce_rate_limit(state, "submit-ip", &subject, settings.limits.per_ip_per_minute).await?;
+    enforce_rate_limit(state, &format!("submit-form-{}", form.id), "all", settings.limits.per_form_per_minute).await?;
+
+    let now = state.clock.now();
+    if let Some(reason) = spam_reason(state, form, &values, now) {
+        // Answer as if accepted, so a bot learns nothing; store nothing.
+        tracing::info!(form_id = %form.id, reason, "submission dropped as spam");
+        let decoy = state.ids.new_id("c", now);
+        return Ok(Accepted { format, body: json!({ "contact_id": decoy, "status": "created" }) });
+    }
+
+    let mut field_errors = Vec::new();
+    let valid = match form.validate(&values) {
+        Ok(valid) => Some(valid),
+        Err(errors) => {
+            field_errors = errors;
+            None
+        }
+    };
+    let hidden = match hidden_fields(&values) {
+        Ok(hidden) => hidden,
+        Err(mut errors) => {
+            field_errors.append(&mut errors);
+            Map::new()
+        }
+    };
+    let hidden_text = |name: &str| hidden.get(name).and_then(Value::as_str).map(str::to_string);
+    for name in ["anonymous_id", SUBMISSION_ID_FIELD] {
+        if hidden_text(name).is_some_and(|id| !is_valid_client_id(&id)) {
+            field_errors.push(FieldError::new(name, "invalid_id", "must be 1 to 128 of A-Z a-z 0-9 - _ . :"));
+        }
+    }
+    let Some(valid) = valid.filter(|_| field_errors.is_empty()) else {
+        return Err(ApiError::invalid(field_errors));
+    };
+    let email = valid.email.clone().expect("every form has a required email field");
+
+    let submission_id = hidden_text(SUBMISSION_ID_FIELD).unwrap_or_else(|| state.ids.new_id("sub", now));
+    let time_zone = hidden_text("time_zone");
+    let locale = hidden_text("locale").or_else(|| {
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split([',', ';']).next().unwrap_or("").to_string())
+    });
+    let anonymous_id = hidden_text("anonymous_id");
+    let mut touch = Touch::from_fields(now, |name| hidden_text(name));
+    if touch.landing_page.is_none() {
+        touch.landing_page = headers.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    }
+    let receipt = (form.consent.as_ref()).filter(|_| valid.consent_granted).map(|consent| ConsentReceipt {
+        id: format!("cr_{submission_id}"),
+        channel: Channel::Email,
+        granted: true,
+        at: now,
+        form_id: Some(form.id.clone()),
+        ip: client.map(|c| c.0.to_string()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(500).collect()),
+        text_version: consent.text_version.clone(),
+        double_opt_in: form.double_opt_in,
+        submission_id: Some(submission_id.clone()),
+    });
+
+    let repo = ContactRepository::new(state.store.as_ref());
+    let new_contact = || {
+        Contact::new(
+            state.ids.new_id("c", now),
+            now,
+            settings.pick_locale(locale.as_deref()),
+            settings.pick_time_zone(time_zone.as_deref()),
+        )
+    };
+    let apply = |contact: &mut Contact| {
+        if contact.has_applied_submission(&submission_id) {
+            return;
+        }
+        contact.email = Some(email.clone());
+        if let Some(phone) = &valid.phone {
+            contact.phone = Some(phone.clone());
+        }
+        if let Some(first) = &valid.first_name {
+            contact.first_name = Some(first.clone());
+        }
+        if let Some(last) = &valid.last_name {
+            contact.last_name = Some(last.clone());
+        }
+        if time_zone.is_some() {
+            contact.time_zone = settings.pick_time_zone(time_zone.as_deref());
+        }
+        if locale.is_some() {
+            contact.locale = settings.pick_locale(locale.as_deref());
+        }
+        for (name, value) in &valid.attributes {
+            contact.attributes.insert(name.clone(), value.clone());
+        }
+        contact.tags.extend(form.tags.iter().cloned());
+        contact.stage = contact.stage.advanced_to(form.target_stage);
+        if touch.is_informative() || contact.first_touch.is_none() {
+            contact.record_touch(touch.clone());
+        }
+        if let Some(anonymous_id) = &anonymous_id {
+            contact.add_anonymous_id(anonymous_id);
+        }
+        if let Some(receipt) = &receipt {
+            contact.record_consent(receipt.clone());
+        }
+        contact.last_activity_at = now;
+        contact.record_submission(&form.id, &submission_id);
+    };
+    let (contact, outcome) = repo
+        .upsert_by_email(&email, now, new_contact, apply)
+        .await
+        .map_err(|e| ApiError::internal("storing a form submission failed", e))?;
+    let double_opt_in = contact.email_consent().map(|c| c.double_opt_in);
+    tracing::info!(
+        form_id = %form.id,
+        contact_id = %contact.id,
+        outcome = if outcome == UpsertOutcome::Created { "created" } else { "updated" },
+        "form submission stored"
+    );
+
+    // The contact is stored; now the follow-ups. A failure here answers 503 and the client's
+    // retry (same submission id, or a new one for the same address) sends them again; their
+    // consumers drop duplicates by idempotency key.
+    let mut sends = Vec::new();
+    if let (true, Some(DoubleOptIn::Pending), Some(receipt)) = (form.double_opt_in, double_opt_in, &receipt) {
+        sends.push(confirmation_request(state, &contact, form, receipt, &submission_id, now));
+    }
+    let events = submission_events(&contact, form, outcome, &submission_id, &touch, now);
+    enqueue(state, QueueName::Sends, sends).await?;
+    enqueue(state, QueueName::Events, events).await?;
+
+    let status = match outcome {
+        UpsertOutcome::Created => "created",
+        UpsertOutcome::Updated => "updated",
+    };
+    let double_opt_in = double_opt_in.map(|d| match d {
+        DoubleOptIn::NotRequired => "not_required",
+        DoubleOptIn::Pending => "pending",
+        DoubleOptIn::Confirmed => "confirmed",
+    });
+    Ok(Accepted {
+        format,
+        body: json!({
+            "contact_id": contact.id,
+            "status": status,
+            "submission_id": submission_id,
+            "stage": contact.stage.as_str(),
+            "double_opt_in": double_opt_in,
+        }),
+    })
+}
+
+fn parse_values(format: BodyFormat, bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let bad = |message: &str| ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", message.to_string());
+    match format {
+        BodyFormat::Json => match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err(bad("the JSON body must be an object of field names to values")),
+            Err(e) => Err(bad(&format!("the body is not valid JSON: {e}"))),
+        },
+        BodyFormat::UrlEncoded => {
+            let pairs: Vec<(String, String)> =
+                serde_urlencoded::from_bytes(bytes).map_err(|e| bad(&format!("the form body cannot be read: {e}")))?;
+            Ok(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+        }
+    }
+}
+
+/// Tracking and identity fields: single values of bounded length.
+fn hidden_fields(values: &Map<String, Value>) -> Result<Map<String, Value>, Vec<FieldError>> {
+    let mut hidden = Map::new();
+    let mut errors = Vec::new();
+    for (name, value) in values {
+        if !voronka_domain::campaigns::form::is_accepted_hidden_field(name) {
+            continue;
+        }
+        match single_text(Some(value)) {
+            Ok(Some(text)) if text.chars().count() > MAX_HIDDEN_FIELD_CHARS => errors.push(FieldError::new(
+                name,
+                "too_long",
+                &format!("must be at most {MAX_HIDDEN_FIELD_CHARS} characters"),
+            )),
+            Ok(Some(text)) if text.chars().any(char::is_control) => {
+                errors.push(FieldError::new(name, "invalid_characters", "must not contain control characters"))
+            }
+            Ok(Some(text)) => {
+                hidden.insert(name.clone(), Value::String(text.trim().to_string()));
+            }
+            Ok(None) => {}
+            Err(()) => errors.push(FieldError::new(name, "invalid_type", "must be a single value")),
+        }
+    }
+    if errors.is_empty() { Ok(hidden) } else { Err(errors) }
+}
+
+/// Why a submission looks automated, if it does: a filled honeypot, or a form sent faster than a
+/// person can fill it (judged from the page's signed render timestamp).
+fn spam_reason(
+    state: &AppState,
+    form: &FormDefinition,
+    values: &Map<String, Value>,
+    now: Timestamp,
+) -> Option<&'static str> {
+    if single_text(values.get(&form.honeypot_field)).ok().flatten().is_some() {
+        return Some("honeypot");
+    }
+    let token = single_text(values.get(RENDER_TOKEN_FIELD)).ok().flatten();
+    let Some(token) = token else {
+        return form.require_render_timestamp.then_some("missing_render_timestamp");
+    };
+    let Ok(verified) = state.signer().verify(RENDER_TOKEN_PURPOSE, &token, now) else {
+        return Some("invalid_render_timestamp");
+    };
+    if verified.subject != form.id {
+        return Some("render_timestamp_of_another_form");
+    }
+    let minimum = form.min_fill_seconds.unwrap_or(state.campaigns.settings.anti_spam.min_fill_seconds);
+    if now.duration_since(verified.issued_at) < SignedDuration::from_secs(i64::from(minimum)) {
+        return Some("filled_too_fast");
+    }
+    None
+}
+
+fn confirmation_request(
+    state: &AppState,
+    contact: &Contact,
+    form: &FormDefinition,
+    receipt: &ConsentReceipt,
+    submission_id: &str,
+    now: Timestamp,
+) -> OutgoingMessage {
+    let days = i64::from(state.campaigns.settings.double_opt_in.confirm_link_days);
+    let subject = format!("{}|{}", contact.id, receipt.id);
+    let token = state.signer().sign(CONFIRM_TOKEN_PURPOSE, &subject, now, now + SignedDuration::from_hours(24 * days));
+    let mut context = Map::new();
+    context.insert("confirm_url".into(), Value::String(format!("{}/v1/confirm?token={token}", state.public_base_url)));
+    context.insert("form_title".into(), Value::String(form.title.clone()));
+    let request = SendRequest {
+        idempotency_key: format!("optin:{}:{}", contact.id, receipt.id),
+        contact_id: contact.id.clone(),
+        template: "optin_confirmation".into(),
+        channel: Channel::Email,
+        class: SendClass::Transactional,
+        priority: Priority::Transactional,
+        context,
+        origin: SendOrigin::Form { form_id: form.id.clone(), submission_id: submission_id.to_string() },
+        requested_at: now,
+    };
+    OutgoingMessage::new("0", serde_json::to_string(&request).expect("send requests serialise"))
+}
+
+fn submission_events(
+    contact: &Contact,
+    form: &FormDefinition,
+    outcome: UpsertOutcome,
+    submission_id: &str,
+    touch: &Touch,
+    now: Timestamp,
+) -> Vec<OutgoingMessage> {
+    let mut properties = Map::new();
+    properties.insert("form_id".into(), Value::String(form.id.clone()));
+    properties.insert("submission_id".into(), Value::String(submission_id.to_string()));
+    properties.insert("stage".into(), Value::String(contact.stage.as_str().to_string()));
+    properties.insert("channel".into(), Value::String(touch.channel.clone()));
+    if let Some(campaign) = &touch.campaign {
+        properties.insert("campaign".into(), Value::String(campaign.clone()));
+    }
+    if let Some(journey) = &form.journey {
+        properties.insert("journey".into(), Value::String(journey.clone()));
+    }
+    let event = |event_type: &str| Event {
+        event_id: format!("{submission_id}:{event_type}"),
+        event_type: event_type.to_string(),
+        contact: ContactRef { contact_id: Some(contact.id.clone()), ..Default::default() },
+        occurred_at: now,
+        received_at: now,
+        properties: properties.clone(),
+        trusted: true,
+    };
+    let mut events = vec![event("form_submitted")];
+    if outcome == UpsertOutcome::Created {
+        events.push(event("lead_created"));
+    }
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| OutgoingMessage::new(i.to_string(), serde_json::to_string(e).expect("events serialise")))
+        .collect()
+}
+
+/// Puts messages on a queue; any message refused makes the whole request retryable.
+pub(crate) async fn enqueue(
+    state: &AppState,
+    queue: QueueName,
+    messages: Vec<OutgoingMessage>,
+) -> Result<(), ApiError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let outcomes = send_all(state.queue.as_ref(), queue, messages)
+        .await
+        .map_err(|e| ApiError::internal("the queue refused a batch", e))?;
+    if let Some(failed) = outcomes.iter().find(|o| o.error.is_some()) {
+        return Err(ApiError::internal("the queue refused a message", failed.error.clone().unwrap_or_default()));
+    }
+    Ok(())
+}

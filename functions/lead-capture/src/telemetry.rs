@@ -1,0 +1,27 @@
+//! Logs as JSON lines through `tracing`. Handlers log ids and outcomes, never email addresses or
+//! phone numbers; a test holds them to it.
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Installs JSON logging to `writer`, filtered by `RUST_LOG` (default `info`).
+pub fn init_json_logging<W>(writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    // A second call (tests, the local stack after a library already set one up) keeps the first.
+    let _ = tracing::subscriber::set_global_default(json_subscriber(writer));
+}
+
+/// The subscriber `init_json_logging` installs, for callers that scope it themselves.
+pub fn json_subscriber<W>(writer: W) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_current_span(false)
+        .with_writer(writer)
+        .finish()
+}

@@ -1,0 +1,487 @@
+//! `voronka demo`: a seeded simulation of a shop's visitors driven through the real handlers with
+//! a simulated clock. The same seed gives the same visitors, submissions and outcomes every run.
+//!
+//! Visitors arrive from several channels, browse (unsigned behaviour events), some fill in the
+//! newsletter or consultation form (as JSON clients or as browsers posting HTML forms), some come
+//! back and submit again with their address spelled differently, bots trip the honeypot or fill
+//! too fast, people mistype, and the shop back end reports purchases (signed, sometimes twice).
+//! At the end the demo checks that every acknowledged lead is stored exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use axum::Router;
+use axum::body::Body;
+use http::{Request, StatusCode, header};
+use indicatif::{ProgressBar, ProgressStyle};
+use jiff::{SignedDuration, Timestamp};
+use lead_capture::ClientIp;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use voronka_domain::model::EmailAddress;
+use voronka_domain::ports::{QueueName, SeededIds, SimulatedClock};
+use voronka_domain::repo::ContactRepository;
+use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, sign_body};
+
+use crate::stack::{Stack, StackOptions};
+
+pub struct DemoOptions {
+    pub seed: u64,
+    pub visitors: usize,
+    pub days: u32,
+    pub data_dir: Option<std::path::PathBuf>,
+    pub show_progress: bool,
+}
+
+/// What the demo did and what the suite made of it.
+#[derive(Debug, Default, Serialize)]
+pub struct DemoReport {
+    pub seed: u64,
+    pub visitors: usize,
+    pub simulated_days: u32,
+    pub submissions: usize,
+    pub contacts_created: usize,
+    pub contacts_merged: usize,
+    pub html_form_redirects: usize,
+    pub spam_dropped: usize,
+    pub rejected_invalid: usize,
+    pub rate_limited: usize,
+    pub event_batches: usize,
+    pub events_accepted: usize,
+    pub events_duplicate: usize,
+    pub events_rejected: usize,
+    pub contacts_stored: usize,
+    pub confirmations_queued: u64,
+    pub events_queued: u64,
+    pub contacts_by_stage: BTreeMap<String, usize>,
+    pub contacts_by_channel: BTreeMap<String, usize>,
+    pub requests: usize,
+    pub wall_time_ms: u128,
+    pub mean_request_micros: u128,
+}
+
+const CHANNELS: [(&str, &str, &str, u32); 7] = [
+    ("google", "cpc", "brand", 20),
+    ("yandex", "cpc", "generic", 20),
+    ("vk", "social", "autumn_sale", 15),
+    ("newsletter", "email", "digest", 10),
+    ("", "", "organic", 15),
+    ("", "", "direct", 12),
+    ("", "", "referral", 8),
+];
+const FIRST_NAMES: [&str; 12] =
+    ["Anna", "Ivan", "Olga", "Dmitry", "Maria", "Sergey", "Elena", "Pavel", "Kate", "John", "Svetlana", "Alexei"];
+const LAST_NAMES: [&str; 10] =
+    ["Petrova", "Ivanov", "Smirnova", "Kuznetsov", "Popova", "Sokolov", "Lebedeva", "Novikov", "Brown", "Morozov"];
+const DOMAINS: [&str; 5] = ["example.com", "mail.example", "inbox.example", "school.example", "shop.example"];
+const CATEGORIES: [&str; 6] = ["shoes", "bags", "courses", "books", "toys", "garden"];
+const TIME_ZONES: [&str; 5] =
+    ["Europe/Moscow", "Asia/Yekaterinburg", "Asia/Novosibirsk", "Europe/Berlin", "Asia/Kolkata"];
+
+struct Visitor {
+    index: usize,
+    anonymous_id: String,
+    ip: IpAddr,
+    channel: usize,
+    email: String,
+    first_name: String,
+    last_name: String,
+}
+
+struct Driver {
+    app: Router,
+    events_key: String,
+    report: DemoReport,
+    request_micros: u128,
+    /// Identity keys of every address whose submission was acknowledged as a real lead.
+    acknowledged: BTreeSet<String>,
+}
+
+impl Driver {
+    async fn call(&mut self, request: Request<Body>, ip: IpAddr) -> Result<(StatusCode, Value)> {
+        let mut request = request;
+        request.extensions_mut().insert(ClientIp(ip));
+        let started = Instant::now();
+        let response = self.app.clone().oneshot(request).await?;
+        self.request_micros += started.elapsed().as_micros();
+        self.report.requests += 1;
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    async fn render_token(&mut self, form: &str, ip: IpAddr) -> Result<String> {
+        let request = Request::get(format!("/v1/forms/{form}")).body(Body::empty())?;
+        let (status, body) = self.call(request, ip).await?;
+        if status != StatusCode::OK {
+            bail!("describing form {form} answered {status}");
+        }
+        Ok(body["render_token"].as_str().unwrap_or_default().to_string())
+    }
+
+    async fn send_events(&mut self, events: Vec<Value>, ip: IpAddr, signed: bool) -> Result<()> {
+        let body = serde_json::to_vec(&json!({ "events": events }))?;
+        let mut request = Request::post("/v1/events").header(header::CONTENT_TYPE, "application/json");
+        if signed {
+            request = request.header(EVENTS_SIGNATURE_HEADER, sign_body(&self.events_key, &body));
+        }
+        let (status, answer) = self.call(request.body(Body::from(body))?, ip).await?;
+        self.report.event_batches += 1;
+        match status {
+            StatusCode::ACCEPTED => {
+                self.report.events_accepted += answer["accepted"].as_u64().unwrap_or(0) as usize;
+                self.report.events_duplicate += answer["duplicates"].as_u64().unwrap_or(0) as usize;
+                self.report.events_rejected += answer["rejected"].as_u64().unwrap_or(0) as usize;
+            }
+            StatusCode::TOO_MANY_REQUESTS => self.report.rate_limited += 1,
+            other => bail!("an event batch answered {other}: {answer}"),
+        }
+        Ok(())
+    }
+
+    /// Submits a form the way a visitor's browser or an API client would, and counts the outcome.
+    async fn submit(
+        &mut self,
+        form: &str,
+        fields: Vec<(String, String)>,
+        as_browser: bool,
+        ip: IpAddr,
+    ) -> Result<StatusCode> {
+        let (status, body) = self.post_form(form, fields, as_browser, ip).await?;
+        match status {
+            StatusCode::CREATED => match body["status"].as_str() {
+                Some("created") => self.report.contacts_created += 1,
+                Some("updated") => self.report.contacts_merged += 1,
+                _ => bail!("a submission answered 201 without a status: {body}"),
+            },
+            StatusCode::SEE_OTHER => self.report.html_form_redirects += 1,
+            StatusCode::BAD_REQUEST => self.report.rejected_invalid += 1,
+            StatusCode::TOO_MANY_REQUESTS => self.report.rate_limited += 1,
+            other => bail!("a submission answered {other}: {body}"),
+        }
+        Ok(status)
+    }
+
+    /// A bot's submission: it must look accepted, and store nothing (checked at the end).
+    async fn submit_as_bot(
+        &mut self,
+        form: &str,
+        fields: Vec<(String, String)>,
+        as_browser: bool,
+        ip: IpAddr,
+    ) -> Result<()> {
+        let (status, body) = self.post_form(form, fields, as_browser, ip).await?;
+        if !matches!(status, StatusCode::CREATED | StatusCode::SEE_OTHER) {
+            bail!("a bot's submission answered {status}, which tells the bot it was caught: {body}");
+        }
+        self.report.spam_dropped += 1;
+        Ok(())
+    }
+
+    async fn post_form(
+        &mut self,
+        form: &str,
+        fields: Vec<(String, String)>,
+        as_browser: bool,
+        ip: IpAddr,
+    ) -> Result<(StatusCode, Value)> {
+        self.report.submissions += 1;
+        let request = if as_browser {
+            Request::post(format!("/v1/forms/{form}/submissions"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::ACCEPT, "text/html,application/xhtml+xml")
+                .body(Body::from(serde_urlencoded::to_string(&fields)?))?
+        } else {
+            let object: serde_json::Map<String, Value> =
+                fields.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+            Request::post(format!("/v1/forms/{form}/submissions"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::to_vec(&object)?))?
+        };
+        self.call(request, ip).await
+    }
+}
+
+fn tracking_fields(visitor: &Visitor, rng: &mut StdRng) -> Vec<(String, String)> {
+    let (source, medium, campaign, _) = CHANNELS[visitor.channel];
+    let mut fields = vec![
+        ("anonymous_id".to_string(), visitor.anonymous_id.clone()),
+        ("time_zone".to_string(), TIME_ZONES[visitor.index % TIME_ZONES.len()].to_string()),
+        ("locale".to_string(), if rng.random_bool(0.8) { "ru-RU" } else { "en-GB" }.to_string()),
+        ("landing_page".to_string(), format!("https://shop.example/{}", CATEGORIES[visitor.index % CATEGORIES.len()])),
+    ];
+    if !source.is_empty() {
+        fields.push(("utm_source".into(), source.into()));
+        fields.push(("utm_medium".into(), medium.into()));
+        fields.push(("utm_campaign".into(), campaign.into()));
+    } else if campaign == "organic" {
+        fields.push(("referrer".into(), "https://www.google.com/search?q=shop".into()));
+    } else if campaign == "referral" {
+        fields.push(("referrer".into(), "https://blog.example.org/review".into()));
+    }
+    fields
+}
+
+fn pick_channel(rng: &mut StdRng) -> usize {
+    let total: u32 = CHANNELS.iter().map(|c| c.3).sum();
+    let mut roll = rng.random_range(0..total);
+    for (i, channel) in CHANNELS.iter().enumerate() {
+        if roll < channel.3 {
+            return i;
+        }
+        roll -= channel.3;
+    }
+    0
+}
+
+/// Spells an address the way people retype it: other case, stray spaces.
+fn respell(email: &str, rng: &mut StdRng) -> String {
+    match rng.random_range(0..3) {
+        0 => format!("  {}  ", email.to_uppercase()),
+        1 => {
+            let (local, domain) = email.split_once('@').unwrap();
+            let mut chars = local.chars();
+            let first = chars.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
+            format!("{first}{}@{}", chars.as_str(), domain.to_uppercase())
+        }
+        _ => format!("{email} "),
+    }
+}
+
+pub async fn run(options: DemoOptions) -> Result<DemoReport> {
+    let started = Instant::now();
+    let start = Timestamp::from_second(1_793_523_600)?; // 2026-11-01 09:00 UTC
+    let clock = Arc::new(SimulatedClock::starting_at(start));
+    let stack = Stack::open(StackOptions {
+        data_dir: options.data_dir.clone(),
+        campaigns_dir: None,
+        public_base_url: None,
+        clock: clock.clone(),
+        ids: Arc::new(SeededIds::new(options.seed)),
+    })?;
+    let mut driver = Driver {
+        app: crate::serve::app(stack.state.clone()),
+        events_key: stack.state.secrets.events_key.clone(),
+        report: DemoReport {
+            seed: options.seed,
+            visitors: options.visitors,
+            simulated_days: options.days,
+            ..Default::default()
+        },
+        request_micros: 0,
+        acknowledged: BTreeSet::new(),
+    };
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    let progress = if options.show_progress {
+        let bar = ProgressBar::new(options.visitors as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} simulating visitors {bar:40} {pos}/{len} {elapsed}")
+                .expect("valid template"),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    // Spread arrivals over the simulated period.
+    let step_seconds = (i64::from(options.days) * 86_400 / options.visitors.max(1) as i64).max(1);
+    let mut returning: Vec<(usize, Visitor)> = Vec::new();
+    let mut buyers: Vec<String> = Vec::new();
+    for index in 0..options.visitors {
+        clock.advance(SignedDuration::from_secs(rng.random_range(step_seconds / 2..=step_seconds * 3 / 2)));
+        let first_name = FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())].to_string();
+        let last_name = LAST_NAMES[rng.random_range(0..LAST_NAMES.len())].to_string();
+        let visitor = Visitor {
+            index,
+            anonymous_id: format!("anon-{:06}", index),
+            ip: IpAddr::V4(Ipv4Addr::new(198, 51, (index / 250) as u8 % 255, (index % 250) as u8 + 1)),
+            channel: pick_channel(&mut rng),
+            email: format!(
+                "{}.{}{}@{}",
+                first_name.to_lowercase(),
+                last_name.to_lowercase(),
+                index,
+                DOMAINS[rng.random_range(0..DOMAINS.len())]
+            ),
+            first_name,
+            last_name,
+        };
+
+        // Browsing: unsigned behaviour events, now and then delivered twice.
+        let category = CATEGORIES[rng.random_range(0..CATEGORIES.len())];
+        let views = rng.random_range(1..=4);
+        let mut events = vec![json!({"event_id": format!("{}:pv:0", visitor.anonymous_id), "type": "page_view",
+            "anonymous_id": visitor.anonymous_id, "properties": {"url": "https://shop.example/"}})];
+        for view in 0..views {
+            events.push(json!({"event_id": format!("{}:cv:{view}", visitor.anonymous_id), "type": "category_view",
+                "anonymous_id": visitor.anonymous_id, "properties": {"category": category}}));
+        }
+        if rng.random_bool(0.01) {
+            // A browser trying to report revenue: refused per event.
+            events.push(json!({"event_id": format!("{}:fake-purchase", visitor.anonymous_id), "type": "purchase",
+                "anonymous_id": visitor.anonymous_id, "properties": {"order_id": "x", "revenue": 1}}));
+        }
+        driver.send_events(events.clone(), visitor.ip, false).await?;
+        if rng.random_bool(0.05) {
+            driver.send_events(events, visitor.ip, false).await?;
+        }
+
+        // Forms.
+        let roll: f64 = rng.random();
+        if roll < 0.35 {
+            let form = if rng.random_bool(0.7) { "newsletter" } else { "consultation" };
+            let token = driver.render_token(form, visitor.ip).await?;
+            let kind: f64 = rng.random();
+            let mut fields = tracking_fields(&visitor, &mut rng);
+            fields.push(("_rt".into(), token));
+            fields.push(("email".into(), visitor.email.clone()));
+            fields.push(("consent".into(), "on".into()));
+            if form == "newsletter" {
+                fields.push(("first_name".into(), visitor.first_name.clone()));
+            } else {
+                fields.push(("name".into(), format!("{} {}", visitor.first_name, visitor.last_name)));
+                fields.push((
+                    "phone".into(),
+                    format!("+7 916 {:03}-{:02}-{:02}", index % 1000, index % 100, (index / 7) % 100),
+                ));
+                fields.push(("website".into(), format!("{}.example", visitor.last_name.to_lowercase())));
+                fields.push(("company_size".into(), ["1-10", "11-50", "51-200", "201+"][index % 4].into()));
+            }
+            let as_browser = rng.random_bool(0.5);
+            if kind < 0.04 {
+                // A bot: the honeypot is filled, or the form is sent a second after rendering.
+                if rng.random_bool(0.5) {
+                    fields.push(("fax".into(), "+1 555 0100".into()));
+                } else {
+                    clock.advance(SignedDuration::from_secs(1));
+                }
+                driver.submit_as_bot(form, fields, as_browser, visitor.ip).await?;
+            } else if kind < 0.08 {
+                // A person who mistypes: a broken address, or consent left unticked.
+                if rng.random_bool(0.5) {
+                    fields.retain(|(k, _)| k != "email");
+                    fields.push(("email".into(), visitor.email.replace('@', " at ")));
+                } else {
+                    fields.retain(|(k, _)| k != "consent");
+                }
+                clock.advance(SignedDuration::from_secs(rng.random_range(20..120)));
+                driver.submit(form, fields, as_browser, visitor.ip).await?;
+            } else {
+                clock.advance(SignedDuration::from_secs(rng.random_range(15..180)));
+                let status = driver.submit(form, fields, as_browser, visitor.ip).await?;
+                if matches!(status, StatusCode::CREATED | StatusCode::SEE_OTHER) {
+                    driver.acknowledged.insert(EmailAddress::parse(&visitor.email)?.identity().to_string());
+                    if rng.random_bool(0.12) {
+                        returning.push((index + rng.random_range(5..40), visitor));
+                        progress.inc(1);
+                        continue;
+                    }
+                    if rng.random_bool(0.2) {
+                        buyers.push(visitor.email.clone());
+                    }
+                }
+            }
+        }
+
+        // Returning visitors submit again, their address spelled differently.
+        let (due, later): (Vec<_>, Vec<_>) = returning.into_iter().partition(|(at, _)| *at <= index);
+        returning = later;
+        for (_, visitor) in due {
+            let token = driver.render_token("newsletter", visitor.ip).await?;
+            clock.advance(SignedDuration::from_secs(rng.random_range(10..60)));
+            let mut fields = tracking_fields(&visitor, &mut rng);
+            fields.push(("_rt".into(), token));
+            fields.push(("email".into(), respell(&visitor.email, &mut rng)));
+            fields.push(("first_name".into(), visitor.first_name.clone()));
+            fields.push(("consent".into(), "on".into()));
+            driver.submit("newsletter", fields, false, visitor.ip).await?;
+        }
+
+        // The shop back end reports purchases, signed; its retries deliver some twice.
+        if !buyers.is_empty() && rng.random_bool(0.3) {
+            let email = buyers.swap_remove(rng.random_range(0..buyers.len()));
+            let order = format!("order-{index}");
+            let event = json!({"event_id": format!("{order}:purchase"), "type": "purchase", "email": email,
+                "properties": {"order_id": order, "revenue": rng.random_range(990..25_000), "currency": "RUB"}});
+            let shop = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
+            driver.send_events(vec![event.clone()], shop, true).await?;
+            if rng.random_bool(0.3) {
+                driver.send_events(vec![event], shop, true).await?;
+            }
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+
+    let contacts = ContactRepository::new(stack.state.store.as_ref()).list_all().await?;
+    let stored: BTreeSet<String> =
+        contacts.iter().filter_map(|c| c.email.as_ref().map(|e| e.identity().to_string())).collect();
+    if stored != driver.acknowledged {
+        let lost = driver.acknowledged.difference(&stored).count();
+        let extra = stored.difference(&driver.acknowledged).count();
+        bail!("invariant broken: {lost} acknowledged leads are missing and {extra} contacts were never acknowledged");
+    }
+    let mut report = driver.report;
+    report.contacts_stored = contacts.len();
+    for contact in &contacts {
+        *report.contacts_by_stage.entry(contact.stage.as_str().to_string()).or_default() += 1;
+        let channel = contact.first_touch.as_ref().map_or("direct".to_string(), |t| t.channel.clone());
+        *report.contacts_by_channel.entry(channel).or_default() += 1;
+    }
+    report.confirmations_queued = stack.embedded.queue.depth(QueueName::Sends).await?;
+    report.events_queued = stack.embedded.queue.depth(QueueName::Events).await?;
+    report.wall_time_ms = started.elapsed().as_millis();
+    report.mean_request_micros = driver.request_micros / report.requests.max(1) as u128;
+    Ok(report)
+}
+
+impl DemoReport {
+    pub fn print(&self) {
+        println!(
+            "Voronka demo — seed {}, {} visitors over {} simulated days",
+            self.seed, self.visitors, self.simulated_days
+        );
+        println!();
+        println!("Lead capture");
+        println!("  form submissions sent        {:>7}", self.submissions);
+        println!("  contacts created             {:>7}", self.contacts_created);
+        println!("  merged into existing contact {:>7}", self.contacts_merged);
+        println!("  browser posts redirected     {:>7}  (303 to the thank-you page)", self.html_form_redirects);
+        println!("  spam dropped silently        {:>7}", self.spam_dropped);
+        println!("  rejected as invalid (400)    {:>7}", self.rejected_invalid);
+        println!("  rate limited (429)           {:>7}", self.rate_limited);
+        println!(
+            "  contacts stored              {:>7}  (every acknowledged lead, once: checked)",
+            self.contacts_stored
+        );
+        println!("  confirmation emails queued   {:>7}", self.confirmations_queued);
+        println!();
+        println!("Events");
+        println!("  batches sent                 {:>7}", self.event_batches);
+        println!("  accepted                     {:>7}", self.events_accepted);
+        println!("  duplicates ignored           {:>7}", self.events_duplicate);
+        println!("  rejected                     {:>7}", self.events_rejected);
+        println!("  on the events queue          {:>7}", self.events_queued);
+        println!();
+        println!("Contacts by stage");
+        for (stage, n) in &self.contacts_by_stage {
+            println!("  {stage:<28} {n:>7}");
+        }
+        println!("Contacts by first-touch channel");
+        for (channel, n) in &self.contacts_by_channel {
+            println!("  {channel:<28} {n:>7}");
+        }
+        println!();
+        println!(
+            "{} requests through the handlers in {} ms wall time ({} µs per request on average)",
+            self.requests, self.wall_time_ms, self.mean_request_micros
+        );
+    }
+}

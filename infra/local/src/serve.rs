@@ -1,0 +1,86 @@
+//! `voronka serve`: the HTTP API on localhost with the same handlers as on Lambda, plus a demo
+//! shop page with real HTML forms.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use lead_capture::pages::escape;
+use lead_capture::{AppState, ClientIp};
+
+const DEMO_SHOP: &str = include_str!("../assets/demo-shop.html");
+
+/// The API routes and the local pages.
+pub fn app(state: AppState) -> Router {
+    let local = Router::new()
+        .route("/", get(demo_shop))
+        .route("/thanks", get(thanks))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state.clone());
+    lead_capture::router(state).merge(local).layer(axum::middleware::from_fn(client_ip_from_socket))
+}
+
+/// Puts the socket's peer address where the handlers look for the client (on Lambda, the
+/// request context fills the same slot).
+async fn client_ip_from_socket(mut request: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
+        request.extensions_mut().insert(ClientIp(peer.ip()));
+    }
+    next.run(request).await
+}
+
+async fn demo_shop(State(state): State<AppState>) -> Html<String> {
+    let consent = |form: &str| {
+        state.campaigns.forms.get(form).and_then(|f| f.consent.as_ref()).map(|c| escape(&c.text)).unwrap_or_default()
+    };
+    Html(
+        DEMO_SHOP
+            .replace("{{NEWSLETTER_RT}}", &lead_capture::render_token(&state, "newsletter"))
+            .replace("{{CONSULTATION_RT}}", &lead_capture::render_token(&state, "consultation"))
+            .replace("{{NEWSLETTER_CONSENT}}", &consent("newsletter"))
+            .replace("{{CONSULTATION_CONSENT}}", &consent("consultation")),
+    )
+}
+
+async fn thanks(Query(query): Query<std::collections::HashMap<String, String>>) -> impl IntoResponse {
+    let form = query.get("form").map(|f| escape(f)).unwrap_or_default();
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Thank you</title></head>\
+         <body style=\"font-family:system-ui;max-width:36rem;margin:4rem auto\"><h1>Thank you!</h1>\
+         <p>Your {form} form has been received.</p><p><a href=\"/\">Back to the shop</a></p></body></html>"
+    ))
+}
+
+/// Serves until Ctrl-C or SIGTERM.
+pub async fn run(state: AppState, addr: SocketAddr) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, "serving the Voronka API and demo pages");
+    println!("Voronka is listening on http://{local} (demo shop at http://{local}/)");
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

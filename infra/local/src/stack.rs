@@ -1,0 +1,106 @@
+//! Assembles the suite on embedded adapters: one data folder holding the database and the
+//! installation's secrets.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use lead_capture::AppState;
+use voronka_domain::campaigns::Campaigns;
+use voronka_domain::ports::{Clock, IdGenerator, RandomIds};
+use voronka_domain::signing::Secrets;
+use voronka_embedded::Embedded;
+
+pub const DATABASE_FILE: &str = "voronka.db";
+pub const SECRETS_FILE: &str = "secrets.json";
+
+/// Where the campaign files come from: bundled at build time, or a folder being edited.
+pub fn load_campaigns(folder: Option<&Path>) -> Result<Campaigns> {
+    match folder {
+        Some(dir) => Campaigns::load_dir(dir).map_err(|e| anyhow::anyhow!("campaign files are invalid:\n{e}")),
+        None => voronka_campaigns::bundled().map_err(|e| anyhow::anyhow!("bundled campaign files are invalid:\n{e}")),
+    }
+}
+
+/// The installation's secrets from `<data-dir>/secrets.json`, created with random keys on first
+/// start (readable by the owner only). The shop back end signs events with `events_key` from it.
+pub fn load_or_create_secrets(data_dir: &Path, ids: &dyn IdGenerator) -> Result<Secrets> {
+    let path = data_dir.join(SECRETS_FILE);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let secrets: Secrets =
+            serde_json::from_str(&text).with_context(|| format!("{} is not valid secrets JSON", path.display()))?;
+        secrets.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok(secrets);
+    }
+    let secrets = Secrets { token_key: ids.random_hex(32), events_key: ids.random_hex(32) };
+    write_private(&path, &serde_json::to_string_pretty(&secrets)?)?;
+    Ok(secrets)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// The suite on one data folder.
+pub struct Stack {
+    pub state: AppState,
+    pub embedded: Embedded,
+    pub data_dir: Option<PathBuf>,
+}
+
+pub struct StackOptions {
+    /// None: a private in-memory database (the demo's default).
+    pub data_dir: Option<PathBuf>,
+    pub campaigns_dir: Option<PathBuf>,
+    pub public_base_url: Option<String>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGenerator>,
+}
+
+impl Stack {
+    pub fn open(options: StackOptions) -> Result<Stack> {
+        let campaigns = load_campaigns(options.campaigns_dir.as_deref())?;
+        let (embedded, secrets) = match &options.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating the data folder {}", dir.display()))?;
+                let embedded = Embedded::open(&dir.join(DATABASE_FILE), options.clock.clone())?;
+                (embedded, load_or_create_secrets(dir, options.ids.as_ref())?)
+            }
+            None => {
+                let secrets = Secrets { token_key: options.ids.random_hex(32), events_key: options.ids.random_hex(32) };
+                (Embedded::in_memory(options.clock.clone()), secrets)
+            }
+        };
+        let public_base_url = options
+            .public_base_url
+            .unwrap_or_else(|| campaigns.settings.public_base_url.clone())
+            .trim_end_matches('/')
+            .to_string();
+        let state = AppState {
+            store: embedded.store.clone(),
+            queue: embedded.queue.clone(),
+            clock: options.clock,
+            ids: options.ids,
+            campaigns: Arc::new(campaigns),
+            secrets: Arc::new(secrets),
+            public_base_url,
+        };
+        Ok(Stack { state, embedded, data_dir: options.data_dir })
+    }
+
+    pub fn default_ids() -> Arc<dyn IdGenerator> {
+        Arc::new(RandomIds)
+    }
+}

@@ -1,0 +1,52 @@
+//! Send requests: what travels on the `sends` queue to the sender.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::consent::Channel;
+
+/// Transactional mail (opt-in confirmation, sales notification) needs no marketing consent;
+/// marketing mail needs granted and, where asked for, confirmed consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendClass {
+    Transactional,
+    Marketing,
+}
+
+/// Higher wins when messages compete for a contact's frequency cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Promo,
+    Journey,
+    Cart,
+    Transactional,
+}
+
+/// What asked for the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SendOrigin {
+    Form { form_id: String, submission_id: String },
+    Journey { journey_id: String, step_id: String },
+    Cart { cart_id: String, step: u32 },
+    Bot { script_id: String, session_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// The sender's ledger key: one message per key, however often the request is delivered.
+    pub idempotency_key: String,
+    pub contact_id: String,
+    pub template: String,
+    pub channel: Channel,
+    pub class: SendClass,
+    pub priority: Priority,
+    /// Values for the template beyond the contact's own (links, cart items, codes).
+    #[serde(default)]
+    pub context: Map<String, Value>,
+    pub origin: SendOrigin,
+    pub requested_at: Timestamp,
+}
