@@ -1,4 +1,5 @@
 //! Helpers shared by the workspace-level tests.
 #![allow(dead_code)]
 
+pub mod inprocess;
 pub mod moto;

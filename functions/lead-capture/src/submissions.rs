@@ -155,13 +155,8 @@ async fn handle(
             None
         }
     };
-    let hidden = match hidden_fields(&values) {
-        Ok(hidden) => hidden,
-        Err(mut errors) => {
-            field_errors.append(&mut errors);
-            Map::new()
-        }
-    };
+    let (hidden, mut hidden_errors) = hidden_fields(&values);
+    field_errors.append(&mut hidden_errors);
     let hidden_text = |name: &str| hidden.get(name).and_then(Value::as_str).map(str::to_string);
     for name in ["anonymous_id", SUBMISSION_ID_FIELD] {
         if hidden_text(name).is_some_and(|id| !is_valid_client_id(&id)) {
@@ -308,8 +303,8 @@ fn parse_values(format: BodyFormat, bytes: &[u8]) -> Result<Map<String, Value>, 
     }
 }
 
-/// Tracking and identity fields: single values of bounded length.
-fn hidden_fields(values: &Map<String, Value>) -> Result<Map<String, Value>, Vec<FieldError>> {
+/// Tracking and identity fields: single values of bounded length, and the problems with the rest.
+fn hidden_fields(values: &Map<String, Value>) -> (Map<String, Value>, Vec<FieldError>) {
     let mut hidden = Map::new();
     let mut errors = Vec::new();
     for (name, value) in values {
@@ -332,7 +327,7 @@ fn hidden_fields(values: &Map<String, Value>) -> Result<Map<String, Value>, Vec<
             Err(()) => errors.push(FieldError::new(name, "invalid_type", "must be a single value")),
         }
     }
-    if errors.is_empty() { Ok(hidden) } else { Err(errors) }
+    (hidden, errors)
 }
 
 /// Why a submission looks automated, if it does: a filled honeypot, or a form sent faster than a

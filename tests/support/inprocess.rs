@@ -1,0 +1,110 @@
+//! The suite in this process on embedded in-memory storage with a simulated clock, and a way to
+//! send it HTTP requests through the same router `voronka serve` and Lambda use.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use http::{Request, StatusCode, header};
+use jiff::{SignedDuration, Timestamp};
+use lead_capture::ClientIp;
+use serde_json::Value;
+use tower::ServiceExt;
+use voronka_domain::model::{Event, SendRequest};
+use voronka_domain::ports::{QueueName, Queue, SeededIds, SimulatedClock};
+use voronka_local::stack::{Stack, StackOptions};
+
+pub struct TestStack {
+    pub stack: Stack,
+    pub clock: Arc<SimulatedClock>,
+    pub app: Router,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// The names of the fields a JSON error names.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.json()["error"]["fields"]
+            .as_array()
+            .map(|fields| fields.iter().map(|f| f["field"].as_str().unwrap_or_default().to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+impl TestStack {
+    pub fn new() -> TestStack {
+        let clock = Arc::new(SimulatedClock::starting_at(Timestamp::from_second(1_800_000_000).unwrap()));
+        let stack = Stack::open(StackOptions {
+            data_dir: None,
+            campaigns_dir: None,
+            public_base_url: Some("https://api.voronka.test".into()),
+            clock: clock.clone(),
+            ids: Arc::new(SeededIds::new(7)),
+        })
+        .expect("the stack opens");
+        let app = voronka_local::serve::app(stack.state.clone());
+        TestStack { stack, clock, app }
+    }
+
+    pub fn advance(&self, seconds: i64) {
+        self.clock.advance(SignedDuration::from_secs(seconds));
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Answer {
+        self.send_from(request, "192.0.2.10").await
+    }
+
+    pub async fn send_from(&self, mut request: Request<Body>, ip: &str) -> Answer {
+        request.extensions_mut().insert(ClientIp(ip.parse::<IpAddr>().unwrap()));
+        let response = self.app.clone().oneshot(request).await.expect("the router answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        Answer { status, headers, text: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    pub async fn submit_json(&self, form: &str, body: Value) -> Answer {
+        let request = Request::post(format!("/v1/forms/{form}/submissions"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.send(request).await
+    }
+
+    /// Everything waiting on a queue, removed from it.
+    pub async fn drain(&self, queue: QueueName) -> Vec<String> {
+        let mut bodies = Vec::new();
+        loop {
+            let batch = self.stack.embedded.queue.receive(queue, 10, std::time::Duration::from_secs(60)).await.unwrap();
+            if batch.is_empty() {
+                return bodies;
+            }
+            for message in batch {
+                self.stack.embedded.queue.delete(queue, &message.receipt).await.unwrap();
+                bodies.push(message.body);
+            }
+        }
+    }
+
+    pub async fn drain_events(&self) -> Vec<Event> {
+        self.drain(QueueName::Events).await.iter().map(|b| serde_json::from_str(b).unwrap()).collect()
+    }
+
+    pub async fn drain_sends(&self) -> Vec<SendRequest> {
+        self.drain(QueueName::Sends).await.iter().map(|b| serde_json::from_str(b).unwrap()).collect()
+    }
+}
