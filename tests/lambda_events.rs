@@ -30,7 +30,8 @@ async fn every_lead_capture_sample_answers_its_expected_status() {
     let router = lead_capture::router(t.stack.state.clone());
     for name in samples {
         let text = std::fs::read_to_string(dir.join(&name)).unwrap();
-        let request = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name} is not an API Gateway event: {e}"));
+        let request =
+            lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name} is not an API Gateway event: {e}"));
         let source_ip = lead_capture::lambda::client_ip(&request);
         assert!(source_ip.is_some(), "{name}: the client address comes from the request context");
         let response = lead_capture::lambda::handle(router.clone(), request).await.unwrap();

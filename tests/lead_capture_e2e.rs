@@ -82,7 +82,8 @@ async fn leads_are_captured_over_http_and_survive_a_restart() {
     let base = server.base.clone();
 
     let (status, created) =
-        post_json(&base, "/v1/forms/newsletter/submissions", &json!({"email": "anna@example.com", "consent": true})).await;
+        post_json(&base, "/v1/forms/newsletter/submissions", &json!({"email": "anna@example.com", "consent": true}))
+            .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["status"], "created");
     let id = created["contact_id"].as_str().unwrap().to_string();
@@ -174,9 +175,12 @@ async fn every_kind_of_bad_input_gets_its_status_and_a_json_error() {
 
     let mut limited = None;
     for i in 0..40 {
-        let (status, body) =
-            post_json(&base, "/v1/forms/newsletter/submissions", &json!({"email": format!("r{i}@example.com"), "consent": true}))
-                .await;
+        let (status, body) = post_json(
+            &base,
+            "/v1/forms/newsletter/submissions",
+            &json!({"email": format!("r{i}@example.com"), "consent": true}),
+        )
+        .await;
         if status == StatusCode::TOO_MANY_REQUESTS {
             limited = Some(body);
             break;

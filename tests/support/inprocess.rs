@@ -12,7 +12,7 @@ use lead_capture::ClientIp;
 use serde_json::Value;
 use tower::ServiceExt;
 use voronka_domain::model::{Event, SendRequest};
-use voronka_domain::ports::{QueueName, Queue, SeededIds, SimulatedClock};
+use voronka_domain::ports::{Queue, QueueName, SeededIds, SimulatedClock};
 use voronka_local::stack::{Stack, StackOptions};
 
 pub struct TestStack {

@@ -30,12 +30,12 @@ const MAX_FUTURE_SKEW: SignedDuration = SignedDuration::from_mins(5);
 const MAX_BROWSER_EVENT_AGE: SignedDuration = SignedDuration::from_hours(24);
 
 /// Pages allowed to send events from a browser: those allowed to post any form.
-fn allowed_origin(state: &AppState, origin: &str) -> bool {
-    state.is_own_origin(origin) || state.campaigns.forms.values().any(|form| form.allows_origin(origin))
+fn allowed_origin(state: &AppState, origin: &str, headers: &HeaderMap) -> bool {
+    state.is_own_origin(origin, headers) || state.campaigns.forms.values().any(|form| form.allows_origin(origin))
 }
 
 pub async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    preflight_response(&headers, |o| allowed_origin(&state, o), &format!(", {EVENTS_SIGNATURE_HEADER}"))
+    preflight_response(&headers, |o| allowed_origin(&state, o, &headers), &format!(", {EVENTS_SIGNATURE_HEADER}"))
 }
 
 #[derive(Debug)]
@@ -51,15 +51,11 @@ pub async fn ingest(
     body: Body,
 ) -> Response {
     let cors_origin = origin(&headers).map(str::to_string);
-    if let Some(o) = &cors_origin {
-        if !allowed_origin(&state, o) {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "origin_not_allowed",
-                format!("pages on {o} may not send events"),
-            )
+    if let Some(o) = &cors_origin
+        && !allowed_origin(&state, o, &headers)
+    {
+        return ApiError::new(StatusCode::FORBIDDEN, "origin_not_allowed", format!("pages on {o} may not send events"))
             .into_response();
-        }
     }
     let mut response = match handle(&state, client.map(|c| c.0), &headers, body).await {
         Ok((status, body)) => (status, Json(body)).into_response(),

@@ -37,7 +37,8 @@ pub struct AppState {
     pub ids: Arc<dyn IdGenerator>,
     pub campaigns: Arc<Campaigns>,
     pub secrets: Arc<Secrets>,
-    /// Where links in email point: the public URL of this API, without a trailing slash.
+    /// Where links in email point: the public URL of this API, without a trailing slash. Empty
+    /// means "the host the request came to" (an API Gateway URL before a custom domain is set).
     pub public_base_url: String,
 }
 
@@ -46,19 +47,26 @@ impl AppState {
         self.secrets.token_signer()
     }
 
+    /// The public URL of this API for a request: the configured one, else the request's host.
+    pub(crate) fn base_url(&self, headers: &http::HeaderMap) -> String {
+        if !self.public_base_url.is_empty() {
+            return self.public_base_url.clone();
+        }
+        let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let scheme = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("https");
+        format!("{scheme}://{host}")
+    }
+
     /// Pages served from the API's own host are always allowed, besides a form's allow-list.
-    pub(crate) fn is_own_origin(&self, origin: &str) -> bool {
-        self.public_base_url
-            .split('/')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join("/")
-            .eq_ignore_ascii_case(origin.trim_end_matches('/'))
+    pub(crate) fn is_own_origin(&self, origin: &str, headers: &http::HeaderMap) -> bool {
+        let base = self.base_url(headers);
+        let base_origin = base.split('/').take(3).collect::<Vec<_>>().join("/");
+        base_origin.eq_ignore_ascii_case(origin.trim_end_matches('/'))
     }
 
     /// A thank-you URL as configured, with a path resolved against the API's own host.
-    pub(crate) fn absolute_url(&self, url: &str) -> String {
-        if url.starts_with('/') { format!("{}{url}", self.public_base_url) } else { url.to_string() }
+    pub(crate) fn absolute_url(&self, url: &str, headers: &http::HeaderMap) -> String {
+        if url.starts_with('/') { format!("{}{url}", self.base_url(headers)) } else { url.to_string() }
     }
 }
 

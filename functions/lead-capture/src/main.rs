@@ -13,11 +13,10 @@ async fn main() -> Result<(), Error> {
     lead_capture::telemetry::init_json_logging(std::io::stdout);
     let config = sdk_config(None).await;
     let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
-    let secrets = load_secrets(&config, &required_env("SECRET_ARN")?).await?;
-    let public_base_url = std::env::var("PUBLIC_BASE_URL")
-        .unwrap_or_else(|_| campaigns.settings.public_base_url.clone())
-        .trim_end_matches('/')
-        .to_string();
+    let secrets =
+        load_secrets(&config, &required_env("TOKEN_SECRET_ARN")?, &required_env("EVENTS_SECRET_ARN")?).await?;
+    // Empty: links point at the host each request came to (the API Gateway URL).
+    let public_base_url = std::env::var("PUBLIC_BASE_URL").unwrap_or_default().trim_end_matches('/').to_string();
     let clock = Arc::new(SystemClock);
     let state = AppState {
         store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),

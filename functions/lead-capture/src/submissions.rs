@@ -37,7 +37,7 @@ fn form_or_404<'a>(state: &'a AppState, form_id: &str) -> Result<&'a FormDefinit
 
 pub async fn preflight(State(state): State<AppState>, Path(form_id): Path<String>, headers: HeaderMap) -> Response {
     match form_or_404(&state, &form_id) {
-        Ok(form) => preflight_response(&headers, |o| form.allows_origin(o) || state.is_own_origin(o), ""),
+        Ok(form) => preflight_response(&headers, |o| form.allows_origin(o) || state.is_own_origin(o, &headers), ""),
         Err(e) => e.into_response(),
     }
 }
@@ -67,11 +67,11 @@ pub async fn describe(State(state): State<AppState>, Path(form_id): Path<String>
         "honeypot_field": form.honeypot_field,
         "render_token_field": RENDER_TOKEN_FIELD,
         "render_token": crate::render_token(&state, &form.id),
-        "submit_url": format!("{}/v1/forms/{}/submissions", state.public_base_url, form.id),
+        "submit_url": format!("{}/v1/forms/{}/submissions", state.base_url(&headers), form.id),
     });
     let mut response = Json(body).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    if let Some(origin) = origin(&headers).filter(|o| form.allows_origin(o) || state.is_own_origin(o)) {
+    if let Some(origin) = origin(&headers).filter(|o| form.allows_origin(o) || state.is_own_origin(o, &headers)) {
         allow_origin(&mut response, origin);
     }
     response
@@ -90,20 +90,21 @@ pub async fn submit(
         Err(e) => return e.into_response(),
     };
     let cors_origin = origin(&headers).map(str::to_string);
-    if let Some(o) = &cors_origin {
-        if !form.allows_origin(o) && !state.is_own_origin(o) {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "origin_not_allowed",
-                format!("pages on {o} may not post this form"),
-            )
-            .into_response();
-        }
+    if let Some(o) = &cors_origin
+        && !form.allows_origin(o)
+        && !state.is_own_origin(o, &headers)
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            format!("pages on {o} may not post this form"),
+        )
+        .into_response();
     }
     let result = handle(&state, &form, client.map(|c| c.0), &headers, body).await;
     let mut response = match result {
         Ok(accepted) if html && accepted.format == BodyFormat::UrlEncoded => match &form.thank_you_url {
-            Some(url) => Redirect::to(&state.absolute_url(url)).into_response(),
+            Some(url) => Redirect::to(&state.absolute_url(url, &headers)).into_response(),
             None => (StatusCode::CREATED, pages::thank_you(&form)).into_response(),
         },
         Ok(accepted) => (StatusCode::CREATED, Json(accepted.body)).into_response(),
@@ -260,7 +261,8 @@ async fn handle(
     // consumers drop duplicates by idempotency key.
     let mut sends = Vec::new();
     if let (true, Some(DoubleOptIn::Pending), Some(receipt)) = (form.double_opt_in, double_opt_in, &receipt) {
-        sends.push(confirmation_request(state, &contact, form, receipt, &submission_id, now));
+        let base_url = state.base_url(headers);
+        sends.push(confirmation_request(state, &base_url, &contact, form, receipt, &submission_id, now));
     }
     let events = submission_events(&contact, form, outcome, &submission_id, &touch, now);
     enqueue(state, QueueName::Sends, sends).await?;
@@ -324,7 +326,7 @@ fn hidden_fields(values: &Map<String, Value>) -> (Map<String, Value>, Vec<FieldE
                 hidden.insert(name.clone(), Value::String(text.trim().to_string()));
             }
             Ok(None) => {}
-            Err(()) => errors.push(FieldError::new(name, "invalid_type", "must be a single value")),
+            Err(_) => errors.push(FieldError::new(name, "invalid_type", "must be a single value")),
         }
     }
     (hidden, errors)
@@ -360,6 +362,7 @@ fn spam_reason(
 
 fn confirmation_request(
     state: &AppState,
+    base_url: &str,
     contact: &Contact,
     form: &FormDefinition,
     receipt: &ConsentReceipt,
@@ -370,7 +373,7 @@ fn confirmation_request(
     let subject = format!("{}|{}", contact.id, receipt.id);
     let token = state.signer().sign(CONFIRM_TOKEN_PURPOSE, &subject, now, now + SignedDuration::from_hours(24 * days));
     let mut context = Map::new();
-    context.insert("confirm_url".into(), Value::String(format!("{}/v1/confirm?token={token}", state.public_base_url)));
+    context.insert("confirm_url".into(), Value::String(format!("{base_url}/v1/confirm?token={token}")));
     context.insert("form_title".into(), Value::String(form.title.clone()));
     let request = SendRequest {
         idempotency_key: format!("optin:{}:{}", contact.id, receipt.id),

@@ -134,14 +134,15 @@ impl FormDefinition {
             let names: Vec<_> = LifecycleStage::ALL.iter().map(|s| s.as_str()).collect();
             error("target_stage".into(), raw.target_stage.span(), &format!("must be one of {}", names.join(", ")));
         }
-        if let Some(url) = &raw.thank_you_url {
-            if !is_http_url(url.get_ref()) && !url.get_ref().starts_with('/') {
-                error(
-                    "thank_you_url".into(),
-                    url.span(),
-                    "must be an absolute http(s) URL, or a path on the API's own host such as /thanks",
-                );
-            }
+        if let Some(url) = &raw.thank_you_url
+            && !is_http_url(url.get_ref())
+            && !url.get_ref().starts_with('/')
+        {
+            error(
+                "thank_you_url".into(),
+                url.span(),
+                "must be an absolute http(s) URL, or a path on the API's own host such as /thanks",
+            );
         }
         for (origin, span) in raw.allowed_origins.iter().flat_map(|o| o.get_ref().iter().map(|v| (v, o.span()))) {
             if !is_origin(origin) {
@@ -191,24 +192,24 @@ impl FormDefinition {
             {
                 error(format!("{path}.options"), options.span(), "only select fields have options");
             }
-            if let (Some(min), Some(max)) = (field.min, field.max) {
-                if min > max {
-                    error(format!("{path}.min"), field.name.span(), "is greater than max");
-                }
+            if let (Some(min), Some(max)) = (field.min, field.max)
+                && min > max
+            {
+                error(format!("{path}.min"), field.name.span(), "is greater than max");
             }
             let expected_type = match name.as_str() {
                 "email" => Some(FieldType::Email),
                 "phone" => Some(FieldType::Phone),
                 _ => None,
             };
-            if let Some(expected) = expected_type {
-                if field.field_type != expected {
-                    error(
-                        format!("{path}.type"),
-                        field.name.span(),
-                        &format!("must be {expected:?} for this field").to_lowercase(),
-                    );
-                }
+            if let Some(expected) = expected_type
+                && field.field_type != expected
+            {
+                error(
+                    format!("{path}.type"),
+                    field.name.span(),
+                    &format!("must be {expected:?} for this field").to_lowercase(),
+                );
             }
         }
         if !raw.fields.iter().any(|f| f.name.get_ref() == "email") {
@@ -286,7 +287,7 @@ impl FormDefinition {
         for field in &self.fields {
             let text = match single_text(values.get(&field.name)) {
                 Ok(text) => text,
-                Err(()) => {
+                Err(NotSingleValue) => {
                     errors.push(FieldError::new(&field.name, "invalid_type", "must be a single value"));
                     continue;
                 }
@@ -391,7 +392,9 @@ impl FormDefinition {
                     None => errors.push(FieldError::new(&consent.field, "invalid_checkbox", "must be checked or not")),
                 },
                 Ok(None) => {}
-                Err(()) => errors.push(FieldError::new(&consent.field, "invalid_type", "must be a single value")),
+                Err(NotSingleValue) => {
+                    errors.push(FieldError::new(&consent.field, "invalid_type", "must be a single value"))
+                }
             }
             if consent.required && !valid.consent_granted && !errors.iter().any(|e| e.field == consent.field) {
                 errors.push(FieldError::new(
@@ -441,15 +444,19 @@ pub fn is_accepted_hidden_field(name: &str) -> bool {
         || name == RENDER_TOKEN_FIELD
 }
 
+/// A list or an object where one value was expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotSingleValue;
+
 /// A value as text: missing, null and blank are `None`; lists and objects are an error.
-pub fn single_text(value: Option<&Value>) -> Result<Option<String>, ()> {
+pub fn single_text(value: Option<&Value>) -> Result<Option<String>, NotSingleValue> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-        Some(Value::Array(_) | Value::Object(_)) => Err(()),
+        Some(Value::Array(_) | Value::Object(_)) => Err(NotSingleValue),
     }
 }
 

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Voronka's one test command. On a fresh machine it first installs the tools it needs (pinned, into
+# .tools/venv), then runs: formatting and lints, unit tests, the port contract suite on the embedded
+# adapters and on the AWS adapters against moto_server, the handler and end-to-end HTTP tests, the
+# campaign-file check, cfn-lint and `sam validate --lint` on the SAM template, a `cargo lambda build
+# --release` of every function, and a short demo run whose invariants must hold.
+#
+# Nothing is skipped: a missing tool stops the run with a message saying what is missing.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+TOOLS="$ROOT/.tools"
+VENV="$TOOLS/venv"
+REQUIREMENTS="$ROOT/tests/tools-requirements.txt"
+
+step() { printf '\n==> %s\n' "$*"; }
+fail() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
+
+need() {
+    command -v "$1" >/dev/null 2>&1 || fail "$1 is required but not installed. $2"
+}
+
+need cargo "Install Rust with rustup (https://rustup.rs)."
+need python3 "Install Python 3.9 or newer with the venv module."
+python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' || fail "Python 3.9 or newer is required."
+
+step "Tools (pinned in tests/tools-requirements.txt, installed into .tools/venv)"
+STAMP="$VENV/.requirements.sha256"
+WANT=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+if [[ ! -x "$VENV/bin/python" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
+    rm -rf "$VENV"
+    python3 -m venv "$VENV" || fail "python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)."
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet -r "$REQUIREMENTS" || fail "installing the Python tools failed."
+    echo "$WANT" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+export MOTO_SERVER="$VENV/bin/moto_server"
+for tool in moto_server cfn-lint sam cargo-lambda; do
+    [[ -x "$VENV/bin/$tool" ]] || fail "$tool is missing from $VENV/bin after installation."
+done
+cargo lambda --version
+cfn-lint --version
+sam --version
+
+# sam and the SDK need a region; no credentials are needed for anything here.
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-eu-central-1}"
+export SAM_CLI_TELEMETRY=0
+export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
+
+step "Formatting (cargo fmt --check)"
+cargo fmt --all -- --check
+
+step "Lints (cargo clippy --all-targets -D warnings)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "Tests: unit, contract (embedded and AWS against moto_server), handlers, Lambda samples, end to end"
+cargo test --workspace --no-fail-fast
+
+step "Campaign files (voronka validate)"
+cargo run --quiet -p voronka -- validate
+
+step "SAM template (cfn-lint, sam validate --lint)"
+cfn-lint infra/template.yaml
+(cd infra && sam validate --lint --template template.yaml)
+
+step "Lambda packages (cargo lambda build --release)"
+FUNCTIONS=()
+for manifest in functions/*/Cargo.toml; do
+    FUNCTIONS+=(--package "$(basename "$(dirname "$manifest")")")
+done
+cargo lambda build --release "${FUNCTIONS[@]}"
+for manifest in functions/*/Cargo.toml; do
+    name=$(basename "$(dirname "$manifest")")
+    bootstrap="target/lambda/$name/bootstrap"
+    [[ -x "$bootstrap" ]] || fail "cargo lambda build produced no $bootstrap"
+    printf '  %-20s %s bytes\n' "$name" "$(stat -c %s "$bootstrap")"
+done
+
+step "Demo (a short seeded run; it checks that every acknowledged lead is stored once)"
+cargo run --quiet -p voronka -- demo --visitors 400 --seed 7
+
+printf '\nAll Voronka checks passed.\n'
