@@ -56,7 +56,7 @@ impl TestStack {
             ids: Arc::new(SeededIds::new(7)),
         })
         .expect("the stack opens");
-        let app = voronka_local::serve::app(stack.state.clone());
+        let app = voronka_local::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf());
         TestStack { stack, clock, app }
     }
 

@@ -11,6 +11,7 @@ pub mod lambda;
 pub mod pages;
 mod submissions;
 pub mod telemetry;
+mod unsubscribe;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/forms/{form_id}", get(submissions::describe))
         .route("/v1/events", post(events::ingest).options(events::preflight))
         .route("/v1/confirm", get(confirm::confirm))
+        .route("/v1/unsubscribe", get(unsubscribe::page).post(unsubscribe::unsubscribe))
         .fallback(http_util::not_found)
         .method_not_allowed_fallback(http_util::method_not_allowed)
         .with_state(state)

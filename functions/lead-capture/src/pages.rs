@@ -41,6 +41,28 @@ pub fn confirmation_invalid(reason: &str) -> Html<String> {
     page("Confirmation link", &format!("<h1>We could not confirm this subscription</h1><p>{}</p>", escape(reason)))
 }
 
+pub fn unsubscribe_confirm(token: &str) -> Html<String> {
+    page(
+        "Unsubscribe",
+        &format!(
+            "<h1>Unsubscribe from our emails?</h1><p>You will no longer receive marketing emails from us.</p>\
+             <form method=\"post\" action=\"/v1/unsubscribe?token={}\"><button type=\"submit\">Unsubscribe</button></form>",
+            escape(token)
+        ),
+    )
+}
+
+pub fn unsubscribed() -> Html<String> {
+    page(
+        "Unsubscribed",
+        "<h1>You are unsubscribed</h1><p>You will no longer receive marketing emails from us. Messages you ask for, such as order confirmations, still reach you.</p>",
+    )
+}
+
+pub fn unsubscribe_invalid(reason: &str) -> Html<String> {
+    page("Unsubscribe", &format!("<h1>We could not read this unsubscribe link</h1><p>{}</p>", escape(reason)))
+}
+
 pub fn thank_you(form: &FormDefinition) -> Html<String> {
     page(&form.title, &format!("<h1>Thank you!</h1><p>We have received your request: {}.</p>", escape(&form.title)))
 }

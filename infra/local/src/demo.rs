@@ -267,7 +267,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         ids: Arc::new(SeededIds::new(options.seed)),
     })?;
     let mut driver = Driver {
-        app: crate::serve::app(stack.state.clone()),
+        app: crate::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf()),
         events_key: stack.state.secrets.events_key.clone(),
         report: DemoReport {
             seed: options.seed,

@@ -2,5 +2,7 @@
 
 pub mod demo;
 pub mod export;
+pub mod outbox;
 pub mod serve;
 pub mod stack;
+pub mod workers;

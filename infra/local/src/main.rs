@@ -83,7 +83,7 @@ async fn main() -> Result<()> {
                 clock: Arc::new(SystemClock),
                 ids: Stack::default_ids(),
             })?;
-            serve::run(stack.state.clone(), addr).await
+            serve::run(stack, addr).await
         }
         Command::Demo { seed, visitors, days, data_dir, json } => {
             let show_progress = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -15,13 +15,17 @@ use lead_capture::{AppState, ClientIp};
 const DEMO_SHOP: &str = include_str!("../assets/demo-shop.html");
 
 /// The API routes and the local pages.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: AppState, outbox_dir: std::path::PathBuf) -> Router {
     let local = Router::new()
         .route("/", get(demo_shop))
         .route("/thanks", get(thanks))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state.clone());
-    lead_capture::router(state).merge(local).layer(axum::middleware::from_fn(client_ip_from_socket))
+    let outbox = Router::new()
+        .route("/outbox", get(crate::outbox::list))
+        .route("/outbox/{file}", get(crate::outbox::show))
+        .with_state(outbox_dir);
+    lead_capture::router(state).merge(local).merge(outbox).layer(axum::middleware::from_fn(client_ip_from_socket))
 }
 
 /// Puts the socket's peer address where the handlers look for the client (on Lambda, the
@@ -55,13 +59,19 @@ async fn thanks(Query(query): Query<std::collections::HashMap<String, String>>) 
     ))
 }
 
-/// Serves until Ctrl-C or SIGTERM.
-pub async fn run(state: AppState, addr: SocketAddr) -> Result<()> {
+/// Serves until Ctrl-C or SIGTERM, with the queue consumers running in this process.
+pub async fn run(stack: crate::stack::Stack, addr: SocketAddr) -> Result<()> {
+    let state = stack.state.clone();
+    let outbox_dir = stack.outbox.dir().to_path_buf();
+    let stack = std::sync::Arc::new(stack);
+    tokio::spawn(crate::workers::run_sends_forever(stack.clone()));
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "serving the Voronka API and demo pages");
-    println!("Voronka is listening on http://{local} (demo shop at http://{local}/)");
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+    println!(
+        "Voronka is listening on http://{local} (demo shop at http://{local}/, sent mail at http://{local}/outbox)"
+    );
+    axum::serve(listener, app(state, outbox_dir).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())

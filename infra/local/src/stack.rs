@@ -9,10 +9,11 @@ use lead_capture::AppState;
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::ports::{Clock, IdGenerator, RandomIds};
 use voronka_domain::signing::Secrets;
-use voronka_embedded::Embedded;
+use voronka_embedded::{Embedded, OutboxMailer};
 
 pub const DATABASE_FILE: &str = "voronka.db";
 pub const SECRETS_FILE: &str = "secrets.json";
+pub const OUTBOX_DIR: &str = "outbox";
 
 /// Where the campaign files come from: bundled at build time, or a folder being edited.
 pub fn load_campaigns(folder: Option<&Path>) -> Result<Campaigns> {
@@ -58,6 +59,9 @@ pub struct Stack {
     pub state: AppState,
     pub embedded: Embedded,
     pub data_dir: Option<PathBuf>,
+    /// Where sent mail lands as `.eml` files.
+    pub outbox: Arc<OutboxMailer>,
+    pub sender: sender::SenderDeps,
 }
 
 pub struct StackOptions {
@@ -88,16 +92,45 @@ impl Stack {
             .unwrap_or_else(|| campaigns.settings.public_base_url.clone())
             .trim_end_matches('/')
             .to_string();
+        let outbox_dir = match &options.data_dir {
+            Some(dir) => dir.join(OUTBOX_DIR),
+            None => {
+                // A private folder per in-memory stack, so stacks in one process never share mail.
+                static STACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = STACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let dir = std::env::temp_dir().join(format!("voronka-outbox-{}-{n}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                dir
+            }
+        };
+        let outbox = Arc::new(
+            OutboxMailer::new(outbox_dir.clone(), options.clock.clone())
+                .with_context(|| format!("creating the outbox {}", outbox_dir.display()))?,
+        );
+        let templates = Arc::new(campaigns.template_set());
+        let campaigns = Arc::new(campaigns);
+        let secrets = Arc::new(secrets);
+        let sender = sender::SenderDeps {
+            store: embedded.store.clone(),
+            queue: embedded.queue.clone(),
+            mailer: outbox.clone(),
+            clock: options.clock.clone(),
+            campaigns: campaigns.clone(),
+            templates,
+            secrets: secrets.clone(),
+            public_base_url: public_base_url.clone(),
+            rate: Arc::new(sender::rate::RateGate::per_second(campaigns.settings.sending.max_send_rate_per_second)),
+        };
         let state = AppState {
             store: embedded.store.clone(),
             queue: embedded.queue.clone(),
             clock: options.clock,
             ids: options.ids,
-            campaigns: Arc::new(campaigns),
-            secrets: Arc::new(secrets),
+            campaigns,
+            secrets,
             public_base_url,
         };
-        Ok(Stack { state, embedded, data_dir: options.data_dir })
+        Ok(Stack { state, embedded, data_dir: options.data_dir, outbox, sender })
     }
 
     pub fn default_ids() -> Arc<dyn IdGenerator> {

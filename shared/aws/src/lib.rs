@@ -1,9 +1,11 @@
-//! AWS adapters for Voronka's ports: DynamoDB (store), SQS (queues), Secrets Manager (secrets).
+//! AWS adapters for Voronka's ports: DynamoDB (store), SQS (queues), SES v2 (mail), Secrets
+//! Manager (secrets).
 //! Clients are built once per container and shared; every adapter counts its AWS calls so the
 //! demo and benchmarks can report calls per lead, event and email.
 
 mod dynamo;
 mod secrets;
+mod ses;
 mod sqs;
 
 use std::collections::BTreeMap;
@@ -11,6 +13,7 @@ use std::sync::Mutex;
 
 pub use dynamo::DynamoStore;
 pub use secrets::load_secrets;
+pub use ses::SesMailer;
 pub use sqs::{QueueUrls, SqsQueue};
 
 /// Loads the SDK configuration the usual way (environment, profile, the Lambda role), with an

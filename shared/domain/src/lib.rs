@@ -5,6 +5,8 @@
 pub mod campaigns;
 pub mod errors;
 pub mod model;
+pub mod money;
 pub mod ports;
 pub mod repo;
+pub mod sending;
 pub mod signing;

@@ -121,6 +121,9 @@ impl TokenSigner {
     }
 }
 
+/// The purpose of unsubscribe-link tokens (made by the sender, checked by lead-capture).
+pub const UNSUBSCRIBE_TOKEN_PURPOSE: &str = "unsubscribe";
+
 /// The header the shop back end signs server-side event batches with: `sha256=<hex hmac of the body>`.
 pub const EVENTS_SIGNATURE_HEADER: &str = "x-voronka-signature";
 

@@ -3,6 +3,7 @@
 //! They implement the same ports with the same semantics as the AWS adapters; the contract suite
 //! in `voronka-contract` holds both to that.
 
+mod outbox;
 mod queue;
 mod semantics;
 mod store;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use voronka_domain::ports::Clock;
 
+pub use outbox::OutboxMailer;
 pub use queue::EmbeddedQueue;
 pub use store::EmbeddedStore;
 

@@ -5,12 +5,14 @@
 
 pub mod form;
 pub mod settings;
+pub mod templates;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 pub use form::{ConsentDefinition, FieldDefinition, FieldType, FormDefinition};
-pub use settings::Settings;
+pub use settings::{SendingSettings, Settings};
+pub use templates::{TemplateDefinition, TemplateSet};
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +62,7 @@ pub struct SourceFile {
 pub struct Campaigns {
     pub settings: Settings,
     pub forms: BTreeMap<String, FormDefinition>,
+    pub templates: BTreeMap<String, TemplateDefinition>,
 }
 
 impl Campaigns {
@@ -102,11 +105,35 @@ impl Campaigns {
                 Err(mut e) => errors.append(&mut e),
             }
         }
+        let mut templates = BTreeMap::new();
+        let default_locale = settings.as_ref().map_or("en", |s| s.default_locale.as_str()).to_string();
+        for file in files.iter().filter(|f| f.path.starts_with("templates/") && f.path.ends_with(".toml")) {
+            match TemplateDefinition::parse(&file.path, &file.text, &default_locale) {
+                Ok(template) => {
+                    let expected = file.path.trim_start_matches("templates/").trim_end_matches(".toml");
+                    if template.id != expected {
+                        errors.push(CampaignError {
+                            file: file.path.clone(),
+                            line: line_of_key(&file.text, "id"),
+                            field: "id".into(),
+                            message: format!("must match the file name `{expected}`"),
+                        });
+                    }
+                    templates.insert(template.id.clone(), template);
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
         if errors.is_empty() {
-            Ok(Campaigns { settings: settings.expect("settings parsed without errors"), forms })
+            Ok(Campaigns { settings: settings.expect("settings parsed without errors"), forms, templates })
         } else {
             Err(CampaignErrors(errors))
         }
+    }
+
+    /// Every template compiled, ready to render.
+    pub fn template_set(&self) -> TemplateSet {
+        TemplateSet::new(self.templates.clone(), &self.settings.default_locale)
     }
 
     /// Loads every `.toml` file below a folder on disk.

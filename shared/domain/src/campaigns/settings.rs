@@ -18,6 +18,53 @@ struct RawSettings {
     anti_spam: AntiSpam,
     #[serde(default)]
     double_opt_in: DoubleOptInSettings,
+    sending: RawSending,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSending {
+    from_name: String,
+    from_address: Spanned<String>,
+    reply_to: Option<Spanned<String>>,
+    shop_name: String,
+    shop_url: Spanned<String>,
+    marketing_per_day: u32,
+    marketing_per_week: u32,
+    quiet_hours_start: Spanned<String>,
+    quiet_hours_end: Spanned<String>,
+    /// Per priority (`promo`, `journey`, `cart`): `defer` to the next free slot, or `drop`.
+    cap_overflow: Spanned<std::collections::BTreeMap<String, String>>,
+    unsubscribe_link_days: u32,
+    max_send_rate_per_second: f64,
+}
+
+/// How mail goes out: sender identity, frequency caps, quiet hours, rate.
+#[derive(Debug, Clone)]
+pub struct SendingSettings {
+    pub from_name: String,
+    pub from_address: String,
+    pub reply_to: Option<String>,
+    pub shop_name: String,
+    pub shop_url: String,
+    pub marketing_per_day: u32,
+    pub marketing_per_week: u32,
+    pub quiet_hours_start: jiff::civil::Time,
+    pub quiet_hours_end: jiff::civil::Time,
+    /// Priorities whose capped messages wait for the next free slot; the others are dropped.
+    pub defer_when_capped: Vec<crate::model::Priority>,
+    pub unsubscribe_link_days: u32,
+    pub max_send_rate_per_second: f64,
+}
+
+impl SendingSettings {
+    pub fn quiet_hours(&self) -> crate::sending::policy::QuietHours {
+        crate::sending::policy::QuietHours { start: self.quiet_hours_start, end: self.quiet_hours_end }
+    }
+
+    pub fn defers_when_capped(&self, priority: crate::model::Priority) -> bool {
+        self.defer_when_capped.contains(&priority)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +114,7 @@ pub struct Settings {
     pub limits: Limits,
     pub anti_spam: AntiSpam,
     pub double_opt_in: DoubleOptInSettings,
+    pub sending: SendingSettings,
 }
 
 impl Settings {
@@ -105,9 +153,77 @@ impl Settings {
         if url::Url::parse(raw.public_base_url.get_ref()).is_err() {
             error("public_base_url", raw.public_base_url.span(), "must be an absolute URL".into());
         }
+        let sending = &raw.sending;
+        let mut time = |field: &str, value: &Spanned<String>| match value.get_ref().parse::<jiff::civil::Time>() {
+            Ok(t) => Some(t),
+            Err(_) => {
+                error(&format!("sending.{field}"), value.span(), "must be a local time such as 21:00".into());
+                None
+            }
+        };
+        let quiet_start = time("quiet_hours_start", &sending.quiet_hours_start);
+        let quiet_end = time("quiet_hours_end", &sending.quiet_hours_end);
+        for (field, address) in [("from_address", Some(&sending.from_address)), ("reply_to", sending.reply_to.as_ref())]
+        {
+            if let Some(address) = address
+                && crate::model::EmailAddress::parse(address.get_ref()).is_err()
+            {
+                error(&format!("sending.{field}"), address.span(), "must be an email address".into());
+            }
+        }
+        if url::Url::parse(sending.shop_url.get_ref()).is_err() {
+            error("sending.shop_url", sending.shop_url.span(), "must be an absolute URL".into());
+        }
+        let mut defer_when_capped = Vec::new();
+        for (priority, rule) in sending.cap_overflow.get_ref() {
+            let parsed = match priority.as_str() {
+                "promo" => Some(crate::model::Priority::Promo),
+                "journey" => Some(crate::model::Priority::Journey),
+                "cart" => Some(crate::model::Priority::Cart),
+                _ => None,
+            };
+            match (parsed, rule.as_str()) {
+                (Some(p), "defer") => defer_when_capped.push(p),
+                (Some(_), "drop") => {}
+                (None, _) => error(
+                    "sending.cap_overflow",
+                    sending.cap_overflow.span(),
+                    format!("`{priority}` is not a priority (promo, journey, cart)"),
+                ),
+                (Some(_), other) => error(
+                    "sending.cap_overflow",
+                    sending.cap_overflow.span(),
+                    format!("`{other}` must be defer or drop"),
+                ),
+            }
+        }
+        if sending.marketing_per_day == 0 || sending.marketing_per_week < sending.marketing_per_day {
+            error(
+                "sending.marketing_per_week",
+                sending.quiet_hours_start.span(),
+                "caps must be at least 1 a day and no fewer a week than a day".into(),
+            );
+        }
+        if !(sending.max_send_rate_per_second > 0.0) {
+            error("sending.max_send_rate_per_second", sending.shop_url.span(), "must be greater than 0".into());
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
+        let sending = SendingSettings {
+            from_name: raw.sending.from_name.clone(),
+            from_address: raw.sending.from_address.get_ref().clone(),
+            reply_to: raw.sending.reply_to.as_ref().map(|r| r.get_ref().clone()),
+            shop_name: raw.sending.shop_name.clone(),
+            shop_url: raw.sending.shop_url.get_ref().clone(),
+            marketing_per_day: raw.sending.marketing_per_day,
+            marketing_per_week: raw.sending.marketing_per_week,
+            quiet_hours_start: quiet_start.expect("checked"),
+            quiet_hours_end: quiet_end.expect("checked"),
+            defer_when_capped,
+            unsubscribe_link_days: raw.sending.unsubscribe_link_days,
+            max_send_rate_per_second: raw.sending.max_send_rate_per_second,
+        };
         Ok(Settings {
             default_time_zone: raw.default_time_zone.into_inner(),
             default_locale: raw.default_locale.into_inner(),
@@ -117,6 +233,7 @@ impl Settings {
             limits: raw.limits,
             anti_spam: raw.anti_spam,
             double_opt_in: raw.double_opt_in,
+            sending,
         })
     }
 

@@ -69,6 +69,16 @@ impl LifecycleStage {
     }
 }
 
+/// Why no more email goes to a person: an unsubscribe stops marketing; a hard bounce or a
+/// complaint stops everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressionReason {
+    Unsubscribed,
+    HardBounce,
+    Complaint,
+}
+
 /// What the person has bought, kept up to date from `purchase` events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OrderSummary {
@@ -97,6 +107,9 @@ pub struct Contact {
     pub consents: BTreeMap<Channel, Consent>,
     #[serde(default)]
     pub consent_receipts: Vec<ConsentReceipt>,
+    /// Suppressions in force, with when they began.
+    #[serde(default)]
+    pub suppressions: BTreeMap<SuppressionReason, Timestamp>,
     pub first_touch: Option<Touch>,
     pub last_touch: Option<Touch>,
     /// Recent touches, oldest first, at most `MAX_TOUCHES`.
@@ -138,6 +151,7 @@ impl Contact {
             engagement_score: 0,
             consents: BTreeMap::new(),
             consent_receipts: Vec::new(),
+            suppressions: BTreeMap::new(),
             first_touch: None,
             last_touch: None,
             touches: Vec::new(),

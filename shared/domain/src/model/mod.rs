@@ -10,7 +10,7 @@ pub mod send;
 
 pub use attribution::Touch;
 pub use consent::{Channel, Consent, ConsentReceipt, ConsentStatus, DoubleOptIn};
-pub use contact::{Contact, LifecycleStage, OrderSummary};
+pub use contact::{Contact, LifecycleStage, OrderSummary, SuppressionReason};
 pub use email::{EmailAddress, EmailError};
 pub use event::{ContactRef, Event, EventTrust};
 pub use phone::{PhoneError, PhoneNumber};

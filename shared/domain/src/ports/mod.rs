@@ -1,10 +1,12 @@
 //! Ports: the small traits adapters implement. The domain speaks only to these.
 
 pub mod clock;
+pub mod mailer;
 pub mod queue;
 pub mod store;
 
 pub use clock::{Clock, IdGenerator, RandomIds, SeededIds, SimulatedClock, SystemClock};
+pub use mailer::{MailError, Mailer, OutgoingEmail};
 pub use queue::{
     MAX_DELAY, MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome, send_all,
 };

@@ -2,8 +2,12 @@
 
 pub mod contacts;
 pub mod event_receipts;
+pub mod frequency;
 pub mod rate_limit;
+pub mod send_ledger;
 
 pub use contacts::{ContactRepository, RepoError, UpsertOutcome};
 pub use event_receipts::{EventClaim, EventReceipts};
+pub use frequency::{FrequencyCaps, Reservation};
 pub use rate_limit::{RateDecision, RateLimiter};
+pub use send_ledger::{Claim, SendLedger};

@@ -1,0 +1,96 @@
+//! `GET` and `POST /v1/unsubscribe?token=`: the unsubscribe link of every marketing email.
+//!
+//! `POST` unsubscribes at once: it is what mail clients send for RFC 8058 one-click unsubscribe
+//! (`List-Unsubscribe=One-Click`) and what the page's button sends. `GET` only shows the page with
+//! that button, because link scanners in mail systems follow links and must not unsubscribe anyone.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+use voronka_domain::model::{Channel, ConsentReceipt, ContactRef, Event, SuppressionReason};
+use voronka_domain::ports::{OutgoingMessage, QueueName};
+use voronka_domain::repo::{ContactRepository, RepoError};
+use voronka_domain::signing::{UNSUBSCRIBE_TOKEN_PURPOSE, VerifiedToken};
+
+use crate::submissions::enqueue;
+use crate::{AppState, pages};
+
+fn verify(state: &AppState, query: &HashMap<String, String>) -> Result<(String, VerifiedToken), Response> {
+    let token = query.get("token").filter(|t| !t.is_empty()).ok_or_else(|| {
+        (StatusCode::BAD_REQUEST, pages::unsubscribe_invalid("The link is missing its token.")).into_response()
+    })?;
+    let verified = state.signer().verify(UNSUBSCRIBE_TOKEN_PURPOSE, token, state.clock.now()).map_err(|_| {
+        (
+            StatusCode::BAD_REQUEST,
+            pages::unsubscribe_invalid(
+                "This unsubscribe link is not valid. Please use the link from the email exactly as sent, or reply to the email.",
+            ),
+        )
+            .into_response()
+    })?;
+    Ok((token.clone(), verified))
+}
+
+pub async fn page(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
+    match verify(&state, &query) {
+        Ok((token, _)) => (StatusCode::OK, pages::unsubscribe_confirm(&token)).into_response(),
+        Err(response) => response,
+    }
+}
+
+pub async fn unsubscribe(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let (_, verified) = match verify(&state, &query) {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let contact_id = verified.subject;
+    let now = state.clock.now();
+    let result = ContactRepository::new(state.store.as_ref())
+        .update(&contact_id, now, |contact| {
+            if contact.suppressions.contains_key(&SuppressionReason::Unsubscribed) {
+                return false;
+            }
+            contact.suppressions.insert(SuppressionReason::Unsubscribed, now);
+            contact.record_consent(ConsentReceipt {
+                id: format!("unsub_{}", now.as_second()),
+                channel: Channel::Email,
+                granted: false,
+                at: now,
+                form_id: None,
+                ip: None,
+                user_agent: None,
+                text_version: "unsubscribe-link".into(),
+                double_opt_in: false,
+                submission_id: None,
+            });
+            true
+        })
+        .await;
+    let contact = match result {
+        Ok(contact) => contact,
+        // Erased since: there is nobody left to send to, which is what the person asked for.
+        Err(RepoError::NotFound) => return (StatusCode::OK, pages::unsubscribed()).into_response(),
+        Err(e) => return crate::ApiError::internal("unsubscribing failed", e).into_response(),
+    };
+    let since = contact.suppressions.get(&SuppressionReason::Unsubscribed).copied().unwrap_or(now);
+    let mut properties = Map::new();
+    properties.insert("source".into(), Value::String("unsubscribe_link".into()));
+    let event = Event {
+        event_id: format!("unsub:{}:{}", contact.id, since.as_second()),
+        event_type: "unsubscribed".into(),
+        contact: ContactRef { contact_id: Some(contact.id.clone()), ..Default::default() },
+        occurred_at: since,
+        received_at: now,
+        properties,
+        trusted: true,
+    };
+    let message = OutgoingMessage::new("0", serde_json::to_string(&event).expect("events serialise"));
+    if let Err(error) = enqueue(&state, QueueName::Events, vec![message]).await {
+        return error.into_response();
+    }
+    tracing::info!(contact_id = %contact.id, "unsubscribed");
+    (StatusCode::OK, pages::unsubscribed()).into_response()
+}

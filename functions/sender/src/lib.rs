@@ -1,0 +1,367 @@
+//! sender: turns send requests into email, at most once each.
+//!
+//! For every request: claim it in the ledger (a conditional write, so concurrent and repeated
+//! deliveries cannot both proceed), load the contact, check consent and suppression, hold
+//! marketing out of quiet hours in the contact's own time zone, reserve a frequency-cap slot,
+//! render, send through the mail port, record the message id, and emit `email_sent`.
+//! Deferred requests go back on the queue with a delay; the ledger remembers until when.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use voronka_domain::campaigns::Campaigns;
+use voronka_domain::campaigns::templates::TemplateSet;
+use voronka_domain::model::{Contact, ContactRef, Event, Priority, SendClass, SendRequest};
+use voronka_domain::ports::{
+    Clock, MAX_DELAY, MailError, Mailer, OutgoingEmail, OutgoingMessage, Queue, QueueName, Store, send_all,
+};
+use voronka_domain::repo::{Claim, ContactRepository, FrequencyCaps, Reservation, SendLedger};
+use voronka_domain::sending::mime::{Envelope, build_message};
+use voronka_domain::sending::policy::{BlockReason, cap_windows, check_recipient, time_zone_or_utc};
+use voronka_domain::signing::{Secrets, UNSUBSCRIBE_TOKEN_PURPOSE};
+
+pub mod rate;
+
+/// What the sender needs; built once per container.
+#[derive(Clone)]
+pub struct SenderDeps {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub mailer: Arc<dyn Mailer>,
+    pub clock: Arc<dyn Clock>,
+    pub campaigns: Arc<Campaigns>,
+    pub templates: Arc<TemplateSet>,
+    pub secrets: Arc<Secrets>,
+    /// Where unsubscribe links point (the public URL of the HTTP API).
+    pub public_base_url: String,
+    pub rate: Arc<rate::RateGate>,
+}
+
+/// What became of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent {
+        message_id: String,
+    },
+    /// Already handled by an earlier delivery: nothing done.
+    Duplicate {
+        state: String,
+    },
+    Blocked {
+        reason: String,
+    },
+    Deferred {
+        until: Timestamp,
+        reason: String,
+    },
+    /// Retryable: report the message as a batch item failure.
+    Retry {
+        reason: String,
+    },
+}
+
+/// A message as the queue delivered it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message_id: String,
+    pub body: String,
+}
+
+/// Handles a batch and returns the ids of the messages to report as failures. Higher priorities
+/// go first, so they take the frequency-cap slots when several compete.
+pub async fn process_batch(deps: &SenderDeps, deliveries: Vec<Delivery>) -> Vec<String> {
+    let mut failed = Vec::new();
+    let mut requests = Vec::new();
+    for delivery in deliveries {
+        match serde_json::from_str::<SendRequest>(&delivery.body) {
+            Ok(request) => requests.push((delivery.message_id, request)),
+            Err(error) => {
+                // It can never succeed; failing it sends it to the dead-letter queue and its alarm.
+                tracing::error!(message_id = %delivery.message_id, error = %error, "malformed send request");
+                failed.push(delivery.message_id);
+            }
+        }
+    }
+    requests.sort_by(|a, b| b.1.priority.cmp(&a.1.priority).then(a.1.requested_at.cmp(&b.1.requested_at)));
+    for (message_id, request) in requests {
+        let attempt = format!("{message_id}:{}", deps.clock.now().as_microsecond());
+        let outcome = handle_request(deps, &request, &attempt).await;
+        log_outcome(&request, &outcome);
+        if matches!(outcome, Outcome::Retry { .. }) {
+            failed.push(message_id);
+        }
+    }
+    failed
+}
+
+fn log_outcome(request: &SendRequest, outcome: &Outcome) {
+    let (kind, detail) = match outcome {
+        Outcome::Sent { .. } => ("sent", String::new()),
+        Outcome::Duplicate { state } => ("duplicate", state.clone()),
+        Outcome::Blocked { reason } => ("blocked", reason.clone()),
+        Outcome::Deferred { until, reason } => ("deferred", format!("{reason} until {until}")),
+        Outcome::Retry { reason } => ("retry", reason.clone()),
+    };
+    tracing::info!(
+        contact_id = %request.contact_id,
+        template = %request.template,
+        idempotency_key = %request.idempotency_key,
+        outcome = kind,
+        detail = %detail,
+        "send request handled"
+    );
+}
+
+pub async fn handle_request(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Outcome {
+    match handle(deps, request, attempt).await {
+        Ok(outcome) => outcome,
+        Err(reason) => Outcome::Retry { reason },
+    }
+}
+
+async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Result<Outcome, String> {
+    let now = deps.clock.now();
+    let ledger = &SendLedger::new(deps.store.as_ref());
+    let key = request.idempotency_key.as_str();
+    match ledger.claim(key, request.class, attempt, now).await.map_err(|e| e.to_string())? {
+        Claim::Claimed { .. } => {}
+        Claim::Finished { state } => return Ok(Outcome::Duplicate { state }),
+        Claim::InFlight => return Ok(Outcome::Retry { reason: "another attempt holds this request".into() }),
+        Claim::NotYet { until } => {
+            requeue(deps, request, until).await?;
+            return Ok(Outcome::Deferred { until, reason: "not due yet".into() });
+        }
+    }
+
+    let block = |reason: String| async move {
+        ledger.mark_blocked(key, attempt, &reason, now).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(Outcome::Blocked { reason })
+    };
+    let contact = match ContactRepository::new(deps.store.as_ref()).get(&request.contact_id).await {
+        Ok(Some(contact)) => contact,
+        Ok(None) => return block(BlockReason::ContactNotFound.as_str().into()).await,
+        Err(error) => return release(&ledger, key, attempt, error.to_string()).await,
+    };
+    if let Err(reason) = check_recipient(&contact, request.class) {
+        return block(reason.as_str().into()).await;
+    }
+    let settings = &deps.campaigns.settings.sending;
+    let zone = time_zone_or_utc(&contact.time_zone);
+
+    let mut reserved = None;
+    if request.class == SendClass::Marketing {
+        if let Some(until) = settings.quiet_hours().next_allowed(now, &zone) {
+            return defer(deps, &ledger, request, attempt, until, "quiet_hours").await;
+        }
+        let windows = cap_windows(now, &zone);
+        let reservation = FrequencyCaps::new(deps.store.as_ref())
+            .reserve(&contact.id, &windows, settings.marketing_per_day, settings.marketing_per_week, now)
+            .await;
+        match reservation {
+            Ok(Reservation::Reserved) => reserved = Some(windows),
+            Ok(full) => {
+                let (until, reason) = match full {
+                    Reservation::WeekFull => (windows.next_week, "frequency_cap_week"),
+                    _ => (windows.next_day, "frequency_cap_day"),
+                };
+                if settings.defers_when_capped(request.priority) {
+                    return defer(deps, &ledger, request, attempt, until, reason).await;
+                }
+                return block(reason.into()).await;
+            }
+            Err(error) => return release(&ledger, key, attempt, error.to_string()).await,
+        }
+    }
+    let give_back_slot = || async {
+        if let Some(windows) = &reserved {
+            if let Err(error) = FrequencyCaps::new(deps.store.as_ref()).release(&contact.id, windows).await {
+                tracing::warn!(error = %error, "a frequency-cap slot could not be given back");
+            }
+        }
+    };
+
+    let email = match compose(deps, request, &contact, now) {
+        Ok(email) => email,
+        Err(reason) => {
+            give_back_slot().await;
+            return block(reason).await;
+        }
+    };
+    match send_with_backoff(deps, &email).await {
+        Ok(message_id) => {
+            // A crash right here leaves the claim `processing`; its lease decides (see the ledger).
+            ledger.mark_sent(key, attempt, &message_id, deps.clock.now()).await.map_err(|e| e.to_string())?;
+            emit_sent(deps, request, &message_id, now).await;
+            Ok(Outcome::Sent { message_id })
+        }
+        Err(MailError::Rejected(reason)) => {
+            give_back_slot().await;
+            block(format!("{}: {reason}", BlockReason::RejectedBySes.as_str())).await
+        }
+        Err(retryable) => {
+            give_back_slot().await;
+            release(&ledger, key, attempt, retryable.to_string()).await
+        }
+    }
+}
+
+async fn release(ledger: &SendLedger<'_>, key: &str, attempt: &str, reason: String) -> Result<Outcome, String> {
+    ledger.release_for_retry(key, attempt, &reason).await.map_err(|e| e.to_string())?;
+    Ok(Outcome::Retry { reason })
+}
+
+async fn defer(
+    deps: &SenderDeps,
+    ledger: &SendLedger<'_>,
+    request: &SendRequest,
+    attempt: &str,
+    until: Timestamp,
+    reason: &str,
+) -> Result<Outcome, String> {
+    ledger.mark_deferred(&request.idempotency_key, attempt, until, reason).await.map_err(|e| e.to_string())?;
+    requeue(deps, request, until).await?;
+    Ok(Outcome::Deferred { until, reason: reason.into() })
+}
+
+/// Puts the request back on the queue, delayed towards `until` (SQS delays at most 15 minutes;
+/// a longer deferral takes several hops, each checked against the ledger).
+async fn requeue(deps: &SenderDeps, request: &SendRequest, until: Timestamp) -> Result<(), String> {
+    let wait = until.duration_since(deps.clock.now()).max(SignedDuration::ZERO);
+    let delay = Duration::try_from(wait).unwrap_or_default().min(MAX_DELAY);
+    let mut message = OutgoingMessage::new("0", serde_json::to_string(request).map_err(|e| e.to_string())?);
+    message.delay = Some(delay);
+    let outcomes = send_all(deps.queue.as_ref(), QueueName::Sends, vec![message]).await.map_err(|e| e.to_string())?;
+    match outcomes.first().and_then(|o| o.error.clone()) {
+        Some(error) => Err(format!("re-queueing a deferred request failed: {error}")),
+        None => Ok(()),
+    }
+}
+
+/// Tries the mail service a few times with growing pauses before handing the message back to the queue.
+async fn send_with_backoff(deps: &SenderDeps, email: &OutgoingEmail) -> Result<String, MailError> {
+    let mut last = MailError::Transient("not tried".into());
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1))).await;
+        }
+        deps.rate.wait().await;
+        match deps.mailer.send(email).await {
+            Ok(id) => return Ok(id),
+            Err(error @ MailError::Rejected(_)) => return Err(error),
+            Err(error) => last = error,
+        }
+    }
+    Err(last)
+}
+
+/// The template context: the contact's fields with defaults, the request's own values, links.
+pub fn template_context(deps: &SenderDeps, request: &SendRequest, contact: &Contact, now: Timestamp) -> Value {
+    let settings = &deps.campaigns.settings;
+    let years_with_us = now.duration_since(contact.created_at).as_hours() / (24 * 365);
+    let mut context: Map<String, Value> = Map::new();
+    context.insert("first_name".into(), json!(contact.first_name));
+    context.insert("last_name".into(), json!(contact.last_name));
+    context.insert("years_with_us".into(), json!(years_with_us));
+    context.insert("orders".into(), json!(contact.orders.orders));
+    context.insert("currency".into(), json!(settings.currency));
+    context.insert("shop_name".into(), json!(settings.sending.shop_name));
+    context.insert("shop_url".into(), json!(settings.sending.shop_url));
+    if request.class == SendClass::Marketing {
+        context.insert("unsubscribe_url".into(), json!(unsubscribe_url(deps, &contact.id, now)));
+    }
+    for (name, value) in &request.context {
+        context.insert(name.clone(), value.clone());
+    }
+    Value::Object(context)
+}
+
+pub fn unsubscribe_url(deps: &SenderDeps, contact_id: &str, now: Timestamp) -> String {
+    let days = i64::from(deps.campaigns.settings.sending.unsubscribe_link_days);
+    let token = deps.secrets.token_signer().sign(
+        UNSUBSCRIBE_TOKEN_PURPOSE,
+        contact_id,
+        now,
+        now + SignedDuration::from_hours(24 * days),
+    );
+    format!("{}/v1/unsubscribe?token={token}", deps.public_base_url)
+}
+
+fn compose(
+    deps: &SenderDeps,
+    request: &SendRequest,
+    contact: &Contact,
+    now: Timestamp,
+) -> Result<OutgoingEmail, String> {
+    let settings = &deps.campaigns.settings.sending;
+    let to = contact.email.as_ref().ok_or(BlockReason::NoEmailAddress.as_str())?;
+    let context = template_context(deps, request, contact, now);
+    let rendered = deps
+        .templates
+        .render(&request.template, &contact.locale, &context)
+        .map_err(|e| format!("template_error: {e}"))?;
+    let unsubscribe = (request.class == SendClass::Marketing).then(|| unsubscribe_url(deps, &contact.id, now));
+    let message_id = hex::encode(&Sha256::digest(request.idempotency_key.as_bytes())[..16]);
+    let domain = settings.from_address.rsplit('@').next().unwrap_or("localhost").to_string();
+    let full_name = [contact.first_name.as_deref(), contact.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let envelope = Envelope {
+        from_name: &settings.from_name,
+        from_address: &settings.from_address,
+        reply_to: settings.reply_to.as_deref(),
+        to_name: Some(full_name.as_str()).filter(|n| !n.is_empty()),
+        to_address: to.as_typed(),
+        unsubscribe_url: unsubscribe.as_deref(),
+        message_id: &message_id,
+        message_id_domain: &domain,
+    };
+    let raw = build_message(&envelope, &rendered).map_err(|e| format!("message_error: {e}"))?;
+    Ok(OutgoingEmail {
+        from: settings.from_address.clone(),
+        to: to.as_typed().to_string(),
+        raw,
+        tags: vec![
+            ("contact_id".into(), contact.id.clone()),
+            ("template".into(), request.template.clone()),
+            ("send".into(), message_id),
+        ],
+    })
+}
+
+async fn emit_sent(deps: &SenderDeps, request: &SendRequest, message_id: &str, now: Timestamp) {
+    let mut properties = Map::new();
+    properties.insert("template".into(), json!(request.template));
+    properties.insert("message_id".into(), json!(message_id));
+    properties.insert("idempotency_key".into(), json!(request.idempotency_key));
+    properties.insert("class".into(), json!(request.class));
+    properties.insert("origin".into(), serde_json::to_value(&request.origin).unwrap_or(Value::Null));
+    let event = Event {
+        event_id: format!("sent:{}", request.idempotency_key),
+        event_type: "email_sent".into(),
+        contact: ContactRef { contact_id: Some(request.contact_id.clone()), ..Default::default() },
+        occurred_at: now,
+        received_at: now,
+        properties,
+        trusted: true,
+    };
+    let message = OutgoingMessage::new("0", serde_json::to_string(&event).expect("events serialise"));
+    // The email went out and the ledger says so; a lost `email_sent` only costs a counter.
+    if let Err(error) = send_all(deps.queue.as_ref(), QueueName::Events, vec![message]).await {
+        tracing::warn!(error = %error, "email_sent could not be queued");
+    }
+}
+
+/// The priority names of settings files.
+pub fn priority_name(priority: Priority) -> &'static str {
+    match priority {
+        Priority::Promo => "promo",
+        Priority::Journey => "journey",
+        Priority::Cart => "cart",
+        Priority::Transactional => "transactional",
+    }
+}

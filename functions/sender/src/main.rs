@@ -1,0 +1,56 @@
+//! The sender Lambda: wires the AWS adapters and consumes SQS batches with partial batch failures.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use sender::{Delivery, SenderDeps};
+use voronka_aws::{DynamoStore, QueueUrls, SesMailer, SqsQueue, load_secrets, required_env, sdk_config};
+use voronka_domain::ports::SystemClock;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    let config = sdk_config(None).await;
+    let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
+    let templates = campaigns.template_set();
+    let secrets =
+        load_secrets(&config, &required_env("TOKEN_SECRET_ARN")?, &required_env("EVENTS_SECRET_ARN")?).await?;
+    let clock = Arc::new(SystemClock);
+    let rate = campaigns.settings.sending.max_send_rate_per_second;
+    let public_base_url = required_env("PUBLIC_BASE_URL")?.trim_end_matches('/').to_string();
+    let deps = SenderDeps {
+        store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
+        queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
+        mailer: Arc::new(SesMailer::new(&config, std::env::var("SES_CONFIGURATION_SET").ok())),
+        clock,
+        campaigns: Arc::new(campaigns),
+        templates: Arc::new(templates),
+        secrets: Arc::new(secrets),
+        public_base_url,
+        rate: Arc::new(sender::rate::RateGate::per_second(rate)),
+    };
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let deps = deps.clone();
+        async move {
+            let deliveries = event
+                .payload
+                .records
+                .into_iter()
+                .map(|r| Delivery { message_id: r.message_id.unwrap_or_default(), body: r.body.unwrap_or_default() })
+                .collect();
+            let failed = sender::process_batch(&deps, deliveries).await;
+            let mut response = SqsBatchResponse::default();
+            response.batch_item_failures = failed
+                .into_iter()
+                .map(|id| {
+                    let mut f = BatchItemFailure::default();
+                    f.item_identifier = id;
+                    f
+                })
+                .collect();
+            Ok::<_, Error>(response)
+        }
+    }))
+    .await
+}

@@ -1,0 +1,188 @@
+//! The sender's ledger: one item per send request's idempotency key, written with a conditional
+//! put before SES is called, so however often a request is delivered, SES is called once.
+//!
+//! States: `processing` (claimed by one attempt, with a lease), `sent` (SES message id),
+//! `blocked` (a reason: no consent, suppressed, capped, rejected by SES), `deferred` (until a time:
+//! quiet hours, a full frequency cap), `retry` (a retryable failure released the claim), and
+//! `unknown`: a marketing message whose attempt died mid-way, after which nobody can tell whether
+//! SES accepted it. Marketing is never sent again from `unknown`; transactional mail is (a lost
+//! opt-in confirmation costs more than a rare duplicate one).
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+
+use crate::model::SendClass;
+use crate::ports::{Condition, Item, Key, Store, StoreError, UpdateAction};
+
+/// How long an attempt owns a claim; longer than the sender's Lambda timeout.
+pub const CLAIM_LEASE: SignedDuration = SignedDuration::from_secs(120);
+/// How long ledger entries are kept: far longer than SQS keeps a message (14 days at most).
+pub const LEDGER_RETENTION: SignedDuration = SignedDuration::from_hours(24 * 90);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This attempt owns the request; `attempt` must be passed to every later transition.
+    Claimed { attempt: String },
+    /// Already finished (`sent`, `blocked`, `unknown`): acknowledge, send nothing.
+    Finished { state: String },
+    /// Another attempt is working on it right now: try again after the lease.
+    InFlight,
+    /// Deferred until this time and delivered early: wait longer.
+    NotYet { until: Timestamp },
+}
+
+pub struct SendLedger<'a> {
+    store: &'a dyn Store,
+}
+
+fn ledger_key(idempotency_key: &str) -> Key {
+    Key::new(format!("SEND#{idempotency_key}"), "LEDGER")
+}
+
+fn owned_by(attempt: &str) -> Condition {
+    Condition::And(vec![Condition::equals("state", "processing"), Condition::equals("attempt", attempt)])
+}
+
+impl<'a> SendLedger<'a> {
+    pub fn new(store: &'a dyn Store) -> Self {
+        SendLedger { store }
+    }
+
+    pub async fn state(&self, idempotency_key: &str) -> Result<Option<Item>, StoreError> {
+        self.store.get(&ledger_key(idempotency_key)).await
+    }
+
+    /// Claims a request for one attempt, or says why not.
+    pub async fn claim(
+        &self,
+        idempotency_key: &str,
+        class: SendClass,
+        attempt: &str,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        let key = ledger_key(idempotency_key);
+        let fresh = Item::new(
+            &key,
+            json!({"state": "processing", "attempt": attempt, "claimed_at": now.as_second(), "attempts": 1}),
+        )
+        .with_ttl((now + LEDGER_RETENTION).as_second());
+        match self.store.put(fresh, Some(Condition::NotExists)).await {
+            Ok(()) => return Ok(Claim::Claimed { attempt: attempt.to_string() }),
+            Err(StoreError::ConditionFailed) => {}
+            Err(other) => return Err(other),
+        }
+        let Some(current) = self.store.get(&key).await? else {
+            // Expired between the two calls: the next delivery claims it afresh.
+            return Ok(Claim::InFlight);
+        };
+        let state = current.get_str("state").unwrap_or_default().to_string();
+        let take_over = |from: Condition| {
+            let key = key.clone();
+            async move {
+                let actions = vec![
+                    UpdateAction::set("state", "processing"),
+                    UpdateAction::set("attempt", attempt),
+                    UpdateAction::set("claimed_at", now.as_second()),
+                    UpdateAction::add("attempts", 1),
+                ];
+                match self.store.update(&key, actions, Some(from)).await {
+                    Ok(_) => Ok(Claim::Claimed { attempt: attempt.to_string() }),
+                    Err(StoreError::ConditionFailed) => Ok(Claim::InFlight),
+                    Err(other) => Err(other),
+                }
+            }
+        };
+        match state.as_str() {
+            "sent" | "blocked" | "unknown" => Ok(Claim::Finished { state }),
+            "deferred" => {
+                let until = current.get_i64("until").and_then(|s| Timestamp::from_second(s).ok()).unwrap_or(now);
+                if until > now {
+                    return Ok(Claim::NotYet { until });
+                }
+                take_over(Condition::equals("state", "deferred")).await
+            }
+            "retry" => take_over(Condition::equals("state", "retry")).await,
+            "processing" => {
+                let claimed_at = current.get_i64("claimed_at").unwrap_or(0);
+                let previous = current.get_str("attempt").unwrap_or_default().to_string();
+                if now.as_second() < claimed_at + CLAIM_LEASE.as_secs() {
+                    return Ok(Claim::InFlight);
+                }
+                match class {
+                    SendClass::Marketing => {
+                        let actions = vec![
+                            UpdateAction::set("state", "unknown"),
+                            UpdateAction::set("unknown_since", now.as_second()),
+                        ];
+                        match self.store.update(&key, actions, Some(owned_by(&previous))).await {
+                            Ok(_) => {
+                                tracing::warn!(
+                                    "a marketing send's earlier attempt died mid-way; outcome unknown, not re-sent"
+                                );
+                                Ok(Claim::Finished { state: "unknown".into() })
+                            }
+                            Err(StoreError::ConditionFailed) => Ok(Claim::InFlight),
+                            Err(other) => Err(other),
+                        }
+                    }
+                    SendClass::Transactional => take_over(owned_by(&previous)).await,
+                }
+            }
+            _ => Ok(Claim::InFlight),
+        }
+    }
+
+    async fn transition(
+        &self,
+        idempotency_key: &str,
+        attempt: &str,
+        actions: Vec<UpdateAction>,
+    ) -> Result<(), StoreError> {
+        self.store.update(&ledger_key(idempotency_key), actions, Some(owned_by(attempt))).await.map(|_| ())
+    }
+
+    pub async fn mark_sent(
+        &self,
+        key: &str,
+        attempt: &str,
+        message_id: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let actions = vec![
+            UpdateAction::set("state", "sent"),
+            UpdateAction::set("message_id", message_id),
+            UpdateAction::set("sent_at", now.as_second()),
+        ];
+        self.transition(key, attempt, actions).await
+    }
+
+    pub async fn mark_blocked(&self, key: &str, attempt: &str, reason: &str, now: Timestamp) -> Result<(), StoreError> {
+        let actions = vec![
+            UpdateAction::set("state", "blocked"),
+            UpdateAction::set("reason", reason),
+            UpdateAction::set("blocked_at", now.as_second()),
+        ];
+        self.transition(key, attempt, actions).await
+    }
+
+    pub async fn mark_deferred(
+        &self,
+        key: &str,
+        attempt: &str,
+        until: Timestamp,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let actions = vec![
+            UpdateAction::set("state", "deferred"),
+            UpdateAction::set("until", until.as_second()),
+            UpdateAction::set("reason", reason),
+        ];
+        self.transition(key, attempt, actions).await
+    }
+
+    /// Gives the claim back after a retryable failure, so the next delivery may try again.
+    pub async fn release_for_retry(&self, key: &str, attempt: &str, error: &str) -> Result<(), StoreError> {
+        let actions = vec![UpdateAction::set("state", "retry"), UpdateAction::set("last_error", error)];
+        self.transition(key, attempt, actions).await
+    }
+}

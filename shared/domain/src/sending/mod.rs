@@ -1,0 +1,4 @@
+//! Sending rules and message building: who may get what and when, and the MIME message.
+
+pub mod mime;
+pub mod policy;

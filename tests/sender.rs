@@ -1,0 +1,425 @@
+//! The sender on the embedded adapters with a simulated clock: exactly-once sending, consent and
+//! suppression, frequency caps with priorities, quiet hours, escaping, header safety, one-click
+//! unsubscribe, error handling, and the double opt-in flow end to end through the outbox.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use axum::body::Body;
+use http::{Request, StatusCode};
+use jiff::Timestamp;
+use serde_json::{Map, json};
+use support::inprocess::TestStack;
+use voronka_domain::model::{
+    Channel, ConsentReceipt, Contact, EmailAddress, Priority, SendClass, SendOrigin, SendRequest, SuppressionReason,
+};
+use voronka_domain::ports::{Clock, MailError, Mailer, OutgoingEmail, QueueName};
+use voronka_domain::repo::{ContactRepository, SendLedger};
+use voronka_local::outbox;
+
+/// Counts calls and can fail on demand, in front of the real outbox.
+struct Recording {
+    inner: Arc<dyn Mailer>,
+    calls: AtomicUsize,
+    fail_with: std::sync::Mutex<Option<MailError>>,
+}
+
+#[async_trait]
+impl Mailer for Recording {
+    async fn send(&self, email: &OutgoingEmail) -> Result<String, MailError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(error) = self.fail_with.lock().unwrap().clone() {
+            return Err(error);
+        }
+        self.inner.send(email).await
+    }
+}
+
+struct Fixture {
+    t: TestStack,
+    mailer: Arc<Recording>,
+    deps: sender::SenderDeps,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let t = TestStack::new();
+        let mailer = Arc::new(Recording {
+            inner: t.stack.outbox.clone(),
+            calls: AtomicUsize::new(0),
+            fail_with: Default::default(),
+        });
+        let mut deps = t.stack.sender.clone();
+        deps.mailer = mailer.clone();
+        Fixture { t, mailer, deps }
+    }
+
+    /// Moves the simulated clock to a local time of the day in Moscow (UTC+3).
+    fn at_moscow(&self, hour: i8, minute: i8) {
+        let now = self.t.clock.now();
+        let date = now.to_zoned(jiff::tz::TimeZone::get("Europe/Moscow").unwrap()).date();
+        let target = date.at(hour, minute, 0, 0).to_zoned(jiff::tz::TimeZone::get("Europe/Moscow").unwrap()).unwrap();
+        let target = if target.timestamp() < now { target.tomorrow().unwrap() } else { target };
+        self.t.clock.set(target.timestamp());
+    }
+
+    async fn contact(&self, email: &str, setup: impl Fn(&mut Contact)) -> Contact {
+        let repo = ContactRepository::new(self.t.stack.state.store.as_ref());
+        let now = self.t.clock.now();
+        let email = EmailAddress::parse(email).unwrap();
+        let (contact, _) = repo
+            .upsert_by_email(
+                &email,
+                now,
+                || {
+                    Contact::new(
+                        format!("c_{}", email.identity_digest()[..12].to_string()),
+                        now,
+                        "en".into(),
+                        "Europe/Moscow".into(),
+                    )
+                },
+                |c| setup(c),
+            )
+            .await
+            .unwrap();
+        contact
+    }
+
+    async fn subscribed(&self, email: &str) -> Contact {
+        self.contact(email, |c| {
+            c.first_name = Some("Anna".into());
+            c.record_consent(receipt(false));
+        })
+        .await
+    }
+
+    fn outbox(&self) -> Vec<outbox::OutboxEntry> {
+        outbox::entries(self.t.stack.outbox.dir())
+    }
+
+    fn eml(&self, entry: &outbox::OutboxEntry) -> String {
+        String::from_utf8(std::fs::read(self.t.stack.outbox.dir().join(&entry.file)).unwrap()).unwrap()
+    }
+
+    async fn deliver(&self, request: &SendRequest) -> Vec<String> {
+        let delivery = sender::Delivery { message_id: "m-1".into(), body: serde_json::to_string(request).unwrap() };
+        sender::process_batch(&self.deps, vec![delivery]).await
+    }
+
+    async fn ledger_state(&self, key: &str) -> Option<(String, Option<String>)> {
+        let item = SendLedger::new(self.t.stack.state.store.as_ref()).state(key).await.unwrap()?;
+        Some((item.get_str("state").unwrap().to_string(), item.get_str("reason").map(str::to_string)))
+    }
+}
+
+fn receipt(double_opt_in: bool) -> ConsentReceipt {
+    ConsentReceipt {
+        id: "r-1".into(),
+        channel: Channel::Email,
+        granted: true,
+        at: Timestamp::UNIX_EPOCH,
+        form_id: Some("newsletter".into()),
+        ip: None,
+        user_agent: None,
+        text_version: "v1".into(),
+        double_opt_in,
+        submission_id: None,
+    }
+}
+
+fn request(key: &str, contact: &Contact, template: &str, class: SendClass, priority: Priority) -> SendRequest {
+    SendRequest {
+        idempotency_key: key.into(),
+        contact_id: contact.id.clone(),
+        template: template.into(),
+        channel: Channel::Email,
+        class,
+        priority,
+        context: Map::new(),
+        origin: SendOrigin::Journey { journey_id: "welcome".into(), step_id: "s1".into() },
+        requested_at: Timestamp::from_second(1_800_000_000).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn one_request_delivered_five_times_two_at_once_is_sent_once() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    let contact = f.subscribed("anna@example.com").await;
+    let welcome = request("journey:welcome:c1:s1", &contact, "welcome", SendClass::Marketing, Priority::Journey);
+    let (a, b) = tokio::join!(f.deliver(&welcome), f.deliver(&welcome));
+    for _ in 0..3 {
+        f.deliver(&welcome).await;
+    }
+    let failures = a.len() + b.len();
+    assert!(failures <= 1, "only a delivery that met the other in flight is retried");
+    assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 1, "one call to the mail service");
+    assert_eq!(f.outbox().len(), 1);
+    assert_eq!(f.ledger_state(&welcome.idempotency_key).await.unwrap().0, "sent");
+    let events = f.t.drain_events().await;
+    assert_eq!(events.iter().filter(|e| e.event_type == "email_sent").count(), 1);
+}
+
+#[tokio::test]
+async fn nobody_without_consent_or_suppressed_gets_marketing() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    let cases: Vec<(&str, Box<dyn Fn(&mut Contact)>, &str)> = vec![
+        ("none@example.com", Box::new(|_| {}), "no_marketing_consent"),
+        ("pending@example.com", Box::new(|c| c.record_consent(receipt(true))), "consent_not_confirmed"),
+        (
+            "unsub@example.com",
+            Box::new(|c| {
+                c.record_consent(receipt(false));
+                c.suppressions.insert(SuppressionReason::Unsubscribed, Timestamp::UNIX_EPOCH);
+            }),
+            "unsubscribed",
+        ),
+        (
+            "bounced@example.com",
+            Box::new(|c| {
+                c.record_consent(receipt(false));
+                c.suppressions.insert(SuppressionReason::HardBounce, Timestamp::UNIX_EPOCH);
+            }),
+            "hard_bounce",
+        ),
+        (
+            "complained@example.com",
+            Box::new(|c| {
+                c.record_consent(receipt(false));
+                c.suppressions.insert(SuppressionReason::Complaint, Timestamp::UNIX_EPOCH);
+            }),
+            "complaint",
+        ),
+    ];
+    for (email, setup, reason) in cases {
+        let contact = f.contact(email, setup).await;
+        let welcome = request(&format!("w:{email}"), &contact, "welcome", SendClass::Marketing, Priority::Journey);
+        assert!(f.deliver(&welcome).await.is_empty(), "a block is final, not retried");
+        assert_eq!(
+            f.ledger_state(&welcome.idempotency_key).await,
+            Some(("blocked".into(), Some(reason.into()))),
+            "{email}"
+        );
+    }
+    assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 0);
+
+    // Transactional mail needs no marketing consent, but a bounce or a complaint stops it too.
+    let pending = f.contact("pending@example.com", |_| {}).await;
+    let confirm =
+        request("optin:pending", &pending, "optin_confirmation", SendClass::Transactional, Priority::Transactional);
+    f.deliver(&confirm).await;
+    assert_eq!(f.ledger_state("optin:pending").await.unwrap().0, "sent");
+    let complained = f.contact("complained@example.com", |_| {}).await;
+    let confirm = request(
+        "optin:complained",
+        &complained,
+        "optin_confirmation",
+        SendClass::Transactional,
+        Priority::Transactional,
+    );
+    f.deliver(&confirm).await;
+    assert_eq!(f.ledger_state("optin:complained").await, Some(("blocked".into(), Some("complaint".into()))));
+    assert_eq!(f.outbox().len(), 1);
+}
+
+#[tokio::test]
+async fn the_higher_priority_wins_the_frequency_cap_and_the_lower_is_deferred_or_dropped() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    let contact = f.subscribed("capped@example.com").await;
+    let cart = request("cart:1:step1", &contact, "abandoned_cart_1", SendClass::Marketing, Priority::Cart);
+    let journey = request("journey:ci:1", &contact, "category_interest", SendClass::Marketing, Priority::Journey);
+    let promo = request("promo:black-friday", &contact, "welcome", SendClass::Marketing, Priority::Promo);
+    let batch = [&promo, &journey, &cart]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| sender::Delivery { message_id: format!("m{i}"), body: serde_json::to_string(r).unwrap() })
+        .collect();
+    assert!(sender::process_batch(&f.deps, batch).await.is_empty());
+    assert_eq!(f.ledger_state("cart:1:step1").await.unwrap().0, "sent", "the cart reminder has the higher priority");
+    assert_eq!(f.ledger_state("journey:ci:1").await, Some(("deferred".into(), Some("frequency_cap_day".into()))));
+    assert_eq!(f.ledger_state("promo:black-friday").await, Some(("blocked".into(), Some("frequency_cap_day".into()))));
+    assert_eq!(f.outbox().len(), 1);
+
+    // The next local day, once quiet hours are over, the deferred message goes out.
+    f.at_moscow(10, 0);
+    let requeued = f.t.drain_sends().await;
+    assert_eq!(requeued.iter().map(|r| r.idempotency_key.as_str()).collect::<Vec<_>>(), ["journey:ci:1"]);
+    assert!(f.deliver(&journey).await.is_empty());
+    assert_eq!(f.ledger_state("journey:ci:1").await.unwrap().0, "sent");
+    assert_eq!(f.outbox().len(), 2);
+}
+
+#[tokio::test]
+async fn quiet_hours_defer_marketing_in_the_contacts_own_time_zone() {
+    let f = Fixture::new();
+    f.at_moscow(22, 30);
+    let contact = f.subscribed("night@example.com").await;
+    let welcome = request("w:night", &contact, "welcome", SendClass::Marketing, Priority::Journey);
+    assert!(f.deliver(&welcome).await.is_empty());
+    let ledger = SendLedger::new(f.t.stack.state.store.as_ref()).state("w:night").await.unwrap().unwrap();
+    assert_eq!(ledger.get_str("state"), Some("deferred"));
+    assert_eq!(ledger.get_str("reason"), Some("quiet_hours"));
+    let until = Timestamp::from_second(ledger.get_i64("until").unwrap()).unwrap();
+    let local = until.to_zoned(jiff::tz::TimeZone::get("Europe/Moscow").unwrap());
+    assert_eq!((local.hour(), local.minute()), (9, 0), "deferred to 09:00 Moscow time, not dropped");
+    assert_eq!(f.t.stack.embedded.queue.depth(QueueName::Sends).await.unwrap(), 1, "back on the queue, delayed");
+    assert!(f.outbox().is_empty());
+
+    // Delivered again before its time (a delay hop): still waits.
+    f.at_moscow(3, 0);
+    f.deliver(&welcome).await;
+    assert!(f.outbox().is_empty());
+    f.at_moscow(9, 1);
+    f.deliver(&welcome).await;
+    assert_eq!(f.outbox().len(), 1);
+
+    // Transactional mail ignores quiet hours.
+    f.at_moscow(23, 0);
+    let confirm =
+        request("optin:night", &contact, "optin_confirmation", SendClass::Transactional, Priority::Transactional);
+    f.deliver(&confirm).await;
+    assert_eq!(f.outbox().len(), 2);
+}
+
+#[tokio::test]
+async fn names_are_escaped_in_html_and_cannot_add_headers() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    let contact = f
+        .contact("evil@example.com", |c| {
+            c.first_name = Some("<script>alert(1)</script>\r\nBcc: victim@example.com".into());
+            c.record_consent(receipt(false));
+        })
+        .await;
+    f.deliver(&request("w:evil", &contact, "welcome", SendClass::Marketing, Priority::Journey)).await;
+    let entry = &f.outbox()[0];
+    let raw = f.eml(entry);
+    let head = raw.split("\r\n\r\n").next().unwrap().replace("\r\n ", " ");
+    assert!(!head.lines().any(|l| l.to_ascii_lowercase().starts_with("bcc:")), "{head}");
+    let parsed = mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap();
+    let html = parsed.body_html(0).unwrap();
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;"), "{html}");
+    assert!(!html.contains("<script>"));
+    assert!(entry.subject.contains("<script>"), "a subject is plain text, shown as typed: {}", entry.subject);
+    assert!(
+        entry
+            .list_unsubscribe
+            .as_deref()
+            .is_some_and(|u| u.starts_with("<https://api.voronka.test/v1/unsubscribe?token="))
+    );
+    assert!(head.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{head}");
+}
+
+#[tokio::test]
+async fn one_click_post_unsubscribes_and_get_only_asks() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    let contact = f.subscribed("leaver@example.com").await;
+    let url = sender::unsubscribe_url(&f.deps, &contact.id, f.t.clock.now());
+    let path = url.strip_prefix("https://api.voronka.test").unwrap().to_string();
+
+    let page = f.t.send(Request::get(path.as_str()).body(Body::empty()).unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("<button"), "GET shows a button: {}", page.text);
+    let repo = ContactRepository::new(f.t.stack.state.store.as_ref());
+    assert!(
+        repo.get(&contact.id).await.unwrap().unwrap().suppressions.is_empty(),
+        "a link scanner's GET unsubscribes nobody"
+    );
+
+    let one_click = Request::post(path.as_str())
+        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("List-Unsubscribe=One-Click"))
+        .unwrap();
+    let done = f.t.send(one_click).await;
+    assert_eq!(done.status, StatusCode::OK);
+    let after = repo.get(&contact.id).await.unwrap().unwrap();
+    assert!(after.suppressions.contains_key(&SuppressionReason::Unsubscribed));
+    assert!(!after.email_consent().unwrap().allows_marketing());
+    let events = f.t.drain_events().await;
+    assert_eq!(events.iter().filter(|e| e.event_type == "unsubscribed").count(), 1);
+
+    f.deliver(&request("w:leaver", &contact, "welcome", SendClass::Marketing, Priority::Journey)).await;
+    assert_eq!(f.ledger_state("w:leaver").await, Some(("blocked".into(), Some("unsubscribed".into()))));
+
+    let forged = f.t.send(Request::post("/v1/unsubscribe?token=forged.token").body(Body::empty()).unwrap()).await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn throttling_is_retried_and_a_rejection_is_final() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    let contact = f.subscribed("retry@example.com").await;
+    let welcome = request("w:retry", &contact, "welcome", SendClass::Marketing, Priority::Journey);
+    *f.mailer.fail_with.lock().unwrap() = Some(MailError::Throttled("Maximum sending rate exceeded".into()));
+    assert_eq!(f.deliver(&welcome).await, ["m-1"], "reported as a batch item failure");
+    assert_eq!(f.ledger_state("w:retry").await.unwrap().0, "retry");
+    *f.mailer.fail_with.lock().unwrap() = None;
+    assert!(f.deliver(&welcome).await.is_empty());
+    assert_eq!(f.ledger_state("w:retry").await.unwrap().0, "sent");
+    assert_eq!(f.outbox().len(), 1);
+
+    let other = f.subscribed("rejected@example.com").await;
+    let doomed = request("w:rejected", &other, "welcome", SendClass::Marketing, Priority::Journey);
+    *f.mailer.fail_with.lock().unwrap() = Some(MailError::Rejected("Email address is not verified".into()));
+    assert!(f.deliver(&doomed).await.is_empty(), "a permanent rejection is not retried");
+    let (state, reason) = f.ledger_state("w:rejected").await.unwrap();
+    assert_eq!(state, "blocked");
+    assert!(reason.unwrap().starts_with("rejected_by_ses"));
+}
+
+#[tokio::test]
+async fn a_crash_after_the_claim_leaves_marketing_unsent_and_transactional_resent() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    let contact = f.subscribed("crash@example.com").await;
+    let ledger = SendLedger::new(f.t.stack.state.store.as_ref());
+    // An attempt claimed both requests and died before recording what happened.
+    for key in ["w:crash", "optin:crash"] {
+        let claim = ledger.claim(key, SendClass::Marketing, "dead-attempt", f.t.clock.now()).await.unwrap();
+        assert!(matches!(claim, voronka_domain::repo::Claim::Claimed { .. }));
+    }
+    let welcome = request("w:crash", &contact, "welcome", SendClass::Marketing, Priority::Journey);
+    assert_eq!(f.deliver(&welcome).await, ["m-1"], "within the lease the claim may still be working");
+    f.t.advance(300);
+    assert!(f.deliver(&welcome).await.is_empty());
+    assert_eq!(f.ledger_state("w:crash").await.unwrap().0, "unknown", "outcome unknown: not re-sent");
+    let confirm =
+        request("optin:crash", &contact, "optin_confirmation", SendClass::Transactional, Priority::Transactional);
+    f.deliver(&confirm).await;
+    assert_eq!(f.ledger_state("optin:crash").await.unwrap().0, "sent", "transactional mail is sent again");
+    assert_eq!(f.outbox().len(), 1);
+}
+
+#[tokio::test]
+async fn double_opt_in_works_end_to_end_through_the_outbox() {
+    let f = Fixture::new();
+    let answer =
+        f.t.submit_json("newsletter", json!({"email": "dora@example.com", "first_name": "Dora", "consent": true}))
+            .await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    let id = answer.json()["contact_id"].as_str().unwrap().to_string();
+    assert_eq!(voronka_local::workers::run_sends_once(&f.t.stack).await.unwrap(), 1);
+    let entries = f.outbox();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].to, "dora@example.com");
+    assert!(entries[0].list_unsubscribe.is_none(), "the confirmation is transactional");
+    let raw = f.eml(&entries[0]);
+    let parsed = mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap();
+    let text = parsed.body_text(0).unwrap().into_owned();
+    let link =
+        text.split_whitespace().find(|w| w.starts_with("https://api.voronka.test/v1/confirm?token=")).expect("a link");
+    let path = link.strip_prefix("https://api.voronka.test").unwrap();
+    let confirmed = f.t.send(Request::get(path).body(Body::empty()).unwrap()).await;
+    assert_eq!(confirmed.status, StatusCode::OK);
+    let contact = ContactRepository::new(f.t.stack.state.store.as_ref()).get(&id).await.unwrap().unwrap();
+    assert!(contact.email_consent().unwrap().allows_marketing());
+    assert_eq!(f.t.stack.embedded.queue.depth(QueueName::Sends).await.unwrap(), 0);
+}
