@@ -38,3 +38,84 @@ async fn every_lead_capture_sample_answers_its_expected_status() {
         assert_eq!(response.status().as_u16(), expectations[&name], "{name}: {:?}", response.body());
     }
 }
+
+fn sqs_batch(path: &str) -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events").join(path)).unwrap();
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not an SQS event: {e}"));
+    event.records.into_iter().map(|r| (r.message_id.unwrap(), r.body.unwrap())).collect()
+}
+
+async fn sample_contact(t: &TestStack, email: &str) -> voronka_domain::model::Contact {
+    use voronka_domain::model::{Channel, ConsentReceipt, Contact, EmailAddress};
+    let now = voronka_domain::ports::Clock::now(t.clock.as_ref());
+    let repo = voronka_domain::repo::ContactRepository::new(t.stack.state.store.as_ref());
+    let (contact, _) = repo
+        .upsert_by_email(
+            &EmailAddress::parse(email).unwrap(),
+            now,
+            || Contact::new("c_sample".into(), now, "ru".into(), "Europe/Moscow".into()),
+            |c| {
+                c.record_consent(ConsentReceipt {
+                    id: "r1".into(),
+                    channel: Channel::Email,
+                    granted: true,
+                    at: now,
+                    form_id: None,
+                    ip: None,
+                    user_agent: None,
+                    text_version: "v1".into(),
+                    double_opt_in: false,
+                    submission_id: None,
+                })
+            },
+        )
+        .await
+        .unwrap();
+    contact
+}
+
+#[tokio::test]
+async fn the_sender_sample_batch_sends_two_and_fails_the_malformed_one() {
+    let t = TestStack::new();
+    sample_contact(&t, "anna.petrova@example.com").await;
+    let deliveries = sqs_batch("sender/sqs-send-requests.json")
+        .into_iter()
+        .map(|(message_id, body)| sender::Delivery { message_id, body })
+        .collect();
+    let failed = sender::process_batch(&t.stack.sender, deliveries).await;
+    assert_eq!(failed, ["0c2a7f3e-0000-4000-8000-000000000003"], "only the malformed record fails, into the DLQ");
+    assert_eq!(voronka_local::outbox::entries(t.stack.outbox.dir()).len(), 2);
+}
+
+#[tokio::test]
+async fn the_evaluator_sample_batch_applies_ses_feedback_and_events() {
+    use voronka_domain::model::SuppressionReason;
+    let t = TestStack::new();
+    let contact = sample_contact(&t, "anna.petrova@example.com").await;
+    let deliveries = || {
+        sqs_batch("trigger-evaluator/sqs-events-and-ses-feedback.json")
+            .into_iter()
+            .map(|(message_id, body)| trigger_evaluator::Delivery { message_id, body })
+            .collect::<Vec<_>>()
+    };
+    assert!(trigger_evaluator::process_batch(&t.stack.evaluator, deliveries()).await.is_empty());
+    // A redelivered batch changes nothing twice.
+    assert!(trigger_evaluator::process_batch(&t.stack.evaluator, deliveries()).await.is_empty());
+    let repo = voronka_domain::repo::ContactRepository::new(t.stack.state.store.as_ref());
+    let after = repo.get(&contact.id).await.unwrap().unwrap();
+    assert!(after.suppressions.contains_key(&SuppressionReason::HardBounce));
+    assert!(after.suppressions.contains_key(&SuppressionReason::Complaint));
+    assert!(!after.email_consent().unwrap().allows_marketing(), "a complaint withdraws consent");
+    assert_eq!(after.engagement_score, 3, "one click, counted once");
+    let buyer = repo
+        .find_by_email(&voronka_domain::model::EmailAddress::parse("buyer@example.com").unwrap())
+        .await
+        .unwrap()
+        .expect("a signed purchase makes its buyer a contact");
+    assert_eq!(buyer.orders.orders, 1);
+    assert_eq!(buyer.orders.revenue_minor, 799_000);
+    assert_eq!(buyer.stage.as_str(), "customer");
+    assert!(buyer.email_consent().is_none(), "a purchase grants no marketing consent");
+}

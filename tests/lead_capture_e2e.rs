@@ -245,3 +245,47 @@ async fn the_demo_page_carries_real_forms_with_a_signed_render_timestamp() {
     drop(server);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn double_opt_in_works_through_the_outbox_of_voronka_serve() {
+    let dir = data_dir("optin");
+    let server = Server::start(&dir);
+    let (status, body) = post_json(
+        &server.base,
+        "/v1/forms/newsletter/submissions",
+        &json!({"email": "olga@example.com", "first_name": "Olga", "consent": true, "locale": "en"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["double_opt_in"], "pending");
+
+    // The sender runs inside `voronka serve`: the confirmation lands in the outbox.
+    let outbox = dir.join("outbox");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let eml = loop {
+        let found = std::fs::read_dir(&outbox).ok().and_then(|entries| {
+            entries.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "eml"))
+        });
+        if let Some(path) = found {
+            break std::fs::read_to_string(path).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no confirmation email within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let page = client().get(format!("{}/outbox", server.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Please confirm your subscription"), "the outbox lists it: {page}");
+
+    let unfolded = eml.replace("=\r\n", "");
+    let start = unfolded.find(&format!("{}/v1/confirm?token=", server.base)).expect("a confirmation link");
+    let link: String = unfolded[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<').collect();
+    let link = link.replace("=3D", "=");
+    let confirmed = client().get(&link).send().await.unwrap();
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    assert!(confirmed.text().await.unwrap().contains("Subscription confirmed"));
+
+    let export = Command::new(BINARY).args(["export", "contacts", "--data-dir"]).arg(&dir).output().unwrap();
+    let contact: Value = serde_json::from_slice(export.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(contact["consents"]["email"]["double_opt_in"], "confirmed");
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -76,7 +76,7 @@ impl Fixture {
                 now,
                 || {
                     Contact::new(
-                        format!("c_{}", email.identity_digest()[..12].to_string()),
+                        format!("c_{}", &email.identity_digest()[..12]),
                         now,
                         "en".into(),
                         "Europe/Moscow".into(),
@@ -168,7 +168,8 @@ async fn one_request_delivered_five_times_two_at_once_is_sent_once() {
 async fn nobody_without_consent_or_suppressed_gets_marketing() {
     let f = Fixture::new();
     f.at_moscow(12, 0);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Contact)>, &str)> = vec![
+    type Setup = Box<dyn Fn(&mut Contact)>;
+    let cases: Vec<(&str, Setup, &str)> = vec![
         ("none@example.com", Box::new(|_| {}), "no_marketing_consent"),
         ("pending@example.com", Box::new(|c| c.record_consent(receipt(true))), "consent_not_confirmed"),
         (

@@ -18,33 +18,30 @@ use voronka_domain::signing::{UNSUBSCRIBE_TOKEN_PURPOSE, VerifiedToken};
 use crate::submissions::enqueue;
 use crate::{AppState, pages};
 
-fn verify(state: &AppState, query: &HashMap<String, String>) -> Result<(String, VerifiedToken), Response> {
-    let token = query.get("token").filter(|t| !t.is_empty()).ok_or_else(|| {
-        (StatusCode::BAD_REQUEST, pages::unsubscribe_invalid("The link is missing its token.")).into_response()
-    })?;
+/// The token and what it says, or the reason it cannot be used.
+fn verify(state: &AppState, query: &HashMap<String, String>) -> Result<(String, VerifiedToken), &'static str> {
+    let token = query.get("token").filter(|t| !t.is_empty()).ok_or("The link is missing its token.")?;
     let verified = state.signer().verify(UNSUBSCRIBE_TOKEN_PURPOSE, token, state.clock.now()).map_err(|_| {
-        (
-            StatusCode::BAD_REQUEST,
-            pages::unsubscribe_invalid(
-                "This unsubscribe link is not valid. Please use the link from the email exactly as sent, or reply to the email.",
-            ),
-        )
-            .into_response()
+        "This unsubscribe link is not valid. Please use the link from the email exactly as sent, or reply to the email."
     })?;
     Ok((token.clone(), verified))
+}
+
+fn invalid(reason: &str) -> Response {
+    (StatusCode::BAD_REQUEST, pages::unsubscribe_invalid(reason)).into_response()
 }
 
 pub async fn page(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
     match verify(&state, &query) {
         Ok((token, _)) => (StatusCode::OK, pages::unsubscribe_confirm(&token)).into_response(),
-        Err(response) => response,
+        Err(reason) => invalid(reason),
     }
 }
 
 pub async fn unsubscribe(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
     let (_, verified) = match verify(&state, &query) {
         Ok(ok) => ok,
-        Err(response) => return response,
+        Err(reason) => return invalid(reason),
     };
     let contact_id = verified.subject;
     let now = state.clock.now();

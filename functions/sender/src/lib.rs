@@ -143,7 +143,7 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
     let contact = match ContactRepository::new(deps.store.as_ref()).get(&request.contact_id).await {
         Ok(Some(contact)) => contact,
         Ok(None) => return block(BlockReason::ContactNotFound.as_str().into()).await,
-        Err(error) => return release(&ledger, key, attempt, error.to_string()).await,
+        Err(error) => return release(ledger, key, attempt, error.to_string()).await,
     };
     if let Err(reason) = check_recipient(&contact, request.class) {
         return block(reason.as_str().into()).await;
@@ -154,7 +154,7 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
     let mut reserved = None;
     if request.class == SendClass::Marketing {
         if let Some(until) = settings.quiet_hours().next_allowed(now, &zone) {
-            return defer(deps, &ledger, request, attempt, until, "quiet_hours").await;
+            return defer(deps, ledger, request, attempt, until, "quiet_hours").await;
         }
         let windows = cap_windows(now, &zone);
         let reservation = FrequencyCaps::new(deps.store.as_ref())
@@ -168,18 +168,18 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
                     _ => (windows.next_day, "frequency_cap_day"),
                 };
                 if settings.defers_when_capped(request.priority) {
-                    return defer(deps, &ledger, request, attempt, until, reason).await;
+                    return defer(deps, ledger, request, attempt, until, reason).await;
                 }
                 return block(reason.into()).await;
             }
-            Err(error) => return release(&ledger, key, attempt, error.to_string()).await,
+            Err(error) => return release(ledger, key, attempt, error.to_string()).await,
         }
     }
     let give_back_slot = || async {
-        if let Some(windows) = &reserved {
-            if let Err(error) = FrequencyCaps::new(deps.store.as_ref()).release(&contact.id, windows).await {
-                tracing::warn!(error = %error, "a frequency-cap slot could not be given back");
-            }
+        if let Some(windows) = &reserved
+            && let Err(error) = FrequencyCaps::new(deps.store.as_ref()).release(&contact.id, windows).await
+        {
+            tracing::warn!(error = %error, "a frequency-cap slot could not be given back");
         }
     };
 
@@ -203,7 +203,7 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
         }
         Err(retryable) => {
             give_back_slot().await;
-            release(&ledger, key, attempt, retryable.to_string()).await
+            release(ledger, key, attempt, retryable.to_string()).await
         }
     }
 }

@@ -56,6 +56,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Preview a template for a sample contact: subject, text and HTML as they would be sent.
+    Render {
+        /// The template id, e.g. welcome or abandoned_cart_2.
+        template: String,
+        /// A JSON file with the contact's fields (first_name, locale, ...) and any template values.
+        #[arg(long)]
+        contact: PathBuf,
+        /// Render for this locale instead of the file's `locale`.
+        #[arg(long)]
+        locale: Option<String>,
+        #[arg(long)]
+        campaigns: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print stored data as JSON lines.
     Export {
         what: ExportKind,
@@ -119,6 +134,41 @@ async fn main() -> Result<()> {
                     Err(error)
                 }
             }
+        }
+        Command::Render { template, contact, locale, campaigns, json } => {
+            let folder = campaigns.unwrap_or_else(voronka_campaigns::source_dir);
+            let loaded = load_campaigns(Some(&folder))?;
+            let text = std::fs::read_to_string(&contact)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", contact.display()))?;
+            let mut context: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not a JSON object: {e}", contact.display()))?;
+            let Some(fields) = context.as_object_mut() else {
+                anyhow::bail!("{} must hold a JSON object", contact.display());
+            };
+            let locale = locale
+                .or_else(|| fields.get("locale").and_then(|l| l.as_str()).map(str::to_string))
+                .unwrap_or_else(|| loaded.settings.default_locale.clone());
+            for (name, value) in [
+                ("currency", serde_json::json!(loaded.settings.currency)),
+                ("shop_name", serde_json::json!(loaded.settings.sending.shop_name)),
+                ("shop_url", serde_json::json!(loaded.settings.sending.shop_url)),
+                ("unsubscribe_url", serde_json::json!("https://api.example/v1/unsubscribe?token=preview")),
+            ] {
+                fields.entry(name).or_insert(value);
+            }
+            let email = loaded.template_set().render(&template, &locale, &context)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"locale": email.locale, "subject": email.subject, "text": email.text, "html": email.html})
+                );
+            } else {
+                println!(
+                    "Locale:  {}\nSubject: {}\n\n--- text ---\n{}\n--- html ---\n{}",
+                    email.locale, email.subject, email.text, email.html
+                );
+            }
+            Ok(())
         }
         Command::Export { what: ExportKind::Contacts, data_dir } => {
             if !data_dir.join(voronka_local::stack::DATABASE_FILE).exists() {

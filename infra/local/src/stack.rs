@@ -62,6 +62,7 @@ pub struct Stack {
     /// Where sent mail lands as `.eml` files.
     pub outbox: Arc<OutboxMailer>,
     pub sender: sender::SenderDeps,
+    pub evaluator: trigger_evaluator::EvaluatorDeps,
 }
 
 pub struct StackOptions {
@@ -121,6 +122,12 @@ impl Stack {
             public_base_url: public_base_url.clone(),
             rate: Arc::new(sender::rate::RateGate::per_second(campaigns.settings.sending.max_send_rate_per_second)),
         };
+        let evaluator = trigger_evaluator::EvaluatorDeps {
+            store: embedded.store.clone(),
+            queue: embedded.queue.clone(),
+            clock: options.clock.clone(),
+            campaigns: campaigns.clone(),
+        };
         let state = AppState {
             store: embedded.store.clone(),
             queue: embedded.queue.clone(),
@@ -130,7 +137,7 @@ impl Stack {
             secrets,
             public_base_url,
         };
-        Ok(Stack { state, embedded, data_dir: options.data_dir, outbox, sender })
+        Ok(Stack { state, embedded, data_dir: options.data_dir, outbox, sender, evaluator })
     }
 
     pub fn default_ids() -> Arc<dyn IdGenerator> {

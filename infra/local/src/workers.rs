@@ -1,44 +1,74 @@
 //! The queue consumers of the local stack: the same batch handlers Lambda runs, fed from the
 //! embedded queues instead of SQS event source mappings.
 
+use std::future::Future;
 use std::time::Duration;
 
 use voronka_domain::ports::{Queue, QueueName};
 
 use crate::stack::Stack;
 
-/// As the SAM template sets for the sends queue's event source.
+/// As the SAM template sets for the event sources.
 pub const BATCH_SIZE: usize = 10;
 /// Longer than a batch can take; a crashed batch's messages come back after it.
 pub const VISIBILITY: Duration = Duration::from_secs(120);
 
-/// Receives one batch from `sends`, runs the sender on it and deletes what succeeded, reporting
-/// failures exactly as the Lambda does (they become visible again and retry).
-/// Returns how many messages were received.
-pub async fn run_sends_once(stack: &Stack) -> anyhow::Result<usize> {
+/// Receives one batch, hands it to `handler` (which returns the ids of failed messages, as the
+/// Lambda does) and deletes the rest. Returns how many messages were received.
+pub async fn run_once<F, Fut>(stack: &Stack, queue_name: QueueName, handler: F) -> anyhow::Result<usize>
+where
+    F: FnOnce(Vec<(String, String)>) -> Fut,
+    Fut: Future<Output = Vec<String>>,
+{
     let queue = stack.embedded.queue.clone();
-    let messages = queue.receive(QueueName::Sends, BATCH_SIZE, VISIBILITY).await?;
-    let count = messages.len();
-    if count == 0 {
+    let messages = queue.receive(queue_name, BATCH_SIZE, VISIBILITY).await?;
+    if messages.is_empty() {
         return Ok(0);
     }
-    let deliveries =
-        messages.iter().map(|m| sender::Delivery { message_id: m.message_id.clone(), body: m.body.clone() }).collect();
-    let failed = sender::process_batch(&stack.sender, deliveries).await;
+    let failed = handler(messages.iter().map(|m| (m.message_id.clone(), m.body.clone())).collect()).await;
     for message in messages.iter().filter(|m| !failed.contains(&m.message_id)) {
-        queue.delete(QueueName::Sends, &message.receipt).await?;
+        queue.delete(queue_name, &message.receipt).await?;
     }
-    Ok(count)
+    Ok(messages.len())
 }
 
-/// Runs the sends consumer until the process ends, polling when the queue is empty.
-pub async fn run_sends_forever(stack: std::sync::Arc<Stack>) {
+pub async fn run_sends_once(stack: &Stack) -> anyhow::Result<usize> {
+    run_once(stack, QueueName::Sends, |batch| async {
+        let deliveries = batch.into_iter().map(|(message_id, body)| sender::Delivery { message_id, body }).collect();
+        sender::process_batch(&stack.sender, deliveries).await
+    })
+    .await
+}
+
+pub async fn run_events_once(stack: &Stack) -> anyhow::Result<usize> {
+    run_once(stack, QueueName::Events, |batch| async {
+        let deliveries =
+            batch.into_iter().map(|(message_id, body)| trigger_evaluator::Delivery { message_id, body }).collect();
+        trigger_evaluator::process_batch(&stack.evaluator, deliveries).await
+    })
+    .await
+}
+
+/// Runs both consumers until everything visible is handled; returns how many messages they took.
+pub async fn drain(stack: &Stack) -> anyhow::Result<usize> {
+    let mut total = 0;
     loop {
-        match run_sends_once(&stack).await {
+        let handled = run_events_once(stack).await? + run_sends_once(stack).await?;
+        if handled == 0 {
+            return Ok(total);
+        }
+        total += handled;
+    }
+}
+
+/// Runs the consumers until the process ends, polling when the queues are empty.
+pub async fn run_forever(stack: std::sync::Arc<Stack>) {
+    loop {
+        match drain(&stack).await {
             Ok(0) => tokio::time::sleep(Duration::from_millis(250)).await,
             Ok(_) => {}
             Err(error) => {
-                tracing::error!(error = %error, "the sends consumer failed; retrying");
+                tracing::error!(error = %error, "a queue consumer failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

@@ -204,7 +204,7 @@ impl Settings {
                 "caps must be at least 1 a day and no fewer a week than a day".into(),
             );
         }
-        if !(sending.max_send_rate_per_second > 0.0) {
+        if sending.max_send_rate_per_second.is_nan() || sending.max_send_rate_per_second <= 0.0 {
             error("sending.max_send_rate_per_second", sending.shop_url.span(), "must be greater than 0".into());
         }
         if !errors.is_empty() {

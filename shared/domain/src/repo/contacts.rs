@@ -81,7 +81,8 @@ fn listing_partition(shard: u32) -> String {
     format!("CONTACTS#{shard:02}")
 }
 
-fn to_item(contact: &Contact) -> Item {
+/// The stored item of a contact, for writes that put it inside a larger transaction.
+pub fn contact_item(contact: &Contact) -> Item {
     let value = serde_json::to_value(contact).expect("contacts serialise");
     Item::new(&contact_key(&contact.id), value)
         .with_gsi1(listing_partition(shard_of(&contact.id)), format!("{}#{}", contact.created_at, contact.id))
@@ -166,7 +167,7 @@ impl<'a> ContactRepository<'a> {
                     contact.version = expected_version + 1;
                     contact.updated_at = now;
                     let mut ops = vec![TransactOp::Put {
-                        item: to_item(&contact),
+                        item: contact_item(&contact),
                         condition: Some(Condition::equals("version", expected_version)),
                     }];
                     ops.extend(new_anonymous_identities(&contact, &before));
@@ -181,7 +182,7 @@ impl<'a> ContactRepository<'a> {
                     let identity = Item::new(&email_key(email), serde_json::json!({ "contact_id": contact.id }));
                     let mut ops = vec![
                         TransactOp::Put { item: identity, condition: Some(Condition::NotExists) },
-                        TransactOp::Put { item: to_item(&contact), condition: Some(Condition::NotExists) },
+                        TransactOp::Put { item: contact_item(&contact), condition: Some(Condition::NotExists) },
                     ];
                     ops.extend(new_anonymous_identities(&contact, &[]));
                     self.store.transact(ops).await.map(|()| (contact, UpsertOutcome::Created))
@@ -221,7 +222,7 @@ impl<'a> ContactRepository<'a> {
             contact.version = expected_version + 1;
             contact.updated_at = now;
             let mut ops = vec![TransactOp::Put {
-                item: to_item(&contact),
+                item: contact_item(&contact),
                 condition: Some(Condition::equals("version", expected_version)),
             }];
             ops.extend(new_anonymous_identities(&contact, &before));

@@ -1,4 +1,5 @@
 //! Sending rules and message building: who may get what and when, and the MIME message.
 
+pub mod feedback;
 pub mod mime;
 pub mod policy;

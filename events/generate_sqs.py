@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Writes the sample SQS batches for sender and trigger-evaluator (Lambda SQS event format).
+
+`tests/lambda_events.rs` feeds each through the same batch handler the Lambda runs.
+"""
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REGION = "eu-central-1"
+
+
+def record(n, body, queue):
+    return {
+        "messageId": f"0c2a7f3e-0000-4000-8000-00000000000{n}",
+        "receiptHandle": f"AQEB-sample-receipt-{n}",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795341600000",
+                       "SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateFirstReceiveTimestamp": "1795341600001"},
+        "messageAttributes": {},
+        "md5OfBody": "0" * 32,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:{queue}",
+        "awsRegion": REGION,
+    }
+
+
+def send_request(key, contact, template, klass, priority, context):
+    return json.dumps({
+        "idempotency_key": key, "contact_id": contact, "template": template, "channel": "email",
+        "class": klass, "priority": priority, "context": context,
+        "origin": {"kind": "form", "form_id": "newsletter", "submission_id": "sub-1"} if klass == "transactional"
+        else {"kind": "journey", "journey_id": "welcome", "step_id": "s1"},
+        "requested_at": "2026-11-22T10:00:00Z",
+    })
+
+
+sends = {"Records": [
+    record(1, send_request("optin:c_sample:cr_sub-1", "c_sample", "optin_confirmation", "transactional", "transactional",
+                           {"confirm_url": "https://api.shop.example/v1/confirm?token=sample"}), "voronka-sends"),
+    record(2, send_request("journey:welcome:c_sample:s1", "c_sample", "welcome", "marketing", "journey",
+                           {"discount_percent": 10}), "voronka-sends"),
+    record(3, "{not a send request", "voronka-sends"),
+]}
+
+mail = {"timestamp": "2026-11-22T10:00:00.000Z", "messageId": "0102018c-sample-0001", "source": "news@shop.example",
+        "destination": ["anna.petrova@example.com"],
+        "tags": {"contact_id": ["c_sample"], "template": ["welcome"], "ses:configuration-set": ["voronka"]}}
+bounce = {"eventType": "Bounce", "mail": mail, "bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+          "bouncedRecipients": [{"emailAddress": "anna.petrova@example.com"}], "timestamp": "2026-11-22T10:00:03.000Z",
+          "feedbackId": "0102018c-feedback-1"}}
+complaint = {"eventType": "Complaint", "mail": mail, "complaint": {"complainedRecipients": [{"emailAddress": "anna.petrova@example.com"}],
+             "timestamp": "2026-11-22T11:00:00.000Z", "feedbackId": "0102018c-feedback-2"}}
+delivery = {"eventType": "Delivery", "mail": mail, "delivery": {"timestamp": "2026-11-22T10:00:02.000Z",
+            "recipients": ["anna.petrova@example.com"], "smtpResponse": "250 ok"}}
+click = {"eventType": "Click", "mail": mail, "click": {"timestamp": "2026-11-22T10:05:00.000Z", "link": "https://shop.example/",
+         "ipAddress": "198.51.100.7", "userAgent": "Mozilla/5.0"}}
+envelope = {"Type": "Notification", "MessageId": "sns-sample-1", "TopicArn": f"arn:aws:sns:{REGION}:123456789012:voronka-ses-feedback",
+            "Message": json.dumps(delivery), "Timestamp": "2026-11-22T10:00:02.500Z"}
+events = {"Records": [
+    record(1, json.dumps(bounce), "voronka-events"),
+    record(2, json.dumps(complaint), "voronka-events"),
+    record(3, json.dumps(envelope), "voronka-events"),
+    record(4, json.dumps(click), "voronka-events"),
+    record(5, json.dumps({"event_id": "order-1001:purchase", "type": "purchase", "contact": {"email": "buyer@example.com"},
+                          "occurred_at": "2026-11-22T12:00:00Z", "received_at": "2026-11-22T12:00:01Z",
+                          "properties": {"order_id": "order-1001", "revenue": 7990, "currency": "RUB"}, "trusted": True}),
+           "voronka-events"),
+]}
+
+for folder, name, payload in [("sender", "sqs-send-requests.json", sends), ("trigger-evaluator", "sqs-events-and-ses-feedback.json", events)]:
+    os.makedirs(os.path.join(HERE, folder), exist_ok=True)
+    with open(os.path.join(HERE, folder, name), "w") as f:
+        json.dump(payload, f, indent=2, ensure_ascii=False)
+        f.write("\n")

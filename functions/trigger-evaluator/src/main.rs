@@ -1,0 +1,47 @@
+//! The trigger-evaluator Lambda: wires the AWS adapters and consumes SQS batches with partial
+//! batch failures.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use trigger_evaluator::{Delivery, EvaluatorDeps};
+use voronka_aws::{DynamoStore, QueueUrls, SqsQueue, required_env, sdk_config};
+use voronka_domain::ports::SystemClock;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    let config = sdk_config(None).await;
+    let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
+    let clock = Arc::new(SystemClock);
+    let deps = EvaluatorDeps {
+        store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
+        queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
+        clock,
+        campaigns: Arc::new(campaigns),
+    };
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let deps = deps.clone();
+        async move {
+            let deliveries = event
+                .payload
+                .records
+                .into_iter()
+                .map(|r| Delivery { message_id: r.message_id.unwrap_or_default(), body: r.body.unwrap_or_default() })
+                .collect();
+            let failed = trigger_evaluator::process_batch(&deps, deliveries).await;
+            let mut response = SqsBatchResponse::default();
+            response.batch_item_failures = failed
+                .into_iter()
+                .map(|id| {
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = id;
+                    failure
+                })
+                .collect();
+            Ok::<_, Error>(response)
+        }
+    }))
+    .await
+}

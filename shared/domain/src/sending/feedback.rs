@@ -1,0 +1,126 @@
+//! SES feedback: the events a configuration set publishes (delivery, bounce, complaint, open,
+//! click) arrive through SNS on the `events` queue, raw or inside an SNS envelope. They become
+//! `email_*` events about the contact the message was tagged with.
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use crate::model::{ContactRef, Event};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedbackKind {
+    Delivery,
+    /// `permanent`: the address does not exist or refuses mail for good.
+    Bounce {
+        permanent: bool,
+        bounce_type: String,
+    },
+    Complaint,
+    Open,
+    Click {
+        link: String,
+    },
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SesFeedback {
+    pub kind: FeedbackKind,
+    pub message_id: String,
+    pub contact_id: Option<String>,
+    pub template: Option<String>,
+    pub at: Timestamp,
+}
+
+/// Reads an SES event from a queue message body, if it is one (raw, or in an SNS envelope).
+pub fn parse(body: &str) -> Option<SesFeedback> {
+    let mut value: Value = serde_json::from_str(body).ok()?;
+    if value.get("Type").and_then(Value::as_str) == Some("Notification") {
+        value = serde_json::from_str(value.get("Message")?.as_str()?).ok()?;
+    }
+    let event_type = value.get("eventType").or_else(|| value.get("notificationType"))?.as_str()?.to_string();
+    let mail = value.get("mail")?;
+    let message_id = mail.get("messageId")?.as_str()?.to_string();
+    let tag = |name: &str| {
+        mail.get("tags").and_then(|t| t.get(name)).and_then(|v| v.get(0)).and_then(Value::as_str).map(str::to_string)
+    };
+    let section = value.get(event_type.to_lowercase().as_str()).cloned().unwrap_or(Value::Null);
+    let at = section
+        .get("timestamp")
+        .or_else(|| mail.get("timestamp"))
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<Timestamp>().ok())?;
+    let kind = match event_type.as_str() {
+        "Delivery" => FeedbackKind::Delivery,
+        "Bounce" => {
+            let bounce_type = section.get("bounceType").and_then(Value::as_str).unwrap_or("Undetermined").to_string();
+            FeedbackKind::Bounce { permanent: bounce_type == "Permanent", bounce_type }
+        }
+        "Complaint" => FeedbackKind::Complaint,
+        "Open" => FeedbackKind::Open,
+        "Click" => FeedbackKind::Click { link: section.get("link").and_then(Value::as_str).unwrap_or("").to_string() },
+        other => FeedbackKind::Other(other.to_string()),
+    };
+    Some(SesFeedback { kind, message_id, contact_id: tag("contact_id"), template: tag("template"), at })
+}
+
+impl SesFeedback {
+    /// The `email_*` event this feedback stands for; `None` for kinds Voronka does not track.
+    pub fn to_event(&self, received_at: Timestamp) -> Option<Event> {
+        let contact_id = self.contact_id.clone()?;
+        let (event_type, mut properties) = match &self.kind {
+            FeedbackKind::Delivery => ("email_delivered", Map::new()),
+            FeedbackKind::Bounce { permanent, bounce_type } => {
+                let mut p = Map::new();
+                p.insert("bounce_type".into(), json!(bounce_type));
+                p.insert("permanent".into(), json!(permanent));
+                ("email_bounced", p)
+            }
+            FeedbackKind::Complaint => ("email_complained", Map::new()),
+            FeedbackKind::Open => ("email_opened", Map::new()),
+            FeedbackKind::Click { link } => {
+                let mut p = Map::new();
+                p.insert("link".into(), json!(link));
+                ("email_clicked", p)
+            }
+            FeedbackKind::Other(_) => return None,
+        };
+        properties.insert("message_id".into(), json!(self.message_id));
+        if let Some(template) = &self.template {
+            properties.insert("template".into(), json!(template));
+        }
+        // Opens and clicks repeat; each is its own event, told apart by its time.
+        Some(Event {
+            event_id: format!("ses:{}:{event_type}:{}", self.message_id, self.at.as_millisecond()),
+            event_type: event_type.into(),
+            contact: ContactRef { contact_id: Some(contact_id), ..Default::default() },
+            occurred_at: self.at,
+            received_at,
+            properties,
+            trusted: true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUNCE: &str = r#"{"eventType":"Bounce","bounce":{"bounceType":"Permanent","bounceSubType":"General",
+      "bouncedRecipients":[{"emailAddress":"gone@example.com"}],"timestamp":"2026-11-22T10:00:05.000Z","feedbackId":"f1"},
+      "mail":{"timestamp":"2026-11-22T10:00:00.000Z","messageId":"0100018c-abc","source":"news@shop.example",
+      "destination":["gone@example.com"],"tags":{"contact_id":["c_1"],"template":["welcome"]}}}"#;
+
+    #[test]
+    fn reads_raw_and_enveloped_notifications() {
+        let raw = parse(BOUNCE).unwrap();
+        assert_eq!(raw.kind, FeedbackKind::Bounce { permanent: true, bounce_type: "Permanent".into() });
+        assert_eq!(raw.contact_id.as_deref(), Some("c_1"));
+        let envelope = json!({"Type": "Notification", "MessageId": "sns-1", "Message": BOUNCE}).to_string();
+        assert_eq!(parse(&envelope), Some(raw.clone()));
+        let event = raw.to_event(Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(event.event_type, "email_bounced");
+        assert_eq!(event.properties["permanent"], true);
+        assert!(parse(r#"{"events":[]}"#).is_none(), "ordinary messages are not feedback");
+    }
+}

@@ -1,0 +1,115 @@
+//! The sender on the AWS adapters against moto_server: DynamoDB holds the ledger and the caps,
+//! SQS the queues, SES v2 takes the mail. The same request delivered five times, two of them at
+//! once, makes exactly one SES call.
+
+mod support;
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde_json::Map;
+use voronka_aws::{DynamoStore, QueueUrls, SesMailer, SqsQueue};
+use voronka_domain::model::{
+    Channel, ConsentReceipt, Contact, EmailAddress, Priority, SendClass, SendOrigin, SendRequest,
+};
+use voronka_domain::ports::SimulatedClock;
+use voronka_domain::repo::{ContactRepository, SendLedger};
+use voronka_domain::signing::Secrets;
+
+async fn sent_messages(endpoint: &str) -> Vec<serde_json::Value> {
+    let data: serde_json::Value =
+        reqwest::get(format!("{endpoint}/moto-api/data.json")).await.unwrap().json().await.unwrap();
+    // moto's SES backend (shared by v1 and v2) lists raw sends under `RawMessage`.
+    data["ses"]["RawMessage"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_deliveries_two_concurrent_make_exactly_one_ses_call() {
+    let config = support::moto::sdk_config().await;
+    let suffix = std::process::id();
+    let table = format!("voronka-sender-{suffix}");
+    support::moto::create_table(&config, &table).await;
+    let (events, events_dlq) = support::moto::create_queue(&config, &format!("events-s-{suffix}"), 5).await;
+    let (sends, sends_dlq) = support::moto::create_queue(&config, &format!("sends-s-{suffix}"), 5).await;
+    let ses = aws_sdk_sesv2::Client::new(&config);
+    ses.create_email_identity().email_identity("shop.example").send().await.expect("verify the sending domain in moto");
+
+    // Noon in Moscow: outside quiet hours whatever the real time is.
+    let clock = Arc::new(SimulatedClock::starting_at("2026-11-23T09:00:00Z".parse::<Timestamp>().unwrap()));
+    let store = Arc::new(DynamoStore::new(&config, table, clock.clone()));
+    let mailer = Arc::new(SesMailer::new(&config, None));
+    let campaigns = voronka_campaigns::bundled().unwrap();
+    let deps = sender::SenderDeps {
+        store: store.clone(),
+        queue: Arc::new(SqsQueue::new(
+            &config,
+            QueueUrls { events, events_dlq: Some(events_dlq), sends, sends_dlq: Some(sends_dlq) },
+        )),
+        mailer: mailer.clone(),
+        clock: clock.clone(),
+        templates: Arc::new(campaigns.template_set()),
+        campaigns: Arc::new(campaigns),
+        secrets: Arc::new(Secrets { token_key: "k".repeat(40), events_key: "e".repeat(40) }),
+        public_base_url: "https://api.shop.example".into(),
+        rate: Arc::new(sender::rate::RateGate::per_second(50.0)),
+    };
+
+    let now = clock.as_ref();
+    let now = voronka_domain::ports::Clock::now(now);
+    let email = EmailAddress::parse("anna@example.com").unwrap();
+    let (contact, _) = ContactRepository::new(store.as_ref())
+        .upsert_by_email(
+            &email,
+            now,
+            || Contact::new("c_moto1".into(), now, "ru".into(), "Europe/Moscow".into()),
+            |c| {
+                c.first_name = Some("Анна".into());
+                c.record_consent(ConsentReceipt {
+                    id: "r1".into(),
+                    channel: Channel::Email,
+                    granted: true,
+                    at: now,
+                    form_id: None,
+                    ip: None,
+                    user_agent: None,
+                    text_version: "v1".into(),
+                    double_opt_in: false,
+                    submission_id: None,
+                });
+            },
+        )
+        .await
+        .unwrap();
+    let request = SendRequest {
+        idempotency_key: "journey:welcome:c_moto1:s1".into(),
+        contact_id: contact.id.clone(),
+        template: "welcome".into(),
+        channel: Channel::Email,
+        class: SendClass::Marketing,
+        priority: Priority::Journey,
+        context: Map::new(),
+        origin: SendOrigin::Journey { journey_id: "welcome".into(), step_id: "s1".into() },
+        requested_at: now,
+    };
+    let delivery = || sender::Delivery { message_id: "m".into(), body: serde_json::to_string(&request).unwrap() };
+    let (a, b) =
+        tokio::join!(sender::process_batch(&deps, vec![delivery()]), sender::process_batch(&deps, vec![delivery()]));
+    assert!(a.len() + b.len() <= 1);
+    for _ in 0..3 {
+        sender::process_batch(&deps, vec![delivery()]).await;
+    }
+    assert_eq!(mailer.calls().snapshot().get("sesv2.SendEmail"), Some(&1), "exactly one SES call");
+    let ledger = SendLedger::new(store.as_ref()).state(&request.idempotency_key).await.unwrap().unwrap();
+    assert_eq!(ledger.get_str("state"), Some("sent"));
+    let message_id = ledger.get_str("message_id").unwrap().to_string();
+    assert!(!message_id.is_empty(), "SES's message id is recorded");
+
+    let sent = sent_messages(&support::moto::endpoint()).await;
+    let ours: Vec<_> =
+        sent.iter().filter(|m| m["raw_data"].as_str().is_some_and(|r| r.contains("anna@example.com"))).collect();
+    assert_eq!(ours.len(), 1, "moto saw one message: {sent:?}");
+    let raw = ours[0]["raw_data"].as_str().unwrap();
+    assert!(raw.contains("List-Unsubscribe: <https://api.shop.example/v1/unsubscribe?token="), "{raw}");
+    assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+    assert_eq!(ours[0]["id"].as_str(), Some(message_id.as_str()), "the ledger holds SES's message id");
+}
