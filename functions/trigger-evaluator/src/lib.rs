@@ -5,15 +5,25 @@
 //! Events come from lead-capture (forms, behaviour, purchases), from the sender (`email_sent`)
 //! and from SES through SNS (delivery, bounce, complaint, open, click).
 
+pub mod aggregates;
+pub mod engine;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use voronka_domain::campaigns::Campaigns;
+use voronka_domain::journeys::Trigger;
 use voronka_domain::model::{Channel, ConsentReceipt, Contact, EmailAddress, Event, LifecycleStage, SuppressionReason};
-use voronka_domain::ports::{Clock, Condition, Item, Key, Queue, Store, StoreError, TransactOp};
+use voronka_domain::ports::store::MAX_TRANSACTION_OPS;
+use voronka_domain::ports::{
+    Clock, Condition, Index, Item, Key, Query, Queue, SortKeyRange, Store, StoreError, TransactOp,
+};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::repo::contacts::contact_item;
+use voronka_domain::repo::due::{self, DueItem};
+use voronka_domain::repo::journey_state;
 use voronka_domain::sending::feedback;
 
 /// How long processed event ids are remembered: longer than any redelivery.
@@ -133,6 +143,63 @@ async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Contact>,
     Ok(None)
 }
 
+/// The subject trigger counts are kept under: the contact, or an anonymous visitor.
+fn subjects(contact: &Contact) -> Vec<String> {
+    std::iter::once(contact.id.clone()).chain(contact.anonymous_ids.iter().map(|a| format!("anon:{a}"))).collect()
+}
+
+fn trigger_key(subject: &str, count_key: &str, at: Timestamp, event_id: &str) -> Key {
+    Key::new(format!("TRIG#{subject}"), format!("{count_key}#{:012}#{event_id}", at.as_second()))
+}
+
+/// Counting-trigger items for this event, and how many matching events (it included) fall in
+/// each trigger's window, summed over the contact and the anonymous ids it has been merged from.
+async fn count_triggers(
+    deps: &EvaluatorDeps,
+    event: &Event,
+    subjects: &[String],
+) -> Result<(BTreeMap<String, usize>, Vec<Item>), StoreError> {
+    let mut counts = BTreeMap::new();
+    let mut items = Vec::new();
+    let mut longest: BTreeMap<String, i64> = BTreeMap::new();
+    for journey in deps.campaigns.journeys.values().filter(|j| j.enabled) {
+        if let (Some(key), Trigger::Event { within_hours: Some(hours), .. }) =
+            (engine::count_key(&journey.trigger, event), &journey.trigger)
+        {
+            let entry = longest.entry(key).or_insert(0);
+            *entry = (*entry).max(*hours);
+        }
+    }
+    for (key, hours) in longest {
+        let from = event.occurred_at - SignedDuration::from_hours(hours);
+        let mut seen = 1; // this event
+        for subject in subjects {
+            let query = Query::partition(Index::Table, format!("TRIG#{subject}")).range(SortKeyRange::Between(
+                format!("{key}#{:012}", from.as_second()),
+                format!("{key}#{:012}#~", event.occurred_at.as_second()),
+            ));
+            seen += deps
+                .store
+                .query(query)
+                .await?
+                .items
+                .iter()
+                .filter(|i| i.get_str("event_id") != Some(event.event_id.as_str()))
+                .count();
+        }
+        counts.insert(key.clone(), seen);
+        let ttl = (event.occurred_at + SignedDuration::from_hours(hours.max(24) + 24)).as_second();
+        items.push(
+            Item::new(
+                &trigger_key(&subjects[0], &key, event.occurred_at, &event.event_id),
+                json!({"event_id": event.event_id}),
+            )
+            .with_ttl(ttl),
+        );
+    }
+    Ok((counts, items))
+}
+
 /// Applies an event to its contact exactly once; retries races on the contact's version.
 pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome, StoreError> {
     let now = deps.clock.now();
@@ -140,25 +207,86 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
         if deps.store.get(&marker_key(&event.event_id)).await?.is_some() {
             return Ok(Outcome::Duplicate);
         }
+        let marker = Item::new(&marker_key(&event.event_id), json!({"type": event.event_type}))
+            .with_ttl((now + MARKER_RETENTION).as_second());
         let Some(mut contact) = resolve(deps, event).await? else {
+            // Anonymous behaviour is kept for counting triggers once the visitor identifies.
+            if let Some(anonymous_id) = &event.contact.anonymous_id {
+                let (_, count_items) = count_triggers(deps, event, &[format!("anon:{anonymous_id}")]).await?;
+                let mut ops = vec![TransactOp::Put { item: marker, condition: Some(Condition::NotExists) }];
+                ops.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
+                return match deps.store.transact(ops).await {
+                    Ok(()) => Ok(Outcome::Unmatched("anonymous: kept for later".into())),
+                    Err(StoreError::TransactionCancelled { .. }) => Ok(Outcome::Duplicate),
+                    Err(other) => Err(other),
+                };
+            }
             return Ok(Outcome::Unmatched("no contact for this event yet".into()));
         };
+        let before = contact.clone();
         let expected_version = contact.version;
-        update_contact(&mut contact, event);
+        update_contact(&mut contact, event, &deps.campaigns.settings);
+
+        let (trigger_counts, count_items) = count_triggers(deps, event, &subjects(&contact)).await?;
+        let states = journey_state::load_all(deps.store.as_ref(), &contact.id).await?;
+        let decision = engine::Decision {
+            campaigns: &deps.campaigns,
+            event,
+            before: &before,
+            now,
+            trigger_counts: &trigger_counts,
+        };
+        let effects = engine::decide(&decision, &mut contact, &states);
+
+        let mut counters = aggregates::Counters::default();
+        aggregates::record(&mut counters, &deps.campaigns.settings, event, &before, &contact);
+        for (journey, group, metric, amount) in &effects.journey_counts {
+            aggregates::record_journey(&mut counters, &deps.campaigns.settings, now, journey, *group, metric, *amount);
+        }
+
         contact.version = expected_version + 1;
         contact.updated_at = now;
-        let marker =
-            Item::new(&marker_key(&event.event_id), json!({"type": event.event_type, "contact_id": contact.id}))
-                .with_ttl((now + MARKER_RETENTION).as_second());
-        let ops = vec![
+        let mut ops = vec![
             TransactOp::Put { item: marker, condition: Some(Condition::NotExists) },
             TransactOp::Put {
                 item: contact_item(&contact),
                 condition: Some(Condition::equals("version", expected_version)),
             },
         ];
+        ops.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
+        for state in &effects.states {
+            let previous = states.get(&state.journey_id).map(|s| s.version);
+            let condition = match previous {
+                Some(version) => Condition::equals("version", version),
+                None => Condition::NotExists,
+            };
+            ops.push(TransactOp::Put { item: state.to_item(), condition: Some(condition) });
+        }
+        for group in &effects.cancel_groups {
+            ops.extend(due::cancel_ops(deps.store.as_ref(), &contact.id, group).await?);
+        }
+        // A due item created and cancelled by the same event (a wait cut short by an exit) is not created.
+        let cancelled: Vec<&String> = effects.cancel_groups.iter().collect();
+        let created: Vec<&DueItem> = effects
+            .due
+            .iter()
+            .filter(|d| !cancelled.contains(&&d.group) || d.group.starts_with("inactivity:"))
+            .collect();
+        ops.extend(created.iter().map(|d| d.put_op()));
+        ops.extend(counters.into_ops());
+        if ops.len() > MAX_TRANSACTION_OPS {
+            tracing::error!(ops = ops.len(), event_type = %event.event_type, "an event's effects exceed one transaction");
+            return Err(StoreError::Invalid(format!("{} writes for one event", ops.len())));
+        }
         match deps.store.transact(ops).await {
-            Ok(()) => return Ok(Outcome::Applied),
+            Ok(()) => {
+                if !effects.entered.is_empty() || !effects.exited.is_empty() {
+                    tracing::info!(contact_id = %contact.id, entered = ?effects.entered, exited = ?effects.exited, "journeys changed");
+                }
+                let now_due: Vec<DueItem> = created.into_iter().filter(|d| d.due_at <= now).cloned().collect();
+                due::dispatch_now(deps.store.as_ref(), deps.queue.as_ref(), &now_due, now).await;
+                return Ok(Outcome::Applied);
+            }
             Err(StoreError::TransactionCancelled { failed }) if failed.contains(&0) => return Ok(Outcome::Duplicate),
             Err(StoreError::TransactionCancelled { .. } | StoreError::Throttled(_)) => continue,
             Err(other) => return Err(other),
@@ -168,10 +296,19 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
 }
 
 /// What an event does to the person's profile.
-pub fn update_contact(contact: &mut Contact, event: &Event) {
+pub fn update_contact(contact: &mut Contact, event: &Event, settings: &voronka_domain::campaigns::Settings) {
     let at = event.occurred_at;
-    if at > contact.last_activity_at && !event.event_type.starts_with("email_") {
-        contact.last_activity_at = at;
+    let is_activity = !event.event_type.starts_with("email_")
+        && !matches!(event.event_type.as_str(), engine::CONTINUE_EVENT | engine::INACTIVITY_EVENT);
+    if is_activity {
+        if at > contact.last_activity_at {
+            contact.last_activity_at = at;
+        }
+        let day = aggregates::day(at, settings);
+        if contact.last_active_day.as_deref() != Some(day.as_str()) {
+            contact.active_days += 1;
+            contact.last_active_day = Some(day);
+        }
     }
     if let Some(anonymous_id) = &event.contact.anonymous_id {
         contact.add_anonymous_id(anonymous_id);
@@ -190,6 +327,11 @@ pub fn update_contact(contact: &mut Contact, event: &Event) {
             }
             if orders.last_order_at.is_none_or(|last| at > last) {
                 orders.last_order_at = Some(at);
+            }
+            orders.recent_orders.push(at);
+            orders.recent_orders.sort();
+            if orders.recent_orders.len() > voronka_domain::model::contact::MAX_RECENT_ORDERS {
+                orders.recent_orders.remove(0);
             }
             let target = if orders.orders > 1 { LifecycleStage::RepeatCustomer } else { LifecycleStage::Customer };
             contact.stage = contact.stage.advanced_to(target);

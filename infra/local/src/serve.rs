@@ -65,6 +65,7 @@ pub async fn run(stack: crate::stack::Stack, addr: SocketAddr) -> Result<()> {
     let outbox_dir = stack.outbox.dir().to_path_buf();
     let stack = std::sync::Arc::new(stack);
     tokio::spawn(crate::workers::run_forever(stack.clone()));
+    tokio::spawn(crate::workers::schedule_forever(stack.clone()));
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "serving the Voronka API and demo pages");

@@ -63,6 +63,7 @@ pub struct Stack {
     pub outbox: Arc<OutboxMailer>,
     pub sender: sender::SenderDeps,
     pub evaluator: trigger_evaluator::EvaluatorDeps,
+    pub scheduler: cart_scheduler::SchedulerDeps,
 }
 
 pub struct StackOptions {
@@ -128,6 +129,11 @@ impl Stack {
             clock: options.clock.clone(),
             campaigns: campaigns.clone(),
         };
+        let scheduler = cart_scheduler::SchedulerDeps {
+            store: embedded.store.clone(),
+            queue: embedded.queue.clone(),
+            clock: options.clock.clone(),
+        };
         let state = AppState {
             store: embedded.store.clone(),
             queue: embedded.queue.clone(),
@@ -137,7 +143,7 @@ impl Stack {
             secrets,
             public_base_url,
         };
-        Ok(Stack { state, embedded, data_dir: options.data_dir, outbox, sender, evaluator })
+        Ok(Stack { state, embedded, data_dir: options.data_dir, outbox, sender, evaluator, scheduler })
     }
 
     pub fn default_ids() -> Arc<dyn IdGenerator> {

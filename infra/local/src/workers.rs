@@ -61,6 +61,26 @@ pub async fn drain(stack: &Stack) -> anyhow::Result<usize> {
     }
 }
 
+/// Lets the scheduler dispatch what is due, then runs the consumers until the queues are empty:
+/// one tick of the whole suite (the demo calls it after moving its clock).
+pub async fn tick(stack: &Stack) -> anyhow::Result<usize> {
+    cart_scheduler::run(&stack.scheduler).await?;
+    drain(stack).await
+}
+
+/// How often the local stack runs the scheduler (EventBridge runs it every minute on AWS).
+pub const SCHEDULER_PERIOD: Duration = Duration::from_secs(5);
+
+/// Runs the scheduler on a timer until the process ends.
+pub async fn schedule_forever(stack: std::sync::Arc<Stack>) {
+    loop {
+        if let Err(error) = cart_scheduler::run(&stack.scheduler).await {
+            tracing::error!(error = %error, "a scheduler run failed; the next one catches up");
+        }
+        tokio::time::sleep(SCHEDULER_PERIOD).await;
+    }
+}
+
 /// Runs the consumers until the process ends, polling when the queues are empty.
 pub async fn run_forever(stack: std::sync::Arc<Stack>) {
     loop {

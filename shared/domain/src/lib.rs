@@ -4,6 +4,7 @@
 
 pub mod campaigns;
 pub mod errors;
+pub mod journeys;
 pub mod model;
 pub mod money;
 pub mod ports;

@@ -63,6 +63,7 @@ pub struct Campaigns {
     pub settings: Settings,
     pub forms: BTreeMap<String, FormDefinition>,
     pub templates: BTreeMap<String, TemplateDefinition>,
+    pub journeys: BTreeMap<String, crate::journeys::Journey>,
 }
 
 impl Campaigns {
@@ -124,8 +125,41 @@ impl Campaigns {
                 Err(mut e) => errors.append(&mut e),
             }
         }
+        let template_ids: std::collections::BTreeSet<String> = templates.keys().cloned().collect();
+        let segment_ids: std::collections::BTreeSet<String> =
+            settings.as_ref().map(|s| s.segments.definitions.keys().cloned().collect()).unwrap_or_default();
+        let mut journeys = BTreeMap::new();
+        for file in files.iter().filter(|f| f.path.starts_with("journeys/") && f.path.ends_with(".toml")) {
+            match crate::journeys::Journey::parse(&file.path, &file.text, &template_ids, &segment_ids) {
+                Ok(journey) => {
+                    let expected = file.path.trim_start_matches("journeys/").trim_end_matches(".toml");
+                    if journey.id != expected {
+                        errors.push(CampaignError {
+                            file: file.path.clone(),
+                            line: line_of_key(&file.text, "id"),
+                            field: "id".into(),
+                            message: format!("must match the file name `{expected}`"),
+                        });
+                    }
+                    journeys.insert(journey.id.clone(), journey);
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        for form in forms.values() {
+            if let Some(journey) = &form.journey {
+                if !journeys.contains_key(journey) {
+                    errors.push(CampaignError {
+                        file: format!("forms/{}.toml", form.id),
+                        line: None,
+                        field: "journey".into(),
+                        message: format!("`{journey}` is not a journey in journeys/"),
+                    });
+                }
+            }
+        }
         if errors.is_empty() {
-            Ok(Campaigns { settings: settings.expect("settings parsed without errors"), forms, templates })
+            Ok(Campaigns { settings: settings.expect("settings parsed without errors"), forms, templates, journeys })
         } else {
             Err(CampaignErrors(errors))
         }

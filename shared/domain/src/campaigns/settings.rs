@@ -19,6 +19,24 @@ struct RawSettings {
     #[serde(default)]
     double_opt_in: DoubleOptInSettings,
     sending: RawSending,
+    #[serde(default)]
+    segments: crate::journeys::Segments,
+    #[serde(default)]
+    attribution: AttributionSettings,
+}
+
+/// Multi-touch attribution: the lookback window and the time-decay half-life.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributionSettings {
+    pub lookback_days: i64,
+    pub half_life_days: i64,
+}
+
+impl Default for AttributionSettings {
+    fn default() -> Self {
+        AttributionSettings { lookback_days: 30, half_life_days: 7 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +133,8 @@ pub struct Settings {
     pub anti_spam: AntiSpam,
     pub double_opt_in: DoubleOptInSettings,
     pub sending: SendingSettings,
+    pub segments: crate::journeys::Segments,
+    pub attribution: AttributionSettings,
 }
 
 impl Settings {
@@ -234,6 +254,8 @@ impl Settings {
             anti_spam: raw.anti_spam,
             double_opt_in: raw.double_opt_in,
             sending,
+            segments: raw.segments,
+            attribution: raw.attribution,
         })
     }
 

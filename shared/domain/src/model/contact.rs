@@ -88,7 +88,13 @@ pub struct OrderSummary {
     pub currency: Option<String>,
     pub first_order_at: Option<Timestamp>,
     pub last_order_at: Option<Timestamp>,
+    /// The latest order times, oldest first, at most `MAX_RECENT_ORDERS`: for "3 orders in 90 days".
+    #[serde(default)]
+    pub recent_orders: Vec<Timestamp>,
 }
+
+/// Order times kept per contact for frequency segments.
+pub const MAX_RECENT_ORDERS: usize = 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contact {
@@ -132,6 +138,11 @@ pub struct Contact {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_activity_at: Timestamp,
+    /// Distinct days with activity (visits), and the last of them, for "returning visitors".
+    #[serde(default)]
+    pub active_days: u32,
+    #[serde(default)]
+    pub last_active_day: Option<String>,
     /// Optimistic-concurrency version: every write checks and bumps it.
     pub version: u64,
 }
@@ -164,6 +175,8 @@ impl Contact {
             created_at: now,
             updated_at: now,
             last_activity_at: now,
+            active_days: 0,
+            last_active_day: None,
             version: 0,
         }
     }

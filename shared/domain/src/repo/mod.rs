@@ -1,8 +1,10 @@
 //! Repositories: every access pattern written once, over the storage port.
 
 pub mod contacts;
+pub mod due;
 pub mod event_receipts;
 pub mod frequency;
+pub mod journey_state;
 pub mod rate_limit;
 pub mod send_ledger;
 

@@ -29,6 +29,8 @@ pub struct SesFeedback {
     pub message_id: String,
     pub contact_id: Option<String>,
     pub template: Option<String>,
+    /// The sender's tag for the send (a digest of its idempotency key).
+    pub send: Option<String>,
     pub at: Timestamp,
 }
 
@@ -61,7 +63,14 @@ pub fn parse(body: &str) -> Option<SesFeedback> {
         "Click" => FeedbackKind::Click { link: section.get("link").and_then(Value::as_str).unwrap_or("").to_string() },
         other => FeedbackKind::Other(other.to_string()),
     };
-    Some(SesFeedback { kind, message_id, contact_id: tag("contact_id"), template: tag("template"), at })
+    Some(SesFeedback {
+        kind,
+        message_id,
+        contact_id: tag("contact_id"),
+        template: tag("template"),
+        send: tag("send"),
+        at,
+    })
 }
 
 impl SesFeedback {
@@ -88,6 +97,9 @@ impl SesFeedback {
         properties.insert("message_id".into(), json!(self.message_id));
         if let Some(template) = &self.template {
             properties.insert("template".into(), json!(template));
+        }
+        if let Some(send) = &self.send {
+            properties.insert("send".into(), json!(send));
         }
         // Opens and clicks repeat; each is its own event, told apart by its time.
         Some(Event {

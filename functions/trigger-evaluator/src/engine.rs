@@ -1,0 +1,388 @@
+//! The journey engine: decides, for one event and one contact, which journeys the contact enters,
+//! exits, continues or converts in, and what that writes. Everything it decides goes into the
+//! event's one transaction (see `lib.rs`); sends are due items due now, dispatched right after.
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use voronka_domain::campaigns::Campaigns;
+use voronka_domain::journeys::definition::{Condition as StepCondition, filters_match, in_holdout, pick_variant};
+use voronka_domain::journeys::{Journey, ReEntry, StepKind, Trigger, WaitFor};
+use voronka_domain::model::{Channel, Contact, Event, LifecycleStage, SendOrigin, SendRequest};
+use voronka_domain::repo::due::{DueItem, DueWork};
+use voronka_domain::repo::journey_state::{Group, JourneyState, RunStatus};
+use voronka_domain::sending::policy::time_zone_or_utc;
+
+/// Event types the engine itself puts on the queue through due items.
+pub const CONTINUE_EVENT: &str = "journey_continue";
+pub const INACTIVITY_EVENT: &str = "inactivity_check";
+/// A run that loops without waiting stops here.
+const MAX_STEPS_PER_PASS: usize = 64;
+
+/// What one event does to the journeys of one contact.
+#[derive(Debug, Default)]
+pub struct JourneyEffects {
+    /// Journey states to write (changed ones only).
+    pub states: Vec<JourneyState>,
+    /// Due items to create.
+    pub due: Vec<DueItem>,
+    /// Groups whose pending due items are to be cancelled.
+    pub cancel_groups: Vec<String>,
+    /// (journey id, group, metric, amount) for the journey aggregates.
+    pub journey_counts: Vec<(String, Group, &'static str, f64)>,
+    pub entered: Vec<String>,
+    pub exited: Vec<String>,
+}
+
+/// The `send` tag the sender puts on an email, from its idempotency key (see `sender::compose`).
+pub fn send_tag(idempotency_key: &str) -> String {
+    hex_prefix(&Sha256::digest(idempotency_key.as_bytes()))
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn run_group(state: &JourneyState) -> String {
+    format!("journey:{}", state.run_id())
+}
+
+pub fn inactivity_group(journey_id: &str) -> String {
+    format!("inactivity:{journey_id}")
+}
+
+/// Context for deciding: the contact before and after the event's own profile changes.
+pub struct Decision<'a> {
+    pub campaigns: &'a Campaigns,
+    pub event: &'a Event,
+    pub before: &'a Contact,
+    pub now: Timestamp,
+    /// How many matching events (this one included) fell in each counting trigger's window.
+    pub trigger_counts: &'a BTreeMap<String, usize>,
+}
+
+/// The key under which a counting trigger's events are counted: `<type>#<group_by>=<value>`.
+pub fn count_key(trigger: &Trigger, event: &Event) -> Option<String> {
+    let Trigger::Event { event: event_type, filters, count: Some(_), group_by, .. } = trigger else { return None };
+    if event_type != &event.event_type || !filters_match(filters, &event.properties) {
+        return None;
+    }
+    let group = match group_by {
+        Some(property) => format!("{property}={}", event.properties.get(property).map(value_text).unwrap_or_default()),
+        None => "all".into(),
+    };
+    Some(format!("{event_type}#{group}"))
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn triggered(journey: &Journey, decision: &Decision<'_>, contact: &Contact) -> bool {
+    let event = decision.event;
+    let segments = &decision.campaigns.settings.segments;
+    match &journey.trigger {
+        Trigger::Event { event: event_type, filters, count, .. } => {
+            if event_type != &event.event_type || !filters_match(filters, &event.properties) {
+                return false;
+            }
+            match count {
+                None => true,
+                // Exactly on the Nth matching event inside the window, not after.
+                Some(n) => count_key(&journey.trigger, event)
+                    .and_then(|key| decision.trigger_counts.get(&key))
+                    .is_some_and(|seen| *seen == *n as usize),
+            }
+        }
+        Trigger::Stage { stage } => contact.stage.as_str() == stage && decision.before.stage.as_str() != stage,
+        Trigger::Segment { segment } => {
+            segments.matches(segment, contact, decision.now)
+                && !segments.matches(segment, decision.before, decision.now)
+        }
+        Trigger::Inactivity { .. } => {
+            event.event_type == INACTIVITY_EVENT
+                && event.properties.get("journey").and_then(Value::as_str) == Some(&journey.id)
+        }
+    }
+}
+
+fn may_enter(
+    journey: &Journey,
+    state: Option<&JourneyState>,
+    contact: &Contact,
+    now: Timestamp,
+    campaigns: &Campaigns,
+) -> bool {
+    let segments = &campaigns.settings.segments;
+    if journey.entry.segments.iter().any(|s| !segments.matches(s, contact, now))
+        || journey.entry.exclude_segments.iter().any(|s| segments.matches(s, contact, now))
+    {
+        return false;
+    }
+    match state {
+        None => true,
+        Some(state) if state.status == RunStatus::Active => false,
+        Some(_) if journey.entry.re_entry == ReEntry::Once => false,
+        Some(state) => {
+            let cooldown = SignedDuration::from_hours(24 * journey.entry.cooldown_days.unwrap_or(0));
+            now.duration_since(state.entered_at) >= cooldown
+        }
+    }
+}
+
+/// Decides everything for one contact and event. `contact` is the profile after the event's own
+/// changes; journey `update` steps change it further.
+pub fn decide(
+    decision: &Decision<'_>,
+    contact: &mut Contact,
+    states: &BTreeMap<String, JourneyState>,
+) -> JourneyEffects {
+    let mut effects = JourneyEffects::default();
+    let event = decision.event;
+    let now = decision.now;
+    for journey in decision.campaigns.journeys.values().filter(|j| j.enabled) {
+        let mut state = states.get(&journey.id).cloned();
+        let original = state.clone();
+
+        if let Some(s) = state.as_mut() {
+            // Exits apply the moment their event arrives, cancelling whatever waits.
+            if s.status == RunStatus::Active && journey.exit_on.contains(&event.event_type) {
+                s.status = RunStatus::Exited;
+                s.finished_at = Some(now);
+                s.exit_reason = Some(event.event_type.clone());
+                s.current_step = None;
+                effects.cancel_groups.push(run_group(s));
+                effects.exited.push(journey.id.clone());
+            }
+            // Conversions count once per run, for the group the contact was in.
+            if event.event_type == journey.conversion_event
+                && !s.converted
+                && event.occurred_at >= s.entered_at
+                && event.occurred_at.duration_since(s.entered_at) <= journey.conversion_window
+            {
+                s.converted = true;
+                let revenue = event.properties.get("revenue").and_then(Value::as_f64).unwrap_or(0.0);
+                effects.journey_counts.push((journey.id.clone(), s.group, "conversions", 1.0));
+                effects.journey_counts.push((journey.id.clone(), s.group, "revenue", revenue));
+            }
+            if event.event_type == "email_clicked"
+                && s.last_send_tag.is_some()
+                && event.properties.get("send").and_then(Value::as_str) == s.last_send_tag.as_deref()
+            {
+                s.clicked_last = true;
+            }
+            if event.event_type == CONTINUE_EVENT
+                && s.status == RunStatus::Active
+                && event.properties.get("journey").and_then(Value::as_str) == Some(&journey.id)
+                && event.properties.get("run").and_then(Value::as_u64) == Some(u64::from(s.run))
+            {
+                if let Some(step) = event.properties.get("step").and_then(Value::as_str) {
+                    run_steps(journey, s, step, contact, decision, &mut effects);
+                }
+            }
+        }
+
+        // An inactivity journey's clock restarts with every event it watches.
+        if let Trigger::Inactivity { days, of } = &journey.trigger {
+            if &event.event_type == of {
+                effects.cancel_groups.push(inactivity_group(&journey.id));
+                let mut properties = Map::new();
+                properties.insert("journey".into(), json!(journey.id));
+                properties.insert("since".into(), json!(event.occurred_at.as_second()));
+                effects.due.push(DueItem {
+                    id: format!("inactivity:{}:{}", journey.id, event.event_id),
+                    contact_id: contact.id.clone(),
+                    due_at: event.occurred_at + SignedDuration::from_hours(24 * days),
+                    group: inactivity_group(&journey.id),
+                    work: DueWork::Evaluate { event_type: INACTIVITY_EVENT.into(), properties },
+                });
+            }
+        }
+
+        if triggered(journey, decision, contact) && may_enter(journey, state.as_ref(), contact, now, decision.campaigns)
+        {
+            let run = state.as_ref().map_or(1, |s| s.run + 1);
+            let group = if in_holdout(&contact.id, &journey.id, journey.holdout_percent) {
+                Group::Holdout
+            } else {
+                Group::Treatment
+            };
+            let mut entered = JourneyState {
+                journey_id: journey.id.clone(),
+                contact_id: contact.id.clone(),
+                run,
+                status: RunStatus::Active,
+                group,
+                entered_at: now,
+                finished_at: None,
+                exit_reason: None,
+                current_step: None,
+                variants: BTreeMap::new(),
+                last_send_tag: None,
+                clicked_last: false,
+                converted: false,
+                version: state.as_ref().map_or(0, |s| s.version),
+            };
+            effects.entered.push(journey.id.clone());
+            effects.journey_counts.push((journey.id.clone(), group, "entries", 1.0));
+            match group {
+                // The control group gets nothing; it only counts its conversions.
+                Group::Holdout => {
+                    entered.status = RunStatus::Completed;
+                    entered.finished_at = Some(now);
+                }
+                Group::Treatment => {
+                    let first = journey.steps[0].id.clone();
+                    run_steps(journey, &mut entered, &first, contact, decision, &mut effects);
+                }
+            }
+            state = Some(entered);
+        }
+
+        if state != original {
+            if let Some(mut s) = state {
+                s.version = original.as_ref().map_or(0, |o| o.version) + 1;
+                effects.states.push(s);
+            }
+        }
+    }
+    effects
+}
+
+/// Runs a journey's steps from `from` until it waits or ends.
+fn run_steps(
+    journey: &Journey,
+    state: &mut JourneyState,
+    from: &str,
+    contact: &mut Contact,
+    decision: &Decision<'_>,
+    effects: &mut JourneyEffects,
+) {
+    let now = decision.now;
+    let mut index = journey.step_index(from);
+    for _ in 0..MAX_STEPS_PER_PASS {
+        let Some(i) = index else {
+            finish(state, now, RunStatus::Completed, None);
+            return;
+        };
+        let Some(step) = journey.steps.get(i) else {
+            finish(state, now, RunStatus::Completed, None);
+            return;
+        };
+        let next = journey.steps.get(i + 1).map(|s| s.id.clone());
+        match &step.kind {
+            StepKind::Send { template, priority, class, context } => {
+                let key = format!("journey:{}:{}", state.run_id(), step.id);
+                let mut context = context.clone();
+                context.insert("journey".into(), json!(journey.id));
+                if let Some(category) = decision.event.properties.get("category") {
+                    context.entry("category").or_insert(category.clone());
+                }
+                let request = SendRequest {
+                    idempotency_key: key.clone(),
+                    contact_id: contact.id.clone(),
+                    template: template.clone(),
+                    channel: Channel::Email,
+                    class: *class,
+                    priority: *priority,
+                    context,
+                    origin: SendOrigin::Journey { journey_id: journey.id.clone(), step_id: step.id.clone() },
+                    requested_at: now,
+                };
+                effects.due.push(DueItem {
+                    id: format!("send:{key}"),
+                    contact_id: contact.id.clone(),
+                    due_at: now,
+                    group: run_group(state),
+                    work: DueWork::Send { request },
+                });
+                state.last_send_tag = Some(send_tag(&key));
+                state.clicked_last = false;
+                index = next.and_then(|n| journey.step_index(&n));
+            }
+            StepKind::Wait { .. } => {
+                let Some(after) = next else {
+                    finish(state, now, RunStatus::Completed, None);
+                    return;
+                };
+                let due_at = match step.kind.wait_for() {
+                    Some(WaitFor::Duration(d)) => now + d,
+                    Some(WaitFor::UntilLocalTime(time)) => next_local_time(now, &contact.time_zone, time),
+                    None => now,
+                };
+                let mut properties = Map::new();
+                properties.insert("journey".into(), json!(journey.id));
+                properties.insert("run".into(), json!(state.run));
+                properties.insert("step".into(), json!(after));
+                effects.due.push(DueItem {
+                    id: format!("wait:{}:{}", state.run_id(), step.id),
+                    contact_id: contact.id.clone(),
+                    due_at,
+                    group: run_group(state),
+                    work: DueWork::Evaluate { event_type: CONTINUE_EVENT.into(), properties },
+                });
+                state.current_step = Some(after);
+                return;
+            }
+            StepKind::Branch { condition, then, otherwise } => {
+                let holds = match condition {
+                    StepCondition::ClickedLastEmail => state.clicked_last,
+                    StepCondition::InSegment(name) => decision.campaigns.settings.segments.matches(name, contact, now),
+                    StepCondition::HasTag(tag) => contact.tags.contains(tag),
+                };
+                index = journey.step_index(if holds { then } else { otherwise });
+            }
+            StepKind::Split { variants } => {
+                let variant = pick_variant(variants, &format!("{}:{}", state.run_id(), step.id));
+                state.variants.insert(step.id.clone(), variant.name.clone());
+                index = journey.step_index(&variant.step);
+            }
+            StepKind::Update { add_tags, stage, points } => {
+                contact.tags.extend(add_tags.iter().cloned());
+                if let Some(stage) = stage.as_deref().and_then(LifecycleStage::parse) {
+                    contact.stage = contact.stage.advanced_to(stage);
+                }
+                if let Some(points) = points {
+                    contact.fit_score += points;
+                }
+                index = next.and_then(|n| journey.step_index(&n));
+            }
+            StepKind::Goto { step: to } => index = journey.step_index(to),
+            StepKind::End => {
+                finish(state, now, RunStatus::Completed, None);
+                return;
+            }
+        }
+    }
+    tracing::error!(journey = %journey.id, "a journey ran many steps without waiting; stopped");
+    finish(state, now, RunStatus::Completed, Some("step_limit".into()));
+}
+
+fn finish(state: &mut JourneyState, now: Timestamp, status: RunStatus, reason: Option<String>) {
+    state.status = status;
+    state.finished_at = Some(now);
+    state.current_step = None;
+    state.exit_reason = reason;
+}
+
+/// The next instant the contact's clock shows `time` (today if still ahead, else tomorrow).
+pub fn next_local_time(now: Timestamp, zone: &str, time: jiff::civil::Time) -> Timestamp {
+    let zone = time_zone_or_utc(zone);
+    let local = now.to_zoned(zone.clone());
+    let today = local.date().to_datetime(time).to_zoned(zone.clone()).map(|z| z.timestamp()).unwrap_or(now);
+    if today > now {
+        return today;
+    }
+    local
+        .date()
+        .tomorrow()
+        .ok()
+        .and_then(|d| d.to_datetime(time).to_zoned(zone).ok())
+        .map(|z| z.timestamp())
+        .unwrap_or(now)
+}

@@ -1,0 +1,90 @@
+//! A contact's place in each journey: `JSTATE#<contact id>` / `<journey id>`, read with one query
+//! per event and written inside the event's transaction.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::ports::{Index, Item, Key, Query, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Active,
+    Completed,
+    Exited,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    Treatment,
+    Holdout,
+}
+
+impl Group {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Group::Treatment => "treatment",
+            Group::Holdout => "holdout",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JourneyState {
+    pub journey_id: String,
+    pub contact_id: String,
+    /// How many times the contact entered; the current run is `run`.
+    pub run: u32,
+    pub status: RunStatus,
+    pub group: Group,
+    pub entered_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub exit_reason: Option<String>,
+    /// Where the run waits (the step after the current wait).
+    pub current_step: Option<String>,
+    #[serde(default)]
+    pub variants: BTreeMap<String, String>,
+    /// The `send` tag of the last email this run sent, and whether it was clicked.
+    pub last_send_tag: Option<String>,
+    #[serde(default)]
+    pub clicked_last: bool,
+    /// Counted once per run, within the journey's conversion window.
+    #[serde(default)]
+    pub converted: bool,
+    /// Optimistic version of this item.
+    #[serde(default)]
+    pub version: u64,
+}
+
+impl JourneyState {
+    pub fn run_id(&self) -> String {
+        format!("{}:{}:{}", self.journey_id, self.contact_id, self.run)
+    }
+
+    pub fn key(contact_id: &str, journey_id: &str) -> Key {
+        Key::new(format!("JSTATE#{contact_id}"), journey_id.to_string())
+    }
+
+    pub fn to_item(&self) -> Item {
+        Item::new(&Self::key(&self.contact_id, &self.journey_id), serde_json::to_value(self).expect("serialises"))
+    }
+}
+
+/// Every journey state of a contact, by journey id.
+pub async fn load_all(store: &dyn Store, contact_id: &str) -> Result<BTreeMap<String, JourneyState>, StoreError> {
+    let page = store.query(Query::partition(Index::Table, format!("JSTATE#{contact_id}"))).await?;
+    Ok(page
+        .items
+        .into_iter()
+        .filter_map(|item| {
+            let mut map = item.0;
+            map.remove("pk");
+            map.remove("sk");
+            serde_json::from_value::<JourneyState>(serde_json::Value::Object(map)).ok()
+        })
+        .map(|state| (state.journey_id.clone(), state))
+        .collect())
+}
