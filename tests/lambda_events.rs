@@ -119,3 +119,17 @@ async fn the_evaluator_sample_batch_applies_ses_feedback_and_events() {
     assert_eq!(buyer.stage.as_str(), "customer");
     assert!(buyer.email_consent().is_none(), "a purchase grants no marketing consent");
 }
+
+#[tokio::test]
+async fn the_scheduler_sample_event_runs_a_dispatch() {
+    let text = std::fs::read_to_string(samples_dir("cart-scheduler").join("scheduled-event.json")).unwrap();
+    let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(event["detail-type"], "Scheduled Event");
+    let t = TestStack::new();
+    let report = cart_scheduler::run(&t.stack.scheduler).await.unwrap();
+    assert_eq!(report.dispatched, 0);
+    assert!(
+        cart_scheduler::last_run(t.stack.state.store.as_ref()).await.unwrap().is_some(),
+        "the cursor records the run"
+    );
+}

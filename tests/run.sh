@@ -58,8 +58,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "Tests: unit, contract (embedded and AWS against moto_server), handlers, Lambda samples, end to end"
 cargo test --workspace --no-fail-fast
 
-step "Campaign files (voronka validate)"
+step "Campaign files (voronka validate, and journeys against their JSON Schema)"
 cargo run --quiet -p voronka -- validate
+"$VENV/bin/python" tests/check_journey_schema.py
 
 step "SAM template (cfn-lint, sam validate --lint)"
 cfn-lint infra/template.yaml

@@ -6,6 +6,7 @@
 //!   revenue, email_<kind> per template in `<channel>` = template);
 //! - `ATTR#<date>` / `<model>#<channel>#<campaign>`: `conversions`, `revenue` credited by model;
 //! - `JAGG#<journey>` / `<date>#<group>`: `entries`, `conversions`, `revenue`.
+//!
 //! Dates are calendar days in the installation's default time zone.
 
 use std::collections::BTreeMap;

@@ -158,6 +158,7 @@ pub fn decide(
                 s.current_step = None;
                 effects.cancel_groups.push(run_group(s));
                 effects.exited.push(journey.id.clone());
+                effects.journey_counts.push((journey.id.clone(), s.group, "exits", 1.0));
             }
             // Conversions count once per run, for the group the contact was in.
             if event.event_type == journey.conversion_event
@@ -180,28 +181,27 @@ pub fn decide(
                 && s.status == RunStatus::Active
                 && event.properties.get("journey").and_then(Value::as_str) == Some(&journey.id)
                 && event.properties.get("run").and_then(Value::as_u64) == Some(u64::from(s.run))
+                && let Some(step) = event.properties.get("step").and_then(Value::as_str)
             {
-                if let Some(step) = event.properties.get("step").and_then(Value::as_str) {
-                    run_steps(journey, s, step, contact, decision, &mut effects);
-                }
+                run_steps(journey, s, step, contact, decision, &mut effects);
             }
         }
 
         // An inactivity journey's clock restarts with every event it watches.
-        if let Trigger::Inactivity { days, of } = &journey.trigger {
-            if &event.event_type == of {
-                effects.cancel_groups.push(inactivity_group(&journey.id));
-                let mut properties = Map::new();
-                properties.insert("journey".into(), json!(journey.id));
-                properties.insert("since".into(), json!(event.occurred_at.as_second()));
-                effects.due.push(DueItem {
-                    id: format!("inactivity:{}:{}", journey.id, event.event_id),
-                    contact_id: contact.id.clone(),
-                    due_at: event.occurred_at + SignedDuration::from_hours(24 * days),
-                    group: inactivity_group(&journey.id),
-                    work: DueWork::Evaluate { event_type: INACTIVITY_EVENT.into(), properties },
-                });
-            }
+        if let Trigger::Inactivity { days, of } = &journey.trigger
+            && &event.event_type == of
+        {
+            effects.cancel_groups.push(inactivity_group(&journey.id));
+            let mut properties = Map::new();
+            properties.insert("journey".into(), json!(journey.id));
+            properties.insert("since".into(), json!(event.occurred_at.as_second()));
+            effects.due.push(DueItem {
+                id: format!("inactivity:{}:{}", journey.id, event.event_id),
+                contact_id: contact.id.clone(),
+                due_at: event.occurred_at + SignedDuration::from_hours(24 * days),
+                group: inactivity_group(&journey.id),
+                work: DueWork::Evaluate { event_type: INACTIVITY_EVENT.into(), properties },
+            });
         }
 
         if triggered(journey, decision, contact) && may_enter(journey, state.as_ref(), contact, now, decision.campaigns)
@@ -244,11 +244,11 @@ pub fn decide(
             state = Some(entered);
         }
 
-        if state != original {
-            if let Some(mut s) = state {
-                s.version = original.as_ref().map_or(0, |o| o.version) + 1;
-                effects.states.push(s);
-            }
+        if state != original
+            && let Some(mut s) = state
+        {
+            s.version = original.as_ref().map_or(0, |o| o.version) + 1;
+            effects.states.push(s);
         }
     }
     effects

@@ -6,6 +6,7 @@
 //! and from SES through SNS (delivery, bounce, complaint, open, click).
 
 pub mod aggregates;
+pub mod carts;
 pub mod engine;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,8 @@ pub struct EvaluatorDeps {
     pub queue: Arc<dyn Queue>,
     pub clock: Arc<dyn Clock>,
     pub campaigns: Arc<Campaigns>,
+    /// Keys the discount codes (the link-signing secret, so codes cannot be guessed).
+    pub token_key: String,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +109,14 @@ fn marker_key(event_id: &str) -> Key {
 /// Finds the contact an event is about.
 async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Contact>, StoreError> {
     let repo = ContactRepository::new(deps.store.as_ref());
+    // Due work filed under an anonymous visitor names them `anon:<id>`.
+    if let Some(anonymous_id) = event.contact.contact_id.as_deref().and_then(|id| id.strip_prefix("anon:")) {
+        return match repo.find_by_anonymous_id(anonymous_id).await {
+            Ok(found) => Ok(found),
+            Err(voronka_domain::repo::RepoError::Store(e)) => Err(e),
+            Err(other) => Err(StoreError::Backend(other.to_string())),
+        };
+    }
     let map = |r: Result<Option<Contact>, voronka_domain::repo::RepoError>| match r {
         Ok(c) => Ok(c),
         Err(voronka_domain::repo::RepoError::Store(e)) => Err(e),
@@ -210,14 +221,42 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
         let marker = Item::new(&marker_key(&event.event_id), json!({"type": event.event_type}))
             .with_ttl((now + MARKER_RETENTION).as_second());
         let Some(mut contact) = resolve(deps, event).await? else {
-            // Anonymous behaviour is kept for counting triggers once the visitor identifies.
-            if let Some(anonymous_id) = &event.contact.anonymous_id {
-                let (_, count_items) = count_triggers(deps, event, &[format!("anon:{anonymous_id}")]).await?;
+            // Anonymous behaviour is kept: trigger counts and carts, for when the visitor identifies.
+            let anonymous = event.contact.anonymous_id.clone().or_else(|| {
+                event.contact.contact_id.as_deref().and_then(|id| id.strip_prefix("anon:")).map(str::to_string)
+            });
+            if let Some(anonymous_id) = anonymous {
+                let subject = format!("anon:{anonymous_id}");
+                let (_, count_items) = count_triggers(deps, event, std::slice::from_ref(&subject)).await?;
+                let mut counters = aggregates::Counters::default();
+                let store = deps.store.as_ref();
+                let cart_effects = if carts::CART_EVENTS.contains(&event.event_type.as_str()) {
+                    carts::on_cart_event(
+                        store,
+                        &deps.campaigns,
+                        event,
+                        &subject,
+                        std::slice::from_ref(&subject),
+                        &mut counters,
+                    )
+                    .await?
+                } else if event.event_type == carts::IDLE_EVENT {
+                    carts::on_idle(store, &deps.campaigns, event, &subject, &mut counters).await?
+                } else {
+                    carts::CartEffects::default()
+                };
                 let mut ops = vec![TransactOp::Put { item: marker, condition: Some(Condition::NotExists) }];
                 ops.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
+                for group in &cart_effects.cancel_groups {
+                    ops.extend(due::cancel_ops(store, &subject, group).await?);
+                }
+                ops.extend(cart_effects.ops);
+                ops.extend(cart_effects.due.iter().map(|d| d.put_op()));
+                ops.extend(counters.into_ops());
                 return match deps.store.transact(ops).await {
                     Ok(()) => Ok(Outcome::Unmatched("anonymous: kept for later".into())),
-                    Err(StoreError::TransactionCancelled { .. }) => Ok(Outcome::Duplicate),
+                    Err(StoreError::TransactionCancelled { failed }) if failed.contains(&0) => Ok(Outcome::Duplicate),
+                    Err(StoreError::TransactionCancelled { .. } | StoreError::Throttled(_)) => continue,
                     Err(other) => Err(other),
                 };
             }
@@ -240,6 +279,24 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
 
         let mut counters = aggregates::Counters::default();
         aggregates::record(&mut counters, &deps.campaigns.settings, event, &before, &contact);
+        let owners = subjects(&contact);
+        let store = deps.store.as_ref();
+        let mut cart_effects = match event.event_type.as_str() {
+            kind if carts::CART_EVENTS.contains(&kind) => {
+                carts::on_cart_event(store, &deps.campaigns, event, &contact.id, &owners, &mut counters).await?
+            }
+            carts::IDLE_EVENT => carts::on_idle(store, &deps.campaigns, event, &contact.id, &mut counters).await?,
+            carts::STEP_EVENT => {
+                carts::on_step(store, &deps.campaigns, &deps.token_key, event, &contact, now, &mut counters).await?
+            }
+            "unsubscribed" | "email_complained" => {
+                carts::CartEffects { cancel_groups: carts::on_unsubscribe(store, &owners).await?, ..Default::default() }
+            }
+            _ => carts::CartEffects::default(),
+        };
+        if event.event_type == "purchase" {
+            cart_effects.ops.extend(carts::redeem(store, &deps.campaigns, event, &contact, &mut counters).await?);
+        }
         for (journey, group, metric, amount) in &effects.journey_counts {
             aggregates::record_journey(&mut counters, &deps.campaigns.settings, now, journey, *group, metric, *amount);
         }
@@ -262,16 +319,14 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
             };
             ops.push(TransactOp::Put { item: state.to_item(), condition: Some(condition) });
         }
-        for group in &effects.cancel_groups {
-            ops.extend(due::cancel_ops(deps.store.as_ref(), &contact.id, group).await?);
+        // Cancellations reach items that exist already; what this event creates has fresh ids.
+        for group in effects.cancel_groups.iter().chain(&cart_effects.cancel_groups) {
+            for owner in &owners {
+                ops.extend(due::cancel_ops(store, owner, group).await?);
+            }
         }
-        // A due item created and cancelled by the same event (a wait cut short by an exit) is not created.
-        let cancelled: Vec<&String> = effects.cancel_groups.iter().collect();
-        let created: Vec<&DueItem> = effects
-            .due
-            .iter()
-            .filter(|d| !cancelled.contains(&&d.group) || d.group.starts_with("inactivity:"))
-            .collect();
+        ops.extend(cart_effects.ops);
+        let created: Vec<&DueItem> = effects.due.iter().chain(&cart_effects.due).collect();
         ops.extend(created.iter().map(|d| d.put_op()));
         ops.extend(counters.into_ops());
         if ops.len() > MAX_TRANSACTION_OPS {

@@ -15,7 +15,11 @@ async fn main() -> Result<(), Error> {
     let config = sdk_config(None).await;
     let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
     let clock = Arc::new(SystemClock);
+    let secrets =
+        voronka_aws::load_secrets(&config, &required_env("TOKEN_SECRET_ARN")?, &required_env("EVENTS_SECRET_ARN")?)
+            .await?;
     let deps = EvaluatorDeps {
+        token_key: secrets.token_key.clone(),
         store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
         queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
         clock,

@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use voronka_domain::model::EmailAddress;
-use voronka_domain::ports::{QueueName, SeededIds, SimulatedClock};
+use voronka_domain::ports::{Index, Query, QueueName, SeededIds, SimulatedClock};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, sign_body};
 
@@ -60,10 +60,25 @@ pub struct DemoReport {
     pub confirmations_queued: u64,
     pub events_queued: u64,
     pub contacts_by_stage: BTreeMap<String, usize>,
+    pub confirmations_followed: usize,
+    /// Per journey: entries (treatment, holdout), exits, conversions.
+    pub journeys: BTreeMap<String, JourneyReport>,
+    /// Emails sent, by template.
+    pub emails_by_template: BTreeMap<String, u64>,
+    pub scheduler_runs: usize,
     pub contacts_by_channel: BTreeMap<String, usize>,
     pub requests: usize,
     pub wall_time_ms: u128,
     pub mean_request_micros: u128,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct JourneyReport {
+    pub entries_treatment: u64,
+    pub entries_holdout: u64,
+    pub exits: u64,
+    pub conversions_treatment: u64,
+    pub conversions_holdout: u64,
 }
 
 const CHANNELS: [(&str, &str, &str, u32); 7] = [
@@ -96,6 +111,8 @@ struct Visitor {
 
 struct Driver {
     app: Router,
+    /// Outbox files already looked at for confirmation links.
+    seen_mail: BTreeSet<String>,
     events_key: String,
     report: DemoReport,
     request_micros: u128,
@@ -104,6 +121,33 @@ struct Driver {
 }
 
 impl Driver {
+    /// Follows the confirmation link of most new opt-in emails, as people do.
+    async fn follow_confirmations(&mut self, outbox: &std::path::Path, rng: &mut StdRng) -> Result<()> {
+        let mut files: Vec<String> = std::fs::read_dir(outbox)?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".eml") && !self.seen_mail.contains(name))
+            .collect();
+        files.sort();
+        for file in files {
+            self.seen_mail.insert(file.clone());
+            let raw = std::fs::read(outbox.join(&file))?;
+            let Some(message) = mail_parser::MessageParser::default().parse(&raw) else { continue };
+            let text = message.body_text(0).unwrap_or_default().into_owned();
+            let Some(link) = text.split_whitespace().find(|w| w.contains("/v1/confirm?token=")) else { continue };
+            if !rng.random_bool(0.7) {
+                continue;
+            }
+            let path = &link[link.find("/v1/confirm").unwrap_or(0)..];
+            let request = Request::get(path).body(Body::empty())?;
+            let (status, _) = self.call(request, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))).await?;
+            if status == StatusCode::OK {
+                self.report.confirmations_followed += 1;
+            }
+        }
+        Ok(())
+    }
+
     async fn call(&mut self, request: Request<Body>, ip: IpAddr) -> Result<(StatusCode, Value)> {
         let mut request = request;
         request.extensions_mut().insert(ClientIp(ip));
@@ -259,15 +303,18 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     let started = Instant::now();
     let start = Timestamp::from_second(1_793_523_600)?; // 2026-11-01 09:00 UTC
     let clock = Arc::new(SimulatedClock::starting_at(start));
-    let stack = Stack::open(StackOptions {
+    let mut stack = Stack::open(StackOptions {
         data_dir: options.data_dir.clone(),
         campaigns_dir: None,
         public_base_url: None,
         clock: clock.clone(),
         ids: Arc::new(SeededIds::new(options.seed)),
     })?;
+    // No mail service to protect here: the demo does not wait on the SES rate between sends.
+    stack.sender.rate = Arc::new(sender::rate::RateGate::per_second(0.0));
     let mut driver = Driver {
         app: crate::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf()),
+        seen_mail: BTreeSet::new(),
         events_key: stack.state.secrets.events_key.clone(),
         report: DemoReport {
             seed: options.seed,
@@ -404,6 +451,12 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
             driver.submit("newsletter", fields, false, visitor.ip).await?;
         }
 
+        // Time passes for the whole suite: the scheduler dispatches what is due, consumers run,
+        // and most new subscribers follow their confirmation link.
+        crate::workers::tick(&stack).await?;
+        driver.report.scheduler_runs += 1;
+        driver.follow_confirmations(stack.outbox.dir(), &mut rng).await?;
+
         // The shop back end reports purchases, signed; its retries deliver some twice.
         if !buyers.is_empty() && rng.random_bool(0.3) {
             let email = buyers.swap_remove(rng.random_range(0..buyers.len()));
@@ -419,6 +472,13 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         progress.inc(1);
     }
     progress.finish_and_clear();
+
+    // Let the last waits (days) run out, hour by hour.
+    for _ in 0..(24 * 4) {
+        clock.advance(SignedDuration::from_hours(1));
+        crate::workers::tick(&stack).await?;
+        driver.report.scheduler_runs += 1;
+    }
 
     let contacts = ContactRepository::new(stack.state.store.as_ref()).list_all().await?;
     let stored: BTreeSet<String> =
@@ -436,6 +496,36 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         *report.contacts_by_channel.entry(channel).or_default() += 1;
     }
     report.confirmations_queued = stack.embedded.queue.depth(QueueName::Sends).await?;
+    let store = stack.state.store.as_ref();
+    for journey in stack.state.campaigns.journeys.keys() {
+        let rows = store.query(Query::partition(Index::Table, format!("JAGG#{journey}"))).await?.items;
+        let mut summary = JourneyReport::default();
+        for row in rows {
+            let holdout = row.get_str("sk").unwrap_or_default().ends_with("#holdout");
+            let n = |name: &str| row.get_i64(name).unwrap_or(0) as u64;
+            if holdout {
+                summary.entries_holdout += n("entries");
+                summary.conversions_holdout += n("conversions");
+            } else {
+                summary.entries_treatment += n("entries");
+                summary.conversions_treatment += n("conversions");
+            }
+            summary.exits += n("exits");
+        }
+        report.journeys.insert(journey.clone(), summary);
+    }
+    let mut day = start;
+    while day <= voronka_domain::ports::Clock::now(clock.as_ref()) {
+        let date = trigger_evaluator::aggregates::day(day, &stack.state.campaigns.settings);
+        for row in store.query(Query::partition(Index::Table, format!("AGG#{date}"))).await?.items {
+            let sk = row.get_str("sk").unwrap_or_default();
+            if let Some(rest) = sk.strip_prefix("email_sent#") {
+                let template = rest.split('#').next().unwrap_or("-").to_string();
+                *report.emails_by_template.entry(template).or_default() += row.get_i64("value").unwrap_or(0) as u64;
+            }
+        }
+        day += SignedDuration::from_hours(24);
+    }
     report.events_queued = stack.embedded.queue.depth(QueueName::Events).await?;
     report.wall_time_ms = started.elapsed().as_millis();
     report.mean_request_micros = driver.request_micros / report.requests.max(1) as u128;
@@ -461,7 +551,7 @@ impl DemoReport {
             "  contacts stored              {:>7}  (every acknowledged lead, once: checked)",
             self.contacts_stored
         );
-        println!("  confirmation emails queued   {:>7}", self.confirmations_queued);
+        println!("  sends still queued           {:>7}", self.confirmations_queued);
         println!();
         println!("Events");
         println!("  batches sent                 {:>7}", self.event_batches);
@@ -469,6 +559,21 @@ impl DemoReport {
         println!("  duplicates ignored           {:>7}", self.events_duplicate);
         println!("  rejected                     {:>7}", self.events_rejected);
         println!("  on the events queue          {:>7}", self.events_queued);
+        println!();
+        println!("  confirmation links followed  {:>7}", self.confirmations_followed);
+        println!();
+        println!("Journeys                  entries (treatment/holdout)   exits   conversions (treatment/holdout)");
+        for (journey, j) in &self.journeys {
+            println!(
+                "  {journey:<24} {:>8} / {:<8}          {:>6}   {:>6} / {:<6}",
+                j.entries_treatment, j.entries_holdout, j.exits, j.conversions_treatment, j.conversions_holdout
+            );
+        }
+        println!("Emails sent by template");
+        for (template, n) in &self.emails_by_template {
+            println!("  {template:<28} {n:>7}");
+        }
+        println!("  scheduler runs               {:>7}", self.scheduler_runs);
         println!();
         println!("Contacts by stage");
         for (stage, n) in &self.contacts_by_stage {

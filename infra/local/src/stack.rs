@@ -124,6 +124,7 @@ impl Stack {
             rate: Arc::new(sender::rate::RateGate::per_second(campaigns.settings.sending.max_send_rate_per_second)),
         };
         let evaluator = trigger_evaluator::EvaluatorDeps {
+            token_key: secrets.token_key.clone(),
             store: embedded.store.clone(),
             queue: embedded.queue.clone(),
             clock: options.clock.clone(),

@@ -63,7 +63,8 @@ macro_rules! contract_tests {
             queue_batches_report_each_message,
             queue_hides_received_messages_until_the_visibility_timeout,
             queue_delays_messages,
-            queue_moves_poison_messages_to_the_dead_letter_queue
+            queue_moves_poison_messages_to_the_dead_letter_queue,
+            scheduler_overlapping_runs_dispatch_each_due_item_once
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {
@@ -594,4 +595,72 @@ pub async fn queue_moves_poison_messages_to_the_dead_letter_queue(h: &Harness) {
     }
     assert_eq!(receives, h.max_receives, "received exactly the allowed number of times");
     assert_eq!(h.queue.dead_letter_count(QueueName::Sends).await.unwrap(), 1, "then parked in the dead-letter queue");
+}
+
+pub async fn scheduler_overlapping_runs_dispatch_each_due_item_once(h: &Harness) {
+    use voronka_domain::repo::due::{DueItem, DueWork, cancel_ops, dispatch_due};
+    let now = h.clock.now();
+    let mut expected = BTreeSet::new();
+    let mut ops = Vec::new();
+    for i in 0..30 {
+        let mut properties = serde_json::Map::new();
+        properties.insert("n".into(), json!(i));
+        let item = DueItem {
+            id: format!("wait:test:{i}"),
+            contact_id: format!("c_{}", i % 7),
+            due_at: now - SignedDuration::from_mins(i64::from(i % 5)),
+            group: format!("journey:test:{}", i % 7),
+            work: DueWork::Evaluate { event_type: "journey_continue".into(), properties },
+        };
+        expected.insert(format!("due:{}", item.id));
+        ops.push(item.put_op());
+    }
+    let future = DueItem {
+        id: "wait:future".into(),
+        contact_id: "c_future".into(),
+        due_at: now + SignedDuration::from_hours(1),
+        group: "journey:future".into(),
+        work: DueWork::Evaluate { event_type: "journey_continue".into(), properties: serde_json::Map::new() },
+    };
+    let cancelled = DueItem {
+        id: "wait:cancelled".into(),
+        contact_id: "c_cancel".into(),
+        due_at: now,
+        group: "journey:cancel".into(),
+        ..future.clone()
+    };
+    ops.push(future.put_op());
+    ops.push(cancelled.put_op());
+    h.store.transact(ops).await.unwrap();
+    let cancel = cancel_ops(h.store.as_ref(), "c_cancel", "journey:cancel").await.unwrap();
+    assert_eq!(cancel.len(), 1);
+    h.store.transact(cancel).await.unwrap();
+
+    let (a, b) = tokio::join!(
+        dispatch_due(h.store.as_ref(), h.queue.as_ref(), now, 1000),
+        dispatch_due(h.store.as_ref(), h.queue.as_ref(), now, 1000)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.dispatched + b.dispatched, 30, "every due item once between the two runs: {a:?} {b:?}");
+    assert_eq!(a.failed + b.failed, 0);
+    let again = dispatch_due(h.store.as_ref(), h.queue.as_ref(), now, 1000).await.unwrap();
+    assert_eq!(again.dispatched, 0, "a later run finds nothing left");
+
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let batch = h.queue.receive(QueueName::Events, 10, VISIBILITY).await.unwrap();
+        if batch.is_empty() && seen.len() >= 30 {
+            break;
+        }
+        for message in batch {
+            let event: serde_json::Value = serde_json::from_str(&message.body).unwrap();
+            seen.push(event["event_id"].as_str().unwrap().to_string());
+            h.queue.delete(QueueName::Events, &message.receipt).await.unwrap();
+        }
+    }
+    assert_eq!(seen.len(), 30, "exactly one message per item");
+    assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), expected);
+    let later =
+        dispatch_due(h.store.as_ref(), h.queue.as_ref(), now + SignedDuration::from_hours(2), 1000).await.unwrap();
+    assert_eq!(later.dispatched, 1, "the future item when its time comes; the cancelled one never");
 }

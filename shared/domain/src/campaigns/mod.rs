@@ -147,15 +147,15 @@ impl Campaigns {
             }
         }
         for form in forms.values() {
-            if let Some(journey) = &form.journey {
-                if !journeys.contains_key(journey) {
-                    errors.push(CampaignError {
-                        file: format!("forms/{}.toml", form.id),
-                        line: None,
-                        field: "journey".into(),
-                        message: format!("`{journey}` is not a journey in journeys/"),
-                    });
-                }
+            if let Some(journey) = &form.journey
+                && !journeys.contains_key(journey)
+            {
+                errors.push(CampaignError {
+                    file: format!("forms/{}.toml", form.id),
+                    line: None,
+                    field: "journey".into(),
+                    message: format!("`{journey}` is not a journey in journeys/"),
+                });
             }
         }
         if errors.is_empty() {

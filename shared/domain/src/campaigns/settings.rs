@@ -23,6 +23,37 @@ struct RawSettings {
     segments: crate::journeys::Segments,
     #[serde(default)]
     attribution: AttributionSettings,
+    carts: CartSettings,
+}
+
+/// Abandoned carts: when a cart counts as abandoned, and the reminder sequence.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CartSettings {
+    /// A cart with items and no purchase for this long is abandoned.
+    pub idle_minutes: i64,
+    pub steps: Vec<CartStep>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CartStep {
+    /// Hours after the cart's last activity.
+    pub after_hours: i64,
+    pub template: String,
+    /// A personal discount code of this many percent ...
+    #[serde(default)]
+    pub discount_percent: u32,
+    /// ... except for contacts in this segment (the sources' rule: not for frequent buyers).
+    pub no_discount_for_segment: Option<String>,
+    #[serde(default = "default_code_days")]
+    pub code_valid_days: i64,
+    /// Not sent at all if the scheduler gets to it later than this after its time (an outage).
+    pub stale_after_hours: Option<i64>,
+}
+
+fn default_code_days() -> i64 {
+    7
 }
 
 /// Multi-touch attribution: the lookback window and the time-decay half-life.
@@ -135,6 +166,7 @@ pub struct Settings {
     pub sending: SendingSettings,
     pub segments: crate::journeys::Segments,
     pub attribution: AttributionSettings,
+    pub carts: CartSettings,
 }
 
 impl Settings {
@@ -256,6 +288,7 @@ impl Settings {
             sending,
             segments: raw.segments,
             attribution: raw.attribution,
+            carts: raw.carts,
         })
     }
 

@@ -294,18 +294,16 @@ impl Journey {
                         _ => {}
                     }
                 }
-                StepKind::Send { template, .. } => {
-                    if !templates.contains(template) {
-                        error(&field, "template", format!("`{template}` is not a template in templates/"));
-                    }
+                StepKind::Send { template, .. } if !templates.contains(template) => {
+                    error(&field, "template", format!("`{template}` is not a template in templates/"));
                 }
                 StepKind::Branch { condition, then, otherwise } => {
                     targets.push(then);
                     targets.push(otherwise);
-                    if let Condition::InSegment(name) = condition {
-                        if !segments.contains(name) {
-                            error(&field, "condition", format!("`{name}` is not a segment in settings.toml"));
-                        }
+                    if let Condition::InSegment(name) = condition
+                        && !segments.contains(name)
+                    {
+                        error(&field, "condition", format!("`{name}` is not a segment in settings.toml"));
                     }
                 }
                 StepKind::Split { variants } => {

@@ -1,6 +1,7 @@
 //! The domain model.
 
 pub mod attribution;
+pub mod cart;
 pub mod consent;
 pub mod contact;
 pub mod email;
@@ -9,6 +10,7 @@ pub mod phone;
 pub mod send;
 
 pub use attribution::Touch;
+pub use cart::{Cart, CartItem, CartStatus};
 pub use consent::{Channel, Consent, ConsentReceipt, ConsentStatus, DoubleOptIn};
 pub use contact::{Contact, LifecycleStage, OrderSummary, SuppressionReason};
 pub use email::{EmailAddress, EmailError};

@@ -1,0 +1,142 @@
+//! Evaluation throughput per event with 56 journeys loaded (the 4 shipped ones and 52 variants
+//! with other categories, windows and segments), and template rendering per email.
+//!
+//! `cargo bench -p trigger-evaluator`: `decide` is the pure decision per event; `apply_event` is
+//! the whole path per event on the embedded store (contact, journey states, trigger counts, the
+//! transaction, eager dispatch); `render` is one email of the cart template with four items.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use trigger_evaluator::EvaluatorDeps;
+use trigger_evaluator::engine::{Decision, decide};
+use voronka_domain::campaigns::{Campaigns, SourceFile};
+use voronka_domain::model::{Channel, ConsentReceipt, Contact, ContactRef, EmailAddress, Event};
+use voronka_domain::ports::SimulatedClock;
+use voronka_domain::repo::ContactRepository;
+use voronka_embedded::Embedded;
+
+const CATEGORIES: [&str; 13] = [
+    "shoes", "bags", "courses", "books", "toys", "garden", "kitchen", "sport", "kids", "beauty", "pets", "music",
+    "tools",
+];
+
+fn campaigns_with_56_journeys() -> Campaigns {
+    let mut files = voronka_campaigns::bundled_files();
+    for (i, category) in CATEGORIES.iter().enumerate() {
+        for (variant, (count, hours, segment)) in
+            [(3, 24, "subscribed"), (2, 12, "returning"), (5, 72, "buyers"), (4, 48, "champions")].iter().enumerate()
+        {
+            let id = format!("interest_{category}_{variant}");
+            files.push(SourceFile {
+                path: format!("journeys/{id}.toml"),
+                text: format!(
+                    "id = \"{id}\"\ndescription = \"bench\"\nholdout_percent = 5\nexit_on = [\"purchase\", \"unsubscribed\"]\n\
+                     [trigger]\ntype = \"event\"\nevent = \"category_view\"\nwhere = {{ category = \"{category}\" }}\n\
+                     count = {count}\nwithin_hours = {hours}\ngroup_by = \"category\"\n\
+                     [entry]\nsegments = [\"{segment}\"]\nre_entry = \"cooldown\"\ncooldown_days = {}\n\
+                     [[steps]]\nid = \"w\"\ntype = \"wait\"\nhours = 2\n[[steps]]\nid = \"s\"\ntype = \"send\"\ntemplate = \"category_interest\"\n",
+                    7 + i
+                ),
+            });
+        }
+    }
+    let campaigns = Campaigns::load(&files).expect("bench campaigns are valid");
+    assert!(campaigns.journeys.len() >= 50, "{} journeys", campaigns.journeys.len());
+    campaigns
+}
+
+fn subscriber(now: Timestamp) -> Contact {
+    let mut contact = Contact::new("c_bench".into(), now, "ru".into(), "Europe/Moscow".into());
+    contact.email = Some(EmailAddress::parse("bench@example.com").unwrap());
+    contact.record_consent(ConsentReceipt {
+        id: "r".into(),
+        channel: Channel::Email,
+        granted: true,
+        at: now,
+        form_id: None,
+        ip: None,
+        user_agent: None,
+        text_version: "v".into(),
+        double_opt_in: false,
+        submission_id: None,
+    });
+    contact.active_days = 3;
+    contact
+}
+
+fn view(n: u64, now: Timestamp) -> Event {
+    Event {
+        event_id: format!("bench-{n}"),
+        event_type: "category_view".into(),
+        contact: ContactRef { contact_id: Some("c_bench".into()), ..Default::default() },
+        occurred_at: now,
+        received_at: now,
+        properties: json!({"category": CATEGORIES[(n % 13) as usize]}).as_object().unwrap().clone(),
+        trusted: false,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let campaigns = campaigns_with_56_journeys();
+    let now = Timestamp::from_second(1_800_000_000).unwrap();
+
+    let contact = subscriber(now);
+    let states = BTreeMap::new();
+    let counts: BTreeMap<String, usize> =
+        CATEGORIES.iter().map(|c| (format!("category_view#category={c}"), 3)).collect();
+    let mut n = 0u64;
+    c.bench_function("decide per event, 56 journeys", |b| {
+        b.iter(|| {
+            n += 1;
+            let event = view(n, now);
+            let decision =
+                Decision { campaigns: &campaigns, event: &event, before: &contact, now, trigger_counts: &counts };
+            let mut after = contact.clone();
+            decide(&decision, &mut after, &states)
+        })
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let clock = Arc::new(SimulatedClock::starting_at(now));
+    let embedded = Embedded::in_memory(clock.clone());
+    let deps = EvaluatorDeps {
+        store: embedded.store.clone(),
+        queue: embedded.queue.clone(),
+        clock: clock.clone(),
+        campaigns: Arc::new(campaigns.clone()),
+        token_key: "bench-key-bench-key-bench-key-bench-key".into(),
+    };
+    runtime.block_on(async {
+        let email = EmailAddress::parse("bench@example.com").unwrap();
+        ContactRepository::new(deps.store.as_ref())
+            .upsert_by_email(&email, now, || subscriber(now), |_| {})
+            .await
+            .unwrap();
+    });
+    let mut m = 0u64;
+    c.bench_function("apply_event per event, 56 journeys, embedded store", |b| {
+        b.iter(|| {
+            m += 1;
+            clock.advance(SignedDuration::from_secs(1));
+            let event = view(m, voronka_domain::ports::Clock::now(clock.as_ref()));
+            runtime.block_on(trigger_evaluator::apply_event(&deps, &event)).unwrap()
+        })
+    });
+
+    let templates = campaigns.template_set();
+    let context = json!({
+        "first_name": "Анна", "currency": "RUB", "cart_url": "https://shop.example/cart/1", "cart_total": 19960,
+        "unsubscribe_url": "https://api.shop.example/v1/unsubscribe?token=x",
+        "items": (0..4).map(|i| json!({"name": format!("Item {i}"), "quantity": 1, "price": 4990, "image": "https://shop.example/i.jpg"})).collect::<Vec<_>>(),
+    });
+    c.bench_function("render abandoned_cart_2 per email", |b| {
+        b.iter(|| templates.render("abandoned_cart_2", "ru", &context).unwrap())
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

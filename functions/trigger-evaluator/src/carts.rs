@@ -1,0 +1,337 @@
+//! Abandoned carts: carts built from cart events, an idle timer re-armed by every change, the
+//! reminder sequence as due items, cancellation the moment a cart is bought or emptied or its
+//! owner unsubscribes, personal codes only for those who need them, and recovered revenue.
+//!
+//! Items: `CART#<cart id>` / `STATE` (the cart), `CARTS#<owner>` / `<cart id>` (a person's carts,
+//! for cancelling them all), `DISCOUNT#<code>` / `CODE` (single use, with expiry).
+//! Due work: `cart_idle` (is it abandoned now?) and `cart_step` (send reminder N), grouped per
+//! cart as `cart:<cart id>`.
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use voronka_domain::campaigns::Campaigns;
+use voronka_domain::model::{Cart, CartStatus, Channel, Contact, Event, Priority, SendClass, SendOrigin, SendRequest};
+use voronka_domain::ports::{Condition, Index, Item, Key, Query, Store, StoreError, TransactOp};
+use voronka_domain::repo::due::{DueItem, DueWork};
+
+use crate::aggregates::Counters;
+
+pub const IDLE_EVENT: &str = "cart_idle";
+pub const STEP_EVENT: &str = "cart_step";
+pub const CART_EVENTS: [&str; 4] = ["add_to_cart", "remove_from_cart", "checkout_started", "purchase"];
+
+pub fn cart_key(cart_id: &str) -> Key {
+    Key::new(format!("CART#{cart_id}"), "STATE")
+}
+
+fn owner_key(owner: &str, cart_id: &str) -> Key {
+    Key::new(format!("CARTS#{owner}"), cart_id.to_string())
+}
+
+pub fn group(cart_id: &str) -> String {
+    format!("cart:{cart_id}")
+}
+
+fn code_key(code: &str) -> Key {
+    Key::new(format!("DISCOUNT#{code}"), "CODE")
+}
+
+pub async fn load(store: &dyn Store, cart_id: &str) -> Result<Option<Cart>, StoreError> {
+    Ok(store.get(&cart_key(cart_id)).await?.and_then(|item| {
+        let mut map = item.0;
+        map.remove("pk");
+        map.remove("sk");
+        serde_json::from_value(Value::Object(map)).ok()
+    }))
+}
+
+/// The ids of every cart of the owners given (a contact and the anonymous ids merged into it).
+pub async fn carts_of(store: &dyn Store, owners: &[String]) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::new();
+    for owner in owners {
+        let page = store.query(Query::partition(Index::Table, format!("CARTS#{owner}"))).await?;
+        ids.extend(page.items.iter().filter_map(|i| i.get_str("sk").map(str::to_string)));
+    }
+    Ok(ids)
+}
+
+/// What one event does to carts, for the event's transaction.
+#[derive(Debug, Default)]
+pub struct CartEffects {
+    pub ops: Vec<TransactOp>,
+    pub due: Vec<DueItem>,
+    pub cancel_groups: Vec<String>,
+}
+
+fn put_cart(effects: &mut CartEffects, cart: &mut Cart, previous_version: Option<u64>) {
+    cart.version = previous_version.map_or(1, |v| v + 1);
+    let item = Item::new(&cart_key(&cart.cart_id), serde_json::to_value(&*cart).expect("carts serialise"));
+    let condition = match previous_version {
+        Some(v) => Condition::equals("version", v),
+        None => Condition::NotExists,
+    };
+    effects.ops.push(TransactOp::Put { item, condition: Some(condition) });
+}
+
+fn idle_check(cart: &Cart, campaigns: &Campaigns, contact_id: &str) -> DueItem {
+    let mut properties = Map::new();
+    properties.insert("cart_id".into(), json!(cart.cart_id));
+    properties.insert("activity".into(), json!(cart.activity));
+    DueItem {
+        id: format!("cart-idle:{}:{}", cart.cart_id, cart.activity),
+        contact_id: contact_id.to_string(),
+        due_at: cart.last_activity_at + SignedDuration::from_mins(campaigns.settings.carts.idle_minutes),
+        group: group(&cart.cart_id),
+        work: DueWork::Evaluate { event_type: IDLE_EVENT.into(), properties },
+    }
+}
+
+/// Cart events: update the cart, re-arm its idle timer, or close it (bought, emptied).
+/// `owner` is the contact id, or `anon:<id>` for a visitor not yet identified; `due_subject` is
+/// where due items are filed (the contact, or the anonymous owner).
+pub async fn on_cart_event(
+    store: &dyn Store,
+    campaigns: &Campaigns,
+    event: &Event,
+    owner: &str,
+    owners: &[String],
+    counters: &mut Counters,
+) -> Result<CartEffects, StoreError> {
+    let mut effects = CartEffects::default();
+    let cart_id = event.properties.get("cart_id").and_then(Value::as_str).map(str::to_string);
+    let cart_ids = match (&cart_id, event.event_type.as_str()) {
+        (Some(id), _) => vec![id.clone()],
+        // A purchase without a cart id ends every open cart of the person.
+        (None, "purchase") => carts_of(store, owners).await?,
+        (None, _) => return Ok(effects),
+    };
+    let date = crate::aggregates::day(event.occurred_at, &campaigns.settings);
+    for id in cart_ids {
+        let existing = load(store, &id).await?;
+        let previous_version = existing.as_ref().map(|c| c.version);
+        let mut cart = match existing {
+            Some(cart) => cart,
+            None if event.event_type == "add_to_cart" => {
+                effects.ops.push(TransactOp::Put {
+                    item: Item::new(&owner_key(owner, &id), json!({"created_at": event.occurred_at.as_second()})),
+                    condition: None,
+                });
+                Cart::new(&id, owner, event.occurred_at)
+            }
+            None => continue,
+        };
+        if cart.is_closed() && event.event_type != "add_to_cart" {
+            continue;
+        }
+        if !cart.apply(&event.event_type, &event.properties, event.occurred_at) {
+            continue;
+        }
+        effects.cancel_groups.push(group(&id));
+        match cart.status {
+            CartStatus::Purchased => {
+                if let Some(step) = cart.recovered_by_step {
+                    let revenue = event.properties.get("revenue").and_then(Value::as_f64).unwrap_or(cart.total());
+                    let key = Key::new(format!("AGG#{date}"), format!("cart_recovered#step{step}#-"));
+                    counters.add(key.clone(), "value", 1.0);
+                    counters.add(
+                        Key::new(format!("AGG#{date}"), format!("cart_recovered_revenue#step{step}#-")),
+                        "value",
+                        revenue,
+                    );
+                }
+            }
+            CartStatus::Emptied => {}
+            CartStatus::Open | CartStatus::Abandoned => {
+                let contact_for_due = owner.to_string();
+                effects.due.push(idle_check(&cart, campaigns, &contact_for_due));
+            }
+        }
+        put_cart(&mut effects, &mut cart, previous_version);
+    }
+    Ok(effects)
+}
+
+/// An unsubscribe stops every cart sequence of the person at once.
+pub async fn on_unsubscribe(store: &dyn Store, owners: &[String]) -> Result<Vec<String>, StoreError> {
+    Ok(carts_of(store, owners).await?.iter().map(|id| group(id)).collect())
+}
+
+/// The idle timer fired: if nothing happened since, the cart is abandoned and its reminder steps
+/// are scheduled.
+pub async fn on_idle(
+    store: &dyn Store,
+    campaigns: &Campaigns,
+    event: &Event,
+    subject: &str,
+    counters: &mut Counters,
+) -> Result<CartEffects, StoreError> {
+    let mut effects = CartEffects::default();
+    let Some(cart_id) = event.properties.get("cart_id").and_then(Value::as_str) else { return Ok(effects) };
+    let activity = event.properties.get("activity").and_then(Value::as_u64);
+    let Some(mut cart) = load(store, cart_id).await? else { return Ok(effects) };
+    if cart.status != CartStatus::Open || cart.items.is_empty() || Some(cart.activity) != activity {
+        return Ok(effects);
+    }
+    let previous = cart.version;
+    let abandoned_at = cart.last_activity_at + SignedDuration::from_mins(campaigns.settings.carts.idle_minutes);
+    cart.status = CartStatus::Abandoned;
+    cart.abandoned_at = Some(abandoned_at);
+    for (index, step) in campaigns.settings.carts.steps.iter().enumerate() {
+        let number = index as u32 + 1;
+        let mut properties = Map::new();
+        properties.insert("cart_id".into(), json!(cart.cart_id));
+        properties.insert("step".into(), json!(number));
+        properties.insert("activity".into(), json!(cart.activity));
+        effects.due.push(DueItem {
+            id: format!("cart-step:{}:{}:{number}", cart.cart_id, cart.activity),
+            contact_id: subject.to_string(),
+            due_at: cart.last_activity_at + SignedDuration::from_hours(step.after_hours),
+            group: group(&cart.cart_id),
+            work: DueWork::Evaluate { event_type: STEP_EVENT.into(), properties },
+        });
+    }
+    let date = crate::aggregates::day(abandoned_at, &campaigns.settings);
+    counters.add(Key::new(format!("AGG#{date}"), "carts_abandoned#-#-".to_string()), "value", 1.0);
+    put_cart(&mut effects, &mut cart, Some(previous));
+    Ok(effects)
+}
+
+/// A deterministic, unguessable code per cart and step: retries make the same code.
+pub fn discount_code(secret: &str, cart_id: &str, step: u32) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let digest = Sha256::digest(format!("{secret}:discount:{cart_id}:{step}").as_bytes());
+    let code: String = digest.iter().take(10).map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char).collect();
+    format!("{}-{}", &code[..5], &code[5..])
+}
+
+/// A reminder step came due: send it unless it is stale or the cart moved on.
+#[allow(clippy::too_many_arguments)]
+pub async fn on_step(
+    store: &dyn Store,
+    campaigns: &Campaigns,
+    secret: &str,
+    event: &Event,
+    contact: &Contact,
+    now: Timestamp,
+    counters: &mut Counters,
+) -> Result<CartEffects, StoreError> {
+    let mut effects = CartEffects::default();
+    let Some(cart_id) = event.properties.get("cart_id").and_then(Value::as_str) else { return Ok(effects) };
+    let Some(number) = event.properties.get("step").and_then(Value::as_u64).map(|n| n as u32) else {
+        return Ok(effects);
+    };
+    let Some(mut cart) = load(store, cart_id).await? else { return Ok(effects) };
+    if cart.status != CartStatus::Abandoned
+        || event.properties.get("activity").and_then(Value::as_u64) != Some(cart.activity)
+    {
+        return Ok(effects);
+    }
+    let steps = &campaigns.settings.carts.steps;
+    let Some(step) = steps.get(number as usize - 1) else { return Ok(effects) };
+    let due_at = cart.last_activity_at + SignedDuration::from_hours(step.after_hours);
+    let next_due =
+        steps.get(number as usize).map(|next| cart.last_activity_at + SignedDuration::from_hours(next.after_hours));
+    let previous = cart.version;
+    let date = crate::aggregates::day(now, &campaigns.settings);
+    // Catch-up rule: after an outage only the latest step still relevant goes out.
+    let superseded = next_due.is_some_and(|next| now >= next);
+    let too_late = step.stale_after_hours.is_some_and(|h| now.duration_since(due_at) > SignedDuration::from_hours(h));
+    if superseded || too_late {
+        cart.reminders_skipped.push(number);
+        counters.add(Key::new(format!("AGG#{date}"), format!("cart_step_skipped#step{number}#-")), "value", 1.0);
+        put_cart(&mut effects, &mut cart, Some(previous));
+        return Ok(effects);
+    }
+    let mut context = cart.template_context();
+    let wants_code = step.discount_percent > 0
+        && step
+            .no_discount_for_segment
+            .as_deref()
+            .is_none_or(|segment| !campaigns.settings.segments.matches(segment, contact, now));
+    if wants_code {
+        let code = discount_code(secret, cart_id, number);
+        let expires = now + SignedDuration::from_hours(24 * step.code_valid_days);
+        context.insert("discount_code".into(), json!(code));
+        context.insert("discount_percent".into(), json!(step.discount_percent));
+        context.insert("discount_expires".into(), json!(expires.to_zoned(jiff::tz::TimeZone::UTC).date().to_string()));
+        // Created once; a retried step finds it and changes nothing.
+        if store.get(&code_key(&code)).await?.is_none() {
+            effects.ops.push(TransactOp::Put {
+                item: Item::new(
+                    &code_key(&code),
+                    json!({"contact_id": contact.id, "cart_id": cart_id, "step": number, "percent": step.discount_percent,
+                           "expires_at": expires.as_second(), "redeemed": false}),
+                ),
+                condition: Some(Condition::NotExists),
+            });
+            counters.add(Key::new(format!("AGG#{date}"), "discount_codes_issued#-#-".to_string()), "value", 1.0);
+        }
+        cart.codes.insert(number, code);
+    }
+    let key = format!("cart:{cart_id}:{}:step{number}", cart.activity);
+    let request = SendRequest {
+        idempotency_key: key,
+        contact_id: contact.id.clone(),
+        template: step.template.clone(),
+        channel: Channel::Email,
+        class: SendClass::Marketing,
+        priority: Priority::Cart,
+        context,
+        origin: SendOrigin::Cart { cart_id: cart_id.to_string(), step: number },
+        requested_at: now,
+    };
+    effects.due.push(DueItem {
+        id: format!("send:cart:{cart_id}:{}:{number}", cart.activity),
+        contact_id: contact.id.clone(),
+        due_at: now,
+        group: group(cart_id),
+        work: DueWork::Send { request },
+    });
+    cart.reminders_sent.push(number);
+    counters.add(Key::new(format!("AGG#{date}"), format!("cart_reminder#step{number}#-")), "value", 1.0);
+    put_cart(&mut effects, &mut cart, Some(previous));
+    Ok(effects)
+}
+
+/// A purchase naming a discount code redeems it once, if it is the buyer's and still valid.
+pub async fn redeem(
+    store: &dyn Store,
+    campaigns: &Campaigns,
+    event: &Event,
+    contact: &Contact,
+    counters: &mut Counters,
+) -> Result<Vec<TransactOp>, StoreError> {
+    let Some(code) = event.properties.get("discount_code").and_then(Value::as_str) else { return Ok(Vec::new()) };
+    let Some(item) = store.get(&code_key(code)).await? else { return Ok(Vec::new()) };
+    let valid = item.get_str("contact_id") == Some(contact.id.as_str())
+        && item.get("redeemed") == Some(&json!(false))
+        && item.get_i64("expires_at").is_some_and(|e| e >= event.occurred_at.as_second());
+    if !valid {
+        tracing::info!(contact_id = %contact.id, "a discount code was not redeemable (used, expired or not theirs)");
+        return Ok(Vec::new());
+    }
+    let revenue = event.properties.get("revenue").and_then(Value::as_f64).unwrap_or(0.0);
+    let percent = item.get_i64("percent").unwrap_or(0) as f64;
+    // Revenue is what was paid after the discount; the discount cost is what was given away.
+    let cost = event
+        .properties
+        .get("discount_amount")
+        .and_then(Value::as_f64)
+        .unwrap_or(revenue * percent / (100.0 - percent).max(1.0));
+    let date = crate::aggregates::day(event.occurred_at, &campaigns.settings);
+    counters.add(Key::new(format!("AGG#{date}"), "discount_codes_redeemed#-#-".to_string()), "value", 1.0);
+    counters.add(Key::new(format!("AGG#{date}"), "discount_cost#-#-".to_string()), "value", cost);
+    Ok(vec![TransactOp::Update {
+        key: code_key(code),
+        actions: vec![
+            voronka_domain::ports::UpdateAction::set("redeemed", true),
+            voronka_domain::ports::UpdateAction::set("redeemed_at", event.occurred_at.as_second()),
+            voronka_domain::ports::UpdateAction::set(
+                "order_id",
+                event.properties.get("order_id").cloned().unwrap_or(Value::Null),
+            ),
+        ],
+        condition: Some(Condition::equals("redeemed", false)),
+    }])
+}

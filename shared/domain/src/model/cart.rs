@@ -1,0 +1,216 @@
+//! Shopping carts, built from `add_to_cart`, `remove_from_cart`, `checkout_started` and `purchase`
+//! events, keyed by the shop's cart id. A person may have several carts.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CartItem {
+    pub sku: String,
+    pub name: String,
+    /// Unit price in major units of the cart's currency.
+    pub price: f64,
+    pub quantity: f64,
+    pub image: Option<String>,
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CartStatus {
+    Open,
+    Abandoned,
+    Purchased,
+    Emptied,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cart {
+    pub cart_id: String,
+    /// `<contact id>` or `anon:<anonymous id>` until the visitor identifies.
+    pub owner: String,
+    pub items: BTreeMap<String, CartItem>,
+    pub currency: Option<String>,
+    pub cart_url: Option<String>,
+    pub status: CartStatus,
+    pub created_at: Timestamp,
+    pub last_activity_at: Timestamp,
+    /// Bumped by every change; an idle check only counts if nothing happened since it was set.
+    pub activity: u64,
+    pub abandoned_at: Option<Timestamp>,
+    /// Reminder steps sent (1-based), and those skipped as stale.
+    #[serde(default)]
+    pub reminders_sent: Vec<u32>,
+    #[serde(default)]
+    pub reminders_skipped: Vec<u32>,
+    /// Discount codes issued, by step.
+    #[serde(default)]
+    pub codes: BTreeMap<u32, String>,
+    pub purchased_at: Option<Timestamp>,
+    /// The last reminder step before the purchase, when the purchase recovered the cart.
+    pub recovered_by_step: Option<u32>,
+    #[serde(default)]
+    pub version: u64,
+}
+
+fn text(properties: &Map<String, Value>, name: &str) -> Option<String> {
+    properties.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+fn number(properties: &Map<String, Value>, name: &str) -> Option<f64> {
+    properties.get(name).and_then(Value::as_f64)
+}
+
+impl Cart {
+    pub fn new(cart_id: &str, owner: &str, now: Timestamp) -> Cart {
+        Cart {
+            cart_id: cart_id.to_string(),
+            owner: owner.to_string(),
+            items: BTreeMap::new(),
+            currency: None,
+            cart_url: None,
+            status: CartStatus::Open,
+            created_at: now,
+            last_activity_at: now,
+            activity: 0,
+            abandoned_at: None,
+            reminders_sent: Vec::new(),
+            reminders_skipped: Vec::new(),
+            codes: BTreeMap::new(),
+            purchased_at: None,
+            recovered_by_step: None,
+            version: 0,
+        }
+    }
+
+    pub fn total(&self) -> f64 {
+        self.items.values().map(|i| i.price * i.quantity).sum()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.status, CartStatus::Purchased | CartStatus::Emptied)
+    }
+
+    /// Applies a cart event; returns whether the cart changed.
+    pub fn apply(&mut self, event_type: &str, properties: &Map<String, Value>, at: Timestamp) -> bool {
+        if self.is_closed() && event_type != "add_to_cart" {
+            return false;
+        }
+        if let Some(currency) = text(properties, "currency") {
+            self.currency = Some(currency);
+        }
+        if let Some(url) = text(properties, "cart_url") {
+            self.cart_url = Some(url);
+        }
+        match event_type {
+            "add_to_cart" => {
+                let Some(sku) = text(properties, "sku") else { return false };
+                if self.is_closed() {
+                    // A bought or emptied cart id reused by the shop starts over.
+                    let fresh = Cart::new(&self.cart_id, &self.owner, at);
+                    *self = Cart { version: self.version, ..fresh };
+                }
+                let quantity = number(properties, "quantity").unwrap_or(1.0);
+                let item = self.items.entry(sku.clone()).or_insert_with(|| CartItem {
+                    sku: sku.clone(),
+                    name: text(properties, "name").unwrap_or_else(|| sku.clone()),
+                    price: 0.0,
+                    quantity: 0.0,
+                    image: None,
+                    url: None,
+                });
+                item.quantity += quantity;
+                if let Some(price) = number(properties, "price") {
+                    item.price = price;
+                }
+                if let Some(name) = text(properties, "name") {
+                    item.name = name;
+                }
+                item.image = text(properties, "image").or(item.image.take());
+                item.url = text(properties, "url").or(item.url.take());
+            }
+            "remove_from_cart" => {
+                let Some(sku) = text(properties, "sku") else { return false };
+                let quantity = number(properties, "quantity");
+                if let Some(item) = self.items.get_mut(&sku) {
+                    match quantity {
+                        Some(q) if q < item.quantity => item.quantity -= q,
+                        _ => {
+                            self.items.remove(&sku);
+                        }
+                    }
+                }
+                if self.items.is_empty() {
+                    self.status = CartStatus::Emptied;
+                }
+            }
+            "checkout_started" => {}
+            "purchase" => {
+                self.status = CartStatus::Purchased;
+                self.purchased_at = Some(at);
+                self.recovered_by_step = self.reminders_sent.iter().max().copied();
+            }
+            _ => return false,
+        }
+        if at > self.last_activity_at {
+            self.last_activity_at = at;
+        }
+        if self.status == CartStatus::Abandoned && event_type != "purchase" {
+            // Back at the cart: the old sequence is over; a new idle period starts.
+            self.status = CartStatus::Open;
+            self.abandoned_at = None;
+        }
+        self.activity += 1;
+        true
+    }
+
+    /// The template values of a reminder: items with their prices, the total, the link back.
+    pub fn template_context(&self) -> Map<String, Value> {
+        let mut context = Map::new();
+        context.insert(
+            "items".into(),
+            Value::Array(
+                self.items
+                    .values()
+                    .map(|i| json!({"sku": i.sku, "name": i.name, "price": i.price, "quantity": i.quantity, "image": i.image, "url": i.url}))
+                    .collect(),
+            ),
+        );
+        context.insert("cart_total".into(), json!(self.total()));
+        if let Some(currency) = &self.currency {
+            context.insert("currency".into(), json!(currency));
+        }
+        if let Some(url) = &self.cart_url {
+            context.insert("cart_url".into(), json!(url));
+        }
+        context.insert("cart_id".into(), json!(self.cart_id));
+        context
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_cart_follows_its_events() {
+        let t = Timestamp::UNIX_EPOCH;
+        let mut cart = Cart::new("cart-1", "c_1", t);
+        cart.apply("add_to_cart", &props(json!({"sku": "A", "name": "Shoes", "price": 1990, "quantity": 2})), t);
+        cart.apply("add_to_cart", &props(json!({"sku": "B", "price": 500})), t);
+        assert_eq!(cart.total(), 4480.0);
+        cart.apply("remove_from_cart", &props(json!({"sku": "A", "quantity": 1})), t);
+        assert_eq!(cart.total(), 2490.0);
+        cart.apply("remove_from_cart", &props(json!({"sku": "A"})), t);
+        cart.apply("remove_from_cart", &props(json!({"sku": "B"})), t);
+        assert_eq!(cart.status, CartStatus::Emptied);
+        assert_eq!(cart.activity, 5);
+    }
+}
