@@ -68,7 +68,20 @@ events = {"Records": [
            "voronka-events"),
 ]}
 
-for folder, name, payload in [("sender", "sqs-send-requests.json", sends), ("trigger-evaluator", "sqs-events-and-ses-feedback.json", events)]:
+cart = {"Records": [
+    record(1, json.dumps({"event_id": "anon-7f3a:atc:1", "type": "add_to_cart", "contact": {"anonymous_id": "anon-7f3a"},
+        "occurred_at": "2026-11-22T10:00:00Z", "received_at": "2026-11-22T10:00:01Z",
+        "properties": {"cart_id": "cart-1001", "sku": "SH-42", "name": "Trail shoes", "price": 7990, "quantity": 1,
+                       "currency": "RUB", "image": "https://shop.example/img/sh-42.jpg", "cart_url": "https://shop.example/cart/1001"},
+        "trusted": False}), "voronka-events"),
+    record(2, json.dumps({"event_id": "due:cart-idle:cart-1001:1", "type": "cart_idle", "contact": {"contact_id": "anon:anon-7f3a"},
+        "occurred_at": "2026-11-22T11:00:00Z", "received_at": "2026-11-22T11:00:05Z",
+        "properties": {"cart_id": "cart-1001", "activity": 1}, "trusted": True}), "voronka-events"),
+]}
+
+for folder, name, payload in [("sender", "sqs-send-requests.json", sends),
+                              ("trigger-evaluator", "sqs-events-and-ses-feedback.json", events),
+                              ("trigger-evaluator", "sqs-cart-events.json", cart)]:
     os.makedirs(os.path.join(HERE, folder), exist_ok=True)
     with open(os.path.join(HERE, folder, name), "w") as f:
         json.dump(payload, f, indent=2, ensure_ascii=False)

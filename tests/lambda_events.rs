@@ -133,3 +133,18 @@ async fn the_scheduler_sample_event_runs_a_dispatch() {
         "the cursor records the run"
     );
 }
+
+#[tokio::test]
+async fn the_cart_sample_batch_builds_and_abandons_a_cart() {
+    let t = TestStack::new();
+    let deliveries = sqs_batch("trigger-evaluator/sqs-cart-events.json")
+        .into_iter()
+        .map(|(message_id, body)| trigger_evaluator::Delivery { message_id, body })
+        .collect();
+    assert!(trigger_evaluator::process_batch(&t.stack.evaluator, deliveries).await.is_empty());
+    let cart =
+        trigger_evaluator::carts::load(t.stack.state.store.as_ref(), "cart-1001").await.unwrap().expect("a cart");
+    assert_eq!(cart.owner, "anon:anon-7f3a");
+    assert_eq!(cart.status, voronka_domain::model::CartStatus::Abandoned, "idle since its only activity");
+    assert_eq!(cart.total(), 7990.0);
+}

@@ -5,7 +5,8 @@
 //! newsletter or consultation form (as JSON clients or as browsers posting HTML forms), some come
 //! back and submit again with their address spelled differently, bots trip the honeypot or fill
 //! too fast, people mistype, and the shop back end reports purchases (signed, sometimes twice).
-//! At the end the demo checks that every acknowledged lead is stored exactly once.
+//! At the end the demo checks that every acknowledged lead is stored exactly once, and that every
+//! other contact is a buyer the shop reported.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -66,11 +67,28 @@ pub struct DemoReport {
     /// Emails sent, by template.
     pub emails_by_template: BTreeMap<String, u64>,
     pub scheduler_runs: usize,
+    pub carts: CartReport,
     pub contacts_by_channel: BTreeMap<String, usize>,
     pub requests: usize,
     pub wall_time_ms: u128,
     pub mean_request_micros: u128,
 }
+
+#[derive(Debug, Default, Serialize)]
+pub struct CartReport {
+    pub carts_started: u64,
+    pub abandoned: u64,
+    pub reminders_by_step: BTreeMap<String, u64>,
+    pub steps_skipped_as_stale: u64,
+    pub recovered: u64,
+    pub recovered_revenue: f64,
+    pub codes_issued: u64,
+    pub codes_redeemed: u64,
+    pub discount_cost: f64,
+}
+
+/// A purchase the simulation will make later: (when, email, cart, revenue, use the step-3 code).
+type PlannedPurchase = (Timestamp, String, String, f64, bool);
 
 #[derive(Debug, Default, Serialize)]
 pub struct JourneyReport {
@@ -121,6 +139,24 @@ struct Driver {
 }
 
 impl Driver {
+    /// The shop back end reports a cart bought, with the personal code when the buyer uses it.
+    async fn buy(&mut self, stack: &Stack, email: &str, cart_id: &str, total: f64, use_code: bool) -> Result<()> {
+        let code = if use_code {
+            let cart = trigger_evaluator::carts::load(stack.state.store.as_ref(), cart_id).await?;
+            cart.and_then(|c| c.codes.values().next().cloned())
+        } else {
+            None
+        };
+        let revenue = if code.is_some() { (total * 0.9).round() } else { total };
+        let mut properties =
+            json!({"order_id": format!("order-{cart_id}"), "revenue": revenue, "currency": "RUB", "cart_id": cart_id});
+        if let Some(code) = code {
+            properties["discount_code"] = json!(code);
+        }
+        let event = json!({"event_id": format!("order-{cart_id}:purchase"), "type": "purchase", "email": email, "properties": properties});
+        self.send_events(vec![event], IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)), true).await
+    }
+
     /// Follows the confirmation link of most new opt-in emails, as people do.
     async fn follow_confirmations(&mut self, outbox: &std::path::Path, rng: &mut StdRng) -> Result<()> {
         let mut files: Vec<String> = std::fs::read_dir(outbox)?
@@ -340,6 +376,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     // Spread arrivals over the simulated period.
     let step_seconds = (i64::from(options.days) * 86_400 / options.visitors.max(1) as i64).max(1);
     let mut returning: Vec<(usize, Visitor)> = Vec::new();
+    let mut planned: Vec<PlannedPurchase> = Vec::new();
     let mut buyers: Vec<String> = Vec::new();
     for index in 0..options.visitors {
         clock.advance(SignedDuration::from_secs(rng.random_range(step_seconds / 2..=step_seconds * 3 / 2)));
@@ -378,6 +415,41 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         driver.send_events(events.clone(), visitor.ip, false).await?;
         if rng.random_bool(0.05) {
             driver.send_events(events, visitor.ip, false).await?;
+        }
+
+        // Shopping: a cart, and a purchase before, during or after the reminder sequence, or never.
+        let now = voronka_domain::ports::Clock::now(clock.as_ref());
+        if rng.random_bool(0.25) {
+            let cart_id = format!("cart-{index}");
+            let items = rng.random_range(1..=3);
+            let mut total = 0.0;
+            let mut cart_events = Vec::new();
+            for n in 0..items {
+                let price = f64::from(rng.random_range(5..=150) * 100 - 10);
+                total += price;
+                cart_events.push(json!({"event_id": format!("{cart_id}:atc:{n}"), "type": "add_to_cart",
+                    "anonymous_id": visitor.anonymous_id, "properties": {"cart_id": cart_id, "sku": format!("SKU-{}", rng.random_range(100..999)),
+                    "name": format!("{} item {n}", category), "price": price, "quantity": 1, "currency": "RUB",
+                    "cart_url": format!("https://shop.example/cart/{cart_id}")}}));
+            }
+            driver.send_events(cart_events, visitor.ip, false).await?;
+            driver.report.carts.carts_started += 1;
+            let roll: f64 = rng.random();
+            let after = |minutes: i64| now + SignedDuration::from_mins(minutes);
+            let plan = if roll < 0.3 {
+                Some((after(rng.random_range(5..50)), false))
+            } else if roll < 0.45 {
+                Some((after(rng.random_range(90..1400)), false))
+            } else if roll < 0.55 {
+                Some((after(rng.random_range(1500..4200)), false))
+            } else if roll < 0.62 {
+                Some((after(rng.random_range(4400..8000)), true))
+            } else {
+                None
+            };
+            if let Some((at, use_code)) = plan {
+                planned.push((at, visitor.email.clone(), cart_id, total, use_code));
+            }
         }
 
         // Forms.
@@ -456,6 +528,12 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         crate::workers::tick(&stack).await?;
         driver.report.scheduler_runs += 1;
         driver.follow_confirmations(stack.outbox.dir(), &mut rng).await?;
+        let now = voronka_domain::ports::Clock::now(clock.as_ref());
+        let (due, later): (Vec<_>, Vec<_>) = planned.into_iter().partition(|p| p.0 <= now);
+        planned = later;
+        for (_, email, cart_id, total, use_code) in due {
+            driver.buy(&stack, &email, &cart_id, total, use_code).await?;
+        }
 
         // The shop back end reports purchases, signed; its retries deliver some twice.
         if !buyers.is_empty() && rng.random_bool(0.3) {
@@ -481,12 +559,20 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     }
 
     let contacts = ContactRepository::new(stack.state.store.as_ref()).list_all().await?;
-    let stored: BTreeSet<String> =
-        contacts.iter().filter_map(|c| c.email.as_ref().map(|e| e.identity().to_string())).collect();
-    if stored != driver.acknowledged {
-        let lost = driver.acknowledged.difference(&stored).count();
-        let extra = stored.difference(&driver.acknowledged).count();
-        bail!("invariant broken: {lost} acknowledged leads are missing and {extra} contacts were never acknowledged");
+    // Every lead the API acknowledged is stored; every other contact is a buyer the shop reported.
+    let from_forms: BTreeSet<String> = contacts
+        .iter()
+        .filter(|c| !c.form_submissions.is_empty())
+        .filter_map(|c| c.email.as_ref().map(|e| e.identity().to_string()))
+        .collect();
+    let unexplained = contacts.iter().filter(|c| c.form_submissions.is_empty() && c.orders.orders == 0).count();
+    if from_forms != driver.acknowledged || unexplained > 0 {
+        let lost = driver.acknowledged.difference(&from_forms).count();
+        let extra = from_forms.difference(&driver.acknowledged).count();
+        bail!(
+            "invariant broken: {lost} acknowledged leads are missing, {extra} form contacts were never acknowledged, \
+             {unexplained} contacts are neither"
+        );
     }
     let mut report = driver.report;
     report.contacts_stored = contacts.len();
@@ -515,17 +601,32 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         report.journeys.insert(journey.clone(), summary);
     }
     let mut day = start;
+    let mut totals: BTreeMap<String, f64> = BTreeMap::new();
     while day <= voronka_domain::ports::Clock::now(clock.as_ref()) {
         let date = trigger_evaluator::aggregates::day(day, &stack.state.campaigns.settings);
         for row in store.query(Query::partition(Index::Table, format!("AGG#{date}"))).await?.items {
-            let sk = row.get_str("sk").unwrap_or_default();
+            let sk = row.get_str("sk").unwrap_or_default().to_string();
+            let value = row.get("value").and_then(|v| v.as_f64()).unwrap_or(0.0);
             if let Some(rest) = sk.strip_prefix("email_sent#") {
                 let template = rest.split('#').next().unwrap_or("-").to_string();
-                *report.emails_by_template.entry(template).or_default() += row.get_i64("value").unwrap_or(0) as u64;
+                *report.emails_by_template.entry(template).or_default() += value as u64;
             }
+            *totals.entry(sk.trim_end_matches("#-#-").trim_end_matches("#-").to_string()).or_default() += value;
         }
         day += SignedDuration::from_hours(24);
     }
+    let total = |name: &str| totals.get(name).copied().unwrap_or(0.0);
+    let carts = &mut report.carts;
+    carts.abandoned = total("carts_abandoned") as u64;
+    for step in 1..=stack.state.campaigns.settings.carts.steps.len() {
+        carts.reminders_by_step.insert(format!("step{step}"), total(&format!("cart_reminder#step{step}")) as u64);
+        carts.recovered += total(&format!("cart_recovered#step{step}")) as u64;
+        carts.recovered_revenue += total(&format!("cart_recovered_revenue#step{step}"));
+        carts.steps_skipped_as_stale += total(&format!("cart_step_skipped#step{step}")) as u64;
+    }
+    carts.codes_issued = total("discount_codes_issued") as u64;
+    carts.codes_redeemed = total("discount_codes_redeemed") as u64;
+    carts.discount_cost = total("discount_cost");
     report.events_queued = stack.embedded.queue.depth(QueueName::Events).await?;
     report.wall_time_ms = started.elapsed().as_millis();
     report.mean_request_micros = driver.request_micros / report.requests.max(1) as u128;
@@ -548,7 +649,7 @@ impl DemoReport {
         println!("  rejected as invalid (400)    {:>7}", self.rejected_invalid);
         println!("  rate limited (429)           {:>7}", self.rate_limited);
         println!(
-            "  contacts stored              {:>7}  (every acknowledged lead, once: checked)",
+            "  contacts stored              {:>7}  (every acknowledged lead once, and buyers the shop reported: checked)",
             self.contacts_stored
         );
         println!("  sends still queued           {:>7}", self.confirmations_queued);
@@ -569,6 +670,19 @@ impl DemoReport {
                 j.entries_treatment, j.entries_holdout, j.exits, j.conversions_treatment, j.conversions_holdout
             );
         }
+        let c = &self.carts;
+        println!("Abandoned carts");
+        println!("  carts started                {:>7}", c.carts_started);
+        println!("  abandoned                    {:>7}", c.abandoned);
+        for (step, n) in &c.reminders_by_step {
+            println!("  reminders due, {step:<13} {n:>7}  (sent when consent allows)");
+        }
+        println!("  steps skipped as stale       {:>7}", c.steps_skipped_as_stale);
+        println!("  recovered carts              {:>7}  ({:.0} ₽ revenue)", c.recovered, c.recovered_revenue);
+        println!(
+            "  codes issued / redeemed      {:>7} / {}  ({:.0} ₽ discount cost)",
+            c.codes_issued, c.codes_redeemed, c.discount_cost
+        );
         println!("Emails sent by template");
         for (template, n) in &self.emails_by_template {
             println!("  {template:<28} {n:>7}");

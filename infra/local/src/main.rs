@@ -37,7 +37,7 @@ enum Command {
     Demo {
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 1000)]
         visitors: usize,
         #[arg(long, default_value_t = 14)]
         days: u32,
