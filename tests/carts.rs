@@ -4,39 +4,19 @@
 
 mod support;
 
-use axum::body::Body;
-use http::{Request, StatusCode, header};
+use http::StatusCode;
 use serde_json::{Value, json};
 use support::inprocess::TestStack;
 use voronka_domain::ports::Key;
-use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, sign_body};
 use voronka_local::outbox;
 use voronka_local::workers::{drain, tick};
 
 async fn customer(t: &TestStack, email: &str) -> String {
-    let answer = t
-        .submit_json(
-            "consultation",
-            json!({"name": "Cart Person", "email": email, "phone": "+79990001122", "company_size": "1-10", "consent": true,
-                   "time_zone": "Europe/Moscow", "locale": "en"}),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
-    tick(&t.stack).await.unwrap();
-    answer.json()["contact_id"].as_str().unwrap().to_string()
+    t.consented_contact(email, json!({"locale": "en"})).await
 }
 
 async fn events(t: &TestStack, events: Vec<Value>, signed: bool) {
-    let body = json!({ "events": events }).to_string();
-    let mut request = Request::post("/v1/events").header(header::CONTENT_TYPE, "application/json");
-    if signed {
-        request =
-            request.header(EVENTS_SIGNATURE_HEADER, sign_body(&t.stack.state.secrets.events_key, body.as_bytes()));
-    }
-    let answer = t.send_from(request.body(Body::from(body)).unwrap(), "203.0.113.10").await;
-    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
-    assert_eq!(answer.json()["rejected"], 0, "{}", answer.text);
-    drain(&t.stack).await.unwrap();
+    t.post_events(events, signed).await;
 }
 
 async fn add_to_cart(t: &TestStack, contact: &str, cart: &str, sku: &str, price: f64) {

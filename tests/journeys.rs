@@ -5,8 +5,6 @@
 
 mod support;
 
-use axum::body::Body;
-use http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use support::inprocess::TestStack;
 use voronka_domain::journeys::definition::in_holdout;
@@ -24,33 +22,15 @@ async fn waiting_in(t: &TestStack, contact: &str, journey: &str) -> usize {
 }
 use voronka_domain::repo::due::pending_for;
 use voronka_domain::repo::journey_state::{Group, RunStatus, load_all};
-use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, sign_body};
 use voronka_local::outbox;
 use voronka_local::workers::tick;
 
 async fn subscribe(t: &TestStack, email: &str) -> String {
-    let answer = t
-        .submit_json(
-            "consultation",
-            json!({"name": "Test Person", "email": email, "phone": "+79990001122", "company_size": "1-10", "consent": true,
-                   "time_zone": "Europe/Moscow", "utm_source": "vk", "utm_campaign": "autumn"}),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
-    tick(&t.stack).await.unwrap();
-    answer.json()["contact_id"].as_str().unwrap().to_string()
+    t.consented_contact(email, json!({"utm_source": "vk", "utm_campaign": "autumn"})).await
 }
 
 async fn send_events(t: &TestStack, events: Vec<Value>, signed: bool) {
-    let body = json!({ "events": events }).to_string();
-    let mut request = Request::post("/v1/events").header(header::CONTENT_TYPE, "application/json");
-    if signed {
-        request =
-            request.header(EVENTS_SIGNATURE_HEADER, sign_body(&t.stack.state.secrets.events_key, body.as_bytes()));
-    }
-    let answer = t.send_from(request.body(Body::from(body)).unwrap(), "203.0.113.10").await;
-    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
-    assert_eq!(answer.json()["rejected"], 0, "{}", answer.text);
+    t.post_events(events, signed).await;
     tick(&t.stack).await.unwrap();
 }
 
@@ -93,15 +73,7 @@ async fn state(
 async fn subscribe_in_group(t: &TestStack, prefix: &str, journey: &str, holdout: bool) -> String {
     for i in 0..200 {
         let email = format!("{prefix}{i}@example.com");
-        let probe = t
-            .submit_json(
-                "consultation",
-                json!({"name": "P", "email": email, "phone": "+79990001122",
-            "company_size": "1-10", "consent": true, "time_zone": "Europe/Moscow"}),
-            )
-            .await;
-        let id = probe.json()["contact_id"].as_str().unwrap().to_string();
-        tick(&t.stack).await.unwrap();
+        let id = t.consented_contact(&email, json!({})).await;
         if in_holdout(&id, journey, 5.0) == holdout {
             return id;
         }

@@ -48,7 +48,7 @@ fn sqs_batch(path: &str) -> Vec<(String, String)> {
 }
 
 async fn sample_contact(t: &TestStack, email: &str) -> voronka_domain::model::Contact {
-    use voronka_domain::model::{Channel, ConsentReceipt, Contact, EmailAddress};
+    use voronka_domain::model::{ConsentReceipt, Contact, EmailAddress};
     let now = voronka_domain::ports::Clock::now(t.clock.as_ref());
     let repo = voronka_domain::repo::ContactRepository::new(t.stack.state.store.as_ref());
     let (contact, _) = repo
@@ -56,20 +56,7 @@ async fn sample_contact(t: &TestStack, email: &str) -> voronka_domain::model::Co
             &EmailAddress::parse(email).unwrap(),
             now,
             || Contact::new("c_sample".into(), now, "ru".into(), "Europe/Moscow".into()),
-            |c| {
-                c.record_consent(ConsentReceipt {
-                    id: "r1".into(),
-                    channel: Channel::Email,
-                    granted: true,
-                    at: now,
-                    form_id: None,
-                    ip: None,
-                    user_agent: None,
-                    text_version: "v1".into(),
-                    double_opt_in: false,
-                    submission_id: None,
-                })
-            },
+            |c| c.record_consent(ConsentReceipt::granted("r1", now, "v1", false)),
         )
         .await
         .unwrap();

@@ -36,7 +36,7 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]
     echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
-export MOTO_SERVER="$VENV/bin/moto_server"
+export VORONKA_TOOLS_PYTHON="$VENV/bin/python"
 for tool in moto_server cfn-lint sam cargo-lambda; do
     [[ -x "$VENV/bin/$tool" ]] || fail "$tool is missing from $VENV/bin after installation."
 done

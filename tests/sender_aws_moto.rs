@@ -64,18 +64,7 @@ async fn five_deliveries_two_concurrent_make_exactly_one_ses_call() {
             || Contact::new("c_moto1".into(), now, "ru".into(), "Europe/Moscow".into()),
             |c| {
                 c.first_name = Some("Анна".into());
-                c.record_consent(ConsentReceipt {
-                    id: "r1".into(),
-                    channel: Channel::Email,
-                    granted: true,
-                    at: now,
-                    form_id: None,
-                    ip: None,
-                    user_agent: None,
-                    text_version: "v1".into(),
-                    double_opt_in: false,
-                    submission_id: None,
-                });
+                c.record_consent(ConsentReceipt::granted("r1", now, "v1", false));
             },
         )
         .await

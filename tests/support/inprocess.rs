@@ -85,6 +85,34 @@ impl TestStack {
         self.send(request).await
     }
 
+    /// Posts events as the shop would (signed) or a browser (unsigned); all must be accepted.
+    /// The evaluator then handles them, as its queue consumer would.
+    pub async fn post_events(&self, events: Vec<Value>, signed: bool) {
+        let body = serde_json::json!({ "events": events }).to_string();
+        let mut request = Request::post("/v1/events").header(header::CONTENT_TYPE, "application/json");
+        if signed {
+            let signature = voronka_domain::signing::sign_body(&self.stack.state.secrets.events_key, body.as_bytes());
+            request = request.header(voronka_domain::signing::EVENTS_SIGNATURE_HEADER, signature);
+        }
+        let answer = self.send_from(request.body(Body::from(body)).unwrap(), "203.0.113.10").await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+        assert_eq!(answer.json()["rejected"], 0, "{}", answer.text);
+        voronka_local::workers::drain(&self.stack).await.unwrap();
+    }
+
+    /// A contact with marketing consent (the single opt-in consultation form), with `extra` fields.
+    pub async fn consented_contact(&self, email: &str, extra: Value) -> String {
+        let mut fields = serde_json::json!({"name": "Test Person", "email": email, "phone": "+79990001122",
+            "company_size": "1-10", "consent": true, "time_zone": "Europe/Moscow"});
+        for (name, value) in extra.as_object().cloned().unwrap_or_default() {
+            fields[name] = value;
+        }
+        let answer = self.submit_json("consultation", fields).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        voronka_local::workers::tick(&self.stack).await.unwrap();
+        answer.json()["contact_id"].as_str().unwrap().to_string()
+    }
+
     /// Everything waiting on a queue, removed from it.
     pub async fn drain(&self, queue: QueueName) -> Vec<String> {
         let mut bodies = Vec::new();

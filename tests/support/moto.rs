@@ -1,7 +1,8 @@
-//! Starts one `moto_server` per test binary on a free loopback port, and builds AWS adapters and
+//! Starts one moto server per test binary on a free loopback port (`tests/moto_server.py`, moto
+//! with DynamoDB requests serialised as DynamoDB makes them atomic), and builds AWS adapters and
 //! resources (table with its index, queues with dead-letter queues) against it.
 //!
-//! A missing `moto_server` is a failure with a message saying how to install it, never a skip.
+//! A missing moto is a failure with a message saying how to install it, never a skip.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -17,15 +18,16 @@ use aws_sdk_sqs::types::QueueAttributeName;
 
 static ENDPOINT: OnceLock<String> = OnceLock::new();
 
-fn moto_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("MOTO_SERVER") {
+/// The Python of the tools virtual environment, where moto is installed.
+fn tools_python() -> PathBuf {
+    if let Ok(path) = std::env::var("VORONKA_TOOLS_PYTHON") {
         return PathBuf::from(path);
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/moto_server");
-    if venv.exists() {
-        return venv;
-    }
-    PathBuf::from("moto_server")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/python")
+}
+
+fn launcher() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/moto_server.py")
 }
 
 /// The endpoint of this test binary's moto server, starting it on first use.
@@ -33,13 +35,17 @@ pub fn endpoint() -> String {
     ENDPOINT
         .get_or_init(|| {
             let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-            let binary = moto_binary();
+            let binary = tools_python();
             let (sender, receiver) = std::sync::mpsc::channel();
             // The server is started from a thread that lives as long as the test binary, and asks the
             // kernel to stop it when that thread's process ends, so no server outlives the tests.
             std::thread::spawn(move || {
                 let mut command = Command::new(&binary);
-                command.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+                command
+                    .arg(launcher())
+                    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
                 #[cfg(target_os = "linux")]
                 unsafe {
                     use std::os::unix::process::CommandExt;
@@ -56,8 +62,8 @@ pub fn endpoint() -> String {
                     Err(e) => {
                         sender
                             .send(Err(format!(
-                                "cannot start moto_server ({}): {e}. Run ./tests/run.sh, which installs it into .tools/venv, \
-                                 or set MOTO_SERVER to its path.",
+                                "cannot start moto ({} tests/moto_server.py): {e}. Run ./tests/run.sh, which installs \
+                                 moto into .tools/venv, or set VORONKA_TOOLS_PYTHON to a Python that has moto[server].",
                                 binary.display()
                             )))
                             .ok();
@@ -71,7 +77,11 @@ pub fn endpoint() -> String {
             let endpoint = format!("http://127.0.0.1:{port}");
             let deadline = Instant::now() + Duration::from_secs(60);
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "moto_server did not start listening on {endpoint} within 60 s");
+                assert!(
+                    Instant::now() < deadline,
+                    "moto did not start listening on {endpoint} within 60 s (is moto[server] installed for {}?)",
+                    tools_python().display()
+                );
                 std::thread::sleep(Duration::from_millis(100));
             }
             endpoint

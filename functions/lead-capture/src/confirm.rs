@@ -6,12 +6,11 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use voronka_domain::model::{Channel, ContactRef, Event};
-use voronka_domain::ports::{OutgoingMessage, QueueName};
+use voronka_domain::model::{Channel, Event};
 use voronka_domain::repo::{ContactRepository, RepoError};
 use voronka_domain::signing::TokenError;
 
-use crate::submissions::enqueue;
+use crate::submissions::enqueue_event;
 use crate::{AppState, CONFIRM_TOKEN_PURPOSE, pages};
 
 pub async fn confirm(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
@@ -77,17 +76,10 @@ pub async fn confirm(State(state): State<AppState>, Query(query): Query<HashMap<
     // crash after the update above is healed by the person clicking again.
     let mut properties = Map::new();
     properties.insert("receipt_id".into(), Value::String(receipt_id.to_string()));
-    let event = Event {
-        event_id: format!("optin:{contact_id}:{receipt_id}:confirmed"),
-        event_type: "optin_confirmed".into(),
-        contact: ContactRef { contact_id: Some(contact.id.clone()), ..Default::default() },
-        occurred_at: consent.confirmed_at.unwrap_or(now),
-        received_at: now,
-        properties,
-        trusted: true,
-    };
-    let message = OutgoingMessage::new("0", serde_json::to_string(&event).expect("events serialise"));
-    if let Err(error) = enqueue(&state, QueueName::Events, vec![message]).await {
+    let event_id = format!("optin:{contact_id}:{receipt_id}:confirmed");
+    let occurred_at = consent.confirmed_at.unwrap_or(now);
+    let event = Event::internal(event_id, "optin_confirmed", &contact.id, occurred_at, now, properties);
+    if let Err(error) = enqueue_event(&state, &event).await {
         return error.into_response();
     }
     tracing::info!(contact_id = %contact.id, newly_confirmed, "subscription confirmed");

@@ -428,6 +428,12 @@ fn submission_events(
         .collect()
 }
 
+/// Puts one of Voronka's own events on the `events` queue.
+pub(crate) async fn enqueue_event(state: &AppState, event: &Event) -> Result<(), ApiError> {
+    let message = OutgoingMessage::new("0", serde_json::to_string(event).expect("events serialise"));
+    enqueue(state, QueueName::Events, vec![message]).await
+}
+
 /// Puts messages on a queue; any message refused makes the whole request retryable.
 pub(crate) async fn enqueue(
     state: &AppState,

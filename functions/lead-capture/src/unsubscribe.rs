@@ -10,12 +10,11 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use voronka_domain::model::{Channel, ConsentReceipt, ContactRef, Event, SuppressionReason};
-use voronka_domain::ports::{OutgoingMessage, QueueName};
+use voronka_domain::model::{Channel, ConsentReceipt, Event, SuppressionReason};
 use voronka_domain::repo::{ContactRepository, RepoError};
 use voronka_domain::signing::{UNSUBSCRIBE_TOKEN_PURPOSE, VerifiedToken};
 
-use crate::submissions::enqueue;
+use crate::submissions::enqueue_event;
 use crate::{AppState, pages};
 
 /// The token and what it says, or the reason it cannot be used.
@@ -75,17 +74,9 @@ pub async fn unsubscribe(State(state): State<AppState>, Query(query): Query<Hash
     let since = contact.suppressions.get(&SuppressionReason::Unsubscribed).copied().unwrap_or(now);
     let mut properties = Map::new();
     properties.insert("source".into(), Value::String("unsubscribe_link".into()));
-    let event = Event {
-        event_id: format!("unsub:{}:{}", contact.id, since.as_second()),
-        event_type: "unsubscribed".into(),
-        contact: ContactRef { contact_id: Some(contact.id.clone()), ..Default::default() },
-        occurred_at: since,
-        received_at: now,
-        properties,
-        trusted: true,
-    };
-    let message = OutgoingMessage::new("0", serde_json::to_string(&event).expect("events serialise"));
-    if let Err(error) = enqueue(&state, QueueName::Events, vec![message]).await {
+    let event_id = format!("unsub:{}:{}", contact.id, since.as_second());
+    let event = Event::internal(event_id, "unsubscribed", &contact.id, since, now, properties);
+    if let Err(error) = enqueue_event(&state, &event).await {
         return error.into_response();
     }
     tracing::info!(contact_id = %contact.id, "unsubscribed");

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::campaigns::templates::TemplateSet;
-use voronka_domain::model::{Contact, ContactRef, Event, Priority, SendClass, SendRequest};
+use voronka_domain::model::{Contact, Event, Priority, SendClass, SendRequest};
 use voronka_domain::ports::{
     Clock, MAX_DELAY, MailError, Mailer, OutgoingEmail, OutgoingMessage, Queue, QueueName, Store, send_all,
 };
@@ -340,15 +340,8 @@ async fn emit_sent(deps: &SenderDeps, request: &SendRequest, message_id: &str, n
     properties.insert("idempotency_key".into(), json!(request.idempotency_key));
     properties.insert("class".into(), json!(request.class));
     properties.insert("origin".into(), serde_json::to_value(&request.origin).unwrap_or(Value::Null));
-    let event = Event {
-        event_id: format!("sent:{}", request.idempotency_key),
-        event_type: "email_sent".into(),
-        contact: ContactRef { contact_id: Some(request.contact_id.clone()), ..Default::default() },
-        occurred_at: now,
-        received_at: now,
-        properties,
-        trusted: true,
-    };
+    let event_id = format!("sent:{}", request.idempotency_key);
+    let event = Event::internal(event_id, "email_sent", &request.contact_id, now, now, properties);
     let message = OutgoingMessage::new("0", serde_json::to_string(&event).expect("events serialise"));
     // The email went out and the ledger says so; a lost `email_sent` only costs a counter.
     if let Err(error) = send_all(deps.queue.as_ref(), QueueName::Events, vec![message]).await {

@@ -14,7 +14,7 @@ use serde_json::json;
 use trigger_evaluator::EvaluatorDeps;
 use trigger_evaluator::engine::{Decision, decide};
 use voronka_domain::campaigns::{Campaigns, SourceFile};
-use voronka_domain::model::{Channel, ConsentReceipt, Contact, ContactRef, EmailAddress, Event};
+use voronka_domain::model::{ConsentReceipt, Contact, ContactRef, EmailAddress, Event};
 use voronka_domain::ports::SimulatedClock;
 use voronka_domain::repo::ContactRepository;
 use voronka_embedded::Embedded;
@@ -52,18 +52,7 @@ fn campaigns_with_56_journeys() -> Campaigns {
 fn subscriber(now: Timestamp) -> Contact {
     let mut contact = Contact::new("c_bench".into(), now, "ru".into(), "Europe/Moscow".into());
     contact.email = Some(EmailAddress::parse("bench@example.com").unwrap());
-    contact.record_consent(ConsentReceipt {
-        id: "r".into(),
-        channel: Channel::Email,
-        granted: true,
-        at: now,
-        form_id: None,
-        ip: None,
-        user_agent: None,
-        text_version: "v".into(),
-        double_opt_in: false,
-        submission_id: None,
-    });
+    contact.record_consent(ConsentReceipt::granted("r", now, "v", false));
     contact.active_days = 3;
     contact
 }

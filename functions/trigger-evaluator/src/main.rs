@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use trigger_evaluator::{Delivery, EvaluatorDeps};
-use voronka_aws::{DynamoStore, QueueUrls, SqsQueue, required_env, sdk_config};
+use voronka_aws::{DynamoStore, QueueUrls, SqsQueue, lambda_sqs, required_env, sdk_config};
 use voronka_domain::ports::SystemClock;
 
 #[tokio::main]
@@ -28,23 +28,11 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let deps = deps.clone();
         async move {
-            let deliveries = event
-                .payload
-                .records
+            let deliveries = lambda_sqs::records(event.payload)
                 .into_iter()
-                .map(|r| Delivery { message_id: r.message_id.unwrap_or_default(), body: r.body.unwrap_or_default() })
+                .map(|(message_id, body)| Delivery { message_id, body })
                 .collect();
-            let failed = trigger_evaluator::process_batch(&deps, deliveries).await;
-            let mut response = SqsBatchResponse::default();
-            response.batch_item_failures = failed
-                .into_iter()
-                .map(|id| {
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id;
-                    failure
-                })
-                .collect();
-            Ok::<_, Error>(response)
+            Ok::<_, Error>(lambda_sqs::batch_response(trigger_evaluator::process_batch(&deps, deliveries).await))
         }
     }))
     .await

@@ -4,6 +4,7 @@
 //! demo and benchmarks can report calls per lead, event and email.
 
 mod dynamo;
+pub mod lambda_sqs;
 mod secrets;
 mod ses;
 mod sqs;

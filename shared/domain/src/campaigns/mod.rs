@@ -67,7 +67,8 @@ pub struct Campaigns {
 }
 
 impl Campaigns {
-    /// Parses and checks every file; `settings.toml` is required, forms live under `forms/`.
+    /// Parses and checks every file: `settings.toml` (required), `forms/`, `templates/` and `journeys/`,
+    /// and the references between them.
     pub fn load(files: &[SourceFile]) -> Result<Campaigns, CampaignErrors> {
         let mut errors = Vec::new();
         let settings = match files.iter().find(|f| f.path == "settings.toml") {
@@ -88,64 +89,26 @@ impl Campaigns {
                 None
             }
         };
-        let mut forms = BTreeMap::new();
-        for file in files.iter().filter(|f| f.path.starts_with("forms/") && f.path.ends_with(".toml")) {
-            match FormDefinition::parse(&file.path, &file.text) {
-                Ok(form) => {
-                    let expected = file.path.trim_start_matches("forms/").trim_end_matches(".toml");
-                    if form.id != expected {
-                        errors.push(CampaignError {
-                            file: file.path.clone(),
-                            line: line_of_key(&file.text, "id"),
-                            field: "id".into(),
-                            message: format!("must match the file name `{expected}`"),
-                        });
-                    }
-                    forms.insert(form.id.clone(), form);
-                }
-                Err(mut e) => errors.append(&mut e),
-            }
-        }
-        let mut templates = BTreeMap::new();
+        let forms =
+            load_folder(files, "forms", &mut errors, |file| FormDefinition::parse(&file.path, &file.text), |f| &f.id);
         let default_locale = settings.as_ref().map_or("en", |s| s.default_locale.as_str()).to_string();
-        for file in files.iter().filter(|f| f.path.starts_with("templates/") && f.path.ends_with(".toml")) {
-            match TemplateDefinition::parse(&file.path, &file.text, &default_locale) {
-                Ok(template) => {
-                    let expected = file.path.trim_start_matches("templates/").trim_end_matches(".toml");
-                    if template.id != expected {
-                        errors.push(CampaignError {
-                            file: file.path.clone(),
-                            line: line_of_key(&file.text, "id"),
-                            field: "id".into(),
-                            message: format!("must match the file name `{expected}`"),
-                        });
-                    }
-                    templates.insert(template.id.clone(), template);
-                }
-                Err(mut e) => errors.append(&mut e),
-            }
-        }
+        let templates = load_folder(
+            files,
+            "templates",
+            &mut errors,
+            |file| TemplateDefinition::parse(&file.path, &file.text, &default_locale),
+            |t| &t.id,
+        );
         let template_ids: std::collections::BTreeSet<String> = templates.keys().cloned().collect();
         let segment_ids: std::collections::BTreeSet<String> =
             settings.as_ref().map(|s| s.segments.definitions.keys().cloned().collect()).unwrap_or_default();
-        let mut journeys = BTreeMap::new();
-        for file in files.iter().filter(|f| f.path.starts_with("journeys/") && f.path.ends_with(".toml")) {
-            match crate::journeys::Journey::parse(&file.path, &file.text, &template_ids, &segment_ids) {
-                Ok(journey) => {
-                    let expected = file.path.trim_start_matches("journeys/").trim_end_matches(".toml");
-                    if journey.id != expected {
-                        errors.push(CampaignError {
-                            file: file.path.clone(),
-                            line: line_of_key(&file.text, "id"),
-                            field: "id".into(),
-                            message: format!("must match the file name `{expected}`"),
-                        });
-                    }
-                    journeys.insert(journey.id.clone(), journey);
-                }
-                Err(mut e) => errors.append(&mut e),
-            }
-        }
+        let journeys = load_folder(
+            files,
+            "journeys",
+            &mut errors,
+            |file| crate::journeys::Journey::parse(&file.path, &file.text, &template_ids, &segment_ids),
+            |j| &j.id,
+        );
         for form in forms.values() {
             if let Some(journey) = &form.journey
                 && !journeys.contains_key(journey)
@@ -204,6 +167,37 @@ impl Campaigns {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Campaigns::load(&files)
     }
+}
+
+/// Parses every `<folder>/*.toml` file with `parse`, checks that each id matches its file name,
+/// and collects the problems into `errors`.
+fn load_folder<T>(
+    files: &[SourceFile],
+    folder: &str,
+    errors: &mut Vec<CampaignError>,
+    parse: impl Fn(&SourceFile) -> Result<T, Vec<CampaignError>>,
+    id: impl Fn(&T) -> &String,
+) -> BTreeMap<String, T> {
+    let prefix = format!("{folder}/");
+    let mut loaded = BTreeMap::new();
+    for file in files.iter().filter(|f| f.path.starts_with(&prefix) && f.path.ends_with(".toml")) {
+        match parse(file) {
+            Ok(definition) => {
+                let expected = file.path.trim_start_matches(&prefix).trim_end_matches(".toml");
+                if id(&definition) != expected {
+                    errors.push(CampaignError {
+                        file: file.path.clone(),
+                        line: line_of_key(&file.text, "id"),
+                        field: "id".into(),
+                        message: format!("must match the file name `{expected}`"),
+                    });
+                }
+                loaded.insert(id(&definition).clone(), definition);
+            }
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    loaded
 }
 
 /// Turns a TOML parse or type error into a campaign error with its line and the field it names.

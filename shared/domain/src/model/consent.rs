@@ -99,6 +99,24 @@ pub struct ConsentReceipt {
     pub submission_id: Option<String>,
 }
 
+impl ConsentReceipt {
+    /// Consent given outside a form (an import, a shop's own checkbox, a test): no IP or browser.
+    pub fn granted(id: &str, at: Timestamp, text_version: &str, double_opt_in: bool) -> ConsentReceipt {
+        ConsentReceipt {
+            id: id.to_string(),
+            channel: Channel::Email,
+            granted: true,
+            at,
+            form_id: None,
+            ip: None,
+            user_agent: None,
+            text_version: text_version.to_string(),
+            double_opt_in,
+            submission_id: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

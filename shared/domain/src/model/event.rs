@@ -85,6 +85,28 @@ pub struct Event {
     pub trusted: bool,
 }
 
+impl Event {
+    /// An event Voronka itself raises about a known contact (trusted, no client behind it).
+    pub fn internal(
+        event_id: String,
+        event_type: &str,
+        contact_id: &str,
+        occurred_at: Timestamp,
+        received_at: Timestamp,
+        properties: Map<String, Value>,
+    ) -> Event {
+        Event {
+            event_id,
+            event_type: event_type.to_string(),
+            contact: ContactRef { contact_id: Some(contact_id.to_string()), ..Default::default() },
+            occurred_at,
+            received_at,
+            properties,
+            trusted: true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::journeys::definition::stable_hash;
-use crate::model::{ContactRef, Event, SendRequest};
+use crate::model::{Event, SendRequest};
 use crate::ports::store::{GSI1_PK, GSI1_SK};
 use crate::ports::{
     Condition, Cursor, Index, Item, Key, OutgoingMessage, Query, Queue, QueueName, SortKeyRange, Store, StoreError,
@@ -172,15 +172,8 @@ pub async fn dispatch(store: &dyn Store, queue: &dyn Queue, item: &Item, now: Ti
     let (queue_name, body) = match &due.work {
         DueWork::Send { request } => (QueueName::Sends, serde_json::to_string(request).expect("serialises")),
         DueWork::Evaluate { event_type, properties } => {
-            let event = Event {
-                event_id: format!("due:{}", due.id),
-                event_type: event_type.clone(),
-                contact: ContactRef { contact_id: Some(due.contact_id.clone()), ..Default::default() },
-                occurred_at: due.due_at,
-                received_at: now,
-                properties: properties.clone(),
-                trusted: true,
-            };
+            let event_id = format!("due:{}", due.id);
+            let event = Event::internal(event_id, event_type, &due.contact_id, due.due_at, now, properties.clone());
             (QueueName::Events, serde_json::to_string(&event).expect("serialises"))
         }
     };
