@@ -137,6 +137,20 @@ async fn the_whole_sequence_shows_the_items_and_a_code_only_for_those_who_need_i
     let store = t.stack.state.store.as_ref();
     let redeemed = store.get(&Key::new(format!("DISCOUNT#{code}"), "CODE")).await.unwrap().unwrap();
     assert_eq!(redeemed.get("redeemed"), Some(&json!(true)));
+    let holder = voronka_domain::repo::ContactRepository::new(store).get(&lapsed).await.unwrap().unwrap();
+    assert_eq!(holder.discount_codes.len(), 1, "the code is stored with the contact");
+    assert_eq!(holder.discount_codes[0].code, code);
+    assert!(holder.discount_codes[0].redeemed_at.is_some());
+    let frequent_contact = voronka_domain::repo::ContactRepository::new(store).get(&frequent).await.unwrap().unwrap();
+    assert!(frequent_contact.discount_codes.is_empty());
+    // Used once: a second purchase with the same code redeems nothing more.
+    purchase(&t, &lapsed, None, "o-l2", 1791.0, Some(&code)).await;
+    let day = trigger_evaluator::aggregates::day(
+        voronka_domain::ports::Clock::now(t.clock.as_ref()),
+        &t.stack.state.campaigns.settings,
+    );
+    let uses = store.get(&Key::new(format!("AGG#{day}"), "discount_codes_redeemed#-#-")).await.unwrap().unwrap();
+    assert_eq!(uses.get_i64("value"), Some(1));
 }
 
 #[tokio::test]

@@ -118,16 +118,8 @@ impl Fixture {
 
 fn receipt(double_opt_in: bool) -> ConsentReceipt {
     ConsentReceipt {
-        id: "r-1".into(),
-        channel: Channel::Email,
-        granted: true,
-        at: Timestamp::UNIX_EPOCH,
         form_id: Some("newsletter".into()),
-        ip: None,
-        user_agent: None,
-        text_version: "v1".into(),
-        double_opt_in,
-        submission_id: None,
+        ..ConsentReceipt::granted("r-1", Timestamp::UNIX_EPOCH, "v1", double_opt_in)
     }
 }
 

@@ -62,6 +62,10 @@ pub struct CartEffects {
     pub ops: Vec<TransactOp>,
     pub due: Vec<DueItem>,
     pub cancel_groups: Vec<String>,
+    /// Codes issued by this event, to record on the contact.
+    pub issued: Vec<voronka_domain::model::IssuedCode>,
+    /// Codes redeemed by this event.
+    pub redeemed: Vec<String>,
 }
 
 fn put_cart(effects: &mut CartEffects, cart: &mut Cart, previous_version: Option<u64>) {
@@ -267,6 +271,13 @@ pub async fn on_step(
             });
             counters.add(Key::new(format!("AGG#{date}"), "discount_codes_issued#-#-".to_string()), "value", 1.0);
         }
+        effects.issued.push(voronka_domain::model::IssuedCode {
+            code: code.clone(),
+            percent: step.discount_percent,
+            reason: format!("cart:{cart_id}:step{number}"),
+            expires_at: expires,
+            redeemed_at: None,
+        });
         cart.codes.insert(number, code);
     }
     let key = format!("cart:{cart_id}:{}:step{number}", cart.activity);

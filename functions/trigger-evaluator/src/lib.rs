@@ -295,7 +295,24 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
             _ => carts::CartEffects::default(),
         };
         if event.event_type == "purchase" {
-            cart_effects.ops.extend(carts::redeem(store, &deps.campaigns, event, &contact, &mut counters).await?);
+            let redeemed = carts::redeem(store, &deps.campaigns, event, &contact, &mut counters).await?;
+            if !redeemed.is_empty()
+                && let Some(code) = event.properties.get("discount_code").and_then(|c| c.as_str())
+            {
+                cart_effects.redeemed.push(code.to_string());
+            }
+            cart_effects.ops.extend(redeemed);
+        }
+        // Codes live with the contact too: what they were given and what they used.
+        for issued in cart_effects.issued.drain(..) {
+            if !contact.discount_codes.iter().any(|c| c.code == issued.code) {
+                contact.discount_codes.push(issued);
+            }
+        }
+        for code in &cart_effects.redeemed {
+            if let Some(held) = contact.discount_codes.iter_mut().find(|c| &c.code == code) {
+                held.redeemed_at = Some(event.occurred_at);
+            }
         }
         for (journey, group, metric, amount) in &effects.journey_counts {
             aggregates::record_journey(&mut counters, &deps.campaigns.settings, now, journey, *group, metric, *amount);

@@ -120,7 +120,13 @@ async fn main() -> Result<()> {
                             serde_json::json!({"valid": true, "forms": loaded.forms.keys().collect::<Vec<_>>()})
                         );
                     } else {
-                        println!("{}: settings and {} forms are valid", folder.display(), loaded.forms.len());
+                        println!(
+                            "{}: settings, {} forms, {} templates and {} journeys are valid",
+                            folder.display(),
+                            loaded.forms.len(),
+                            loaded.templates.len(),
+                            loaded.journeys.len()
+                        );
                     }
                     Ok(())
                 }

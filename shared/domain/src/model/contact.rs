@@ -79,6 +79,17 @@ pub enum SuppressionReason {
     Complaint,
 }
 
+/// A personal discount code issued to the person (single use, with an expiry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssuedCode {
+    pub code: String,
+    pub percent: u32,
+    /// What it was issued for, e.g. `cart:<cart id>:step3`.
+    pub reason: String,
+    pub expires_at: Timestamp,
+    pub redeemed_at: Option<Timestamp>,
+}
+
 /// What the person has bought, kept up to date from `purchase` events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OrderSummary {
@@ -113,6 +124,9 @@ pub struct Contact {
     pub consents: BTreeMap<Channel, Consent>,
     #[serde(default)]
     pub consent_receipts: Vec<ConsentReceipt>,
+    /// Personal discount codes issued to this person.
+    #[serde(default)]
+    pub discount_codes: Vec<IssuedCode>,
     /// Suppressions in force, with when they began.
     #[serde(default)]
     pub suppressions: BTreeMap<SuppressionReason, Timestamp>,
@@ -163,6 +177,7 @@ impl Contact {
             consents: BTreeMap::new(),
             consent_receipts: Vec::new(),
             suppressions: BTreeMap::new(),
+            discount_codes: Vec::new(),
             first_touch: None,
             last_touch: None,
             touches: Vec::new(),

@@ -12,7 +12,7 @@ pub mod send;
 pub use attribution::Touch;
 pub use cart::{Cart, CartItem, CartStatus};
 pub use consent::{Channel, Consent, ConsentReceipt, ConsentStatus, DoubleOptIn};
-pub use contact::{Contact, LifecycleStage, OrderSummary, SuppressionReason};
+pub use contact::{Contact, IssuedCode, LifecycleStage, OrderSummary, SuppressionReason};
 pub use email::{EmailAddress, EmailError};
 pub use event::{ContactRef, Event, EventTrust};
 pub use phone::{PhoneError, PhoneNumber};
