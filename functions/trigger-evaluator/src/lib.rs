@@ -247,9 +247,7 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
                 };
                 let mut ops = vec![TransactOp::Put { item: marker, condition: Some(Condition::NotExists) }];
                 ops.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
-                for group in &cart_effects.cancel_groups {
-                    ops.extend(due::cancel_ops(store, &subject, group).await?);
-                }
+                ops.extend(due::cancel_ops(store, &subject, &cart_effects.cancel_groups).await?);
                 ops.extend(cart_effects.ops);
                 ops.extend(cart_effects.due.iter().map(|d| d.put_op()));
                 ops.extend(counters.into_ops());
@@ -337,10 +335,9 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
             ops.push(TransactOp::Put { item: state.to_item(), condition: Some(condition) });
         }
         // Cancellations reach items that exist already; what this event creates has fresh ids.
-        for group in effects.cancel_groups.iter().chain(&cart_effects.cancel_groups) {
-            for owner in &owners {
-                ops.extend(due::cancel_ops(store, owner, group).await?);
-            }
+        let ending: Vec<String> = effects.cancel_groups.iter().chain(&cart_effects.cancel_groups).cloned().collect();
+        for owner in &owners {
+            ops.extend(due::cancel_ops(store, owner, &ending).await?);
         }
         ops.extend(cart_effects.ops);
         let created: Vec<&DueItem> = effects.due.iter().chain(&cart_effects.due).collect();

@@ -632,7 +632,7 @@ pub async fn scheduler_overlapping_runs_dispatch_each_due_item_once(h: &Harness)
     ops.push(future.put_op());
     ops.push(cancelled.put_op());
     h.store.transact(ops).await.unwrap();
-    let cancel = cancel_ops(h.store.as_ref(), "c_cancel", "journey:cancel").await.unwrap();
+    let cancel = cancel_ops(h.store.as_ref(), "c_cancel", &["journey:cancel".to_string()]).await.unwrap();
     assert_eq!(cancel.len(), 1);
     h.store.transact(cancel).await.unwrap();
 

@@ -89,13 +89,20 @@ impl DueItem {
     }
 }
 
-/// Conditional cancellations of a contact's pending items in `group`, to put in a transaction.
-pub async fn cancel_ops(store: &dyn Store, contact_id: &str, group: &str) -> Result<Vec<TransactOp>, StoreError> {
+/// Conditional cancellations of a contact's pending items in any of `groups`, to put in a
+/// transaction (one read of the contact's due items, however many groups end).
+pub async fn cancel_ops(store: &dyn Store, contact_id: &str, groups: &[String]) -> Result<Vec<TransactOp>, StoreError> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
     let page = store.query(Query::partition(Index::Table, format!("DUE#{contact_id}"))).await?;
     Ok(page
         .items
         .iter()
-        .filter(|item| item.get_str("group") == Some(group) && item.get_str("state") == Some("pending"))
+        .filter(|item| {
+            item.get_str("state") == Some("pending")
+                && item.get_str("group").is_some_and(|g| groups.iter().any(|x| x == g))
+        })
         .filter_map(|item| item.key())
         .map(|key| TransactOp::Update {
             key,
@@ -228,14 +235,9 @@ pub async fn dispatch_due(
 /// left undone is picked up by the scheduler.
 pub async fn dispatch_now(store: &dyn Store, queue: &dyn Queue, items: &[DueItem], now: Timestamp) {
     for due in items {
-        match store.get(&due_key(&due.contact_id, &due.id)).await {
-            Ok(Some(item)) => {
-                if let Err(error) = dispatch(store, queue, &item, now).await {
-                    tracing::warn!(error = %error, "eager dispatch failed; the scheduler will retry");
-                }
-            }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(error = %error, "eager dispatch could not read its item"),
+        // Just committed as pending; the claim's condition settles any race with the scheduler.
+        if let Err(error) = dispatch(store, queue, &due.to_item(), now).await {
+            tracing::warn!(error = %error, "eager dispatch failed; the scheduler will retry");
         }
     }
 }
