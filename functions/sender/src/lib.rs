@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::campaigns::templates::TemplateSet;
 use voronka_domain::model::{Contact, Event, Priority, SendClass, SendRequest};
@@ -303,7 +302,7 @@ fn compose(
         .render(&request.template, &contact.locale, &context)
         .map_err(|e| format!("template_error: {e}"))?;
     let unsubscribe = (request.class == SendClass::Marketing).then(|| unsubscribe_url(deps, &contact.id, now));
-    let message_id = hex::encode(&Sha256::digest(request.idempotency_key.as_bytes())[..16]);
+    let message_id = SendRequest::send_tag(&request.idempotency_key);
     let domain = settings.from_address.rsplit('@').next().unwrap_or("localhost").to_string();
     let full_name = [contact.first_name.as_deref(), contact.last_name.as_deref()]
         .into_iter()

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::journeys::definition::{Condition as StepCondition, filters_match, in_holdout, pick_variant};
 use voronka_domain::journeys::{Journey, ReEntry, StepKind, Trigger, WaitFor};
@@ -34,15 +33,6 @@ pub struct JourneyEffects {
     pub journey_counts: Vec<(String, Group, &'static str, f64)>,
     pub entered: Vec<String>,
     pub exited: Vec<String>,
-}
-
-/// The `send` tag the sender puts on an email, from its idempotency key (see `sender::compose`).
-pub fn send_tag(idempotency_key: &str) -> String {
-    hex_prefix(&Sha256::digest(idempotency_key.as_bytes()))
-}
-
-fn hex_prefix(bytes: &[u8]) -> String {
-    bytes[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn run_group(state: &JourneyState) -> String {
@@ -301,7 +291,7 @@ fn run_steps(
                     group: run_group(state),
                     work: DueWork::Send { request },
                 });
-                state.last_send_tag = Some(send_tag(&key));
+                state.last_send_tag = Some(SendRequest::send_tag(&key));
                 state.clicked_last = false;
                 index = next.and_then(|n| journey.step_index(&n));
             }

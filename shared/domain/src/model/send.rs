@@ -3,6 +3,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::consent::Channel;
 
@@ -49,4 +50,12 @@ pub struct SendRequest {
     pub context: Map<String, Value>,
     pub origin: SendOrigin,
     pub requested_at: Timestamp,
+}
+
+impl SendRequest {
+    /// The tag a sent email carries (SES tag `send`, the `Message-ID`'s local part): a digest of
+    /// the idempotency key. Journeys match click feedback to the email they sent by it.
+    pub fn send_tag(idempotency_key: &str) -> String {
+        hex::encode(&Sha256::digest(idempotency_key.as_bytes())[..16])
+    }
 }
