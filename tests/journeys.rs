@@ -36,7 +36,7 @@ async fn send_events(t: &TestStack, events: Vec<Value>, signed: bool) {
 
 async fn view(t: &TestStack, contact: &str, category: &str, n: usize) {
     let id = format!("{contact}:view:{n}:{}", t.clock.as_ref().now_seconds());
-    send_events(t, vec![json!({"event_id": id, "type": "category_view", "contact_id": contact, "properties": {"category": category}})], false)
+    send_events(t, vec![json!({"event_id": id, "type": "category_view", "contact_id": contact, "properties": {"category": category}})], true)
         .await;
 }
 
@@ -227,6 +227,7 @@ async fn a_redelivered_purchase_counts_once_in_every_aggregate() {
         received_at: voronka_domain::ports::Clock::now(t.clock.as_ref()),
         properties: event["properties"].as_object().unwrap().clone(),
         trusted: true,
+        source: voronka_domain::model::EventSource::Shop,
     };
     let outcome = trigger_evaluator::apply_event(&t.stack.evaluator, &message).await.unwrap();
     assert_eq!(outcome, trigger_evaluator::Outcome::Duplicate);

@@ -136,3 +136,63 @@ impl TestStack {
         self.drain(QueueName::Sends).await.iter().map(|b| serde_json::from_str(b).unwrap()).collect()
     }
 }
+
+impl TestStack {
+    /// A stack whose campaigns are the bundled ones plus `extra` files (path, text), written to a
+    /// folder that lives as long as the returned guard.
+    pub fn with_extra_campaign_files(extra: &[(&str, &str)]) -> (TestStack, TempFolder) {
+        let dir = TempFolder::new("campaigns");
+        let files = voronka_campaigns::bundled_files();
+        let extra = extra.iter().map(|(path, text)| (path.to_string(), text.to_string()));
+        for (path, text) in files.into_iter().map(|f| (f.path, f.text)).chain(extra) {
+            let target = dir.path().join(path);
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::write(target, text).unwrap();
+        }
+        let clock = Arc::new(SimulatedClock::starting_at(Timestamp::from_second(1_800_000_000).unwrap()));
+        let stack = Stack::open(StackOptions {
+            data_dir: None,
+            campaigns_dir: Some(dir.path().to_path_buf()),
+            public_base_url: Some("https://api.voronka.test".into()),
+            clock: clock.clone(),
+            ids: Arc::new(SeededIds::new(7)),
+        })
+        .expect("the stack opens");
+        let app = voronka_local::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf());
+        (TestStack { stack, clock, app }, dir)
+    }
+
+    /// Posts a batch of events and returns the answer, whatever it is (no evaluator run).
+    pub async fn post_events_answer(&self, events: Vec<Value>, signed: bool) -> Answer {
+        let body = serde_json::json!({ "events": events }).to_string();
+        let mut request = Request::post("/v1/events").header(header::CONTENT_TYPE, "application/json");
+        if signed {
+            let signature = voronka_domain::signing::sign_body(&self.stack.state.secrets.events_key, body.as_bytes());
+            request = request.header(voronka_domain::signing::EVENTS_SIGNATURE_HEADER, signature);
+        }
+        self.send_from(request.body(Body::from(body)).unwrap(), "203.0.113.10").await
+    }
+}
+
+/// A folder under the system's temporary folder, removed when dropped.
+pub struct TempFolder(std::path::PathBuf);
+
+impl TempFolder {
+    pub fn new(purpose: &str) -> TempFolder {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("voronka-test-{purpose}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("a temporary folder");
+        TempFolder(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,7 +1,9 @@
 //! `POST /v1/events`: batches of behaviour and outcome events onto the `events` queue.
 //!
 //! Browsers may send behaviour unsigned; money and outcomes (`purchase`, custom types) need the
-//! shop back end's HMAC-SHA256 signature over the body. Each event is idempotent by `event_id`.
+//! shop back end's HMAC-SHA256 signature over the body, and so does naming a person by `email` or
+//! `contact_id` (a browser names only its own `anonymous_id`). Each event is idempotent by its
+//! `event_id` within its source: browser and shop ids live in separate namespaces.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 use voronka_domain::model::event::{EventTrust, event_trust, is_valid_client_id, is_valid_event_type};
-use voronka_domain::model::{ContactRef, EmailAddress, Event};
+use voronka_domain::model::{ContactRef, EmailAddress, Event, EventSource};
 use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
 use voronka_domain::repo::{EventClaim, EventReceipts};
 use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, verify_body};
@@ -149,7 +151,7 @@ async fn handle(
                 .push(json!({"event_id": id, "status": "rejected", "code": code, "field": field, "message": message})),
             Verdict::Accepted(event) => {
                 let claim = receipts
-                    .claim(&event.event_id, now)
+                    .claim(&event.dedupe_key(), now)
                     .await
                     .map_err(|e| ApiError::internal("event receipts unavailable", e))?;
                 match claim {
@@ -175,10 +177,11 @@ async fn handle(
     let mut any_failed = false;
     for outcome in outcomes {
         let slot: usize = outcome.id.parse().expect("slots are indexes");
-        let event_id = to_queue.iter().find(|(s, _)| *s == slot).map(|(_, e)| e.event_id.clone()).unwrap_or_default();
+        let Some((_, event)) = to_queue.iter().find(|(s, _)| *s == slot) else { continue };
+        let event_id = event.event_id.clone();
         match outcome.error {
             None => receipts
-                .mark_queued(&event_id)
+                .mark_queued(&event.dedupe_key())
                 .await
                 .map_err(|e| ApiError::internal("event receipts unavailable", e))?,
             Some(error) => {
@@ -261,6 +264,19 @@ fn check_event(raw: &Value, signed: bool, now: Timestamp, max_properties_bytes: 
         return reject("too_old", "occurred_at", "unsigned events must be at most 24 hours old");
     }
 
+    // A page cannot prove who is looking at it: unsigned events reach a person only through the
+    // anonymous id their own form or login linked, never by naming an address or a contact.
+    if !signed {
+        for field in ["email", "contact_id"] {
+            if object.get(field).is_some_and(|v| !v.is_null()) {
+                return reject(
+                    "signature_required",
+                    field,
+                    format!("unsigned events name the visitor by anonymous_id; `{field}` needs the shop's signature"),
+                );
+            }
+        }
+    }
     let mut contact = ContactRef {
         contact_id: text("contact_id").map(str::to_string),
         email: None,
@@ -301,6 +317,7 @@ fn check_event(raw: &Value, signed: bool, now: Timestamp, max_properties_bytes: 
         received_at: now,
         properties,
         trusted: signed,
+        source: if signed { EventSource::Shop } else { EventSource::Browser },
     }))
 }
 

@@ -12,8 +12,8 @@ use voronka_domain::campaigns::form::{RENDER_TOKEN_FIELD, SUBMISSION_ID_FIELD, s
 use voronka_domain::errors::FieldError;
 use voronka_domain::model::event::is_valid_client_id;
 use voronka_domain::model::{
-    Channel, ConsentReceipt, Contact, ContactRef, DoubleOptIn, Event, Priority, SendClass, SendOrigin, SendRequest,
-    Touch,
+    Channel, ConsentReceipt, Contact, ContactRef, DoubleOptIn, Event, EventSource, Priority, SendClass, SendOrigin,
+    SendRequest, Touch,
 };
 use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
 use voronka_domain::repo::{ContactRepository, UpsertOutcome};
@@ -416,6 +416,7 @@ fn submission_events(
         received_at: now,
         properties: properties.clone(),
         trusted: true,
+        source: EventSource::Voronka,
     };
     let mut events = vec![event("form_submitted")];
     if outcome == UpsertOutcome::Created {

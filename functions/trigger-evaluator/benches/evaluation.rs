@@ -66,6 +66,7 @@ fn view(n: u64, now: Timestamp) -> Event {
         received_at: now,
         properties: json!({"category": CATEGORIES[(n % 13) as usize]}).as_object().unwrap().clone(),
         trusted: false,
+        source: voronka_domain::model::EventSource::Browser,
     }
 }
 

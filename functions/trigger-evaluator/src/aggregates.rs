@@ -38,6 +38,31 @@ impl Counters {
         self.items.is_empty()
     }
 
+    /// The increments as JSON, to carry them in a follow-up of an event too large for one transaction.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.items
+                .iter()
+                .map(|(key, amounts)| serde_json::json!({"pk": key.pk, "sk": key.sk, "add": amounts}))
+                .collect(),
+        )
+    }
+
+    /// Reads what `to_json` wrote; anything else is an error naming what is wrong.
+    pub fn from_json(value: &serde_json::Value) -> Result<Counters, String> {
+        let mut counters = Counters::default();
+        for entry in value.as_array().ok_or("counters must be a list")? {
+            let (Some(pk), Some(sk)) = (entry["pk"].as_str(), entry["sk"].as_str()) else {
+                return Err("a counter without pk or sk".into());
+            };
+            let amounts = entry["add"].as_object().ok_or("a counter without amounts")?;
+            for (name, amount) in amounts {
+                counters.add(Key::new(pk, sk), name, amount.as_f64().ok_or("a counter amount is not a number")?);
+            }
+        }
+        Ok(counters)
+    }
+
     pub fn into_ops(self) -> Vec<TransactOp> {
         self.items
             .into_iter()

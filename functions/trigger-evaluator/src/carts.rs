@@ -11,6 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use voronka_domain::campaigns::Campaigns;
+use voronka_domain::model::cart::clean_cart_properties;
 use voronka_domain::model::{Cart, CartStatus, Channel, Contact, Event, Priority, SendClass, SendOrigin, SendRequest};
 use voronka_domain::ports::{Condition, Index, Item, Key, Query, Store, StoreError, TransactOp};
 use voronka_domain::repo::due::{DueItem, DueWork};
@@ -104,56 +105,100 @@ pub async fn on_cart_event(
 ) -> Result<CartEffects, StoreError> {
     let mut effects = CartEffects::default();
     let cart_id = event.properties.get("cart_id").and_then(Value::as_str).map(str::to_string);
-    let cart_ids = match (&cart_id, event.event_type.as_str()) {
-        (Some(id), _) => vec![id.clone()],
-        // A purchase without a cart id ends every open cart of the person.
-        (None, "purchase") => carts_of(store, owners).await?,
+    let cart_id = match (cart_id, event.event_type.as_str()) {
+        (Some(id), _) => id,
+        // A purchase without a cart id closes the one cart it most likely bought: the person's
+        // latest active cart. Its revenue is counted once, for that cart.
+        (None, "purchase") => match latest_active_cart(store, owners).await? {
+            Some(id) => id,
+            None => return Ok(effects),
+        },
         (None, _) => return Ok(effects),
     };
-    let date = crate::aggregates::day(event.occurred_at, &campaigns.settings);
-    for id in cart_ids {
-        let existing = load(store, &id).await?;
-        let previous_version = existing.as_ref().map(|c| c.version);
-        let mut cart = match existing {
-            Some(cart) => cart,
-            None if event.event_type == "add_to_cart" => {
-                effects.ops.push(TransactOp::Put {
-                    item: Item::new(&owner_key(owner, &id), json!({"created_at": event.occurred_at.as_second()})),
-                    condition: None,
-                });
-                Cart::new(&id, owner, event.occurred_at)
-            }
-            None => continue,
-        };
-        if cart.is_closed() && event.event_type != "add_to_cart" {
-            continue;
-        }
-        if !cart.apply(&event.event_type, &event.properties, event.occurred_at) {
-            continue;
-        }
-        effects.cancel_groups.push(group(&id));
-        match cart.status {
-            CartStatus::Purchased => {
-                if let Some(step) = cart.recovered_by_step {
-                    let revenue = event.properties.get("revenue").and_then(Value::as_f64).unwrap_or(cart.total());
-                    let key = Key::new(format!("AGG#{date}"), format!("cart_recovered#step{step}#-"));
-                    counters.add(key.clone(), "value", 1.0);
-                    counters.add(
-                        Key::new(format!("AGG#{date}"), format!("cart_recovered_revenue#step{step}#-")),
-                        "value",
-                        revenue,
-                    );
-                }
-            }
-            CartStatus::Emptied => {}
-            CartStatus::Open | CartStatus::Abandoned => {
-                let contact_for_due = owner.to_string();
-                effects.due.push(idle_check(&cart, campaigns, &contact_for_due));
-            }
-        }
-        put_cart(&mut effects, &mut cart, previous_version);
+    let (properties, dropped) =
+        clean_cart_properties(&event.properties, |link| campaigns.settings.sending.allows_link(link));
+    if !dropped.is_empty() {
+        tracing::info!(cart_id = %cart_id, dropped = ?dropped, "links not on the shop's hosts were dropped from a cart event");
     }
+    let date = crate::aggregates::day(event.occurred_at, &campaigns.settings);
+    let id = cart_id;
+    let existing = load(store, &id).await?;
+    // A cart belongs to its first owner: a page cannot fill someone else's cart by naming its
+    // id (the shop's signed events may, as the shop knows its carts).
+    if let Some(cart) = &existing
+        && !event.trusted
+        && !owners.contains(&cart.owner)
+    {
+        tracing::info!(cart_id = %id, "a browser event named a cart of another owner; ignored");
+        return Ok(effects);
+    }
+    let previous_version = existing.as_ref().map(|c| c.version);
+    let mut cart = match existing {
+        Some(cart) => cart,
+        None if event.event_type == "add_to_cart" => {
+            effects.ops.push(TransactOp::Put {
+                item: Item::new(&owner_key(owner, &id), json!({"created_at": event.occurred_at.as_second()})),
+                condition: None,
+            });
+            Cart::new(&id, owner, event.occurred_at)
+        }
+        None => return Ok(effects),
+    };
+    if cart.is_closed() && event.event_type != "add_to_cart" {
+        return Ok(effects);
+    }
+    if !cart.apply(&event.event_type, &properties, event.occurred_at) {
+        return Ok(effects);
+    }
+    effects.cancel_groups.push(group(&id));
+    match cart.status {
+        CartStatus::Purchased => {
+            if let Some(step) = cart.recovered_by_step {
+                let revenue = event.properties.get("revenue").and_then(Value::as_f64).unwrap_or(cart.total());
+                let key = Key::new(format!("AGG#{date}"), format!("cart_recovered#step{step}#-"));
+                counters.add(key.clone(), "value", 1.0);
+                counters.add(
+                    Key::new(format!("AGG#{date}"), format!("cart_recovered_revenue#step{step}#-")),
+                    "value",
+                    revenue,
+                );
+            }
+        }
+        CartStatus::Emptied => {}
+        CartStatus::Open | CartStatus::Abandoned => {
+            let contact_for_due = owner.to_string();
+            effects.due.push(idle_check(&cart, campaigns, &contact_for_due));
+        }
+    }
+    put_cart(&mut effects, &mut cart, previous_version);
     Ok(effects)
+}
+
+/// Carts of one owner looked at when a purchase names no cart: the most recently created.
+const MAX_CARTS_CONSIDERED: usize = 20;
+
+/// The open or abandoned cart with the latest activity among the owners' recent carts.
+async fn latest_active_cart(store: &dyn Store, owners: &[String]) -> Result<Option<String>, StoreError> {
+    let mut listed = Vec::new();
+    for owner in owners {
+        let page = store.query(Query::partition(Index::Table, format!("CARTS#{owner}"))).await?;
+        listed.extend(
+            page.items
+                .iter()
+                .filter_map(|i| Some((i.get_i64("created_at").unwrap_or(0), i.get_str("sk")?.to_string()))),
+        );
+    }
+    listed.sort_by(|a, b| b.cmp(a));
+    let mut best: Option<Cart> = None;
+    for (_, id) in listed.into_iter().take(MAX_CARTS_CONSIDERED) {
+        if let Some(cart) = load(store, &id).await?
+            && matches!(cart.status, CartStatus::Open | CartStatus::Abandoned)
+            && best.as_ref().is_none_or(|b| cart.last_activity_at > b.last_activity_at)
+        {
+            best = Some(cart);
+        }
+    }
+    Ok(best.map(|c| c.cart_id))
 }
 
 /// An unsubscribe stops every cart sequence of the person at once.

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::journeys::definition::{Condition as StepCondition, filters_match, in_holdout, pick_variant};
 use voronka_domain::journeys::{Journey, ReEntry, StepKind, Trigger, WaitFor};
+use voronka_domain::model::cart::plain_text;
 use voronka_domain::model::{Channel, Contact, Event, LifecycleStage, SendOrigin, SendRequest};
 use voronka_domain::repo::due::{DueItem, DueWork};
 use voronka_domain::repo::journey_state::{Group, JourneyState, RunStatus};
@@ -17,6 +18,8 @@ use voronka_domain::sending::policy::time_zone_or_utc;
 /// Event types the engine itself puts on the queue through due items.
 pub const CONTINUE_EVENT: &str = "journey_continue";
 pub const INACTIVITY_EVENT: &str = "inactivity_check";
+/// Longest category name from an event that reaches an email.
+const MAX_CATEGORY_CHARS: usize = 60;
 /// A run that loops without waiting stops here.
 const MAX_STEPS_PER_PASS: usize = 64;
 
@@ -216,6 +219,7 @@ pub fn decide(
                 last_send_tag: None,
                 clicked_last: false,
                 converted: false,
+                steps_taken: 0,
                 version: state.as_ref().map_or(0, |s| s.version),
             };
             effects.entered.push(journey.id.clone());
@@ -265,13 +269,16 @@ fn run_steps(
             return;
         };
         let next = journey.steps.get(i + 1).map(|s| s.id.clone());
+        state.steps_taken += 1;
+        let pass = state.steps_taken;
         match &step.kind {
             StepKind::Send { template, priority, class, context } => {
-                let key = format!("journey:{}:{}", state.run_id(), step.id);
+                let key = format!("journey:{}:{}:{pass}", state.run_id(), step.id);
                 let mut context = context.clone();
                 context.insert("journey".into(), json!(journey.id));
-                if let Some(category) = decision.event.properties.get("category") {
-                    context.entry("category").or_insert(category.clone());
+                // Event text may reach a subject line: one short line of plain text, nothing else.
+                if let Some(category) = decision.event.properties.get("category").and_then(Value::as_str) {
+                    context.entry("category").or_insert(json!(plain_text(category, MAX_CATEGORY_CHARS)));
                 }
                 let request = SendRequest {
                     idempotency_key: key.clone(),
@@ -310,7 +317,7 @@ fn run_steps(
                 properties.insert("run".into(), json!(state.run));
                 properties.insert("step".into(), json!(after));
                 effects.due.push(DueItem {
-                    id: format!("wait:{}:{}", state.run_id(), step.id),
+                    id: format!("wait:{}:{}:{pass}", state.run_id(), step.id),
                     contact_id: contact.id.clone(),
                     due_at,
                     group: run_group(state),

@@ -23,7 +23,7 @@ use voronka_domain::ports::{
 };
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::repo::contacts::contact_item;
-use voronka_domain::repo::due::{self, DueItem};
+use voronka_domain::repo::due::{self, DueItem, DueWork};
 use voronka_domain::repo::journey_state;
 use voronka_domain::sending::feedback;
 
@@ -102,8 +102,127 @@ pub async fn handle_message(deps: &EvaluatorDeps, body: &str) -> Outcome {
     }
 }
 
-fn marker_key(event_id: &str) -> Key {
-    Key::new(format!("PROCESSED#{event_id}"), "EVENT")
+/// The processed marker of an event, by its source-scoped id (`Event::dedupe_key`).
+fn marker_key(dedupe_key: &str) -> Key {
+    Key::new(format!("PROCESSED#{dedupe_key}"), "EVENT")
+}
+
+/// The internal event that finishes the part of an event too large for its own transaction.
+pub const FOLLOW_UP_EVENT: &str = "event_follow_up";
+/// Writes of one transaction that carry data; one more place is kept for a marker.
+const MAX_FOLLOW_UP_WRITES: usize = MAX_TRANSACTION_OPS - 1;
+
+/// The work of an event beyond what must commit with it: aggregate counters and cancellations of
+/// due items. Usually it joins the event's transaction; when everything together would pass
+/// DynamoDB's 100 operations, it is recorded as one due item in that transaction and finished by
+/// a follow-up (`FOLLOW_UP_EVENT`), so the must-have part (marker, contact, suppressions, states,
+/// new due items) always commits.
+struct Deferrable {
+    counters: aggregates::Counters,
+    /// Due-item groups to cancel, under each owner (a contact and its anonymous ids).
+    cancel_owners: Vec<String>,
+    cancel_groups: Vec<String>,
+}
+
+/// Commits an event's transaction: `core` with the deferrable work, or, when that is too large,
+/// `core` with a follow-up item. Returns the due items created that are due now, to dispatch.
+async fn commit(
+    deps: &EvaluatorDeps,
+    event: &Event,
+    mut core: Vec<TransactOp>,
+    mut created: Vec<DueItem>,
+    deferrable: Deferrable,
+) -> Result<Vec<DueItem>, StoreError> {
+    let now = deps.clock.now();
+    let store = deps.store.as_ref();
+    let mut cancellations = Vec::new();
+    for owner in &deferrable.cancel_owners {
+        cancellations.extend(due::cancel_ops(store, owner, &deferrable.cancel_groups).await?);
+    }
+    let deferred_writes = cancellations.len() + deferrable.counters.len();
+    if core.len() + created.len() + deferred_writes <= MAX_TRANSACTION_OPS {
+        core.extend(created.iter().map(|d| d.put_op()));
+        core.extend(cancellations);
+        core.extend(deferrable.counters.into_ops());
+    } else {
+        let mut properties = serde_json::Map::new();
+        properties.insert("event".into(), json!(event.dedupe_key()));
+        properties.insert("counters".into(), deferrable.counters.to_json());
+        properties.insert("cancel_owners".into(), json!(deferrable.cancel_owners));
+        properties.insert("cancel_groups".into(), json!(deferrable.cancel_groups));
+        let owner = deferrable.cancel_owners.first().cloned().or_else(|| event.contact.contact_id.clone());
+        let follow_up = DueItem {
+            id: format!("follow-up:{}", event.dedupe_key()),
+            contact_id: owner.unwrap_or_else(|| "unowned".into()),
+            due_at: now,
+            group: "follow-up".into(),
+            work: DueWork::Evaluate { event_type: FOLLOW_UP_EVENT.into(), properties },
+        };
+        tracing::info!(
+            event_type = %event.event_type,
+            deferred_writes,
+            "an event's counters and cancellations go to a follow-up"
+        );
+        created.push(follow_up);
+        core.extend(created.iter().map(|d| d.put_op()));
+    }
+    if core.len() > MAX_TRANSACTION_OPS {
+        tracing::error!(ops = core.len(), event_type = %event.event_type, "an event's own writes exceed one transaction");
+        return Err(StoreError::Invalid(format!("{} writes for one event", core.len())));
+    }
+    deps.store.transact(core).await?;
+    Ok(created.into_iter().filter(|d| d.due_at <= now).collect())
+}
+
+/// Finishes the deferred part of a large event: counters in transactions of at most 99 writes,
+/// each with its own marker (a redelivery adds nothing twice), and cancellations one by one
+/// (each is conditional on the item still pending, so repeating one changes nothing).
+async fn apply_follow_up(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome, StoreError> {
+    let store = deps.store.as_ref();
+    let now = deps.clock.now();
+    let counters = match event.properties.get("counters").map(aggregates::Counters::from_json) {
+        Some(Ok(counters)) => counters,
+        None => aggregates::Counters::default(),
+        Some(Err(reason)) => return Ok(Outcome::Malformed(format!("follow-up counters: {reason}"))),
+    };
+    let list = |name: &str| -> Vec<String> {
+        event
+            .properties
+            .get(name)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .map(str::to_string)
+            .collect()
+    };
+    let ops = counters.into_ops();
+    for (part, chunk) in ops.chunks(MAX_FOLLOW_UP_WRITES).enumerate() {
+        let marker =
+            Item::new(&marker_key(&format!("{}#part{part}", event.dedupe_key())), json!({"type": FOLLOW_UP_EVENT}))
+                .with_ttl((now + MARKER_RETENTION).as_second());
+        let mut transaction = vec![TransactOp::Put { item: marker, condition: Some(Condition::NotExists) }];
+        transaction.extend(chunk.iter().cloned());
+        match store.transact(transaction).await {
+            Ok(()) => {}
+            Err(StoreError::TransactionCancelled { failed }) if failed.contains(&0) => {}
+            Err(StoreError::TransactionCancelled { .. }) => {
+                return Err(StoreError::Throttled("a follow-up's counters met a concurrent write".into()));
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    let groups = list("cancel_groups");
+    for owner in list("cancel_owners") {
+        for op in due::cancel_ops(store, &owner, &groups).await? {
+            let TransactOp::Update { key, actions, condition } = op else { continue };
+            match store.update(&key, actions, condition).await {
+                Ok(_) | Err(StoreError::ConditionFailed) => {}
+                Err(other) => return Err(other),
+            }
+        }
+    }
+    Ok(Outcome::Applied)
 }
 
 /// Finds the contact an event is about.
@@ -122,6 +241,13 @@ async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Contact>,
         Err(voronka_domain::repo::RepoError::Store(e)) => Err(e),
         Err(other) => Err(StoreError::Backend(other.to_string())),
     };
+    // A browser cannot prove who it is: only the anonymous id a form or a login linked counts.
+    if !event.trusted {
+        return match &event.contact.anonymous_id {
+            Some(anonymous_id) => map(repo.find_by_anonymous_id(anonymous_id).await),
+            None => Ok(None),
+        };
+    }
     if let Some(id) = &event.contact.contact_id
         && let Some(contact) = map(repo.get(id).await)?
     {
@@ -195,15 +321,15 @@ async fn count_triggers(
                 .await?
                 .items
                 .iter()
-                .filter(|i| i.get_str("event_id") != Some(event.event_id.as_str()))
+                .filter(|i| i.get_str("event_id") != Some(event.dedupe_key().as_str()))
                 .count();
         }
         counts.insert(key.clone(), seen);
         let ttl = (event.occurred_at + SignedDuration::from_hours(hours.max(24) + 24)).as_second();
         items.push(
             Item::new(
-                &trigger_key(&subjects[0], &key, event.occurred_at, &event.event_id),
-                json!({"event_id": event.event_id}),
+                &trigger_key(&subjects[0], &key, event.occurred_at, &event.dedupe_key()),
+                json!({"event_id": event.dedupe_key()}),
             )
             .with_ttl(ttl),
         );
@@ -213,52 +339,43 @@ async fn count_triggers(
 
 /// Applies an event to its contact exactly once; retries races on the contact's version.
 pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome, StoreError> {
+    if event.event_type == FOLLOW_UP_EVENT {
+        return apply_follow_up(deps, event).await;
+    }
     let now = deps.clock.now();
+    let dedupe_key = event.dedupe_key();
     for _ in 0..20 {
-        if deps.store.get(&marker_key(&event.event_id)).await?.is_some() {
+        if deps.store.get(&marker_key(&dedupe_key)).await?.is_some() {
             return Ok(Outcome::Duplicate);
         }
-        let marker = Item::new(&marker_key(&event.event_id), json!({"type": event.event_type}))
+        let marker = Item::new(&marker_key(&dedupe_key), json!({"type": event.event_type}))
             .with_ttl((now + MARKER_RETENTION).as_second());
         let Some(mut contact) = resolve(deps, event).await? else {
             // Anonymous behaviour is kept: trigger counts and carts, for when the visitor identifies.
             let anonymous = event.contact.anonymous_id.clone().or_else(|| {
                 event.contact.contact_id.as_deref().and_then(|id| id.strip_prefix("anon:")).map(str::to_string)
             });
-            if let Some(anonymous_id) = anonymous {
-                let subject = format!("anon:{anonymous_id}");
-                let (_, count_items) = count_triggers(deps, event, std::slice::from_ref(&subject)).await?;
-                let mut counters = aggregates::Counters::default();
-                let store = deps.store.as_ref();
-                let cart_effects = if carts::CART_EVENTS.contains(&event.event_type.as_str()) {
-                    carts::on_cart_event(
-                        store,
-                        &deps.campaigns,
-                        event,
-                        &subject,
-                        std::slice::from_ref(&subject),
-                        &mut counters,
-                    )
-                    .await?
-                } else if event.event_type == carts::IDLE_EVENT {
-                    carts::on_idle(store, &deps.campaigns, event, &subject, &mut counters).await?
-                } else {
-                    carts::CartEffects::default()
-                };
-                let mut ops = vec![TransactOp::Put { item: marker, condition: Some(Condition::NotExists) }];
-                ops.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
-                ops.extend(due::cancel_ops(store, &subject, &cart_effects.cancel_groups).await?);
-                ops.extend(cart_effects.ops);
-                ops.extend(cart_effects.due.iter().map(|d| d.put_op()));
-                ops.extend(counters.into_ops());
-                return match deps.store.transact(ops).await {
-                    Ok(()) => Ok(Outcome::Unmatched("anonymous: kept for later".into())),
-                    Err(StoreError::TransactionCancelled { failed }) if failed.contains(&0) => Ok(Outcome::Duplicate),
-                    Err(StoreError::TransactionCancelled { .. } | StoreError::Throttled(_)) => continue,
-                    Err(other) => Err(other),
-                };
-            }
-            return Ok(Outcome::Unmatched("no contact for this event yet".into()));
+            let Some(anonymous_id) = anonymous else {
+                return Ok(Outcome::Unmatched("no contact for this event yet".into()));
+            };
+            let subject = format!("anon:{anonymous_id}");
+            let owners = vec![subject.clone()];
+            let (_, count_items) = count_triggers(deps, event, &owners).await?;
+            let mut counters = aggregates::Counters::default();
+            let cart_effects = carts_for(deps, event, None, &subject, &owners, &mut counters).await?;
+            let mut ops = vec![TransactOp::Put { item: marker, condition: Some(Condition::NotExists) }];
+            ops.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
+            ops.extend(cart_effects.ops);
+            let deferrable = Deferrable { counters, cancel_owners: owners, cancel_groups: cart_effects.cancel_groups };
+            return match commit(deps, event, ops, cart_effects.due, deferrable).await {
+                Ok(now_due) => {
+                    due::dispatch_now(deps.store.as_ref(), deps.queue.as_ref(), &now_due, now).await;
+                    Ok(Outcome::Unmatched("anonymous: kept for later".into()))
+                }
+                Err(StoreError::TransactionCancelled { failed }) if failed.contains(&0) => Ok(Outcome::Duplicate),
+                Err(StoreError::TransactionCancelled { .. } | StoreError::Throttled(_)) => continue,
+                Err(other) => Err(other),
+            };
         };
         let before = contact.clone();
         let expected_version = contact.version;
@@ -278,29 +395,7 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
         let mut counters = aggregates::Counters::default();
         aggregates::record(&mut counters, &deps.campaigns.settings, event, &before, &contact);
         let owners = subjects(&contact);
-        let store = deps.store.as_ref();
-        let mut cart_effects = match event.event_type.as_str() {
-            kind if carts::CART_EVENTS.contains(&kind) => {
-                carts::on_cart_event(store, &deps.campaigns, event, &contact.id, &owners, &mut counters).await?
-            }
-            carts::IDLE_EVENT => carts::on_idle(store, &deps.campaigns, event, &contact.id, &mut counters).await?,
-            carts::STEP_EVENT => {
-                carts::on_step(store, &deps.campaigns, &deps.token_key, event, &contact, now, &mut counters).await?
-            }
-            "unsubscribed" | "email_complained" => {
-                carts::CartEffects { cancel_groups: carts::on_unsubscribe(store, &owners).await?, ..Default::default() }
-            }
-            _ => carts::CartEffects::default(),
-        };
-        if event.event_type == "purchase" {
-            let redeemed = carts::redeem(store, &deps.campaigns, event, &contact, &mut counters).await?;
-            if !redeemed.is_empty()
-                && let Some(code) = event.properties.get("discount_code").and_then(|c| c.as_str())
-            {
-                cart_effects.redeemed.push(code.to_string());
-            }
-            cart_effects.ops.extend(redeemed);
-        }
+        let mut cart_effects = carts_for(deps, event, Some(&contact), &contact.id, &owners, &mut counters).await?;
         // Codes live with the contact too: what they were given and what they used.
         for issued in cart_effects.issued.drain(..) {
             if !contact.discount_codes.iter().any(|c| c.code == issued.code) {
@@ -334,25 +429,16 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
             };
             ops.push(TransactOp::Put { item: state.to_item(), condition: Some(condition) });
         }
-        // Cancellations reach items that exist already; what this event creates has fresh ids.
-        let ending: Vec<String> = effects.cancel_groups.iter().chain(&cart_effects.cancel_groups).cloned().collect();
-        for owner in &owners {
-            ops.extend(due::cancel_ops(store, owner, &ending).await?);
-        }
         ops.extend(cart_effects.ops);
-        let created: Vec<&DueItem> = effects.due.iter().chain(&cart_effects.due).collect();
-        ops.extend(created.iter().map(|d| d.put_op()));
-        ops.extend(counters.into_ops());
-        if ops.len() > MAX_TRANSACTION_OPS {
-            tracing::error!(ops = ops.len(), event_type = %event.event_type, "an event's effects exceed one transaction");
-            return Err(StoreError::Invalid(format!("{} writes for one event", ops.len())));
-        }
-        match deps.store.transact(ops).await {
-            Ok(()) => {
+        // Cancellations reach items that exist already; what this event creates has fresh ids.
+        let cancel_groups = effects.cancel_groups.iter().chain(&cart_effects.cancel_groups).cloned().collect();
+        let created: Vec<DueItem> = effects.due.into_iter().chain(cart_effects.due).collect();
+        let deferrable = Deferrable { counters, cancel_owners: owners, cancel_groups };
+        match commit(deps, event, ops, created, deferrable).await {
+            Ok(now_due) => {
                 if !effects.entered.is_empty() || !effects.exited.is_empty() {
                     tracing::info!(contact_id = %contact.id, entered = ?effects.entered, exited = ?effects.exited, "journeys changed");
                 }
-                let now_due: Vec<DueItem> = created.into_iter().filter(|d| d.due_at <= now).cloned().collect();
                 due::dispatch_now(deps.store.as_ref(), deps.queue.as_ref(), &now_due, now).await;
                 return Ok(Outcome::Applied);
             }
@@ -362,6 +448,49 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
         }
     }
     Err(StoreError::Throttled("the contact kept changing under this event".into()))
+}
+
+/// What an event does to carts: cart events, idle timers, reminder steps (for a known contact),
+/// an unsubscribe or complaint ending every sequence, and a purchase redeeming its code.
+async fn carts_for(
+    deps: &EvaluatorDeps,
+    event: &Event,
+    contact: Option<&Contact>,
+    owner: &str,
+    owners: &[String],
+    counters: &mut aggregates::Counters,
+) -> Result<carts::CartEffects, StoreError> {
+    let store = deps.store.as_ref();
+    let campaigns = &deps.campaigns;
+    let mut effects = match event.event_type.as_str() {
+        kind if carts::CART_EVENTS.contains(&kind) => {
+            carts::on_cart_event(store, campaigns, event, owner, owners, counters).await?
+        }
+        carts::IDLE_EVENT => carts::on_idle(store, campaigns, event, owner, counters).await?,
+        carts::STEP_EVENT => match contact {
+            Some(contact) => {
+                let now = deps.clock.now();
+                carts::on_step(store, campaigns, &deps.token_key, event, contact, now, counters).await?
+            }
+            None => carts::CartEffects::default(),
+        },
+        "unsubscribed" | "email_complained" => {
+            carts::CartEffects { cancel_groups: carts::on_unsubscribe(store, owners).await?, ..Default::default() }
+        }
+        _ => carts::CartEffects::default(),
+    };
+    if event.event_type == "purchase"
+        && let Some(contact) = contact
+    {
+        let redeemed = carts::redeem(store, campaigns, event, contact, counters).await?;
+        if !redeemed.is_empty()
+            && let Some(code) = event.properties.get("discount_code").and_then(|c| c.as_str())
+        {
+            effects.redeemed.push(code.to_string());
+        }
+        effects.ops.extend(redeemed);
+    }
+    Ok(effects)
 }
 
 /// What an event does to the person's profile.

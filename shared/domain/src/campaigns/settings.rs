@@ -86,6 +86,10 @@ struct RawSending {
     cap_overflow: Spanned<std::collections::BTreeMap<String, String>>,
     unsubscribe_link_days: u32,
     max_send_rate_per_second: f64,
+    /// Hosts whose links and images may appear in email when they come from events (cart items);
+    /// subdomains included. Default: the host of `shop_url`.
+    #[serde(default)]
+    link_hosts: Option<Spanned<Vec<String>>>,
 }
 
 /// How mail goes out: sender identity, frequency caps, quiet hours, rate.
@@ -104,9 +108,22 @@ pub struct SendingSettings {
     pub defer_when_capped: Vec<crate::model::Priority>,
     pub unsubscribe_link_days: u32,
     pub max_send_rate_per_second: f64,
+    /// Hosts (lower case) whose links and images may reach email from event data.
+    pub link_hosts: Vec<String>,
 }
 
 impl SendingSettings {
+    /// Whether a link or image address from event data may appear in email: http(s), on one of
+    /// the shop's hosts or their subdomains, with no credentials in it.
+    pub fn allows_link(&self, address: &str) -> bool {
+        let Ok(url) = url::Url::parse(address) else { return false };
+        if !matches!(url.scheme(), "https" | "http") || !url.username().is_empty() || url.password().is_some() {
+            return false;
+        }
+        let Some(host) = url.host_str().map(str::to_ascii_lowercase) else { return false };
+        self.link_hosts.iter().any(|allowed| host == *allowed || host.ends_with(&format!(".{allowed}")))
+    }
+
     pub fn quiet_hours(&self) -> crate::sending::policy::QuietHours {
         crate::sending::policy::QuietHours { start: self.quiet_hours_start, end: self.quiet_hours_end }
     }
@@ -256,6 +273,28 @@ impl Settings {
                 "caps must be at least 1 a day and no fewer a week than a day".into(),
             );
         }
+        let link_hosts: Vec<String> = match &sending.link_hosts {
+            Some(hosts) => {
+                let valid = |h: &String| {
+                    !h.is_empty()
+                        && h.len() <= 253
+                        && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                };
+                if hosts.get_ref().iter().any(|h| !valid(h)) {
+                    error(
+                        "sending.link_hosts",
+                        hosts.span(),
+                        "each entry must be a host name such as shop.example (no scheme, no path)".into(),
+                    );
+                }
+                hosts.get_ref().iter().map(|h| h.to_ascii_lowercase()).collect()
+            }
+            None => url::Url::parse(sending.shop_url.get_ref())
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                .into_iter()
+                .collect(),
+        };
         if sending.max_send_rate_per_second.is_nan() || sending.max_send_rate_per_second <= 0.0 {
             error("sending.max_send_rate_per_second", sending.shop_url.span(), "must be greater than 0".into());
         }
@@ -275,6 +314,7 @@ impl Settings {
             defer_when_capped,
             unsubscribe_link_days: raw.sending.unsubscribe_link_days,
             max_send_rate_per_second: raw.sending.max_send_rate_per_second,
+            link_hosts,
         };
         Ok(Settings {
             default_time_zone: raw.default_time_zone.into_inner(),

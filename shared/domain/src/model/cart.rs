@@ -56,6 +56,52 @@ pub struct Cart {
     pub version: u64,
 }
 
+/// Longest item name kept from an event; longer ones are cut.
+pub const MAX_ITEM_NAME_CHARS: usize = 120;
+/// Longest sku kept from an event.
+pub const MAX_SKU_CHARS: usize = 64;
+/// Longest link or image address kept from an event.
+pub const MAX_LINK_CHARS: usize = 1024;
+
+/// Text from an event as it may appear in email: one line, no control characters, at most
+/// `max_chars` characters. Templates escape it for HTML; this keeps it short and on one line.
+pub fn plain_text(value: &str, max_chars: usize) -> String {
+    let single_line: String = value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    single_line.chars().take(max_chars).collect()
+}
+
+/// Cart-event properties made safe for email: names and skus as short plain text; item links,
+/// images and the cart link only where `allows_link` says so (the shop's own hosts). Returns the
+/// cleaned properties and the names of the links that were dropped.
+pub fn clean_cart_properties(
+    properties: &Map<String, Value>,
+    allows_link: impl Fn(&str) -> bool,
+) -> (Map<String, Value>, Vec<&'static str>) {
+    let mut cleaned = properties.clone();
+    let mut dropped = Vec::new();
+    for (name, max) in [("name", MAX_ITEM_NAME_CHARS), ("sku", MAX_SKU_CHARS)] {
+        if let Some(text) = properties.get(name).and_then(Value::as_str) {
+            cleaned.insert(name.into(), Value::String(plain_text(text, max)));
+        }
+    }
+    for name in ["url", "image", "cart_url"] {
+        let Some(value) = properties.get(name) else { continue };
+        let acceptable =
+            value.as_str().map(str::trim).is_some_and(|link| link.len() <= MAX_LINK_CHARS && allows_link(link));
+        if !acceptable {
+            cleaned.remove(name);
+            dropped.push(name);
+        }
+    }
+    (cleaned, dropped)
+}
+
 fn text(properties: &Map<String, Value>, name: &str) -> Option<String> {
     properties.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
 }
@@ -109,9 +155,11 @@ impl Cart {
             "add_to_cart" => {
                 let Some(sku) = text(properties, "sku") else { return false };
                 if self.is_closed() {
-                    // A bought or emptied cart id reused by the shop starts over.
+                    // A bought or emptied cart id reused by the shop starts over, but its activity
+                    // counter goes on: timers, steps and send keys are named by it, and the new
+                    // lifecycle's must not collide with the old one's.
                     let fresh = Cart::new(&self.cart_id, &self.owner, at);
-                    *self = Cart { version: self.version, ..fresh };
+                    *self = Cart { version: self.version, activity: self.activity, ..fresh };
                 }
                 let quantity = number(properties, "quantity").unwrap_or(1.0);
                 let item = self.items.entry(sku.clone()).or_insert_with(|| CartItem {
@@ -212,5 +260,30 @@ mod tests {
         cart.apply("remove_from_cart", &props(json!({"sku": "B"})), t);
         assert_eq!(cart.status, CartStatus::Emptied);
         assert_eq!(cart.activity, 5);
+    }
+
+    #[test]
+    fn a_reused_cart_id_keeps_counting_activity() {
+        let t = Timestamp::UNIX_EPOCH;
+        let mut cart = Cart::new("cart-1", "c_1", t);
+        cart.apply("add_to_cart", &props(json!({"sku": "A", "price": 10})), t);
+        cart.apply("purchase", &props(json!({})), t);
+        let before = cart.activity;
+        cart.apply("add_to_cart", &props(json!({"sku": "B", "price": 10})), t);
+        assert_eq!(cart.status, CartStatus::Open);
+        assert!(cart.activity > before, "the new lifecycle continues the counter");
+        assert_eq!(cart.items.len(), 1);
+    }
+
+    #[test]
+    fn cart_text_is_short_plain_text_and_links_stay_on_allowed_hosts() {
+        let raw = props(json!({"sku": "A", "name": "Shoes\n<b>Click</b>\u{7} now ".repeat(40),
+            "url": "https://evil.example/phish", "image": "https://cdn.shop.example/a.jpg", "cart_url": 7}));
+        let (clean, dropped) = clean_cart_properties(&raw, |link| link.starts_with("https://cdn.shop.example/"));
+        let name = clean["name"].as_str().unwrap();
+        assert!(name.chars().count() <= MAX_ITEM_NAME_CHARS && !name.contains('\n') && !name.contains('\u{7}'));
+        assert!(clean.get("url").is_none() && clean.get("cart_url").is_none());
+        assert_eq!(clean["image"], "https://cdn.shop.example/a.jpg");
+        assert_eq!(dropped, vec!["url", "cart_url"]);
     }
 }

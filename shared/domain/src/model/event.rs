@@ -69,6 +69,34 @@ impl ContactRef {
     }
 }
 
+/// Who raised an event. Each source has its own namespace of event ids, so no source can claim an
+/// id another will use (a browser posting `order-1002:purchase` first cannot make the shop's
+/// signed purchase a duplicate).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventSource {
+    /// Unsigned behaviour from a page.
+    Browser,
+    /// The shop back end, signed with the events key.
+    Shop,
+    /// Voronka itself: derived events, due work, SES feedback.
+    Voronka,
+    /// A message queued before events named their source: keyed by its bare id, as it was then.
+    #[default]
+    Unattributed,
+}
+
+impl EventSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventSource::Browser => "browser",
+            EventSource::Shop => "shop",
+            EventSource::Voronka => "voronka",
+            EventSource::Unattributed => "",
+        }
+    }
+}
+
 /// An event as it travels on the `events` queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -83,6 +111,8 @@ pub struct Event {
     pub properties: Map<String, Value>,
     /// Whether a signed back end or Voronka itself vouches for it.
     pub trusted: bool,
+    #[serde(default)]
+    pub source: EventSource,
 }
 
 impl Event {
@@ -103,6 +133,15 @@ impl Event {
             received_at,
             properties,
             trusted: true,
+            source: EventSource::Voronka,
+        }
+    }
+
+    /// The id that makes this event unique across sources: receipts and processed markers use it.
+    pub fn dedupe_key(&self) -> String {
+        match self.source {
+            EventSource::Unattributed => self.event_id.clone(),
+            source => format!("{}:{}", source.as_str(), self.event_id),
         }
     }
 }

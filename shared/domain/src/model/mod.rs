@@ -14,6 +14,6 @@ pub use cart::{Cart, CartItem, CartStatus};
 pub use consent::{Channel, Consent, ConsentReceipt, ConsentStatus, DoubleOptIn};
 pub use contact::{Contact, IssuedCode, LifecycleStage, OrderSummary, SuppressionReason};
 pub use email::{EmailAddress, EmailError};
-pub use event::{ContactRef, Event, EventTrust};
+pub use event::{ContactRef, Event, EventSource, EventTrust};
 pub use phone::{PhoneError, PhoneNumber};
 pub use send::{Priority, SendClass, SendOrigin, SendRequest};

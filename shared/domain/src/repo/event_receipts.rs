@@ -1,4 +1,5 @@
-//! Receipts of client events by `event_id`, so a retried batch enqueues each event once.
+//! Receipts of client events by their source-scoped id (`Event::dedupe_key`), so a retried batch
+//! enqueues each event once and no source can take another's ids.
 //!
 //! A receipt is `pending` from the moment it is claimed until the event is on the queue, then
 //! `queued`. A crash in between leaves it `pending`, and the client's retry sends it again: the
@@ -27,8 +28,8 @@ pub struct EventReceipts<'a> {
     store: &'a dyn Store,
 }
 
-fn receipt_key(event_id: &str) -> Key {
-    Key::new(format!("EVENT#{event_id}"), "RECEIPT")
+fn receipt_key(dedupe_key: &str) -> Key {
+    Key::new(format!("EVENT#{dedupe_key}"), "RECEIPT")
 }
 
 impl<'a> EventReceipts<'a> {
@@ -36,13 +37,13 @@ impl<'a> EventReceipts<'a> {
         EventReceipts { store }
     }
 
-    pub async fn claim(&self, event_id: &str, now: Timestamp) -> Result<EventClaim, StoreError> {
+    pub async fn claim(&self, dedupe_key: &str, now: Timestamp) -> Result<EventClaim, StoreError> {
         let expires = (now + RECEIPT_RETENTION).as_second();
-        let item = Item::new(&receipt_key(event_id), json!({ "state": "pending", "received_at": now.to_string() }))
+        let item = Item::new(&receipt_key(dedupe_key), json!({ "state": "pending", "received_at": now.to_string() }))
             .with_ttl(expires);
         match self.store.put(item, Some(Condition::NotExists)).await {
             Ok(()) => Ok(EventClaim::New),
-            Err(StoreError::ConditionFailed) => match self.store.get(&receipt_key(event_id)).await? {
+            Err(StoreError::ConditionFailed) => match self.store.get(&receipt_key(dedupe_key)).await? {
                 Some(existing) if existing.get_str("state") == Some("queued") => Ok(EventClaim::Duplicate),
                 _ => Ok(EventClaim::Unconfirmed),
             },
@@ -50,9 +51,9 @@ impl<'a> EventReceipts<'a> {
         }
     }
 
-    pub async fn mark_queued(&self, event_id: &str) -> Result<(), StoreError> {
+    pub async fn mark_queued(&self, dedupe_key: &str) -> Result<(), StoreError> {
         self.store
-            .update(&receipt_key(event_id), vec![UpdateAction::set("state", "queued")], Some(Condition::Exists))
+            .update(&receipt_key(dedupe_key), vec![UpdateAction::set("state", "queued")], Some(Condition::Exists))
             .await
             .map(|_| ())
     }

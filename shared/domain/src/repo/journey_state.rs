@@ -54,6 +54,10 @@ pub struct JourneyState {
     /// Counted once per run, within the journey's conversion window.
     #[serde(default)]
     pub converted: bool,
+    /// Steps this run has taken: names its waits and sends, so a run that loops back to a step
+    /// makes new items instead of colliding with those of its earlier pass.
+    #[serde(default)]
+    pub steps_taken: u32,
     /// Optimistic version of this item.
     #[serde(default)]
     pub version: u64,

@@ -110,6 +110,7 @@ impl SesFeedback {
             received_at,
             properties,
             trusted: true,
+            source: crate::model::EventSource::Voronka,
         })
     }
 }

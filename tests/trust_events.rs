@@ -1,0 +1,355 @@
+//! Trust on the event paths: each test is a scenario that worked against Voronka before its fix
+//! (issue: trust on every path). Event ids per source, strangers and shop email, transactions that
+//! stay within DynamoDB's 100 operations, reused cart ids and journey loops, recovered revenue.
+
+mod support;
+
+use http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use support::inprocess::TestStack;
+use voronka_domain::model::{Cart, CartStatus, Event, SuppressionReason};
+use voronka_domain::ports::{Clock, Index, Key, Query, Store};
+use voronka_domain::repo::ContactRepository;
+use voronka_local::outbox;
+use voronka_local::workers::tick;
+
+async fn run_for(t: &TestStack, minutes: i64, step_minutes: i64) {
+    let mut left = minutes;
+    while left > 0 {
+        let step = step_minutes.min(left);
+        t.advance(step * 60);
+        tick(&t.stack).await.unwrap();
+        left -= step;
+    }
+}
+
+fn store(t: &TestStack) -> &dyn Store {
+    t.stack.state.store.as_ref()
+}
+
+async fn cart(t: &TestStack, id: &str) -> Cart {
+    let item = store(t).get(&Key::new(format!("CART#{id}"), "STATE")).await.unwrap().expect("the cart exists");
+    let mut map = item.0;
+    map.remove("pk");
+    map.remove("sk");
+    serde_json::from_value(Value::Object(map)).unwrap()
+}
+
+/// The shop's back end reports a cart change for a known contact (signed).
+async fn shop_add_to_cart(t: &TestStack, contact: &str, cart: &str, sku: &str, price: f64) {
+    let id = format!("{cart}:{sku}:{}", t.clock.now().as_second());
+    t.post_events(
+        vec![json!({"event_id": id, "type": "add_to_cart", "contact_id": contact, "properties": {
+            "cart_id": cart, "sku": sku, "name": format!("Item {sku}"), "price": price, "quantity": 1,
+            "currency": "RUB", "cart_url": format!("https://shop.example/cart/{cart}")}})],
+        true,
+    )
+    .await;
+}
+
+async fn shop_purchase(t: &TestStack, contact: &str, cart: Option<&str>, order: &str, revenue: f64) {
+    let mut properties = json!({"order_id": order, "revenue": revenue, "currency": "RUB"});
+    if let Some(cart) = cart {
+        properties["cart_id"] = json!(cart);
+    }
+    t.post_events(
+        vec![json!({"event_id": format!("{order}:purchase"), "type": "purchase", "contact_id": contact, "properties": properties})],
+        true,
+    )
+    .await;
+}
+
+fn mail_to(t: &TestStack, to: &str) -> Vec<(outbox::OutboxEntry, String)> {
+    outbox::entries(t.stack.outbox.dir())
+        .into_iter()
+        .filter(|m| m.to.starts_with(to))
+        .map(|m| {
+            let raw = std::fs::read(t.stack.outbox.dir().join(&m.file)).unwrap();
+            let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+            let text =
+                format!("{}\n{}", parsed.body_text(0).unwrap_or_default(), parsed.body_html(0).unwrap_or_default());
+            (m, text)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_browser_cannot_squat_the_ids_of_the_shops_purchases() {
+    let t = TestStack::new();
+    let buyer = t.consented_contact("buyer@example.com", json!({"anonymous_id": "anon-buyer"})).await;
+    // A hostile page posts behaviour under the ids the shop will give its next purchases.
+    let squatting: Vec<Value> = (1000..1005)
+        .map(|n| json!({"event_id": format!("order-{n}:purchase"), "type": "page_view", "anonymous_id": "anon-evil"}))
+        .collect();
+    t.post_events(squatting, false).await;
+
+    let purchase = json!({"event_id": "order-1002:purchase", "type": "purchase", "contact_id": buyer,
+        "properties": {"order_id": "order-1002", "revenue": 4990, "currency": "RUB"}});
+    let answer = t.post_events_answer(vec![purchase.clone()], true).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    assert_eq!(answer.json()["accepted"], 1, "the shop's purchase is new to Voronka: {}", answer.text);
+    voronka_local::workers::drain(&t.stack).await.unwrap();
+    let contact = ContactRepository::new(store(&t)).get(&buyer).await.unwrap().unwrap();
+    assert_eq!(contact.orders.orders, 1, "the purchase counted");
+    assert_eq!(contact.orders.revenue_minor, 499_000);
+
+    // The shop's own retry is still a duplicate.
+    let again = t.post_events_answer(vec![purchase], true).await;
+    assert_eq!(again.json()["duplicates"], 1, "{}", again.text);
+}
+
+#[tokio::test]
+async fn a_stranger_cannot_fill_a_subscribers_cart_email() {
+    let t = TestStack::new();
+    let anna = t.consented_contact("anna@example.com", json!({"anonymous_id": "anon-anna", "locale": "en"})).await;
+
+    // Naming her by address or contact id needs the shop's signature.
+    let answer = t
+        .post_events_answer(
+            vec![
+                json!({"event_id": "x1", "type": "add_to_cart", "email": "anna@example.com",
+                       "properties": {"cart_id": "evil-1", "sku": "P", "price": 1}}),
+                json!({"event_id": "x2", "type": "add_to_cart", "contact_id": anna,
+                       "properties": {"cart_id": "evil-2", "sku": "P", "price": 1}}),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    assert_eq!(answer.json()["rejected"], 2, "{}", answer.text);
+    let results = answer.json()["results"].clone();
+    assert_eq!(results[0]["field"], "events[0].email");
+    assert_eq!(results[1]["field"], "events[1].contact_id");
+    assert_eq!(results[0]["code"], "signature_required");
+
+    // Her own browser starts a cart whose item data points elsewhere and runs long.
+    t.post_events(
+        vec![json!({"event_id": "anna:atc:1", "type": "add_to_cart", "anonymous_id": "anon-anna", "properties": {
+            "cart_id": "cart-anna", "sku": "SH-1", "name": "<b>Trail shoes</b>\nCALL +1 800 NOW ".repeat(30),
+            "price": 1990, "url": "https://evil.example/login", "image": "https://evil.example/pixel.png",
+            "cart_url": "https://shop.example/cart/cart-anna"}})],
+        false,
+    )
+    .await;
+    // A stranger's browser names her cart.
+    t.post_events(
+        vec![json!({"event_id": "evil:atc:1", "type": "add_to_cart", "anonymous_id": "anon-evil", "properties": {
+            "cart_id": "cart-anna", "sku": "GIFT", "name": "Free gift card", "price": 0,
+            "url": "https://evil.example/gift"}})],
+        false,
+    )
+    .await;
+
+    let stored = cart(&t, "cart-anna").await;
+    assert_eq!(stored.items.keys().collect::<Vec<_>>(), ["SH-1"], "the stranger's item is not in her cart");
+    let item = &stored.items["SH-1"];
+    assert!(item.name.chars().count() <= 120 && !item.name.contains('\n'), "{:?}", item.name);
+    assert_eq!((item.url.as_deref(), item.image.as_deref()), (None, None), "links off the shop's hosts are dropped");
+
+    run_for(&t, 70, 10).await;
+    let mail = mail_to(&t, "anna@");
+    let reminders: Vec<_> = mail.iter().filter(|(m, _)| m.subject.contains("cart")).collect();
+    assert_eq!(
+        reminders.len(),
+        1,
+        "her own cart is reminded: {:?}",
+        mail.iter().map(|(m, _)| &m.subject).collect::<Vec<_>>()
+    );
+    let body = &reminders[0].1;
+    assert!(!body.contains("evil.example") && !body.contains("Free gift"), "{body}");
+    assert!(body.contains("https://shop.example/cart/cart-anna"), "{body}");
+}
+
+const INSTANT_PICK_JOURNEY: &str = r#"
+id = "instant_pick"
+description = "A pick from the category viewed, at once"
+holdout_percent = 0
+exit_on = ["purchase"]
+
+[trigger]
+type = "event"
+event = "category_view"
+
+[entry]
+re_entry = "once"
+
+[[steps]]
+id = "pick"
+type = "send"
+template = "category_interest"
+"#;
+
+#[tokio::test]
+async fn a_category_from_a_browser_reaches_a_subject_as_one_short_line() {
+    let (t, _campaigns) = TestStack::with_extra_campaign_files(&[("journeys/instant_pick.toml", INSTANT_PICK_JOURNEY)]);
+    t.consented_contact("viewer@example.com", json!({"anonymous_id": "anon-viewer", "locale": "en"})).await;
+    let category = format!("shoes\r\nBcc: victim@example.org {}", "x".repeat(300));
+    t.post_events(
+        vec![json!({"event_id": "anon-viewer:cv:1", "type": "category_view", "anonymous_id": "anon-viewer",
+                    "properties": {"category": category}})],
+        false,
+    )
+    .await;
+    run_for(&t, 24 * 60, 60).await;
+    let mail = mail_to(&t, "viewer@");
+    let picks: Vec<_> = mail.iter().filter(|(m, _)| m.subject.starts_with("Picked for you: shoes")).collect();
+    assert_eq!(picks.len(), 1, "{:?}", mail.iter().map(|(m, _)| &m.subject).collect::<Vec<_>>());
+    let subject = &picks[0].0.subject;
+    assert!(subject.chars().count() <= 80, "the category is cut short: {subject:?}");
+    let raw = std::fs::read_to_string(t.stack.outbox.dir().join(&picks[0].0.file)).unwrap();
+    assert!(!raw.lines().any(|l| l.starts_with("Bcc:")), "no header came from the event:\n{raw}");
+}
+
+#[tokio::test]
+async fn a_purchase_after_sixty_distinct_touches_commits() {
+    let t = TestStack::new();
+    let mut contact_id = String::new();
+    for i in 0..60 {
+        let body = json!({"name": "Many Touches", "email": "many@example.com", "phone": "+79990001122",
+            "company_size": "1-10", "consent": true, "utm_source": format!("source{i}"), "utm_campaign": format!("campaign{i}")});
+        let request = Request::post("/v1/forms/consultation/submissions")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let answer = t.send_from(request, &format!("198.51.100.{}", i + 1)).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        contact_id = answer.json()["contact_id"].as_str().unwrap().to_string();
+        t.advance(60);
+    }
+    tick(&t.stack).await.unwrap();
+    shop_purchase(&t, &contact_id, None, "o-many", 12_000.0).await;
+
+    let contact = ContactRepository::new(store(&t)).get(&contact_id).await.unwrap().unwrap();
+    assert_eq!(contact.orders.orders, 1, "the purchase committed");
+    let day = trigger_evaluator::aggregates::day(t.clock.now(), &t.stack.state.campaigns.settings);
+    let attributed = store(&t).query(Query::partition(Index::Table, format!("ATTR#{day}"))).await.unwrap().items;
+    for model in ["first_touch", "last_touch", "linear", "position_based", "time_decay"] {
+        let credit: f64 = attributed
+            .iter()
+            .filter(|i| i.get_str("sk").unwrap().starts_with(&format!("{model}#")))
+            .map(|i| i.get("conversions").and_then(Value::as_f64).unwrap())
+            .sum();
+        assert!((credit - 1.0).abs() < 1e-6, "{model}: the credit of one conversion sums to 1, got {credit}");
+    }
+}
+
+#[tokio::test]
+async fn a_complaint_from_a_contact_with_fifty_abandoned_carts_commits() {
+    let t = TestStack::new();
+    let contact = t.consented_contact("carts@example.com", json!({"locale": "en"})).await;
+    // Two steps of each cart wait: 100 cancellations, more than one transaction holds.
+    let adds: Vec<Value> = (0..50)
+        .map(|n| {
+            json!({"event_id": format!("cart-{n}:add"), "type": "add_to_cart", "contact_id": contact,
+            "properties": {"cart_id": format!("cart-{n}"), "sku": "A", "price": 100, "quantity": 1}})
+        })
+        .collect();
+    t.post_events(adds, true).await;
+    run_for(&t, 70, 10).await;
+    let pending_cart_items =
+        |items: &[voronka_domain::repo::due::DueItem]| items.iter().filter(|d| d.group.starts_with("cart:")).count();
+    let before = voronka_domain::repo::due::pending_for(store(&t), &contact).await.unwrap();
+    assert!(pending_cart_items(&before) >= 100, "50 abandoned carts wait for their next steps: {}", before.len());
+
+    let now = t.clock.now();
+    let complaint =
+        Event::internal("ses:complaint-1".into(), "email_complained", &contact, now, now, serde_json::Map::new());
+    let outcome = trigger_evaluator::apply_event(&t.stack.evaluator, &complaint).await;
+    assert_eq!(outcome.unwrap(), trigger_evaluator::Outcome::Applied);
+    voronka_local::workers::drain(&t.stack).await.unwrap();
+
+    let stored = ContactRepository::new(store(&t)).get(&contact).await.unwrap().unwrap();
+    assert!(stored.suppressions.contains_key(&SuppressionReason::Complaint), "the complaint suppresses at once");
+    let after = voronka_domain::repo::due::pending_for(store(&t), &contact).await.unwrap();
+    assert_eq!(pending_cart_items(&after), 0, "the follow-up cancelled every cart step");
+    let again = trigger_evaluator::apply_event(&t.stack.evaluator, &complaint).await.unwrap();
+    assert_eq!(again, trigger_evaluator::Outcome::Duplicate);
+}
+
+#[tokio::test]
+async fn a_reused_cart_id_starts_a_new_reminder_sequence() {
+    let t = TestStack::new();
+    let contact = t.consented_contact("again@example.com", json!({"locale": "en"})).await;
+    shop_add_to_cart(&t, &contact, "cart-r", "A", 500.0).await;
+    t.advance(600);
+    shop_purchase(&t, &contact, Some("cart-r"), "o-r1", 500.0).await;
+    t.advance(600);
+    // The shop reuses the cart id for the next visit.
+    shop_add_to_cart(&t, &contact, "cart-r", "B", 700.0).await;
+    run_for(&t, 80, 10).await;
+    let reopened = cart(&t, "cart-r").await;
+    assert_eq!(reopened.status, CartStatus::Abandoned, "the new lifecycle reached abandonment");
+    let reminders = mail_to(&t, "again@").into_iter().filter(|(m, _)| m.subject.contains("cart")).count();
+    assert_eq!(reminders, 1, "the new lifecycle's first reminder went out");
+    let dead = t.drain(voronka_domain::ports::QueueName::Events).await;
+    assert!(dead.is_empty(), "nothing left failing on the events queue: {dead:?}");
+}
+
+const LOOPING_JOURNEY: &str = r#"
+id = "daily_tip"
+description = "A tip a day: send, wait a day, loop"
+holdout_percent = 0
+exit_on = ["unsubscribed"]
+
+[trigger]
+type = "event"
+event = "tips_requested"
+
+[entry]
+re_entry = "once"
+
+[[steps]]
+id = "tip"
+type = "send"
+template = "welcome"
+
+[[steps]]
+id = "pause"
+type = "wait"
+days = 1
+
+[[steps]]
+id = "again"
+type = "goto"
+step = "tip"
+"#;
+
+#[tokio::test]
+async fn a_journey_that_loops_back_to_a_wait_waits_again() {
+    let (t, _campaigns) = TestStack::with_extra_campaign_files(&[("journeys/daily_tip.toml", LOOPING_JOURNEY)]);
+    let contact = t.consented_contact("tips@example.com", json!({"locale": "en"})).await;
+    t.post_events(vec![json!({"event_id": "tips-1", "type": "tips_requested", "contact_id": contact})], true).await;
+    run_for(&t, 3 * 24 * 60 + 60, 60).await;
+    let items = store(&t).query(Query::partition(Index::Table, format!("DUE#{contact}"))).await.unwrap().items;
+    let waits: Vec<_> =
+        items.iter().filter_map(|i| i.get_str("sk")).filter(|sk| sk.starts_with("wait:daily_tip")).collect();
+    assert!(waits.len() >= 3, "every pass waits with its own item: {waits:?}");
+    let sends: Vec<_> =
+        items.iter().filter_map(|i| i.get_str("sk")).filter(|sk| sk.starts_with("send:journey:daily_tip")).collect();
+    assert!(sends.len() >= 3, "every pass sends its own email: {sends:?}");
+    let stuck = t.drain(voronka_domain::ports::QueueName::Events).await;
+    assert!(stuck.is_empty(), "nothing left failing on the events queue: {stuck:?}");
+}
+
+#[tokio::test]
+async fn a_purchase_without_a_cart_id_recovers_one_cart_once() {
+    let t = TestStack::new();
+    let contact = t.consented_contact("two@example.com", json!({"locale": "en"})).await;
+    shop_add_to_cart(&t, &contact, "cart-old", "A", 1000.0).await;
+    t.advance(300);
+    shop_add_to_cart(&t, &contact, "cart-new", "B", 3000.0).await;
+    run_for(&t, 70, 10).await;
+    assert_eq!(cart(&t, "cart-old").await.reminders_sent, [1]);
+    assert_eq!(cart(&t, "cart-new").await.reminders_sent, [1]);
+
+    shop_purchase(&t, &contact, None, "o-two", 3000.0).await;
+    assert_eq!(cart(&t, "cart-new").await.status, CartStatus::Purchased, "the latest active cart was bought");
+    assert_eq!(cart(&t, "cart-old").await.status, CartStatus::Abandoned, "the other cart is not");
+    let day = trigger_evaluator::aggregates::day(t.clock.now(), &t.stack.state.campaigns.settings);
+    let value = async |sk: &str| {
+        let item = store(&t).get(&Key::new(format!("AGG#{day}"), sk)).await.unwrap();
+        item.and_then(|i| i.get("value").and_then(Value::as_f64))
+    };
+    assert_eq!(value("cart_recovered#step1#-").await, Some(1.0));
+    assert_eq!(value("cart_recovered_revenue#step1#-").await, Some(3000.0), "the order's revenue counts once");
+}
