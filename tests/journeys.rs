@@ -250,3 +250,34 @@ async fn a_redelivered_purchase_counts_once_in_every_aggregate() {
     let contact = voronka_domain::repo::ContactRepository::new(store).get(&buyer).await.unwrap().unwrap();
     assert_eq!(contact.orders.orders, 1);
 }
+
+#[tokio::test]
+async fn a_category_pick_after_a_wait_names_the_category_viewed() {
+    let t = TestStack::new();
+    let viewer =
+        t.consented_contact("picker@example.com", json!({"locale": "en", "anonymous_id": "anon-picker"})).await;
+    assert!(!in_holdout(&viewer, "category_interest", 5.0), "this seed's contact is treated");
+    for n in 0..3 {
+        let id = format!("anon-picker:cv:{n}");
+        send_events(
+            &t,
+            vec![json!({"event_id": id, "type": "category_view", "anonymous_id": "anon-picker",
+            "properties": {"category": "trail shoes"}})],
+            false,
+        )
+        .await;
+    }
+    for _ in 0..36 {
+        t.advance(3600);
+        tick(&t.stack).await.unwrap();
+    }
+    let subjects: Vec<String> = outbox::entries(t.stack.outbox.dir())
+        .into_iter()
+        .filter(|m| m.to.starts_with("picker@"))
+        .map(|m| m.subject)
+        .collect();
+    assert!(
+        subjects.iter().any(|s| s == "Picked for you: trail shoes"),
+        "the email after the wait shows the category that started the run: {subjects:?}"
+    );
+}

@@ -220,6 +220,7 @@ pub fn decide(
                 clicked_last: false,
                 converted: false,
                 steps_taken: 0,
+                trigger_context: trigger_context(&journey.trigger, event),
                 version: state.as_ref().map_or(0, |s| s.version),
             };
             effects.entered.push(journey.id.clone());
@@ -276,9 +277,8 @@ fn run_steps(
                 let key = format!("journey:{}:{}:{pass}", state.run_id(), step.id);
                 let mut context = context.clone();
                 context.insert("journey".into(), json!(journey.id));
-                // Event text may reach a subject line: one short line of plain text, nothing else.
-                if let Some(category) = decision.event.properties.get("category").and_then(Value::as_str) {
-                    context.entry("category").or_insert(json!(plain_text(category, MAX_CATEGORY_CHARS)));
+                for (name, value) in &state.trigger_context {
+                    context.entry(name.clone()).or_insert(value.clone());
                 }
                 let request = SendRequest {
                     idempotency_key: key.clone(),
@@ -358,6 +358,23 @@ fn run_steps(
     }
     tracing::error!(journey = %journey.id, "a journey ran many steps without waiting; stopped");
     finish(state, now, RunStatus::Completed, Some("step_limit".into()));
+}
+
+/// What the run's emails may show of the event that started it: the category, and the value the
+/// trigger groups by. Event text may reach a subject line: one short line of plain text.
+fn trigger_context(trigger: &Trigger, event: &Event) -> Map<String, Value> {
+    let grouped_by = match trigger {
+        Trigger::Event { group_by: Some(property), .. } => Some(property.as_str()),
+        _ => None,
+    };
+    ["category"]
+        .into_iter()
+        .chain(grouped_by)
+        .filter_map(|name| {
+            let text = event.properties.get(name).and_then(Value::as_str)?;
+            Some((name.to_string(), json!(plain_text(text, MAX_CATEGORY_CHARS))))
+        })
+        .collect()
 }
 
 fn finish(state: &mut JourneyState, now: Timestamp, status: RunStatus, reason: Option<String>) {

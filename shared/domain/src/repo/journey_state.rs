@@ -58,6 +58,10 @@ pub struct JourneyState {
     /// makes new items instead of colliding with those of its earlier pass.
     #[serde(default)]
     pub steps_taken: u32,
+    /// Values of the event that started the run that its emails show (the category viewed, for
+    /// a trigger grouped by category), as short plain text: the sends after a wait see them too.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub trigger_context: serde_json::Map<String, serde_json::Value>,
     /// Optimistic version of this item.
     #[serde(default)]
     pub version: u64,
