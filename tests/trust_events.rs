@@ -353,3 +353,34 @@ async fn a_purchase_without_a_cart_id_recovers_one_cart_once() {
     assert_eq!(value("cart_recovered#step1#-").await, Some(1.0));
     assert_eq!(value("cart_recovered_revenue#step1#-").await, Some(3000.0), "the order's revenue counts once");
 }
+
+#[tokio::test]
+async fn nobody_outside_voronka_can_raise_its_due_work() {
+    let t = TestStack::new();
+    let contact = t.consented_contact("work@example.com", json!({"locale": "en"})).await;
+    let forged: Vec<Value> = ["cart_step", "journey_continue", "event_follow_up", "cart_idle", "inactivity_check"]
+        .iter()
+        .enumerate()
+        .map(|(n, kind)| {
+            json!({"event_id": format!("forged-{n}"), "type": kind, "contact_id": contact,
+            "properties": {"counters": [{"pk": format!("CONTACT#{contact}"), "sk": "PROFILE", "add": {"version": 5}}]}})
+        })
+        .collect();
+    let answer = t.post_events_answer(forged, true).await;
+    assert_eq!(answer.json()["rejected"], 5, "even the shop's signature does not make due work: {}", answer.text);
+    assert!(answer.json()["results"].as_array().unwrap().iter().all(|r| r["code"] == "reserved_type"));
+
+    // And a message that reached the queue another way is not obeyed either.
+    let now = t.clock.now();
+    let mut properties = serde_json::Map::new();
+    properties.insert(
+        "counters".into(),
+        json!([{"pk": format!("CONTACT#{contact}"), "sk": "PROFILE", "add": {"version": 5}}]),
+    );
+    let mut outside = Event::internal("forged-q".into(), "event_follow_up", &contact, now, now, properties);
+    outside.source = voronka_domain::model::EventSource::Shop;
+    let outcome = trigger_evaluator::apply_event(&t.stack.evaluator, &outside).await.unwrap();
+    assert!(matches!(outcome, trigger_evaluator::Outcome::Unmatched(_)), "{outcome:?}");
+    let stored = ContactRepository::new(store(&t)).get(&contact).await.unwrap().unwrap();
+    assert!(stored.version < 5, "the contact was not touched");
+}

@@ -14,7 +14,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
-use voronka_domain::model::event::{EventTrust, event_trust, is_valid_client_id, is_valid_event_type};
+use voronka_domain::model::event::{
+    EventTrust, event_trust, is_due_work_type, is_valid_client_id, is_valid_event_type,
+};
 use voronka_domain::model::{ContactRef, EmailAddress, Event, EventSource};
 use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
 use voronka_domain::repo::{EventClaim, EventReceipts};
@@ -238,6 +240,9 @@ fn check_event(raw: &Value, signed: bool, now: Timestamp, max_properties_bytes: 
     };
     if !is_valid_event_type(event_type) {
         return reject("invalid_type_name", "type", "types are snake_case names of at most 64 characters");
+    }
+    if is_due_work_type(event_type) {
+        return reject("reserved_type", "type", format!("`{event_type}` events are raised by Voronka itself"));
     }
     if !signed && event_trust(event_type) == EventTrust::Server {
         return reject(

@@ -18,8 +18,8 @@ use voronka_domain::repo::due::{DueItem, DueWork};
 
 use crate::aggregates::Counters;
 
-pub const IDLE_EVENT: &str = "cart_idle";
-pub const STEP_EVENT: &str = "cart_step";
+pub const IDLE_EVENT: &str = voronka_domain::model::event::CART_IDLE;
+pub const STEP_EVENT: &str = voronka_domain::model::event::CART_STEP;
 pub const CART_EVENTS: [&str; 4] = ["add_to_cart", "remove_from_cart", "checkout_started", "purchase"];
 
 pub fn cart_key(cart_id: &str) -> Key {

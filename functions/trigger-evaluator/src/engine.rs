@@ -16,8 +16,8 @@ use voronka_domain::repo::journey_state::{Group, JourneyState, RunStatus};
 use voronka_domain::sending::policy::time_zone_or_utc;
 
 /// Event types the engine itself puts on the queue through due items.
-pub const CONTINUE_EVENT: &str = "journey_continue";
-pub const INACTIVITY_EVENT: &str = "inactivity_check";
+pub const CONTINUE_EVENT: &str = voronka_domain::model::event::JOURNEY_CONTINUE;
+pub const INACTIVITY_EVENT: &str = voronka_domain::model::event::INACTIVITY_CHECK;
 /// Longest category name from an event that reaches an email.
 const MAX_CATEGORY_CHARS: usize = 60;
 /// A run that loops without waiting stops here.

@@ -16,7 +16,9 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::journeys::Trigger;
-use voronka_domain::model::{Channel, ConsentReceipt, Contact, EmailAddress, Event, LifecycleStage, SuppressionReason};
+use voronka_domain::model::{
+    Channel, ConsentReceipt, Contact, EmailAddress, Event, EventSource, LifecycleStage, SuppressionReason,
+};
 use voronka_domain::ports::store::MAX_TRANSACTION_OPS;
 use voronka_domain::ports::{
     Clock, Condition, Index, Item, Key, Query, Queue, SortKeyRange, Store, StoreError, TransactOp,
@@ -108,7 +110,7 @@ fn marker_key(dedupe_key: &str) -> Key {
 }
 
 /// The internal event that finishes the part of an event too large for its own transaction.
-pub const FOLLOW_UP_EVENT: &str = "event_follow_up";
+pub const FOLLOW_UP_EVENT: &str = voronka_domain::model::event::EVENT_FOLLOW_UP;
 /// Writes of one transaction that carry data; one more place is kept for a marker.
 const MAX_FOLLOW_UP_WRITES: usize = MAX_TRANSACTION_OPS - 1;
 
@@ -339,6 +341,13 @@ async fn count_triggers(
 
 /// Applies an event to its contact exactly once; retries races on the contact's version.
 pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome, StoreError> {
+    // Due work drives sends and writes only Voronka may decide; lead-capture refuses these types
+    // from outside, and this holds even for a message that reached the queue another way.
+    if voronka_domain::model::event::is_due_work_type(&event.event_type)
+        && matches!(event.source, EventSource::Browser | EventSource::Shop)
+    {
+        return Ok(Outcome::Unmatched("a due-work event type from outside Voronka".into()));
+    }
     if event.event_type == FOLLOW_UP_EVENT {
         return apply_follow_up(deps, event).await;
     }

@@ -24,6 +24,20 @@ pub const SERVER_EVENT_TYPES: [&str; 12] = [
     "unsubscribed",
 ];
 
+/// Event types of Voronka's own due work (journey waits, inactivity checks, cart timers and steps,
+/// follow-ups of large events): raised only by the scheduler, never accepted from outside, since
+/// they drive sends and writes that only Voronka may decide.
+pub const JOURNEY_CONTINUE: &str = "journey_continue";
+pub const INACTIVITY_CHECK: &str = "inactivity_check";
+pub const CART_IDLE: &str = "cart_idle";
+pub const CART_STEP: &str = "cart_step";
+pub const EVENT_FOLLOW_UP: &str = "event_follow_up";
+pub const DUE_WORK_EVENT_TYPES: [&str; 5] = [JOURNEY_CONTINUE, INACTIVITY_CHECK, CART_IDLE, CART_STEP, EVENT_FOLLOW_UP];
+
+pub fn is_due_work_type(event_type: &str) -> bool {
+    DUE_WORK_EVENT_TYPES.contains(&event_type)
+}
+
 /// Who may send an event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventTrust {
