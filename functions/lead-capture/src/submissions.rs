@@ -77,6 +77,15 @@ pub async fn describe(State(state): State<AppState>, Path(form_id): Path<String>
     response
 }
 
+/// `GET /v1/forms/{form_id}/thanks`: where a plain HTML form lands after a submission, when the
+/// form has no page of the shop's own site to send people to.
+pub async fn thank_you(State(state): State<AppState>, Path(form_id): Path<String>) -> Response {
+    match form_or_404(&state, &form_id) {
+        Ok(form) => (StatusCode::OK, pages::thank_you(form)).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, pages::not_found()).into_response(),
+    }
+}
+
 pub async fn submit(
     State(state): State<AppState>,
     Path(form_id): Path<String>,
@@ -167,7 +176,11 @@ async fn handle(
     let Some(valid) = valid.filter(|_| field_errors.is_empty()) else {
         return Err(ApiError::invalid(field_errors));
     };
-    let email = valid.email.clone().expect("every form has a required email field");
+    // Every form's email field is required (checked when the form is loaded); should one slip
+    // through, the person is told, not answered with a crash.
+    let Some(email) = valid.email.clone() else {
+        return Err(ApiError::invalid(vec![FieldError::new("email", "required", "is required")]));
+    };
 
     let submission_id = hidden_text(SUBMISSION_ID_FIELD).unwrap_or_else(|| state.ids.new_id("sub", now));
     let time_zone = hidden_text("time_zone");
