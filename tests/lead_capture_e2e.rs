@@ -113,7 +113,7 @@ async fn leads_are_captured_over_http_and_survive_a_restart() {
         .unwrap();
     assert_eq!(html.status(), StatusCode::SEE_OTHER);
     let location = html.headers()[header::LOCATION].to_str().unwrap().to_string();
-    assert_eq!(location, format!("{base}/thanks?form=consultation"));
+    assert_eq!(location, format!("{base}/v1/forms/consultation/thanks"));
     let thanks = client().get(&location).send().await.unwrap();
     assert_eq!(thanks.status(), StatusCode::OK);
 
@@ -279,7 +279,9 @@ async fn double_opt_in_works_through_the_outbox_of_voronka_serve() {
     let start = unfolded.find(&format!("{}/v1/confirm?token=", server.base)).expect("a confirmation link");
     let link: String = unfolded[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<').collect();
     let link = link.replace("=3D", "=");
-    let confirmed = client().get(&link).send().await.unwrap();
+    let page = client().get(&link).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("method=\"post\""), "following the link only shows the button: {page}");
+    let confirmed = client().post(&link).send().await.unwrap();
     assert_eq!(confirmed.status(), StatusCode::OK);
     assert!(confirmed.text().await.unwrap().contains("Subscription confirmed"));
 

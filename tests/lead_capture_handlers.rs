@@ -7,6 +7,7 @@ use axum::body::Body;
 use http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use support::inprocess::TestStack;
+use tower::ServiceExt;
 use voronka_domain::model::{DoubleOptIn, EmailAddress};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, sign_body};
@@ -45,7 +46,7 @@ async fn a_json_submission_creates_a_contact_and_other_spellings_update_it() {
 }
 
 #[tokio::test]
-async fn a_browser_posting_an_html_form_is_redirected_to_the_thank_you_page() {
+async fn a_browser_posting_an_html_form_lands_on_a_thank_you_page_the_api_itself_serves() {
     let t = TestStack::new();
     let request = Request::post("/v1/forms/consultation/submissions")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -56,7 +57,17 @@ async fn a_browser_posting_an_html_form_is_redirected_to_the_thank_you_page() {
         .unwrap();
     let answer = t.send(request).await;
     assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
-    assert_eq!(answer.headers[header::LOCATION], "https://api.voronka.test/thanks?form=consultation");
+    let location = answer.headers[header::LOCATION].to_str().unwrap().to_string();
+    assert_eq!(location, "https://api.voronka.test/v1/forms/consultation/thanks");
+    // The function's own router, as on AWS: no page of the local stack helps here.
+    let path = location.strip_prefix("https://api.voronka.test").unwrap();
+    let thanks = lead_capture::router(t.stack.state.clone())
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(thanks.status(), StatusCode::OK);
+    let page = axum::body::to_bytes(thanks.into_body(), usize::MAX).await.unwrap();
+    assert!(String::from_utf8_lossy(&page).contains("Thank you"));
     let contact = ContactRepository::new(t.stack.state.store.as_ref())
         .find_by_email(&EmailAddress::parse("ivan@example.com").unwrap())
         .await
@@ -227,7 +238,7 @@ async fn double_opt_in_sends_a_confirmation_and_the_link_confirms() {
     assert_eq!(receipt.form_id.as_deref(), Some("newsletter"));
 
     t.drain_events().await;
-    let confirmed = t.send(Request::get(path).body(Body::empty()).unwrap()).await;
+    let confirmed = t.send(Request::post(path).body(Body::empty()).unwrap()).await;
     assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text);
     assert!(confirmed.text.contains("Subscription confirmed"));
     let contact = repo.get(&id).await.unwrap().unwrap();
@@ -236,11 +247,64 @@ async fn double_opt_in_sends_a_confirmation_and_the_link_confirms() {
     let events = t.drain_events().await;
     assert_eq!(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), ["optin_confirmed"]);
 
-    let again = t.send(Request::get(path).body(Body::empty()).unwrap()).await;
+    let again = t.send(Request::post(path).body(Body::empty()).unwrap()).await;
     assert_eq!(again.status, StatusCode::OK, "following the link twice is fine");
     let resubmitted = t.submit_json("newsletter", newsletter("dora@example.com")).await;
     assert_eq!(resubmitted.json()["double_opt_in"], "confirmed");
     assert!(t.drain_sends().await.is_empty(), "a confirmed subscriber is not asked again");
+}
+
+#[tokio::test]
+async fn a_link_scanner_following_the_confirmation_link_confirms_nobody() {
+    let t = TestStack::new();
+    let id = t.submit_json("newsletter", newsletter("scanned@example.com")).await.json()["contact_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = t.drain_sends().await[0].context["confirm_url"].as_str().unwrap().to_string();
+    let path = url.strip_prefix("https://api.voronka.test").unwrap().to_string();
+    t.drain_events().await;
+
+    let scanned = t.send(Request::get(path.as_str()).body(Body::empty()).unwrap()).await;
+    assert_eq!(scanned.status, StatusCode::OK, "{}", scanned.text);
+    let token = path.split_once("token=").unwrap().1;
+    assert!(
+        scanned.text.contains(&format!("<form method=\"post\" action=\"/v1/confirm?token={token}\"")),
+        "the page's button posts the token: {}",
+        scanned.text
+    );
+    assert_eq!(scanned.headers[header::CACHE_CONTROL], "no-store");
+    let repo = ContactRepository::new(t.stack.state.store.as_ref());
+    let contact = repo.get(&id).await.unwrap().unwrap();
+    assert_eq!(contact.email_consent().unwrap().double_opt_in, DoubleOptIn::Pending, "a GET confirms nothing");
+    assert!(t.drain_events().await.is_empty());
+
+    let clicked = t.send(Request::post(path.as_str()).body(Body::empty()).unwrap()).await;
+    assert_eq!(clicked.status, StatusCode::OK, "{}", clicked.text);
+    assert!(clicked.text.contains("Subscription confirmed"));
+    assert_eq!(repo.get(&id).await.unwrap().unwrap().email_consent().unwrap().double_opt_in, DoubleOptIn::Confirmed);
+}
+
+#[tokio::test]
+async fn a_confirmation_token_naming_another_receipt_confirms_nothing() {
+    let t = TestStack::new();
+    let id = t.submit_json("newsletter", newsletter("receipt@example.com")).await.json()["contact_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let now = voronka_domain::ports::Clock::now(t.clock.as_ref());
+    let forged_subject = format!("{id}|cr_some-other-submission");
+    let token = t.stack.state.secrets.token_signer().sign(
+        lead_capture::CONFIRM_TOKEN_PURPOSE,
+        &forged_subject,
+        now,
+        now + jiff::SignedDuration::from_hours(24),
+    );
+    let answer = t.send(Request::post(format!("/v1/confirm?token={token}")).body(Body::empty()).unwrap()).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.text);
+    assert!(answer.text.contains("could not confirm"), "{}", answer.text);
+    let contact = ContactRepository::new(t.stack.state.store.as_ref()).get(&id).await.unwrap().unwrap();
+    assert_eq!(contact.email_consent().unwrap().double_opt_in, DoubleOptIn::Pending);
 }
 
 #[tokio::test]

@@ -410,7 +410,7 @@ async fn double_opt_in_works_end_to_end_through_the_outbox() {
     let link =
         text.split_whitespace().find(|w| w.starts_with("https://api.voronka.test/v1/confirm?token=")).expect("a link");
     let path = link.strip_prefix("https://api.voronka.test").unwrap();
-    let confirmed = f.t.send(Request::get(path).body(Body::empty()).unwrap()).await;
+    let confirmed = f.t.send(Request::post(path).body(Body::empty()).unwrap()).await;
     assert_eq!(confirmed.status, StatusCode::OK);
     let contact = ContactRepository::new(f.t.stack.state.store.as_ref()).get(&id).await.unwrap().unwrap();
     assert!(contact.email_consent().unwrap().allows_marketing());

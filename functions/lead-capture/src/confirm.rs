@@ -1,86 +1,124 @@
-//! `GET /v1/confirm?token=`: the double opt-in confirmation link.
+//! `GET` and `POST /v1/confirm?token=`: the double opt-in confirmation link.
+//!
+//! `GET` only shows a page whose button (pressed by a small script for people) posts the token:
+//! mail-security scanners fetch every link in a message and must not confirm for the person.
+//! `POST` confirms, and only the sign-up the token was sent for: the receipt it names must be
+//! the one the contact's consent is waiting on.
 
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use voronka_domain::model::{Channel, Event};
+use voronka_domain::model::{Channel, Event, SuppressionReason};
 use voronka_domain::repo::{ContactRepository, RepoError};
 use voronka_domain::signing::TokenError;
 
 use crate::submissions::enqueue_event;
 use crate::{AppState, CONFIRM_TOKEN_PURPOSE, pages};
 
-pub async fn confirm(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
-    let now = state.clock.now();
+fn invalid(status: StatusCode, reason: &str) -> Response {
+    (status, pages::confirmation_invalid(reason)).into_response()
+}
+
+/// Why a link cannot be used: the status and what the page tells the person.
+type Unusable = (StatusCode, &'static str);
+
+/// The token and the (contact id, receipt id) it names, or why it cannot be used.
+fn verify(state: &AppState, query: &HashMap<String, String>) -> Result<(String, String, String), Unusable> {
     let Some(token) = query.get("token").filter(|t| !t.is_empty()) else {
-        return (StatusCode::BAD_REQUEST, pages::confirmation_invalid("The link is missing its token."))
-            .into_response();
+        return Err((StatusCode::BAD_REQUEST, "The link is missing its token."));
     };
-    let verified = match state.signer().verify(CONFIRM_TOKEN_PURPOSE, token, now) {
+    let verified = match state.signer().verify(CONFIRM_TOKEN_PURPOSE, token, state.clock.now()) {
         Ok(verified) => verified,
         Err(TokenError::Expired) => {
-            return (
+            return Err((
                 StatusCode::GONE,
-                pages::confirmation_invalid(
-                    "This confirmation link has expired. Please sign up again to get a new one.",
-                ),
-            )
-                .into_response();
+                "This confirmation link has expired. Please sign up again to get a new one.",
+            ));
         }
         Err(_) => {
-            return (
+            return Err((
                 StatusCode::BAD_REQUEST,
-                pages::confirmation_invalid(
-                    "This confirmation link is not valid. Please use the link from the email exactly as sent.",
-                ),
-            )
-                .into_response();
+                "This confirmation link is not valid. Please use the link from the email exactly as sent.",
+            ));
         }
     };
-    let Some((contact_id, receipt_id)) = verified.subject.split_once('|') else {
-        return (StatusCode::BAD_REQUEST, pages::confirmation_invalid("This confirmation link is not valid."))
-            .into_response();
-    };
+    match verified.subject.split_once('|') {
+        Some((contact_id, receipt_id)) => Ok((token.clone(), contact_id.to_string(), receipt_id.to_string())),
+        None => Err((StatusCode::BAD_REQUEST, "This confirmation link is not valid.")),
+    }
+}
 
+pub async fn page(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
+    match verify(&state, &query) {
+        Ok((token, _, _)) => {
+            let mut response = (StatusCode::OK, pages::confirm_prompt(&token)).into_response();
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err((status, reason)) => invalid(status, reason),
+    }
+}
+
+pub async fn confirm(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let (_, contact_id, receipt_id) = match verify(&state, &query) {
+        Ok(verified) => verified,
+        Err((status, reason)) => return invalid(status, reason),
+    };
+    let now = state.clock.now();
     let repo = ContactRepository::new(state.store.as_ref());
-    let mut newly_confirmed = false;
     let result = repo
-        .update(contact_id, now, |contact| match contact.consents.get_mut(&Channel::Email) {
-            Some(consent) => consent.confirm(now),
-            None => false,
+        .update(&contact_id, now, |contact| {
+            let Some(consent) = contact.consents.get_mut(&Channel::Email) else {
+                return false;
+            };
+            if consent.pending_receipt() != Some(receipt_id.as_str()) {
+                return false;
+            }
+            consent.confirm(now);
+            // A new, confirmed consent is the person asking for mail again: it lifts their own
+            // earlier unsubscribe. Bounces and complaints stay: they are not the person's choice
+            // to reverse by a form.
+            contact.suppressions.remove(&SuppressionReason::Unsubscribed);
+            true
         })
         .await;
     let contact = match result {
         Ok(contact) => contact,
         Err(RepoError::NotFound) => {
-            return (StatusCode::NOT_FOUND, pages::confirmation_invalid("This subscription no longer exists."))
-                .into_response();
+            return invalid(StatusCode::NOT_FOUND, "This subscription no longer exists.");
         }
         Err(e) => return crate::ApiError::internal("confirming a subscription failed", e).into_response(),
     };
-    if contact.email_consent().and_then(|c| c.confirmed_at).is_some_and(|at| at == now) {
-        newly_confirmed = true;
-    }
-    let Some(consent) = contact.email_consent().filter(|c| c.allows_marketing()) else {
-        return (
-            StatusCode::CONFLICT,
-            pages::confirmation_invalid("This address has unsubscribed since; sign up again to resubscribe."),
-        )
-            .into_response();
+    let Some(consent) = contact.email_consent() else {
+        return invalid(StatusCode::CONFLICT, "This link does not belong to a subscription.");
     };
+    if consent.pending_receipt().is_some() {
+        // Still waiting, but on another sign-up than the one this token was sent for.
+        return invalid(
+            StatusCode::CONFLICT,
+            "This link is from an earlier sign-up. Please use the link in the latest confirmation email.",
+        );
+    }
+    if !consent.allows_marketing() || contact.suppressions.contains_key(&SuppressionReason::Unsubscribed) {
+        return invalid(StatusCode::CONFLICT, "This address has unsubscribed since; sign up again to resubscribe.");
+    }
+    let newly_confirmed = consent.confirmed_at == Some(now);
 
-    // Sent on every visit of the link: the event id makes the evaluator count it once, and a
-    // crash after the update above is healed by the person clicking again.
-    let mut properties = Map::new();
-    properties.insert("receipt_id".into(), Value::String(receipt_id.to_string()));
-    let event_id = format!("optin:{contact_id}:{receipt_id}:confirmed");
-    let occurred_at = consent.confirmed_at.unwrap_or(now);
-    let event = Event::internal(event_id, "optin_confirmed", &contact.id, occurred_at, now, properties);
-    if let Err(error) = enqueue_event(&state, &event).await {
-        return error.into_response();
+    // Sent for the receipt the consent was confirmed by, on every press of the button: the event
+    // id makes the evaluator count it once, and a crash after the update above is healed by the
+    // person pressing again.
+    if consent.receipt_id == receipt_id || newly_confirmed {
+        let mut properties = Map::new();
+        properties.insert("receipt_id".into(), Value::String(receipt_id.clone()));
+        let event_id = format!("optin:{contact_id}:{receipt_id}:confirmed");
+        let occurred_at = consent.confirmed_at.unwrap_or(now);
+        let event = Event::internal(event_id, "optin_confirmed", &contact.id, occurred_at, now, properties);
+        if let Err(error) = enqueue_event(&state, &event).await {
+            return error.into_response();
+        }
     }
     tracing::info!(contact_id = %contact.id, newly_confirmed, "subscription confirmed");
     (StatusCode::OK, pages::confirmed()).into_response()

@@ -37,6 +37,26 @@ pub fn confirmed() -> Html<String> {
     )
 }
 
+/// What a confirmation link opens: a button that confirms by POST, so mail-security scanners
+/// that fetch links confirm nobody. The script presses it for people whose browser runs it;
+/// scanners that fetch without running scripts stop here.
+pub fn confirm_prompt(token: &str) -> Html<String> {
+    page(
+        "Confirm your subscription",
+        &format!(
+            "<h1>Confirm your subscription</h1><p>Press the button to start receiving our emails.</p>\
+             <form method=\"post\" action=\"/v1/confirm?token={}\" id=\"confirm\">\
+             <button type=\"submit\">Confirm my subscription</button></form>\
+             <script>document.getElementById(\"confirm\").submit();</script>",
+            escape(token)
+        ),
+    )
+}
+
+pub fn not_found() -> Html<String> {
+    page("Not found", "<h1>Page not found</h1><p>There is no such page.</p>")
+}
+
 pub fn confirmation_invalid(reason: &str) -> Html<String> {
     page("Confirmation link", &format!("<h1>We could not confirm this subscription</h1><p>{}</p>", escape(reason)))
 }

@@ -13,7 +13,7 @@ use voronka_domain::errors::FieldError;
 use voronka_domain::model::event::is_valid_client_id;
 use voronka_domain::model::{
     Channel, ConsentReceipt, Contact, ContactRef, DoubleOptIn, Event, EventSource, Priority, SendClass, SendOrigin,
-    SendRequest, Touch,
+    SendRequest, SuppressionReason, Touch,
 };
 use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
 use voronka_domain::repo::{ContactRepository, UpsertOutcome};
@@ -75,6 +75,15 @@ pub async fn describe(State(state): State<AppState>, Path(form_id): Path<String>
         allow_origin(&mut response, origin);
     }
     response
+}
+
+/// `GET /v1/forms/{form_id}/thanks`: where a plain HTML form lands after a submission, when the
+/// form has no page of the shop's own site to send people to.
+pub async fn thank_you(State(state): State<AppState>, Path(form_id): Path<String>) -> Response {
+    match form_or_404(&state, &form_id) {
+        Ok(form) => (StatusCode::OK, pages::thank_you(form)).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, pages::not_found()).into_response(),
+    }
 }
 
 pub async fn submit(
@@ -167,7 +176,11 @@ async fn handle(
     let Some(valid) = valid.filter(|_| field_errors.is_empty()) else {
         return Err(ApiError::invalid(field_errors));
     };
-    let email = valid.email.clone().expect("every form has a required email field");
+    // Every form's email field is required (checked when the form is loaded); should one slip
+    // through, the person is told, not answered with a crash.
+    let Some(email) = valid.email.clone() else {
+        return Err(ApiError::invalid(vec![FieldError::new("email", "required", "is required")]));
+    };
 
     let submission_id = hidden_text(SUBMISSION_ID_FIELD).unwrap_or_else(|| state.ids.new_id("sub", now));
     let time_zone = hidden_text("time_zone");
@@ -199,13 +212,17 @@ async fn handle(
     });
 
     let repo = ContactRepository::new(state.store.as_ref());
+    let confirmation_limit = settings.double_opt_in.confirmation_limit();
     let new_contact = || {
-        Contact::new(
+        let mut contact = Contact::new(
             state.ids.new_id("c", now),
             now,
             settings.pick_locale(locale.as_deref()),
             settings.pick_time_zone(time_zone.as_deref()),
-        )
+        );
+        // Owed until the events queue has taken it, whatever submission comes next.
+        contact.follow_ups.lead_created_by = Some(submission_id.clone());
+        contact
     };
     let apply = |contact: &mut Contact| {
         if contact.has_applied_submission(&submission_id) {
@@ -240,6 +257,11 @@ async fn handle(
         }
         if let Some(receipt) = &receipt {
             contact.record_consent(receipt.clone());
+            // One address gets few confirmation emails however often anyone posts it; nobody
+            // who bounced or complained gets one.
+            if form.double_opt_in && awaits_confirmation(contact) {
+                contact.follow_ups.grant_confirmation(&receipt.id, now, confirmation_limit);
+            }
         }
         contact.last_activity_at = now;
         contact.record_submission(&form.id, &submission_id);
@@ -256,17 +278,32 @@ async fn handle(
         "form submission stored"
     );
 
-    // The contact is stored; now the follow-ups. A failure here answers 503 and the client's
-    // retry (same submission id, or a new one for the same address) sends them again; their
-    // consumers drop duplicates by idempotency key.
+    // The contact is stored; now what it owes the queues: the confirmation emails granted and
+    // `lead_created`, each under the id it was first queued with, so whatever retry comes (same
+    // submission id or a new one) queues them again and their consumers drop the duplicates.
+    // Only once the queues took them are they marked done on the contact.
+    let owed_confirmations = contact.follow_ups.unqueued_confirmations();
     let mut sends = Vec::new();
-    if let (true, Some(DoubleOptIn::Pending), Some(receipt)) = (form.double_opt_in, double_opt_in, &receipt) {
+    if awaits_confirmation(&contact) {
         let base_url = state.base_url(headers);
-        sends.push(confirmation_request(state, &base_url, &contact, form, receipt, &submission_id, now));
+        for receipt_id in &owed_confirmations {
+            sends.push(confirmation_request(state, &base_url, &contact, form, receipt_id, &submission_id, now));
+        }
     }
-    let events = submission_events(&contact, form, outcome, &submission_id, &touch, now);
+    let lead_created_by = contact.follow_ups.lead_created_by.clone();
+    let events = submission_events(&contact, form, lead_created_by.as_deref(), &submission_id, &touch, now);
     enqueue(state, QueueName::Sends, sends).await?;
     enqueue(state, QueueName::Events, events).await?;
+    if lead_created_by.is_some() || !owed_confirmations.is_empty() {
+        // Confirmations no longer owed (confirmed since, or suppressed) are settled as well.
+        let marked = repo
+            .update(&contact.id, now, |c| c.follow_ups.mark_queued(lead_created_by.as_deref(), &owed_confirmations))
+            .await;
+        if let Err(error) = marked {
+            // Harmless: the next submission queues them again under the same ids.
+            tracing::warn!(contact_id = %contact.id, error = %error, "follow-ups queued but not marked");
+        }
+    }
 
     let status = match outcome {
         UpsertOutcome::Created => "created",
@@ -360,23 +397,35 @@ fn spam_reason(
     None
 }
 
+/// Whether the contact's email consent waits for a confirmation that may be sent.
+fn awaits_confirmation(contact: &Contact) -> bool {
+    let pending = contact.email_consent().and_then(|c| c.pending_receipt()).is_some();
+    let suppressed = [SuppressionReason::HardBounce, SuppressionReason::Complaint]
+        .iter()
+        .any(|reason| contact.suppressions.contains_key(reason));
+    pending && !suppressed
+}
+
+/// The confirmation email granted to the sign-up `receipt_id`. Its link names the receipt the
+/// consent waits on (the first sign-up of this pending spell), so every link sent confirms it.
 fn confirmation_request(
     state: &AppState,
     base_url: &str,
     contact: &Contact,
     form: &FormDefinition,
-    receipt: &ConsentReceipt,
+    receipt_id: &str,
     submission_id: &str,
     now: Timestamp,
 ) -> OutgoingMessage {
     let days = i64::from(state.campaigns.settings.double_opt_in.confirm_link_days);
-    let subject = format!("{}|{}", contact.id, receipt.id);
+    let pending = contact.email_consent().and_then(|c| c.pending_receipt()).unwrap_or(receipt_id);
+    let subject = format!("{}|{pending}", contact.id);
     let token = state.signer().sign(CONFIRM_TOKEN_PURPOSE, &subject, now, now + SignedDuration::from_hours(24 * days));
     let mut context = Map::new();
     context.insert("confirm_url".into(), Value::String(format!("{base_url}/v1/confirm?token={token}")));
     context.insert("form_title".into(), Value::String(form.title.clone()));
     let request = SendRequest {
-        idempotency_key: format!("optin:{}:{}", contact.id, receipt.id),
+        idempotency_key: format!("optin:{}:{receipt_id}", contact.id),
         contact_id: contact.id.clone(),
         template: "optin_confirmation".into(),
         channel: Channel::Email,
@@ -392,7 +441,7 @@ fn confirmation_request(
 fn submission_events(
     contact: &Contact,
     form: &FormDefinition,
-    outcome: UpsertOutcome,
+    lead_created_by: Option<&str>,
     submission_id: &str,
     touch: &Touch,
     now: Timestamp,
@@ -419,8 +468,11 @@ fn submission_events(
         source: EventSource::Voronka,
     };
     let mut events = vec![event("form_submitted")];
-    if outcome == UpsertOutcome::Created {
-        events.push(event("lead_created"));
+    if let Some(created_by) = lead_created_by {
+        let mut lead = event("lead_created");
+        lead.event_id = format!("{created_by}:lead_created");
+        lead.occurred_at = contact.created_at;
+        events.push(lead);
     }
     events
         .iter()

@@ -175,7 +175,8 @@ impl Driver {
                 continue;
             }
             let path = &link[link.find("/v1/confirm").unwrap_or(0)..];
-            let request = Request::get(path).body(Body::empty())?;
+            // The link opens a page whose button posts; the person presses it.
+            let request = Request::post(path).body(Body::empty())?;
             let (status, _) = self.call(request, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))).await?;
             if status == StatusCode::OK {
                 self.report.confirmations_followed += 1;

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, Response};
 use axum::routing::get;
 use lead_capture::pages::escape;
 use lead_capture::{AppState, ClientIp};
@@ -16,11 +16,8 @@ const DEMO_SHOP: &str = include_str!("../assets/demo-shop.html");
 
 /// The API routes and the local pages.
 pub fn app(state: AppState, outbox_dir: std::path::PathBuf) -> Router {
-    let local = Router::new()
-        .route("/", get(demo_shop))
-        .route("/thanks", get(thanks))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(state.clone());
+    let local =
+        Router::new().route("/", get(demo_shop)).route("/healthz", get(|| async { "ok" })).with_state(state.clone());
     let outbox = Router::new()
         .route("/outbox", get(crate::outbox::list))
         .route("/outbox/{file}", get(crate::outbox::show))
@@ -48,15 +45,6 @@ async fn demo_shop(State(state): State<AppState>) -> Html<String> {
             .replace("{{NEWSLETTER_CONSENT}}", &consent("newsletter"))
             .replace("{{CONSULTATION_CONSENT}}", &consent("consultation")),
     )
-}
-
-async fn thanks(Query(query): Query<std::collections::HashMap<String, String>>) -> impl IntoResponse {
-    let form = query.get("form").map(|f| escape(f)).unwrap_or_default();
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Thank you</title></head>\
-         <body style=\"font-family:system-ui;max-width:36rem;margin:4rem auto\"><h1>Thank you!</h1>\
-         <p>Your {form} form has been received.</p><p><a href=\"/\">Back to the shop</a></p></body></html>"
-    ))
 }
 
 /// Serves until Ctrl-C or SIGTERM, with the queue consumers running in this process.

@@ -17,6 +17,14 @@ pub const TRACKING_FIELDS: [&str; 5] = ["referrer", "landing_page", "anonymous_i
 pub const SUBMISSION_ID_FIELD: &str = "submission_id";
 /// The signed render timestamp a page adds when it renders the form.
 pub const RENDER_TOKEN_FIELD: &str = "_rt";
+/// The thank-you page lead-capture serves for each form (a route of the API, so it exists
+/// wherever the form is deployed).
+pub const THANK_YOU_PATH: &str = "/v1/forms/{form_id}/thanks";
+
+/// The thank-you page of one form, as a path on the API's host.
+pub fn thank_you_path(form_id: &str) -> String {
+    THANK_YOU_PATH.replace("{form_id}", form_id)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -134,15 +142,27 @@ impl FormDefinition {
             let names: Vec<_> = LifecycleStage::ALL.iter().map(|s| s.as_str()).collect();
             error("target_stage".into(), raw.target_stage.span(), &format!("must be one of {}", names.join(", ")));
         }
-        if let Some(url) = &raw.thank_you_url
-            && !is_http_url(url.get_ref())
-            && !url.get_ref().starts_with('/')
-        {
-            error(
-                "thank_you_url".into(),
-                url.span(),
-                "must be an absolute http(s) URL, or a path on the API's own host such as /thanks",
-            );
+        // A path is on the API's host, where only the routes of lead-capture exist (on AWS, the
+        // API Gateway routes): of those, only the form's own thank-you page is a page to land on.
+        if let Some(url) = &raw.thank_you_url {
+            let served = thank_you_path(&raw.id);
+            let path = url.get_ref().split(['?', '#']).next().unwrap_or_default();
+            if url.get_ref().starts_with('/') && path != served {
+                error(
+                    "thank_you_url".into(),
+                    url.span(),
+                    &format!(
+                        "a path must be the thank-you page Voronka serves for this form, `{served}`; \
+                         for a page of the shop's own site use its absolute https URL"
+                    ),
+                );
+            } else if !url.get_ref().starts_with('/') && !is_http_url(url.get_ref()) {
+                error(
+                    "thank_you_url".into(),
+                    url.span(),
+                    &format!("must be an absolute http(s) URL, or the path `{served}` of Voronka's thank-you page"),
+                );
+            }
         }
         for (origin, span) in raw.allowed_origins.iter().flat_map(|o| o.get_ref().iter().map(|v| (v, o.span()))) {
             if !is_origin(origin) {
@@ -202,6 +222,13 @@ impl FormDefinition {
                 "phone" => Some(FieldType::Phone),
                 _ => None,
             };
+            if name == "email" && !field.required {
+                error(
+                    format!("{path}.required"),
+                    field.name.span(),
+                    "the email field must be required: it is how Voronka recognises a person again",
+                );
+            }
             if let Some(expected) = expected_type
                 && field.field_type != expected
             {
@@ -617,6 +644,31 @@ options = ["1-10", "11-50", "51+"]
         let errors = FormDefinition::parse("forms/consultation.toml", &unknown).unwrap_err();
         assert_eq!(errors[0].field, "double_optin", "{}", errors[0]);
         assert_eq!(errors[0].line, Some(8), "{}", errors[0]);
+    }
+
+    #[test]
+    fn a_form_whose_email_is_optional_is_rejected_at_load_time() {
+        let optional = FORM.replace("type = \"email\"\nrequired = true", "type = \"email\"\nrequired = false");
+        assert_ne!(optional, FORM);
+        let errors = FormDefinition::parse("forms/consultation.toml", &optional).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "fields.email.required");
+        assert_eq!(errors[0].line, Some(23), "{}", errors[0]);
+    }
+
+    #[test]
+    fn a_relative_thank_you_url_must_be_the_thank_you_page_lead_capture_serves() {
+        let local_only = FORM.replace("https://shop.example/thanks", "/thanks?form=consultation");
+        let errors = FormDefinition::parse("forms/consultation.toml", &local_only).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "thank_you_url");
+        assert_eq!(errors[0].line, Some(4));
+        assert!(errors[0].message.contains("/v1/forms/consultation/thanks"), "{}", errors[0]);
+
+        let served = FORM.replace("https://shop.example/thanks", "/v1/forms/consultation/thanks");
+        let form = FormDefinition::parse("forms/consultation.toml", &served).unwrap();
+        assert_eq!(form.thank_you_url.as_deref(), Some("/v1/forms/consultation/thanks"));
+        assert_eq!(thank_you_path("consultation"), "/v1/forms/consultation/thanks");
     }
 
     #[test]

@@ -162,11 +162,38 @@ pub struct AntiSpam {
 pub struct DoubleOptInSettings {
     /// How long a confirmation link works.
     pub confirm_link_days: u32,
+    /// Most confirmation emails one address gets in a day, however often it is submitted.
+    #[serde(default = "default_confirmations_per_day")]
+    pub max_confirmations_per_day: u32,
+    /// No new confirmation email to an address within this many minutes of the last one.
+    #[serde(default = "default_minutes_between_confirmations")]
+    pub min_minutes_between_confirmations: u32,
+}
+
+fn default_confirmations_per_day() -> u32 {
+    3
+}
+
+fn default_minutes_between_confirmations() -> u32 {
+    10
 }
 
 impl Default for DoubleOptInSettings {
     fn default() -> Self {
-        DoubleOptInSettings { confirm_link_days: 7 }
+        DoubleOptInSettings {
+            confirm_link_days: 7,
+            max_confirmations_per_day: default_confirmations_per_day(),
+            min_minutes_between_confirmations: default_minutes_between_confirmations(),
+        }
+    }
+}
+
+impl DoubleOptInSettings {
+    pub fn confirmation_limit(&self) -> crate::model::ConfirmationLimit {
+        crate::model::ConfirmationLimit {
+            per_day: self.max_confirmations_per_day.max(1),
+            min_gap: jiff::SignedDuration::from_mins(i64::from(self.min_minutes_between_confirmations)),
+        }
     }
 }
 

@@ -36,6 +36,11 @@ pub struct Consent {
     pub confirmed_at: Option<Timestamp>,
     /// The receipt that last changed it.
     pub receipt_id: String,
+    /// While a confirmation is pending: the receipt that asked for it, which the confirmation
+    /// link must name. Later submissions while pending keep it, so every link sent for this
+    /// sign-up confirms it; confirming or withdrawing clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_receipt_id: Option<String>,
 }
 
 impl Consent {
@@ -46,14 +51,17 @@ impl Consent {
             updated_at: receipt.at,
             confirmed_at: None,
             receipt_id: receipt.id.clone(),
+            pending_receipt_id: None,
         }
     }
 
     pub(crate) fn apply(&mut self, receipt: &ConsentReceipt) {
+        let was_pending = self.pending_receipt().is_some();
+        let previous_receipt = std::mem::replace(&mut self.receipt_id, receipt.id.clone());
         self.updated_at = receipt.at;
-        self.receipt_id = receipt.id.clone();
         if !receipt.granted {
             self.status = ConsentStatus::Withdrawn;
+            self.pending_receipt_id = None;
             return;
         }
         let already_confirmed = self.status == ConsentStatus::Granted && self.double_opt_in == DoubleOptIn::Confirmed;
@@ -65,6 +73,17 @@ impl Consent {
             (false, false) if self.double_opt_in == DoubleOptIn::Pending => DoubleOptIn::Pending,
             (false, false) => DoubleOptIn::NotRequired,
         };
+        self.pending_receipt_id = match self.double_opt_in {
+            DoubleOptIn::Pending if was_pending => self.pending_receipt_id.take().or(Some(previous_receipt)),
+            DoubleOptIn::Pending => Some(receipt.id.clone()),
+            _ => None,
+        };
+    }
+
+    /// The receipt a confirmation link must name, while a confirmation is pending.
+    pub fn pending_receipt(&self) -> Option<&str> {
+        (self.status == ConsentStatus::Granted && self.double_opt_in == DoubleOptIn::Pending)
+            .then(|| self.pending_receipt_id.as_deref().unwrap_or(&self.receipt_id))
     }
 
     /// Marketing may be sent: granted, and confirmed where confirmation was asked for.
@@ -77,6 +96,7 @@ impl Consent {
             return false;
         }
         self.double_opt_in = DoubleOptIn::Confirmed;
+        self.pending_receipt_id = None;
         self.confirmed_at = Some(at);
         self.updated_at = at;
         true
@@ -156,5 +176,6 @@ mod tests {
         consent.apply(&receipt("r1", true, true));
         consent.apply(&receipt("r2", true, false));
         assert_eq!(consent.double_opt_in, DoubleOptIn::Pending);
+        assert_eq!(consent.pending_receipt(), Some("r1"), "the link sent for r1 still confirms");
     }
 }

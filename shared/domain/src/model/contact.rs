@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::attribution::Touch;
 use super::consent::{Channel, Consent, ConsentReceipt};
 use super::email::EmailAddress;
+use super::follow_ups::SubmissionFollowUps;
 use super::phone::PhoneNumber;
 
 /// Most touches kept per contact for multi-touch attribution; older ones fall outside any lookback.
@@ -149,6 +150,9 @@ pub struct Contact {
     /// The latest submission ids applied to this contact, newest last.
     #[serde(default)]
     pub recent_submission_ids: Vec<String>,
+    /// Follow-ups of form submissions not yet known to be on their queues.
+    #[serde(default, skip_serializing_if = "SubmissionFollowUps::is_empty")]
+    pub follow_ups: SubmissionFollowUps,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_activity_at: Timestamp,
@@ -187,6 +191,7 @@ impl Contact {
             orders: OrderSummary::default(),
             form_submissions: BTreeMap::new(),
             recent_submission_ids: Vec::new(),
+            follow_ups: SubmissionFollowUps::default(),
             created_at: now,
             updated_at: now,
             last_activity_at: now,

@@ -6,6 +6,7 @@ pub mod consent;
 pub mod contact;
 pub mod email;
 pub mod event;
+pub mod follow_ups;
 pub mod phone;
 pub mod send;
 
@@ -15,5 +16,6 @@ pub use consent::{Channel, Consent, ConsentReceipt, ConsentStatus, DoubleOptIn};
 pub use contact::{Contact, IssuedCode, LifecycleStage, OrderSummary, SuppressionReason};
 pub use email::{EmailAddress, EmailError};
 pub use event::{ContactRef, Event, EventSource, EventTrust};
+pub use follow_ups::{ConfirmationLimit, SubmissionFollowUps};
 pub use phone::{PhoneError, PhoneNumber};
 pub use send::{Priority, SendClass, SendOrigin, SendRequest};

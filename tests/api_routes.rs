@@ -1,0 +1,122 @@
+//! The HTTP API that exists on AWS is the one the router serves: every route of
+//! `lead_capture::routes()` is an `HttpApi` event of the function in `infra/template.yaml`, and
+//! the template routes nothing the router does not serve. A route added to the router and
+//! forgotten in the template (as the unsubscribe route once was) fails here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+type Routes = BTreeSet<(String, String)>;
+
+fn template_text() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+fn value_of<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let rest = line.trim().strip_prefix(key)?.strip_prefix(':')?;
+    Some(rest.trim().trim_matches('"').trim_matches('\''))
+}
+
+/// The `HttpApi` events of every resource, as (method, path), read line by line: the template's
+/// CloudFormation tags (`!Ref`, `!GetAtt`, `!If`) are no YAML a plain parser accepts, and only
+/// the event blocks matter here. Each `Type: HttpApi` starts an event whose `Method` and `Path`
+/// follow at a deeper or equal indent, before the block ends.
+fn http_api_events(template: &str) -> BTreeMap<String, Routes> {
+    let lines: Vec<&str> = template.lines().collect();
+    let mut events: BTreeMap<String, Routes> = BTreeMap::new();
+    let mut resource = String::new();
+    let mut in_resources = false;
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        if indent(line) == 0 {
+            in_resources = line.trim() == "Resources:";
+            continue;
+        }
+        if in_resources && indent(line) == 2 && line.trim().ends_with(':') {
+            resource = line.trim().trim_end_matches(':').to_string();
+            continue;
+        }
+        if value_of(line, "Type") != Some("HttpApi") {
+            continue;
+        }
+        // The event's name is the line above `Type`, one level out; its block ends where the
+        // indent drops back to that level.
+        let event_indent = indent(line).saturating_sub(2);
+        let (mut method, mut path) = (None, None);
+        for next in lines[i + 1..].iter().filter(|l| !l.trim().is_empty()) {
+            if indent(next) <= event_indent {
+                break;
+            }
+            method = method.or(value_of(next, "Method").map(str::to_ascii_uppercase));
+            path = path.or(value_of(next, "Path").map(str::to_string));
+        }
+        let (Some(method), Some(path)) = (method, path) else {
+            panic!("template line {}: an HttpApi event of {resource} without Method and Path", i + 1);
+        };
+        events.entry(resource.clone()).or_default().insert((method, path));
+    }
+    events
+}
+
+/// Routes the router serves that the template does not route, and the other way round.
+fn differences(template: &str) -> (Routes, Routes) {
+    let events = http_api_events(template);
+    let others: Vec<_> = events.keys().filter(|name| *name != "LeadCaptureFunction").collect();
+    assert!(
+        others.is_empty(),
+        "only lead-capture serves HTTP today; a new function with HttpApi events ({others:?}) needs its \
+         own route list compared here"
+    );
+    let routed = events.get("LeadCaptureFunction").cloned().unwrap_or_default();
+    let served: Routes = lead_capture::route_table().into_iter().collect();
+    assert!(!served.is_empty(), "the router serves routes");
+    let missing = served.difference(&routed).cloned().collect();
+    let extra = routed.difference(&served).cloned().collect();
+    (missing, extra)
+}
+
+#[test]
+fn every_route_the_router_serves_is_routed_by_the_template_and_nothing_else() {
+    let (missing, extra) = differences(&template_text());
+    assert!(missing.is_empty(), "served by lead-capture but not routed by infra/template.yaml: {missing:?}");
+    assert!(extra.is_empty(), "routed by infra/template.yaml but not served by lead-capture: {extra:?}");
+}
+
+#[test]
+fn the_parity_check_notices_a_route_removed_from_the_template() {
+    let template = template_text();
+    let lines: Vec<&str> = template.lines().collect();
+    let path_line = lines
+        .iter()
+        .enumerate()
+        .position(|(i, l)| l.trim() == "Path: /v1/unsubscribe" && lines[i - 1].trim() == "Method: POST")
+        .expect("the template routes the one-click unsubscribe POST");
+    // Back to the event's name, then forward to the next event: that block is the route.
+    let start = (0..path_line).rev().find(|&i| indent(lines[i]) == 8).unwrap();
+    let end = (start + 1..lines.len()).find(|&i| indent(lines[i]) <= 8).unwrap();
+    let without = [&lines[..start], &lines[end..]].concat().join("\n");
+    assert_ne!(without, template);
+    let (missing, extra) = differences(&without);
+    assert_eq!(missing, Routes::from([("POST".to_string(), "/v1/unsubscribe".to_string())]));
+    assert!(extra.is_empty());
+}
+
+#[test]
+fn the_template_reader_finds_every_http_api_event() {
+    let events = http_api_events(&template_text());
+    let routed = &events["LeadCaptureFunction"];
+    assert!(routed.contains(&("OPTIONS".to_string(), "/v1/events".to_string())));
+    assert!(routed.contains(&("GET".to_string(), "/v1/forms/{form_id}".to_string())));
+    assert_eq!(
+        routed.len(),
+        template_text().lines().filter(|l| l.trim() == "Type: HttpApi").count(),
+        "one route per HttpApi event"
+    );
+}

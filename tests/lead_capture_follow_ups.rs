@@ -1,0 +1,315 @@
+//! What a form submission owes its queues, whatever the client's retry looks like: `lead_created`
+//! queued exactly once even when the queue refused it, one confirmation email per person however
+//! often their address is posted, and re-subscribing through a new, confirmed consent.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use http::{Request, StatusCode, header};
+use lead_capture::ClientIp;
+use serde_json::{Value, json};
+use support::inprocess::{Answer, TestStack};
+use tower::ServiceExt;
+use voronka_domain::model::{Contact, EmailAddress, SendClass, SuppressionReason};
+use voronka_domain::ports::{Clock, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome};
+use voronka_domain::repo::ContactRepository;
+use voronka_domain::sending::policy::{BlockReason, check_recipient};
+use voronka_domain::signing::UNSUBSCRIBE_TOKEN_PURPOSE;
+
+/// The stack's queue, refusing one queue's messages while told to.
+struct FlakyQueue {
+    inner: Arc<dyn Queue>,
+    refuse_events: AtomicBool,
+    refuse_sends: AtomicBool,
+}
+
+#[async_trait]
+impl Queue for FlakyQueue {
+    async fn send_batch(
+        &self,
+        queue: QueueName,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<SendOutcome>, QueueError> {
+        let refuse = match queue {
+            QueueName::Events => self.refuse_events.load(Ordering::SeqCst),
+            QueueName::Sends => self.refuse_sends.load(Ordering::SeqCst),
+        };
+        if refuse {
+            return Ok(messages
+                .into_iter()
+                .map(|m| SendOutcome { id: m.id, error: Some("ServiceUnavailable".into()) })
+                .collect());
+        }
+        self.inner.send_batch(queue, messages).await
+    }
+
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.inner.receive(queue, max, visibility).await
+    }
+
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
+        self.inner.delete(queue, receipt).await
+    }
+
+    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
+        self.inner.dead_letter_count(queue).await
+    }
+}
+
+struct Fixture {
+    t: TestStack,
+    queue: Arc<FlakyQueue>,
+    app: Router,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let t = TestStack::new();
+        let queue = Arc::new(FlakyQueue {
+            inner: t.stack.embedded.queue.clone(),
+            refuse_events: AtomicBool::new(false),
+            refuse_sends: AtomicBool::new(false),
+        });
+        let mut state = t.stack.state.clone();
+        state.queue = queue.clone();
+        let app = lead_capture::router(state);
+        Fixture { t, queue, app }
+    }
+
+    async fn send(&self, mut request: Request<Body>) -> Answer {
+        request.extensions_mut().insert(ClientIp("192.0.2.10".parse().unwrap()));
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        Answer { status, headers, text: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    async fn submit(&self, form: &str, body: Value) -> Answer {
+        let request = Request::post(format!("/v1/forms/{form}/submissions"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.send(request).await
+    }
+
+    async fn contact(&self, email: &str) -> Contact {
+        ContactRepository::new(self.t.stack.state.store.as_ref())
+            .find_by_email(&EmailAddress::parse(email).unwrap())
+            .await
+            .unwrap()
+            .expect("the contact exists")
+    }
+
+    /// The confirmation links queued since the last call, as paths.
+    async fn confirmation_paths(&self) -> Vec<String> {
+        self.t
+            .drain_sends()
+            .await
+            .iter()
+            .filter(|s| s.template == "optin_confirmation")
+            .map(|s| {
+                s.context["confirm_url"].as_str().unwrap().strip_prefix("https://api.voronka.test").unwrap().to_string()
+            })
+            .collect()
+    }
+
+    async fn post(&self, path: &str) -> Answer {
+        self.send(Request::post(path).body(Body::empty()).unwrap()).await
+    }
+}
+
+fn consultation(email: &str) -> Value {
+    json!({"name": "Oleg Petrov", "email": email, "phone": "+79990001122", "company_size": "1-10", "consent": true})
+}
+
+fn newsletter(email: &str) -> Value {
+    json!({"email": email, "first_name": "Vera", "consent": true})
+}
+
+#[tokio::test]
+async fn lead_created_refused_by_the_queue_is_queued_by_the_clients_retry_with_a_new_submission_id() {
+    let f = Fixture::new();
+    f.queue.refuse_events.store(true, Ordering::SeqCst);
+    let refused = f.submit("consultation", consultation("lead@example.com")).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.text);
+    let created_by = f.contact("lead@example.com").await;
+
+    f.queue.refuse_events.store(false, Ordering::SeqCst);
+    f.t.advance(5);
+    let retried = f.submit("consultation", consultation("lead@example.com")).await;
+    assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text);
+    assert_eq!(retried.json()["status"], "updated", "the first attempt stored the contact");
+
+    let events = f.t.drain_events().await;
+    let leads: Vec<_> = events.iter().filter(|e| e.event_type == "lead_created").collect();
+    assert_eq!(leads.len(), 1, "the retry queues the lead the first attempt could not: {events:?}");
+    assert!(leads[0].event_id.ends_with(":lead_created"));
+    assert_ne!(
+        leads[0].event_id,
+        format!("{}:lead_created", retried.json()["submission_id"].as_str().unwrap()),
+        "the lead keeps the id of the submission that created the contact"
+    );
+    assert_eq!(leads[0].occurred_at, created_by.created_at);
+
+    f.t.advance(5);
+    let later = f.submit("consultation", consultation("lead@example.com")).await;
+    assert_eq!(later.status, StatusCode::CREATED);
+    let events = f.t.drain_events().await;
+    assert!(
+        events.iter().all(|e| e.event_type != "lead_created"),
+        "once the queue took it, no later submission queues it again: {events:?}"
+    );
+}
+
+#[tokio::test]
+async fn lead_created_refused_by_the_queue_is_queued_by_a_retry_with_the_same_submission_id() {
+    let f = Fixture::new();
+    let mut body = consultation("same@example.com");
+    body["submission_id"] = json!("sub-0042");
+    f.queue.refuse_events.store(true, Ordering::SeqCst);
+    assert_eq!(f.submit("consultation", body.clone()).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    f.queue.refuse_events.store(false, Ordering::SeqCst);
+    let retried = f.submit("consultation", body).await;
+    assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text);
+    let ids: Vec<_> = f.t.drain_events().await.into_iter().map(|e| e.event_id).collect();
+    assert_eq!(ids, ["sub-0042:form_submitted", "sub-0042:lead_created"]);
+}
+
+#[tokio::test]
+async fn one_address_posted_again_and_again_gets_one_confirmation_per_ten_minutes_and_three_a_day() {
+    let f = Fixture::new();
+    for _ in 0..5 {
+        let answer = f.submit("newsletter", newsletter("flooded@example.com")).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        assert_eq!(answer.json()["double_opt_in"], "pending", "every post looks the same to the poster");
+        f.t.advance(30);
+    }
+    assert_eq!(f.confirmation_paths().await.len(), 1, "a double click or a retried post sends one");
+
+    let mut sent = 1;
+    for _ in 0..4 {
+        f.t.advance(11 * 60);
+        f.submit("newsletter", newsletter("flooded@example.com")).await;
+        sent += f.confirmation_paths().await.len();
+    }
+    assert_eq!(sent, 3, "at most three confirmations a day reach one address");
+
+    f.t.advance(24 * 3600);
+    f.submit("newsletter", newsletter("flooded@example.com")).await;
+    assert_eq!(f.confirmation_paths().await.len(), 1, "a new day, a new confirmation");
+    let other = f.submit("newsletter", newsletter("someone.else@example.com")).await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    assert_eq!(f.confirmation_paths().await.len(), 1, "the limit is per recipient");
+}
+
+#[tokio::test]
+async fn a_confirmation_refused_by_the_queue_is_sent_by_the_retry_despite_the_per_recipient_limit() {
+    let f = Fixture::new();
+    f.queue.refuse_sends.store(true, Ordering::SeqCst);
+    let refused = f.submit("newsletter", newsletter("unlucky@example.com")).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    f.queue.refuse_sends.store(false, Ordering::SeqCst);
+    f.t.advance(5);
+    let retried = f.submit("newsletter", newsletter("unlucky@example.com")).await;
+    assert_eq!(retried.status, StatusCode::CREATED);
+    let paths = f.confirmation_paths().await;
+    assert_eq!(paths.len(), 1, "the confirmation the queue refused goes out with the retry");
+    let confirmed = f.post(&paths[0]).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text);
+
+    f.t.advance(5);
+    f.submit("newsletter", newsletter("unlucky@example.com")).await;
+    assert!(f.confirmation_paths().await.is_empty(), "a confirmed person is not asked again");
+}
+
+async fn unsubscribe(f: &Fixture, contact_id: &str) {
+    let now = f.t.clock.now();
+    let token = f.t.stack.state.secrets.token_signer().sign(
+        UNSUBSCRIBE_TOKEN_PURPOSE,
+        contact_id,
+        now,
+        now + jiff::SignedDuration::from_hours(24),
+    );
+    let answer = f.post(&format!("/v1/unsubscribe?token={token}")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+}
+
+#[tokio::test]
+async fn a_person_who_unsubscribed_signs_up_again_confirms_and_gets_marketing_again() {
+    let f = Fixture::new();
+    f.submit("newsletter", newsletter("back@example.com")).await;
+    let first_link = f.confirmation_paths().await.remove(0);
+    assert_eq!(f.post(&first_link).await.status, StatusCode::OK);
+    let id = f.contact("back@example.com").await.id;
+    unsubscribe(&f, &id).await;
+    let left = f.contact("back@example.com").await;
+    assert_eq!(check_recipient(&left, SendClass::Marketing), Err(BlockReason::Unsubscribed));
+
+    let replayed = f.post(&first_link).await;
+    assert_eq!(replayed.status, StatusCode::CONFLICT, "an old link does not undo an unsubscribe: {}", replayed.text);
+    assert_eq!(
+        check_recipient(&f.contact("back@example.com").await, SendClass::Marketing),
+        Err(BlockReason::Unsubscribed)
+    );
+
+    f.t.advance(3600);
+    let again = f.submit("newsletter", newsletter("back@example.com")).await;
+    assert_eq!(again.json()["double_opt_in"], "pending", "{}", again.text);
+    assert_eq!(
+        check_recipient(&f.contact("back@example.com").await, SendClass::Marketing),
+        Err(BlockReason::Unsubscribed),
+        "a submission alone does not lift the unsubscribe: anyone can type an address"
+    );
+    let links = f.confirmation_paths().await;
+    assert_eq!(links.len(), 1, "the new sign-up is confirmed by email");
+    let confirmed = f.post(&links[0]).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text);
+    let back = f.contact("back@example.com").await;
+    assert_eq!(check_recipient(&back, SendClass::Marketing), Ok(()), "re-subscribed: {:?}", back.suppressions);
+}
+
+#[tokio::test]
+async fn a_person_who_complained_signs_up_again_and_confirms_but_gets_no_marketing() {
+    let f = Fixture::new();
+    f.submit("newsletter", newsletter("complained@example.com")).await;
+    let id = f.contact("complained@example.com").await.id;
+    f.confirmation_paths().await;
+    let now = f.t.clock.now();
+    ContactRepository::new(f.t.stack.state.store.as_ref())
+        .update(&id, now, |c| {
+            c.suppressions.insert(SuppressionReason::Complaint, now);
+            true
+        })
+        .await
+        .unwrap();
+    unsubscribe(&f, &id).await;
+
+    f.t.advance(3600);
+    f.submit("newsletter", newsletter("complained@example.com")).await;
+    assert!(f.confirmation_paths().await.is_empty(), "an address that complained is sent no confirmation");
+    let now = f.t.clock.now();
+    let pending =
+        f.contact("complained@example.com").await.email_consent().unwrap().pending_receipt().unwrap().to_string();
+    let token = f.t.stack.state.secrets.token_signer().sign(
+        lead_capture::CONFIRM_TOKEN_PURPOSE,
+        &format!("{id}|{pending}"),
+        now,
+        now + jiff::SignedDuration::from_hours(24),
+    );
+    f.post(&format!("/v1/confirm?token={token}")).await;
+    let contact = f.contact("complained@example.com").await;
+    assert_eq!(check_recipient(&contact, SendClass::Marketing), Err(BlockReason::Complaint));
+    assert!(contact.suppressions.contains_key(&SuppressionReason::Complaint));
+}
