@@ -231,6 +231,9 @@ async fn a_purchase_after_sixty_distinct_touches_commits() {
             .sum();
         assert!((credit - 1.0).abs() < 1e-6, "{model}: the credit of one conversion sums to 1, got {credit}");
     }
+    // The follow-up finished only the counters: the win-back timer the purchase started is alive.
+    let pending = voronka_domain::repo::due::pending_for(store(&t), &contact_id).await.unwrap();
+    assert!(pending.iter().any(|d| d.group == "inactivity:winback"), "{pending:?}");
 }
 
 #[tokio::test]
@@ -383,4 +386,39 @@ async fn nobody_outside_voronka_can_raise_its_due_work() {
     assert!(matches!(outcome, trigger_evaluator::Outcome::Unmatched(_)), "{outcome:?}");
     let stored = ContactRepository::new(store(&t)).get(&contact).await.unwrap().unwrap();
     assert!(stored.version < 5, "the contact was not touched");
+}
+
+#[tokio::test]
+async fn cart_ids_and_currencies_from_events_are_checked_where_they_arrive() {
+    let t = TestStack::new();
+    let answer = t
+        .post_events_answer(
+            vec![
+                json!({"event_id": "c1", "type": "add_to_cart", "anonymous_id": "anon-1",
+                       "properties": {"cart_id": "x".repeat(2000), "sku": "A", "price": 1}}),
+                json!({"event_id": "c2", "type": "add_to_cart", "anonymous_id": "anon-1",
+                       "properties": {"cart_id": "cart-1", "sku": "A", "price": 1, "currency": "RUB\nCall +1 800 now"}}),
+            ],
+            false,
+        )
+        .await;
+    let results = answer.json()["results"].clone();
+    assert_eq!(results[0]["field"], "events[0].properties.cart_id", "{}", answer.text);
+    assert_eq!(results[1]["field"], "events[1].properties.currency", "{}", answer.text);
+}
+
+#[tokio::test]
+async fn a_cart_id_the_shop_reuses_for_another_person_becomes_theirs() {
+    let t = TestStack::new();
+    let first = t.consented_contact("first@example.com", json!({"locale": "en"})).await;
+    let second = t.consented_contact("second@example.com", json!({"locale": "en"})).await;
+    shop_add_to_cart(&t, &first, "cart-shared", "A", 500.0).await;
+    shop_purchase(&t, &first, Some("cart-shared"), "o-s1", 500.0).await;
+    t.advance(600);
+    shop_add_to_cart(&t, &second, "cart-shared", "B", 900.0).await;
+    assert_eq!(cart(&t, "cart-shared").await.owner, second);
+    run_for(&t, 70, 10).await;
+    let to_second = mail_to(&t, "second@").into_iter().filter(|(m, _)| m.subject.contains("cart")).count();
+    let to_first = mail_to(&t, "first@").into_iter().filter(|(m, _)| m.subject.contains("cart")).count();
+    assert_eq!((to_first, to_second), (0, 1), "the reminder goes to the cart's new owner");
 }

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
+use voronka_domain::model::cart::CART_EVENT_TYPES;
 use voronka_domain::model::event::{
     EventTrust, event_trust, is_due_work_type, is_valid_client_id, is_valid_event_type,
 };
@@ -329,6 +330,20 @@ fn check_event(raw: &Value, signed: bool, now: Timestamp, max_properties_bytes: 
 /// The properties the suite relies on for revenue and carts, checked where they arrive.
 fn check_known_properties(event_type: &str, properties: &Map<String, Value>) -> Option<Verdict> {
     let number = |name: &str| properties.get(name).map(|v| v.as_f64());
+    if CART_EVENT_TYPES.contains(&event_type) {
+        // Cart ids become parts of storage keys, and currencies are printed beside every price.
+        if let Some(cart_id) = properties.get("cart_id")
+            && !cart_id.as_str().is_some_and(is_valid_client_id)
+        {
+            return Some(reject("invalid_id", "properties.cart_id", "must be 1 to 128 of A-Z a-z 0-9 - _ . :"));
+        }
+        if let Some(currency) = properties.get("currency") {
+            let valid = currency.as_str().is_some_and(|c| c.len() == 3 && c.chars().all(|ch| ch.is_ascii_uppercase()));
+            if !valid {
+                return Some(reject("invalid_currency", "properties.currency", "must be an ISO 4217 code such as RUB"));
+            }
+        }
+    }
     match event_type {
         "purchase" => {
             if properties.get("order_id").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
@@ -341,17 +356,6 @@ fn check_known_properties(event_type: &str, properties: &Map<String, Value>) -> 
                     return Some(reject("out_of_range", "properties.revenue", "must not be negative"));
                 }
                 _ => {}
-            }
-            if let Some(currency) = properties.get("currency") {
-                let valid =
-                    currency.as_str().is_some_and(|c| c.len() == 3 && c.chars().all(|ch| ch.is_ascii_uppercase()));
-                if !valid {
-                    return Some(reject(
-                        "invalid_currency",
-                        "properties.currency",
-                        "must be an ISO 4217 code such as RUB",
-                    ));
-                }
             }
         }
         "add_to_cart" | "remove_from_cart" => {

@@ -20,7 +20,7 @@ use crate::aggregates::Counters;
 
 pub const IDLE_EVENT: &str = voronka_domain::model::event::CART_IDLE;
 pub const STEP_EVENT: &str = voronka_domain::model::event::CART_STEP;
-pub const CART_EVENTS: [&str; 4] = ["add_to_cart", "remove_from_cart", "checkout_started", "purchase"];
+pub const CART_EVENTS: [&str; 4] = voronka_domain::model::cart::CART_EVENT_TYPES;
 
 pub fn cart_key(cart_id: &str) -> Key {
     Key::new(format!("CART#{cart_id}"), "STATE")
@@ -116,7 +116,7 @@ pub async fn on_cart_event(
         (None, _) => return Ok(effects),
     };
     let (properties, dropped) =
-        clean_cart_properties(&event.properties, |link| campaigns.settings.sending.allows_link(link));
+        clean_cart_properties(&event.properties, |link| campaigns.settings.sending.safe_link(link));
     if !dropped.is_empty() {
         tracing::info!(cart_id = %cart_id, dropped = ?dropped, "links not on the shop's hosts were dropped from a cart event");
     }
@@ -136,19 +136,27 @@ pub async fn on_cart_event(
     let mut cart = match existing {
         Some(cart) => cart,
         None if event.event_type == "add_to_cart" => {
-            effects.ops.push(TransactOp::Put {
-                item: Item::new(&owner_key(owner, &id), json!({"created_at": event.occurred_at.as_second()})),
-                condition: None,
-            });
+            if carts_listed(store, owner).await? >= MAX_CARTS_PER_OWNER {
+                tracing::info!(cart_id = %id, "an owner with the most carts kept started another; ignored");
+                return Ok(effects);
+            }
+            effects.ops.push(list_cart(owner, &id, event.occurred_at));
             Cart::new(&id, owner, event.occurred_at)
         }
         None => return Ok(effects),
     };
-    if cart.is_closed() && event.event_type != "add_to_cart" {
+    let restarting = cart.is_closed();
+    if restarting && event.event_type != "add_to_cart" {
         return Ok(effects);
     }
     if !cart.apply(&event.event_type, &properties, event.occurred_at) {
         return Ok(effects);
+    }
+    // A cart id the shop reuses for another person belongs to them from its new start on, so
+    // their purchase or unsubscribe finds it.
+    if restarting && cart.owner != owner {
+        cart.owner = owner.to_string();
+        effects.ops.push(list_cart(owner, &id, event.occurred_at));
     }
     effects.cancel_groups.push(group(&id));
     match cart.status {
@@ -172,6 +180,21 @@ pub async fn on_cart_event(
     }
     put_cart(&mut effects, &mut cart, previous_version);
     Ok(effects)
+}
+
+/// Most carts listed for one owner: a person's unsubscribe ends them all, which must stay bounded.
+pub const MAX_CARTS_PER_OWNER: usize = 100;
+
+/// How many carts an owner has listed (at most one page).
+async fn carts_listed(store: &dyn Store, owner: &str) -> Result<usize, StoreError> {
+    Ok(store.query(Query::partition(Index::Table, format!("CARTS#{owner}"))).await?.items.len())
+}
+
+fn list_cart(owner: &str, cart_id: &str, at: Timestamp) -> TransactOp {
+    TransactOp::Put {
+        item: Item::new(&owner_key(owner, cart_id), json!({"created_at": at.as_second()})),
+        condition: None,
+    }
 }
 
 /// Carts of one owner looked at when a purchase names no cart: the most recently created.

@@ -189,7 +189,7 @@ pub fn decide(
             properties.insert("journey".into(), json!(journey.id));
             properties.insert("since".into(), json!(event.occurred_at.as_second()));
             effects.due.push(DueItem {
-                id: format!("inactivity:{}:{}", journey.id, event.event_id),
+                id: format!("inactivity:{}:{}", journey.id, event.dedupe_key()),
                 contact_id: contact.id.clone(),
                 due_at: event.occurred_at + SignedDuration::from_hours(24 * days),
                 group: inactivity_group(&journey.id),

@@ -141,17 +141,35 @@ async fn commit(
     for owner in &deferrable.cancel_owners {
         cancellations.extend(due::cancel_ops(store, owner, &deferrable.cancel_groups).await?);
     }
-    let deferred_writes = cancellations.len() + deferrable.counters.len();
-    if core.len() + created.len() + deferred_writes <= MAX_TRANSACTION_OPS {
+    let own_writes = core.len() + created.len();
+    if own_writes + cancellations.len() + deferrable.counters.len() <= MAX_TRANSACTION_OPS {
         core.extend(created.iter().map(|d| d.put_op()));
         core.extend(cancellations);
         core.extend(deferrable.counters.into_ops());
     } else {
+        // Cancellations stay in the event's own transaction while they fit (exits are
+        // immediate); only when they alone overflow do they follow, as the keys of the items
+        // pending now, so the follow-up never reaches an item created by this or a later event.
+        let deferred_cancellations: Vec<Key> = if own_writes + 1 + cancellations.len() <= MAX_TRANSACTION_OPS {
+            core.extend(cancellations);
+            Vec::new()
+        } else {
+            cancellations
+                .into_iter()
+                .filter_map(|op| match op {
+                    TransactOp::Update { key, .. } => Some(key),
+                    _ => None,
+                })
+                .collect()
+        };
+        let deferred_writes = deferrable.counters.len() + deferred_cancellations.len();
         let mut properties = serde_json::Map::new();
         properties.insert("event".into(), json!(event.dedupe_key()));
         properties.insert("counters".into(), deferrable.counters.to_json());
-        properties.insert("cancel_owners".into(), json!(deferrable.cancel_owners));
-        properties.insert("cancel_groups".into(), json!(deferrable.cancel_groups));
+        properties.insert(
+            "cancel".into(),
+            json!(deferred_cancellations.iter().map(|k| json!({"pk": k.pk, "sk": k.sk})).collect::<Vec<_>>()),
+        );
         let owner = deferrable.cancel_owners.first().cloned().or_else(|| event.contact.contact_id.clone());
         let follow_up = DueItem {
             id: format!("follow-up:{}", event.dedupe_key()),
@@ -187,17 +205,15 @@ async fn apply_follow_up(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
         None => aggregates::Counters::default(),
         Some(Err(reason)) => return Ok(Outcome::Malformed(format!("follow-up counters: {reason}"))),
     };
-    let list = |name: &str| -> Vec<String> {
-        event
-            .properties
-            .get(name)
-            .and_then(|v| v.as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-            .map(str::to_string)
-            .collect()
-    };
+    let cancellations: Vec<Key> = event
+        .properties
+        .get("cancel")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|k| Some(Key::new(k["pk"].as_str()?, k["sk"].as_str()?)))
+        .filter(|k| k.pk.starts_with("DUE#"))
+        .collect();
     let ops = counters.into_ops();
     for (part, chunk) in ops.chunks(MAX_FOLLOW_UP_WRITES).enumerate() {
         let marker =
@@ -214,14 +230,11 @@ async fn apply_follow_up(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
             Err(other) => return Err(other),
         }
     }
-    let groups = list("cancel_groups");
-    for owner in list("cancel_owners") {
-        for op in due::cancel_ops(store, &owner, &groups).await? {
-            let TransactOp::Update { key, actions, condition } = op else { continue };
-            match store.update(&key, actions, condition).await {
-                Ok(_) | Err(StoreError::ConditionFailed) => {}
-                Err(other) => return Err(other),
-            }
+    for key in cancellations {
+        let TransactOp::Update { key, actions, condition } = due::cancel_op(key) else { continue };
+        match store.update(&key, actions, condition).await {
+            Ok(_) | Err(StoreError::ConditionFailed) => {}
+            Err(other) => return Err(other),
         }
     }
     Ok(Outcome::Applied)

@@ -113,15 +113,17 @@ pub struct SendingSettings {
 }
 
 impl SendingSettings {
-    /// Whether a link or image address from event data may appear in email: http(s), on one of
-    /// the shop's hosts or their subdomains, with no credentials in it.
-    pub fn allows_link(&self, address: &str) -> bool {
-        let Ok(url) = url::Url::parse(address) else { return false };
+    /// A link or image address from event data as it may appear in email, or None: http(s), on
+    /// one of the shop's hosts or their subdomains, no credentials. The normalised form is what is
+    /// kept, so a mail client reads the host that was checked.
+    pub fn safe_link(&self, address: &str) -> Option<String> {
+        let url = url::Url::parse(address).ok()?;
         if !matches!(url.scheme(), "https" | "http") || !url.username().is_empty() || url.password().is_some() {
-            return false;
+            return None;
         }
-        let Some(host) = url.host_str().map(str::to_ascii_lowercase) else { return false };
-        self.link_hosts.iter().any(|allowed| host == *allowed || host.ends_with(&format!(".{allowed}")))
+        let host = url.host_str()?.to_ascii_lowercase();
+        let allowed = self.link_hosts.iter().any(|allowed| host == *allowed || host.ends_with(&format!(".{allowed}")));
+        allowed.then(|| url.as_str().to_string())
     }
 
     pub fn quiet_hours(&self) -> crate::sending::policy::QuietHours {

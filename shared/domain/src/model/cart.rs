@@ -56,6 +56,11 @@ pub struct Cart {
     pub version: u64,
 }
 
+/// Event types that change a cart.
+pub const CART_EVENT_TYPES: [&str; 4] = ["add_to_cart", "remove_from_cart", "checkout_started", "purchase"];
+/// Most distinct items a cart holds; adds of further skus are ignored (the item must stay small).
+pub const MAX_CART_ITEMS: usize = 100;
+
 /// Longest item name kept from an event; longer ones are cut.
 pub const MAX_ITEM_NAME_CHARS: usize = 120;
 /// Longest sku kept from an event.
@@ -77,11 +82,11 @@ pub fn plain_text(value: &str, max_chars: usize) -> String {
 }
 
 /// Cart-event properties made safe for email: names and skus as short plain text; item links,
-/// images and the cart link only where `allows_link` says so (the shop's own hosts). Returns the
-/// cleaned properties and the names of the links that were dropped.
+/// images and the cart link only as `safe_link` returns them (on the shop's own hosts). Returns
+/// the cleaned properties and the names of the links that were dropped.
 pub fn clean_cart_properties(
     properties: &Map<String, Value>,
-    allows_link: impl Fn(&str) -> bool,
+    safe_link: impl Fn(&str) -> Option<String>,
 ) -> (Map<String, Value>, Vec<&'static str>) {
     let mut cleaned = properties.clone();
     let mut dropped = Vec::new();
@@ -92,11 +97,15 @@ pub fn clean_cart_properties(
     }
     for name in ["url", "image", "cart_url"] {
         let Some(value) = properties.get(name) else { continue };
-        let acceptable =
-            value.as_str().map(str::trim).is_some_and(|link| link.len() <= MAX_LINK_CHARS && allows_link(link));
-        if !acceptable {
-            cleaned.remove(name);
-            dropped.push(name);
+        let safe = value.as_str().map(str::trim).filter(|link| link.len() <= MAX_LINK_CHARS).and_then(&safe_link);
+        match safe {
+            Some(link) => {
+                cleaned.insert(name.into(), Value::String(link));
+            }
+            None => {
+                cleaned.remove(name);
+                dropped.push(name);
+            }
         }
     }
     (cleaned, dropped)
@@ -160,6 +169,9 @@ impl Cart {
                     // lifecycle's must not collide with the old one's.
                     let fresh = Cart::new(&self.cart_id, &self.owner, at);
                     *self = Cart { version: self.version, activity: self.activity, ..fresh };
+                }
+                if !self.items.contains_key(&sku) && self.items.len() >= MAX_CART_ITEMS {
+                    return false;
                 }
                 let quantity = number(properties, "quantity").unwrap_or(1.0);
                 let item = self.items.entry(sku.clone()).or_insert_with(|| CartItem {
@@ -276,10 +288,22 @@ mod tests {
     }
 
     #[test]
+    fn a_cart_holds_a_bounded_number_of_items() {
+        let t = Timestamp::UNIX_EPOCH;
+        let mut cart = Cart::new("cart-1", "c_1", t);
+        for n in 0..MAX_CART_ITEMS + 50 {
+            cart.apply("add_to_cart", &props(json!({"sku": format!("S{n}"), "price": 1})), t);
+        }
+        assert_eq!(cart.items.len(), MAX_CART_ITEMS);
+        assert!(cart.apply("add_to_cart", &props(json!({"sku": "S0", "price": 1})), t), "known items still change");
+    }
+
+    #[test]
     fn cart_text_is_short_plain_text_and_links_stay_on_allowed_hosts() {
         let raw = props(json!({"sku": "A", "name": "Shoes\n<b>Click</b>\u{7} now ".repeat(40),
             "url": "https://evil.example/phish", "image": "https://cdn.shop.example/a.jpg", "cart_url": 7}));
-        let (clean, dropped) = clean_cart_properties(&raw, |link| link.starts_with("https://cdn.shop.example/"));
+        let (clean, dropped) =
+            clean_cart_properties(&raw, |link| link.starts_with("https://cdn.shop.example/").then(|| link.to_string()));
         let name = clean["name"].as_str().unwrap();
         assert!(name.chars().count() <= MAX_ITEM_NAME_CHARS && !name.contains('\n') && !name.contains('\u{7}'));
         assert!(clean.get("url").is_none() && clean.get("cart_url").is_none());

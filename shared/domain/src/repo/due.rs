@@ -104,16 +104,21 @@ pub async fn cancel_ops(store: &dyn Store, contact_id: &str, groups: &[String]) 
                 && item.get_str("group").is_some_and(|g| groups.iter().any(|x| x == g))
         })
         .filter_map(|item| item.key())
-        .map(|key| TransactOp::Update {
-            key,
-            actions: vec![
-                UpdateAction::set("state", "cancelled"),
-                UpdateAction::remove(GSI1_PK),
-                UpdateAction::remove(GSI1_SK),
-            ],
-            condition: Some(Condition::equals("state", "pending")),
-        })
+        .map(cancel_op)
         .collect())
+}
+
+/// Cancels one due item if it is still pending (repeating it changes nothing).
+pub fn cancel_op(key: Key) -> TransactOp {
+    TransactOp::Update {
+        key,
+        actions: vec![
+            UpdateAction::set("state", "cancelled"),
+            UpdateAction::remove(GSI1_PK),
+            UpdateAction::remove(GSI1_SK),
+        ],
+        condition: Some(Condition::equals("state", "pending")),
+    }
 }
 
 /// A contact's due items that are still pending, for inspection and tests.
