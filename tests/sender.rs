@@ -17,6 +17,7 @@ use voronka_domain::model::{
     Channel, ConsentReceipt, Contact, EmailAddress, Priority, SendClass, SendOrigin, SendRequest, SuppressionReason,
 };
 use voronka_domain::ports::{Clock, MailError, Mailer, OutgoingEmail, QueueName};
+use voronka_domain::repo::journey_state::{Group, JourneyState, RunStatus};
 use voronka_domain::repo::{ContactRepository, SendLedger};
 use voronka_local::outbox;
 
@@ -86,7 +87,29 @@ impl Fixture {
             )
             .await
             .unwrap();
+        // The helper's requests come from the `welcome` journey: give the contact a live run of it.
+        self.journey_state(&contact.id, "welcome", 1, RunStatus::Active).await;
         contact
+    }
+
+    async fn journey_state(&self, contact_id: &str, journey_id: &str, run: u32, status: RunStatus) {
+        let state = JourneyState {
+            journey_id: journey_id.into(),
+            contact_id: contact_id.into(),
+            run,
+            status,
+            group: Group::Treatment,
+            entered_at: self.t.clock.now(),
+            finished_at: None,
+            exit_reason: None,
+            current_step: None,
+            variants: Default::default(),
+            last_send_tag: None,
+            clicked_last: false,
+            converted: false,
+            version: 1,
+        };
+        self.t.stack.state.store.put(state.to_item(), None).await.unwrap();
     }
 
     async fn subscribed(&self, email: &str) -> Contact {
@@ -415,4 +438,143 @@ async fn double_opt_in_works_end_to_end_through_the_outbox() {
     let contact = ContactRepository::new(f.t.stack.state.store.as_ref()).get(&id).await.unwrap().unwrap();
     assert!(contact.email_consent().unwrap().allows_marketing());
     assert_eq!(f.t.stack.embedded.queue.depth(QueueName::Sends).await.unwrap(), 0);
+}
+
+async fn shop_events(f: &Fixture, events: Vec<serde_json::Value>) {
+    f.t.post_events(events, true).await;
+}
+
+async fn add_to_cart(f: &Fixture, contact_id: &str, cart_id: &str) {
+    let id = format!("{cart_id}:add:{}", f.t.clock.now().as_second());
+    shop_events(
+        f,
+        vec![json!({"event_id": id, "type": "add_to_cart", "contact_id": contact_id, "properties": {
+            "cart_id": cart_id, "sku": "SH-1", "name": "Shoes", "price": 1990, "quantity": 1, "currency": "RUB"}})],
+    )
+    .await;
+}
+
+/// Moves the clock in steps of `step_minutes`, with the scheduler and the queues run after each.
+async fn run_for(f: &Fixture, minutes: i64, step_minutes: i64) {
+    let mut left = minutes;
+    while left > 0 {
+        let step = step_minutes.min(left);
+        f.t.advance(step * 60);
+        voronka_local::workers::tick(&f.t.stack).await.unwrap();
+        left -= step;
+    }
+}
+
+fn cart_mail_to(f: &Fixture, to: &str) -> Vec<outbox::OutboxEntry> {
+    f.outbox().into_iter().filter(|m| m.to.starts_with(to) && m.subject.contains("cart")).collect()
+}
+
+#[tokio::test]
+async fn a_reminder_deferred_past_a_purchase_is_not_sent() {
+    let f = Fixture::new();
+    let buyer = f.t.consented_contact("buyer@example.com", json!({"locale": "en"})).await;
+    let keeper = f.t.consented_contact("keeper@example.com", json!({"locale": "en"})).await;
+    f.at_moscow(20, 30);
+    voronka_local::workers::tick(&f.t.stack).await.unwrap();
+    add_to_cart(&f, &buyer, "cart-bought").await;
+    add_to_cart(&f, &keeper, "cart-kept").await;
+    // Abandoned at 21:30, in quiet hours: both first reminders wait for 09:00.
+    run_for(&f, 90, 10).await;
+    assert_eq!(
+        f.ledger_state("cart:cart-bought:1:step1").await,
+        Some(("deferred".into(), Some("quiet_hours".into()))),
+        "the reminder was issued and deferred"
+    );
+    f.at_moscow(8, 0);
+    voronka_local::workers::tick(&f.t.stack).await.unwrap();
+    let order = json!({"event_id": "o-night:purchase", "type": "purchase", "contact_id": buyer,
+        "properties": {"cart_id": "cart-bought", "order_id": "o-night", "revenue": 1990, "currency": "RUB"}});
+    shop_events(&f, vec![order]).await;
+    run_for(&f, 120, 10).await;
+
+    assert!(cart_mail_to(&f, "buyer").is_empty(), "no reminder after the purchase");
+    assert_eq!(
+        f.ledger_state("cart:cart-bought:1:step1").await,
+        Some(("cancelled".into(), Some("cart_purchased".into())))
+    );
+    assert_eq!(cart_mail_to(&f, "keeper").len(), 1, "the cart still abandoned gets its reminder at 09:00");
+}
+
+/// A cart abandoned at `last_activity_at` + idle time, stored as the evaluator stores it.
+async fn abandoned_cart(f: &Fixture, cart_id: &str, owner: &str, activity: u64, last_activity_at: Timestamp) {
+    let mut cart = voronka_domain::model::Cart::new(cart_id, owner, last_activity_at);
+    cart.status = voronka_domain::model::CartStatus::Abandoned;
+    cart.activity = activity;
+    cart.version = 3;
+    let item = voronka_domain::ports::Item::new(
+        &voronka_domain::repo::carts::cart_key(cart_id),
+        serde_json::to_value(&cart).unwrap(),
+    );
+    f.t.stack.state.store.put(item, None).await.unwrap();
+}
+
+fn cart_step(key: &str, contact: &Contact, cart_id: &str, step: u32) -> SendRequest {
+    SendRequest {
+        origin: SendOrigin::Cart { cart_id: cart_id.into(), step },
+        ..request(key, contact, "abandoned_cart_1", SendClass::Marketing, Priority::Cart)
+    }
+}
+
+#[tokio::test]
+async fn a_reminder_is_dropped_rather_than_deferred_past_its_staleness() {
+    let f = Fixture::new();
+    f.at_moscow(21, 30);
+    let contact = f.subscribed("late@example.com").await;
+    // Last activity at 19:00: step 1 was due at 20:00 and is stale twelve hours later, at 08:00,
+    // before quiet hours end at 09:00.
+    abandoned_cart(&f, "cart-late", &contact.id, 3, f.t.clock.now() - jiff::SignedDuration::from_mins(150)).await;
+    let step = cart_step("cart:cart-late:3:step1", &contact, "cart-late", 1);
+    assert!(f.deliver(&step).await.is_empty());
+    let (state, reason) = f.ledger_state("cart:cart-late:3:step1").await.unwrap();
+    assert_eq!((state.as_str(), reason.as_deref()), ("cancelled", Some("stale_before_quiet_hours_ends")));
+    assert_eq!(f.t.stack.embedded.queue.depth(QueueName::Sends).await.unwrap(), 0, "not re-queued");
+
+    // A step of an abandonment that has since been replaced by newer activity is not sent either.
+    f.at_moscow(12, 0);
+    abandoned_cart(&f, "cart-moved", &contact.id, 5, f.t.clock.now() - jiff::SignedDuration::from_mins(70)).await;
+    f.deliver(&cart_step("cart:cart-moved:4:step1", &contact, "cart-moved", 1)).await;
+    assert_eq!(
+        f.ledger_state("cart:cart-moved:4:step1").await,
+        Some(("cancelled".into(), Some("cart_changed_since_the_step".into())))
+    );
+    f.deliver(&cart_step("cart:cart-moved:5:step1", &contact, "cart-moved", 1)).await;
+    assert_eq!(f.ledger_state("cart:cart-moved:5:step1").await.unwrap().0, "sent");
+    assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_journey_send_after_its_run_exited_or_started_over_is_not_sent() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    let contact = f.subscribed("runner@example.com").await;
+    let journey_send = |run: u32| SendRequest {
+        origin: SendOrigin::Journey { journey_id: "winback".into(), step_id: "s1".into() },
+        ..request(
+            &format!("journey:winback:{}:{run}:s1", contact.id),
+            &contact,
+            "welcome",
+            SendClass::Marketing,
+            Priority::Journey,
+        )
+    };
+    f.journey_state(&contact.id, "winback", 1, RunStatus::Exited).await;
+    f.deliver(&journey_send(1)).await;
+    assert_eq!(
+        f.ledger_state(&journey_send(1).idempotency_key).await,
+        Some(("cancelled".into(), Some("journey_run_exited".into())))
+    );
+    f.journey_state(&contact.id, "winback", 3, RunStatus::Active).await;
+    f.deliver(&journey_send(2)).await;
+    assert_eq!(
+        f.ledger_state(&journey_send(2).idempotency_key).await,
+        Some(("cancelled".into(), Some("journey_run_replaced".into())))
+    );
+    f.deliver(&journey_send(3)).await;
+    assert_eq!(f.ledger_state(&journey_send(3).idempotency_key).await.unwrap().0, "sent");
+    assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 1, "only the live run's email");
 }

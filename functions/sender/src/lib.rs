@@ -1,7 +1,8 @@
 //! sender: turns send requests into email, at most once each.
 //!
 //! For every request: claim it in the ledger (a conditional write, so concurrent and repeated
-//! deliveries cannot both proceed), load the contact, check consent and suppression, hold
+//! deliveries cannot both proceed), load the contact, check consent and suppression, ask the
+//! request's origin (cart, journey run) whether it still wants the message, hold
 //! marketing out of quiet hours in the contact's own time zone, reserve a frequency-cap slot,
 //! render, send through the mail port, record the message id, and emit `email_sent`.
 //! Deferred requests go back on the queue with a delay; the ledger remembers until when.
@@ -19,6 +20,7 @@ use voronka_domain::ports::{
 };
 use voronka_domain::repo::{Claim, ContactRepository, FrequencyCaps, Reservation, SendLedger};
 use voronka_domain::sending::mime::{Envelope, build_message};
+use voronka_domain::sending::origin::{self, Liveness};
 use voronka_domain::sending::policy::{BlockReason, cap_windows, check_recipient, time_zone_or_utc};
 use voronka_domain::signing::{Secrets, UNSUBSCRIBE_TOKEN_PURPOSE};
 
@@ -50,6 +52,10 @@ pub enum Outcome {
         state: String,
     },
     Blocked {
+        reason: String,
+    },
+    /// The origin (cart, journey run) no longer wants the message.
+    Cancelled {
         reason: String,
     },
     Deferred {
@@ -101,6 +107,7 @@ fn log_outcome(request: &SendRequest, outcome: &Outcome) {
         Outcome::Sent { .. } => ("sent", String::new()),
         Outcome::Duplicate { state } => ("duplicate", state.clone()),
         Outcome::Blocked { reason } => ("blocked", reason.clone()),
+        Outcome::Cancelled { reason } => ("cancelled", reason.clone()),
         Outcome::Deferred { until, reason } => ("deferred", format!("{reason} until {until}")),
         Outcome::Retry { reason } => ("retry", reason.clone()),
     };
@@ -147,13 +154,33 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
     if let Err(reason) = check_recipient(&contact, request.class) {
         return block(reason.as_str().into()).await;
     }
+    let cancel = |reason: String| async move {
+        ledger.mark_cancelled(key, attempt, &reason, now).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(Outcome::Cancelled { reason })
+    };
+    let liveness = match origin::check(deps.store.as_ref(), &deps.campaigns.settings.carts, request, now).await {
+        Ok(Liveness::Ended { reason }) => return cancel(reason).await,
+        Ok(live) => live,
+        Err(error) => return release(ledger, key, attempt, error.to_string()).await,
+    };
+    // A deferral never outlives the origin's own deadline: past it, the message is dropped now.
+    let defer_within_deadline = |until: Timestamp, reason: &'static str| {
+        let liveness = &liveness;
+        async move {
+            if liveness.still_live_at(until) {
+                defer(deps, ledger, request, attempt, until, reason).await
+            } else {
+                cancel(format!("stale_before_{reason}_ends")).await
+            }
+        }
+    };
     let settings = &deps.campaigns.settings.sending;
     let zone = time_zone_or_utc(&contact.time_zone);
 
     let mut reserved = None;
     if request.class == SendClass::Marketing {
         if let Some(until) = settings.quiet_hours().next_allowed(now, &zone) {
-            return defer(deps, ledger, request, attempt, until, "quiet_hours").await;
+            return defer_within_deadline(until, "quiet_hours").await;
         }
         let windows = cap_windows(now, &zone);
         let reservation = FrequencyCaps::new(deps.store.as_ref())
@@ -167,7 +194,7 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
                     _ => (windows.next_day, "frequency_cap_day"),
                 };
                 if settings.defers_when_capped(request.priority) {
-                    return defer(deps, ledger, request, attempt, until, reason).await;
+                    return defer_within_deadline(until, reason).await;
                 }
                 return block(reason.into()).await;
             }

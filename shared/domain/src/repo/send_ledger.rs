@@ -2,7 +2,8 @@
 //! put before SES is called, so however often a request is delivered, SES is called once.
 //!
 //! States: `processing` (claimed by one attempt, with a lease), `sent` (SES message id),
-//! `blocked` (a reason: no consent, suppressed, capped, rejected by SES), `deferred` (until a time:
+//! `blocked` (a reason: no consent, suppressed, capped, rejected by SES), `cancelled` (the origin
+//! no longer wants it: a bought cart, an exited journey run, a stale step), `deferred` (until a time:
 //! quiet hours, a full frequency cap), `retry` (a retryable failure released the claim), and
 //! `unknown`: a marketing message whose attempt died mid-way, after which nobody can tell whether
 //! SES accepted it. Marketing is never sent again from `unknown`; transactional mail is (a lost
@@ -93,7 +94,7 @@ impl<'a> SendLedger<'a> {
             }
         };
         match state.as_str() {
-            "sent" | "blocked" | "unknown" => Ok(Claim::Finished { state }),
+            "sent" | "blocked" | "cancelled" | "unknown" => Ok(Claim::Finished { state }),
             "deferred" => {
                 let until = current.get_i64("until").and_then(|s| Timestamp::from_second(s).ok()).unwrap_or(now);
                 if until > now {
@@ -161,6 +162,23 @@ impl<'a> SendLedger<'a> {
             UpdateAction::set("state", "blocked"),
             UpdateAction::set("reason", reason),
             UpdateAction::set("blocked_at", now.as_second()),
+        ];
+        self.transition(key, attempt, actions).await
+    }
+
+    /// The request's origin no longer wants it (a bought cart, an exited journey run, a step gone
+    /// stale): final, like a block, but not the recipient's doing.
+    pub async fn mark_cancelled(
+        &self,
+        key: &str,
+        attempt: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let actions = vec![
+            UpdateAction::set("state", "cancelled"),
+            UpdateAction::set("reason", reason),
+            UpdateAction::set("cancelled_at", now.as_second()),
         ];
         self.transition(key, attempt, actions).await
     }

@@ -2,4 +2,5 @@
 
 pub mod feedback;
 pub mod mime;
+pub mod origin;
 pub mod policy;
