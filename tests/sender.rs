@@ -26,6 +26,8 @@ struct Recording {
     inner: Arc<dyn Mailer>,
     calls: AtomicUsize,
     fail_with: std::sync::Mutex<Option<MailError>>,
+    /// Hands the message on, then answers with this error anyway: SES took it, the answer was lost.
+    accept_then_fail_with: std::sync::Mutex<Option<MailError>>,
 }
 
 #[async_trait]
@@ -35,7 +37,11 @@ impl Mailer for Recording {
         if let Some(error) = self.fail_with.lock().unwrap().clone() {
             return Err(error);
         }
-        self.inner.send(email).await
+        let accepted = self.inner.send(email).await;
+        if let Some(error) = self.accept_then_fail_with.lock().unwrap().clone() {
+            return Err(error);
+        }
+        accepted
     }
 }
 
@@ -52,6 +58,7 @@ impl Fixture {
             inner: t.stack.outbox.clone(),
             calls: AtomicUsize::new(0),
             fail_with: Default::default(),
+            accept_then_fail_with: Default::default(),
         });
         let mut deps = t.stack.sender.clone();
         deps.mailer = mailer.clone();
@@ -392,15 +399,16 @@ async fn throttling_is_retried_and_a_rejection_is_final() {
 }
 
 #[tokio::test]
-async fn a_crash_after_the_claim_leaves_marketing_unsent_and_transactional_resent() {
+async fn a_crash_while_calling_ses_leaves_marketing_unsent_and_transactional_resent() {
     let f = Fixture::new();
     f.at_moscow(12, 0);
     let contact = f.subscribed("crash@example.com").await;
     let ledger = SendLedger::new(f.t.stack.state.store.as_ref());
-    // An attempt claimed both requests and died before recording what happened.
+    // An attempt claimed both requests, started calling SES and died before recording what happened.
     for key in ["w:crash", "optin:crash"] {
         let claim = ledger.claim(key, SendClass::Marketing, "dead-attempt", f.t.clock.now()).await.unwrap();
         assert!(matches!(claim, voronka_domain::repo::Claim::Claimed { .. }));
+        ledger.mark_calling(key, "dead-attempt", f.t.clock.now()).await.unwrap();
     }
     let welcome = request("w:crash", &contact, "welcome", SendClass::Marketing, Priority::Journey);
     assert_eq!(f.deliver(&welcome).await, ["m-1"], "within the lease the claim may still be working");
@@ -577,4 +585,71 @@ async fn a_journey_send_after_its_run_exited_or_started_over_is_not_sent() {
     f.deliver(&journey_send(3)).await;
     assert_eq!(f.ledger_state(&journey_send(3).idempotency_key).await.unwrap().0, "sent");
     assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 1, "only the live run's email");
+}
+
+#[tokio::test]
+async fn a_marketing_email_whose_ses_answer_was_lost_is_never_sent_again() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    for (n, lost_answer) in [
+        MailError::Ambiguous("operation timed out after 5s".into()),
+        MailError::Ambiguous("service error: InternalFailure (500)".into()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // One contact each: a message that may have gone out keeps its frequency-cap slot.
+        let contact = f.subscribed(&format!("lost{n}@example.com")).await;
+        let key = format!("w:lost:{n}");
+        let welcome = request(&key, &contact, "welcome", SendClass::Marketing, Priority::Journey);
+        *f.mailer.accept_then_fail_with.lock().unwrap() = Some(lost_answer);
+        let calls_before = f.mailer.calls.load(Ordering::SeqCst);
+        assert!(f.deliver(&welcome).await.is_empty(), "acknowledged, not handed back for another try");
+        assert_eq!(f.mailer.calls.load(Ordering::SeqCst), calls_before + 1, "one call, no retry after it");
+        let (state, reason) = f.ledger_state(&key).await.unwrap();
+        assert_eq!(state, "unknown", "{reason:?}");
+        *f.mailer.accept_then_fail_with.lock().unwrap() = None;
+        f.t.advance(3600);
+        f.deliver(&welcome).await;
+        assert_eq!(f.mailer.calls.load(Ordering::SeqCst), calls_before + 1, "a later delivery does not send again");
+    }
+    assert_eq!(f.outbox().len(), 2, "each message reached the mail service exactly once");
+}
+
+#[tokio::test]
+async fn an_attempt_that_died_before_calling_ses_is_taken_over_not_written_off() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    let contact = f.subscribed("early@example.com").await;
+    let ledger = SendLedger::new(f.t.stack.state.store.as_ref());
+    let claim = ledger.claim("w:early", SendClass::Marketing, "dead-attempt", f.t.clock.now()).await.unwrap();
+    assert!(matches!(claim, voronka_domain::repo::Claim::Claimed { .. }));
+    let welcome = request("w:early", &contact, "welcome", SendClass::Marketing, Priority::Journey);
+    assert_eq!(f.deliver(&welcome).await, ["m-1"], "within the lease the claim may still be working");
+    f.t.advance(300);
+    assert!(f.deliver(&welcome).await.is_empty());
+    assert_eq!(f.ledger_state("w:early").await.unwrap().0, "sent", "it never reached SES: sent now");
+    assert_eq!(f.outbox().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failure_before_the_request_left_is_retried_and_so_is_transactional_mail() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    let contact = f.subscribed("refused@example.com").await;
+    let welcome = request("w:refused", &contact, "welcome", SendClass::Marketing, Priority::Journey);
+    *f.mailer.fail_with.lock().unwrap() = Some(MailError::NotSent("connection refused".into()));
+    assert_eq!(f.deliver(&welcome).await, ["m-1"], "handed back to the queue");
+    assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 3, "tried again with backoff: nothing was sent");
+    assert_eq!(f.ledger_state("w:refused").await.unwrap().0, "retry");
+    *f.mailer.fail_with.lock().unwrap() = None;
+    assert!(f.deliver(&welcome).await.is_empty());
+    assert_eq!(f.ledger_state("w:refused").await.unwrap().0, "sent");
+
+    // A confirmation whose answer was lost is sent again: a duplicate beats a lost confirmation.
+    let confirm =
+        request("optin:refused", &contact, "optin_confirmation", SendClass::Transactional, Priority::Transactional);
+    *f.mailer.accept_then_fail_with.lock().unwrap() = Some(MailError::Ambiguous("timed out".into()));
+    assert_eq!(f.deliver(&confirm).await, ["m-1"]);
+    assert_eq!(f.ledger_state("optin:refused").await.unwrap().0, "retry");
 }

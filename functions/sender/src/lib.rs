@@ -62,6 +62,10 @@ pub enum Outcome {
         until: Timestamp,
         reason: String,
     },
+    /// The mail service may or may not have taken it (a lost answer): recorded, not retried.
+    Unknown {
+        reason: String,
+    },
     /// Retryable: report the message as a batch item failure.
     Retry {
         reason: String,
@@ -109,6 +113,7 @@ fn log_outcome(request: &SendRequest, outcome: &Outcome) {
         Outcome::Blocked { reason } => ("blocked", reason.clone()),
         Outcome::Cancelled { reason } => ("cancelled", reason.clone()),
         Outcome::Deferred { until, reason } => ("deferred", format!("{reason} until {until}")),
+        Outcome::Unknown { reason } => ("unknown", reason.clone()),
         Outcome::Retry { reason } => ("retry", reason.clone()),
     };
     tracing::info!(
@@ -216,9 +221,14 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
             return block(reason).await;
         }
     };
-    match send_with_backoff(deps, &email).await {
+    // From here on the message may be on its way; if this attempt dies, the claim says so.
+    if let Err(error) = ledger.mark_calling(key, attempt, deps.clock.now()).await {
+        give_back_slot().await;
+        return Err(format!("the claim was lost before calling the mail service: {error}"));
+    }
+    match send_with_backoff(deps, &email, request.class).await {
         Ok(message_id) => {
-            // A crash right here leaves the claim `processing`; its lease decides (see the ledger).
+            // A crash right here leaves the claim `calling`; its lease decides (see the ledger).
             ledger.mark_sent(key, attempt, &message_id, deps.clock.now()).await.map_err(|e| e.to_string())?;
             emit_sent(deps, request, &message_id, now).await;
             Ok(Outcome::Sent { message_id })
@@ -226,6 +236,13 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
         Err(MailError::Rejected(reason)) => {
             give_back_slot().await;
             block(format!("{}: {reason}", BlockReason::RejectedBySes.as_str())).await
+        }
+        Err(error @ MailError::Ambiguous(_)) if request.class == SendClass::Marketing => {
+            // It may be in the inbox already: keep the cap slot, and never send it again.
+            let reason = error.to_string();
+            ledger.mark_unknown(key, attempt, &reason, deps.clock.now()).await.map_err(|e| e.to_string())?;
+            tracing::warn!("the mail service's answer was lost; the marketing message is not sent again");
+            Ok(Outcome::Unknown { reason })
         }
         Err(retryable) => {
             give_back_slot().await;
@@ -266,9 +283,11 @@ async fn requeue(deps: &SenderDeps, request: &SendRequest, until: Timestamp) -> 
     }
 }
 
-/// Tries the mail service a few times with growing pauses before handing the message back to the queue.
-async fn send_with_backoff(deps: &SenderDeps, email: &OutgoingEmail) -> Result<String, MailError> {
-    let mut last = MailError::Transient("not tried".into());
+/// Tries the mail service a few times with growing pauses before handing the message back to the
+/// queue, but only while no earlier try may have sent it: an ambiguous answer ends a marketing
+/// message's tries (transactional mail accepts a rare duplicate rather than a lost message).
+async fn send_with_backoff(deps: &SenderDeps, email: &OutgoingEmail, class: SendClass) -> Result<String, MailError> {
+    let mut last = MailError::NotSent("not tried".into());
     for attempt in 0..3u32 {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1))).await;
@@ -277,6 +296,7 @@ async fn send_with_backoff(deps: &SenderDeps, email: &OutgoingEmail) -> Result<S
         match deps.mailer.send(email).await {
             Ok(id) => return Ok(id),
             Err(error @ MailError::Rejected(_)) => return Err(error),
+            Err(error @ MailError::Ambiguous(_)) if class == SendClass::Marketing => return Err(error),
             Err(error) => last = error,
         }
     }

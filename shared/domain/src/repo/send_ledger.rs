@@ -1,13 +1,16 @@
 //! The sender's ledger: one item per send request's idempotency key, written with a conditional
 //! put before SES is called, so however often a request is delivered, SES is called once.
 //!
-//! States: `processing` (claimed by one attempt, with a lease), `sent` (SES message id),
-//! `blocked` (a reason: no consent, suppressed, capped, rejected by SES), `cancelled` (the origin
-//! no longer wants it: a bought cart, an exited journey run, a stale step), `deferred` (until a time:
-//! quiet hours, a full frequency cap), `retry` (a retryable failure released the claim), and
-//! `unknown`: a marketing message whose attempt died mid-way, after which nobody can tell whether
-//! SES accepted it. Marketing is never sent again from `unknown`; transactional mail is (a lost
-//! opt-in confirmation costs more than a rare duplicate one).
+//! States: `processing` (claimed by one attempt, with a lease), `calling` (the attempt is about to
+//! call SES, or is calling it: from here on the message may be on its way), `sent` (SES message
+//! id), `blocked` (a reason: no consent, suppressed, capped, rejected by SES), `cancelled` (the
+//! origin no longer wants it: a bought cart, an exited journey run, a stale step), `deferred`
+//! (until a time: quiet hours, a full frequency cap), `retry` (a failure known to have sent
+//! nothing released the claim), and `unknown`: a marketing message that may or may not have
+//! reached SES (its answer was lost, or its attempt died while `calling`). Marketing is never sent
+//! again from `unknown`; transactional mail is (a lost opt-in confirmation costs more than a rare
+//! duplicate one). An attempt that died while `processing` never called SES: the next delivery
+//! takes its claim over once the lease has passed.
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
@@ -40,8 +43,16 @@ fn ledger_key(idempotency_key: &str) -> Key {
     Key::new(format!("SEND#{idempotency_key}"), "LEDGER")
 }
 
+/// Held by `attempt`, before or during its call to SES.
 fn owned_by(attempt: &str) -> Condition {
-    Condition::And(vec![Condition::equals("state", "processing"), Condition::equals("attempt", attempt)])
+    Condition::And(vec![
+        Condition::Or(vec![Condition::equals("state", "processing"), Condition::equals("state", "calling")]),
+        Condition::equals("attempt", attempt),
+    ])
+}
+
+fn in_state_of(state: &str, attempt: &str) -> Condition {
+    Condition::And(vec![Condition::equals("state", state), Condition::equals("attempt", attempt)])
 }
 
 impl<'a> SendLedger<'a> {
@@ -64,7 +75,8 @@ impl<'a> SendLedger<'a> {
         let key = ledger_key(idempotency_key);
         let fresh = Item::new(
             &key,
-            json!({"state": "processing", "attempt": attempt, "claimed_at": now.as_second(), "attempts": 1}),
+            json!({"state": "processing", "attempt": attempt, "claimed_at": now.as_second(), "attempts": 1,
+                   "marks_calling": true}),
         )
         .with_ttl((now + LEDGER_RETENTION).as_second());
         match self.store.put(fresh, Some(Condition::NotExists)).await {
@@ -85,6 +97,7 @@ impl<'a> SendLedger<'a> {
                     UpdateAction::set("attempt", attempt),
                     UpdateAction::set("claimed_at", now.as_second()),
                     UpdateAction::add("attempts", 1),
+                    UpdateAction::set("marks_calling", true),
                 ];
                 match self.store.update(&key, actions, Some(from)).await {
                     Ok(_) => Ok(Claim::Claimed { attempt: attempt.to_string() }),
@@ -103,22 +116,28 @@ impl<'a> SendLedger<'a> {
                 take_over(Condition::equals("state", "deferred")).await
             }
             "retry" => take_over(Condition::equals("state", "retry")).await,
-            "processing" => {
-                let claimed_at = current.get_i64("claimed_at").unwrap_or(0);
+            "processing" | "calling" => {
+                let since = match state.as_str() {
+                    "calling" => current.get_i64("calling_at"),
+                    _ => current.get_i64("claimed_at"),
+                };
                 let previous = current.get_str("attempt").unwrap_or_default().to_string();
-                if now.as_second() < claimed_at + CLAIM_LEASE.as_secs() {
+                if now.as_second() < since.unwrap_or(0) + CLAIM_LEASE.as_secs() {
                     return Ok(Claim::InFlight);
                 }
+                // A claim written before `calling` existed says nothing about whether SES was called.
+                let reached_ses = state == "calling" || current.get("marks_calling").is_none();
                 match class {
-                    SendClass::Marketing => {
+                    SendClass::Marketing if reached_ses => {
                         let actions = vec![
                             UpdateAction::set("state", "unknown"),
+                            UpdateAction::set("reason", "attempt_died_while_calling_ses"),
                             UpdateAction::set("unknown_since", now.as_second()),
                         ];
-                        match self.store.update(&key, actions, Some(owned_by(&previous))).await {
+                        match self.store.update(&key, actions, Some(in_state_of(&state, &previous))).await {
                             Ok(_) => {
                                 tracing::warn!(
-                                    "a marketing send's earlier attempt died mid-way; outcome unknown, not re-sent"
+                                    "a marketing send's earlier attempt died calling SES; outcome unknown, not re-sent"
                                 );
                                 Ok(Claim::Finished { state: "unknown".into() })
                             }
@@ -126,7 +145,7 @@ impl<'a> SendLedger<'a> {
                             Err(other) => Err(other),
                         }
                     }
-                    SendClass::Transactional => take_over(owned_by(&previous)).await,
+                    _ => take_over(in_state_of(&state, &previous)).await,
                 }
             }
             _ => Ok(Claim::InFlight),
@@ -140,6 +159,24 @@ impl<'a> SendLedger<'a> {
         actions: Vec<UpdateAction>,
     ) -> Result<(), StoreError> {
         self.store.update(&ledger_key(idempotency_key), actions, Some(owned_by(attempt))).await.map(|_| ())
+    }
+
+    /// Marks the moment the attempt calls SES: from here on the message may be on its way. Fails
+    /// with `ConditionFailed` when the claim is no longer this attempt's (its lease passed and
+    /// another took over), and then SES must not be called.
+    pub async fn mark_calling(&self, key: &str, attempt: &str, now: Timestamp) -> Result<(), StoreError> {
+        let actions = vec![UpdateAction::set("state", "calling"), UpdateAction::set("calling_at", now.as_second())];
+        self.store.update(&ledger_key(key), actions, Some(in_state_of("processing", attempt))).await.map(|_| ())
+    }
+
+    /// SES may have taken the message and nobody can know: a marketing message stops here.
+    pub async fn mark_unknown(&self, key: &str, attempt: &str, reason: &str, now: Timestamp) -> Result<(), StoreError> {
+        let actions = vec![
+            UpdateAction::set("state", "unknown"),
+            UpdateAction::set("reason", reason),
+            UpdateAction::set("unknown_since", now.as_second()),
+        ];
+        self.transition(key, attempt, actions).await
     }
 
     pub async fn mark_sent(
@@ -198,7 +235,8 @@ impl<'a> SendLedger<'a> {
         self.transition(key, attempt, actions).await
     }
 
-    /// Gives the claim back after a retryable failure, so the next delivery may try again.
+    /// Gives the claim back after a failure that sent nothing (or a transactional message's), so the
+    /// next delivery may try again.
     pub async fn release_for_retry(&self, key: &str, attempt: &str, error: &str) -> Result<(), StoreError> {
         let actions = vec![UpdateAction::set("state", "retry"), UpdateAction::set("last_error", error)];
         self.transition(key, attempt, actions).await
