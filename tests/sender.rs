@@ -12,11 +12,15 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use jiff::Timestamp;
 use serde_json::{Map, json};
+use std::time::Duration;
 use support::inprocess::TestStack;
 use voronka_domain::model::{
     Channel, ConsentReceipt, Contact, EmailAddress, Priority, SendClass, SendOrigin, SendRequest, SuppressionReason,
 };
-use voronka_domain::ports::{Clock, MailError, Mailer, OutgoingEmail, QueueName};
+use voronka_domain::ports::{
+    Clock, Condition, Item, Key, MailError, Mailer, OutgoingEmail, OutgoingMessage, Page, Query, Queue, QueueError,
+    QueueName, ReceivedMessage, SendOutcome, Store, StoreError, TransactOp, UpdateAction,
+};
 use voronka_domain::repo::journey_state::{Group, JourneyState, RunStatus};
 use voronka_domain::repo::{ContactRepository, SendLedger};
 use voronka_local::outbox;
@@ -652,4 +656,130 @@ async fn a_failure_before_the_request_left_is_retried_and_so_is_transactional_ma
     *f.mailer.accept_then_fail_with.lock().unwrap() = Some(MailError::Ambiguous("timed out".into()));
     assert_eq!(f.deliver(&confirm).await, ["m-1"]);
     assert_eq!(f.ledger_state("optin:refused").await.unwrap().0, "retry");
+}
+
+/// The events queue refusing each message of a batch (the call itself succeeds), while `refuse` holds.
+struct RefusingEvents {
+    inner: Arc<dyn Queue>,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Queue for RefusingEvents {
+    async fn send_batch(
+        &self,
+        queue: QueueName,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<SendOutcome>, QueueError> {
+        if queue == QueueName::Events && self.refuse.load(Ordering::SeqCst) {
+            return Ok(messages
+                .into_iter()
+                .map(|m| SendOutcome { id: m.id, error: Some("InternalError: try again".into()) })
+                .collect());
+        }
+        self.inner.send_batch(queue, messages).await
+    }
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.inner.receive(queue, max, visibility).await
+    }
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
+        self.inner.delete(queue, receipt).await
+    }
+    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
+        self.inner.dead_letter_count(queue).await
+    }
+}
+
+#[tokio::test]
+async fn an_email_sent_event_the_queue_refused_is_queued_on_the_next_delivery_without_a_second_email() {
+    let mut f = Fixture::new();
+    f.at_moscow(12, 0);
+    let queue = Arc::new(RefusingEvents {
+        inner: f.t.stack.embedded.queue.clone(),
+        refuse: std::sync::atomic::AtomicBool::new(true),
+    });
+    f.deps.queue = queue.clone();
+    let contact = f.subscribed("counted@example.com").await;
+    let welcome = request("w:counted", &contact, "welcome", SendClass::Marketing, Priority::Journey);
+    assert_eq!(f.deliver(&welcome).await, ["m-1"], "reported as failed, so the queue delivers it again");
+    assert_eq!(f.ledger_state("w:counted").await.unwrap().0, "sent");
+    assert!(f.t.drain_events().await.is_empty());
+
+    queue.refuse.store(false, Ordering::SeqCst);
+    assert!(f.deliver(&welcome).await.is_empty());
+    assert!(f.deliver(&welcome).await.is_empty(), "once queued, a later delivery has nothing left to do");
+    assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 1, "one email");
+    let events = f.t.drain_events().await;
+    assert_eq!(events.iter().filter(|e| e.event_type == "email_sent").count(), 1, "{events:?}");
+}
+
+/// Cancels frequency-cap transactions without naming a failed condition (a conflict, a throttle),
+/// while `cancel` holds.
+struct CancellingCaps {
+    inner: Arc<dyn Store>,
+    cancel: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Store for CancellingCaps {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
+        self.inner.put(item, condition).await
+    }
+    async fn update(
+        &self,
+        key: &Key,
+        actions: Vec<UpdateAction>,
+        condition: Option<Condition>,
+    ) -> Result<Item, StoreError> {
+        self.inner.update(key, actions, condition).await
+    }
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), StoreError> {
+        self.inner.delete(key, condition).await
+    }
+    async fn query(&self, query: Query) -> Result<Page, StoreError> {
+        self.inner.query(query).await
+    }
+    async fn transact(&self, ops: Vec<TransactOp>) -> Result<(), StoreError> {
+        let on_caps = ops.iter().any(|op| matches!(op, TransactOp::Update { key, .. } if key.pk.starts_with("CAP#")));
+        if on_caps && self.cancel.load(Ordering::SeqCst) {
+            return Err(StoreError::TransactionCancelled { failed: vec![] });
+        }
+        self.inner.transact(ops).await
+    }
+    async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        self.inner.batch_put(items).await
+    }
+}
+
+#[tokio::test]
+async fn a_cap_reservation_cancelled_for_another_reason_is_retried_not_read_as_a_full_day() {
+    let mut f = Fixture::new();
+    f.at_moscow(12, 0);
+    let store = Arc::new(CancellingCaps {
+        inner: f.t.stack.state.store.clone(),
+        cancel: std::sync::atomic::AtomicBool::new(true),
+    });
+    f.deps.store = store.clone();
+    let contact = f.subscribed("conflict@example.com").await;
+    // A promotion is dropped when its day is full: a misread conflict would lose it for good.
+    let promo = request("promo:conflict", &contact, "welcome", SendClass::Marketing, Priority::Promo);
+    assert_eq!(f.deliver(&promo).await, ["m-1"], "handed back to be tried again");
+    assert_eq!(f.ledger_state("promo:conflict").await.unwrap().0, "retry");
+    store.cancel.store(false, Ordering::SeqCst);
+    assert!(f.deliver(&promo).await.is_empty());
+    assert_eq!(f.ledger_state("promo:conflict").await.unwrap().0, "sent");
+
+    // A day that is really full still reads as full, whatever the backend says of which condition failed.
+    store.cancel.store(true, Ordering::SeqCst);
+    let second = request("promo:second", &contact, "welcome", SendClass::Marketing, Priority::Promo);
+    f.deliver(&second).await;
+    assert_eq!(f.ledger_state("promo:second").await, Some(("blocked".into(), Some("frequency_cap_day".into()))));
 }

@@ -22,6 +22,7 @@ use voronka_domain::repo::{Claim, ContactRepository, FrequencyCaps, Reservation,
 use voronka_domain::sending::mime::{Envelope, build_message};
 use voronka_domain::sending::origin::{self, Liveness};
 use voronka_domain::sending::policy::{BlockReason, cap_windows, check_recipient, time_zone_or_utc};
+use voronka_domain::sending::redact;
 use voronka_domain::signing::{Secrets, UNSUBSCRIBE_TOKEN_PURPOSE};
 
 pub mod rate;
@@ -66,6 +67,11 @@ pub enum Outcome {
     Unknown {
         reason: String,
     },
+    /// Sent, but its `email_sent` event could not be queued: reported as a batch item failure so
+    /// the next delivery queues it (the ledger keeps the email from going out twice).
+    EventPending {
+        reason: String,
+    },
     /// Retryable: report the message as a batch item failure.
     Retry {
         reason: String,
@@ -99,7 +105,7 @@ pub async fn process_batch(deps: &SenderDeps, deliveries: Vec<Delivery>) -> Vec<
         let attempt = format!("{message_id}:{}", deps.clock.now().as_microsecond());
         let outcome = handle_request(deps, &request, &attempt).await;
         log_outcome(&request, &outcome);
-        if matches!(outcome, Outcome::Retry { .. }) {
+        if matches!(outcome, Outcome::Retry { .. } | Outcome::EventPending { .. }) {
             failed.push(message_id);
         }
     }
@@ -114,6 +120,7 @@ fn log_outcome(request: &SendRequest, outcome: &Outcome) {
         Outcome::Cancelled { reason } => ("cancelled", reason.clone()),
         Outcome::Deferred { until, reason } => ("deferred", format!("{reason} until {until}")),
         Outcome::Unknown { reason } => ("unknown", reason.clone()),
+        Outcome::EventPending { reason } => ("event_pending", reason.clone()),
         Outcome::Retry { reason } => ("retry", reason.clone()),
     };
     tracing::info!(
@@ -140,6 +147,17 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
     match ledger.claim(key, request.class, attempt, now).await.map_err(|e| e.to_string())? {
         Claim::Claimed { .. } => {}
         Claim::Finished { state } => return Ok(Outcome::Duplicate { state }),
+        Claim::SentEventPending { message_id, sent_at } => {
+            return Ok(report_sent(
+                deps,
+                ledger,
+                request,
+                &message_id,
+                sent_at,
+                Outcome::Duplicate { state: "sent".into() },
+            )
+            .await);
+        }
         Claim::InFlight => return Ok(Outcome::Retry { reason: "another attempt holds this request".into() }),
         Claim::NotYet { until } => {
             requeue(deps, request, until).await?;
@@ -218,7 +236,7 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
         Ok(email) => email,
         Err(reason) => {
             give_back_slot().await;
-            return block(reason).await;
+            return block(redact::addresses(&reason)).await;
         }
     };
     // From here on the message may be on its way; if this attempt dies, the claim says so.
@@ -226,12 +244,20 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
         give_back_slot().await;
         return Err(format!("the claim was lost before calling the mail service: {error}"));
     }
-    match send_with_backoff(deps, &email, request.class).await {
+    // SES's texts may name the recipient; they reach the logs and the ledger without addresses.
+    let sent = send_with_backoff(deps, &email, request.class).await.map_err(|error| match error {
+        MailError::Throttled(text) => MailError::Throttled(redact::addresses(&text)),
+        MailError::NotSent(text) => MailError::NotSent(redact::addresses(&text)),
+        MailError::Ambiguous(text) => MailError::Ambiguous(redact::addresses(&text)),
+        MailError::Rejected(text) => MailError::Rejected(redact::addresses(&text)),
+    });
+    match sent {
         Ok(message_id) => {
             // A crash right here leaves the claim `calling`; its lease decides (see the ledger).
-            ledger.mark_sent(key, attempt, &message_id, deps.clock.now()).await.map_err(|e| e.to_string())?;
-            emit_sent(deps, request, &message_id, now).await;
-            Ok(Outcome::Sent { message_id })
+            let sent_at = deps.clock.now();
+            ledger.mark_sent(key, attempt, &message_id, sent_at).await.map_err(|e| e.to_string())?;
+            let sent = Outcome::Sent { message_id: message_id.clone() };
+            Ok(report_sent(deps, ledger, request, &message_id, sent_at, sent).await)
         }
         Err(MailError::Rejected(reason)) => {
             give_back_slot().await;
@@ -379,7 +405,33 @@ fn compose(
     })
 }
 
-async fn emit_sent(deps: &SenderDeps, request: &SendRequest, message_id: &str, now: Timestamp) {
+/// Queues `email_sent` for a sent message and records that it is queued; `done` is the outcome
+/// when it is. If the queue refuses it, the delivery is reported as failed: the next one finds the
+/// ledger's `sent_event` still `pending` and queues the event again, without another email.
+async fn report_sent(
+    deps: &SenderDeps,
+    ledger: &SendLedger<'_>,
+    request: &SendRequest,
+    message_id: &str,
+    sent_at: Timestamp,
+    done: Outcome,
+) -> Outcome {
+    if let Err(reason) = emit_sent(deps, request, message_id, sent_at).await {
+        return Outcome::EventPending { reason };
+    }
+    if let Err(error) = ledger.mark_sent_event_queued(&request.idempotency_key).await {
+        // Only a later duplicate delivery would queue it again, under the same event id.
+        tracing::warn!(error = %error, "email_sent is queued but the ledger could not say so");
+    }
+    done
+}
+
+async fn emit_sent(
+    deps: &SenderDeps,
+    request: &SendRequest,
+    message_id: &str,
+    sent_at: Timestamp,
+) -> Result<(), String> {
     let mut properties = Map::new();
     properties.insert("template".into(), json!(request.template));
     properties.insert("message_id".into(), json!(message_id));
@@ -387,11 +439,12 @@ async fn emit_sent(deps: &SenderDeps, request: &SendRequest, message_id: &str, n
     properties.insert("class".into(), json!(request.class));
     properties.insert("origin".into(), serde_json::to_value(&request.origin).unwrap_or(Value::Null));
     let event_id = format!("sent:{}", request.idempotency_key);
-    let event = Event::internal(event_id, "email_sent", &request.contact_id, now, now, properties);
-    let message = OutgoingMessage::new("0", serde_json::to_string(&event).expect("events serialise"));
-    // The email went out and the ledger says so; a lost `email_sent` only costs a counter.
-    if let Err(error) = send_all(deps.queue.as_ref(), QueueName::Events, vec![message]).await {
-        tracing::warn!(error = %error, "email_sent could not be queued");
+    let event = Event::internal(event_id, "email_sent", &request.contact_id, sent_at, sent_at, properties);
+    let message = OutgoingMessage::new("0", serde_json::to_string(&event).map_err(|e| e.to_string())?);
+    let outcomes = send_all(deps.queue.as_ref(), QueueName::Events, vec![message]).await.map_err(|e| e.to_string())?;
+    match outcomes.first().and_then(|o| o.error.clone()) {
+        Some(error) => Err(format!("email_sent could not be queued: {error}")),
+        None => Ok(()),
     }
 }
 

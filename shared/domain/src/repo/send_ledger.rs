@@ -3,7 +3,8 @@
 //!
 //! States: `processing` (claimed by one attempt, with a lease), `calling` (the attempt is about to
 //! call SES, or is calling it: from here on the message may be on its way), `sent` (SES message
-//! id), `blocked` (a reason: no consent, suppressed, capped, rejected by SES), `cancelled` (the
+//! id; `sent_event` goes `pending` → `queued` once its `email_sent` event is on the queue, and a
+//! redelivery finding it `pending` queues it again), `blocked` (a reason: no consent, suppressed, capped, rejected by SES), `cancelled` (the
 //! origin no longer wants it: a bought cart, an exited journey run, a stale step), `deferred`
 //! (until a time: quiet hours, a full frequency cap), `retry` (a failure known to have sent
 //! nothing released the claim), and `unknown`: a marketing message that may or may not have
@@ -27,8 +28,10 @@ pub const LEDGER_RETENTION: SignedDuration = SignedDuration::from_hours(24 * 90)
 pub enum Claim {
     /// This attempt owns the request; `attempt` must be passed to every later transition.
     Claimed { attempt: String },
-    /// Already finished (`sent`, `blocked`, `unknown`): acknowledge, send nothing.
+    /// Already finished (`sent`, `blocked`, `cancelled`, `unknown`): acknowledge, send nothing.
     Finished { state: String },
+    /// Sent, but its `email_sent` event is not known to be queued: queue it (same event id), send nothing.
+    SentEventPending { message_id: String, sent_at: Timestamp },
     /// Another attempt is working on it right now: try again after the lease.
     InFlight,
     /// Deferred until this time and delivered early: wait longer.
@@ -107,6 +110,10 @@ impl<'a> SendLedger<'a> {
             }
         };
         match state.as_str() {
+            "sent" if current.get_str("sent_event") == Some("pending") => Ok(Claim::SentEventPending {
+                message_id: current.get_str("message_id").unwrap_or_default().to_string(),
+                sent_at: current.get_i64("sent_at").and_then(|s| Timestamp::from_second(s).ok()).unwrap_or(now),
+            }),
             "sent" | "blocked" | "cancelled" | "unknown" => Ok(Claim::Finished { state }),
             "deferred" => {
                 let until = current.get_i64("until").and_then(|s| Timestamp::from_second(s).ok()).unwrap_or(now);
@@ -190,8 +197,15 @@ impl<'a> SendLedger<'a> {
             UpdateAction::set("state", "sent"),
             UpdateAction::set("message_id", message_id),
             UpdateAction::set("sent_at", now.as_second()),
+            UpdateAction::set("sent_event", "pending"),
         ];
         self.transition(key, attempt, actions).await
+    }
+
+    /// The `email_sent` event of a sent message is on its queue.
+    pub async fn mark_sent_event_queued(&self, key: &str) -> Result<(), StoreError> {
+        let actions = vec![UpdateAction::set("sent_event", "queued")];
+        self.store.update(&ledger_key(key), actions, Some(Condition::equals("state", "sent"))).await.map(|_| ())
     }
 
     pub async fn mark_blocked(&self, key: &str, attempt: &str, reason: &str, now: Timestamp) -> Result<(), StoreError> {

@@ -4,3 +4,4 @@ pub mod feedback;
 pub mod mime;
 pub mod origin;
 pub mod policy;
+pub mod redact;
