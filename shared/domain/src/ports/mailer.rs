@@ -37,16 +37,6 @@ impl MailError {
     pub fn is_safe_to_retry(&self) -> bool {
         matches!(self, MailError::Throttled(_) | MailError::NotSent(_))
     }
-
-    /// The service's text, whatever the class.
-    pub fn text(&self) -> &str {
-        match self {
-            MailError::Throttled(text)
-            | MailError::NotSent(text)
-            | MailError::Ambiguous(text)
-            | MailError::Rejected(text) => text,
-        }
-    }
 }
 
 #[async_trait]
