@@ -67,6 +67,27 @@ async fn sample_contact(t: &TestStack, email: &str) -> voronka_domain::model::Co
 async fn the_sender_sample_batch_sends_two_and_fails_the_malformed_one() {
     let t = TestStack::new();
     sample_contact(&t, "anna.petrova@example.com").await;
+    // The sample's journey send comes from a live run of `welcome` (the sender asks it at send time).
+    let now = voronka_domain::ports::Clock::now(t.clock.as_ref());
+    let run = voronka_domain::repo::journey_state::JourneyState {
+        journey_id: "welcome".into(),
+        contact_id: "c_sample".into(),
+        run: 1,
+        status: voronka_domain::repo::journey_state::RunStatus::Active,
+        group: voronka_domain::repo::journey_state::Group::Treatment,
+        entered_at: now,
+        finished_at: None,
+        exit_reason: None,
+        current_step: None,
+        variants: Default::default(),
+        last_send_tag: None,
+        clicked_last: false,
+        converted: false,
+        steps_taken: 0,
+        trigger_context: Default::default(),
+        version: 1,
+    };
+    t.stack.state.store.put(run.to_item(), None).await.unwrap();
     let deliveries = sqs_batch("sender/sqs-send-requests.json")
         .into_iter()
         .map(|(message_id, body)| sender::Delivery { message_id, body })

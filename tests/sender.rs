@@ -12,11 +12,16 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use jiff::Timestamp;
 use serde_json::{Map, json};
+use std::time::Duration;
 use support::inprocess::TestStack;
 use voronka_domain::model::{
     Channel, ConsentReceipt, Contact, EmailAddress, Priority, SendClass, SendOrigin, SendRequest, SuppressionReason,
 };
-use voronka_domain::ports::{Clock, MailError, Mailer, OutgoingEmail, QueueName};
+use voronka_domain::ports::{
+    Clock, Condition, Item, Key, MailError, Mailer, OutgoingEmail, OutgoingMessage, Page, Query, Queue, QueueError,
+    QueueName, ReceivedMessage, SendOutcome, Store, StoreError, TransactOp, UpdateAction,
+};
+use voronka_domain::repo::journey_state::{Group, JourneyState, RunStatus};
 use voronka_domain::repo::{ContactRepository, SendLedger};
 use voronka_local::outbox;
 
@@ -25,6 +30,8 @@ struct Recording {
     inner: Arc<dyn Mailer>,
     calls: AtomicUsize,
     fail_with: std::sync::Mutex<Option<MailError>>,
+    /// Hands the message on, then answers with this error anyway: SES took it, the answer was lost.
+    accept_then_fail_with: std::sync::Mutex<Option<MailError>>,
 }
 
 #[async_trait]
@@ -34,7 +41,11 @@ impl Mailer for Recording {
         if let Some(error) = self.fail_with.lock().unwrap().clone() {
             return Err(error);
         }
-        self.inner.send(email).await
+        let accepted = self.inner.send(email).await;
+        if let Some(error) = self.accept_then_fail_with.lock().unwrap().clone() {
+            return Err(error);
+        }
+        accepted
     }
 }
 
@@ -51,6 +62,7 @@ impl Fixture {
             inner: t.stack.outbox.clone(),
             calls: AtomicUsize::new(0),
             fail_with: Default::default(),
+            accept_then_fail_with: Default::default(),
         });
         let mut deps = t.stack.sender.clone();
         deps.mailer = mailer.clone();
@@ -86,7 +98,31 @@ impl Fixture {
             )
             .await
             .unwrap();
+        // The helper's requests come from the `welcome` journey: give the contact a live run of it.
+        self.journey_state(&contact.id, "welcome", 1, RunStatus::Active).await;
         contact
+    }
+
+    async fn journey_state(&self, contact_id: &str, journey_id: &str, run: u32, status: RunStatus) {
+        let state = JourneyState {
+            journey_id: journey_id.into(),
+            contact_id: contact_id.into(),
+            run,
+            status,
+            group: Group::Treatment,
+            entered_at: self.t.clock.now(),
+            finished_at: None,
+            exit_reason: None,
+            current_step: None,
+            variants: Default::default(),
+            last_send_tag: None,
+            clicked_last: false,
+            converted: false,
+            steps_taken: 0,
+            trigger_context: Default::default(),
+            version: 1,
+        };
+        self.t.stack.state.store.put(state.to_item(), None).await.unwrap();
     }
 
     async fn subscribed(&self, email: &str) -> Contact {
@@ -369,15 +405,16 @@ async fn throttling_is_retried_and_a_rejection_is_final() {
 }
 
 #[tokio::test]
-async fn a_crash_after_the_claim_leaves_marketing_unsent_and_transactional_resent() {
+async fn a_crash_while_calling_ses_leaves_marketing_unsent_and_transactional_resent() {
     let f = Fixture::new();
     f.at_moscow(12, 0);
     let contact = f.subscribed("crash@example.com").await;
     let ledger = SendLedger::new(f.t.stack.state.store.as_ref());
-    // An attempt claimed both requests and died before recording what happened.
+    // An attempt claimed both requests, started calling SES and died before recording what happened.
     for key in ["w:crash", "optin:crash"] {
         let claim = ledger.claim(key, SendClass::Marketing, "dead-attempt", f.t.clock.now()).await.unwrap();
         assert!(matches!(claim, voronka_domain::repo::Claim::Claimed { .. }));
+        ledger.mark_calling(key, "dead-attempt", f.t.clock.now()).await.unwrap();
     }
     let welcome = request("w:crash", &contact, "welcome", SendClass::Marketing, Priority::Journey);
     assert_eq!(f.deliver(&welcome).await, ["m-1"], "within the lease the claim may still be working");
@@ -415,4 +452,336 @@ async fn double_opt_in_works_end_to_end_through_the_outbox() {
     let contact = ContactRepository::new(f.t.stack.state.store.as_ref()).get(&id).await.unwrap().unwrap();
     assert!(contact.email_consent().unwrap().allows_marketing());
     assert_eq!(f.t.stack.embedded.queue.depth(QueueName::Sends).await.unwrap(), 0);
+}
+
+async fn shop_events(f: &Fixture, events: Vec<serde_json::Value>) {
+    f.t.post_events(events, true).await;
+}
+
+async fn add_to_cart(f: &Fixture, contact_id: &str, cart_id: &str) {
+    let id = format!("{cart_id}:add:{}", f.t.clock.now().as_second());
+    shop_events(
+        f,
+        vec![json!({"event_id": id, "type": "add_to_cart", "contact_id": contact_id, "properties": {
+            "cart_id": cart_id, "sku": "SH-1", "name": "Shoes", "price": 1990, "quantity": 1, "currency": "RUB"}})],
+    )
+    .await;
+}
+
+/// Moves the clock in steps of `step_minutes`, with the scheduler and the queues run after each.
+async fn run_for(f: &Fixture, minutes: i64, step_minutes: i64) {
+    let mut left = minutes;
+    while left > 0 {
+        let step = step_minutes.min(left);
+        f.t.advance(step * 60);
+        voronka_local::workers::tick(&f.t.stack).await.unwrap();
+        left -= step;
+    }
+}
+
+fn cart_mail_to(f: &Fixture, to: &str) -> Vec<outbox::OutboxEntry> {
+    f.outbox().into_iter().filter(|m| m.to.starts_with(to) && m.subject.contains("cart")).collect()
+}
+
+#[tokio::test]
+async fn a_reminder_deferred_past_a_purchase_is_not_sent() {
+    let f = Fixture::new();
+    let buyer = f.t.consented_contact("buyer@example.com", json!({"locale": "en"})).await;
+    let keeper = f.t.consented_contact("keeper@example.com", json!({"locale": "en"})).await;
+    f.at_moscow(20, 30);
+    voronka_local::workers::tick(&f.t.stack).await.unwrap();
+    add_to_cart(&f, &buyer, "cart-bought").await;
+    add_to_cart(&f, &keeper, "cart-kept").await;
+    // Abandoned at 21:30, in quiet hours: both first reminders wait for 09:00.
+    run_for(&f, 90, 10).await;
+    assert_eq!(
+        f.ledger_state("cart:cart-bought:1:step1").await,
+        Some(("deferred".into(), Some("quiet_hours".into()))),
+        "the reminder was issued and deferred"
+    );
+    f.at_moscow(8, 0);
+    voronka_local::workers::tick(&f.t.stack).await.unwrap();
+    let order = json!({"event_id": "o-night:purchase", "type": "purchase", "contact_id": buyer,
+        "properties": {"cart_id": "cart-bought", "order_id": "o-night", "revenue": 1990, "currency": "RUB"}});
+    shop_events(&f, vec![order]).await;
+    run_for(&f, 120, 10).await;
+
+    assert!(cart_mail_to(&f, "buyer").is_empty(), "no reminder after the purchase");
+    assert_eq!(
+        f.ledger_state("cart:cart-bought:1:step1").await,
+        Some(("cancelled".into(), Some("cart_purchased".into())))
+    );
+    assert_eq!(cart_mail_to(&f, "keeper").len(), 1, "the cart still abandoned gets its reminder at 09:00");
+}
+
+/// A cart abandoned at `last_activity_at` + idle time, stored as the evaluator stores it.
+async fn abandoned_cart(f: &Fixture, cart_id: &str, owner: &str, activity: u64, last_activity_at: Timestamp) {
+    let mut cart = voronka_domain::model::Cart::new(cart_id, owner, last_activity_at);
+    cart.status = voronka_domain::model::CartStatus::Abandoned;
+    cart.activity = activity;
+    cart.version = 3;
+    let item = voronka_domain::ports::Item::new(
+        &voronka_domain::repo::carts::cart_key(cart_id),
+        serde_json::to_value(&cart).unwrap(),
+    );
+    f.t.stack.state.store.put(item, None).await.unwrap();
+}
+
+fn cart_step(key: &str, contact: &Contact, cart_id: &str, step: u32) -> SendRequest {
+    SendRequest {
+        origin: SendOrigin::Cart { cart_id: cart_id.into(), step },
+        ..request(key, contact, "abandoned_cart_1", SendClass::Marketing, Priority::Cart)
+    }
+}
+
+#[tokio::test]
+async fn a_reminder_is_dropped_rather_than_deferred_past_its_staleness() {
+    let f = Fixture::new();
+    f.at_moscow(21, 30);
+    let contact = f.subscribed("late@example.com").await;
+    // Last activity at 19:00: step 1 was due at 20:00 and is stale twelve hours later, at 08:00,
+    // before quiet hours end at 09:00.
+    abandoned_cart(&f, "cart-late", &contact.id, 3, f.t.clock.now() - jiff::SignedDuration::from_mins(150)).await;
+    let step = cart_step("cart:cart-late:3:step1", &contact, "cart-late", 1);
+    assert!(f.deliver(&step).await.is_empty());
+    let (state, reason) = f.ledger_state("cart:cart-late:3:step1").await.unwrap();
+    assert_eq!((state.as_str(), reason.as_deref()), ("cancelled", Some("stale_before_quiet_hours_ends")));
+    assert_eq!(f.t.stack.embedded.queue.depth(QueueName::Sends).await.unwrap(), 0, "not re-queued");
+
+    // A step of an abandonment that has since been replaced by newer activity is not sent either.
+    f.at_moscow(12, 0);
+    abandoned_cart(&f, "cart-moved", &contact.id, 5, f.t.clock.now() - jiff::SignedDuration::from_mins(70)).await;
+    f.deliver(&cart_step("cart:cart-moved:4:step1", &contact, "cart-moved", 1)).await;
+    assert_eq!(
+        f.ledger_state("cart:cart-moved:4:step1").await,
+        Some(("cancelled".into(), Some("cart_changed_since_the_step".into())))
+    );
+    f.deliver(&cart_step("cart:cart-moved:5:step1", &contact, "cart-moved", 1)).await;
+    assert_eq!(f.ledger_state("cart:cart-moved:5:step1").await.unwrap().0, "sent");
+    assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_journey_send_after_its_run_exited_or_started_over_is_not_sent() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    let contact = f.subscribed("runner@example.com").await;
+    let journey_send = |run: u32| SendRequest {
+        origin: SendOrigin::Journey { journey_id: "winback".into(), step_id: "s1".into() },
+        ..request(
+            &format!("journey:winback:{}:{run}:s1", contact.id),
+            &contact,
+            "welcome",
+            SendClass::Marketing,
+            Priority::Journey,
+        )
+    };
+    f.journey_state(&contact.id, "winback", 1, RunStatus::Exited).await;
+    f.deliver(&journey_send(1)).await;
+    assert_eq!(
+        f.ledger_state(&journey_send(1).idempotency_key).await,
+        Some(("cancelled".into(), Some("journey_run_exited".into())))
+    );
+    f.journey_state(&contact.id, "winback", 3, RunStatus::Active).await;
+    f.deliver(&journey_send(2)).await;
+    assert_eq!(
+        f.ledger_state(&journey_send(2).idempotency_key).await,
+        Some(("cancelled".into(), Some("journey_run_replaced".into())))
+    );
+    f.deliver(&journey_send(3)).await;
+    assert_eq!(f.ledger_state(&journey_send(3).idempotency_key).await.unwrap().0, "sent");
+    assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 1, "only the live run's email");
+}
+
+#[tokio::test]
+async fn a_marketing_email_whose_ses_answer_was_lost_is_never_sent_again() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    for (n, lost_answer) in [
+        MailError::Ambiguous("operation timed out after 5s".into()),
+        MailError::Ambiguous("service error: InternalFailure (500)".into()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // One contact each: a message that may have gone out keeps its frequency-cap slot.
+        let contact = f.subscribed(&format!("lost{n}@example.com")).await;
+        let key = format!("w:lost:{n}");
+        let welcome = request(&key, &contact, "welcome", SendClass::Marketing, Priority::Journey);
+        *f.mailer.accept_then_fail_with.lock().unwrap() = Some(lost_answer);
+        let calls_before = f.mailer.calls.load(Ordering::SeqCst);
+        assert!(f.deliver(&welcome).await.is_empty(), "acknowledged, not handed back for another try");
+        assert_eq!(f.mailer.calls.load(Ordering::SeqCst), calls_before + 1, "one call, no retry after it");
+        let (state, reason) = f.ledger_state(&key).await.unwrap();
+        assert_eq!(state, "unknown", "{reason:?}");
+        *f.mailer.accept_then_fail_with.lock().unwrap() = None;
+        f.t.advance(3600);
+        f.deliver(&welcome).await;
+        assert_eq!(f.mailer.calls.load(Ordering::SeqCst), calls_before + 1, "a later delivery does not send again");
+    }
+    assert_eq!(f.outbox().len(), 2, "each message reached the mail service exactly once");
+}
+
+#[tokio::test]
+async fn an_attempt_that_died_before_calling_ses_is_taken_over_not_written_off() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    let contact = f.subscribed("early@example.com").await;
+    let ledger = SendLedger::new(f.t.stack.state.store.as_ref());
+    let claim = ledger.claim("w:early", SendClass::Marketing, "dead-attempt", f.t.clock.now()).await.unwrap();
+    assert!(matches!(claim, voronka_domain::repo::Claim::Claimed { .. }));
+    let welcome = request("w:early", &contact, "welcome", SendClass::Marketing, Priority::Journey);
+    assert_eq!(f.deliver(&welcome).await, ["m-1"], "within the lease the claim may still be working");
+    f.t.advance(300);
+    assert!(f.deliver(&welcome).await.is_empty());
+    assert_eq!(f.ledger_state("w:early").await.unwrap().0, "sent", "it never reached SES: sent now");
+    assert_eq!(f.outbox().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failure_before_the_request_left_is_retried_and_so_is_transactional_mail() {
+    let f = Fixture::new();
+    f.at_moscow(12, 0);
+    let contact = f.subscribed("refused@example.com").await;
+    let welcome = request("w:refused", &contact, "welcome", SendClass::Marketing, Priority::Journey);
+    *f.mailer.fail_with.lock().unwrap() = Some(MailError::NotSent("connection refused".into()));
+    assert_eq!(f.deliver(&welcome).await, ["m-1"], "handed back to the queue");
+    assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 3, "tried again with backoff: nothing was sent");
+    assert_eq!(f.ledger_state("w:refused").await.unwrap().0, "retry");
+    *f.mailer.fail_with.lock().unwrap() = None;
+    assert!(f.deliver(&welcome).await.is_empty());
+    assert_eq!(f.ledger_state("w:refused").await.unwrap().0, "sent");
+
+    // A confirmation whose answer was lost is sent again: a duplicate beats a lost confirmation.
+    let confirm =
+        request("optin:refused", &contact, "optin_confirmation", SendClass::Transactional, Priority::Transactional);
+    *f.mailer.accept_then_fail_with.lock().unwrap() = Some(MailError::Ambiguous("timed out".into()));
+    assert_eq!(f.deliver(&confirm).await, ["m-1"]);
+    assert_eq!(f.ledger_state("optin:refused").await.unwrap().0, "retry");
+}
+
+/// The events queue refusing each message of a batch (the call itself succeeds), while `refuse` holds.
+struct RefusingEvents {
+    inner: Arc<dyn Queue>,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Queue for RefusingEvents {
+    async fn send_batch(
+        &self,
+        queue: QueueName,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<SendOutcome>, QueueError> {
+        if queue == QueueName::Events && self.refuse.load(Ordering::SeqCst) {
+            return Ok(messages
+                .into_iter()
+                .map(|m| SendOutcome { id: m.id, error: Some("InternalError: try again".into()) })
+                .collect());
+        }
+        self.inner.send_batch(queue, messages).await
+    }
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.inner.receive(queue, max, visibility).await
+    }
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
+        self.inner.delete(queue, receipt).await
+    }
+    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
+        self.inner.dead_letter_count(queue).await
+    }
+}
+
+#[tokio::test]
+async fn an_email_sent_event_the_queue_refused_is_queued_on_the_next_delivery_without_a_second_email() {
+    let mut f = Fixture::new();
+    f.at_moscow(12, 0);
+    let queue = Arc::new(RefusingEvents {
+        inner: f.t.stack.embedded.queue.clone(),
+        refuse: std::sync::atomic::AtomicBool::new(true),
+    });
+    f.deps.queue = queue.clone();
+    let contact = f.subscribed("counted@example.com").await;
+    let welcome = request("w:counted", &contact, "welcome", SendClass::Marketing, Priority::Journey);
+    assert_eq!(f.deliver(&welcome).await, ["m-1"], "reported as failed, so the queue delivers it again");
+    assert_eq!(f.ledger_state("w:counted").await.unwrap().0, "sent");
+    assert!(f.t.drain_events().await.is_empty());
+
+    queue.refuse.store(false, Ordering::SeqCst);
+    assert!(f.deliver(&welcome).await.is_empty());
+    assert!(f.deliver(&welcome).await.is_empty(), "once queued, a later delivery has nothing left to do");
+    assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 1, "one email");
+    let events = f.t.drain_events().await;
+    assert_eq!(events.iter().filter(|e| e.event_type == "email_sent").count(), 1, "{events:?}");
+}
+
+/// Cancels frequency-cap transactions without naming a failed condition (a conflict, a throttle),
+/// while `cancel` holds.
+struct CancellingCaps {
+    inner: Arc<dyn Store>,
+    cancel: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Store for CancellingCaps {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
+        self.inner.put(item, condition).await
+    }
+    async fn update(
+        &self,
+        key: &Key,
+        actions: Vec<UpdateAction>,
+        condition: Option<Condition>,
+    ) -> Result<Item, StoreError> {
+        self.inner.update(key, actions, condition).await
+    }
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), StoreError> {
+        self.inner.delete(key, condition).await
+    }
+    async fn query(&self, query: Query) -> Result<Page, StoreError> {
+        self.inner.query(query).await
+    }
+    async fn transact(&self, ops: Vec<TransactOp>) -> Result<(), StoreError> {
+        let on_caps = ops.iter().any(|op| matches!(op, TransactOp::Update { key, .. } if key.pk.starts_with("CAP#")));
+        if on_caps && self.cancel.load(Ordering::SeqCst) {
+            return Err(StoreError::TransactionCancelled { failed: vec![] });
+        }
+        self.inner.transact(ops).await
+    }
+    async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        self.inner.batch_put(items).await
+    }
+}
+
+#[tokio::test]
+async fn a_cap_reservation_cancelled_for_another_reason_is_retried_not_read_as_a_full_day() {
+    let mut f = Fixture::new();
+    f.at_moscow(12, 0);
+    let store = Arc::new(CancellingCaps {
+        inner: f.t.stack.state.store.clone(),
+        cancel: std::sync::atomic::AtomicBool::new(true),
+    });
+    f.deps.store = store.clone();
+    let contact = f.subscribed("conflict@example.com").await;
+    // A promotion is dropped when its day is full: a misread conflict would lose it for good.
+    let promo = request("promo:conflict", &contact, "welcome", SendClass::Marketing, Priority::Promo);
+    assert_eq!(f.deliver(&promo).await, ["m-1"], "handed back to be tried again");
+    assert_eq!(f.ledger_state("promo:conflict").await.unwrap().0, "retry");
+    store.cancel.store(false, Ordering::SeqCst);
+    assert!(f.deliver(&promo).await.is_empty());
+    assert_eq!(f.ledger_state("promo:conflict").await.unwrap().0, "sent");
+
+    // A day that is really full still reads as full, whatever the backend says of which condition failed.
+    store.cancel.store(true, Ordering::SeqCst);
+    let second = request("promo:second", &contact, "welcome", SendClass::Marketing, Priority::Promo);
+    f.deliver(&second).await;
+    assert_eq!(f.ledger_state("promo:second").await, Some(("blocked".into(), Some("frequency_cap_day".into()))));
 }

@@ -1,7 +1,8 @@
 //! sender: turns send requests into email, at most once each.
 //!
 //! For every request: claim it in the ledger (a conditional write, so concurrent and repeated
-//! deliveries cannot both proceed), load the contact, check consent and suppression, hold
+//! deliveries cannot both proceed), load the contact, check consent and suppression, ask the
+//! request's origin (cart, journey run) whether it still wants the message, hold
 //! marketing out of quiet hours in the contact's own time zone, reserve a frequency-cap slot,
 //! render, send through the mail port, record the message id, and emit `email_sent`.
 //! Deferred requests go back on the queue with a delay; the ledger remembers until when.
@@ -19,7 +20,9 @@ use voronka_domain::ports::{
 };
 use voronka_domain::repo::{Claim, ContactRepository, FrequencyCaps, Reservation, SendLedger};
 use voronka_domain::sending::mime::{Envelope, build_message};
+use voronka_domain::sending::origin::{self, Liveness};
 use voronka_domain::sending::policy::{BlockReason, cap_windows, check_recipient, time_zone_or_utc};
+use voronka_domain::sending::redact;
 use voronka_domain::signing::{Secrets, UNSUBSCRIBE_TOKEN_PURPOSE};
 
 pub mod rate;
@@ -52,8 +55,21 @@ pub enum Outcome {
     Blocked {
         reason: String,
     },
+    /// The origin (cart, journey run) no longer wants the message.
+    Cancelled {
+        reason: String,
+    },
     Deferred {
         until: Timestamp,
+        reason: String,
+    },
+    /// The mail service may or may not have taken it (a lost answer): recorded, not retried.
+    Unknown {
+        reason: String,
+    },
+    /// Sent, but its `email_sent` event could not be queued: reported as a batch item failure so
+    /// the next delivery queues it (the ledger keeps the email from going out twice).
+    EventPending {
         reason: String,
     },
     /// Retryable: report the message as a batch item failure.
@@ -89,7 +105,7 @@ pub async fn process_batch(deps: &SenderDeps, deliveries: Vec<Delivery>) -> Vec<
         let attempt = format!("{message_id}:{}", deps.clock.now().as_microsecond());
         let outcome = handle_request(deps, &request, &attempt).await;
         log_outcome(&request, &outcome);
-        if matches!(outcome, Outcome::Retry { .. }) {
+        if matches!(outcome, Outcome::Retry { .. } | Outcome::EventPending { .. }) {
             failed.push(message_id);
         }
     }
@@ -101,7 +117,10 @@ fn log_outcome(request: &SendRequest, outcome: &Outcome) {
         Outcome::Sent { .. } => ("sent", String::new()),
         Outcome::Duplicate { state } => ("duplicate", state.clone()),
         Outcome::Blocked { reason } => ("blocked", reason.clone()),
+        Outcome::Cancelled { reason } => ("cancelled", reason.clone()),
         Outcome::Deferred { until, reason } => ("deferred", format!("{reason} until {until}")),
+        Outcome::Unknown { reason } => ("unknown", reason.clone()),
+        Outcome::EventPending { reason } => ("event_pending", reason.clone()),
         Outcome::Retry { reason } => ("retry", reason.clone()),
     };
     tracing::info!(
@@ -128,6 +147,17 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
     match ledger.claim(key, request.class, attempt, now).await.map_err(|e| e.to_string())? {
         Claim::Claimed { .. } => {}
         Claim::Finished { state } => return Ok(Outcome::Duplicate { state }),
+        Claim::SentEventPending { message_id, sent_at } => {
+            return Ok(report_sent(
+                deps,
+                ledger,
+                request,
+                &message_id,
+                sent_at,
+                Outcome::Duplicate { state: "sent".into() },
+            )
+            .await);
+        }
         Claim::InFlight => return Ok(Outcome::Retry { reason: "another attempt holds this request".into() }),
         Claim::NotYet { until } => {
             requeue(deps, request, until).await?;
@@ -147,13 +177,33 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
     if let Err(reason) = check_recipient(&contact, request.class) {
         return block(reason.as_str().into()).await;
     }
+    let cancel = |reason: String| async move {
+        ledger.mark_cancelled(key, attempt, &reason, now).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(Outcome::Cancelled { reason })
+    };
+    let liveness = match origin::check(deps.store.as_ref(), &deps.campaigns.settings.carts, request, now).await {
+        Ok(Liveness::Ended { reason }) => return cancel(reason).await,
+        Ok(live) => live,
+        Err(error) => return release(ledger, key, attempt, error.to_string()).await,
+    };
+    // A deferral never outlives the origin's own deadline: past it, the message is dropped now.
+    let defer_within_deadline = |until: Timestamp, reason: &'static str| {
+        let liveness = &liveness;
+        async move {
+            if liveness.still_live_at(until) {
+                defer(deps, ledger, request, attempt, until, reason).await
+            } else {
+                cancel(format!("stale_before_{reason}_ends")).await
+            }
+        }
+    };
     let settings = &deps.campaigns.settings.sending;
     let zone = time_zone_or_utc(&contact.time_zone);
 
     let mut reserved = None;
     if request.class == SendClass::Marketing {
         if let Some(until) = settings.quiet_hours().next_allowed(now, &zone) {
-            return defer(deps, ledger, request, attempt, until, "quiet_hours").await;
+            return defer_within_deadline(until, "quiet_hours").await;
         }
         let windows = cap_windows(now, &zone);
         let reservation = FrequencyCaps::new(deps.store.as_ref())
@@ -167,7 +217,7 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
                     _ => (windows.next_day, "frequency_cap_day"),
                 };
                 if settings.defers_when_capped(request.priority) {
-                    return defer(deps, ledger, request, attempt, until, reason).await;
+                    return defer_within_deadline(until, reason).await;
                 }
                 return block(reason.into()).await;
             }
@@ -186,19 +236,39 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
         Ok(email) => email,
         Err(reason) => {
             give_back_slot().await;
-            return block(reason).await;
+            return block(redact::addresses(&reason)).await;
         }
     };
-    match send_with_backoff(deps, &email).await {
+    // From here on the message may be on its way; if this attempt dies, the claim says so.
+    if let Err(error) = ledger.mark_calling(key, attempt, deps.clock.now()).await {
+        give_back_slot().await;
+        return Err(format!("the claim was lost before calling the mail service: {error}"));
+    }
+    // SES's texts may name the recipient; they reach the logs and the ledger without addresses.
+    let sent = send_with_backoff(deps, &email, request.class).await.map_err(|error| match error {
+        MailError::Throttled(text) => MailError::Throttled(redact::addresses(&text)),
+        MailError::NotSent(text) => MailError::NotSent(redact::addresses(&text)),
+        MailError::Ambiguous(text) => MailError::Ambiguous(redact::addresses(&text)),
+        MailError::Rejected(text) => MailError::Rejected(redact::addresses(&text)),
+    });
+    match sent {
         Ok(message_id) => {
-            // A crash right here leaves the claim `processing`; its lease decides (see the ledger).
-            ledger.mark_sent(key, attempt, &message_id, deps.clock.now()).await.map_err(|e| e.to_string())?;
-            emit_sent(deps, request, &message_id, now).await;
-            Ok(Outcome::Sent { message_id })
+            // A crash right here leaves the claim `calling`; its lease decides (see the ledger).
+            let sent_at = deps.clock.now();
+            ledger.mark_sent(key, attempt, &message_id, sent_at).await.map_err(|e| e.to_string())?;
+            let sent = Outcome::Sent { message_id: message_id.clone() };
+            Ok(report_sent(deps, ledger, request, &message_id, sent_at, sent).await)
         }
         Err(MailError::Rejected(reason)) => {
             give_back_slot().await;
             block(format!("{}: {reason}", BlockReason::RejectedBySes.as_str())).await
+        }
+        Err(error @ MailError::Ambiguous(_)) if request.class == SendClass::Marketing => {
+            // It may be in the inbox already: keep the cap slot, and never send it again.
+            let reason = error.to_string();
+            ledger.mark_unknown(key, attempt, &reason, deps.clock.now()).await.map_err(|e| e.to_string())?;
+            tracing::warn!("the mail service's answer was lost; the marketing message is not sent again");
+            Ok(Outcome::Unknown { reason })
         }
         Err(retryable) => {
             give_back_slot().await;
@@ -239,9 +309,11 @@ async fn requeue(deps: &SenderDeps, request: &SendRequest, until: Timestamp) -> 
     }
 }
 
-/// Tries the mail service a few times with growing pauses before handing the message back to the queue.
-async fn send_with_backoff(deps: &SenderDeps, email: &OutgoingEmail) -> Result<String, MailError> {
-    let mut last = MailError::Transient("not tried".into());
+/// Tries the mail service a few times with growing pauses before handing the message back to the
+/// queue, but only while no earlier try may have sent it: an ambiguous answer ends a marketing
+/// message's tries (transactional mail accepts a rare duplicate rather than a lost message).
+async fn send_with_backoff(deps: &SenderDeps, email: &OutgoingEmail, class: SendClass) -> Result<String, MailError> {
+    let mut last = MailError::NotSent("not tried".into());
     for attempt in 0..3u32 {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1))).await;
@@ -250,6 +322,7 @@ async fn send_with_backoff(deps: &SenderDeps, email: &OutgoingEmail) -> Result<S
         match deps.mailer.send(email).await {
             Ok(id) => return Ok(id),
             Err(error @ MailError::Rejected(_)) => return Err(error),
+            Err(error @ MailError::Ambiguous(_)) if class == SendClass::Marketing => return Err(error),
             Err(error) => last = error,
         }
     }
@@ -332,7 +405,33 @@ fn compose(
     })
 }
 
-async fn emit_sent(deps: &SenderDeps, request: &SendRequest, message_id: &str, now: Timestamp) {
+/// Queues `email_sent` for a sent message and records that it is queued; `done` is the outcome
+/// when it is. If the queue refuses it, the delivery is reported as failed: the next one finds the
+/// ledger's `sent_event` still `pending` and queues the event again, without another email.
+async fn report_sent(
+    deps: &SenderDeps,
+    ledger: &SendLedger<'_>,
+    request: &SendRequest,
+    message_id: &str,
+    sent_at: Timestamp,
+    done: Outcome,
+) -> Outcome {
+    if let Err(reason) = emit_sent(deps, request, message_id, sent_at).await {
+        return Outcome::EventPending { reason };
+    }
+    if let Err(error) = ledger.mark_sent_event_queued(&request.idempotency_key).await {
+        // Only a later duplicate delivery would queue it again, under the same event id.
+        tracing::warn!(error = %error, "email_sent is queued but the ledger could not say so");
+    }
+    done
+}
+
+async fn emit_sent(
+    deps: &SenderDeps,
+    request: &SendRequest,
+    message_id: &str,
+    sent_at: Timestamp,
+) -> Result<(), String> {
     let mut properties = Map::new();
     properties.insert("template".into(), json!(request.template));
     properties.insert("message_id".into(), json!(message_id));
@@ -340,11 +439,12 @@ async fn emit_sent(deps: &SenderDeps, request: &SendRequest, message_id: &str, n
     properties.insert("class".into(), json!(request.class));
     properties.insert("origin".into(), serde_json::to_value(&request.origin).unwrap_or(Value::Null));
     let event_id = format!("sent:{}", request.idempotency_key);
-    let event = Event::internal(event_id, "email_sent", &request.contact_id, now, now, properties);
-    let message = OutgoingMessage::new("0", serde_json::to_string(&event).expect("events serialise"));
-    // The email went out and the ledger says so; a lost `email_sent` only costs a counter.
-    if let Err(error) = send_all(deps.queue.as_ref(), QueueName::Events, vec![message]).await {
-        tracing::warn!(error = %error, "email_sent could not be queued");
+    let event = Event::internal(event_id, "email_sent", &request.contact_id, sent_at, sent_at, properties);
+    let message = OutgoingMessage::new("0", serde_json::to_string(&event).map_err(|e| e.to_string())?);
+    let outcomes = send_all(deps.queue.as_ref(), QueueName::Events, vec![message]).await.map_err(|e| e.to_string())?;
+    match outcomes.first().and_then(|o| o.error.clone()) {
+        Some(error) => Err(format!("email_sent could not be queued: {error}")),
+        None => Ok(()),
     }
 }
 

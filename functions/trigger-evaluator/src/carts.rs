@@ -14,17 +14,15 @@ use voronka_domain::campaigns::Campaigns;
 use voronka_domain::model::cart::clean_cart_properties;
 use voronka_domain::model::{Cart, CartStatus, Channel, Contact, Event, Priority, SendClass, SendOrigin, SendRequest};
 use voronka_domain::ports::{Condition, Index, Item, Key, Query, Store, StoreError, TransactOp};
+pub use voronka_domain::repo::carts::{cart_key, load};
 use voronka_domain::repo::due::{DueItem, DueWork};
+use voronka_domain::sending::origin::cart_step_send_key;
 
 use crate::aggregates::Counters;
 
 pub const IDLE_EVENT: &str = voronka_domain::model::event::CART_IDLE;
 pub const STEP_EVENT: &str = voronka_domain::model::event::CART_STEP;
 pub const CART_EVENTS: [&str; 4] = voronka_domain::model::cart::CART_EVENT_TYPES;
-
-pub fn cart_key(cart_id: &str) -> Key {
-    Key::new(format!("CART#{cart_id}"), "STATE")
-}
 
 fn owner_key(owner: &str, cart_id: &str) -> Key {
     Key::new(format!("CARTS#{owner}"), cart_id.to_string())
@@ -36,15 +34,6 @@ pub fn group(cart_id: &str) -> String {
 
 fn code_key(code: &str) -> Key {
     Key::new(format!("DISCOUNT#{code}"), "CODE")
-}
-
-pub async fn load(store: &dyn Store, cart_id: &str) -> Result<Option<Cart>, StoreError> {
-    Ok(store.get(&cart_key(cart_id)).await?.and_then(|item| {
-        let mut map = item.0;
-        map.remove("pk");
-        map.remove("sk");
-        serde_json::from_value(Value::Object(map)).ok()
-    }))
 }
 
 /// The ids of every cart of the owners given (a contact and the anonymous ids merged into it).
@@ -348,7 +337,7 @@ pub async fn on_step(
         });
         cart.codes.insert(number, code);
     }
-    let key = format!("cart:{cart_id}:{}:step{number}", cart.activity);
+    let key = cart_step_send_key(cart_id, cart.activity, number);
     let request = SendRequest {
         idempotency_key: key,
         contact_id: contact.id.clone(),

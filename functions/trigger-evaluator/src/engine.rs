@@ -13,6 +13,7 @@ use voronka_domain::model::cart::plain_text;
 use voronka_domain::model::{Channel, Contact, Event, LifecycleStage, SendOrigin, SendRequest};
 use voronka_domain::repo::due::{DueItem, DueWork};
 use voronka_domain::repo::journey_state::{Group, JourneyState, RunStatus};
+use voronka_domain::sending::origin::journey_send_key;
 use voronka_domain::sending::policy::time_zone_or_utc;
 
 /// Event types the engine itself puts on the queue through due items.
@@ -274,7 +275,7 @@ fn run_steps(
         let pass = state.steps_taken;
         match &step.kind {
             StepKind::Send { template, priority, class, context } => {
-                let key = format!("journey:{}:{}:{pass}", state.run_id(), step.id);
+                let key = journey_send_key(&journey.id, &contact.id, state.run, &step.id, pass);
                 let mut context = context.clone();
                 context.insert("journey".into(), json!(journey.id));
                 for (name, value) in &state.trigger_context {

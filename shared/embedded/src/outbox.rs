@@ -38,8 +38,9 @@ impl Mailer for OutboxMailer {
             std::fs::rename(&temporary, &path)
         })
         .await
-        .map_err(|e| MailError::Transient(e.to_string()))?
-        .map_err(|e| MailError::Transient(format!("cannot write to the outbox: {e}")))?;
+        // Written aside and renamed: a failure leaves no message behind, so it was not sent.
+        .map_err(|e| MailError::NotSent(e.to_string()))?
+        .map_err(|e| MailError::NotSent(format!("cannot write to the outbox: {e}")))?;
         Ok(message_id)
     }
 }

@@ -13,22 +13,29 @@ pub struct OutgoingEmail {
     pub tags: Vec<(String, String)>,
 }
 
+/// How a send failed, sorted by what it says about the message: taken or not.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MailError {
-    /// Over the sending rate: retry with backoff.
+    /// The service answered "slow down": it did not take the message. Retry with backoff.
     #[error("throttled: {0}")]
     Throttled(String),
-    /// A passing fault (5xx, network): retry with backoff.
-    #[error("temporary failure: {0}")]
-    Transient(String),
+    /// The request never reached the service (connection refused, name not resolved) or the
+    /// service answered that it took nothing (sending paused): safe to try again.
+    #[error("not sent: {0}")]
+    NotSent(String),
+    /// The request may have reached the service and no answer says how it went (a timeout, a 5xx,
+    /// a connection lost mid-way): the message may be on its way. Marketing is never re-sent.
+    #[error("outcome unknown: {0}")]
+    Ambiguous(String),
     /// Refused for good (the address or the message): record it, never retry.
     #[error("rejected: {0}")]
     Rejected(String),
 }
 
 impl MailError {
-    pub fn is_retryable(&self) -> bool {
-        !matches!(self, MailError::Rejected(_))
+    /// Whether trying again cannot send the message twice.
+    pub fn is_safe_to_retry(&self) -> bool {
+        matches!(self, MailError::Throttled(_) | MailError::NotSent(_))
     }
 }
 

@@ -53,10 +53,19 @@ impl<'a> FrequencyCaps<'a> {
         match self.store.transact(ops).await {
             Ok(()) => Ok(Reservation::Reserved),
             Err(StoreError::TransactionCancelled { .. }) => {
-                // Which cap is full, read back rather than trusting every backend to say.
+                // Which cap is full, read back rather than trusting every backend to name the
+                // failed condition; and if neither is, the transaction failed for another reason
+                // (a conflict, a throttle): retry it rather than call the day full.
                 let count = |item: Option<crate::ports::Item>| item.and_then(|i| i.get_i64("sent")).unwrap_or(0);
                 let week = count(self.store.get(&week_key(contact_id, windows)).await?);
-                Ok(if week >= i64::from(per_week) { Reservation::WeekFull } else { Reservation::DayFull })
+                if week >= i64::from(per_week) {
+                    return Ok(Reservation::WeekFull);
+                }
+                let day = count(self.store.get(&day_key(contact_id, windows)).await?);
+                if day >= i64::from(per_day) {
+                    return Ok(Reservation::DayFull);
+                }
+                Err(StoreError::Throttled("the cap reservation was cancelled with room left in both caps".into()))
             }
             Err(other) => Err(other),
         }

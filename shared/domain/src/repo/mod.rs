@@ -1,5 +1,6 @@
 //! Repositories: every access pattern written once, over the storage port.
 
+pub mod carts;
 pub mod contacts;
 pub mod due;
 pub mod event_receipts;

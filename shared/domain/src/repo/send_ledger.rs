@@ -1,12 +1,17 @@
 //! The sender's ledger: one item per send request's idempotency key, written with a conditional
 //! put before SES is called, so however often a request is delivered, SES is called once.
 //!
-//! States: `processing` (claimed by one attempt, with a lease), `sent` (SES message id),
-//! `blocked` (a reason: no consent, suppressed, capped, rejected by SES), `deferred` (until a time:
-//! quiet hours, a full frequency cap), `retry` (a retryable failure released the claim), and
-//! `unknown`: a marketing message whose attempt died mid-way, after which nobody can tell whether
-//! SES accepted it. Marketing is never sent again from `unknown`; transactional mail is (a lost
-//! opt-in confirmation costs more than a rare duplicate one).
+//! States: `processing` (claimed by one attempt, with a lease), `calling` (the attempt is about to
+//! call SES, or is calling it: from here on the message may be on its way), `sent` (SES message
+//! id; `sent_event` goes `pending` → `queued` once its `email_sent` event is on the queue, and a
+//! redelivery finding it `pending` queues it again), `blocked` (a reason: no consent, suppressed, capped, rejected by SES), `cancelled` (the
+//! origin no longer wants it: a bought cart, an exited journey run, a stale step), `deferred`
+//! (until a time: quiet hours, a full frequency cap), `retry` (a failure known to have sent
+//! nothing released the claim), and `unknown`: a marketing message that may or may not have
+//! reached SES (its answer was lost, or its attempt died while `calling`). Marketing is never sent
+//! again from `unknown`; transactional mail is (a lost opt-in confirmation costs more than a rare
+//! duplicate one). An attempt that died while `processing` never called SES: the next delivery
+//! takes its claim over once the lease has passed.
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
@@ -23,8 +28,10 @@ pub const LEDGER_RETENTION: SignedDuration = SignedDuration::from_hours(24 * 90)
 pub enum Claim {
     /// This attempt owns the request; `attempt` must be passed to every later transition.
     Claimed { attempt: String },
-    /// Already finished (`sent`, `blocked`, `unknown`): acknowledge, send nothing.
+    /// Already finished (`sent`, `blocked`, `cancelled`, `unknown`): acknowledge, send nothing.
     Finished { state: String },
+    /// Sent, but its `email_sent` event is not known to be queued: queue it (same event id), send nothing.
+    SentEventPending { message_id: String, sent_at: Timestamp },
     /// Another attempt is working on it right now: try again after the lease.
     InFlight,
     /// Deferred until this time and delivered early: wait longer.
@@ -39,8 +46,16 @@ fn ledger_key(idempotency_key: &str) -> Key {
     Key::new(format!("SEND#{idempotency_key}"), "LEDGER")
 }
 
+/// Held by `attempt`, before or during its call to SES.
 fn owned_by(attempt: &str) -> Condition {
-    Condition::And(vec![Condition::equals("state", "processing"), Condition::equals("attempt", attempt)])
+    Condition::And(vec![
+        Condition::Or(vec![Condition::equals("state", "processing"), Condition::equals("state", "calling")]),
+        Condition::equals("attempt", attempt),
+    ])
+}
+
+fn in_state_of(state: &str, attempt: &str) -> Condition {
+    Condition::And(vec![Condition::equals("state", state), Condition::equals("attempt", attempt)])
 }
 
 impl<'a> SendLedger<'a> {
@@ -63,7 +78,8 @@ impl<'a> SendLedger<'a> {
         let key = ledger_key(idempotency_key);
         let fresh = Item::new(
             &key,
-            json!({"state": "processing", "attempt": attempt, "claimed_at": now.as_second(), "attempts": 1}),
+            json!({"state": "processing", "attempt": attempt, "claimed_at": now.as_second(), "attempts": 1,
+                   "marks_calling": true}),
         )
         .with_ttl((now + LEDGER_RETENTION).as_second());
         match self.store.put(fresh, Some(Condition::NotExists)).await {
@@ -84,6 +100,7 @@ impl<'a> SendLedger<'a> {
                     UpdateAction::set("attempt", attempt),
                     UpdateAction::set("claimed_at", now.as_second()),
                     UpdateAction::add("attempts", 1),
+                    UpdateAction::set("marks_calling", true),
                 ];
                 match self.store.update(&key, actions, Some(from)).await {
                     Ok(_) => Ok(Claim::Claimed { attempt: attempt.to_string() }),
@@ -93,7 +110,11 @@ impl<'a> SendLedger<'a> {
             }
         };
         match state.as_str() {
-            "sent" | "blocked" | "unknown" => Ok(Claim::Finished { state }),
+            "sent" if current.get_str("sent_event") == Some("pending") => Ok(Claim::SentEventPending {
+                message_id: current.get_str("message_id").unwrap_or_default().to_string(),
+                sent_at: current.get_i64("sent_at").and_then(|s| Timestamp::from_second(s).ok()).unwrap_or(now),
+            }),
+            "sent" | "blocked" | "cancelled" | "unknown" => Ok(Claim::Finished { state }),
             "deferred" => {
                 let until = current.get_i64("until").and_then(|s| Timestamp::from_second(s).ok()).unwrap_or(now);
                 if until > now {
@@ -102,22 +123,28 @@ impl<'a> SendLedger<'a> {
                 take_over(Condition::equals("state", "deferred")).await
             }
             "retry" => take_over(Condition::equals("state", "retry")).await,
-            "processing" => {
-                let claimed_at = current.get_i64("claimed_at").unwrap_or(0);
+            "processing" | "calling" => {
+                let since = match state.as_str() {
+                    "calling" => current.get_i64("calling_at"),
+                    _ => current.get_i64("claimed_at"),
+                };
                 let previous = current.get_str("attempt").unwrap_or_default().to_string();
-                if now.as_second() < claimed_at + CLAIM_LEASE.as_secs() {
+                if now.as_second() < since.unwrap_or(0) + CLAIM_LEASE.as_secs() {
                     return Ok(Claim::InFlight);
                 }
+                // A claim written before `calling` existed says nothing about whether SES was called.
+                let reached_ses = state == "calling" || current.get("marks_calling").is_none();
                 match class {
-                    SendClass::Marketing => {
+                    SendClass::Marketing if reached_ses => {
                         let actions = vec![
                             UpdateAction::set("state", "unknown"),
+                            UpdateAction::set("reason", "attempt_died_while_calling_ses"),
                             UpdateAction::set("unknown_since", now.as_second()),
                         ];
-                        match self.store.update(&key, actions, Some(owned_by(&previous))).await {
+                        match self.store.update(&key, actions, Some(in_state_of(&state, &previous))).await {
                             Ok(_) => {
                                 tracing::warn!(
-                                    "a marketing send's earlier attempt died mid-way; outcome unknown, not re-sent"
+                                    "a marketing send's earlier attempt died calling SES; outcome unknown, not re-sent"
                                 );
                                 Ok(Claim::Finished { state: "unknown".into() })
                             }
@@ -125,7 +152,7 @@ impl<'a> SendLedger<'a> {
                             Err(other) => Err(other),
                         }
                     }
-                    SendClass::Transactional => take_over(owned_by(&previous)).await,
+                    _ => take_over(in_state_of(&state, &previous)).await,
                 }
             }
             _ => Ok(Claim::InFlight),
@@ -141,6 +168,24 @@ impl<'a> SendLedger<'a> {
         self.store.update(&ledger_key(idempotency_key), actions, Some(owned_by(attempt))).await.map(|_| ())
     }
 
+    /// Marks the moment the attempt calls SES: from here on the message may be on its way. Fails
+    /// with `ConditionFailed` when the claim is no longer this attempt's (its lease passed and
+    /// another took over), and then SES must not be called.
+    pub async fn mark_calling(&self, key: &str, attempt: &str, now: Timestamp) -> Result<(), StoreError> {
+        let actions = vec![UpdateAction::set("state", "calling"), UpdateAction::set("calling_at", now.as_second())];
+        self.store.update(&ledger_key(key), actions, Some(in_state_of("processing", attempt))).await.map(|_| ())
+    }
+
+    /// SES may have taken the message and nobody can know: a marketing message stops here.
+    pub async fn mark_unknown(&self, key: &str, attempt: &str, reason: &str, now: Timestamp) -> Result<(), StoreError> {
+        let actions = vec![
+            UpdateAction::set("state", "unknown"),
+            UpdateAction::set("reason", reason),
+            UpdateAction::set("unknown_since", now.as_second()),
+        ];
+        self.transition(key, attempt, actions).await
+    }
+
     pub async fn mark_sent(
         &self,
         key: &str,
@@ -152,8 +197,15 @@ impl<'a> SendLedger<'a> {
             UpdateAction::set("state", "sent"),
             UpdateAction::set("message_id", message_id),
             UpdateAction::set("sent_at", now.as_second()),
+            UpdateAction::set("sent_event", "pending"),
         ];
         self.transition(key, attempt, actions).await
+    }
+
+    /// The `email_sent` event of a sent message is on its queue.
+    pub async fn mark_sent_event_queued(&self, key: &str) -> Result<(), StoreError> {
+        let actions = vec![UpdateAction::set("sent_event", "queued")];
+        self.store.update(&ledger_key(key), actions, Some(Condition::equals("state", "sent"))).await.map(|_| ())
     }
 
     pub async fn mark_blocked(&self, key: &str, attempt: &str, reason: &str, now: Timestamp) -> Result<(), StoreError> {
@@ -161,6 +213,23 @@ impl<'a> SendLedger<'a> {
             UpdateAction::set("state", "blocked"),
             UpdateAction::set("reason", reason),
             UpdateAction::set("blocked_at", now.as_second()),
+        ];
+        self.transition(key, attempt, actions).await
+    }
+
+    /// The request's origin no longer wants it (a bought cart, an exited journey run, a step gone
+    /// stale): final, like a block, but not the recipient's doing.
+    pub async fn mark_cancelled(
+        &self,
+        key: &str,
+        attempt: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let actions = vec![
+            UpdateAction::set("state", "cancelled"),
+            UpdateAction::set("reason", reason),
+            UpdateAction::set("cancelled_at", now.as_second()),
         ];
         self.transition(key, attempt, actions).await
     }
@@ -180,7 +249,8 @@ impl<'a> SendLedger<'a> {
         self.transition(key, attempt, actions).await
     }
 
-    /// Gives the claim back after a retryable failure, so the next delivery may try again.
+    /// Gives the claim back after a failure that sent nothing (or a transactional message's), so the
+    /// next delivery may try again.
     pub async fn release_for_retry(&self, key: &str, attempt: &str, error: &str) -> Result<(), StoreError> {
         let actions = vec![UpdateAction::set("state", "retry"), UpdateAction::set("last_error", error)];
         self.transition(key, attempt, actions).await

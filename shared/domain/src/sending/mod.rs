@@ -2,4 +2,6 @@
 
 pub mod feedback;
 pub mod mime;
+pub mod origin;
 pub mod policy;
+pub mod redact;

@@ -1,0 +1,252 @@
+//! Whether what asked for a message still wants it when the message is about to go out.
+//!
+//! A send request waits on the queue, and a deferred one (quiet hours, a full frequency cap) for
+//! hours; meanwhile the cart it reminds of may be bought, or the journey run that issued it may
+//! have exited or started over. So the sender asks its origin at send time:
+//! - a cart step is live while the cart is `Abandoned` with the activity counter the step was
+//!   issued for, and before the step's own staleness limits (`stale_after_hours` past its time, or
+//!   the next step's time, as the evaluator's catch-up rule has it);
+//! - a journey send is live while the journey's current run is the one that issued it and has not
+//!   exited;
+//! - forms and bot sessions have nothing to end.
+//!
+//! The issuing cart activity and journey run travel in the idempotency key, whose shape the
+//! evaluator and this module share through [`cart_step_send_key`] and [`journey_send_key`].
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::campaigns::settings::CartSettings;
+use crate::model::{Cart, CartStatus, SendOrigin, SendRequest};
+use crate::ports::{Store, StoreError};
+use crate::repo::journey_state::{JourneyState, RunStatus};
+
+/// What the origin says about a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// Still wanted; when `expires_at` is set, only strictly before that instant.
+    Live { expires_at: Option<Timestamp> },
+    /// No longer wanted, and why (recorded in the ledger).
+    Ended { reason: String },
+}
+
+impl Liveness {
+    fn ended(reason: &str) -> Liveness {
+        Liveness::Ended { reason: reason.to_string() }
+    }
+
+    /// Whether a message live now would still be live at `at` (a deferral's end).
+    pub fn still_live_at(&self, at: Timestamp) -> bool {
+        match self {
+            Liveness::Live { expires_at } => expires_at.is_none_or(|expires| at < expires),
+            Liveness::Ended { .. } => false,
+        }
+    }
+}
+
+/// The idempotency key of reminder `step` of a cart's abandonment at `activity`.
+pub fn cart_step_send_key(cart_id: &str, activity: u64, step: u32) -> String {
+    format!("cart:{cart_id}:{activity}:step{step}")
+}
+
+/// The idempotency key of a journey step's email in run `run` of a contact, on the run's
+/// `pass`-th step (a run that loops sends each pass's email under its own key).
+pub fn journey_send_key(journey_id: &str, contact_id: &str, run: u32, step_id: &str, pass: u32) -> String {
+    format!("journey:{journey_id}:{contact_id}:{run}:{step_id}:{pass}")
+}
+
+/// The part of `key` between a known prefix and suffix, parsed.
+fn between<T: std::str::FromStr>(key: &str, prefix: &str, suffix: &str) -> Option<T> {
+    key.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()
+}
+
+/// The cart activity counter a cart step was issued for, read from its key.
+pub fn issued_cart_activity(request: &SendRequest) -> Option<u64> {
+    let SendOrigin::Cart { cart_id, step } = &request.origin else { return None };
+    between(&request.idempotency_key, &format!("cart:{cart_id}:"), &format!(":step{step}"))
+}
+
+/// The journey run a journey send was issued by, read from its key.
+pub fn issued_journey_run(request: &SendRequest) -> Option<u32> {
+    let SendOrigin::Journey { journey_id, step_id } = &request.origin else { return None };
+    let prefix = format!("journey:{journey_id}:{}:", request.contact_id);
+    let (run, rest) = request.idempotency_key.strip_prefix(&prefix)?.split_once(':')?;
+    // `<step>:<pass>`, or `<step>` in keys issued before runs counted their passes.
+    let same_step = rest == step_id || rest.strip_prefix(step_id.as_str()).is_some_and(|pass| pass.starts_with(':'));
+    if same_step { run.parse().ok() } else { None }
+}
+
+/// A cart step's liveness, given the cart as stored now.
+pub fn cart_step_liveness(
+    cart: Option<&Cart>,
+    issued_activity: Option<u64>,
+    step: u32,
+    settings: &CartSettings,
+    now: Timestamp,
+) -> Liveness {
+    let Some(cart) = cart else { return Liveness::ended("cart_not_found") };
+    match cart.status {
+        CartStatus::Abandoned => {}
+        CartStatus::Purchased => return Liveness::ended("cart_purchased"),
+        CartStatus::Emptied => return Liveness::ended("cart_emptied"),
+        CartStatus::Open => return Liveness::ended("cart_active_again"),
+    }
+    // Without the issuing counter (a key of another shape) the status is all that can be checked.
+    if issued_activity.is_some_and(|activity| activity != cart.activity) {
+        return Liveness::ended("cart_changed_since_the_step");
+    }
+    let Some(index) = (step as usize).checked_sub(1) else { return Liveness::ended("cart_step_unknown") };
+    let Some(this) = settings.steps.get(index) else { return Liveness::ended("cart_step_unknown") };
+    let due_at = cart.last_activity_at + SignedDuration::from_hours(this.after_hours);
+    let stale_at = this.stale_after_hours.map(|hours| due_at + SignedDuration::from_hours(hours));
+    let next_due =
+        settings.steps.get(index + 1).map(|next| cart.last_activity_at + SignedDuration::from_hours(next.after_hours));
+    let expires_at = [stale_at, next_due].into_iter().flatten().min();
+    if expires_at.is_some_and(|expires| now >= expires) {
+        let reason = if next_due.is_some_and(|next| now >= next) { "cart_step_superseded" } else { "cart_step_stale" };
+        return Liveness::ended(reason);
+    }
+    Liveness::Live { expires_at }
+}
+
+/// A journey send's liveness, given the contact's state in that journey now.
+pub fn journey_send_liveness(state: Option<&JourneyState>, issued_run: Option<u32>) -> Liveness {
+    let Some(state) = state else { return Liveness::ended("journey_run_not_found") };
+    // Without the issuing run (a key of another shape) only an exit can be seen.
+    if issued_run.is_some_and(|run| run != state.run) {
+        return Liveness::ended("journey_run_replaced");
+    }
+    if state.status == RunStatus::Exited {
+        return Liveness::ended("journey_run_exited");
+    }
+    // A completed run still wants the email its last step issued.
+    Liveness::Live { expires_at: None }
+}
+
+async fn load_journey_state(
+    store: &dyn Store,
+    contact_id: &str,
+    journey_id: &str,
+) -> Result<Option<JourneyState>, StoreError> {
+    Ok(store.get(&JourneyState::key(contact_id, journey_id)).await?.and_then(|item| {
+        let mut map = item.0;
+        map.remove("pk");
+        map.remove("sk");
+        serde_json::from_value(serde_json::Value::Object(map)).ok()
+    }))
+}
+
+/// Asks the request's origin whether it still wants the message now.
+pub async fn check(
+    store: &dyn Store,
+    carts: &CartSettings,
+    request: &SendRequest,
+    now: Timestamp,
+) -> Result<Liveness, StoreError> {
+    match &request.origin {
+        SendOrigin::Cart { cart_id, step } => {
+            let cart = crate::repo::carts::load(store, cart_id).await?;
+            Ok(cart_step_liveness(cart.as_ref(), issued_cart_activity(request), *step, carts, now))
+        }
+        SendOrigin::Journey { journey_id, .. } => {
+            let state = load_journey_state(store, &request.contact_id, journey_id).await?;
+            Ok(journey_send_liveness(state.as_ref(), issued_journey_run(request)))
+        }
+        SendOrigin::Form { .. } | SendOrigin::Bot { .. } => Ok(Liveness::Live { expires_at: None }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaigns::settings::CartStep;
+    use crate::model::{Channel, Priority, SendClass};
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn step(after_hours: i64, stale_after_hours: Option<i64>) -> CartStep {
+        CartStep {
+            after_hours,
+            template: "t".into(),
+            discount_percent: 0,
+            no_discount_for_segment: None,
+            code_valid_days: 7,
+            stale_after_hours,
+        }
+    }
+
+    fn settings() -> CartSettings {
+        CartSettings { idle_minutes: 60, steps: vec![step(1, Some(12)), step(24, Some(24)), step(72, None)] }
+    }
+
+    fn abandoned(activity: u64) -> Cart {
+        let mut cart = Cart::new("cart-1", "c_1", at("2026-11-22T17:30:00Z"));
+        cart.status = CartStatus::Abandoned;
+        cart.activity = activity;
+        cart
+    }
+
+    fn request(key: &str, origin: SendOrigin) -> SendRequest {
+        SendRequest {
+            idempotency_key: key.into(),
+            contact_id: "c_1".into(),
+            template: "t".into(),
+            channel: Channel::Email,
+            class: SendClass::Marketing,
+            priority: Priority::Cart,
+            context: Default::default(),
+            origin,
+            requested_at: Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn the_issuing_activity_and_run_are_read_back_from_the_keys_built_here() {
+        let cart = request(&cart_step_send_key("cart-1", 7, 2), SendOrigin::Cart { cart_id: "cart-1".into(), step: 2 });
+        assert_eq!(issued_cart_activity(&cart), Some(7));
+        let journey = request(
+            &journey_send_key("welcome", "c_1", 3, "s:1", 4),
+            SendOrigin::Journey { journey_id: "welcome".into(), step_id: "s:1".into() },
+        );
+        assert_eq!(issued_journey_run(&journey), Some(3));
+        let before_passes = request(
+            "journey:welcome:c_1:5:s1",
+            SendOrigin::Journey { journey_id: "welcome".into(), step_id: "s1".into() },
+        );
+        assert_eq!(issued_journey_run(&before_passes), Some(5), "keys issued before runs counted passes");
+        let other = request("w:1", SendOrigin::Journey { journey_id: "welcome".into(), step_id: "s1".into() });
+        assert_eq!(issued_journey_run(&other), None);
+    }
+
+    #[test]
+    fn a_cart_step_lives_while_the_same_abandonment_lasts_and_before_its_staleness() {
+        let settings = settings();
+        let due = at("2026-11-22T18:30:00Z");
+        let live = cart_step_liveness(Some(&abandoned(3)), Some(3), 1, &settings, due);
+        assert_eq!(live, Liveness::Live { expires_at: Some(at("2026-11-23T06:30:00Z")) });
+        assert!(live.still_live_at(at("2026-11-23T06:00:00Z")));
+        assert!(!live.still_live_at(at("2026-11-23T06:30:00Z")));
+        assert_eq!(
+            cart_step_liveness(Some(&abandoned(3)), Some(3), 1, &settings, at("2026-11-23T07:00:00Z")),
+            Liveness::ended("cart_step_stale")
+        );
+        assert_eq!(
+            cart_step_liveness(Some(&abandoned(4)), Some(3), 1, &settings, due),
+            Liveness::ended("cart_changed_since_the_step")
+        );
+        let mut bought = abandoned(3);
+        bought.status = CartStatus::Purchased;
+        assert_eq!(cart_step_liveness(Some(&bought), Some(3), 1, &settings, due), Liveness::ended("cart_purchased"));
+        assert_eq!(cart_step_liveness(None, Some(3), 1, &settings, due), Liveness::ended("cart_not_found"));
+        // Step 2 (due a day after the activity, stale a day later) gives way to step 3 at 72 hours.
+        assert_eq!(
+            cart_step_liveness(Some(&abandoned(3)), Some(3), 2, &settings, at("2026-11-24T17:00:00Z")),
+            Liveness::Live { expires_at: Some(at("2026-11-24T17:30:00Z")) }
+        );
+        assert_eq!(
+            cart_step_liveness(Some(&abandoned(3)), Some(3), 3, &settings, at("2026-12-30T00:00:00Z")),
+            Liveness::Live { expires_at: None }
+        );
+    }
+}
