@@ -128,6 +128,15 @@ impl Fixture {
     async fn post(&self, path: &str) -> Answer {
         self.send(Request::post(path).body(Body::empty()).unwrap()).await
     }
+
+    /// A person pressing the confirmation page's button (which sends the button's field).
+    async fn press(&self, path: &str) -> Answer {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("pressed=1"))
+            .unwrap();
+        self.send(request).await
+    }
 }
 
 fn consultation(email: &str) -> Value {
@@ -274,7 +283,16 @@ async fn a_person_who_unsubscribed_signs_up_again_confirms_and_gets_marketing_ag
     );
     let links = f.confirmation_paths().await;
     assert_eq!(links.len(), 1, "the new sign-up is confirmed by email");
-    let confirmed = f.post(&links[0]).await;
+    // A mail scanner that runs the page's script posts the form without the button's field.
+    let scanned = f.post(&links[0]).await;
+    assert_eq!(scanned.status, StatusCode::OK, "{}", scanned.text);
+    assert!(scanned.text.contains("name=\"pressed\"") && !scanned.text.contains("<script>"), "{}", scanned.text);
+    assert_eq!(
+        check_recipient(&f.contact("back@example.com").await, SendClass::Marketing),
+        Err(BlockReason::Unsubscribed),
+        "a script's post does not lift an unsubscribe; the person's press does"
+    );
+    let confirmed = f.press(&links[0]).await;
     assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text);
     let back = f.contact("back@example.com").await;
     assert_eq!(check_recipient(&back, SendClass::Marketing), Ok(()), "re-subscribed: {:?}", back.suppressions);
@@ -312,4 +330,54 @@ async fn a_person_who_complained_signs_up_again_and_confirms_but_gets_no_marketi
     let contact = f.contact("complained@example.com").await;
     assert_eq!(check_recipient(&contact, SendClass::Marketing), Err(BlockReason::Complaint));
     assert!(contact.suppressions.contains_key(&SuppressionReason::Complaint));
+}
+
+#[tokio::test]
+async fn an_unsubscribe_after_a_new_sign_up_is_not_undone_by_confirming_that_sign_up() {
+    let f = Fixture::new();
+    f.submit("newsletter", newsletter("twice@example.com")).await;
+    let first = f.confirmation_paths().await;
+    f.press(&first[0]).await;
+    let id = f.contact("twice@example.com").await.id;
+    unsubscribe(&f, &id).await;
+
+    f.t.advance(3600);
+    f.submit("newsletter", newsletter("twice@example.com")).await;
+    let second = f.confirmation_paths().await;
+    assert_eq!(second.len(), 1);
+    // The person unsubscribes again from an old email before confirming: that is their latest word.
+    f.t.advance(60);
+    unsubscribe(&f, &id).await;
+    f.press(&second[0]).await;
+    assert_eq!(
+        check_recipient(&f.contact("twice@example.com").await, SendClass::Marketing),
+        Err(BlockReason::Unsubscribed),
+        "the later unsubscribe stands"
+    );
+}
+
+#[tokio::test]
+async fn a_confirmation_whose_event_the_queue_refused_is_reported_when_the_link_is_pressed_again() {
+    let f = Fixture::new();
+    f.submit("newsletter", newsletter("later@example.com")).await;
+    let links = f.confirmation_paths().await;
+    // A second sign-up while the first waits: its link names the pending receipt too.
+    f.t.advance(11 * 60);
+    f.submit("newsletter", newsletter("later@example.com")).await;
+    f.t.drain_events().await;
+
+    f.queue.refuse_events.store(true, Ordering::SeqCst);
+    let failed = f.press(&links[0]).await;
+    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE, "{}", failed.text);
+    f.queue.refuse_events.store(false, Ordering::SeqCst);
+    f.t.advance(120);
+    let again = f.press(&links[0]).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    let events = f.t.drain_events().await;
+    assert_eq!(
+        events.iter().filter(|e| e.event_type == "optin_confirmed").count(),
+        1,
+        "the confirmation reaches the evaluator: {:?}",
+        events.iter().map(|e| &e.event_type).collect::<Vec<_>>()
+    );
 }

@@ -11,7 +11,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use voronka_domain::model::{Channel, Event, SuppressionReason};
+use voronka_domain::model::{Channel, ConsentStatus, Event, SuppressionReason};
 use voronka_domain::repo::{ContactRepository, RepoError};
 use voronka_domain::signing::TokenError;
 
@@ -54,7 +54,7 @@ fn verify(state: &AppState, query: &HashMap<String, String>) -> Result<(String, 
 pub async fn page(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
     match verify(&state, &query) {
         Ok((token, _, _)) => {
-            let mut response = (StatusCode::OK, pages::confirm_prompt(&token)).into_response();
+            let mut response = (StatusCode::OK, pages::confirm_prompt(&token, true)).into_response();
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
@@ -62,19 +62,34 @@ pub async fn page(State(state): State<AppState>, Query(query): Query<HashMap<Str
     }
 }
 
-pub async fn confirm(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
-    let (_, contact_id, receipt_id) = match verify(&state, &query) {
+pub async fn confirm(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let (token, contact_id, receipt_id) = match verify(&state, &query) {
         Ok(verified) => verified,
         Err((status, reason)) => return invalid(status, reason),
     };
+    let pressed = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+        .is_ok_and(|fields| fields.iter().any(|(name, _)| name == pages::PRESSED_FIELD));
     let now = state.clock.now();
     let repo = ContactRepository::new(state.store.as_ref());
+    let needs_press = std::sync::atomic::AtomicBool::new(false);
     let result = repo
         .update(&contact_id, now, |contact| {
+            let unsubscribed = contact.suppressions.contains_key(&SuppressionReason::Unsubscribed);
             let Some(consent) = contact.consents.get_mut(&Channel::Email) else {
                 return false;
             };
-            if consent.pending_receipt() != Some(receipt_id.as_str()) {
+            // Only a sign-up still standing can be confirmed: an unsubscribe since withdrew it.
+            if consent.pending_receipt() != Some(receipt_id.as_str()) || consent.status != ConsentStatus::Granted {
+                return false;
+            }
+            // Lifting an unsubscribe takes the person's own press of the button: a scanner that
+            // runs the page's script must not re-subscribe someone who left.
+            if unsubscribed && !pressed {
+                needs_press.store(true, std::sync::atomic::Ordering::Relaxed);
                 return false;
             }
             consent.confirm(now);
@@ -86,6 +101,11 @@ pub async fn confirm(State(state): State<AppState>, Query(query): Query<HashMap<
         })
         .await;
     let contact = match result {
+        Ok(_) if needs_press.load(std::sync::atomic::Ordering::Relaxed) => {
+            let mut response = (StatusCode::OK, pages::confirm_prompt(&token, false)).into_response();
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return response;
+        }
         Ok(contact) => contact,
         Err(RepoError::NotFound) => {
             return invalid(StatusCode::NOT_FOUND, "This subscription no longer exists.");
@@ -107,18 +127,16 @@ pub async fn confirm(State(state): State<AppState>, Query(query): Query<HashMap<
     }
     let newly_confirmed = consent.confirmed_at == Some(now);
 
-    // Sent for the receipt the consent was confirmed by, on every press of the button: the event
-    // id makes the evaluator count it once, and a crash after the update above is healed by the
-    // person pressing again.
-    if consent.receipt_id == receipt_id || newly_confirmed {
-        let mut properties = Map::new();
-        properties.insert("receipt_id".into(), Value::String(receipt_id.clone()));
-        let event_id = format!("optin:{contact_id}:{receipt_id}:confirmed");
-        let occurred_at = consent.confirmed_at.unwrap_or(now);
-        let event = Event::internal(event_id, "optin_confirmed", &contact.id, occurred_at, now, properties);
-        if let Err(error) = enqueue_event(&state, &event).await {
-            return error.into_response();
-        }
+    // Sent on every press of any of the person's valid links, named by the confirmation it
+    // reports: the evaluator counts it once, and a queue failure after the update above (the
+    // person saw an error) is healed by pressing again, whichever of their links they use.
+    let occurred_at = consent.confirmed_at.unwrap_or(now);
+    let mut properties = Map::new();
+    properties.insert("receipt_id".into(), Value::String(receipt_id.clone()));
+    let event_id = format!("optin:{contact_id}:{}:confirmed", occurred_at.as_millisecond());
+    let event = Event::internal(event_id, "optin_confirmed", &contact.id, occurred_at, now, properties);
+    if let Err(error) = enqueue_event(&state, &event).await {
+        return error.into_response();
     }
     tracing::info!(contact_id = %contact.id, newly_confirmed, "subscription confirmed");
     (StatusCode::OK, pages::confirmed()).into_response()

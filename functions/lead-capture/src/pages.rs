@@ -40,14 +40,20 @@ pub fn confirmed() -> Html<String> {
 /// What a confirmation link opens: a button that confirms by POST, so mail-security scanners
 /// that fetch links confirm nobody. The script presses it for people whose browser runs it;
 /// scanners that fetch without running scripts stop here.
-pub fn confirm_prompt(token: &str) -> Html<String> {
+/// The field only a pressed button sends (a script's `form.submit()` does not): what a person's
+/// own click looks like, required before a confirmation lifts their earlier unsubscribe.
+pub const PRESSED_FIELD: &str = "pressed";
+
+/// The confirmation page: a button that posts the token, pressed for people by a small script
+/// (`with_script`), or left for the person to press.
+pub fn confirm_prompt(token: &str, with_script: bool) -> Html<String> {
+    let script = if with_script { "<script>document.getElementById(\"confirm\").submit();</script>" } else { "" };
     page(
         "Confirm your subscription",
         &format!(
             "<h1>Confirm your subscription</h1><p>Press the button to start receiving our emails.</p>\
              <form method=\"post\" action=\"/v1/confirm?token={}\" id=\"confirm\">\
-             <button type=\"submit\">Confirm my subscription</button></form>\
-             <script>document.getElementById(\"confirm\").submit();</script>",
+             <button type=\"submit\" name=\"{PRESSED_FIELD}\" value=\"1\">Confirm my subscription</button></form>{script}",
             escape(token)
         ),
     )

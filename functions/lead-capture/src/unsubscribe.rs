@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use voronka_domain::model::{Channel, ConsentReceipt, Event, SuppressionReason};
+use voronka_domain::model::{Channel, ConsentReceipt, ConsentStatus, Event, SuppressionReason};
 use voronka_domain::repo::{ContactRepository, RepoError};
 use voronka_domain::signing::{UNSUBSCRIBE_TOKEN_PURPOSE, VerifiedToken};
 
@@ -46,10 +46,14 @@ pub async fn unsubscribe(State(state): State<AppState>, Query(query): Query<Hash
     let now = state.clock.now();
     let result = ContactRepository::new(state.store.as_ref())
         .update(&contact_id, now, |contact| {
-            if contact.suppressions.contains_key(&SuppressionReason::Unsubscribed) {
+            // Already unsubscribed and nothing granted since: nothing to change. A sign-up since
+            // (granted or waiting for confirmation) is withdrawn again, so a later confirmation
+            // cannot undo this unsubscribe.
+            let granted_since = contact.email_consent().is_some_and(|c| c.status == ConsentStatus::Granted);
+            if contact.suppressions.contains_key(&SuppressionReason::Unsubscribed) && !granted_since {
                 return false;
             }
-            contact.suppressions.insert(SuppressionReason::Unsubscribed, now);
+            contact.suppressions.entry(SuppressionReason::Unsubscribed).or_insert(now);
             contact.record_consent(ConsentReceipt {
                 id: format!("unsub_{}", now.as_second()),
                 channel: Channel::Email,
