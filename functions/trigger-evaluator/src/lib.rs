@@ -22,6 +22,7 @@ use voronka_domain::ports::{
     Clock, Condition, Index, Item, Key, Query, Queue, SortKeyRange, Store, StoreError, TransactOp,
 };
 use voronka_domain::repo::ContactRepository;
+use voronka_domain::repo::consent_receipts;
 use voronka_domain::repo::contacts::contact_item;
 use voronka_domain::repo::due::{self, DueItem};
 use voronka_domain::repo::journey_state;
@@ -325,6 +326,7 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
                 condition: Some(Condition::equals("version", expected_version)),
             },
         ];
+        ops.extend(consent_receipts::new_receipt_ops(&before.consent_receipts, &contact));
         ops.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
         for state in &effects.states {
             let previous = states.get(&state.journey_id).map(|s| s.version);
