@@ -36,14 +36,15 @@ pub const MAX_CODE_REASON_BYTES: usize = 200;
 /// Tags per contact, and the longest tag, in bytes.
 pub const MAX_TAGS: usize = 50;
 pub const MAX_TAG_BYTES: usize = 64;
-/// Custom attributes per contact, the longest name, and the longest value (as text or JSON), in bytes.
-pub const MAX_ATTRIBUTES: usize = 20;
+/// Custom attributes per contact, the longest name, and the longest value (as text or JSON), in
+/// bytes: a form field's default `max_length` of 500 characters of Cyrillic fits.
+pub const MAX_ATTRIBUTES: usize = 15;
 pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 64;
-pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 500;
+pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1000;
 /// Distinct forms counted per contact.
 pub const MAX_FORMS_COUNTED: usize = 20;
-/// Longest first or last name, in bytes.
-pub const MAX_NAME_BYTES: usize = 200;
+/// Longest first or last name, in bytes (200 characters of Cyrillic).
+pub const MAX_NAME_BYTES: usize = 400;
 
 /// The longest prefix of `text` of at most `max_bytes` bytes that ends on a character boundary.
 pub fn truncate_to_bytes(text: &str, max_bytes: usize) -> &str {
