@@ -68,6 +68,51 @@ events = {"Records": [
            "voronka-events"),
 ]}
 
+# The Bounce and Complaint examples of the SES developer guide ("Examples of event data that Amazon
+# SES publishes to Amazon SNS"), as SNS delivers them to SQS with raw message delivery. They carry
+# only SES's own tags: mail the shop's other systems sent on the same identity, or a lost tag.
+guide_headers = [
+    {"name": "From", "value": "Sender Name <sender@example.com>"},
+    {"name": "To", "value": "recipient@example.com"},
+    {"name": "Subject", "value": "Message sent from Amazon SES"},
+    {"name": "MIME-Version", "value": "1.0"},
+    {"name": "Content-Type", "value": "multipart/alternative; boundary=\"----=_Part_7307378_1629847660.1516840721503\""},
+]
+guide_common_headers = {"from": ["Sender Name <sender@example.com>"], "to": ["recipient@example.com"],
+                        "messageId": "EXAMPLE7c191be45-e9aedb9a-02f9-4d12-a87d-dd0099a07f8a-000000",
+                        "subject": "Message sent from Amazon SES"}
+guide_tags = {"ses:configuration-set": ["ConfigSet"], "ses:source-ip": ["192.0.2.0"],
+              "ses:from-domain": ["example.com"], "ses:caller-identity": ["ses_user"]}
+
+
+def guide_mail(timestamp):
+    return {"timestamp": timestamp, "source": "Sender Name <sender@example.com>",
+            "sourceArn": "arn:aws:ses:us-east-1:123456789012:identity/sender@example.com",
+            "sendingAccountId": "123456789012",
+            "messageId": "EXAMPLE7c191be45-e9aedb9a-02f9-4d12-a87d-dd0099a07f8a-000000",
+            "destination": ["recipient@example.com"], "headersTruncated": False, "headers": guide_headers,
+            "commonHeaders": guide_common_headers, "tags": guide_tags}
+
+
+guide_bounce = {"eventType": "Bounce", "bounce": {
+    "bounceType": "Permanent", "bounceSubType": "General",
+    "bouncedRecipients": [{"emailAddress": "recipient@example.com", "action": "failed", "status": "5.1.1",
+                           "diagnosticCode": "smtp; 550 5.1.1 user unknown"}],
+    "timestamp": "2017-08-05T00:41:02.669Z",
+    "feedbackId": "01000157c44f053b-61b59c11-9236-11e6-8f96-7be8aexample-000000",
+    "reportingMTA": "dsn; mta.example.com"}, "mail": guide_mail("2017-08-05T00:40:02.012Z")}
+guide_complaint = {"eventType": "Complaint", "complaint": {
+    "feedbackId": "0100015e44e59883-3e5d25f1-3a9e-4b06-b1da-5b2e0b01dd3b-000000", "complaintSubType": None,
+    "complainedRecipients": [{"emailAddress": "recipient@example.com"}],
+    "timestamp": "2017-08-05T00:41:02.669Z",
+    "userAgent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/60.0.3112.90 Safari/537.36",
+    "complaintFeedbackType": "abuse", "arrivalDate": "2017-08-05T00:41:02.669Z"},
+    "mail": guide_mail("2017-08-05T00:40:01.123Z")}
+untagged = {"Records": [
+    record(1, json.dumps(guide_bounce), "voronka-events"),
+    record(2, json.dumps(guide_complaint), "voronka-events"),
+]}
+
 cart = {"Records": [
     record(1, json.dumps({"event_id": "anon-7f3a:atc:1", "type": "add_to_cart", "contact": {"anonymous_id": "anon-7f3a"},
         "occurred_at": "2026-11-22T10:00:00Z", "received_at": "2026-11-22T10:00:01Z",
@@ -81,7 +126,8 @@ cart = {"Records": [
 
 for folder, name, payload in [("sender", "sqs-send-requests.json", sends),
                               ("trigger-evaluator", "sqs-events-and-ses-feedback.json", events),
-                              ("trigger-evaluator", "sqs-cart-events.json", cart)]:
+                              ("trigger-evaluator", "sqs-cart-events.json", cart),
+                              ("trigger-evaluator", "sqs-ses-feedback-without-tags.json", untagged)]:
     os.makedirs(os.path.join(HERE, folder), exist_ok=True)
     with open(os.path.join(HERE, folder, name), "w") as f:
         json.dump(payload, f, indent=2, ensure_ascii=False)

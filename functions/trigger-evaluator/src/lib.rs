@@ -24,6 +24,7 @@ use voronka_domain::ports::{
     Clock, Condition, Index, Item, Key, Query, Queue, SortKeyRange, Store, StoreError, TransactOp,
 };
 use voronka_domain::repo::ContactRepository;
+use voronka_domain::repo::consent_receipts;
 use voronka_domain::repo::contacts::contact_item;
 use voronka_domain::repo::due::{self, DueItem, DueWork};
 use voronka_domain::repo::journey_state;
@@ -268,6 +269,8 @@ async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Contact>,
     {
         return Ok(Some(contact));
     }
+    // For SES feedback this is the recipient of a bounce or complaint: the identity key finds the
+    // person when the message carried no (or a stale) contact tag.
     if let Some(email) = event.contact.email.as_deref().and_then(|e| EmailAddress::parse(e).ok())
         && let Some(contact) = map(repo.find_by_email(&email).await)?
     {
@@ -277,6 +280,22 @@ async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Contact>,
         && let Some(contact) = map(repo.find_by_anonymous_id(anonymous_id).await)?
     {
         return Ok(Some(contact));
+    }
+    // Mail events are about people Voronka (or the shop, on the same identity) already wrote to:
+    // they never make a contact.
+    let about_mail = event.event_type.starts_with("email_");
+    if about_mail {
+        if feedback::FEEDBACK_EVENT_TYPES.contains(&event.event_type.as_str()) {
+            let reason = match (&event.contact.contact_id, &event.contact.email) {
+                (Some(_), Some(_)) => "neither the tagged contact nor the recipient address is known",
+                (None, Some(_)) => "no contact has the recipient address",
+                (Some(_), None) => "the tagged contact is unknown",
+                (None, None) => "no contact tag; only bounces and complaints are matched by recipient address",
+            };
+            let message_id = event.properties.get("message_id").and_then(|v| v.as_str()).unwrap_or("");
+            tracing::info!(event_type = %event.event_type, message_id, reason, "ses feedback matched no contact");
+        }
+        return Ok(None);
     }
     // The shop back end vouches for a buyer Voronka has not met: they become a contact (without
     // marketing consent, which only a form or the person can give).
@@ -442,6 +461,7 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
                 condition: Some(Condition::equals("version", expected_version)),
             },
         ];
+        ops.extend(consent_receipts::new_receipt_ops(&before.consent_receipts, &contact));
         ops.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
         for state in &effects.states {
             let previous = states.get(&state.journey_id).map(|s| s.version);

@@ -18,7 +18,9 @@ use voronka_domain::ports::{
     Clock, Condition, Index, Item, Key, OutgoingMessage, Query, Queue, QueueError, QueueName, SortKeyRange, Store,
     StoreError, TransactOp, UpdateAction,
 };
-use voronka_domain::repo::{ContactRepository, EventClaim, EventReceipts, RateDecision, RateLimiter, UpsertOutcome};
+use voronka_domain::repo::{
+    ConsentReceipts, ContactRepository, EventClaim, EventReceipts, RateDecision, RateLimiter, UpsertOutcome,
+};
 
 pub type Wait = Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
@@ -57,6 +59,7 @@ macro_rules! contract_tests {
             contacts_concurrent_spellings_of_one_address_make_one_contact,
             contacts_update_is_optimistic_and_retries,
             contacts_listing_reads_every_contact,
+            contacts_keep_every_consent_receipt_as_an_item_under_concurrent_writes,
             rate_limiter_allows_the_limit_then_refuses,
             event_receipts_tell_new_unconfirmed_and_duplicate,
             queue_round_trip_and_delete,
@@ -487,6 +490,36 @@ pub async fn contacts_listing_reads_every_contact(h: &Harness) {
     }
     let listed: BTreeSet<_> = repo.list_all().await.unwrap().into_iter().map(|c| c.id).collect();
     assert_eq!(listed, expected);
+}
+
+/// Receipts beyond the contact's latest few are proof all the same: each is stored as its own item
+/// in the transaction that records it, so racing writers lose none and a lost race writes none.
+pub async fn contacts_keep_every_consent_receipt_as_an_item_under_concurrent_writes(h: &Harness) {
+    use voronka_domain::model::ConsentReceipt;
+    use voronka_domain::model::contact::MAX_RECEIPTS_ON_CONTACT;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = h.store.clone();
+        let clock = h.clock.clone();
+        tasks.push(tokio::spawn(async move {
+            let email = EmailAddress::parse("vera@example.com").unwrap();
+            let receipt = ConsentReceipt::granted(&format!("r{i:02}"), clock.now(), "v1", false);
+            ContactRepository::new(store.as_ref())
+                .upsert_by_email(&email, clock.now(), new_contact(&clock), move |c| c.record_consent(receipt.clone()))
+                .await
+        }));
+    }
+    let mut contact_id = String::new();
+    for task in tasks {
+        contact_id = task.await.unwrap().expect("every receipt is stored").0.id;
+    }
+    let contact = ContactRepository::new(h.store.as_ref()).get(&contact_id).await.unwrap().unwrap();
+    assert_eq!(contact.consent_receipts.len(), MAX_RECEIPTS_ON_CONTACT, "the contact keeps the latest few");
+    let listed = ConsentReceipts::new(h.store.as_ref()).list(&contact_id).await.unwrap();
+    let stored: BTreeSet<String> = listed.iter().map(|r| r.id.clone()).collect();
+    let expected: BTreeSet<String> = (0..12).map(|i| format!("r{i:02}")).collect();
+    assert_eq!(stored, expected, "one item per receipt, none lost");
+    assert_eq!(listed.len(), 12, "and none doubled");
 }
 
 pub async fn rate_limiter_allows_the_limit_then_refuses(h: &Harness) {

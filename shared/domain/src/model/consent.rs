@@ -3,6 +3,13 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::contact::{bound_option, bound_text};
+
+/// Longest user agent kept on a receipt, in bytes.
+pub const MAX_USER_AGENT_BYTES: usize = 256;
+/// Longest id, form id or wording version kept on a receipt, in bytes.
+pub const MAX_RECEIPT_TEXT_BYTES: usize = 160;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
@@ -120,6 +127,17 @@ pub struct ConsentReceipt {
 }
 
 impl ConsentReceipt {
+    /// Cuts every free-text field to its limit.
+    pub fn bound_fields(&mut self) {
+        bound_text(&mut self.id, MAX_RECEIPT_TEXT_BYTES);
+        bound_text(&mut self.text_version, MAX_RECEIPT_TEXT_BYTES);
+        bound_option(&mut self.form_id, MAX_RECEIPT_TEXT_BYTES);
+        bound_option(&mut self.submission_id, MAX_RECEIPT_TEXT_BYTES);
+        // The longest IPv6 address in text is 45 characters.
+        bound_option(&mut self.ip, 64);
+        bound_option(&mut self.user_agent, MAX_USER_AGENT_BYTES);
+    }
+
     /// Consent given outside a form (an import, a shop's own checkbox, a test): no IP or browser.
     pub fn granted(id: &str, at: Timestamp, text_version: &str, double_opt_in: bool) -> ConsentReceipt {
         ConsentReceipt {

@@ -12,12 +12,74 @@ use super::email::EmailAddress;
 use super::follow_ups::SubmissionFollowUps;
 use super::phone::PhoneNumber;
 
-/// Most touches kept per contact for multi-touch attribution; older ones fall outside any lookback.
-pub const MAX_TOUCHES: usize = 50;
-/// Most anonymous ids kept per contact (one per browser, device, cleared cookie).
-pub const MAX_ANONYMOUS_IDS: usize = 50;
+// Every list on a contact has a bound and every text a length limit (in bytes of UTF-8, cut on a
+// character boundary), so the item stays far below DynamoDB's 400 KB whatever the input: a contact
+// filled to every bound is under 64 KB (pinned by a test below), a real one a few KB.
+
+/// Most touches kept per contact for multi-touch attribution, in the form attribution reads
+/// (`Touch::for_attribution`); older ones fall outside any lookback.
+pub const MAX_TOUCHES: usize = 20;
+/// Most anonymous ids kept per contact (one per browser, device, cleared cookie). Older ones still
+/// lead to the contact through their `ANON#` identity items.
+pub const MAX_ANONYMOUS_IDS: usize = 20;
 /// Submission ids remembered per contact, so a retried submission is applied once.
 pub const MAX_RECENT_SUBMISSIONS: usize = 20;
+/// Longest client-chosen id (anonymous id, submission id) kept, in bytes.
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
+/// Consent receipts kept on the contact, latest last. Every receipt is also its own item
+/// (`repo::consent_receipts`), written with the contact: the proof outlives this window.
+pub const MAX_RECEIPTS_ON_CONTACT: usize = 5;
+/// Discount codes kept on the contact, latest last; the `DISCOUNT#` items stay the source of truth.
+pub const MAX_CODES_ON_CONTACT: usize = 20;
+/// Longest code, and longest note of what it was issued for, in bytes.
+pub const MAX_CODE_BYTES: usize = 64;
+pub const MAX_CODE_REASON_BYTES: usize = 200;
+/// Tags per contact, and the longest tag, in bytes.
+pub const MAX_TAGS: usize = 50;
+pub const MAX_TAG_BYTES: usize = 64;
+/// Custom attributes per contact, the longest name, and the longest value (as text or JSON), in
+/// bytes: a form field's default `max_length` of 500 characters of Cyrillic fits.
+pub const MAX_ATTRIBUTES: usize = 15;
+pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 64;
+pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1000;
+/// Distinct forms counted per contact.
+pub const MAX_FORMS_COUNTED: usize = 20;
+/// Longest first or last name, in bytes (200 characters of Cyrillic).
+pub const MAX_NAME_BYTES: usize = 400;
+
+/// The longest prefix of `text` of at most `max_bytes` bytes that ends on a character boundary.
+pub fn truncate_to_bytes(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Cuts `text` to at most `max_bytes` bytes on a character boundary.
+pub fn bound_text(text: &mut String, max_bytes: usize) {
+    if text.len() > max_bytes {
+        let end = truncate_to_bytes(text, max_bytes).len();
+        text.truncate(end);
+    }
+}
+
+pub fn bound_option(text: &mut Option<String>, max_bytes: usize) {
+    if let Some(text) = text {
+        bound_text(text, max_bytes);
+    }
+}
+
+/// Keeps the last `max` entries of a list kept oldest first.
+fn keep_latest<T>(list: &mut Vec<T>, max: usize) {
+    if list.len() > max {
+        let excess = list.len() - max;
+        list.drain(..excess);
+    }
+}
 
 /// Where a person stands in the funnel. Moves forward only, except to `Lost`, and from `Lost`
 /// back into the funnel when the person shows up again.
@@ -201,40 +263,40 @@ impl Contact {
         }
     }
 
-    /// Records a touch: the first one ever stays the first touch, the latest becomes the last.
-    pub fn record_touch(&mut self, touch: Touch) {
+    /// Records a touch: the first one ever stays the first touch, the latest becomes the last,
+    /// both in full; the ring of recent touches keeps what attribution reads.
+    pub fn record_touch(&mut self, mut touch: Touch) {
+        touch.bound_fields();
         if self.first_touch.is_none() {
             self.first_touch = Some(touch.clone());
         }
-        self.last_touch = Some(touch.clone());
-        self.touches.push(touch);
-        if self.touches.len() > MAX_TOUCHES {
-            let excess = self.touches.len() - MAX_TOUCHES;
-            self.touches.drain(..excess);
-        }
+        self.touches.push(touch.for_attribution());
+        keep_latest(&mut self.touches, MAX_TOUCHES);
+        self.last_touch = Some(touch);
     }
 
     /// Remembers an anonymous id (cookie) so earlier anonymous behaviour counts for this person.
     /// Returns whether it was new.
     pub fn add_anonymous_id(&mut self, anonymous_id: &str) -> bool {
-        if self.anonymous_ids.iter().any(|known| known == anonymous_id) {
+        if anonymous_id.len() > MAX_CLIENT_ID_BYTES || self.anonymous_ids.iter().any(|known| known == anonymous_id) {
             return false;
         }
         self.anonymous_ids.push(anonymous_id.to_string());
-        if self.anonymous_ids.len() > MAX_ANONYMOUS_IDS {
-            self.anonymous_ids.remove(0);
-        }
+        keep_latest(&mut self.anonymous_ids, MAX_ANONYMOUS_IDS);
         true
     }
 
-    /// Adds a consent receipt and updates the channel's consent, once per receipt id.
-    pub fn record_consent(&mut self, receipt: ConsentReceipt) {
+    /// Adds a consent receipt and updates the channel's consent, once per receipt id. The contact
+    /// keeps the latest `MAX_RECEIPTS_ON_CONTACT`; the repository stores each new one as an item.
+    pub fn record_consent(&mut self, mut receipt: ConsentReceipt) {
+        receipt.bound_fields();
         if self.consent_receipts.iter().any(|known| known.id == receipt.id) {
             return;
         }
         let consent = self.consents.entry(receipt.channel).or_insert_with(|| Consent::from_receipt(&receipt));
         consent.apply(&receipt);
         self.consent_receipts.push(receipt);
+        keep_latest(&mut self.consent_receipts, MAX_RECEIPTS_ON_CONTACT);
     }
 
     /// Whether a submission with this id was already applied.
@@ -248,10 +310,62 @@ impl Contact {
             return;
         }
         *self.form_submissions.entry(form_id.to_string()).or_default() += 1;
-        self.recent_submission_ids.push(submission_id.to_string());
-        if self.recent_submission_ids.len() > MAX_RECENT_SUBMISSIONS {
-            self.recent_submission_ids.remove(0);
+        self.recent_submission_ids.push(truncate_to_bytes(submission_id, MAX_CLIENT_ID_BYTES).to_string());
+        keep_latest(&mut self.recent_submission_ids, MAX_RECENT_SUBMISSIONS);
+    }
+
+    /// Holds every list to its bound and every text to its limit. The repository applies it to
+    /// every contact it writes, so a path that pushes onto a list directly (discount codes, tags
+    /// from a journey, attributes from a form) cannot grow the item either; a contact stored
+    /// before the bounds existed shrinks on its next write.
+    pub fn keep_within_bounds(&mut self) {
+        bound_option(&mut self.first_name, MAX_NAME_BYTES);
+        bound_option(&mut self.last_name, MAX_NAME_BYTES);
+        for touch in self.first_touch.iter_mut().chain(self.last_touch.iter_mut()) {
+            touch.bound_fields();
         }
+        for touch in &mut self.touches {
+            touch.bound_fields();
+            *touch = touch.for_attribution();
+        }
+        keep_latest(&mut self.touches, MAX_TOUCHES);
+        for receipt in &mut self.consent_receipts {
+            receipt.bound_fields();
+        }
+        keep_latest(&mut self.consent_receipts, MAX_RECEIPTS_ON_CONTACT);
+        for code in &mut self.discount_codes {
+            bound_text(&mut code.code, MAX_CODE_BYTES);
+            bound_text(&mut code.reason, MAX_CODE_REASON_BYTES);
+        }
+        keep_latest(&mut self.discount_codes, MAX_CODES_ON_CONTACT);
+        self.anonymous_ids.retain(|id| id.len() <= MAX_CLIENT_ID_BYTES);
+        keep_latest(&mut self.anonymous_ids, MAX_ANONYMOUS_IDS);
+        for id in &mut self.recent_submission_ids {
+            bound_text(id, MAX_CLIENT_ID_BYTES);
+        }
+        keep_latest(&mut self.recent_submission_ids, MAX_RECENT_SUBMISSIONS);
+        // Tags, attributes and form ids come from campaign files and form fields, which are bounded
+        // already; these limits are the net under a misconfigured file.
+        self.tags.retain(|tag| tag.len() <= MAX_TAG_BYTES);
+        while self.tags.len() > MAX_TAGS {
+            self.tags.pop_last();
+        }
+        self.attributes.retain(|name, _| name.len() <= MAX_ATTRIBUTE_NAME_BYTES);
+        for value in self.attributes.values_mut() {
+            if let Value::String(text) = value {
+                bound_text(text, MAX_ATTRIBUTE_VALUE_BYTES);
+            }
+        }
+        self.attributes.retain(|_, value| value.is_string() || value.to_string().len() <= MAX_ATTRIBUTE_VALUE_BYTES);
+        while self.attributes.len() > MAX_ATTRIBUTES {
+            self.attributes.pop_last();
+        }
+        self.form_submissions.retain(|form_id, _| form_id.len() <= MAX_TAG_BYTES);
+        while self.form_submissions.len() > MAX_FORMS_COUNTED {
+            self.form_submissions.pop_last();
+        }
+        bound_option(&mut self.orders.currency, 8);
+        keep_latest(&mut self.orders.recent_orders, MAX_RECENT_ORDERS);
     }
 
     pub fn email_consent(&self) -> Option<&Consent> {
@@ -261,6 +375,7 @@ impl Contact {
 
 #[cfg(test)]
 mod tests {
+    use super::super::consent::MAX_RECEIPT_TEXT_BYTES;
     use super::*;
 
     #[test]
@@ -273,5 +388,63 @@ mod tests {
         for stage in LifecycleStage::ALL {
             assert_eq!(LifecycleStage::parse(stage.as_str()), Some(stage));
         }
+    }
+
+    /// `n` bytes of two-byte letters after an ASCII `prefix`, cut to `n` bytes.
+    fn text(prefix: &str, n: usize) -> String {
+        truncate_to_bytes(&format!("{prefix}{}", "ж".repeat(n)), n).to_string()
+    }
+
+    #[test]
+    fn a_contact_filled_past_every_bound_stays_far_below_the_item_limit() {
+        let now = Timestamp::UNIX_EPOCH;
+        let mut contact = Contact::new("c_full".into(), now, "ru".into(), "Europe/Moscow".into());
+        contact.first_name = Some(text("f", 2000));
+        contact.last_name = Some(text("l", 2000));
+        for i in 0..100 {
+            let long = text(&format!("{i}-"), 2000);
+            let touch_fields = |_: &str| Some(long.clone());
+            contact.record_touch(Touch::from_fields(now, touch_fields));
+            contact.record_consent(ConsentReceipt {
+                id: text(&format!("r{i}-"), 2000),
+                channel: Channel::Email,
+                granted: true,
+                at: now,
+                form_id: Some(long.clone()),
+                ip: Some(long.clone()),
+                user_agent: Some(long.clone()),
+                text_version: long.clone(),
+                double_opt_in: true,
+                submission_id: Some(long.clone()),
+            });
+            contact.add_anonymous_id(&format!("{i:04}{}", "a".repeat(124)));
+            contact
+                .record_submission(&text(&format!("form{i}-"), MAX_TAG_BYTES), &format!("{i:04}{}", "s".repeat(124)));
+            contact.discount_codes.push(IssuedCode {
+                code: long.clone(),
+                percent: 10,
+                reason: long.clone(),
+                expires_at: now,
+                redeemed_at: Some(now),
+            });
+            contact.tags.insert(text(&format!("t{i}-"), MAX_TAG_BYTES));
+            contact.attributes.insert(text(&format!("a{i}-"), MAX_ATTRIBUTE_NAME_BYTES), Value::String(long.clone()));
+            contact.orders.recent_orders.push(now);
+        }
+        contact.keep_within_bounds();
+
+        assert_eq!(contact.touches.len(), MAX_TOUCHES);
+        assert_eq!(contact.consent_receipts.len(), MAX_RECEIPTS_ON_CONTACT);
+        assert_eq!(contact.discount_codes.len(), MAX_CODES_ON_CONTACT);
+        assert_eq!(contact.anonymous_ids.len(), MAX_ANONYMOUS_IDS);
+        assert_eq!(contact.attributes.len(), MAX_ATTRIBUTES);
+        assert_eq!(contact.tags.len(), MAX_TAGS);
+        assert_eq!(contact.form_submissions.len(), MAX_FORMS_COUNTED);
+        let size = serde_json::to_vec(&contact).unwrap().len();
+        assert!(size < 64 * 1024, "a contact at every bound takes {size} bytes");
+        assert_eq!(
+            contact.consent_receipts.last().unwrap().id,
+            text("r99-", 2000)[..MAX_RECEIPT_TEXT_BYTES].to_string()
+        );
     }
 }

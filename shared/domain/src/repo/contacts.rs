@@ -8,12 +8,16 @@
 //! Creating a contact puts its email identity and profile in one transaction, both conditional on
 //! not existing, so concurrent submissions of one address make exactly one contact; the losers
 //! retry as updates. Updates are optimistic: they check and bump `version`.
+//!
+//! Every write holds the contact to its bounds (`Contact::keep_within_bounds`) and stores the
+//! consent receipts it gained as their own items in the same transaction.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::Value;
 
+use super::consent_receipts::new_receipt_ops;
 use crate::model::{Contact, EmailAddress};
 use crate::ports::store::{GSI1_PK, GSI1_SK, PK, SK};
 use crate::ports::{Condition, Cursor, Index, Item, Key, Query, Store, StoreError, TransactOp};
@@ -81,9 +85,12 @@ fn listing_partition(shard: u32) -> String {
     format!("CONTACTS#{shard:02}")
 }
 
-/// The stored item of a contact, for writes that put it inside a larger transaction.
+/// The stored item of a contact, for writes that put it inside a larger transaction: held to the
+/// contact's bounds whatever the caller did. Such a write also adds `new_receipt_ops`.
 pub fn contact_item(contact: &Contact) -> Item {
-    let value = serde_json::to_value(contact).expect("contacts serialise");
+    let mut bounded = contact.clone();
+    bounded.keep_within_bounds();
+    let value = serde_json::to_value(&bounded).expect("contacts serialise");
     Item::new(&contact_key(&contact.id), value)
         .with_gsi1(listing_partition(shard_of(&contact.id)), format!("{}#{}", contact.created_at, contact.id))
 }
@@ -162,8 +169,10 @@ impl<'a> ContactRepository<'a> {
             let result = match existing {
                 Some(mut contact) => {
                     let before = contact.anonymous_ids.clone();
+                    let receipts_before = contact.consent_receipts.clone();
                     let expected_version = contact.version;
                     change(&mut contact);
+                    contact.keep_within_bounds();
                     contact.version = expected_version + 1;
                     contact.updated_at = now;
                     let mut ops = vec![TransactOp::Put {
@@ -171,12 +180,14 @@ impl<'a> ContactRepository<'a> {
                         condition: Some(Condition::equals("version", expected_version)),
                     }];
                     ops.extend(new_anonymous_identities(&contact, &before));
+                    ops.extend(new_receipt_ops(&receipts_before, &contact));
                     self.store.transact(ops).await.map(|()| (contact, UpsertOutcome::Updated))
                 }
                 None => {
                     let mut contact = new_contact();
                     contact.email = Some(email.clone());
                     change(&mut contact);
+                    contact.keep_within_bounds();
                     contact.version = 1;
                     contact.updated_at = now;
                     let identity = Item::new(&email_key(email), serde_json::json!({ "contact_id": contact.id }));
@@ -185,6 +196,7 @@ impl<'a> ContactRepository<'a> {
                         TransactOp::Put { item: contact_item(&contact), condition: Some(Condition::NotExists) },
                     ];
                     ops.extend(new_anonymous_identities(&contact, &[]));
+                    ops.extend(new_receipt_ops(&[], &contact));
                     self.store.transact(ops).await.map(|()| (contact, UpsertOutcome::Created))
                 }
             };
@@ -215,10 +227,12 @@ impl<'a> ContactRepository<'a> {
                 return Err(RepoError::NotFound);
             };
             let before = contact.anonymous_ids.clone();
+            let receipts_before = contact.consent_receipts.clone();
             let expected_version = contact.version;
             if !change(&mut contact) {
                 return Ok(contact);
             }
+            contact.keep_within_bounds();
             contact.version = expected_version + 1;
             contact.updated_at = now;
             let mut ops = vec![TransactOp::Put {
@@ -226,6 +240,7 @@ impl<'a> ContactRepository<'a> {
                 condition: Some(Condition::equals("version", expected_version)),
             }];
             ops.extend(new_anonymous_identities(&contact, &before));
+            ops.extend(new_receipt_ops(&receipts_before, &contact));
             match self.store.transact(ops).await {
                 Ok(()) => return Ok(contact),
                 Err(

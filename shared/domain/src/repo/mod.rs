@@ -1,6 +1,7 @@
 //! Repositories: every access pattern written once, over the storage port.
 
 pub mod carts;
+pub mod consent_receipts;
 pub mod contacts;
 pub mod due;
 pub mod event_receipts;
@@ -9,6 +10,7 @@ pub mod journey_state;
 pub mod rate_limit;
 pub mod send_ledger;
 
+pub use consent_receipts::ConsentReceipts;
 pub use contacts::{ContactRepository, RepoError, UpsertOutcome};
 pub use event_receipts::{EventClaim, EventReceipts};
 pub use frequency::{FrequencyCaps, Reservation};

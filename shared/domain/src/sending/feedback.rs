@@ -1,11 +1,19 @@
 //! SES feedback: the events a configuration set publishes (delivery, bounce, complaint, open,
 //! click) arrive through SNS on the `events` queue, raw or inside an SNS envelope. They become
 //! `email_*` events about the contact the message was tagged with.
+//!
+//! A bounce or a complaint also names its recipient: when the message carries no `contact_id` tag
+//! (mail the shop's other systems sent on the same identity, or a tag lost on the way), the
+//! recipient address, the identity key, finds the contact, so the suppression is not lost.
 
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use crate::model::{ContactRef, Event};
+use crate::model::{ContactRef, EmailAddress, Event};
+
+/// The event types SES feedback becomes.
+pub const FEEDBACK_EVENT_TYPES: [&str; 5] =
+    ["email_delivered", "email_bounced", "email_complained", "email_opened", "email_clicked"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedbackKind {
@@ -32,6 +40,8 @@ pub struct SesFeedback {
     /// The sender's tag for the send (a digest of its idempotency key).
     pub send: Option<String>,
     pub at: Timestamp,
+    /// Whom it is about: the bounced or complaining recipients, else the message's destinations.
+    pub recipients: Vec<EmailAddress>,
 }
 
 /// Reads an SES event from a queue message body, if it is one (raw, or in an SNS envelope).
@@ -63,6 +73,22 @@ pub fn parse(body: &str) -> Option<SesFeedback> {
         "Click" => FeedbackKind::Click { link: section.get("link").and_then(Value::as_str).unwrap_or("").to_string() },
         other => FeedbackKind::Other(other.to_string()),
     };
+    let addresses = |list: Option<&Value>| -> Vec<EmailAddress> {
+        list.and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.get("emailAddress").or(Some(entry)).and_then(Value::as_str))
+            .filter_map(|address| EmailAddress::parse(address).ok())
+            .collect()
+    };
+    let mut recipients = match kind {
+        FeedbackKind::Bounce { .. } => addresses(section.get("bouncedRecipients")),
+        FeedbackKind::Complaint => addresses(section.get("complainedRecipients")),
+        _ => Vec::new(),
+    };
+    if recipients.is_empty() {
+        recipients = addresses(mail.get("destination"));
+    }
     Some(SesFeedback {
         kind,
         message_id,
@@ -70,13 +96,18 @@ pub fn parse(body: &str) -> Option<SesFeedback> {
         template: tag("template"),
         send: tag("send"),
         at,
+        recipients,
     })
 }
 
 impl SesFeedback {
     /// The `email_*` event this feedback stands for; `None` for kinds Voronka does not track.
+    /// Names the tagged contact and, for a bounce or a complaint, the recipient (the first, when a
+    /// message had several: Voronka's and a shop's mail go to one person each). Feedback that
+    /// names nobody still becomes an event, so the evaluator logs why it matched no one.
     pub fn to_event(&self, received_at: Timestamp) -> Option<Event> {
-        let contact_id = self.contact_id.clone()?;
+        let suppresses = matches!(self.kind, FeedbackKind::Bounce { .. } | FeedbackKind::Complaint);
+        let email = self.recipients.first().filter(|_| suppresses).map(|address| address.as_typed().to_string());
         let (event_type, mut properties) = match &self.kind {
             FeedbackKind::Delivery => ("email_delivered", Map::new()),
             FeedbackKind::Bounce { permanent, bounce_type } => {
@@ -105,7 +136,7 @@ impl SesFeedback {
         Some(Event {
             event_id: format!("ses:{}:{event_type}:{}", self.message_id, self.at.as_millisecond()),
             event_type: event_type.into(),
-            contact: ContactRef { contact_id: Some(contact_id), ..Default::default() },
+            contact: ContactRef { contact_id: self.contact_id.clone(), email, anonymous_id: None },
             occurred_at: self.at,
             received_at,
             properties,
@@ -135,5 +166,28 @@ mod tests {
         assert_eq!(event.event_type, "email_bounced");
         assert_eq!(event.properties["permanent"], true);
         assert!(parse(r#"{"events":[]}"#).is_none(), "ordinary messages are not feedback");
+    }
+
+    #[test]
+    fn untagged_bounces_and_complaints_name_their_recipient() {
+        let untagged = BOUNCE.replace(r#""contact_id":["c_1"],"#, "");
+        let bounce = parse(&untagged).unwrap();
+        assert_eq!(bounce.contact_id, None);
+        let event = bounce.to_event(Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(event.contact.contact_id, None);
+        assert_eq!(event.contact.email.as_deref(), Some("gone@example.com"));
+
+        let complaint = untagged.replace(r#""eventType":"Bounce""#, r#""eventType":"Complaint""#).replace(
+            r#""bounce":{"bounceType":"Permanent","bounceSubType":"General",
+      "bouncedRecipients""#,
+            r#""complaint":{"complainedRecipients""#,
+        );
+        let event = parse(&complaint).unwrap().to_event(Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(event.event_type, "email_complained");
+        assert_eq!(event.contact.email.as_deref(), Some("gone@example.com"));
+
+        let delivery = untagged.replace(r#""eventType":"Bounce""#, r#""eventType":"Delivery""#);
+        let event = parse(&delivery).unwrap().to_event(Timestamp::UNIX_EPOCH).unwrap();
+        assert!(event.contact.is_empty(), "only suppressions are matched by address");
     }
 }

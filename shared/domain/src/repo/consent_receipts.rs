@@ -1,0 +1,100 @@
+//! Consent receipts as their own items: the proof of every consent decision, kept for good, while
+//! the contact holds only the latest few (`MAX_RECEIPTS_ON_CONTACT`).
+//!
+//! Items: `CONSENT#<contact id>` / `<time, fixed width UTC>#<receipt id>`, one per receipt, so a
+//! contact's receipts read in time order with one range query.
+//!
+//! Receipts are written in the same transaction as the contact write that records them: every
+//! writer of a contact adds [`new_receipt_ops`] for the receipts the contact gained, as the contact
+//! repository does for anonymous ids. A retried or lost write writes both or neither.
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use super::contacts::RepoError;
+use crate::model::{ConsentReceipt, Contact};
+use crate::ports::store::{PK, SK};
+use crate::ports::{Cursor, Index, Item, Key, Query, Store, TransactOp};
+
+fn partition(contact_id: &str) -> String {
+    format!("CONSENT#{contact_id}")
+}
+
+/// Sorts as text in time order: fixed width, always UTC, milliseconds.
+fn sortable_time(at: Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+pub fn receipt_key(contact_id: &str, receipt: &ConsentReceipt) -> Key {
+    Key::new(partition(contact_id), format!("{}#{}", sortable_time(receipt.at), receipt.id))
+}
+
+pub fn receipt_item(contact_id: &str, receipt: &ConsentReceipt) -> Item {
+    let mut value = serde_json::to_value(receipt).expect("receipts serialise");
+    value["contact_id"] = Value::String(contact_id.to_string());
+    Item::new(&receipt_key(contact_id, receipt), value)
+}
+
+/// Puts for the receipts `after` holds that `before` (the receipts on the contact as read) did
+/// not: what a contact write must store alongside the contact.
+pub fn new_receipt_ops(before: &[ConsentReceipt], after: &Contact) -> Vec<TransactOp> {
+    after
+        .consent_receipts
+        .iter()
+        .filter(|receipt| !before.iter().any(|known| known.id == receipt.id))
+        .map(|receipt| TransactOp::Put { item: receipt_item(&after.id, receipt), condition: None })
+        .collect()
+}
+
+pub struct ConsentReceipts<'a> {
+    store: &'a dyn Store,
+}
+
+impl<'a> ConsentReceipts<'a> {
+    pub fn new(store: &'a dyn Store) -> Self {
+        ConsentReceipts { store }
+    }
+
+    /// Every receipt of a contact, oldest first, read a page at a time.
+    pub async fn list(&self, contact_id: &str) -> Result<Vec<ConsentReceipt>, RepoError> {
+        let mut receipts = Vec::new();
+        let mut start_after: Option<Cursor> = None;
+        loop {
+            let mut query = Query::partition(Index::Table, partition(contact_id)).limit(500);
+            query.start_after = start_after.take();
+            let page = self.store.query(query).await?;
+            for item in page.items {
+                let mut map = item.0;
+                for name in [PK, SK, "contact_id"] {
+                    map.remove(name);
+                }
+                let receipt = serde_json::from_value(Value::Object(map))
+                    .map_err(|e| RepoError::Corrupt(format!("consent receipt: {e}")))?;
+                receipts.push(receipt);
+            }
+            match page.next {
+                Some(cursor) => start_after = Some(cursor),
+                None => return Ok(receipts),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipt_keys_sort_in_time_order() {
+        let receipt = |second: i64, millis: i32| {
+            let at = Timestamp::new(second, millis * 1_000_000).unwrap();
+            ConsentReceipt::granted("r", at, "v1", false)
+        };
+        let early = receipt_key("c_1", &receipt(1_800_000_000, 0));
+        let later = receipt_key("c_1", &receipt(1_800_000_000, 500));
+        let much_later = receipt_key("c_1", &receipt(1_900_000_000, 7));
+        assert_eq!(early.pk, "CONSENT#c_1");
+        assert_eq!(early.sk, "2027-01-15T08:00:00.000Z#r");
+        assert!(early.sk < later.sk && later.sk < much_later.sk);
+    }
+}
