@@ -383,7 +383,11 @@ async fn first_touch_is_kept_and_last_touch_follows_the_latest_visit() {
     assert_eq!(first_touch.click_ids["gclid"], "abc123");
     assert_eq!(contact.last_touch.as_ref().unwrap().channel, "vk");
     assert_eq!(contact.touches.len(), 2);
-    assert_eq!(contact.anonymous_ids, ["anon-1", "anon-2"]);
+    assert_eq!(
+        contact.anonymous_ids,
+        ["anon-1"],
+        "the creating form links its browser; a later one does not (anyone can type an address)"
+    );
     assert_eq!(contact.locale, "en");
     assert_eq!(contact.time_zone, "Europe/Moscow", "an unknown zone falls back to the default");
     let by_anonymous =

@@ -422,3 +422,71 @@ async fn a_cart_id_the_shop_reuses_for_another_person_becomes_theirs() {
     let to_first = mail_to(&t, "first@").into_iter().filter(|(m, _)| m.subject.contains("cart")).count();
     assert_eq!((to_first, to_second), (0, 1), "the reminder goes to the cart's new owner");
 }
+
+#[tokio::test]
+async fn a_stranger_cannot_link_their_browser_to_a_known_subscriber() {
+    let t = TestStack::new();
+    let victim =
+        t.consented_contact("victim@example.com", json!({"locale": "en", "anonymous_id": "anon-victim"})).await;
+    // The stranger fills a form with the subscriber's address and their own browser's id.
+    let request = Request::post("/v1/forms/consultation/submissions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(
+            json!({"name": "Victim", "email": "victim@example.com", "phone": "+79990001122", "company_size": "1-10",
+                   "consent": true, "anonymous_id": "anon-evil"})
+            .to_string(),
+        ))
+        .unwrap();
+    assert_eq!(t.send_from(request, "198.51.100.66").await.status, StatusCode::CREATED);
+    // And a second newcomer claims the subscriber's own browser id.
+    let request = Request::post("/v1/forms/consultation/submissions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(
+            json!({"name": "Other", "email": "other@example.com", "phone": "+79990001122", "company_size": "1-10",
+                   "consent": true, "anonymous_id": "anon-victim"})
+            .to_string(),
+        ))
+        .unwrap();
+    assert_eq!(t.send_from(request, "198.51.100.67").await.status, StatusCode::CREATED);
+
+    let repo = ContactRepository::new(store(&t));
+    assert!(repo.find_by_anonymous_id("anon-evil").await.unwrap().is_none(), "the stranger's browser reaches nobody");
+    let owner = repo.find_by_anonymous_id("anon-victim").await.unwrap().unwrap();
+    assert_eq!(owner.id, victim, "a browser id stays with the person it was first linked to");
+    let other_address = voronka_domain::model::EmailAddress::parse("other@example.com").unwrap();
+    let other = repo.find_by_email(&other_address).await.unwrap().unwrap();
+    assert!(!other.anonymous_ids.contains(&"anon-victim".to_string()));
+
+    // So the stranger's cart never becomes an email to the subscriber.
+    t.post_events(
+        vec![json!({"event_id": "evil:atc", "type": "add_to_cart", "anonymous_id": "anon-evil",
+                    "properties": {"cart_id": "cart-evil", "sku": "X", "name": "Account locked: call now", "price": 1}})],
+        false,
+    )
+    .await;
+    run_for(&t, 70, 10).await;
+    assert!(mail_to(&t, "victim@").iter().all(|(m, _)| !m.subject.contains("cart")));
+}
+
+#[tokio::test]
+async fn a_shop_login_links_the_browser_so_its_cart_is_reminded() {
+    let t = TestStack::new();
+    let contact = t.consented_contact("member@example.com", json!({"locale": "en"})).await;
+    t.post_events(
+        vec![json!({"event_id": "login-1", "type": "login", "email": "member@example.com", "anonymous_id": "anon-member"})],
+        true,
+    )
+    .await;
+    let linked = ContactRepository::new(store(&t)).find_by_anonymous_id("anon-member").await.unwrap();
+    assert_eq!(linked.map(|c| c.id), Some(contact), "the signed login linked the browser");
+    t.post_events(
+        vec![json!({"event_id": "member:atc", "type": "add_to_cart", "anonymous_id": "anon-member",
+                    "properties": {"cart_id": "cart-member", "sku": "A", "name": "Boots", "price": 2500,
+                                   "cart_url": "https://shop.example/cart/cart-member"}})],
+        false,
+    )
+    .await;
+    run_for(&t, 70, 10).await;
+    let reminders = mail_to(&t, "member@").into_iter().filter(|(m, _)| m.subject.contains("cart")).count();
+    assert_eq!(reminders, 1, "the logged-in visitor's cart is reminded");
+}

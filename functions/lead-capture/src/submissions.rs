@@ -252,7 +252,12 @@ async fn handle(
         if touch.is_informative() || contact.first_touch.is_none() {
             contact.record_touch(touch.clone());
         }
-        if let Some(anonymous_id) = &anonymous_id {
+        // A form links the visitor's anonymous id only to the contact it creates: anyone can type
+        // an existing person's address, and must not reach them through their own browser's id.
+        // Returning people are linked by the shop's signed events (a login, a purchase).
+        if let Some(anonymous_id) = &anonymous_id
+            && contact.is_unsaved()
+        {
             contact.add_anonymous_id(anonymous_id);
         }
         if let Some(receipt) = &receipt {

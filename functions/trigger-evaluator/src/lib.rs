@@ -25,7 +25,7 @@ use voronka_domain::ports::{
 };
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::repo::consent_receipts;
-use voronka_domain::repo::contacts::contact_item;
+use voronka_domain::repo::contacts::{contact_item, link_anonymous_ids};
 use voronka_domain::repo::due::{self, DueItem, DueWork};
 use voronka_domain::repo::journey_state;
 use voronka_domain::sending::feedback;
@@ -421,6 +421,8 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
         let before = contact.clone();
         let expected_version = contact.version;
         update_contact(&mut contact, event, &deps.campaigns.settings);
+        // The shop's signed events (a login, a purchase) link the visitor's anonymous id.
+        let anonymous_links = link_anonymous_ids(deps.store.as_ref(), &mut contact, &before.anonymous_ids).await?;
 
         let (trigger_counts, count_items) = count_triggers(deps, event, &subjects(&contact)).await?;
         let states = journey_state::load_all(deps.store.as_ref(), &contact.id).await?;
@@ -462,6 +464,7 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
             },
         ];
         ops.extend(consent_receipts::new_receipt_ops(&before.consent_receipts, &contact));
+        ops.extend(anonymous_links);
         ops.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
         for state in &effects.states {
             let previous = states.get(&state.journey_id).map(|s| s.version);

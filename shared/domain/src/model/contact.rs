@@ -275,6 +275,11 @@ impl Contact {
         self.last_touch = Some(touch);
     }
 
+    /// Whether this contact has never been stored (it is being created by this write).
+    pub fn is_unsaved(&self) -> bool {
+        self.version == 0
+    }
+
     /// Remembers an anonymous id (cookie) so earlier anonymous behaviour counts for this person.
     /// Returns whether it was new.
     pub fn add_anonymous_id(&mut self, anonymous_id: &str) -> bool {

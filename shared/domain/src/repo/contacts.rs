@@ -173,13 +173,14 @@ impl<'a> ContactRepository<'a> {
                     let expected_version = contact.version;
                     change(&mut contact);
                     contact.keep_within_bounds();
+                    let anonymous = link_anonymous_ids(self.store, &mut contact, &before).await?;
                     contact.version = expected_version + 1;
                     contact.updated_at = now;
                     let mut ops = vec![TransactOp::Put {
                         item: contact_item(&contact),
                         condition: Some(Condition::equals("version", expected_version)),
                     }];
-                    ops.extend(new_anonymous_identities(&contact, &before));
+                    ops.extend(anonymous);
                     ops.extend(new_receipt_ops(&receipts_before, &contact));
                     self.store.transact(ops).await.map(|()| (contact, UpsertOutcome::Updated))
                 }
@@ -188,6 +189,7 @@ impl<'a> ContactRepository<'a> {
                     contact.email = Some(email.clone());
                     change(&mut contact);
                     contact.keep_within_bounds();
+                    let anonymous = link_anonymous_ids(self.store, &mut contact, &[]).await?;
                     contact.version = 1;
                     contact.updated_at = now;
                     let identity = Item::new(&email_key(email), serde_json::json!({ "contact_id": contact.id }));
@@ -195,7 +197,7 @@ impl<'a> ContactRepository<'a> {
                         TransactOp::Put { item: identity, condition: Some(Condition::NotExists) },
                         TransactOp::Put { item: contact_item(&contact), condition: Some(Condition::NotExists) },
                     ];
-                    ops.extend(new_anonymous_identities(&contact, &[]));
+                    ops.extend(anonymous);
                     ops.extend(new_receipt_ops(&[], &contact));
                     self.store.transact(ops).await.map(|()| (contact, UpsertOutcome::Created))
                 }
@@ -233,13 +235,14 @@ impl<'a> ContactRepository<'a> {
                 return Ok(contact);
             }
             contact.keep_within_bounds();
+            let anonymous = link_anonymous_ids(self.store, &mut contact, &before).await?;
             contact.version = expected_version + 1;
             contact.updated_at = now;
             let mut ops = vec![TransactOp::Put {
                 item: contact_item(&contact),
                 condition: Some(Condition::equals("version", expected_version)),
             }];
-            ops.extend(new_anonymous_identities(&contact, &before));
+            ops.extend(anonymous);
             ops.extend(new_receipt_ops(&receipts_before, &contact));
             match self.store.transact(ops).await {
                 Ok(()) => return Ok(contact),
@@ -276,15 +279,32 @@ impl<'a> ContactRepository<'a> {
     }
 }
 
-/// Identity items for anonymous ids the contact did not have before this write.
-fn new_anonymous_identities(contact: &Contact, before: &[String]) -> Vec<TransactOp> {
-    contact
-        .anonymous_ids
-        .iter()
-        .filter(|id| !before.contains(id))
-        .map(|anonymous_id| TransactOp::Put {
-            item: Item::new(&anonymous_key(anonymous_id), serde_json::json!({ "contact_id": contact.id })),
-            condition: None,
-        })
-        .collect()
+/// Links the anonymous ids the contact did not have before this write, for the write's
+/// transaction. An anonymous id belongs to the first contact it was linked to: one already linked
+/// to another contact is taken off this one (a page cannot move someone's browsing, or reach
+/// someone, by naming their id), and the write is conditional so a racing twin loses and retries.
+pub async fn link_anonymous_ids(
+    store: &dyn Store,
+    contact: &mut Contact,
+    before: &[String],
+) -> Result<Vec<TransactOp>, StoreError> {
+    let mut ops = Vec::new();
+    let mut taken = Vec::new();
+    for anonymous_id in contact.anonymous_ids.iter().filter(|id| !before.contains(id)) {
+        let key = anonymous_key(anonymous_id);
+        let owner = store.get(&key).await?.and_then(|item| item.get_str("contact_id").map(str::to_string));
+        match owner {
+            Some(owner) if owner != contact.id => taken.push(anonymous_id.clone()),
+            Some(_) => {}
+            None => ops.push(TransactOp::Put {
+                item: Item::new(&key, serde_json::json!({ "contact_id": contact.id })),
+                condition: Some(Condition::NotExists),
+            }),
+        }
+    }
+    if !taken.is_empty() {
+        tracing::info!(contact_id = %contact.id, count = taken.len(), "anonymous ids linked to another contact were not linked");
+        contact.anonymous_ids.retain(|id| !taken.contains(id));
+    }
+    Ok(ops)
 }
