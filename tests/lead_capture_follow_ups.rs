@@ -167,7 +167,7 @@ async fn lead_created_refused_by_the_queue_is_queued_by_the_clients_retry_with_a
     assert!(leads[0].event_id.ends_with(":lead_created"));
     assert_ne!(
         leads[0].event_id,
-        format!("{}:lead_created", retried.json()["submission_id"].as_str().unwrap()),
+        format!("{}:{}:lead_created", created_by.id, retried.json()["submission_id"].as_str().unwrap()),
         "the lead keeps the id of the submission that created the contact"
     );
     assert_eq!(leads[0].occurred_at, created_by.created_at);
@@ -192,8 +192,9 @@ async fn lead_created_refused_by_the_queue_is_queued_by_a_retry_with_the_same_su
     f.queue.refuse_events.store(false, Ordering::SeqCst);
     let retried = f.submit("consultation", body).await;
     assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text);
+    let contact = retried.json()["contact_id"].as_str().unwrap().to_string();
     let ids: Vec<_> = f.t.drain_events().await.into_iter().map(|e| e.event_id).collect();
-    assert_eq!(ids, ["sub-0042:form_submitted", "sub-0042:lead_created"]);
+    assert_eq!(ids, [format!("{contact}:sub-0042:form_submitted"), format!("{contact}:sub-0042:lead_created")]);
 }
 
 #[tokio::test]
@@ -380,4 +381,30 @@ async fn a_confirmation_whose_event_the_queue_refused_is_reported_when_the_link_
         "the confirmation reaches the evaluator: {:?}",
         events.iter().map(|e| &e.event_type).collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn one_submission_id_reused_for_two_people_makes_two_leads() {
+    let f = Fixture::new();
+    for email in ["static-1@example.com", "static-2@example.com"] {
+        let mut body = consultation(email);
+        body["submission_id"] = json!("sub-static");
+        assert_eq!(f.submit("consultation", body).await.status, StatusCode::CREATED);
+    }
+    voronka_local::workers::drain(&f.t.stack).await.unwrap();
+    let day = trigger_evaluator::aggregates::day(f.t.clock.now(), &f.t.stack.state.campaigns.settings);
+    let query = voronka_domain::ports::Query::partition(voronka_domain::ports::Index::Table, format!("AGG#{day}"));
+    let leads: i64 =
+        f.t.stack
+            .state
+            .store
+            .query(query)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|i| i.get_str("sk").is_some_and(|sk| sk.starts_with("leads#")))
+            .filter_map(|i| i.get_i64("value"))
+            .sum();
+    assert_eq!(leads, 2, "a page with a fixed submission id still counts both people");
 }

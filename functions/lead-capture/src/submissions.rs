@@ -463,7 +463,9 @@ fn submission_events(
         properties.insert("journey".into(), Value::String(journey.clone()));
     }
     let event = |event_type: &str| Event {
-        event_id: format!("{submission_id}:{event_type}"),
+        // Scoped by the contact: submission ids are the client's choice, and one id reused for two
+        // people must not make the second person's events duplicates of the first's.
+        event_id: format!("{}:{submission_id}:{event_type}", contact.id),
         event_type: event_type.to_string(),
         contact: ContactRef { contact_id: Some(contact.id.clone()), ..Default::default() },
         occurred_at: now,
@@ -475,7 +477,7 @@ fn submission_events(
     let mut events = vec![event("form_submitted")];
     if let Some(created_by) = lead_created_by {
         let mut lead = event("lead_created");
-        lead.event_id = format!("{created_by}:lead_created");
+        lead.event_id = format!("{}:{created_by}:lead_created", contact.id);
         lead.occurred_at = contact.created_at;
         events.push(lead);
     }
