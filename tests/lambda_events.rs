@@ -69,24 +69,8 @@ async fn the_sender_sample_batch_sends_two_and_fails_the_malformed_one() {
     sample_contact(&t, "anna.petrova@example.com").await;
     // The sample's journey send comes from a live run of `welcome` (the sender asks it at send time).
     let now = voronka_domain::ports::Clock::now(t.clock.as_ref());
-    let run = voronka_domain::repo::journey_state::JourneyState {
-        journey_id: "welcome".into(),
-        contact_id: "c_sample".into(),
-        run: 1,
-        status: voronka_domain::repo::journey_state::RunStatus::Active,
-        group: voronka_domain::repo::journey_state::Group::Treatment,
-        entered_at: now,
-        finished_at: None,
-        exit_reason: None,
-        current_step: None,
-        variants: Default::default(),
-        last_send_tag: None,
-        clicked_last: false,
-        converted: false,
-        steps_taken: 0,
-        trigger_context: Default::default(),
-        version: 1,
-    };
+    use voronka_domain::repo::journey_state::{Group, JourneyState};
+    let run = JourneyState { version: 1, ..JourneyState::new_run("welcome", "c_sample", 1, Group::Treatment, now) };
     t.stack.state.store.put(run.to_item(), None).await.unwrap();
     let deliveries = sqs_batch("sender/sqs-send-requests.json")
         .into_iter()

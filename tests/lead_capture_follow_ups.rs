@@ -4,11 +4,11 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use support::doubles::RefusingQueue;
 
-use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use axum::Router;
 use axum::body::Body;
 use http::{Request, StatusCode, header};
@@ -17,70 +17,21 @@ use serde_json::{Value, json};
 use support::inprocess::{Answer, TestStack};
 use tower::ServiceExt;
 use voronka_domain::model::{Contact, EmailAddress, SendClass, SuppressionReason};
-use voronka_domain::ports::{Clock, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome};
+use voronka_domain::ports::Clock;
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::sending::policy::{BlockReason, check_recipient};
 use voronka_domain::signing::UNSUBSCRIBE_TOKEN_PURPOSE;
 
-/// The stack's queue, refusing one queue's messages while told to.
-struct FlakyQueue {
-    inner: Arc<dyn Queue>,
-    refuse_events: AtomicBool,
-    refuse_sends: AtomicBool,
-}
-
-#[async_trait]
-impl Queue for FlakyQueue {
-    async fn send_batch(
-        &self,
-        queue: QueueName,
-        messages: Vec<OutgoingMessage>,
-    ) -> Result<Vec<SendOutcome>, QueueError> {
-        let refuse = match queue {
-            QueueName::Events => self.refuse_events.load(Ordering::SeqCst),
-            QueueName::Sends => self.refuse_sends.load(Ordering::SeqCst),
-        };
-        if refuse {
-            return Ok(messages
-                .into_iter()
-                .map(|m| SendOutcome { id: m.id, error: Some("ServiceUnavailable".into()) })
-                .collect());
-        }
-        self.inner.send_batch(queue, messages).await
-    }
-
-    async fn receive(
-        &self,
-        queue: QueueName,
-        max: usize,
-        visibility: Duration,
-    ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        self.inner.receive(queue, max, visibility).await
-    }
-
-    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
-        self.inner.delete(queue, receipt).await
-    }
-
-    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
-        self.inner.dead_letter_count(queue).await
-    }
-}
-
 struct Fixture {
     t: TestStack,
-    queue: Arc<FlakyQueue>,
+    queue: Arc<RefusingQueue>,
     app: Router,
 }
 
 impl Fixture {
     fn new() -> Fixture {
         let t = TestStack::new();
-        let queue = Arc::new(FlakyQueue {
-            inner: t.stack.embedded.queue.clone(),
-            refuse_events: AtomicBool::new(false),
-            refuse_sends: AtomicBool::new(false),
-        });
+        let queue = Arc::new(RefusingQueue::new(t.stack.embedded.queue.clone()));
         let mut state = t.stack.state.clone();
         state.queue = queue.clone();
         let app = lead_capture::router(state);

@@ -4,23 +4,12 @@
 
 mod support;
 
+use support::doubles::Captured;
+
 use axum::body::Body;
 use http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use support::inprocess::TestStack;
-
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn logs_are_json_and_never_contain_an_email_address_or_phone() {
@@ -45,7 +34,7 @@ async fn logs_are_json_and_never_contain_an_email_address_or_phone() {
         .unwrap();
     t.send(request).await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let lines: Vec<Value> = logs.lines().map(|l| serde_json::from_str(l).expect("every log line is JSON")).collect();
     assert!(lines.iter().any(|l| l["fields"]["contact_id"] == id.as_str()), "the submission was logged: {logs}");
     let lowered = logs.to_lowercase();

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::doubles::RefusingQueue;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -12,14 +14,13 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use jiff::Timestamp;
 use serde_json::{Map, json};
-use std::time::Duration;
 use support::inprocess::TestStack;
 use voronka_domain::model::{
     Channel, ConsentReceipt, Contact, EmailAddress, Priority, SendClass, SendOrigin, SendRequest, SuppressionReason,
 };
 use voronka_domain::ports::{
-    Clock, Condition, Item, Key, MailError, Mailer, OutgoingEmail, OutgoingMessage, Page, Query, Queue, QueueError,
-    QueueName, ReceivedMessage, SendOutcome, Store, StoreError, TransactOp, UpdateAction,
+    Clock, Condition, Item, Key, MailError, Mailer, OutgoingEmail, Page, Query, QueueName, Store, StoreError,
+    TransactOp, UpdateAction,
 };
 use voronka_domain::repo::journey_state::{Group, JourneyState, RunStatus};
 use voronka_domain::repo::{ContactRepository, SendLedger};
@@ -105,22 +106,9 @@ impl Fixture {
 
     async fn journey_state(&self, contact_id: &str, journey_id: &str, run: u32, status: RunStatus) {
         let state = JourneyState {
-            journey_id: journey_id.into(),
-            contact_id: contact_id.into(),
-            run,
             status,
-            group: Group::Treatment,
-            entered_at: self.t.clock.now(),
-            finished_at: None,
-            exit_reason: None,
-            current_step: None,
-            variants: Default::default(),
-            last_send_tag: None,
-            clicked_last: false,
-            converted: false,
-            steps_taken: 0,
-            trigger_context: Default::default(),
             version: 1,
+            ..JourneyState::new_run(journey_id, contact_id, run, Group::Treatment, self.t.clock.now())
         };
         self.t.stack.state.store.put(state.to_item(), None).await.unwrap();
     }
@@ -660,51 +648,12 @@ async fn a_failure_before_the_request_left_is_retried_and_so_is_transactional_ma
     assert_eq!(f.ledger_state("optin:refused").await.unwrap().0, "retry");
 }
 
-/// The events queue refusing each message of a batch (the call itself succeeds), while `refuse` holds.
-struct RefusingEvents {
-    inner: Arc<dyn Queue>,
-    refuse: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait]
-impl Queue for RefusingEvents {
-    async fn send_batch(
-        &self,
-        queue: QueueName,
-        messages: Vec<OutgoingMessage>,
-    ) -> Result<Vec<SendOutcome>, QueueError> {
-        if queue == QueueName::Events && self.refuse.load(Ordering::SeqCst) {
-            return Ok(messages
-                .into_iter()
-                .map(|m| SendOutcome { id: m.id, error: Some("InternalError: try again".into()) })
-                .collect());
-        }
-        self.inner.send_batch(queue, messages).await
-    }
-    async fn receive(
-        &self,
-        queue: QueueName,
-        max: usize,
-        visibility: Duration,
-    ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        self.inner.receive(queue, max, visibility).await
-    }
-    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
-        self.inner.delete(queue, receipt).await
-    }
-    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
-        self.inner.dead_letter_count(queue).await
-    }
-}
-
 #[tokio::test]
 async fn an_email_sent_event_the_queue_refused_is_queued_on_the_next_delivery_without_a_second_email() {
     let mut f = Fixture::new();
     f.at_moscow(12, 0);
-    let queue = Arc::new(RefusingEvents {
-        inner: f.t.stack.embedded.queue.clone(),
-        refuse: std::sync::atomic::AtomicBool::new(true),
-    });
+    let queue = Arc::new(RefusingQueue::new(f.t.stack.embedded.queue.clone()));
+    queue.refuse_events.store(true, Ordering::SeqCst);
     f.deps.queue = queue.clone();
     let contact = f.subscribed("counted@example.com").await;
     let welcome = request("w:counted", &contact, "welcome", SendClass::Marketing, Priority::Journey);
@@ -712,7 +661,7 @@ async fn an_email_sent_event_the_queue_refused_is_queued_on_the_next_delivery_wi
     assert_eq!(f.ledger_state("w:counted").await.unwrap().0, "sent");
     assert!(f.t.drain_events().await.is_empty());
 
-    queue.refuse.store(false, Ordering::SeqCst);
+    queue.refuse_events.store(false, Ordering::SeqCst);
     assert!(f.deliver(&welcome).await.is_empty());
     assert!(f.deliver(&welcome).await.is_empty(), "once queued, a later delivery has nothing left to do");
     assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 1, "one email");

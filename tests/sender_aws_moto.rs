@@ -13,7 +13,7 @@ use voronka_domain::model::{
     Channel, ConsentReceipt, Contact, EmailAddress, Priority, SendClass, SendOrigin, SendRequest,
 };
 use voronka_domain::ports::SimulatedClock;
-use voronka_domain::repo::journey_state::{Group, JourneyState, RunStatus};
+use voronka_domain::repo::journey_state::{Group, JourneyState};
 use voronka_domain::repo::{ContactRepository, SendLedger};
 use voronka_domain::sending::origin::journey_send_key;
 use voronka_domain::signing::Secrets;
@@ -72,24 +72,7 @@ async fn five_deliveries_two_concurrent_make_exactly_one_ses_call() {
         .await
         .unwrap();
     // The journey run that issues the email, live (the sender asks it at send time).
-    let run = JourneyState {
-        journey_id: "welcome".into(),
-        contact_id: contact.id.clone(),
-        run: 1,
-        status: RunStatus::Active,
-        group: Group::Treatment,
-        entered_at: now,
-        finished_at: None,
-        exit_reason: None,
-        current_step: None,
-        variants: Default::default(),
-        last_send_tag: None,
-        clicked_last: false,
-        converted: false,
-        steps_taken: 0,
-        trigger_context: Default::default(),
-        version: 1,
-    };
+    let run = JourneyState { version: 1, ..JourneyState::new_run("welcome", &contact.id, 1, Group::Treatment, now) };
     voronka_domain::ports::Store::put(store.as_ref(), run.to_item(), None).await.unwrap();
     let request = SendRequest {
         idempotency_key: journey_send_key("welcome", &contact.id, 1, "s1", 1),

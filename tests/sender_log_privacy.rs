@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::doubles::Captured;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,19 +17,6 @@ use voronka_domain::model::{
 };
 use voronka_domain::ports::{Clock, MailError, Mailer, OutgoingEmail};
 use voronka_domain::repo::{ContactRepository, SendLedger};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Answers as SES does for an unverified recipient in the sandbox, naming the address.
 struct Rejecting;
@@ -80,7 +69,7 @@ async fn an_ses_rejection_naming_the_address_is_logged_and_stored_without_it() {
     let reason = ledger.get_str("reason").unwrap().to_string();
     assert_eq!(ledger.get_str("state"), Some("blocked"));
     assert!(reason.starts_with("rejected_by_ses") && reason.contains("identities failed the check"), "{reason}");
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let lines: Vec<Value> = logs.lines().map(|l| serde_json::from_str(l).expect("every log line is JSON")).collect();
     assert!(
         lines.iter().any(|l| l["fields"]["outcome"] == "blocked" && l["fields"]["contact_id"] == "c_secret"),

@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::doubles::Captured;
+
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -14,19 +16,6 @@ use support::inprocess::TestStack;
 use voronka_domain::model::{ConsentReceipt, Contact, EmailAddress, SuppressionReason};
 use voronka_domain::ports::Clock;
 use voronka_domain::repo::ContactRepository;
-
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The SES developer guide's Bounce and Complaint examples, as an SQS batch.
 fn guide_examples() -> Vec<trigger_evaluator::Delivery> {
@@ -53,7 +42,7 @@ async fn ses_feedback_without_voronkas_tags_suppresses_the_contact_found_by_the_
     assert!(failed.is_empty(), "unmatched feedback is not retried into the DLQ: {failed:?}");
     let repo = ContactRepository::new(t.stack.state.store.as_ref());
     assert!(repo.list_all().await.unwrap().is_empty(), "feedback never creates a contact");
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let lines: Vec<Value> = logs.lines().map(|l| serde_json::from_str(l).expect("every log line is JSON")).collect();
     let unmatched: Vec<&Value> = lines
         .iter()

@@ -1,5 +1,6 @@
 //! Helpers shared by the workspace-level tests.
 #![allow(dead_code)]
 
+pub mod doubles;
 pub mod inprocess;
 pub mod moto;

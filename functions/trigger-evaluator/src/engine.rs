@@ -207,22 +207,9 @@ pub fn decide(
                 Group::Treatment
             };
             let mut entered = JourneyState {
-                journey_id: journey.id.clone(),
-                contact_id: contact.id.clone(),
-                run,
-                status: RunStatus::Active,
-                group,
-                entered_at: now,
-                finished_at: None,
-                exit_reason: None,
-                current_step: None,
-                variants: BTreeMap::new(),
-                last_send_tag: None,
-                clicked_last: false,
-                converted: false,
-                steps_taken: 0,
                 trigger_context: trigger_context(&journey.trigger, event),
                 version: state.as_ref().map_or(0, |s| s.version),
+                ..JourneyState::new_run(&journey.id, &contact.id, run, group, now)
             };
             effects.entered.push(journey.id.clone());
             effects.journey_counts.push((journey.id.clone(), group, "entries", 1.0));

@@ -68,6 +68,28 @@ pub struct JourneyState {
 }
 
 impl JourneyState {
+    /// Run `run` of a journey for a contact, active from `entered_at`, not yet stored (version 0).
+    pub fn new_run(journey_id: &str, contact_id: &str, run: u32, group: Group, entered_at: Timestamp) -> JourneyState {
+        JourneyState {
+            journey_id: journey_id.to_string(),
+            contact_id: contact_id.to_string(),
+            run,
+            status: RunStatus::Active,
+            group,
+            entered_at,
+            finished_at: None,
+            exit_reason: None,
+            current_step: None,
+            variants: BTreeMap::new(),
+            last_send_tag: None,
+            clicked_last: false,
+            converted: false,
+            steps_taken: 0,
+            trigger_context: serde_json::Map::new(),
+            version: 0,
+        }
+    }
+
     pub fn run_id(&self) -> String {
         format!("{}:{}:{}", self.journey_id, self.contact_id, self.run)
     }
