@@ -98,3 +98,40 @@ async fn a_thousand_submissions_for_one_address_leave_a_small_contact_that_still
     assert_eq!(receipts.len(), 1001, "the withdrawal is kept as proof too");
     assert!(!receipts.last().unwrap().granted);
 }
+
+#[tokio::test]
+async fn receipts_of_a_contact_stored_before_the_bounds_become_items_when_it_is_next_written() {
+    let t = TestStack::new();
+    let now = t.clock.now();
+    // A contact as it was stored when every receipt lived on it.
+    let mut legacy = voronka_domain::model::Contact::new("c_legacy".into(), now, "en".into(), "Europe/Moscow".into());
+    legacy.email = Some(voronka_domain::model::EmailAddress::parse("legacy@example.com").unwrap());
+    legacy.version = 1;
+    legacy.receipts_itemised = false;
+    for n in 0..12 {
+        let at = now - jiff::SignedDuration::from_hours(100 - n);
+        legacy.consent_receipts.push(voronka_domain::model::ConsentReceipt::granted(
+            &format!("old-{n}"),
+            at,
+            "v1",
+            false,
+        ));
+    }
+    let mut item = voronka_domain::ports::Item::new(&contact_key("c_legacy"), serde_json::to_value(&legacy).unwrap());
+    item.0.insert("gsi1pk".into(), json!("CONTACTS#00"));
+    t.stack.state.store.put(item, None).await.unwrap();
+
+    ContactRepository::new(t.stack.state.store.as_ref())
+        .update("c_legacy", now, |c| {
+            c.tags.insert("touched".into());
+            true
+        })
+        .await
+        .unwrap();
+    let kept = voronka_domain::repo::consent_receipts::ConsentReceipts::new(t.stack.state.store.as_ref())
+        .list("c_legacy")
+        .await
+        .unwrap();
+    let ids: BTreeSet<String> = kept.into_iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), 12, "every receipt the contact held is proof kept as an item: {ids:?}");
+}

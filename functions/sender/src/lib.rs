@@ -239,6 +239,9 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
             return block(redact::addresses(&reason)).await;
         }
     };
+    // The send rate is waited for before the claim says `calling`: a container killed while it
+    // waits has sent nothing, and its claim must be taken over, not written off.
+    deps.rate.wait().await;
     // From here on the message may be on its way; if this attempt dies, the claim says so.
     if let Err(error) = ledger.mark_calling(key, attempt, deps.clock.now()).await {
         give_back_slot().await;
@@ -255,7 +258,17 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
         Ok(message_id) => {
             // A crash right here leaves the claim `calling`; its lease decides (see the ledger).
             let sent_at = deps.clock.now();
-            ledger.mark_sent(key, attempt, &message_id, sent_at).await.map_err(|e| e.to_string())?;
+            // SES took it: recording that is worth a few quick tries before the message goes back
+            // to the queue (where a marketing message would end `unknown` and uncounted).
+            let mut recorded = ledger.mark_sent(key, attempt, &message_id, sent_at).await;
+            for pause_ms in [50u64, 250] {
+                if recorded.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                recorded = ledger.mark_sent(key, attempt, &message_id, sent_at).await;
+            }
+            recorded.map_err(|e| e.to_string())?;
             let sent = Outcome::Sent { message_id: message_id.clone() };
             Ok(report_sent(deps, ledger, request, &message_id, sent_at, sent).await)
         }
@@ -315,10 +328,11 @@ async fn requeue(deps: &SenderDeps, request: &SendRequest, until: Timestamp) -> 
 async fn send_with_backoff(deps: &SenderDeps, email: &OutgoingEmail, class: SendClass) -> Result<String, MailError> {
     let mut last = MailError::NotSent("not tried".into());
     for attempt in 0..3u32 {
+        // The first try's rate wait came before the ledger said `calling`.
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1))).await;
+            deps.rate.wait().await;
         }
-        deps.rate.wait().await;
         match deps.mailer.send(email).await {
             Ok(id) => return Ok(id),
             Err(error @ MailError::Rejected(_)) => return Err(error),

@@ -84,25 +84,35 @@ pub async fn process_batch(deps: &EvaluatorDeps, deliveries: Vec<Delivery>) -> V
     failed
 }
 
-/// Reads one queue message: an SES notification or one of Voronka's events.
-pub fn read_message(body: &str, now: Timestamp) -> Result<Option<Event>, String> {
+/// Reads one queue message: the events of an SES notification (one per person it suppresses), or
+/// one of Voronka's events.
+pub fn read_message(body: &str, now: Timestamp) -> Result<Vec<Event>, String> {
     if let Some(feedback) = feedback::parse(body) {
-        return Ok(feedback.to_event(now));
+        return Ok(feedback.to_events(now));
     }
-    serde_json::from_str::<Event>(body).map(Some).map_err(|e| format!("not an event: {e}"))
+    serde_json::from_str::<Event>(body).map(|event| vec![event]).map_err(|e| format!("not an event: {e}"))
 }
 
 pub async fn handle_message(deps: &EvaluatorDeps, body: &str) -> Outcome {
     let now = deps.clock.now();
-    let event = match read_message(body, now) {
-        Ok(Some(event)) => event,
-        Ok(None) => return Outcome::Unmatched("feedback Voronka does not track".into()),
+    let events = match read_message(body, now) {
+        Ok(events) if events.is_empty() => return Outcome::Unmatched("feedback Voronka does not track".into()),
+        Ok(events) => events,
         Err(reason) => return Outcome::Malformed(reason),
     };
-    match apply_event(deps, &event).await {
-        Ok(outcome) => outcome,
-        Err(error) => Outcome::Retry(error.to_string()),
+    // Each event is applied once by its own marker, so a retry of the message repeats nothing.
+    let mut first = None;
+    for event in &events {
+        let outcome = match apply_event(deps, event).await {
+            Ok(outcome) => outcome,
+            Err(error) => return Outcome::Retry(error.to_string()),
+        };
+        if matches!(outcome, Outcome::Retry(_) | Outcome::Malformed(_)) {
+            return outcome;
+        }
+        first.get_or_insert(outcome);
     }
+    first.unwrap_or(Outcome::Duplicate)
 }
 
 /// The processed marker of an event, by its source-scoped id (`Event::dedupe_key`).
@@ -454,6 +464,8 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
             aggregates::record_journey(&mut counters, &deps.campaigns.settings, now, journey, *group, metric, *amount);
         }
 
+        contact.keep_within_bounds();
+        consent_receipts::itemise_legacy_receipts(deps.store.as_ref(), &before.consent_receipts, &mut contact).await?;
         contact.version = expected_version + 1;
         contact.updated_at = now;
         let mut ops = vec![

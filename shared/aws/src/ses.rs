@@ -139,7 +139,12 @@ fn classify(error: &SendEmailSdkError) -> MailError {
                 // SES answered that it sends nothing now: nothing was taken.
                 Some("SendingPausedException" | "AccountSuspendedException") => MailError::NotSent(text),
                 _ if status >= 500 => MailError::Ambiguous(text),
-                _ => MailError::Rejected(text),
+                // Only a verdict on the message itself is final; any other refusal (access denied
+                // after a deploy, an expired token, a missing configuration set, a mail-from
+                // domain in a DNS blip) took nothing and is ours to fix: retried, then the DLQ
+                // and its alarm, never a silent drop.
+                Some("MessageRejected" | "BadRequestException") => MailError::Rejected(text),
+                _ => MailError::NotSent(text),
             }
         }
         _ => MailError::Ambiguous(text),
@@ -234,5 +239,9 @@ mod tests {
             fake_ses(Some(response("400 Bad Request", "MessageRejected", "Email address is not verified")));
         let rejected = mailer(&rejecting).await.send(&email()).await.unwrap_err();
         assert!(matches!(rejected, MailError::Rejected(_)), "{rejected:?}");
+
+        let (denying, _) = fake_ses(Some(response("403 Forbidden", "AccessDeniedException", "not authorized")));
+        let denied = mailer(&denying).await.send(&email()).await.unwrap_err();
+        assert!(matches!(denied, MailError::NotSent(_)), "an account problem is retried, not a verdict: {denied:?}");
     }
 }

@@ -225,6 +225,10 @@ pub struct Contact {
     pub last_active_day: Option<String>,
     /// Optimistic-concurrency version: every write checks and bumps it.
     pub version: u64,
+    /// Whether every receipt this contact ever held is stored as its own `CONSENT#` item. False
+    /// for contacts stored when receipts lived only on the contact, until their next write.
+    #[serde(default)]
+    pub receipts_itemised: bool,
 }
 
 impl Contact {
@@ -260,6 +264,7 @@ impl Contact {
             active_days: 0,
             last_active_day: None,
             version: 0,
+            receipts_itemised: true,
         }
     }
 

@@ -10,12 +10,14 @@ pub fn cart_key(cart_id: &str) -> Key {
     Key::new(format!("CART#{cart_id}"), "STATE")
 }
 
-/// The cart as stored, or `None` when there is none (or it no longer parses).
+/// The cart as stored, or `None` when there is none. A cart that does not read (a newer writer's
+/// shape during a deploy) is an error to retry, never "no cart".
 pub async fn load(store: &dyn Store, cart_id: &str) -> Result<Option<Cart>, StoreError> {
-    Ok(store.get(&cart_key(cart_id)).await?.and_then(|item| {
-        let mut map = item.0;
-        map.remove("pk");
-        map.remove("sk");
-        serde_json::from_value(Value::Object(map)).ok()
-    }))
+    let Some(item) = store.get(&cart_key(cart_id)).await? else { return Ok(None) };
+    let mut map = item.0;
+    map.remove("pk");
+    map.remove("sk");
+    serde_json::from_value(Value::Object(map))
+        .map(Some)
+        .map_err(|e| StoreError::Backend(format!("a stored cart cannot be read: {e}")))
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::contacts::RepoError;
 use crate::model::{ConsentReceipt, Contact};
-use crate::ports::store::{PK, SK};
+use crate::ports::store::{MAX_BATCH_PUT, PK, SK};
 use crate::ports::{Cursor, Index, Item, Key, Query, Store, TransactOp};
 
 fn partition(contact_id: &str) -> String {
@@ -44,6 +44,26 @@ pub fn new_receipt_ops(before: &[ConsentReceipt], after: &Contact) -> Vec<Transa
         .filter(|receipt| !before.iter().any(|known| known.id == receipt.id))
         .map(|receipt| TransactOp::Put { item: receipt_item(&after.id, receipt), condition: None })
         .collect()
+}
+
+/// Stores as their own items the receipts of a contact written when receipts lived only on the
+/// contact (all it held before this write, including those the bounds now trim), once, and marks
+/// it: proof is never lost. Plain puts of the receipts' own keys, so repeating them changes
+/// nothing and they need no place in the contact's transaction (which they could overflow).
+pub async fn itemise_legacy_receipts(
+    store: &dyn Store,
+    before: &[ConsentReceipt],
+    contact: &mut Contact,
+) -> Result<(), crate::ports::StoreError> {
+    if contact.receipts_itemised {
+        return Ok(());
+    }
+    let items: Vec<Item> = before.iter().map(|receipt| receipt_item(&contact.id, receipt)).collect();
+    for chunk in items.chunks(MAX_BATCH_PUT) {
+        store.batch_put(chunk.to_vec()).await?;
+    }
+    contact.receipts_itemised = true;
+    Ok(())
 }
 
 pub struct ConsentReceipts<'a> {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::consent_receipts::new_receipt_ops;
+use super::consent_receipts::{itemise_legacy_receipts, new_receipt_ops};
 use crate::model::{Contact, EmailAddress};
 use crate::ports::store::{GSI1_PK, GSI1_SK, PK, SK};
 use crate::ports::{Condition, Cursor, Index, Item, Key, Query, Store, StoreError, TransactOp};
@@ -174,6 +174,7 @@ impl<'a> ContactRepository<'a> {
                     change(&mut contact);
                     contact.keep_within_bounds();
                     let anonymous = link_anonymous_ids(self.store, &mut contact, &before).await?;
+                    itemise_legacy_receipts(self.store, &receipts_before, &mut contact).await?;
                     contact.version = expected_version + 1;
                     contact.updated_at = now;
                     let mut ops = vec![TransactOp::Put {
@@ -236,6 +237,7 @@ impl<'a> ContactRepository<'a> {
             }
             contact.keep_within_bounds();
             let anonymous = link_anonymous_ids(self.store, &mut contact, &before).await?;
+            itemise_legacy_receipts(self.store, &receipts_before, &mut contact).await?;
             contact.version = expected_version + 1;
             contact.updated_at = now;
             let mut ops = vec![TransactOp::Put {

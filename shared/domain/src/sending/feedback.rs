@@ -87,7 +87,12 @@ pub fn parse(body: &str) -> Option<SesFeedback> {
         _ => Vec::new(),
     };
     if recipients.is_empty() {
-        recipients = addresses(mail.get("destination"));
+        // A complaint whose provider redacted the complainer names only the message's
+        // destinations: that is the person only when the message had one.
+        let destination = addresses(mail.get("destination"));
+        if destination.len() == 1 {
+            recipients = destination;
+        }
     }
     Some(SesFeedback {
         kind,
@@ -101,13 +106,27 @@ pub fn parse(body: &str) -> Option<SesFeedback> {
 }
 
 impl SesFeedback {
-    /// The `email_*` event this feedback stands for; `None` for kinds Voronka does not track.
-    /// Names the tagged contact and, for a bounce or a complaint, the recipient (the first, when a
-    /// message had several: Voronka's and a shop's mail go to one person each). Feedback that
-    /// names nobody still becomes an event, so the evaluator logs why it matched no one.
+    /// The `email_*` event this feedback stands for, the first of `to_events`.
     pub fn to_event(&self, received_at: Timestamp) -> Option<Event> {
+        self.to_events(received_at).into_iter().next()
+    }
+
+    /// The `email_*` events this feedback stands for; none for kinds Voronka does not track. One
+    /// names the tagged contact (and, for a bounce or a complaint, its first recipient as the
+    /// fallback); an untagged bounce or complaint makes one event per recipient it names, so
+    /// every bounced or complaining person of a shop's message is suppressed. Feedback that names
+    /// nobody still becomes an event, so the evaluator logs why it matched no one.
+    pub fn to_events(&self, received_at: Timestamp) -> Vec<Event> {
         let suppresses = matches!(self.kind, FeedbackKind::Bounce { .. } | FeedbackKind::Complaint);
-        let email = self.recipients.first().filter(|_| suppresses).map(|address| address.as_typed().to_string());
+        if suppresses && self.contact_id.is_none() && self.recipients.len() > 1 {
+            return (0..self.recipients.len()).filter_map(|index| self.event_for(index, received_at)).collect();
+        }
+        self.event_for(0, received_at).into_iter().collect()
+    }
+
+    fn event_for(&self, recipient: usize, received_at: Timestamp) -> Option<Event> {
+        let suppresses = matches!(self.kind, FeedbackKind::Bounce { .. } | FeedbackKind::Complaint);
+        let email = self.recipients.get(recipient).filter(|_| suppresses).map(|address| address.as_typed().to_string());
         let (event_type, mut properties) = match &self.kind {
             FeedbackKind::Delivery => ("email_delivered", Map::new()),
             FeedbackKind::Bounce { permanent, bounce_type } => {
@@ -133,8 +152,12 @@ impl SesFeedback {
             properties.insert("send".into(), json!(send));
         }
         // Opens and clicks repeat; each is its own event, told apart by its time.
+        let event_id = match recipient {
+            0 => format!("ses:{}:{event_type}:{}", self.message_id, self.at.as_millisecond()),
+            n => format!("ses:{}:{event_type}:{}:{n}", self.message_id, self.at.as_millisecond()),
+        };
         Some(Event {
-            event_id: format!("ses:{}:{event_type}:{}", self.message_id, self.at.as_millisecond()),
+            event_id,
             event_type: event_type.into(),
             contact: ContactRef { contact_id: self.contact_id.clone(), email, anonymous_id: None },
             occurred_at: self.at,
@@ -166,6 +189,24 @@ mod tests {
         assert_eq!(event.event_type, "email_bounced");
         assert_eq!(event.properties["permanent"], true);
         assert!(parse(r#"{"events":[]}"#).is_none(), "ordinary messages are not feedback");
+    }
+
+    #[test]
+    fn an_untagged_bounce_of_several_recipients_suppresses_each_of_them() {
+        let several = BOUNCE.replace(r#""contact_id":["c_1"],"#, "").replace(
+            r#""bouncedRecipients":[{"emailAddress":"gone@example.com"}]"#,
+            r#""bouncedRecipients":[{"emailAddress":"gone@example.com"},{"emailAddress":"moved@example.com"}]"#,
+        );
+        let events = parse(&several).unwrap().to_events(Timestamp::UNIX_EPOCH);
+        let named: Vec<_> = events.iter().map(|e| e.contact.email.clone().unwrap()).collect();
+        assert_eq!(named, ["gone@example.com", "moved@example.com"]);
+        assert_ne!(events[0].event_id, events[1].event_id, "each is applied once on its own");
+
+        // A complaint whose complainer was redacted, on a message to two people, names nobody.
+        let redacted = r#"{"eventType":"Complaint","complaint":{"complainedRecipients":[],"timestamp":"2026-11-22T10:00:05.000Z"},
+          "mail":{"timestamp":"2026-11-22T10:00:00.000Z","messageId":"m-2","destination":["a@example.com","b@example.com"]}}"#;
+        let event = parse(redacted).unwrap().to_event(Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(event.contact.email, None, "not a guess at who complained");
     }
 
     #[test]

@@ -127,12 +127,15 @@ async fn load_journey_state(
     contact_id: &str,
     journey_id: &str,
 ) -> Result<Option<JourneyState>, StoreError> {
-    Ok(store.get(&JourneyState::key(contact_id, journey_id)).await?.and_then(|item| {
-        let mut map = item.0;
-        map.remove("pk");
-        map.remove("sk");
-        serde_json::from_value(serde_json::Value::Object(map)).ok()
-    }))
+    let Some(item) = store.get(&JourneyState::key(contact_id, journey_id)).await? else { return Ok(None) };
+    let mut map = item.0;
+    map.remove("pk");
+    map.remove("sk");
+    // A state that does not read (a newer writer's shape during a deploy) is retried, never
+    // taken for "no run", which would cancel the send for good.
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map(Some)
+        .map_err(|e| StoreError::Backend(format!("a stored journey state cannot be read: {e}")))
 }
 
 /// Asks the request's origin whether it still wants the message now.
