@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::model::cart::clean_cart_properties;
 use voronka_domain::model::{Cart, CartStatus, Channel, Contact, Event, Priority, SendClass, SendOrigin, SendRequest};
-use voronka_domain::ports::{Condition, Index, Item, Key, Query, Store, StoreError, TransactOp};
+use voronka_domain::ports::{Condition, Index, Item, Key, Query, Store, StoreError, TransactOp, query_all};
 pub use voronka_domain::repo::carts::{cart_key, load};
 use voronka_domain::repo::due::{DueItem, DueWork};
 use voronka_domain::sending::origin::cart_step_send_key;
@@ -40,8 +40,8 @@ fn code_key(code: &str) -> Key {
 pub async fn carts_of(store: &dyn Store, owners: &[String]) -> Result<Vec<String>, StoreError> {
     let mut ids = Vec::new();
     for owner in owners {
-        let page = store.query(Query::partition(Index::Table, format!("CARTS#{owner}"))).await?;
-        ids.extend(page.items.iter().filter_map(|i| i.get_str("sk").map(str::to_string)));
+        let listed = query_all(store, Query::partition(Index::Table, format!("CARTS#{owner}"))).await?;
+        ids.extend(listed.iter().filter_map(|i| i.get_str("sk").map(str::to_string)));
     }
     Ok(ids)
 }
@@ -176,7 +176,7 @@ pub const MAX_CARTS_PER_OWNER: usize = 100;
 
 /// How many carts an owner has listed (at most one page).
 async fn carts_listed(store: &dyn Store, owner: &str) -> Result<usize, StoreError> {
-    Ok(store.query(Query::partition(Index::Table, format!("CARTS#{owner}"))).await?.items.len())
+    Ok(query_all(store, Query::partition(Index::Table, format!("CARTS#{owner}"))).await?.len())
 }
 
 fn list_cart(owner: &str, cart_id: &str, at: Timestamp) -> TransactOp {
@@ -193,11 +193,9 @@ const MAX_CARTS_CONSIDERED: usize = 20;
 async fn latest_active_cart(store: &dyn Store, owners: &[String]) -> Result<Option<String>, StoreError> {
     let mut listed = Vec::new();
     for owner in owners {
-        let page = store.query(Query::partition(Index::Table, format!("CARTS#{owner}"))).await?;
+        let page = query_all(store, Query::partition(Index::Table, format!("CARTS#{owner}"))).await?;
         listed.extend(
-            page.items
-                .iter()
-                .filter_map(|i| Some((i.get_i64("created_at").unwrap_or(0), i.get_str("sk")?.to_string()))),
+            page.iter().filter_map(|i| Some((i.get_i64("created_at").unwrap_or(0), i.get_str("sk")?.to_string()))),
         );
     }
     listed.sort_by(|a, b| b.cmp(a));

@@ -21,7 +21,7 @@ use voronka_domain::model::{
 };
 use voronka_domain::ports::store::MAX_TRANSACTION_OPS;
 use voronka_domain::ports::{
-    Clock, Condition, Index, Item, Key, Query, Queue, SortKeyRange, Store, StoreError, TransactOp,
+    Clock, Condition, Index, Item, Key, Query, Queue, SortKeyRange, Store, StoreError, TransactOp, query_all,
 };
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::repo::consent_receipts;
@@ -359,11 +359,8 @@ async fn count_triggers(
                 format!("{key}#{:012}", from.as_second()),
                 format!("{key}#{:012}#~", event.occurred_at.as_second()),
             ));
-            seen += deps
-                .store
-                .query(query)
+            seen += query_all(deps.store.as_ref(), query)
                 .await?
-                .items
                 .iter()
                 .filter(|i| i.get_str("event_id") != Some(event.dedupe_key().as_str()))
                 .count();

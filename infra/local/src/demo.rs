@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use voronka_domain::model::EmailAddress;
-use voronka_domain::ports::{Index, Query, QueueName, SeededIds, SimulatedClock};
+use voronka_domain::ports::{Index, Query, QueueName, SeededIds, SimulatedClock, query_all};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, sign_body};
 
@@ -585,7 +585,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     report.confirmations_queued = stack.embedded.queue.depth(QueueName::Sends).await?;
     let store = stack.state.store.as_ref();
     for journey in stack.state.campaigns.journeys.keys() {
-        let rows = store.query(Query::partition(Index::Table, format!("JAGG#{journey}"))).await?.items;
+        let rows = query_all(store, Query::partition(Index::Table, format!("JAGG#{journey}"))).await?;
         let mut summary = JourneyReport::default();
         for row in rows {
             let holdout = row.get_str("sk").unwrap_or_default().ends_with("#holdout");
@@ -605,7 +605,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     let mut totals: BTreeMap<String, f64> = BTreeMap::new();
     while day <= voronka_domain::ports::Clock::now(clock.as_ref()) {
         let date = trigger_evaluator::aggregates::day(day, &stack.state.campaigns.settings);
-        for row in store.query(Query::partition(Index::Table, format!("AGG#{date}"))).await?.items {
+        for row in query_all(store, Query::partition(Index::Table, format!("AGG#{date}"))).await? {
             let sk = row.get_str("sk").unwrap_or_default().to_string();
             let value = row.get("value").and_then(|v| v.as_f64()).unwrap_or(0.0);
             if let Some(rest) = sk.strip_prefix("email_sent#") {

@@ -12,4 +12,5 @@ pub use queue::{
 };
 pub use store::{
     Condition, Cursor, Index, Item, Key, Page, Query, SortKeyRange, Store, StoreError, TransactOp, UpdateAction,
+    query_all,
 };

@@ -286,3 +286,17 @@ pub trait Store: Send + Sync {
     /// Unconditional puts of at most `MAX_BATCH_PUT` items; returns once all are written.
     async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError>;
 }
+
+/// Every item a query matches, following the cursor page by page (a page stops at 1 MB on
+/// DynamoDB, so one page is not "all of them" for a partition that grew).
+pub async fn query_all(store: &dyn Store, mut query: Query) -> Result<Vec<Item>, StoreError> {
+    let mut items = Vec::new();
+    loop {
+        let page = store.query(query.clone()).await?;
+        items.extend(page.items);
+        match page.next {
+            Some(cursor) => query.start_after = Some(cursor),
+            None => return Ok(items),
+        }
+    }
+}

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::contacts::RepoError;
 use crate::model::{ConsentReceipt, Contact};
 use crate::ports::store::{MAX_BATCH_PUT, PK, SK};
-use crate::ports::{Cursor, Index, Item, Key, Query, Store, TransactOp};
+use crate::ports::{Index, Item, Key, Query, Store, TransactOp, query_all};
 
 fn partition(contact_id: &str) -> String {
     format!("CONSENT#{contact_id}")
@@ -77,26 +77,18 @@ impl<'a> ConsentReceipts<'a> {
 
     /// Every receipt of a contact, oldest first, read a page at a time.
     pub async fn list(&self, contact_id: &str) -> Result<Vec<ConsentReceipt>, RepoError> {
+        let query = Query::partition(Index::Table, partition(contact_id)).limit(500);
         let mut receipts = Vec::new();
-        let mut start_after: Option<Cursor> = None;
-        loop {
-            let mut query = Query::partition(Index::Table, partition(contact_id)).limit(500);
-            query.start_after = start_after.take();
-            let page = self.store.query(query).await?;
-            for item in page.items {
-                let mut map = item.0;
-                for name in [PK, SK, "contact_id"] {
-                    map.remove(name);
-                }
-                let receipt = serde_json::from_value(Value::Object(map))
-                    .map_err(|e| RepoError::Corrupt(format!("consent receipt: {e}")))?;
-                receipts.push(receipt);
+        for item in query_all(self.store, query).await? {
+            let mut map = item.0;
+            for name in [PK, SK, "contact_id"] {
+                map.remove(name);
             }
-            match page.next {
-                Some(cursor) => start_after = Some(cursor),
-                None => return Ok(receipts),
-            }
+            let receipt = serde_json::from_value(Value::Object(map))
+                .map_err(|e| RepoError::Corrupt(format!("consent receipt: {e}")))?;
+            receipts.push(receipt);
         }
+        Ok(receipts)
     }
 }
 

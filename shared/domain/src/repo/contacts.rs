@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::consent_receipts::{itemise_legacy_receipts, new_receipt_ops};
 use crate::model::{Contact, EmailAddress};
 use crate::ports::store::{GSI1_PK, GSI1_SK, PK, SK};
-use crate::ports::{Condition, Cursor, Index, Item, Key, Query, Store, StoreError, TransactOp};
+use crate::ports::{Condition, Index, Item, Key, Query, Store, StoreError, TransactOp, query_all};
 
 /// Contacts are spread over this many index partitions so no single one runs hot.
 pub const LISTING_SHARDS: u32 = 16;
@@ -262,18 +262,9 @@ impl<'a> ContactRepository<'a> {
     pub async fn list_all(&self) -> Result<Vec<Contact>, RepoError> {
         let mut contacts = Vec::new();
         for shard in 0..LISTING_SHARDS {
-            let mut start_after: Option<Cursor> = None;
-            loop {
-                let mut query = Query::partition(Index::Gsi1, listing_partition(shard)).limit(500);
-                query.start_after = start_after.take();
-                let page = self.store.query(query).await?;
-                for item in page.items {
-                    contacts.push(from_item(item)?);
-                }
-                match page.next {
-                    Some(cursor) => start_after = Some(cursor),
-                    None => break,
-                }
+            let query = Query::partition(Index::Gsi1, listing_partition(shard)).limit(500);
+            for item in query_all(self.store, query).await? {
+                contacts.push(from_item(item)?);
             }
         }
         contacts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));

@@ -17,7 +17,7 @@ use crate::model::{Event, SendRequest};
 use crate::ports::store::{GSI1_PK, GSI1_SK};
 use crate::ports::{
     Condition, Cursor, Index, Item, Key, OutgoingMessage, Query, Queue, QueueName, SortKeyRange, Store, StoreError,
-    TransactOp, UpdateAction, send_all,
+    TransactOp, UpdateAction, query_all, send_all,
 };
 
 /// Index partitions due items are spread over.
@@ -95,9 +95,8 @@ pub async fn cancel_ops(store: &dyn Store, contact_id: &str, groups: &[String]) 
     if groups.is_empty() {
         return Ok(Vec::new());
     }
-    let page = store.query(Query::partition(Index::Table, format!("DUE#{contact_id}"))).await?;
-    Ok(page
-        .items
+    let items = query_all(store, Query::partition(Index::Table, format!("DUE#{contact_id}"))).await?;
+    Ok(items
         .iter()
         .filter(|item| {
             item.get_str("state") == Some("pending")
@@ -123,8 +122,8 @@ pub fn cancel_op(key: Key) -> TransactOp {
 
 /// A contact's due items that are still pending, for inspection and tests.
 pub async fn pending_for(store: &dyn Store, contact_id: &str) -> Result<Vec<DueItem>, StoreError> {
-    let page = store.query(Query::partition(Index::Table, format!("DUE#{contact_id}"))).await?;
-    Ok(page.items.iter().filter(|i| i.get_str("state") == Some("pending")).filter_map(DueItem::from_item).collect())
+    let items = query_all(store, Query::partition(Index::Table, format!("DUE#{contact_id}"))).await?;
+    Ok(items.iter().filter(|i| i.get_str("state") == Some("pending")).filter_map(DueItem::from_item).collect())
 }
 
 /// Every item due at or before `now`, from each index partition, oldest first per partition.

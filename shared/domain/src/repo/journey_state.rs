@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::ports::{Index, Item, Key, Query, Store, StoreError};
+use crate::ports::{Index, Item, Key, Query, Store, StoreError, query_all};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -105,9 +105,8 @@ impl JourneyState {
 
 /// Every journey state of a contact, by journey id.
 pub async fn load_all(store: &dyn Store, contact_id: &str) -> Result<BTreeMap<String, JourneyState>, StoreError> {
-    let page = store.query(Query::partition(Index::Table, format!("JSTATE#{contact_id}"))).await?;
-    Ok(page
-        .items
+    let items = query_all(store, Query::partition(Index::Table, format!("JSTATE#{contact_id}"))).await?;
+    Ok(items
         .into_iter()
         .filter_map(|item| {
             let mut map = item.0;
