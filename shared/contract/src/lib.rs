@@ -259,6 +259,11 @@ pub async fn store_queries_sort_key_ranges_in_order_with_pages(h: &Harness) {
         }
     }
     assert_eq!(pages, sks(&all.items), "pages join up to the whole partition, nothing twice");
+    let followed =
+        voronka_domain::ports::query_all(h.store.as_ref(), Query::partition(Index::Table, &partition).limit(2))
+            .await
+            .unwrap();
+    assert_eq!(sks(&followed), sks(&all.items), "query_all follows every page");
 }
 
 pub async fn store_queries_the_secondary_index_with_pages(h: &Harness) {
