@@ -44,17 +44,6 @@ async fn purchase(t: &TestStack, contact: &str, cart: Option<&str>, order: &str,
         .await;
 }
 
-/// Moves the clock in steps, with the scheduler running every `step_minutes`.
-async fn run_for(t: &TestStack, minutes: i64, step_minutes: i64) {
-    let mut left = minutes;
-    while left > 0 {
-        let step = step_minutes.min(left);
-        t.advance(step * 60);
-        tick(&t.stack).await.unwrap();
-        left -= step;
-    }
-}
-
 fn cart_mail(t: &TestStack, to: &str) -> Vec<outbox::OutboxEntry> {
     let mut mail: Vec<_> = outbox::entries(t.stack.outbox.dir())
         .into_iter()
@@ -75,9 +64,9 @@ async fn a_purchase_at_thirty_minutes_sends_nothing() {
     let t = TestStack::new();
     let c = customer(&t, "quick@example.com").await;
     add_to_cart(&t, &c, "cart-q", "SH-1", 1990.0).await;
-    run_for(&t, 30, 10).await;
+    t.run_for(30, 10).await;
     purchase(&t, &c, Some("cart-q"), "o-q", 1990.0, None).await;
-    run_for(&t, 4 * 24 * 60, 60).await;
+    t.run_for(4 * 24 * 60, 60).await;
     assert!(cart_mail(&t, "quick").is_empty());
 }
 
@@ -87,12 +76,12 @@ async fn a_purchase_at_two_hours_stops_after_the_first_reminder_and_counts_as_re
     let c = customer(&t, "two@example.com").await;
     add_to_cart(&t, &c, "cart-2", "SH-1", 1990.0).await;
     add_to_cart(&t, &c, "cart-2", "SO-2", 500.0).await;
-    run_for(&t, 120, 10).await;
+    t.run_for(120, 10).await;
     let mail = cart_mail(&t, "two");
     assert_eq!(mail.len(), 1, "{mail:?}");
     assert!(mail[0].subject.contains("you left something in your cart"), "{}", mail[0].subject);
     purchase(&t, &c, Some("cart-2"), "o-2", 2490.0, None).await;
-    run_for(&t, 4 * 24 * 60, 60).await;
+    t.run_for(4 * 24 * 60, 60).await;
     assert_eq!(cart_mail(&t, "two").len(), 1, "nothing after the purchase");
 
     let store = t.stack.state.store.as_ref();
@@ -116,10 +105,10 @@ async fn the_whole_sequence_shows_the_items_and_a_code_only_for_those_who_need_i
     }
     // Let the post-purchase cross-sell run its course first, so no other email competes with the
     // cart reminders for the daily frequency cap.
-    run_for(&t, 10 * 24 * 60, 240).await;
+    t.run_for(10 * 24 * 60, 240).await;
     add_to_cart(&t, &lapsed, "cart-l", "SH-1", 1990.0).await;
     add_to_cart(&t, &frequent, "cart-f", "SH-1", 1990.0).await;
-    run_for(&t, 73 * 60, 60).await;
+    t.run_for(73 * 60, 60).await;
 
     let lapsed_mail = cart_mail(&t, "lapsed");
     assert_eq!(lapsed_mail.len(), 3, "{lapsed_mail:?}");
@@ -159,9 +148,9 @@ async fn two_carts_of_one_contact_run_their_own_sequences() {
     let t = TestStack::new();
     let c = customer(&t, "twocarts@example.com").await;
     add_to_cart(&t, &c, "cart-a", "A", 1000.0).await;
-    run_for(&t, 30, 10).await;
+    t.run_for(30, 10).await;
     add_to_cart(&t, &c, "cart-b", "B", 2000.0).await;
-    run_for(&t, 100, 10).await;
+    t.run_for(100, 10).await;
     purchase(&t, &c, Some("cart-a"), "o-a", 1000.0, None).await;
     let store = t.stack.state.store.as_ref();
     let a = trigger_evaluator::carts::load(store, "cart-a").await.unwrap().unwrap();
@@ -174,7 +163,7 @@ async fn two_carts_of_one_contact_run_their_own_sequences() {
     );
     assert_eq!(a.reminders_sent, [1]);
     // Cart B's first reminder competes with cart A's on the same day; the daily cap defers it.
-    run_for(&t, 30 * 60, 60).await;
+    t.run_for(30 * 60, 60).await;
     let b = trigger_evaluator::carts::load(store, "cart-b").await.unwrap().unwrap();
     assert!(b.reminders_sent.contains(&1) && b.reminders_sent.contains(&2), "{:?}", b.reminders_sent);
 }
@@ -185,12 +174,12 @@ async fn activity_before_abandonment_re_arms_the_timer_instead_of_stacking_them(
     let c = customer(&t, "busy@example.com").await;
     for n in 0..4 {
         add_to_cart(&t, &c, "cart-busy", &format!("I{n}"), 100.0).await;
-        run_for(&t, 50, 10).await;
+        t.run_for(50, 10).await;
     }
     assert!(cart_mail(&t, "busy").is_empty(), "still active: not abandoned");
     let pending = voronka_domain::repo::due::pending_for(t.stack.state.store.as_ref(), &c).await.unwrap();
     assert_eq!(pending.iter().filter(|d| d.group == "cart:cart-busy").count(), 1, "one idle timer, not four");
-    run_for(&t, 20, 10).await;
+    t.run_for(20, 10).await;
     assert_eq!(cart_mail(&t, "busy").len(), 1);
 }
 
@@ -250,6 +239,6 @@ async fn an_anonymous_cart_is_reminded_once_its_visitor_identifies() {
             "company_size": "1-10", "consent": true, "anonymous_id": "anon-x", "locale": "en", "time_zone": "Europe/Moscow"}))
         .await;
     assert_eq!(answer.status, StatusCode::CREATED);
-    run_for(&t, 70, 10).await;
+    t.run_for(70, 10).await;
     assert_eq!(cart_mail(&t, "anon@").len(), 1, "the cart started anonymously is reminded to the person");
 }

@@ -13,16 +13,6 @@ use voronka_domain::repo::ContactRepository;
 use voronka_local::outbox;
 use voronka_local::workers::tick;
 
-async fn run_for(t: &TestStack, minutes: i64, step_minutes: i64) {
-    let mut left = minutes;
-    while left > 0 {
-        let step = step_minutes.min(left);
-        t.advance(step * 60);
-        tick(&t.stack).await.unwrap();
-        left -= step;
-    }
-}
-
 fn store(t: &TestStack) -> &dyn Store {
     t.stack.state.store.as_ref()
 }
@@ -146,7 +136,7 @@ async fn a_stranger_cannot_fill_a_subscribers_cart_email() {
     assert!(item.name.chars().count() <= 120 && !item.name.contains('\n'), "{:?}", item.name);
     assert_eq!((item.url.as_deref(), item.image.as_deref()), (None, None), "links off the shop's hosts are dropped");
 
-    run_for(&t, 70, 10).await;
+    t.run_for(70, 10).await;
     let mail = mail_to(&t, "anna@");
     let reminders: Vec<_> = mail.iter().filter(|(m, _)| m.subject.contains("cart")).collect();
     assert_eq!(
@@ -190,7 +180,7 @@ async fn a_category_from_a_browser_reaches_a_subject_as_one_short_line() {
         false,
     )
     .await;
-    run_for(&t, 24 * 60, 60).await;
+    t.run_for(24 * 60, 60).await;
     let mail = mail_to(&t, "viewer@");
     let picks: Vec<_> = mail.iter().filter(|(m, _)| m.subject.starts_with("Picked for you: shoes")).collect();
     assert_eq!(picks.len(), 1, "{:?}", mail.iter().map(|(m, _)| &m.subject).collect::<Vec<_>>());
@@ -248,7 +238,7 @@ async fn a_complaint_from_a_contact_with_fifty_abandoned_carts_commits() {
         })
         .collect();
     t.post_events(adds, true).await;
-    run_for(&t, 70, 10).await;
+    t.run_for(70, 10).await;
     let pending_cart_items =
         |items: &[voronka_domain::repo::due::DueItem]| items.iter().filter(|d| d.group.starts_with("cart:")).count();
     let before = voronka_domain::repo::due::pending_for(store(&t), &contact).await.unwrap();
@@ -279,7 +269,7 @@ async fn a_reused_cart_id_starts_a_new_reminder_sequence() {
     t.advance(600);
     // The shop reuses the cart id for the next visit.
     shop_add_to_cart(&t, &contact, "cart-r", "B", 700.0).await;
-    run_for(&t, 80, 10).await;
+    t.run_for(80, 10).await;
     let reopened = cart(&t, "cart-r").await;
     assert_eq!(reopened.status, CartStatus::Abandoned, "the new lifecycle reached abandonment");
     let reminders = mail_to(&t, "again@").into_iter().filter(|(m, _)| m.subject.contains("cart")).count();
@@ -322,7 +312,7 @@ async fn a_journey_that_loops_back_to_a_wait_waits_again() {
     let (t, _campaigns) = TestStack::with_extra_campaign_files(&[("journeys/daily_tip.toml", LOOPING_JOURNEY)]);
     let contact = t.consented_contact("tips@example.com", json!({"locale": "en"})).await;
     t.post_events(vec![json!({"event_id": "tips-1", "type": "tips_requested", "contact_id": contact})], true).await;
-    run_for(&t, 3 * 24 * 60 + 60, 60).await;
+    t.run_for(3 * 24 * 60 + 60, 60).await;
     let items = store(&t).query(Query::partition(Index::Table, format!("DUE#{contact}"))).await.unwrap().items;
     let waits: Vec<_> =
         items.iter().filter_map(|i| i.get_str("sk")).filter(|sk| sk.starts_with("wait:daily_tip")).collect();
@@ -341,7 +331,7 @@ async fn a_purchase_without_a_cart_id_recovers_one_cart_once() {
     shop_add_to_cart(&t, &contact, "cart-old", "A", 1000.0).await;
     t.advance(300);
     shop_add_to_cart(&t, &contact, "cart-new", "B", 3000.0).await;
-    run_for(&t, 70, 10).await;
+    t.run_for(70, 10).await;
     assert_eq!(cart(&t, "cart-old").await.reminders_sent, [1]);
     assert_eq!(cart(&t, "cart-new").await.reminders_sent, [1]);
 
@@ -417,7 +407,7 @@ async fn a_cart_id_the_shop_reuses_for_another_person_becomes_theirs() {
     t.advance(600);
     shop_add_to_cart(&t, &second, "cart-shared", "B", 900.0).await;
     assert_eq!(cart(&t, "cart-shared").await.owner, second);
-    run_for(&t, 70, 10).await;
+    t.run_for(70, 10).await;
     let to_second = mail_to(&t, "second@").into_iter().filter(|(m, _)| m.subject.contains("cart")).count();
     let to_first = mail_to(&t, "first@").into_iter().filter(|(m, _)| m.subject.contains("cart")).count();
     assert_eq!((to_first, to_second), (0, 1), "the reminder goes to the cart's new owner");
@@ -464,7 +454,7 @@ async fn a_stranger_cannot_link_their_browser_to_a_known_subscriber() {
         false,
     )
     .await;
-    run_for(&t, 70, 10).await;
+    t.run_for(70, 10).await;
     assert!(mail_to(&t, "victim@").iter().all(|(m, _)| !m.subject.contains("cart")));
 }
 
@@ -486,7 +476,7 @@ async fn a_shop_login_links_the_browser_so_its_cart_is_reminded() {
         false,
     )
     .await;
-    run_for(&t, 70, 10).await;
+    t.run_for(70, 10).await;
     let reminders = mail_to(&t, "member@").into_iter().filter(|(m, _)| m.subject.contains("cart")).count();
     assert_eq!(reminders, 1, "the logged-in visitor's cart is reminded");
 }

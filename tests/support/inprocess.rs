@@ -64,6 +64,18 @@ impl TestStack {
         self.clock.advance(SignedDuration::from_secs(seconds));
     }
 
+    /// Moves the clock `minutes` on in steps, with the scheduler and the consumers running after
+    /// each step of `step_minutes`, as they would on a live installation.
+    pub async fn run_for(&self, minutes: i64, step_minutes: i64) {
+        let mut left = minutes;
+        while left > 0 {
+            let step = step_minutes.min(left);
+            self.advance(step * 60);
+            voronka_local::workers::tick(&self.stack).await.unwrap();
+            left -= step;
+        }
+    }
+
     pub async fn send(&self, request: Request<Body>) -> Answer {
         self.send_from(request, "192.0.2.10").await
     }
