@@ -212,13 +212,9 @@ async fn a_purchase_after_sixty_distinct_touches_commits() {
     let contact = ContactRepository::new(store(&t)).get(&contact_id).await.unwrap().unwrap();
     assert_eq!(contact.orders.orders, 1, "the purchase committed");
     let day = trigger_evaluator::aggregates::day(t.clock.now(), &t.stack.state.campaigns.settings);
-    let attributed = store(&t).query(Query::partition(Index::Table, format!("ATTR#{day}"))).await.unwrap().items;
+    let attributed = t.attributed_conversions(&day).await;
     for model in ["first_touch", "last_touch", "linear", "position_based", "time_decay"] {
-        let credit: f64 = attributed
-            .iter()
-            .filter(|i| i.get_str("sk").unwrap().starts_with(&format!("{model}#")))
-            .map(|i| i.get("conversions").and_then(Value::as_f64).unwrap())
-            .sum();
+        let credit = attributed.get(model).copied().unwrap_or_default();
         assert!((credit - 1.0).abs() < 1e-6, "{model}: the credit of one conversion sums to 1, got {credit}");
     }
     // The follow-up finished only the counters: the win-back timer the purchase started is alive.

@@ -64,6 +64,17 @@ impl TestStack {
         self.clock.advance(SignedDuration::from_secs(seconds));
     }
 
+    /// Conversions credited on `day`, summed per attribution model (`first_touch`, ...).
+    pub async fn attributed_conversions(&self, day: &str) -> std::collections::BTreeMap<String, f64> {
+        let query = voronka_domain::ports::Query::partition(voronka_domain::ports::Index::Table, format!("ATTR#{day}"));
+        let mut credit = std::collections::BTreeMap::new();
+        for item in voronka_domain::ports::query_all(self.stack.state.store.as_ref(), query).await.unwrap() {
+            let model = item.get_str("sk").unwrap().split('#').next().unwrap().to_string();
+            *credit.entry(model).or_default() += item.get("conversions").and_then(Value::as_f64).unwrap();
+        }
+        credit
+    }
+
     /// Moves the clock `minutes` on in steps, with the scheduler and the consumers running after
     /// each step of `step_minutes`, as they would on a live installation.
     pub async fn run_for(&self, minutes: i64, step_minutes: i64) {

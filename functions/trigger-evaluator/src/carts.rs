@@ -13,8 +13,9 @@ use sha2::{Digest, Sha256};
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::model::cart::clean_cart_properties;
 use voronka_domain::model::{Cart, CartStatus, Channel, Contact, Event, Priority, SendClass, SendOrigin, SendRequest};
-use voronka_domain::ports::{Condition, Index, Item, Key, Query, Store, StoreError, TransactOp, query_all};
+use voronka_domain::ports::{Condition, Item, Key, Store, StoreError, TransactOp};
 pub use voronka_domain::repo::carts::{cart_key, load};
+use voronka_domain::repo::carts::{list_cart_op, listed};
 use voronka_domain::repo::due::{DueItem, DueWork};
 use voronka_domain::sending::origin::cart_step_send_key;
 
@@ -23,10 +24,6 @@ use crate::aggregates::Counters;
 pub const IDLE_EVENT: &str = voronka_domain::model::event::CART_IDLE;
 pub const STEP_EVENT: &str = voronka_domain::model::event::CART_STEP;
 pub const CART_EVENTS: [&str; 4] = voronka_domain::model::cart::CART_EVENT_TYPES;
-
-fn owner_key(owner: &str, cart_id: &str) -> Key {
-    Key::new(format!("CARTS#{owner}"), cart_id.to_string())
-}
 
 pub fn group(cart_id: &str) -> String {
     format!("cart:{cart_id}")
@@ -40,8 +37,7 @@ fn code_key(code: &str) -> Key {
 pub async fn carts_of(store: &dyn Store, owners: &[String]) -> Result<Vec<String>, StoreError> {
     let mut ids = Vec::new();
     for owner in owners {
-        let listed = query_all(store, Query::partition(Index::Table, format!("CARTS#{owner}"))).await?;
-        ids.extend(listed.iter().filter_map(|i| i.get_str("sk").map(str::to_string)));
+        ids.extend(listed(store, owner).await?.into_iter().map(|cart| cart.cart_id));
     }
     Ok(ids)
 }
@@ -125,11 +121,11 @@ pub async fn on_cart_event(
     let mut cart = match existing {
         Some(cart) => cart,
         None if event.event_type == "add_to_cart" => {
-            if carts_listed(store, owner).await? >= MAX_CARTS_PER_OWNER {
+            if listed(store, owner).await?.len() >= MAX_CARTS_PER_OWNER {
                 tracing::info!(cart_id = %id, "an owner with the most carts kept started another; ignored");
                 return Ok(effects);
             }
-            effects.ops.push(list_cart(owner, &id, event.occurred_at));
+            effects.ops.push(list_cart_op(owner, &id, event.occurred_at));
             Cart::new(&id, owner, event.occurred_at)
         }
         None => return Ok(effects),
@@ -145,7 +141,7 @@ pub async fn on_cart_event(
     // their purchase or unsubscribe finds it.
     if restarting && cart.owner != owner {
         cart.owner = owner.to_string();
-        effects.ops.push(list_cart(owner, &id, event.occurred_at));
+        effects.ops.push(list_cart_op(owner, &id, event.occurred_at));
     }
     effects.cancel_groups.push(group(&id));
     match cart.status {
@@ -174,34 +170,19 @@ pub async fn on_cart_event(
 /// Most carts listed for one owner: a person's unsubscribe ends them all, which must stay bounded.
 pub const MAX_CARTS_PER_OWNER: usize = 100;
 
-/// How many carts an owner has listed (at most one page).
-async fn carts_listed(store: &dyn Store, owner: &str) -> Result<usize, StoreError> {
-    Ok(query_all(store, Query::partition(Index::Table, format!("CARTS#{owner}"))).await?.len())
-}
-
-fn list_cart(owner: &str, cart_id: &str, at: Timestamp) -> TransactOp {
-    TransactOp::Put {
-        item: Item::new(&owner_key(owner, cart_id), json!({"created_at": at.as_second()})),
-        condition: None,
-    }
-}
-
 /// Carts of one owner looked at when a purchase names no cart: the most recently created.
 const MAX_CARTS_CONSIDERED: usize = 20;
 
 /// The open or abandoned cart with the latest activity among the owners' recent carts.
 async fn latest_active_cart(store: &dyn Store, owners: &[String]) -> Result<Option<String>, StoreError> {
-    let mut listed = Vec::new();
+    let mut recent = Vec::new();
     for owner in owners {
-        let page = query_all(store, Query::partition(Index::Table, format!("CARTS#{owner}"))).await?;
-        listed.extend(
-            page.iter().filter_map(|i| Some((i.get_i64("created_at").unwrap_or(0), i.get_str("sk")?.to_string()))),
-        );
+        recent.extend(listed(store, owner).await?);
     }
-    listed.sort_by(|a, b| b.cmp(a));
+    recent.sort_by(|a, b| (b.created_at, &b.cart_id).cmp(&(a.created_at, &a.cart_id)));
     let mut best: Option<Cart> = None;
-    for (_, id) in listed.into_iter().take(MAX_CARTS_CONSIDERED) {
-        if let Some(cart) = load(store, &id).await?
+    for listed_cart in recent.into_iter().take(MAX_CARTS_CONSIDERED) {
+        if let Some(cart) = load(store, &listed_cart.cart_id).await?
             && matches!(cart.status, CartStatus::Open | CartStatus::Abandoned)
             && best.as_ref().is_none_or(|b| cart.last_activity_at > b.last_activity_at)
         {

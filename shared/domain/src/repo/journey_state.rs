@@ -103,17 +103,26 @@ impl JourneyState {
     }
 }
 
+fn from_item(item: Item) -> Result<JourneyState, serde_json::Error> {
+    let mut map = item.0;
+    map.remove("pk");
+    map.remove("sk");
+    serde_json::from_value(serde_json::Value::Object(map))
+}
+
 /// Every journey state of a contact, by journey id.
 pub async fn load_all(store: &dyn Store, contact_id: &str) -> Result<BTreeMap<String, JourneyState>, StoreError> {
     let items = query_all(store, Query::partition(Index::Table, format!("JSTATE#{contact_id}"))).await?;
     Ok(items
         .into_iter()
-        .filter_map(|item| {
-            let mut map = item.0;
-            map.remove("pk");
-            map.remove("sk");
-            serde_json::from_value::<JourneyState>(serde_json::Value::Object(map)).ok()
-        })
+        .filter_map(|item| from_item(item).ok())
         .map(|state| (state.journey_id.clone(), state))
         .collect())
+}
+
+/// A contact's state in one journey. A state that does not read (a newer writer's shape during a
+/// deploy) is an error to retry, never taken for "no run".
+pub async fn load(store: &dyn Store, contact_id: &str, journey_id: &str) -> Result<Option<JourneyState>, StoreError> {
+    let Some(item) = store.get(&JourneyState::key(contact_id, journey_id)).await? else { return Ok(None) };
+    from_item(item).map(Some).map_err(|e| StoreError::Backend(format!("a stored journey state cannot be read: {e}")))
 }

@@ -122,22 +122,6 @@ pub fn journey_send_liveness(state: Option<&JourneyState>, issued_run: Option<u3
     Liveness::Live { expires_at: None }
 }
 
-async fn load_journey_state(
-    store: &dyn Store,
-    contact_id: &str,
-    journey_id: &str,
-) -> Result<Option<JourneyState>, StoreError> {
-    let Some(item) = store.get(&JourneyState::key(contact_id, journey_id)).await? else { return Ok(None) };
-    let mut map = item.0;
-    map.remove("pk");
-    map.remove("sk");
-    // A state that does not read (a newer writer's shape during a deploy) is retried, never
-    // taken for "no run", which would cancel the send for good.
-    serde_json::from_value(serde_json::Value::Object(map))
-        .map(Some)
-        .map_err(|e| StoreError::Backend(format!("a stored journey state cannot be read: {e}")))
-}
-
 /// Asks the request's origin whether it still wants the message now.
 pub async fn check(
     store: &dyn Store,
@@ -151,7 +135,7 @@ pub async fn check(
             Ok(cart_step_liveness(cart.as_ref(), issued_cart_activity(request), *step, carts, now))
         }
         SendOrigin::Journey { journey_id, .. } => {
-            let state = load_journey_state(store, &request.contact_id, journey_id).await?;
+            let state = crate::repo::journey_state::load(store, &request.contact_id, journey_id).await?;
             Ok(journey_send_liveness(state.as_ref(), issued_journey_run(request)))
         }
         SendOrigin::Form { .. } | SendOrigin::Bot { .. } => Ok(Liveness::Live { expires_at: None }),
