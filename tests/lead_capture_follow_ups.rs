@@ -16,7 +16,7 @@ use lead_capture::ClientIp;
 use serde_json::{Value, json};
 use support::inprocess::{Answer, TestStack};
 use tower::ServiceExt;
-use voronka_domain::model::{Contact, EmailAddress, SendClass, SuppressionReason};
+use voronka_domain::model::{Contact, EmailAddress, EventType, SendClass, SuppressionReason};
 use voronka_domain::ports::Clock;
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::sending::policy::{BlockReason, check_recipient};
@@ -113,7 +113,7 @@ async fn lead_created_refused_by_the_queue_is_queued_by_the_clients_retry_with_a
     assert_eq!(retried.json()["status"], "updated", "the first attempt stored the contact");
 
     let events = f.t.drain_events().await;
-    let leads: Vec<_> = events.iter().filter(|e| e.event_type == "lead_created").collect();
+    let leads: Vec<_> = events.iter().filter(|e| e.event_type == EventType::LeadCreated).collect();
     assert_eq!(leads.len(), 1, "the retry queues the lead the first attempt could not: {events:?}");
     assert!(leads[0].event_id.ends_with(":lead_created"));
     assert_ne!(
@@ -128,7 +128,7 @@ async fn lead_created_refused_by_the_queue_is_queued_by_the_clients_retry_with_a
     assert_eq!(later.status, StatusCode::CREATED);
     let events = f.t.drain_events().await;
     assert!(
-        events.iter().all(|e| e.event_type != "lead_created"),
+        events.iter().all(|e| e.event_type != EventType::LeadCreated),
         "once the queue took it, no later submission queues it again: {events:?}"
     );
 }
@@ -327,7 +327,7 @@ async fn a_confirmation_whose_event_the_queue_refused_is_reported_when_the_link_
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
     let events = f.t.drain_events().await;
     assert_eq!(
-        events.iter().filter(|e| e.event_type == "optin_confirmed").count(),
+        events.iter().filter(|e| e.event_type == EventType::OptinConfirmed).count(),
         1,
         "the confirmation reaches the evaluator: {:?}",
         events.iter().map(|e| &e.event_type).collect::<Vec<_>>()

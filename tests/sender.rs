@@ -16,7 +16,8 @@ use jiff::Timestamp;
 use serde_json::{Map, json};
 use support::inprocess::TestStack;
 use voronka_domain::model::{
-    Channel, ConsentReceipt, Contact, EmailAddress, Priority, SendClass, SendOrigin, SendRequest, SuppressionReason,
+    Channel, ConsentReceipt, Contact, EmailAddress, EventType, Priority, SendClass, SendOrigin, SendRequest,
+    SuppressionReason,
 };
 use voronka_domain::ports::{
     Clock, Condition, Item, Key, MailError, Mailer, OutgoingEmail, Page, Query, QueueName, Store, StoreError,
@@ -177,7 +178,7 @@ async fn one_request_delivered_five_times_two_at_once_is_sent_once() {
     assert_eq!(f.outbox().len(), 1);
     assert_eq!(f.ledger_state(&welcome.idempotency_key).await.unwrap().0, "sent");
     let events = f.t.drain_events().await;
-    assert_eq!(events.iter().filter(|e| e.event_type == "email_sent").count(), 1);
+    assert_eq!(events.iter().filter(|e| e.event_type == EventType::EmailSent).count(), 1);
 }
 
 #[tokio::test]
@@ -360,7 +361,7 @@ async fn one_click_post_unsubscribes_and_get_only_asks() {
     assert!(after.suppressions.contains_key(&SuppressionReason::Unsubscribed));
     assert!(!after.email_consent().unwrap().allows_marketing());
     let events = f.t.drain_events().await;
-    assert_eq!(events.iter().filter(|e| e.event_type == "unsubscribed").count(), 1);
+    assert_eq!(events.iter().filter(|e| e.event_type == EventType::Unsubscribed).count(), 1);
 
     f.deliver(&request("w:leaver", &contact, "welcome", SendClass::Marketing, Priority::Journey)).await;
     assert_eq!(f.ledger_state("w:leaver").await, Some(("blocked".into(), Some("unsubscribed".into()))));
@@ -666,7 +667,7 @@ async fn an_email_sent_event_the_queue_refused_is_queued_on_the_next_delivery_wi
     assert!(f.deliver(&welcome).await.is_empty(), "once queued, a later delivery has nothing left to do");
     assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 1, "one email");
     let events = f.t.drain_events().await;
-    assert_eq!(events.iter().filter(|e| e.event_type == "email_sent").count(), 1, "{events:?}");
+    assert_eq!(events.iter().filter(|e| e.event_type == EventType::EmailSent).count(), 1, "{events:?}");
 }
 
 /// Cancels frequency-cap transactions without naming a failed condition (a conflict, a throttle),

@@ -7,7 +7,7 @@ mod support;
 use http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use support::inprocess::TestStack;
-use voronka_domain::model::{Cart, CartStatus, Event, SuppressionReason};
+use voronka_domain::model::{Cart, CartStatus, Event, EventType, SuppressionReason};
 use voronka_domain::ports::{Clock, Index, Key, Query, Store};
 use voronka_domain::repo::ContactRepository;
 use voronka_local::outbox;
@@ -241,8 +241,14 @@ async fn a_complaint_from_a_contact_with_fifty_abandoned_carts_commits() {
     assert!(pending_cart_items(&before) >= 100, "50 abandoned carts wait for their next steps: {}", before.len());
 
     let now = t.clock.now();
-    let complaint =
-        Event::internal("ses:complaint-1".into(), "email_complained", &contact, now, now, serde_json::Map::new());
+    let complaint = Event::internal(
+        "ses:complaint-1".into(),
+        EventType::EmailComplained,
+        &contact,
+        now,
+        now,
+        serde_json::Map::new(),
+    );
     let outcome = trigger_evaluator::apply_event(&t.stack.evaluator, &complaint).await;
     assert_eq!(outcome.unwrap(), trigger_evaluator::Outcome::Applied);
     voronka_local::workers::drain(&t.stack).await.unwrap();
@@ -366,7 +372,7 @@ async fn nobody_outside_voronka_can_raise_its_due_work() {
         "counters".into(),
         json!([{"pk": format!("CONTACT#{contact}"), "sk": "PROFILE", "add": {"version": 5}}]),
     );
-    let mut outside = Event::internal("forged-q".into(), "event_follow_up", &contact, now, now, properties);
+    let mut outside = Event::internal("forged-q".into(), EventType::EventFollowUp, &contact, now, now, properties);
     outside.source = voronka_domain::model::EventSource::Shop;
     let outcome = trigger_evaluator::apply_event(&t.stack.evaluator, &outside).await.unwrap();
     assert!(matches!(outcome, trigger_evaluator::Outcome::Unmatched(_)), "{outcome:?}");

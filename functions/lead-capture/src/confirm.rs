@@ -11,7 +11,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use voronka_domain::model::{Channel, ConsentStatus, Event, SuppressionReason};
+use voronka_domain::model::{Channel, ConsentStatus, Event, EventType, SuppressionReason};
 use voronka_domain::repo::{ContactRepository, RepoError};
 use voronka_domain::signing::TokenError;
 
@@ -134,7 +134,7 @@ pub async fn confirm(
     let mut properties = Map::new();
     properties.insert("receipt_id".into(), Value::String(receipt_id.clone()));
     let event_id = format!("optin:{contact_id}:{}:confirmed", occurred_at.as_millisecond());
-    let event = Event::internal(event_id, "optin_confirmed", &contact.id, occurred_at, now, properties);
+    let event = Event::internal(event_id, EventType::OptinConfirmed, &contact.id, occurred_at, now, properties);
     if let Err(error) = enqueue_event(&state, &event).await {
         return error.into_response();
     }

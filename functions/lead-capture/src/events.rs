@@ -14,11 +14,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
-use voronka_domain::model::cart::CART_EVENT_TYPES;
-use voronka_domain::model::event::{
-    EventTrust, event_trust, is_due_work_type, is_valid_client_id, is_valid_event_type,
-};
-use voronka_domain::model::{ContactRef, EmailAddress, Event, EventSource};
+use voronka_domain::model::event::{EventTrust, is_valid_client_id, is_valid_event_type};
+use voronka_domain::model::{ContactRef, EmailAddress, Event, EventSource, EventType, payload};
 use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
 use voronka_domain::repo::{EventClaim, EventReceipts};
 use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, verify_body};
@@ -242,10 +239,11 @@ fn check_event(raw: &Value, signed: bool, now: Timestamp, max_properties_bytes: 
     if !is_valid_event_type(event_type) {
         return reject("invalid_type_name", "type", "types are snake_case names of at most 64 characters");
     }
-    if is_due_work_type(event_type) {
+    let event_type = EventType::from(event_type);
+    if event_type.is_due_work() {
         return reject("reserved_type", "type", format!("`{event_type}` events are raised by Voronka itself"));
     }
-    if !signed && event_trust(event_type) == EventTrust::Server {
+    if !signed && event_type.trust() == EventTrust::Server {
         return reject(
             "signature_required",
             "type",
@@ -311,13 +309,13 @@ fn check_event(raw: &Value, signed: bool, now: Timestamp, max_properties_bytes: 
     if serde_json::to_vec(&properties).map_or(0, |b| b.len()) > max_properties_bytes {
         return reject("too_large", "properties", format!("must be at most {max_properties_bytes} bytes of JSON"));
     }
-    if let Some(problem) = check_known_properties(event_type, &properties) {
-        return problem;
+    if let Err(fault) = payload::validate(&event_type, &properties) {
+        return Verdict::Rejected { code: fault.code, field: fault.field, message: fault.message };
     }
 
     Verdict::Accepted(Box::new(Event {
         event_id: event_id.to_string(),
-        event_type: event_type.to_string(),
+        event_type,
         contact,
         occurred_at,
         received_at: now,
@@ -325,51 +323,4 @@ fn check_event(raw: &Value, signed: bool, now: Timestamp, max_properties_bytes: 
         trusted: signed,
         source: if signed { EventSource::Shop } else { EventSource::Browser },
     }))
-}
-
-/// The properties the suite relies on for revenue and carts, checked where they arrive.
-fn check_known_properties(event_type: &str, properties: &Map<String, Value>) -> Option<Verdict> {
-    let number = |name: &str| properties.get(name).map(|v| v.as_f64());
-    if CART_EVENT_TYPES.contains(&event_type) {
-        // Cart ids become parts of storage keys, and currencies are printed beside every price.
-        if let Some(cart_id) = properties.get("cart_id")
-            && !cart_id.as_str().is_some_and(is_valid_client_id)
-        {
-            return Some(reject("invalid_id", "properties.cart_id", "must be 1 to 128 of A-Z a-z 0-9 - _ . :"));
-        }
-        if let Some(currency) = properties.get("currency") {
-            let valid = currency.as_str().is_some_and(|c| c.len() == 3 && c.chars().all(|ch| ch.is_ascii_uppercase()));
-            if !valid {
-                return Some(reject("invalid_currency", "properties.currency", "must be an ISO 4217 code such as RUB"));
-            }
-        }
-    }
-    match event_type {
-        "purchase" => {
-            if properties.get("order_id").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
-                return Some(reject("required", "properties.order_id", "a purchase needs its order_id"));
-            }
-            match number("revenue") {
-                None => return Some(reject("required", "properties.revenue", "a purchase needs its revenue")),
-                Some(None) => return Some(reject("invalid_number", "properties.revenue", "must be a number")),
-                Some(Some(r)) if r < 0.0 => {
-                    return Some(reject("out_of_range", "properties.revenue", "must not be negative"));
-                }
-                _ => {}
-            }
-        }
-        "add_to_cart" | "remove_from_cart" => {
-            if properties.get("sku").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
-                return Some(reject("required", "properties.sku", "cart events need the item's sku"));
-            }
-            if matches!(number("price"), Some(None)) || number("price").flatten().is_some_and(|p| p < 0.0) {
-                return Some(reject("invalid_number", "properties.price", "must be a non-negative number"));
-            }
-            if matches!(number("quantity"), Some(None)) || number("quantity").flatten().is_some_and(|q| q <= 0.0) {
-                return Some(reject("invalid_number", "properties.quantity", "must be a positive number"));
-            }
-        }
-        _ => {}
-    }
-    None
 }

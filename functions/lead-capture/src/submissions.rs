@@ -12,8 +12,8 @@ use voronka_domain::campaigns::form::{RENDER_TOKEN_FIELD, SUBMISSION_ID_FIELD, s
 use voronka_domain::errors::FieldError;
 use voronka_domain::model::event::is_valid_client_id;
 use voronka_domain::model::{
-    Channel, ConsentReceipt, Contact, ContactRef, DoubleOptIn, Event, EventSource, Priority, SendClass, SendOrigin,
-    SendRequest, SuppressionReason, Touch,
+    Channel, ConsentReceipt, Contact, ContactRef, DoubleOptIn, Event, EventSource, EventType, Priority, SendClass,
+    SendOrigin, SendRequest, SuppressionReason, Touch,
 };
 use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
 use voronka_domain::repo::{ContactRepository, UpsertOutcome};
@@ -462,11 +462,11 @@ fn submission_events(
     if let Some(journey) = &form.journey {
         properties.insert("journey".into(), Value::String(journey.clone()));
     }
-    let event = |event_type: &str| Event {
+    let event = |event_type: EventType| Event {
         // Scoped by the contact: submission ids are the client's choice, and one id reused for two
         // people must not make the second person's events duplicates of the first's.
         event_id: format!("{}:{submission_id}:{event_type}", contact.id),
-        event_type: event_type.to_string(),
+        event_type,
         contact: ContactRef { contact_id: Some(contact.id.clone()), ..Default::default() },
         occurred_at: now,
         received_at: now,
@@ -474,9 +474,9 @@ fn submission_events(
         trusted: true,
         source: EventSource::Voronka,
     };
-    let mut events = vec![event("form_submitted")];
+    let mut events = vec![event(EventType::FormSubmitted)];
     if let Some(created_by) = lead_created_by {
-        let mut lead = event("lead_created");
+        let mut lead = event(EventType::LeadCreated);
         lead.event_id = format!("{}:{created_by}:lead_created", contact.id);
         lead.occurred_at = contact.created_at;
         events.push(lead);

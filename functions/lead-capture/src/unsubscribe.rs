@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use voronka_domain::model::{Channel, ConsentReceipt, ConsentStatus, Event, SuppressionReason};
+use voronka_domain::model::{Channel, ConsentReceipt, ConsentStatus, Event, EventType, SuppressionReason};
 use voronka_domain::repo::{ContactRepository, RepoError};
 use voronka_domain::signing::{UNSUBSCRIBE_TOKEN_PURPOSE, VerifiedToken};
 
@@ -79,7 +79,7 @@ pub async fn unsubscribe(State(state): State<AppState>, Query(query): Query<Hash
     let mut properties = Map::new();
     properties.insert("source".into(), Value::String("unsubscribe_link".into()));
     let event_id = format!("unsub:{}:{}", contact.id, since.as_second());
-    let event = Event::internal(event_id, "unsubscribed", &contact.id, since, now, properties);
+    let event = Event::internal(event_id, EventType::Unsubscribed, &contact.id, since, now, properties);
     if let Err(error) = enqueue_event(&state, &event).await {
         return error.into_response();
     }

@@ -14,7 +14,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::campaigns::templates::TemplateSet;
-use voronka_domain::model::{Contact, Event, Priority, SendClass, SendRequest};
+use voronka_domain::model::{Contact, Event, EventType, Priority, SendClass, SendRequest};
 use voronka_domain::ports::{
     Clock, MAX_DELAY, MailError, Mailer, OutgoingEmail, OutgoingMessage, Queue, QueueName, Store, send_all,
 };
@@ -453,7 +453,7 @@ async fn emit_sent(
     properties.insert("class".into(), json!(request.class));
     properties.insert("origin".into(), serde_json::to_value(&request.origin).unwrap_or(Value::Null));
     let event_id = format!("sent:{}", request.idempotency_key);
-    let event = Event::internal(event_id, "email_sent", &request.contact_id, sent_at, sent_at, properties);
+    let event = Event::internal(event_id, EventType::EmailSent, &request.contact_id, sent_at, sent_at, properties);
     let message = OutgoingMessage::new("0", serde_json::to_string(&event).map_err(|e| e.to_string())?);
     let outcomes = send_all(deps.queue.as_ref(), QueueName::Events, vec![message]).await.map_err(|e| e.to_string())?;
     match outcomes.first().and_then(|o| o.error.clone()) {

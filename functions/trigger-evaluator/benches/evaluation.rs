@@ -12,9 +12,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use trigger_evaluator::EvaluatorDeps;
-use trigger_evaluator::engine::{Decision, decide};
 use voronka_domain::campaigns::{Campaigns, SourceFile};
-use voronka_domain::model::{ConsentReceipt, Contact, ContactRef, EmailAddress, Event};
+use voronka_domain::journeys::engine::{Decision, decide};
+use voronka_domain::model::{ConsentReceipt, Contact, ContactRef, EmailAddress, Event, EventType};
 use voronka_domain::ports::SimulatedClock;
 use voronka_domain::repo::ContactRepository;
 use voronka_embedded::Embedded;
@@ -60,7 +60,7 @@ fn subscriber(now: Timestamp) -> Contact {
 fn view(n: u64, now: Timestamp) -> Event {
     Event {
         event_id: format!("bench-{n}"),
-        event_type: "category_view".into(),
+        event_type: EventType::CategoryView,
         contact: ContactRef { contact_id: Some("c_bench".into()), ..Default::default() },
         occurred_at: now,
         received_at: now,

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 use voronka_domain::campaigns::Settings;
 use voronka_domain::journeys::attribution::{Model, credits, touches_in_window};
-use voronka_domain::model::{Contact, Event};
+use voronka_domain::model::{Contact, Event, EventType};
 use voronka_domain::ports::{Key, TransactOp, UpdateAction};
 use voronka_domain::repo::journey_state::Group;
 use voronka_domain::sending::policy::time_zone_or_utc;
@@ -101,10 +101,10 @@ pub fn record(counters: &mut Counters, settings: &Settings, event: &Event, befor
     let first_touch = after.first_touch.as_ref();
     let first =
         dims(first_touch.map_or("direct", |t| t.channel.as_str()), first_touch.and_then(|t| t.campaign.as_deref()));
-    match event.event_type.as_str() {
-        "lead_created" => metric(counters, "leads", &first, 1.0),
-        "purchase" => {
-            let revenue = event.properties.get("revenue").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    match &event.event_type {
+        EventType::LeadCreated => metric(counters, "leads", &first, 1.0),
+        EventType::Purchase => {
+            let revenue = event.purchase().map_or(0.0, |p| p.revenue_or_zero());
             let last_touch = after.last_touch.as_ref();
             let last = dims(
                 last_touch.map_or("direct", |t| t.channel.as_str()),
@@ -139,9 +139,10 @@ pub fn record(counters: &mut Counters, settings: &Settings, event: &Event, befor
                 }
             }
         }
-        kind if kind.starts_with("email_") || kind == "unsubscribed" => {
-            let template = event.properties.get("template").and_then(|v| v.as_str()).unwrap_or("-");
-            metric(counters, kind, &dims(template, event.properties.get("journey").and_then(|v| v.as_str())), 1.0);
+        kind if kind.is_about_mail() || *kind == EventType::Unsubscribed => {
+            let mail = event.mail();
+            let template = mail.template.as_deref().unwrap_or("-");
+            metric(counters, kind.as_str(), &dims(template, mail.journey.as_deref()), 1.0);
         }
         _ => {}
     }

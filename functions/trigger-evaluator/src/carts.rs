@@ -8,11 +8,14 @@
 //! cart as `cart:<cart id>`.
 
 use jiff::{SignedDuration, Timestamp};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::model::cart::clean_cart_properties;
-use voronka_domain::model::{Cart, CartStatus, Channel, Contact, Event, Priority, SendClass, SendOrigin, SendRequest};
+use voronka_domain::model::{
+    Cart, CartAction, CartChange, CartStatus, Channel, Contact, DueWorkPayload, Event, Priority, SendClass, SendOrigin,
+    SendRequest,
+};
 use voronka_domain::ports::{Condition, Item, Key, Store, StoreError, TransactOp};
 pub use voronka_domain::repo::carts::{cart_key, load};
 use voronka_domain::repo::carts::{list_cart_op, listed};
@@ -20,10 +23,6 @@ use voronka_domain::repo::due::{DueItem, DueWork};
 use voronka_domain::sending::origin::cart_step_send_key;
 
 use crate::aggregates::Counters;
-
-pub const IDLE_EVENT: &str = voronka_domain::model::event::CART_IDLE;
-pub const STEP_EVENT: &str = voronka_domain::model::event::CART_STEP;
-pub const CART_EVENTS: [&str; 4] = voronka_domain::model::cart::CART_EVENT_TYPES;
 
 pub fn group(cart_id: &str) -> String {
     format!("cart:{cart_id}")
@@ -65,15 +64,13 @@ fn put_cart(effects: &mut CartEffects, cart: &mut Cart, previous_version: Option
 }
 
 fn idle_check(cart: &Cart, campaigns: &Campaigns, contact_id: &str) -> DueItem {
-    let mut properties = Map::new();
-    properties.insert("cart_id".into(), json!(cart.cart_id));
-    properties.insert("activity".into(), json!(cart.activity));
+    let wake = DueWorkPayload::CartIdle { cart_id: cart.cart_id.clone(), activity: cart.activity };
     DueItem {
         id: format!("cart-idle:{}:{}", cart.cart_id, cart.activity),
         contact_id: contact_id.to_string(),
         due_at: cart.last_activity_at + SignedDuration::from_mins(campaigns.settings.carts.idle_minutes),
         group: group(&cart.cart_id),
-        work: DueWork::Evaluate { event_type: IDLE_EVENT.into(), properties },
+        work: DueWork::Evaluate { event_type: wake.event_type(), properties: wake.to_properties() },
     }
 }
 
@@ -89,19 +86,19 @@ pub async fn on_cart_event(
     counters: &mut Counters,
 ) -> Result<CartEffects, StoreError> {
     let mut effects = CartEffects::default();
-    let cart_id = event.properties.get("cart_id").and_then(Value::as_str).map(str::to_string);
-    let cart_id = match (cart_id, event.event_type.as_str()) {
+    let (properties, dropped) =
+        clean_cart_properties(&event.properties, |link| campaigns.settings.sending.safe_link(link));
+    let Some(change) = CartChange::read(&event.event_type, &properties) else { return Ok(effects) };
+    let cart_id = match (change.cart_id.clone(), &change.action) {
         (Some(id), _) => id,
         // A purchase without a cart id closes the one cart it most likely bought: the person's
         // latest active cart. Its revenue is counted once, for that cart.
-        (None, "purchase") => match latest_active_cart(store, owners).await? {
+        (None, CartAction::Purchase) => match latest_active_cart(store, owners).await? {
             Some(id) => id,
             None => return Ok(effects),
         },
         (None, _) => return Ok(effects),
     };
-    let (properties, dropped) =
-        clean_cart_properties(&event.properties, |link| campaigns.settings.sending.safe_link(link));
     if !dropped.is_empty() {
         tracing::info!(cart_id = %cart_id, dropped = ?dropped, "links not on the shop's hosts were dropped from a cart event");
     }
@@ -120,7 +117,7 @@ pub async fn on_cart_event(
     let previous_version = existing.as_ref().map(|c| c.version);
     let mut cart = match existing {
         Some(cart) => cart,
-        None if event.event_type == "add_to_cart" => {
+        None if matches!(change.action, CartAction::Add(_)) => {
             if listed(store, owner).await?.len() >= MAX_CARTS_PER_OWNER {
                 tracing::info!(cart_id = %id, "an owner with the most carts kept started another; ignored");
                 return Ok(effects);
@@ -131,10 +128,10 @@ pub async fn on_cart_event(
         None => return Ok(effects),
     };
     let restarting = cart.is_closed();
-    if restarting && event.event_type != "add_to_cart" {
+    if restarting && !matches!(change.action, CartAction::Add(_)) {
         return Ok(effects);
     }
-    if !cart.apply(&event.event_type, &properties, event.occurred_at) {
+    if !cart.apply(&change, event.occurred_at) {
         return Ok(effects);
     }
     // A cart id the shop reuses for another person belongs to them from its new start on, so
@@ -147,7 +144,7 @@ pub async fn on_cart_event(
     match cart.status {
         CartStatus::Purchased => {
             if let Some(step) = cart.recovered_by_step {
-                let revenue = event.properties.get("revenue").and_then(Value::as_f64).unwrap_or(cart.total());
+                let revenue = event.purchase().and_then(|p| p.revenue).unwrap_or(cart.total());
                 let key = Key::new(format!("AGG#{date}"), format!("cart_recovered#step{step}#-"));
                 counters.add(key.clone(), "value", 1.0);
                 counters.add(
@@ -207,10 +204,9 @@ pub async fn on_idle(
     counters: &mut Counters,
 ) -> Result<CartEffects, StoreError> {
     let mut effects = CartEffects::default();
-    let Some(cart_id) = event.properties.get("cart_id").and_then(Value::as_str) else { return Ok(effects) };
-    let activity = event.properties.get("activity").and_then(Value::as_u64);
-    let Some(mut cart) = load(store, cart_id).await? else { return Ok(effects) };
-    if cart.status != CartStatus::Open || cart.items.is_empty() || Some(cart.activity) != activity {
+    let Some(DueWorkPayload::CartIdle { cart_id, activity }) = event.due_work() else { return Ok(effects) };
+    let Some(mut cart) = load(store, &cart_id).await? else { return Ok(effects) };
+    if cart.status != CartStatus::Open || cart.items.is_empty() || cart.activity != activity {
         return Ok(effects);
     }
     let previous = cart.version;
@@ -219,16 +215,13 @@ pub async fn on_idle(
     cart.abandoned_at = Some(abandoned_at);
     for (index, step) in campaigns.settings.carts.steps.iter().enumerate() {
         let number = index as u32 + 1;
-        let mut properties = Map::new();
-        properties.insert("cart_id".into(), json!(cart.cart_id));
-        properties.insert("step".into(), json!(number));
-        properties.insert("activity".into(), json!(cart.activity));
+        let wake = DueWorkPayload::CartStep { cart_id: cart.cart_id.clone(), step: number, activity: cart.activity };
         effects.due.push(DueItem {
             id: format!("cart-step:{}:{}:{number}", cart.cart_id, cart.activity),
             contact_id: subject.to_string(),
             due_at: cart.last_activity_at + SignedDuration::from_hours(step.after_hours),
             group: group(&cart.cart_id),
-            work: DueWork::Evaluate { event_type: STEP_EVENT.into(), properties },
+            work: DueWork::Evaluate { event_type: wake.event_type(), properties: wake.to_properties() },
         });
     }
     let date = crate::aggregates::day(abandoned_at, &campaigns.settings);
@@ -257,14 +250,12 @@ pub async fn on_step(
     counters: &mut Counters,
 ) -> Result<CartEffects, StoreError> {
     let mut effects = CartEffects::default();
-    let Some(cart_id) = event.properties.get("cart_id").and_then(Value::as_str) else { return Ok(effects) };
-    let Some(number) = event.properties.get("step").and_then(Value::as_u64).map(|n| n as u32) else {
+    let Some(DueWorkPayload::CartStep { cart_id, step: number, activity }) = event.due_work() else {
         return Ok(effects);
     };
+    let cart_id = cart_id.as_str();
     let Some(mut cart) = load(store, cart_id).await? else { return Ok(effects) };
-    if cart.status != CartStatus::Abandoned
-        || event.properties.get("activity").and_then(Value::as_u64) != Some(cart.activity)
-    {
+    if cart.status != CartStatus::Abandoned || activity != cart.activity {
         return Ok(effects);
     }
     let steps = &campaigns.settings.carts.steps;
@@ -349,7 +340,8 @@ pub async fn redeem(
     contact: &Contact,
     counters: &mut Counters,
 ) -> Result<Vec<TransactOp>, StoreError> {
-    let Some(code) = event.properties.get("discount_code").and_then(Value::as_str) else { return Ok(Vec::new()) };
+    let Some(purchase) = event.purchase() else { return Ok(Vec::new()) };
+    let Some(code) = purchase.discount_code.as_deref() else { return Ok(Vec::new()) };
     let Some(item) = store.get(&code_key(code)).await? else { return Ok(Vec::new()) };
     let valid = item.get_str("contact_id") == Some(contact.id.as_str())
         && item.get("redeemed") == Some(&json!(false))
@@ -358,14 +350,10 @@ pub async fn redeem(
         tracing::info!(contact_id = %contact.id, "a discount code was not redeemable (used, expired or not theirs)");
         return Ok(Vec::new());
     }
-    let revenue = event.properties.get("revenue").and_then(Value::as_f64).unwrap_or(0.0);
+    let revenue = purchase.revenue_or_zero();
     let percent = item.get_i64("percent").unwrap_or(0) as f64;
     // Revenue is what was paid after the discount; the discount cost is what was given away.
-    let cost = event
-        .properties
-        .get("discount_amount")
-        .and_then(Value::as_f64)
-        .unwrap_or(revenue * percent / (100.0 - percent).max(1.0));
+    let cost = purchase.discount_amount.unwrap_or(revenue * percent / (100.0 - percent).max(1.0));
     let date = crate::aggregates::day(event.occurred_at, &campaigns.settings);
     counters.add(Key::new(format!("AGG#{date}"), "discount_codes_redeemed#-#-".to_string()), "value", 1.0);
     counters.add(Key::new(format!("AGG#{date}"), "discount_cost#-#-".to_string()), "value", cost);
@@ -376,7 +364,7 @@ pub async fn redeem(
             voronka_domain::ports::UpdateAction::set("redeemed_at", event.occurred_at.as_second()),
             voronka_domain::ports::UpdateAction::set(
                 "order_id",
-                event.properties.get("order_id").cloned().unwrap_or(Value::Null),
+                purchase.order_id.clone().map_or(Value::Null, Value::String),
             ),
         ],
         condition: Some(Condition::equals("redeemed", false)),

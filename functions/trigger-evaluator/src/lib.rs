@@ -7,7 +7,6 @@
 
 pub mod aggregates;
 pub mod carts;
-pub mod engine;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,10 +14,8 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use voronka_domain::campaigns::Campaigns;
-use voronka_domain::journeys::Trigger;
-use voronka_domain::model::{
-    Channel, ConsentReceipt, Contact, EmailAddress, Event, EventSource, LifecycleStage, SuppressionReason,
-};
+use voronka_domain::journeys::{Trigger, engine};
+use voronka_domain::model::{Contact, EmailAddress, Event, EventSource, EventType};
 use voronka_domain::ports::store::MAX_TRANSACTION_OPS;
 use voronka_domain::ports::{
     Clock, Condition, Index, Item, Key, Query, Queue, SortKeyRange, Store, StoreError, TransactOp, query_all,
@@ -29,12 +26,10 @@ use voronka_domain::repo::contacts::{contact_item, link_anonymous_ids};
 use voronka_domain::repo::due::{self, DueItem, DueWork};
 use voronka_domain::repo::journey_state;
 use voronka_domain::sending::feedback;
+use voronka_domain::sending::policy::time_zone_or_utc;
 
 /// How long processed event ids are remembered: longer than any redelivery.
 pub const MARKER_RETENTION: SignedDuration = SignedDuration::from_hours(24 * 30);
-/// Engagement points per email interaction (scoring with decay comes with lead scoring).
-const OPEN_POINTS: i64 = 1;
-const CLICK_POINTS: i64 = 3;
 
 #[derive(Clone)]
 pub struct EvaluatorDeps {
@@ -120,15 +115,13 @@ fn marker_key(dedupe_key: &str) -> Key {
     Key::new(format!("PROCESSED#{dedupe_key}"), "EVENT")
 }
 
-/// The internal event that finishes the part of an event too large for its own transaction.
-pub const FOLLOW_UP_EVENT: &str = voronka_domain::model::event::EVENT_FOLLOW_UP;
 /// Writes of one transaction that carry data; one more place is kept for a marker.
 const MAX_FOLLOW_UP_WRITES: usize = MAX_TRANSACTION_OPS - 1;
 
 /// The work of an event beyond what must commit with it: aggregate counters and cancellations of
 /// due items. Usually it joins the event's transaction; when everything together would pass
 /// DynamoDB's 100 operations, it is recorded as one due item in that transaction and finished by
-/// a follow-up (`FOLLOW_UP_EVENT`), so the must-have part (marker, contact, suppressions, states,
+/// a follow-up (`EventType::EventFollowUp`), so the must-have part (marker, contact, suppressions, states,
 /// new due items) always commits.
 struct Deferrable {
     counters: aggregates::Counters,
@@ -187,7 +180,7 @@ async fn commit(
             contact_id: owner.unwrap_or_else(|| "unowned".into()),
             due_at: now,
             group: "follow-up".into(),
-            work: DueWork::Evaluate { event_type: FOLLOW_UP_EVENT.into(), properties },
+            work: DueWork::Evaluate { event_type: EventType::EventFollowUp, properties },
         };
         tracing::info!(
             event_type = %event.event_type,
@@ -227,9 +220,11 @@ async fn apply_follow_up(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
         .collect();
     let ops = counters.into_ops();
     for (part, chunk) in ops.chunks(MAX_FOLLOW_UP_WRITES).enumerate() {
-        let marker =
-            Item::new(&marker_key(&format!("{}#part{part}", event.dedupe_key())), json!({"type": FOLLOW_UP_EVENT}))
-                .with_ttl((now + MARKER_RETENTION).as_second());
+        let marker = Item::new(
+            &marker_key(&format!("{}#part{part}", event.dedupe_key())),
+            json!({"type": EventType::EventFollowUp}),
+        )
+        .with_ttl((now + MARKER_RETENTION).as_second());
         let mut transaction = vec![TransactOp::Put { item: marker, condition: Some(Condition::NotExists) }];
         transaction.extend(chunk.iter().cloned());
         match store.transact(transaction).await {
@@ -293,16 +288,15 @@ async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Contact>,
     }
     // Mail events are about people Voronka (or the shop, on the same identity) already wrote to:
     // they never make a contact.
-    let about_mail = event.event_type.starts_with("email_");
-    if about_mail {
-        if feedback::FEEDBACK_EVENT_TYPES.contains(&event.event_type.as_str()) {
+    if event.event_type.is_about_mail() {
+        if feedback::FEEDBACK_EVENT_TYPES.contains(&event.event_type) {
             let reason = match (&event.contact.contact_id, &event.contact.email) {
                 (Some(_), Some(_)) => "neither the tagged contact nor the recipient address is known",
                 (None, Some(_)) => "no contact has the recipient address",
                 (Some(_), None) => "the tagged contact is unknown",
                 (None, None) => "no contact tag; only bounces and complaints are matched by recipient address",
             };
-            let message_id = event.properties.get("message_id").and_then(|v| v.as_str()).unwrap_or("");
+            let message_id = event.mail().message_id.unwrap_or_default();
             tracing::info!(event_type = %event.event_type, message_id, reason, "ses feedback matched no contact");
         }
         return Ok(None);
@@ -382,119 +376,32 @@ async fn count_triggers(
 pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome, StoreError> {
     // Due work drives sends and writes only Voronka may decide; lead-capture refuses these types
     // from outside, and this holds even for a message that reached the queue another way.
-    if voronka_domain::model::event::is_due_work_type(&event.event_type)
-        && matches!(event.source, EventSource::Browser | EventSource::Shop)
-    {
+    if event.event_type.is_due_work() && matches!(event.source, EventSource::Browser | EventSource::Shop) {
         return Ok(Outcome::Unmatched("a due-work event type from outside Voronka".into()));
     }
-    if event.event_type == FOLLOW_UP_EVENT {
+    if event.event_type == EventType::EventFollowUp {
         return apply_follow_up(deps, event).await;
     }
-    let now = deps.clock.now();
-    let dedupe_key = event.dedupe_key();
     for _ in 0..20 {
-        if deps.store.get(&marker_key(&dedupe_key)).await?.is_some() {
+        if deps.store.get(&marker_key(&event.dedupe_key())).await?.is_some() {
             return Ok(Outcome::Duplicate);
         }
-        let marker = Item::new(&marker_key(&dedupe_key), json!({"type": event.event_type}))
-            .with_ttl((now + MARKER_RETENTION).as_second());
-        let Some(mut contact) = resolve(deps, event).await? else {
+        let subject = match resolve(deps, event).await? {
+            Some(contact) => Subject::Known(Box::new(contact)),
             // Anonymous behaviour is kept: trigger counts and carts, for when the visitor identifies.
-            let anonymous = event.contact.anonymous_id.clone().or_else(|| {
-                event.contact.contact_id.as_deref().and_then(|id| id.strip_prefix("anon:")).map(str::to_string)
-            });
-            let Some(anonymous_id) = anonymous else {
-                return Ok(Outcome::Unmatched("no contact for this event yet".into()));
-            };
-            let subject = format!("anon:{anonymous_id}");
-            let owners = vec![subject.clone()];
-            let (_, count_items) = count_triggers(deps, event, &owners).await?;
-            let mut counters = aggregates::Counters::default();
-            let cart_effects = carts_for(deps, event, None, &subject, &owners, &mut counters).await?;
-            let mut ops = vec![TransactOp::Put { item: marker, condition: Some(Condition::NotExists) }];
-            ops.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
-            ops.extend(cart_effects.ops);
-            let deferrable = Deferrable { counters, cancel_owners: owners, cancel_groups: cart_effects.cancel_groups };
-            return match commit(deps, event, ops, cart_effects.due, deferrable).await {
-                Ok(now_due) => {
-                    due::dispatch_now(deps.store.as_ref(), deps.queue.as_ref(), &now_due, now).await;
-                    Ok(Outcome::Unmatched("anonymous: kept for later".into()))
-                }
-                Err(StoreError::TransactionCancelled { failed }) if failed.contains(&0) => Ok(Outcome::Duplicate),
-                Err(StoreError::TransactionCancelled { .. } | StoreError::Throttled(_)) => continue,
-                Err(other) => Err(other),
-            };
-        };
-        let before = contact.clone();
-        let expected_version = contact.version;
-        update_contact(&mut contact, event, &deps.campaigns.settings);
-        // The shop's signed events (a login, a purchase) link the visitor's anonymous id.
-        let anonymous_links = link_anonymous_ids(deps.store.as_ref(), &mut contact, &before.anonymous_ids).await?;
-
-        let (trigger_counts, count_items) = count_triggers(deps, event, &subjects(&contact)).await?;
-        let states = journey_state::load_all(deps.store.as_ref(), &contact.id).await?;
-        let decision = engine::Decision {
-            campaigns: &deps.campaigns,
-            event,
-            before: &before,
-            now,
-            trigger_counts: &trigger_counts,
-        };
-        let effects = engine::decide(&decision, &mut contact, &states);
-
-        let mut counters = aggregates::Counters::default();
-        aggregates::record(&mut counters, &deps.campaigns.settings, event, &before, &contact);
-        let owners = subjects(&contact);
-        let mut cart_effects = carts_for(deps, event, Some(&contact), &contact.id, &owners, &mut counters).await?;
-        // Codes live with the contact too: what they were given and what they used.
-        for issued in cart_effects.issued.drain(..) {
-            if !contact.discount_codes.iter().any(|c| c.code == issued.code) {
-                contact.discount_codes.push(issued);
-            }
-        }
-        for code in &cart_effects.redeemed {
-            if let Some(held) = contact.discount_codes.iter_mut().find(|c| &c.code == code) {
-                held.redeemed_at = Some(event.occurred_at);
-            }
-        }
-        for (journey, group, metric, amount) in &effects.journey_counts {
-            aggregates::record_journey(&mut counters, &deps.campaigns.settings, now, journey, *group, metric, *amount);
-        }
-
-        contact.keep_within_bounds();
-        consent_receipts::itemise_legacy_receipts(deps.store.as_ref(), &before.consent_receipts, &mut contact).await?;
-        contact.version = expected_version + 1;
-        contact.updated_at = now;
-        let mut ops = vec![
-            TransactOp::Put { item: marker, condition: Some(Condition::NotExists) },
-            TransactOp::Put {
-                item: contact_item(&contact),
-                condition: Some(Condition::equals("version", expected_version)),
+            None => match anonymous_subject(event) {
+                Some(anonymous_id) => Subject::Anonymous(anonymous_id),
+                None => return Ok(Outcome::Unmatched("no contact for this event yet".into())),
             },
-        ];
-        ops.extend(consent_receipts::new_receipt_ops(&before.consent_receipts, &contact));
-        ops.extend(anonymous_links);
-        ops.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
-        for state in &effects.states {
-            let previous = states.get(&state.journey_id).map(|s| s.version);
-            let condition = match previous {
-                Some(version) => Condition::equals("version", version),
-                None => Condition::NotExists,
-            };
-            ops.push(TransactOp::Put { item: state.to_item(), condition: Some(condition) });
-        }
-        ops.extend(cart_effects.ops);
-        // Cancellations reach items that exist already; what this event creates has fresh ids.
-        let cancel_groups = effects.cancel_groups.iter().chain(&cart_effects.cancel_groups).cloned().collect();
-        let created: Vec<DueItem> = effects.due.into_iter().chain(cart_effects.due).collect();
-        let deferrable = Deferrable { counters, cancel_owners: owners, cancel_groups };
-        match commit(deps, event, ops, created, deferrable).await {
+        };
+        let writes = event_writes(deps, event, subject).await?;
+        match commit(deps, event, writes.core, writes.due, writes.deferrable).await {
             Ok(now_due) => {
-                if !effects.entered.is_empty() || !effects.exited.is_empty() {
-                    tracing::info!(contact_id = %contact.id, entered = ?effects.entered, exited = ?effects.exited, "journeys changed");
+                if let Some((contact_id, entered, exited)) = &writes.journeys_changed {
+                    tracing::info!(contact_id = %contact_id, entered = ?entered, exited = ?exited, "journeys changed");
                 }
-                due::dispatch_now(deps.store.as_ref(), deps.queue.as_ref(), &now_due, now).await;
-                return Ok(Outcome::Applied);
+                due::dispatch_now(deps.store.as_ref(), deps.queue.as_ref(), &now_due, deps.clock.now()).await;
+                return Ok(writes.outcome);
             }
             Err(StoreError::TransactionCancelled { failed }) if failed.contains(&0) => return Ok(Outcome::Duplicate),
             Err(StoreError::TransactionCancelled { .. } | StoreError::Throttled(_)) => continue,
@@ -504,114 +411,152 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
     Err(StoreError::Throttled("the contact kept changing under this event".into()))
 }
 
+/// Who an event is about, as far as Voronka knows.
+enum Subject {
+    Known(Box<Contact>),
+    /// A visitor not identified yet, by anonymous id.
+    Anonymous(String),
+}
+
+/// The anonymous visitor an unresolved event is about: its anonymous id, or the `anon:<id>` its
+/// due work is filed under.
+fn anonymous_subject(event: &Event) -> Option<String> {
+    event
+        .contact
+        .anonymous_id
+        .clone()
+        .or_else(|| event.contact.contact_id.as_deref().and_then(|id| id.strip_prefix("anon:")).map(str::to_string))
+}
+
+/// Everything one event writes, decided before anything is written.
+struct EventWrites {
+    /// The must-have part, the processed marker first (a cancelled transaction that names index 0
+    /// means a twin got there first).
+    core: Vec<TransactOp>,
+    due: Vec<DueItem>,
+    deferrable: Deferrable,
+    outcome: Outcome,
+    /// (contact, entered, exited) when the event moved the contact's journeys.
+    journeys_changed: Option<(String, Vec<String>, Vec<String>)>,
+}
+
+/// Builds an event's transaction, in one place for a known contact and an anonymous visitor:
+/// the marker, trigger counts and carts for both; for a known contact also its new profile,
+/// journey decisions, aggregates and consent receipts.
+async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> Result<EventWrites, StoreError> {
+    let now = deps.clock.now();
+    let store = deps.store.as_ref();
+    let settings = &deps.campaigns.settings;
+    let marker = Item::new(&marker_key(&event.dedupe_key()), json!({"type": event.event_type}))
+        .with_ttl((now + MARKER_RETENTION).as_second());
+    let mut core = vec![TransactOp::Put { item: marker, condition: Some(Condition::NotExists) }];
+    let mut due = Vec::new();
+    let mut cancel_groups = Vec::new();
+    let mut counters = aggregates::Counters::default();
+
+    let (mut known, owners) = match subject {
+        Subject::Known(mut contact) => {
+            let before = (*contact).clone();
+            contact.apply_event(event, &time_zone_or_utc(&settings.default_time_zone));
+            // The shop's signed events (a login, a purchase) link the visitor's anonymous id.
+            core.extend(link_anonymous_ids(store, &mut contact, &before.anonymous_ids).await?);
+            let owners = subjects(&contact);
+            (Some((contact, before)), owners)
+        }
+        Subject::Anonymous(anonymous_id) => (None, vec![format!("anon:{anonymous_id}")]),
+    };
+    let (trigger_counts, count_items) = count_triggers(deps, event, &owners).await?;
+    core.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
+
+    let mut journeys_changed = None;
+    if let Some((contact, before)) = known.as_mut() {
+        let states = journey_state::load_all(store, &contact.id).await?;
+        let decision =
+            engine::Decision { campaigns: &deps.campaigns, event, before, now, trigger_counts: &trigger_counts };
+        let effects = engine::decide(&decision, contact, &states);
+        aggregates::record(&mut counters, settings, event, before, contact);
+        for (journey, group, metric, amount) in &effects.journey_counts {
+            aggregates::record_journey(&mut counters, settings, now, journey, *group, metric, *amount);
+        }
+        for state in &effects.states {
+            let condition = match states.get(&state.journey_id) {
+                Some(previous) => Condition::equals("version", previous.version),
+                None => Condition::NotExists,
+            };
+            core.push(TransactOp::Put { item: state.to_item(), condition: Some(condition) });
+        }
+        if !effects.entered.is_empty() || !effects.exited.is_empty() {
+            journeys_changed = Some((contact.id.clone(), effects.entered, effects.exited));
+        }
+        due.extend(effects.due);
+        cancel_groups.extend(effects.cancel_groups);
+    }
+
+    let contact = known.as_ref().map(|(contact, _)| contact.as_ref());
+    let carts = carts_for(deps, event, contact, &owners, &mut counters).await?;
+    core.extend(carts.ops);
+    // Cancellations reach items that exist already; what this event creates has fresh ids.
+    due.extend(carts.due);
+    cancel_groups.extend(carts.cancel_groups);
+
+    let outcome = match known {
+        Some((mut contact, before)) => {
+            contact.hold_discount_codes(carts.issued, &carts.redeemed, event.occurred_at);
+            contact.keep_within_bounds();
+            consent_receipts::itemise_legacy_receipts(store, &before.consent_receipts, &mut contact).await?;
+            contact.version = before.version + 1;
+            contact.updated_at = now;
+            core.push(TransactOp::Put {
+                item: contact_item(&contact),
+                condition: Some(Condition::equals("version", before.version)),
+            });
+            core.extend(consent_receipts::new_receipt_ops(&before.consent_receipts, &contact));
+            Outcome::Applied
+        }
+        None => Outcome::Unmatched("anonymous: kept for later".into()),
+    };
+    let deferrable = Deferrable { counters, cancel_owners: owners, cancel_groups };
+    Ok(EventWrites { core, due, deferrable, outcome, journeys_changed })
+}
+
 /// What an event does to carts: cart events, idle timers, reminder steps (for a known contact),
-/// an unsubscribe or complaint ending every sequence, and a purchase redeeming its code.
+/// an unsubscribe or complaint ending every sequence, and a purchase redeeming its code. The
+/// first of `owners` owns what the event creates (the contact, or `anon:<id>`).
 async fn carts_for(
     deps: &EvaluatorDeps,
     event: &Event,
     contact: Option<&Contact>,
-    owner: &str,
     owners: &[String],
     counters: &mut aggregates::Counters,
 ) -> Result<carts::CartEffects, StoreError> {
     let store = deps.store.as_ref();
     let campaigns = &deps.campaigns;
-    let mut effects = match event.event_type.as_str() {
-        kind if carts::CART_EVENTS.contains(&kind) => {
-            carts::on_cart_event(store, campaigns, event, owner, owners, counters).await?
-        }
-        carts::IDLE_EVENT => carts::on_idle(store, campaigns, event, owner, counters).await?,
-        carts::STEP_EVENT => match contact {
+    let owner = &owners[0];
+    let mut effects = match &event.event_type {
+        kind if kind.changes_cart() => carts::on_cart_event(store, campaigns, event, owner, owners, counters).await?,
+        EventType::CartIdle => carts::on_idle(store, campaigns, event, owner, counters).await?,
+        EventType::CartStep => match contact {
             Some(contact) => {
                 let now = deps.clock.now();
                 carts::on_step(store, campaigns, &deps.token_key, event, contact, now, counters).await?
             }
             None => carts::CartEffects::default(),
         },
-        "unsubscribed" | "email_complained" => {
+        EventType::Unsubscribed | EventType::EmailComplained => {
             carts::CartEffects { cancel_groups: carts::on_unsubscribe(store, owners).await?, ..Default::default() }
         }
         _ => carts::CartEffects::default(),
     };
-    if event.event_type == "purchase"
-        && let Some(contact) = contact
+    if let Some(contact) = contact
+        && let Some(purchase) = event.purchase()
     {
         let redeemed = carts::redeem(store, campaigns, event, contact, counters).await?;
         if !redeemed.is_empty()
-            && let Some(code) = event.properties.get("discount_code").and_then(|c| c.as_str())
+            && let Some(code) = purchase.discount_code
         {
-            effects.redeemed.push(code.to_string());
+            effects.redeemed.push(code);
         }
         effects.ops.extend(redeemed);
     }
     Ok(effects)
-}
-
-/// What an event does to the person's profile.
-pub fn update_contact(contact: &mut Contact, event: &Event, settings: &voronka_domain::campaigns::Settings) {
-    let at = event.occurred_at;
-    let is_activity = !event.event_type.starts_with("email_")
-        && !matches!(event.event_type.as_str(), engine::CONTINUE_EVENT | engine::INACTIVITY_EVENT);
-    if is_activity {
-        if at > contact.last_activity_at {
-            contact.last_activity_at = at;
-        }
-        let day = aggregates::day(at, settings);
-        if contact.last_active_day.as_deref() != Some(day.as_str()) {
-            contact.active_days += 1;
-            contact.last_active_day = Some(day);
-        }
-    }
-    if let Some(anonymous_id) = &event.contact.anonymous_id {
-        contact.add_anonymous_id(anonymous_id);
-    }
-    match event.event_type.as_str() {
-        "purchase" => {
-            let revenue = event.properties.get("revenue").and_then(|v| v.as_f64()).unwrap_or(0.0);
-            let orders = &mut contact.orders;
-            orders.orders += 1;
-            orders.revenue_minor += (revenue * 100.0).round() as i64;
-            if let Some(currency) = event.properties.get("currency").and_then(|v| v.as_str()) {
-                orders.currency = Some(currency.to_string());
-            }
-            if orders.first_order_at.is_none_or(|first| at < first) {
-                orders.first_order_at = Some(at);
-            }
-            if orders.last_order_at.is_none_or(|last| at > last) {
-                orders.last_order_at = Some(at);
-            }
-            orders.recent_orders.push(at);
-            orders.recent_orders.sort();
-            if orders.recent_orders.len() > voronka_domain::model::contact::MAX_RECENT_ORDERS {
-                orders.recent_orders.remove(0);
-            }
-            let target = if orders.orders > 1 { LifecycleStage::RepeatCustomer } else { LifecycleStage::Customer };
-            contact.stage = contact.stage.advanced_to(target);
-        }
-        "email_opened" => contact.engagement_score += OPEN_POINTS,
-        "email_clicked" => contact.engagement_score += CLICK_POINTS,
-        "email_bounced" if event.properties.get("permanent").and_then(|v| v.as_bool()) == Some(true) => {
-            contact.suppressions.entry(SuppressionReason::HardBounce).or_insert(at);
-        }
-        "email_complained" => {
-            if let std::collections::btree_map::Entry::Vacant(e) =
-                contact.suppressions.entry(SuppressionReason::Complaint)
-            {
-                e.insert(at);
-                contact.record_consent(ConsentReceipt {
-                    id: format!("complaint_{}", event.event_id),
-                    channel: Channel::Email,
-                    granted: false,
-                    at,
-                    form_id: None,
-                    ip: None,
-                    user_agent: None,
-                    text_version: "spam-complaint".into(),
-                    double_opt_in: false,
-                    submission_id: None,
-                });
-            }
-        }
-        _ => {}
-    }
 }

@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use voronka_domain::model::EmailAddress;
+use voronka_domain::model::{EmailAddress, EventType};
 use voronka_domain::ports::{Index, Query, QueueName, SeededIds, SimulatedClock, query_all};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, sign_body};
@@ -153,7 +153,7 @@ impl Driver {
         if let Some(code) = code {
             properties["discount_code"] = json!(code);
         }
-        let event = json!({"event_id": format!("order-{cart_id}:purchase"), "type": "purchase", "email": email, "properties": properties});
+        let event = json!({"event_id": format!("order-{cart_id}:purchase"), "type": EventType::Purchase, "email": email, "properties": properties});
         self.send_events(vec![event], IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)), true).await
     }
 
@@ -402,16 +402,21 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         // Browsing: unsigned behaviour events, now and then delivered twice.
         let category = CATEGORIES[rng.random_range(0..CATEGORIES.len())];
         let views = rng.random_range(1..=4);
-        let mut events = vec![json!({"event_id": format!("{}:pv:0", visitor.anonymous_id), "type": "page_view",
+        let mut events =
+            vec![json!({"event_id": format!("{}:pv:0", visitor.anonymous_id), "type": EventType::PageView,
             "anonymous_id": visitor.anonymous_id, "properties": {"url": "https://shop.example/"}})];
         for view in 0..views {
-            events.push(json!({"event_id": format!("{}:cv:{view}", visitor.anonymous_id), "type": "category_view",
-                "anonymous_id": visitor.anonymous_id, "properties": {"category": category}}));
+            events.push(
+                json!({"event_id": format!("{}:cv:{view}", visitor.anonymous_id), "type": EventType::CategoryView,
+                "anonymous_id": visitor.anonymous_id, "properties": {"category": category}}),
+            );
         }
         if rng.random_bool(0.01) {
             // A browser trying to report revenue: refused per event.
-            events.push(json!({"event_id": format!("{}:fake-purchase", visitor.anonymous_id), "type": "purchase",
-                "anonymous_id": visitor.anonymous_id, "properties": {"order_id": "x", "revenue": 1}}));
+            events.push(
+                json!({"event_id": format!("{}:fake-purchase", visitor.anonymous_id), "type": EventType::Purchase,
+                "anonymous_id": visitor.anonymous_id, "properties": {"order_id": "x", "revenue": 1}}),
+            );
         }
         driver.send_events(events.clone(), visitor.ip, false).await?;
         if rng.random_bool(0.05) {
@@ -428,7 +433,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
             for n in 0..items {
                 let price = f64::from(rng.random_range(5..=150) * 100 - 10);
                 total += price;
-                cart_events.push(json!({"event_id": format!("{cart_id}:atc:{n}"), "type": "add_to_cart",
+                cart_events.push(json!({"event_id": format!("{cart_id}:atc:{n}"), "type": EventType::AddToCart,
                     "anonymous_id": visitor.anonymous_id, "properties": {"cart_id": cart_id, "sku": format!("SKU-{}", rng.random_range(100..999)),
                     "name": format!("{} item {n}", category), "price": price, "quantity": 1, "currency": "RUB",
                     "cart_url": format!("https://shop.example/cart/{cart_id}")}}));
@@ -540,7 +545,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         if !buyers.is_empty() && rng.random_bool(0.3) {
             let email = buyers.swap_remove(rng.random_range(0..buyers.len()));
             let order = format!("order-{index}");
-            let event = json!({"event_id": format!("{order}:purchase"), "type": "purchase", "email": email,
+            let event = json!({"event_id": format!("{order}:purchase"), "type": EventType::Purchase, "email": email,
                 "properties": {"order_id": order, "revenue": rng.random_range(990..25_000), "currency": "RUB"}});
             let shop = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
             driver.send_events(vec![event.clone()], shop, true).await?;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::campaigns::{CampaignError, line_of_key, toml_error};
-use crate::model::{Priority, SendClass};
+use crate::model::{EventType, Priority, SendClass};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -18,7 +18,7 @@ pub enum Trigger {
     /// An event, optionally only when it is the `count`th matching one within `within_hours`,
     /// counted per value of the `group_by` property (e.g. per category).
     Event {
-        event: String,
+        event: EventType,
         #[serde(default, rename = "where")]
         filters: BTreeMap<String, Value>,
         count: Option<u32>,
@@ -29,7 +29,7 @@ pub enum Trigger {
     Inactivity {
         days: i64,
         #[serde(default = "default_inactivity_event")]
-        of: String,
+        of: EventType,
     },
     /// The contact's lifecycle stage becomes this one.
     Stage { stage: String },
@@ -37,8 +37,8 @@ pub enum Trigger {
     Segment { segment: String },
 }
 
-fn default_inactivity_event() -> String {
-    "purchase".into()
+fn default_inactivity_event() -> EventType {
+    EventType::Purchase
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -165,11 +165,11 @@ struct RawJourney {
     trigger: Trigger,
     entry: Entry,
     #[serde(default)]
-    exit_on: Vec<String>,
+    exit_on: Vec<EventType>,
     #[serde(default)]
     holdout_percent: f64,
     #[serde(default = "default_conversion_event")]
-    conversion_event: String,
+    conversion_event: EventType,
     #[serde(default = "default_conversion_days")]
     conversion_window_days: i64,
     steps: Vec<Step>,
@@ -179,8 +179,8 @@ fn yes() -> bool {
     true
 }
 
-fn default_conversion_event() -> String {
-    "purchase".into()
+fn default_conversion_event() -> EventType {
+    EventType::Purchase
 }
 
 fn default_conversion_days() -> i64 {
@@ -194,10 +194,10 @@ pub struct Journey {
     pub enabled: bool,
     pub trigger: Trigger,
     pub entry: Entry,
-    pub exit_on: Vec<String>,
+    pub exit_on: Vec<EventType>,
     /// Share of entrants held out as a control group, in percent (0 to 50).
     pub holdout_percent: f64,
-    pub conversion_event: String,
+    pub conversion_event: EventType,
     pub conversion_window: SignedDuration,
     pub steps: Vec<Step>,
 }
@@ -256,7 +256,7 @@ impl Journey {
         }
         match &raw.trigger {
             Trigger::Event { event, count, within_hours, .. } => {
-                if !crate::model::event::is_valid_event_type(event) {
+                if !event.is_valid() {
                     error("trigger.event", "event", format!("`{event}` is not an event type name"));
                 }
                 if count.is_some() != within_hours.is_some()

@@ -2,6 +2,7 @@
 
 pub mod attribution;
 pub mod definition;
+pub mod engine;
 pub mod segments;
 
 pub use definition::{Journey, ReEntry, Step, StepKind, Trigger, WaitFor};

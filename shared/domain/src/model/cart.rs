@@ -7,6 +7,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::payload::{CartAction, CartChange};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CartItem {
     pub sku: String,
@@ -56,8 +58,6 @@ pub struct Cart {
     pub version: u64,
 }
 
-/// Event types that change a cart.
-pub const CART_EVENT_TYPES: [&str; 4] = ["add_to_cart", "remove_from_cart", "checkout_started", "purchase"];
 /// Most distinct items a cart holds; adds of further skus are ignored (the item must stay small).
 pub const MAX_CART_ITEMS: usize = 100;
 
@@ -111,14 +111,6 @@ pub fn clean_cart_properties(
     (cleaned, dropped)
 }
 
-fn text(properties: &Map<String, Value>, name: &str) -> Option<String> {
-    properties.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
-}
-
-fn number(properties: &Map<String, Value>, name: &str) -> Option<f64> {
-    properties.get(name).and_then(Value::as_f64)
-}
-
 impl Cart {
     pub fn new(cart_id: &str, owner: &str, now: Timestamp) -> Cart {
         Cart {
@@ -150,19 +142,20 @@ impl Cart {
     }
 
     /// Applies a cart event; returns whether the cart changed.
-    pub fn apply(&mut self, event_type: &str, properties: &Map<String, Value>, at: Timestamp) -> bool {
-        if self.is_closed() && event_type != "add_to_cart" {
+    pub fn apply(&mut self, change: &CartChange, at: Timestamp) -> bool {
+        let is_add = matches!(change.action, CartAction::Add(_));
+        if self.is_closed() && !is_add {
             return false;
         }
-        if let Some(currency) = text(properties, "currency") {
-            self.currency = Some(currency);
+        if let Some(currency) = &change.currency {
+            self.currency = Some(currency.clone());
         }
-        if let Some(url) = text(properties, "cart_url") {
-            self.cart_url = Some(url);
+        if let Some(url) = &change.cart_url {
+            self.cart_url = Some(url.clone());
         }
-        match event_type {
-            "add_to_cart" => {
-                let Some(sku) = text(properties, "sku") else { return false };
+        match &change.action {
+            CartAction::Add(line) => {
+                let sku = &line.sku;
                 if self.is_closed() {
                     // A bought or emptied cart id reused by the shop starts over, but its activity
                     // counter goes on: timers, steps and send keys are named by it, and the new
@@ -170,36 +163,33 @@ impl Cart {
                     let fresh = Cart::new(&self.cart_id, &self.owner, at);
                     *self = Cart { version: self.version, activity: self.activity, ..fresh };
                 }
-                if !self.items.contains_key(&sku) && self.items.len() >= MAX_CART_ITEMS {
+                if !self.items.contains_key(sku) && self.items.len() >= MAX_CART_ITEMS {
                     return false;
                 }
-                let quantity = number(properties, "quantity").unwrap_or(1.0);
                 let item = self.items.entry(sku.clone()).or_insert_with(|| CartItem {
                     sku: sku.clone(),
-                    name: text(properties, "name").unwrap_or_else(|| sku.clone()),
+                    name: line.name.clone().unwrap_or_else(|| sku.clone()),
                     price: 0.0,
                     quantity: 0.0,
                     image: None,
                     url: None,
                 });
-                item.quantity += quantity;
-                if let Some(price) = number(properties, "price") {
+                item.quantity += line.quantity.unwrap_or(1.0);
+                if let Some(price) = line.price {
                     item.price = price;
                 }
-                if let Some(name) = text(properties, "name") {
-                    item.name = name;
+                if let Some(name) = &line.name {
+                    item.name = name.clone();
                 }
-                item.image = text(properties, "image").or(item.image.take());
-                item.url = text(properties, "url").or(item.url.take());
+                item.image = line.image.clone().or(item.image.take());
+                item.url = line.url.clone().or(item.url.take());
             }
-            "remove_from_cart" => {
-                let Some(sku) = text(properties, "sku") else { return false };
-                let quantity = number(properties, "quantity");
-                if let Some(item) = self.items.get_mut(&sku) {
+            CartAction::Remove { sku, quantity } => {
+                if let Some(item) = self.items.get_mut(sku) {
                     match quantity {
-                        Some(q) if q < item.quantity => item.quantity -= q,
+                        Some(q) if *q < item.quantity => item.quantity -= q,
                         _ => {
-                            self.items.remove(&sku);
+                            self.items.remove(sku);
                         }
                     }
                 }
@@ -207,18 +197,17 @@ impl Cart {
                     self.status = CartStatus::Emptied;
                 }
             }
-            "checkout_started" => {}
-            "purchase" => {
+            CartAction::CheckoutStarted => {}
+            CartAction::Purchase => {
                 self.status = CartStatus::Purchased;
                 self.purchased_at = Some(at);
                 self.recovered_by_step = self.reminders_sent.iter().max().copied();
             }
-            _ => return false,
         }
         if at > self.last_activity_at {
             self.last_activity_at = at;
         }
-        if self.status == CartStatus::Abandoned && event_type != "purchase" {
+        if self.status == CartStatus::Abandoned && change.action != CartAction::Purchase {
             // Back at the cart: the old sequence is over; a new idle period starts.
             self.status = CartStatus::Open;
             self.abandoned_at = None;
@@ -253,23 +242,32 @@ impl Cart {
 
 #[cfg(test)]
 mod tests {
+    use super::super::event::{Event, EventType};
     use super::*;
 
     fn props(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
     }
 
+    fn change(event_type: &str, properties: Map<String, Value>) -> CartChange {
+        let t = Timestamp::UNIX_EPOCH;
+        Event::internal("e".into(), EventType::from(event_type), "c_1", t, t, properties).cart_change().unwrap()
+    }
+
     #[test]
     fn a_cart_follows_its_events() {
         let t = Timestamp::UNIX_EPOCH;
         let mut cart = Cart::new("cart-1", "c_1", t);
-        cart.apply("add_to_cart", &props(json!({"sku": "A", "name": "Shoes", "price": 1990, "quantity": 2})), t);
-        cart.apply("add_to_cart", &props(json!({"sku": "B", "price": 500})), t);
+        cart.apply(
+            &change("add_to_cart", props(json!({"sku": "A", "name": "Shoes", "price": 1990, "quantity": 2}))),
+            t,
+        );
+        cart.apply(&change("add_to_cart", props(json!({"sku": "B", "price": 500}))), t);
         assert_eq!(cart.total(), 4480.0);
-        cart.apply("remove_from_cart", &props(json!({"sku": "A", "quantity": 1})), t);
+        cart.apply(&change("remove_from_cart", props(json!({"sku": "A", "quantity": 1}))), t);
         assert_eq!(cart.total(), 2490.0);
-        cart.apply("remove_from_cart", &props(json!({"sku": "A"})), t);
-        cart.apply("remove_from_cart", &props(json!({"sku": "B"})), t);
+        cart.apply(&change("remove_from_cart", props(json!({"sku": "A"}))), t);
+        cart.apply(&change("remove_from_cart", props(json!({"sku": "B"}))), t);
         assert_eq!(cart.status, CartStatus::Emptied);
         assert_eq!(cart.activity, 5);
     }
@@ -278,10 +276,10 @@ mod tests {
     fn a_reused_cart_id_keeps_counting_activity() {
         let t = Timestamp::UNIX_EPOCH;
         let mut cart = Cart::new("cart-1", "c_1", t);
-        cart.apply("add_to_cart", &props(json!({"sku": "A", "price": 10})), t);
-        cart.apply("purchase", &props(json!({})), t);
+        cart.apply(&change("add_to_cart", props(json!({"sku": "A", "price": 10}))), t);
+        cart.apply(&change("purchase", props(json!({}))), t);
         let before = cart.activity;
-        cart.apply("add_to_cart", &props(json!({"sku": "B", "price": 10})), t);
+        cart.apply(&change("add_to_cart", props(json!({"sku": "B", "price": 10}))), t);
         assert_eq!(cart.status, CartStatus::Open);
         assert!(cart.activity > before, "the new lifecycle continues the counter");
         assert_eq!(cart.items.len(), 1);
@@ -292,10 +290,13 @@ mod tests {
         let t = Timestamp::UNIX_EPOCH;
         let mut cart = Cart::new("cart-1", "c_1", t);
         for n in 0..MAX_CART_ITEMS + 50 {
-            cart.apply("add_to_cart", &props(json!({"sku": format!("S{n}"), "price": 1})), t);
+            cart.apply(&change("add_to_cart", props(json!({"sku": format!("S{n}"), "price": 1}))), t);
         }
         assert_eq!(cart.items.len(), MAX_CART_ITEMS);
-        assert!(cart.apply("add_to_cart", &props(json!({"sku": "S0", "price": 1})), t), "known items still change");
+        assert!(
+            cart.apply(&change("add_to_cart", props(json!({"sku": "S0", "price": 1}))), t),
+            "known items still change"
+        );
     }
 
     #[test]

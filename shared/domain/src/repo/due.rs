@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::journeys::definition::stable_hash;
-use crate::model::{Event, SendRequest};
+use crate::model::{Event, EventType, SendRequest};
 use crate::ports::store::{GSI1_PK, GSI1_SK};
 use crate::ports::{
     Condition, Cursor, Index, Item, Key, OutgoingMessage, Query, Queue, QueueName, SortKeyRange, Store, StoreError,
@@ -34,7 +34,7 @@ pub enum DueWork {
     /// Send this request (to `sends`).
     Send { request: SendRequest },
     /// Tell the evaluator (on `events`) with an event of this type and these properties.
-    Evaluate { event_type: String, properties: Map<String, Value> },
+    Evaluate { event_type: EventType, properties: Map<String, Value> },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -184,7 +184,8 @@ pub async fn dispatch(store: &dyn Store, queue: &dyn Queue, item: &Item, now: Ti
         DueWork::Send { request } => (QueueName::Sends, serde_json::to_string(request).expect("serialises")),
         DueWork::Evaluate { event_type, properties } => {
             let event_id = format!("due:{}", due.id);
-            let event = Event::internal(event_id, event_type, &due.contact_id, due.due_at, now, properties.clone());
+            let event =
+                Event::internal(event_id, event_type.clone(), &due.contact_id, due.due_at, now, properties.clone());
             (QueueName::Events, serde_json::to_string(&event).expect("serialises"))
         }
     };

@@ -9,11 +9,16 @@
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use crate::model::{ContactRef, EmailAddress, Event};
+use crate::model::{ContactRef, EmailAddress, Event, EventType};
 
 /// The event types SES feedback becomes.
-pub const FEEDBACK_EVENT_TYPES: [&str; 5] =
-    ["email_delivered", "email_bounced", "email_complained", "email_opened", "email_clicked"];
+pub const FEEDBACK_EVENT_TYPES: [EventType; 5] = [
+    EventType::EmailDelivered,
+    EventType::EmailBounced,
+    EventType::EmailComplained,
+    EventType::EmailOpened,
+    EventType::EmailClicked,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedbackKind {
@@ -128,19 +133,19 @@ impl SesFeedback {
         let suppresses = matches!(self.kind, FeedbackKind::Bounce { .. } | FeedbackKind::Complaint);
         let email = self.recipients.get(recipient).filter(|_| suppresses).map(|address| address.as_typed().to_string());
         let (event_type, mut properties) = match &self.kind {
-            FeedbackKind::Delivery => ("email_delivered", Map::new()),
+            FeedbackKind::Delivery => (EventType::EmailDelivered, Map::new()),
             FeedbackKind::Bounce { permanent, bounce_type } => {
                 let mut p = Map::new();
                 p.insert("bounce_type".into(), json!(bounce_type));
                 p.insert("permanent".into(), json!(permanent));
-                ("email_bounced", p)
+                (EventType::EmailBounced, p)
             }
-            FeedbackKind::Complaint => ("email_complained", Map::new()),
-            FeedbackKind::Open => ("email_opened", Map::new()),
+            FeedbackKind::Complaint => (EventType::EmailComplained, Map::new()),
+            FeedbackKind::Open => (EventType::EmailOpened, Map::new()),
             FeedbackKind::Click { link } => {
                 let mut p = Map::new();
                 p.insert("link".into(), json!(link));
-                ("email_clicked", p)
+                (EventType::EmailClicked, p)
             }
             FeedbackKind::Other(_) => return None,
         };
@@ -158,7 +163,7 @@ impl SesFeedback {
         };
         Some(Event {
             event_id,
-            event_type: event_type.into(),
+            event_type,
             contact: ContactRef { contact_id: self.contact_id.clone(), email, anonymous_id: None },
             occurred_at: self.at,
             received_at,
@@ -186,7 +191,7 @@ mod tests {
         let envelope = json!({"Type": "Notification", "MessageId": "sns-1", "Message": BOUNCE}).to_string();
         assert_eq!(parse(&envelope), Some(raw.clone()));
         let event = raw.to_event(Timestamp::UNIX_EPOCH).unwrap();
-        assert_eq!(event.event_type, "email_bounced");
+        assert_eq!(event.event_type, EventType::EmailBounced);
         assert_eq!(event.properties["permanent"], true);
         assert!(parse(r#"{"events":[]}"#).is_none(), "ordinary messages are not feedback");
     }
@@ -224,7 +229,7 @@ mod tests {
             r#""complaint":{"complainedRecipients""#,
         );
         let event = parse(&complaint).unwrap().to_event(Timestamp::UNIX_EPOCH).unwrap();
-        assert_eq!(event.event_type, "email_complained");
+        assert_eq!(event.event_type, EventType::EmailComplained);
         assert_eq!(event.contact.email.as_deref(), Some("gone@example.com"));
 
         let delivery = untagged.replace(r#""eventType":"Bounce""#, r#""eventType":"Delivery""#);

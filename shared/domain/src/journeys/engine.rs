@@ -1,24 +1,21 @@
 //! The journey engine: decides, for one event and one contact, which journeys the contact enters,
 //! exits, continues or converts in, and what that writes. Everything it decides goes into the
-//! event's one transaction (see `lib.rs`); sends are due items due now, dispatched right after.
+//! event's one transaction (see trigger-evaluator's `lib.rs`); sends are due items due now, dispatched right after.
 
 use std::collections::BTreeMap;
 
+use crate::campaigns::Campaigns;
+use crate::journeys::definition::{Condition as StepCondition, filters_match, in_holdout, pick_variant};
+use crate::journeys::{Journey, ReEntry, StepKind, Trigger, WaitFor};
+use crate::model::cart::plain_text;
+use crate::model::{Channel, Contact, DueWorkPayload, Event, EventType, LifecycleStage, SendOrigin, SendRequest};
+use crate::repo::due::{DueItem, DueWork};
+use crate::repo::journey_state::{Group, JourneyState, RunStatus};
+use crate::sending::origin::journey_send_key;
+use crate::sending::policy::time_zone_or_utc;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
-use voronka_domain::campaigns::Campaigns;
-use voronka_domain::journeys::definition::{Condition as StepCondition, filters_match, in_holdout, pick_variant};
-use voronka_domain::journeys::{Journey, ReEntry, StepKind, Trigger, WaitFor};
-use voronka_domain::model::cart::plain_text;
-use voronka_domain::model::{Channel, Contact, Event, LifecycleStage, SendOrigin, SendRequest};
-use voronka_domain::repo::due::{DueItem, DueWork};
-use voronka_domain::repo::journey_state::{Group, JourneyState, RunStatus};
-use voronka_domain::sending::origin::journey_send_key;
-use voronka_domain::sending::policy::time_zone_or_utc;
 
-/// Event types the engine itself puts on the queue through due items.
-pub const CONTINUE_EVENT: &str = voronka_domain::model::event::JOURNEY_CONTINUE;
-pub const INACTIVITY_EVENT: &str = voronka_domain::model::event::INACTIVITY_CHECK;
 /// Longest category name from an event that reaches an email.
 const MAX_CATEGORY_CHARS: usize = 60;
 /// A run that loops without waiting stops here.
@@ -99,8 +96,7 @@ fn triggered(journey: &Journey, decision: &Decision<'_>, contact: &Contact) -> b
                 && !segments.matches(segment, decision.before, decision.now)
         }
         Trigger::Inactivity { .. } => {
-            event.event_type == INACTIVITY_EVENT
-                && event.properties.get("journey").and_then(Value::as_str) == Some(&journey.id)
+            matches!(event.due_work(), Some(DueWorkPayload::InactivityCheck { journey: id, .. }) if id == journey.id)
         }
     }
 }
@@ -148,7 +144,7 @@ pub fn decide(
             if s.status == RunStatus::Active && journey.exit_on.contains(&event.event_type) {
                 s.status = RunStatus::Exited;
                 s.finished_at = Some(now);
-                s.exit_reason = Some(event.event_type.clone());
+                s.exit_reason = Some(event.event_type.to_string());
                 s.current_step = None;
                 effects.cancel_groups.push(run_group(s));
                 effects.exited.push(journey.id.clone());
@@ -161,22 +157,22 @@ pub fn decide(
                 && event.occurred_at.duration_since(s.entered_at) <= journey.conversion_window
             {
                 s.converted = true;
-                let revenue = event.properties.get("revenue").and_then(Value::as_f64).unwrap_or(0.0);
+                let revenue = event.revenue().unwrap_or(0.0);
                 effects.journey_counts.push((journey.id.clone(), s.group, "conversions", 1.0));
                 effects.journey_counts.push((journey.id.clone(), s.group, "revenue", revenue));
             }
-            if event.event_type == "email_clicked"
+            if event.event_type == EventType::EmailClicked
                 && s.last_send_tag.is_some()
-                && event.properties.get("send").and_then(Value::as_str) == s.last_send_tag.as_deref()
+                && event.mail().send == s.last_send_tag
             {
                 s.clicked_last = true;
             }
-            if event.event_type == CONTINUE_EVENT
-                && s.status == RunStatus::Active
-                && event.properties.get("journey").and_then(Value::as_str) == Some(&journey.id)
-                && event.properties.get("run").and_then(Value::as_u64) == Some(u64::from(s.run))
-                && let Some(step) = event.properties.get("step").and_then(Value::as_str)
+            if s.status == RunStatus::Active
+                && let Some(DueWorkPayload::JourneyContinue { journey: id, run, step }) = event.due_work()
+                && id == journey.id
+                && run == u64::from(s.run)
             {
+                let step = step.as_str();
                 run_steps(journey, s, step, contact, decision, &mut effects);
             }
         }
@@ -186,15 +182,14 @@ pub fn decide(
             && &event.event_type == of
         {
             effects.cancel_groups.push(inactivity_group(&journey.id));
-            let mut properties = Map::new();
-            properties.insert("journey".into(), json!(journey.id));
-            properties.insert("since".into(), json!(event.occurred_at.as_second()));
+            let wake =
+                DueWorkPayload::InactivityCheck { journey: journey.id.clone(), since: event.occurred_at.as_second() };
             effects.due.push(DueItem {
                 id: format!("inactivity:{}:{}", journey.id, event.dedupe_key()),
                 contact_id: contact.id.clone(),
                 due_at: event.occurred_at + SignedDuration::from_hours(24 * days),
                 group: inactivity_group(&journey.id),
-                work: DueWork::Evaluate { event_type: INACTIVITY_EVENT.into(), properties },
+                work: DueWork::Evaluate { event_type: wake.event_type(), properties: wake.to_properties() },
             });
         }
 
@@ -300,16 +295,17 @@ fn run_steps(
                     Some(WaitFor::UntilLocalTime(time)) => next_local_time(now, &contact.time_zone, time),
                     None => now,
                 };
-                let mut properties = Map::new();
-                properties.insert("journey".into(), json!(journey.id));
-                properties.insert("run".into(), json!(state.run));
-                properties.insert("step".into(), json!(after));
+                let wake = DueWorkPayload::JourneyContinue {
+                    journey: journey.id.clone(),
+                    run: u64::from(state.run),
+                    step: after.clone(),
+                };
                 effects.due.push(DueItem {
                     id: format!("wait:{}:{}:{pass}", state.run_id(), step.id),
                     contact_id: contact.id.clone(),
                     due_at,
                     group: run_group(state),
-                    work: DueWork::Evaluate { event_type: CONTINUE_EVENT.into(), properties },
+                    work: DueWork::Evaluate { event_type: wake.event_type(), properties: wake.to_properties() },
                 });
                 state.current_step = Some(after);
                 return;
