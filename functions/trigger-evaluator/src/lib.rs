@@ -250,18 +250,14 @@ async fn apply_follow_up(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
 async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Contact>, StoreError> {
     let repo = ContactRepository::new(deps.store.as_ref());
     // Due work filed under an anonymous visitor names them `anon:<id>`.
-    if let Some(anonymous_id) = event.contact.contact_id.as_deref().and_then(|id| id.strip_prefix("anon:")) {
-        return match repo.find_by_anonymous_id(anonymous_id).await {
-            Ok(found) => Ok(found),
-            Err(voronka_domain::repo::RepoError::Store(e)) => Err(e),
-            Err(other) => Err(StoreError::Backend(other.to_string())),
-        };
-    }
     let map = |r: Result<Option<Contact>, voronka_domain::repo::RepoError>| match r {
         Ok(c) => Ok(c),
         Err(voronka_domain::repo::RepoError::Store(e)) => Err(e),
         Err(other) => Err(StoreError::Backend(other.to_string())),
     };
+    if let Some(anonymous_id) = event.contact.contact_id.as_deref().and_then(|id| id.strip_prefix("anon:")) {
+        return map(repo.find_by_anonymous_id(anonymous_id).await);
+    }
     // A browser cannot prove who it is: only the anonymous id a form or a login linked counts.
     if !event.trusted {
         return match &event.contact.anonymous_id {

@@ -384,3 +384,148 @@ pub fn next_local_time(now: Timestamp, zone: &str, time: jiff::civil::Time) -> T
         .map(|z| z.timestamp())
         .unwrap_or(now)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use jiff::{SignedDuration, Timestamp};
+    use serde_json::{Value, json};
+
+    use super::{Decision, decide, run_group};
+    use crate::campaigns::{Campaigns, SourceFile};
+    use crate::model::{Contact, DueWorkPayload, EmailAddress, Event, EventType};
+    use crate::repo::due::DueWork;
+    use crate::repo::journey_state::{JourneyState, RunStatus};
+
+    const JOURNEY: &str = r#"
+id = "trial"
+description = "A trial nudge"
+exit_on = ["unsubscribed"]
+conversion_event = "purchase"
+conversion_window_days = 7
+[trigger]
+type = "event"
+event = "lead_created"
+[entry]
+re_entry = "once"
+[[steps]]
+id = "hello"
+type = "send"
+template = "welcome"
+[[steps]]
+id = "pause"
+type = "wait"
+days = 2
+[[steps]]
+id = "again"
+type = "send"
+template = "welcome"
+"#;
+
+    fn campaigns() -> Campaigns {
+        let file = |path: &str, text: &str| SourceFile { path: path.into(), text: text.into() };
+        Campaigns::load(&[
+            file("settings.toml", include_str!("../../../campaigns/settings.toml")),
+            file("templates/welcome.toml", include_str!("../../../campaigns/templates/welcome.toml")),
+            file("journeys/trial.toml", JOURNEY),
+        ])
+        .expect("the test campaigns are valid")
+    }
+
+    fn at(hours: i64) -> Timestamp {
+        Timestamp::from_second(1_790_000_000).unwrap() + SignedDuration::from_hours(hours)
+    }
+
+    fn event(event_type: EventType, hours: i64, properties: Value) -> Event {
+        let properties = properties.as_object().cloned().unwrap_or_default();
+        Event::internal(format!("e-{event_type}-{hours}"), event_type, "c1", at(hours), at(hours), properties)
+    }
+
+    fn contact() -> Contact {
+        let mut contact = Contact::new("c1".into(), at(0), "ru".into(), "Europe/Moscow".into());
+        contact.email = Some(EmailAddress::parse("anna@example.com").unwrap());
+        contact
+    }
+
+    /// Decides `event` for the contact with the journey states given; returns the effects and
+    /// the states as they are afterwards.
+    fn run(
+        campaigns: &Campaigns,
+        event: &Event,
+        states: &BTreeMap<String, JourneyState>,
+    ) -> (super::JourneyEffects, BTreeMap<String, JourneyState>) {
+        let mut person = contact();
+        let before = person.clone();
+        let counts = BTreeMap::new();
+        let decision = Decision { campaigns, event, before: &before, now: event.occurred_at, trigger_counts: &counts };
+        let effects = decide(&decision, &mut person, states);
+        let mut after = states.clone();
+        for state in &effects.states {
+            after.insert(state.journey_id.clone(), state.clone());
+        }
+        (effects, after)
+    }
+
+    #[test]
+    fn the_trigger_enters_the_journey_sends_the_first_step_now_and_waits_for_the_next() {
+        let campaigns = campaigns();
+        let (effects, states) = run(&campaigns, &event(EventType::LeadCreated, 0, json!({})), &BTreeMap::new());
+        assert_eq!(effects.entered, vec!["trial".to_string()]);
+        let state = &states["trial"];
+        assert_eq!(state.status, RunStatus::Active);
+        let held_out = state.group == crate::repo::journey_state::Group::Holdout;
+        let sends = effects.due.iter().filter(|d| matches!(d.work, DueWork::Send { .. })).count();
+        assert_eq!(sends, if held_out { 0 } else { 1 }, "the first email goes out now, unless held out");
+        let wake = effects.due.iter().find_map(|d| match &d.work {
+            DueWork::Evaluate { event_type: EventType::JourneyContinue, properties } => Some((d.due_at, properties)),
+            _ => None,
+        });
+        let (due_at, properties) = wake.expect("the run waits for its next step");
+        assert_eq!(due_at, at(48));
+        assert_eq!(
+            Event::internal("w".into(), EventType::JourneyContinue, "c1", due_at, due_at, properties.clone())
+                .due_work(),
+            Some(DueWorkPayload::JourneyContinue { journey: "trial".into(), run: 1, step: "again".into() })
+        );
+        assert!(
+            effects.journey_counts.iter().any(|(j, _, metric, n)| j == "trial" && *metric == "entries" && *n == 1.0)
+        );
+    }
+
+    #[test]
+    fn an_exit_event_ends_the_run_at_once_and_cancels_what_waits() {
+        let campaigns = campaigns();
+        let (_, states) = run(&campaigns, &event(EventType::LeadCreated, 0, json!({})), &BTreeMap::new());
+        let (effects, after) = run(&campaigns, &event(EventType::Unsubscribed, 1, json!({})), &states);
+        assert_eq!(effects.exited, vec!["trial".to_string()]);
+        assert_eq!(after["trial"].status, RunStatus::Exited);
+        assert_eq!(after["trial"].exit_reason.as_deref(), Some("unsubscribed"));
+        assert!(effects.cancel_groups.contains(&run_group(&states["trial"])));
+    }
+
+    #[test]
+    fn a_conversion_counts_once_per_run_with_its_revenue_and_only_within_the_window() {
+        let campaigns = campaigns();
+        let (_, states) = run(&campaigns, &event(EventType::LeadCreated, 0, json!({})), &BTreeMap::new());
+        let purchase = |hours| event(EventType::Purchase, hours, json!({"order_id": "o", "revenue": 250.0}));
+        let (late, _) = run(&campaigns, &purchase(24 * 8), &states);
+        assert!(!late.journey_counts.iter().any(|(_, _, metric, _)| *metric == "conversions"), "outside 7 days");
+        let (first, after) = run(&campaigns, &purchase(24), &states);
+        let revenue: f64 =
+            first.journey_counts.iter().filter(|(_, _, metric, _)| *metric == "revenue").map(|(_, _, _, n)| n).sum();
+        assert_eq!(revenue, 250.0);
+        let (second, _) = run(&campaigns, &purchase(25), &after);
+        assert!(!second.journey_counts.iter().any(|(_, _, metric, _)| *metric == "conversions"), "counted once");
+    }
+
+    #[test]
+    fn a_wake_up_for_another_run_moves_nothing() {
+        let campaigns = campaigns();
+        let (_, states) = run(&campaigns, &event(EventType::LeadCreated, 0, json!({})), &BTreeMap::new());
+        let stale = DueWorkPayload::JourneyContinue { journey: "trial".into(), run: 7, step: "again".into() };
+        let wake = Event::internal("w".into(), stale.event_type(), "c1", at(48), at(48), stale.to_properties());
+        let (effects, _) = run(&campaigns, &wake, &states);
+        assert!(effects.states.is_empty() && effects.due.is_empty(), "{effects:?}");
+    }
+}
