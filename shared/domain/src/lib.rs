@@ -4,6 +4,7 @@
 
 pub mod campaigns;
 pub mod errors;
+pub mod html;
 pub mod journeys;
 pub mod model;
 pub mod money;
