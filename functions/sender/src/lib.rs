@@ -22,7 +22,7 @@ use voronka_domain::repo::{Claim, ContactRepository, FrequencyCaps, Reservation,
 use voronka_domain::sending::mime::{Envelope, build_message};
 use voronka_domain::sending::origin::{self, CancelReason, Liveness};
 use voronka_domain::sending::policy::{
-    BlockReason, CapPeriod, DeferReason, cap_windows, check_recipient, time_zone_or_utc,
+    BlockReason, CapPeriod, DeferReason, QuietHours, cap_windows, check_recipient, time_zone_or_utc,
 };
 use voronka_domain::sending::redact::{self, Redacted};
 use voronka_domain::signing::{Secrets, UNSUBSCRIBE_TOKEN_PURPOSE};
@@ -209,7 +209,7 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
 
     let mut reserved = None;
     if request.class == SendClass::Marketing {
-        if let Some(until) = settings.quiet_hours().next_allowed(now, &zone) {
+        if let Some(until) = QuietHours::of(settings).next_allowed(now, &zone) {
             return defer_within_deadline(until, DeferReason::QuietHours).await;
         }
         let windows = cap_windows(now, &zone);

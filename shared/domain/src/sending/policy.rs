@@ -1,12 +1,15 @@
 //! Who may be sent what, and when: consent, suppression, quiet hours in the contact's own time
 //! zone, and the calendar windows frequency caps count in.
 
+use std::fmt;
+
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
-use std::fmt;
 
+use crate::campaigns::SendingSettings;
 use crate::model::{Contact, SendClass};
+use crate::repo::frequency::CapWindows;
 use crate::sending::redact::Redacted;
 
 /// Why a message will never be sent. Its `Display` is what the send ledger and the logs record.
@@ -124,6 +127,11 @@ pub struct QuietHours {
 }
 
 impl QuietHours {
+    /// The quiet hours the settings name.
+    pub fn of(settings: &SendingSettings) -> QuietHours {
+        QuietHours { start: settings.quiet_hours_start, end: settings.quiet_hours_end }
+    }
+
     fn contains(&self, time: Time) -> bool {
         if self.start <= self.end {
             time >= self.start && time < self.end
@@ -149,19 +157,7 @@ impl QuietHours {
     }
 }
 
-/// The calendar windows a frequency cap counts in, in the contact's own zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CapWindows {
-    /// e.g. `2026-11-22`
-    pub day: String,
-    /// ISO week, e.g. `2026-W47`
-    pub week: String,
-    /// The start of the next local day: where a message deferred by the daily cap goes.
-    pub next_day: Timestamp,
-    /// The start of the next ISO week: where a message deferred by the weekly cap goes.
-    pub next_week: Timestamp,
-}
-
+/// The cap windows `now` falls in, in the contact's own zone.
 pub fn cap_windows(now: Timestamp, zone: &TimeZone) -> CapWindows {
     let local: Zoned = now.to_zoned(zone.clone());
     let date = local.date();
