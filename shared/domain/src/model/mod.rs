@@ -9,6 +9,7 @@ pub mod event;
 pub mod follow_ups;
 pub mod phone;
 pub mod send;
+pub mod submission;
 
 pub use attribution::Touch;
 pub use cart::{Cart, CartItem, CartStatus};
@@ -19,3 +20,4 @@ pub use event::{ContactRef, Event, EventSource, EventTrust};
 pub use follow_ups::{ConfirmationLimit, SubmissionFollowUps};
 pub use phone::{PhoneError, PhoneNumber};
 pub use send::{Priority, SendClass, SendOrigin, SendRequest};
+pub use submission::AcceptedSubmission;
