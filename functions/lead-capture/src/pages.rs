@@ -4,21 +4,7 @@
 use axum::response::Html;
 use voronka_domain::campaigns::FormDefinition;
 use voronka_domain::errors::FieldError;
-
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+use voronka_domain::html::escape;
 
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(

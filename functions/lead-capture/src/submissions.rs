@@ -12,8 +12,8 @@ use voronka_domain::campaigns::form::{RENDER_TOKEN_FIELD, SUBMISSION_ID_FIELD, s
 use voronka_domain::errors::FieldError;
 use voronka_domain::model::event::is_valid_client_id;
 use voronka_domain::model::{
-    Channel, ConsentReceipt, Contact, ContactRef, DoubleOptIn, Event, EventSource, EventType, Priority, SendClass,
-    SendOrigin, SendRequest, SuppressionReason, Touch,
+    AcceptedSubmission, Channel, ConsentReceipt, Contact, ContactRef, DoubleOptIn, Event, EventSource, EventType,
+    Priority, SendClass, SendOrigin, SendRequest, Touch,
 };
 use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
 use voronka_domain::repo::{ContactRepository, UpsertOutcome};
@@ -140,15 +140,8 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Accepted, ApiError> {
-    let settings = &state.campaigns.settings;
-    let format = body_format(headers, &[BodyFormat::Json, BodyFormat::UrlEncoded])?;
-    let bytes = read_body(headers, body, settings.limits.max_body_bytes).await?;
-    let values = parse_values(format, &bytes)?;
-
-    let subject = client_subject(state, client);
-    enforce_rate_limit(state, "submit-ip", &subject, settings.limits.per_ip_per_minute).await?;
-    enforce_rate_limit(state, &format!("submit-form-{}", form.id), "all", settings.limits.per_form_per_minute).await?;
-
+    let (format, values) = read_values(state, headers, body).await?;
+    enforce_rate_limits(state, form, client).await?;
     let now = state.clock.now();
     if let Some(reason) = spam_reason(state, form, &values, now) {
         // Answer as if accepted, so a bot learns nothing; store nothing.
@@ -156,16 +149,53 @@ async fn handle(
         let decoy = state.ids.new_id("c", now);
         return Ok(Accepted { format, body: json!({ "contact_id": decoy, "status": "created" }) });
     }
+    let submission = accept(state, form, client, headers, &values, now)?;
+    let (contact, outcome) = store(state, &submission).await?;
+    queue_follow_ups(state, form, headers, &contact, &submission).await?;
+    Ok(Accepted { format, body: answer(&contact, outcome, &submission.submission_id) })
+}
 
+/// The body's fields, from JSON or a plain HTML form.
+async fn read_values(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(BodyFormat, Map<String, Value>), ApiError> {
+    let format = body_format(headers, &[BodyFormat::Json, BodyFormat::UrlEncoded])?;
+    let bytes = read_body(headers, body, state.campaigns.settings.limits.max_body_bytes).await?;
+    Ok((format, parse_values(format, &bytes)?))
+}
+
+async fn enforce_rate_limits(
+    state: &AppState,
+    form: &FormDefinition,
+    client: Option<ClientIp>,
+) -> Result<(), ApiError> {
+    let limits = &state.campaigns.settings.limits;
+    let subject = client_subject(state, client);
+    enforce_rate_limit(state, "submit-ip", &subject, limits.per_ip_per_minute).await?;
+    enforce_rate_limit(state, &format!("submit-form-{}", form.id), "all", limits.per_form_per_minute).await
+}
+
+/// The submission as it changes a contact, or every problem with its fields.
+fn accept(
+    state: &AppState,
+    form: &FormDefinition,
+    client: Option<ClientIp>,
+    headers: &HeaderMap,
+    values: &Map<String, Value>,
+    now: Timestamp,
+) -> Result<AcceptedSubmission, ApiError> {
+    let settings = &state.campaigns.settings;
     let mut field_errors = Vec::new();
-    let valid = match form.validate(&values) {
+    let valid = match form.validate(values) {
         Ok(valid) => Some(valid),
         Err(errors) => {
             field_errors = errors;
             None
         }
     };
-    let (hidden, mut hidden_errors) = hidden_fields(&values);
+    let (hidden, mut hidden_errors) = hidden_fields(values);
     field_errors.append(&mut hidden_errors);
     let hidden_text = |name: &str| hidden.get(name).and_then(Value::as_str).map(str::to_string);
     for name in ["anonymous_id", SUBMISSION_ID_FIELD] {
@@ -178,24 +208,22 @@ async fn handle(
     };
     // Every form's email field is required (checked when the form is loaded); should one slip
     // through, the person is told, not answered with a crash.
-    let Some(email) = valid.email.clone() else {
+    let Some(email) = valid.email else {
         return Err(ApiError::invalid(vec![FieldError::new("email", "required", "is required")]));
     };
 
     let submission_id = hidden_text(SUBMISSION_ID_FIELD).unwrap_or_else(|| state.ids.new_id("sub", now));
-    let time_zone = hidden_text("time_zone");
     let locale = hidden_text("locale").or_else(|| {
         headers
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split([',', ';']).next().unwrap_or("").to_string())
     });
-    let anonymous_id = hidden_text("anonymous_id");
     let mut touch = Touch::from_fields(now, |name| hidden_text(name));
     if touch.landing_page.is_none() {
         touch.landing_page = headers.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_string);
     }
-    let receipt = (form.consent.as_ref()).filter(|_| valid.consent_granted).map(|consent| ConsentReceipt {
+    let consent = (form.consent.as_ref()).filter(|_| valid.consent_granted).map(|consent| ConsentReceipt {
         id: format!("cr_{submission_id}"),
         channel: Channel::Email,
         granted: true,
@@ -210,98 +238,76 @@ async fn handle(
         double_opt_in: form.double_opt_in,
         submission_id: Some(submission_id.clone()),
     });
+    Ok(AcceptedSubmission {
+        form_id: form.id.clone(),
+        at: now,
+        email,
+        phone: valid.phone,
+        first_name: valid.first_name,
+        last_name: valid.last_name,
+        locale: locale.map(|locale| settings.pick_locale(Some(&locale))),
+        time_zone: hidden_text("time_zone").map(|zone| settings.pick_time_zone(Some(&zone))),
+        attributes: valid.attributes,
+        tags: form.tags.clone(),
+        target_stage: form.target_stage,
+        touch,
+        anonymous_id: hidden_text("anonymous_id"),
+        consent,
+        double_opt_in: form.double_opt_in,
+        submission_id,
+    })
+}
 
-    let repo = ContactRepository::new(state.store.as_ref());
-    let confirmation_limit = settings.double_opt_in.confirmation_limit();
+/// Creates or updates the contact behind the submission's address.
+async fn store(state: &AppState, submission: &AcceptedSubmission) -> Result<(Contact, UpsertOutcome), ApiError> {
+    let settings = &state.campaigns.settings;
     let new_contact = || {
-        let mut contact = Contact::new(
-            state.ids.new_id("c", now),
-            now,
-            settings.pick_locale(locale.as_deref()),
-            settings.pick_time_zone(time_zone.as_deref()),
-        );
-        // Owed until the events queue has taken it, whatever submission comes next.
-        contact.follow_ups.lead_created_by = Some(submission_id.clone());
-        contact
+        let locale = submission.locale.clone().unwrap_or_else(|| settings.default_locale.clone());
+        let time_zone = submission.time_zone.clone().unwrap_or_else(|| settings.default_time_zone.clone());
+        Contact::for_submission(state.ids.new_id("c", submission.at), submission, locale, time_zone)
     };
-    let apply = |contact: &mut Contact| {
-        if contact.has_applied_submission(&submission_id) {
-            return;
-        }
-        contact.email = Some(email.clone());
-        if let Some(phone) = &valid.phone {
-            contact.phone = Some(phone.clone());
-        }
-        if let Some(first) = &valid.first_name {
-            contact.first_name = Some(first.clone());
-        }
-        if let Some(last) = &valid.last_name {
-            contact.last_name = Some(last.clone());
-        }
-        if time_zone.is_some() {
-            contact.time_zone = settings.pick_time_zone(time_zone.as_deref());
-        }
-        if locale.is_some() {
-            contact.locale = settings.pick_locale(locale.as_deref());
-        }
-        for (name, value) in &valid.attributes {
-            contact.attributes.insert(name.clone(), value.clone());
-        }
-        contact.tags.extend(form.tags.iter().cloned());
-        contact.stage = contact.stage.advanced_to(form.target_stage);
-        if touch.is_informative() || contact.first_touch.is_none() {
-            contact.record_touch(touch.clone());
-        }
-        // A form links the visitor's anonymous id only to the contact it creates: anyone can type
-        // an existing person's address, and must not reach them through their own browser's id.
-        // Returning people are linked by the shop's signed events (a login, a purchase).
-        if let Some(anonymous_id) = &anonymous_id
-            && contact.is_unsaved()
-        {
-            contact.add_anonymous_id(anonymous_id);
-        }
-        if let Some(receipt) = &receipt {
-            contact.record_consent(receipt.clone());
-            // One address gets few confirmation emails however often anyone posts it; nobody
-            // who bounced or complained gets one.
-            if form.double_opt_in && awaits_confirmation(contact) {
-                contact.follow_ups.grant_confirmation(&receipt.id, now, confirmation_limit);
-            }
-        }
-        contact.last_activity_at = now;
-        contact.record_submission(&form.id, &submission_id);
-    };
-    let (contact, outcome) = repo
-        .upsert_by_email(&email, now, new_contact, apply)
+    let confirmations = settings.double_opt_in.confirmation_limit();
+    let apply = |contact: &mut Contact| contact.apply_submission(submission, confirmations);
+    let (contact, outcome) = ContactRepository::new(state.store.as_ref())
+        .upsert_by_email(&submission.email, submission.at, new_contact, apply)
         .await
         .map_err(|e| ApiError::internal("storing a form submission failed", e))?;
-    let double_opt_in = contact.email_consent().map(|c| c.double_opt_in);
     tracing::info!(
-        form_id = %form.id,
+        form_id = %submission.form_id,
         contact_id = %contact.id,
         outcome = if outcome == UpsertOutcome::Created { "created" } else { "updated" },
         "form submission stored"
     );
+    Ok((contact, outcome))
+}
 
-    // The contact is stored; now what it owes the queues: the confirmation emails granted and
-    // `lead_created`, each under the id it was first queued with, so whatever retry comes (same
-    // submission id or a new one) queues them again and their consumers drop the duplicates.
-    // Only once the queues took them are they marked done on the contact.
+/// What the stored contact owes the queues: the confirmation emails granted and `lead_created`,
+/// each under the id it was first queued with, so whatever retry comes (same submission id or a
+/// new one) queues them again and their consumers drop the duplicates. Only once the queues took
+/// them are they marked done on the contact.
+async fn queue_follow_ups(
+    state: &AppState,
+    form: &FormDefinition,
+    headers: &HeaderMap,
+    contact: &Contact,
+    submission: &AcceptedSubmission,
+) -> Result<(), ApiError> {
+    let (submission_id, now) = (submission.submission_id.as_str(), submission.at);
     let owed_confirmations = contact.follow_ups.unqueued_confirmations();
     let mut sends = Vec::new();
-    if awaits_confirmation(&contact) {
+    if contact.awaits_confirmation() {
         let base_url = state.base_url(headers);
         for receipt_id in &owed_confirmations {
-            sends.push(confirmation_request(state, &base_url, &contact, form, receipt_id, &submission_id, now));
+            sends.push(confirmation_request(state, &base_url, contact, form, receipt_id, submission_id, now));
         }
     }
     let lead_created_by = contact.follow_ups.lead_created_by.clone();
-    let events = submission_events(&contact, form, lead_created_by.as_deref(), &submission_id, &touch, now);
+    let events = submission_events(contact, form, lead_created_by.as_deref(), submission_id, &submission.touch, now);
     enqueue(state, QueueName::Sends, sends).await?;
     enqueue(state, QueueName::Events, events).await?;
     if lead_created_by.is_some() || !owed_confirmations.is_empty() {
         // Confirmations no longer owed (confirmed since, or suppressed) are settled as well.
-        let marked = repo
+        let marked = ContactRepository::new(state.store.as_ref())
             .update(&contact.id, now, |c| c.follow_ups.mark_queued(lead_created_by.as_deref(), &owed_confirmations))
             .await;
         if let Err(error) = marked {
@@ -309,25 +315,26 @@ async fn handle(
             tracing::warn!(contact_id = %contact.id, error = %error, "follow-ups queued but not marked");
         }
     }
+    Ok(())
+}
 
+/// The answer to an accepted submission: the contact as stored by it.
+fn answer(contact: &Contact, outcome: UpsertOutcome, submission_id: &str) -> Value {
     let status = match outcome {
         UpsertOutcome::Created => "created",
         UpsertOutcome::Updated => "updated",
     };
-    let double_opt_in = double_opt_in.map(|d| match d {
+    let double_opt_in = contact.email_consent().map(|c| match c.double_opt_in {
         DoubleOptIn::NotRequired => "not_required",
         DoubleOptIn::Pending => "pending",
         DoubleOptIn::Confirmed => "confirmed",
     });
-    Ok(Accepted {
-        format,
-        body: json!({
-            "contact_id": contact.id,
-            "status": status,
-            "submission_id": submission_id,
-            "stage": contact.stage.as_str(),
-            "double_opt_in": double_opt_in,
-        }),
+    json!({
+        "contact_id": contact.id,
+        "status": status,
+        "submission_id": submission_id,
+        "stage": contact.stage.as_str(),
+        "double_opt_in": double_opt_in,
     })
 }
 
@@ -400,15 +407,6 @@ fn spam_reason(
         return Some("filled_too_fast");
     }
     None
-}
-
-/// Whether the contact's email consent waits for a confirmation that may be sent.
-fn awaits_confirmation(contact: &Contact) -> bool {
-    let pending = contact.email_consent().and_then(|c| c.pending_receipt()).is_some();
-    let suppressed = [SuppressionReason::HardBounce, SuppressionReason::Complaint]
-        .iter()
-        .any(|reason| contact.suppressions.contains_key(reason));
-    pending && !suppressed
 }
 
 /// The confirmation email granted to the sign-up `receipt_id`. Its link names the receipt the

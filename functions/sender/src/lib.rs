@@ -20,9 +20,11 @@ use voronka_domain::ports::{
 };
 use voronka_domain::repo::{Claim, ContactRepository, FrequencyCaps, Reservation, SendLedger};
 use voronka_domain::sending::mime::{Envelope, build_message};
-use voronka_domain::sending::origin::{self, Liveness};
-use voronka_domain::sending::policy::{BlockReason, cap_windows, check_recipient, time_zone_or_utc};
-use voronka_domain::sending::redact;
+use voronka_domain::sending::origin::{self, CancelReason, Liveness};
+use voronka_domain::sending::policy::{
+    BlockReason, CapPeriod, DeferReason, QuietHours, cap_windows, check_recipient, time_zone_or_utc,
+};
+use voronka_domain::sending::redact::{self, Redacted};
 use voronka_domain::signing::{Secrets, UNSUBSCRIBE_TOKEN_PURPOSE};
 
 pub mod rate;
@@ -53,26 +55,31 @@ pub enum Outcome {
         state: String,
     },
     Blocked {
-        reason: String,
+        reason: BlockReason,
     },
     /// The origin (cart, journey run) no longer wants the message.
     Cancelled {
-        reason: String,
+        reason: CancelReason,
     },
     Deferred {
         until: Timestamp,
-        reason: String,
+        reason: DeferReason,
     },
-    /// The mail service may or may not have taken it (a lost answer): recorded, not retried.
+    /// The mail service may or may not have taken it (a lost answer): recorded, not retried. Only
+    /// an ambiguous answer leads here; its text is redacted.
     Unknown {
-        reason: String,
+        error: MailError,
     },
     /// Sent, but its `email_sent` event could not be queued: reported as a batch item failure so
-    /// the next delivery queues it (the ledger keeps the email from going out twice).
+    /// the next delivery queues it (the ledger keeps the email from going out twice). The reason
+    /// is the queue adapter's own message, for a person reading the logs.
     EventPending {
         reason: String,
     },
-    /// Retryable: report the message as a batch item failure.
+    /// Retryable: report the message as a batch item failure. The reason is the message of
+    /// whichever adapter failed (store, queue, mail service: three error types with nothing in
+    /// common but their text), recorded in the ledger as the last error and logged; nothing
+    /// decides on it.
     Retry {
         reason: String,
     },
@@ -116,10 +123,10 @@ fn log_outcome(request: &SendRequest, outcome: &Outcome) {
     let (kind, detail) = match outcome {
         Outcome::Sent { .. } => ("sent", String::new()),
         Outcome::Duplicate { state } => ("duplicate", state.clone()),
-        Outcome::Blocked { reason } => ("blocked", reason.clone()),
-        Outcome::Cancelled { reason } => ("cancelled", reason.clone()),
+        Outcome::Blocked { reason } => ("blocked", reason.to_string()),
+        Outcome::Cancelled { reason } => ("cancelled", reason.to_string()),
         Outcome::Deferred { until, reason } => ("deferred", format!("{reason} until {until}")),
-        Outcome::Unknown { reason } => ("unknown", reason.clone()),
+        Outcome::Unknown { error } => ("unknown", error.to_string()),
         Outcome::EventPending { reason } => ("event_pending", reason.clone()),
         Outcome::Retry { reason } => ("retry", reason.clone()),
     };
@@ -161,39 +168,39 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
         Claim::InFlight => return Ok(Outcome::Retry { reason: "another attempt holds this request".into() }),
         Claim::NotYet { until } => {
             requeue(deps, request, until).await?;
-            return Ok(Outcome::Deferred { until, reason: "not due yet".into() });
+            return Ok(Outcome::Deferred { until, reason: DeferReason::NotDueYet });
         }
     }
 
-    let block = |reason: String| async move {
-        ledger.mark_blocked(key, attempt, &reason, now).await.map_err(|e| e.to_string())?;
+    let block = |reason: BlockReason| async move {
+        ledger.mark_blocked(key, attempt, &reason.to_string(), now).await.map_err(|e| e.to_string())?;
         Ok::<_, String>(Outcome::Blocked { reason })
     };
     let contact = match ContactRepository::new(deps.store.as_ref()).get(&request.contact_id).await {
         Ok(Some(contact)) => contact,
-        Ok(None) => return block(BlockReason::ContactNotFound.as_str().into()).await,
+        Ok(None) => return block(BlockReason::ContactNotFound).await,
         Err(error) => return release(ledger, key, attempt, error.to_string()).await,
     };
     if let Err(reason) = check_recipient(&contact, request.class) {
-        return block(reason.as_str().into()).await;
+        return block(reason).await;
     }
-    let cancel = |reason: String| async move {
-        ledger.mark_cancelled(key, attempt, &reason, now).await.map_err(|e| e.to_string())?;
+    let cancel = |reason: CancelReason| async move {
+        ledger.mark_cancelled(key, attempt, &reason.to_string(), now).await.map_err(|e| e.to_string())?;
         Ok::<_, String>(Outcome::Cancelled { reason })
     };
     let liveness = match origin::check(deps.store.as_ref(), &deps.campaigns.settings.carts, request, now).await {
-        Ok(Liveness::Ended { reason }) => return cancel(reason).await,
+        Ok(Liveness::Ended { reason }) => return cancel(CancelReason::Ended(reason)).await,
         Ok(live) => live,
         Err(error) => return release(ledger, key, attempt, error.to_string()).await,
     };
     // A deferral never outlives the origin's own deadline: past it, the message is dropped now.
-    let defer_within_deadline = |until: Timestamp, reason: &'static str| {
+    let defer_within_deadline = |until: Timestamp, reason: DeferReason| {
         let liveness = &liveness;
         async move {
             if liveness.still_live_at(until) {
                 defer(deps, ledger, request, attempt, until, reason).await
             } else {
-                cancel(format!("stale_before_{reason}_ends")).await
+                cancel(CancelReason::StaleBeforeDeferralEnds(reason)).await
             }
         }
     };
@@ -202,8 +209,8 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
 
     let mut reserved = None;
     if request.class == SendClass::Marketing {
-        if let Some(until) = settings.quiet_hours().next_allowed(now, &zone) {
-            return defer_within_deadline(until, "quiet_hours").await;
+        if let Some(until) = QuietHours::of(settings).next_allowed(now, &zone) {
+            return defer_within_deadline(until, DeferReason::QuietHours).await;
         }
         let windows = cap_windows(now, &zone);
         let reservation = FrequencyCaps::new(deps.store.as_ref())
@@ -212,14 +219,14 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
         match reservation {
             Ok(Reservation::Reserved) => reserved = Some(windows),
             Ok(full) => {
-                let (until, reason) = match full {
-                    Reservation::WeekFull => (windows.next_week, "frequency_cap_week"),
-                    _ => (windows.next_day, "frequency_cap_day"),
+                let (until, period) = match full {
+                    Reservation::WeekFull => (windows.next_week, CapPeriod::Week),
+                    _ => (windows.next_day, CapPeriod::Day),
                 };
                 if settings.defers_when_capped(request.priority) {
-                    return defer_within_deadline(until, reason).await;
+                    return defer_within_deadline(until, DeferReason::FrequencyCap(period)).await;
                 }
-                return block(reason.into()).await;
+                return block(BlockReason::FrequencyCap(period)).await;
             }
             Err(error) => return release(ledger, key, attempt, error.to_string()).await,
         }
@@ -236,7 +243,7 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
         Ok(email) => email,
         Err(reason) => {
             give_back_slot().await;
-            return block(redact::addresses(&reason)).await;
+            return block(reason).await;
         }
     };
     // The send rate is waited for before the claim says `calling`: a container killed while it
@@ -272,16 +279,15 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
             let sent = Outcome::Sent { message_id: message_id.clone() };
             Ok(report_sent(deps, ledger, request, &message_id, sent_at, sent).await)
         }
-        Err(MailError::Rejected(reason)) => {
+        Err(MailError::Rejected(text)) => {
             give_back_slot().await;
-            block(format!("{}: {reason}", BlockReason::RejectedBySes.as_str())).await
+            block(BlockReason::RejectedBySes(Redacted::new(&text))).await
         }
         Err(error @ MailError::Ambiguous(_)) if request.class == SendClass::Marketing => {
             // It may be in the inbox already: keep the cap slot, and never send it again.
-            let reason = error.to_string();
-            ledger.mark_unknown(key, attempt, &reason, deps.clock.now()).await.map_err(|e| e.to_string())?;
+            ledger.mark_unknown(key, attempt, &error.to_string(), deps.clock.now()).await.map_err(|e| e.to_string())?;
             tracing::warn!("the mail service's answer was lost; the marketing message is not sent again");
-            Ok(Outcome::Unknown { reason })
+            Ok(Outcome::Unknown { error })
         }
         Err(retryable) => {
             give_back_slot().await;
@@ -301,11 +307,11 @@ async fn defer(
     request: &SendRequest,
     attempt: &str,
     until: Timestamp,
-    reason: &str,
+    reason: DeferReason,
 ) -> Result<Outcome, String> {
-    ledger.mark_deferred(&request.idempotency_key, attempt, until, reason).await.map_err(|e| e.to_string())?;
+    ledger.mark_deferred(&request.idempotency_key, attempt, until, reason.as_str()).await.map_err(|e| e.to_string())?;
     requeue(deps, request, until).await?;
-    Ok(Outcome::Deferred { until, reason: reason.into() })
+    Ok(Outcome::Deferred { until, reason })
 }
 
 /// Puts the request back on the queue, delayed towards `until` (SQS delays at most 15 minutes;
@@ -380,14 +386,14 @@ fn compose(
     request: &SendRequest,
     contact: &Contact,
     now: Timestamp,
-) -> Result<OutgoingEmail, String> {
+) -> Result<OutgoingEmail, BlockReason> {
     let settings = &deps.campaigns.settings.sending;
-    let to = contact.email.as_ref().ok_or(BlockReason::NoEmailAddress.as_str())?;
+    let to = contact.email.as_ref().ok_or(BlockReason::NoEmailAddress)?;
     let context = template_context(deps, request, contact, now);
     let rendered = deps
         .templates
         .render(&request.template, &contact.locale, &context)
-        .map_err(|e| format!("template_error: {e}"))?;
+        .map_err(|e| BlockReason::TemplateError(Redacted::new(&e.to_string())))?;
     let unsubscribe = (request.class == SendClass::Marketing).then(|| unsubscribe_url(deps, &contact.id, now));
     let message_id = SendRequest::send_tag(&request.idempotency_key);
     let domain = settings.from_address.rsplit('@').next().unwrap_or("localhost").to_string();
@@ -406,7 +412,8 @@ fn compose(
         message_id: &message_id,
         message_id_domain: &domain,
     };
-    let raw = build_message(&envelope, &rendered).map_err(|e| format!("message_error: {e}"))?;
+    let raw =
+        build_message(&envelope, &rendered).map_err(|e| BlockReason::MessageError(Redacted::new(&e.to_string())))?;
     Ok(OutgoingEmail {
         from: settings.from_address.clone(),
         to: to.as_typed().to_string(),

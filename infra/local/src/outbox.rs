@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use lead_capture::pages::escape;
 use mail_parser::MessageParser;
+use voronka_domain::html::escape;
 
 /// A sent message as the outbox lists it.
 #[derive(Debug, Clone, serde::Serialize)]

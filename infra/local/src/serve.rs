@@ -9,8 +9,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{Html, Response};
 use axum::routing::get;
-use lead_capture::pages::escape;
 use lead_capture::{AppState, ClientIp};
+use voronka_domain::html::escape;
 
 const DEMO_SHOP: &str = include_str!("../assets/demo-shop.html");
 

@@ -4,6 +4,8 @@
 
 pub mod campaigns;
 pub mod errors;
+pub mod file_errors;
+pub mod html;
 pub mod journeys;
 pub mod model;
 pub mod money;

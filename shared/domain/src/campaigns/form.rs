@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use toml::Spanned;
 
-use super::{CampaignError, line_at, toml_error};
 use crate::errors::FieldError;
+use crate::file_errors::{CampaignError, line_at, toml_error};
 use crate::model::attribution::{CLICK_ID_FIELDS, UTM_FIELDS};
 use crate::model::{EmailAddress, LifecycleStage, PhoneNumber};
 

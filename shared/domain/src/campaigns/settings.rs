@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{CampaignError, line_at, toml_error};
+use crate::file_errors::{CampaignError, line_at, toml_error};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,10 +124,6 @@ impl SendingSettings {
         let host = url.host_str()?.to_ascii_lowercase();
         let allowed = self.link_hosts.iter().any(|allowed| host == *allowed || host.ends_with(&format!(".{allowed}")));
         allowed.then(|| url.as_str().to_string())
-    }
-
-    pub fn quiet_hours(&self) -> crate::sending::policy::QuietHours {
-        crate::sending::policy::QuietHours { start: self.quiet_hours_start, end: self.quiet_hours_end }
     }
 
     pub fn defers_when_capped(&self, priority: crate::model::Priority) -> bool {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
 
-use super::{CampaignError, line_at, toml_error};
+use crate::file_errors::{CampaignError, line_at, toml_error};
 use crate::model::SendClass;
 
 #[derive(Debug, Clone, Deserialize)]

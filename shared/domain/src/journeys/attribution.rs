@@ -33,8 +33,9 @@ impl Model {
     }
 }
 
-/// Credit per touch (same order as `touches`) for a conversion at `at`, over the touches within
-/// `lookback` before it. No touch in the window: all credit to `direct` (an empty slice returned).
+/// Credit per touch (same order as `touches`) for a conversion at `at`; time decay halves a
+/// touch's weight every `half_life` before `at`. The caller passes the touches that count
+/// (`touches_in_window`); none: all credit to `direct` (an empty vec returned).
 pub fn credits(model: Model, touches: &[&Touch], at: Timestamp, half_life: SignedDuration) -> Vec<f64> {
     let n = touches.len();
     if n == 0 {

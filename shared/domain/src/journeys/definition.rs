@@ -9,7 +9,7 @@ use jiff::civil::Time;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::campaigns::{CampaignError, line_of_key, toml_error};
+use crate::file_errors::{CampaignError, line_of_key, toml_error};
 use crate::model::{EventType, Priority, SendClass};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -11,6 +11,7 @@ pub mod follow_ups;
 pub mod payload;
 pub mod phone;
 pub mod send;
+pub mod submission;
 
 pub use attribution::Touch;
 pub use cart::{Cart, CartItem, CartStatus};
@@ -22,3 +23,4 @@ pub use follow_ups::{ConfirmationLimit, SubmissionFollowUps};
 pub use payload::{CartAction, CartChange, CartLine, DueWorkPayload, MailFacts, PayloadError, Purchase};
 pub use phone::{PhoneError, PhoneNumber};
 pub use send::{Priority, SendClass, SendOrigin, SendRequest};
+pub use submission::AcceptedSubmission;

@@ -4,7 +4,20 @@
 use jiff::{SignedDuration, Timestamp};
 
 use crate::ports::{Condition, Key, Store, StoreError, TransactOp, UpdateAction};
-use crate::sending::policy::CapWindows;
+
+/// The calendar windows a frequency cap counts in, in the contact's own zone (computed by
+/// `sending::policy::cap_windows`): the counters' sort keys, and where a capped message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapWindows {
+    /// e.g. `2026-11-22`
+    pub day: String,
+    /// ISO week, e.g. `2026-W47`
+    pub week: String,
+    /// The start of the next local day: where a message deferred by the daily cap goes.
+    pub next_day: Timestamp,
+    /// The start of the next ISO week: where a message deferred by the weekly cap goes.
+    pub next_week: Timestamp,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {

@@ -13,12 +13,15 @@
 //! The issuing cart activity and journey run travel in the idempotency key, whose shape the
 //! evaluator and this module share through [`cart_step_send_key`] and [`journey_send_key`].
 
+use std::fmt;
+
 use jiff::{SignedDuration, Timestamp};
 
 use crate::campaigns::settings::CartSettings;
 use crate::model::{Cart, CartStatus, SendOrigin, SendRequest};
 use crate::ports::{Store, StoreError};
 use crate::repo::journey_state::{JourneyState, RunStatus};
+use crate::sending::policy::DeferReason;
 
 /// What the origin says about a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,12 +29,71 @@ pub enum Liveness {
     /// Still wanted; when `expires_at` is set, only strictly before that instant.
     Live { expires_at: Option<Timestamp> },
     /// No longer wanted, and why (recorded in the ledger).
-    Ended { reason: String },
+    Ended { reason: EndReason },
+}
+
+/// Why an origin no longer wants its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    CartNotFound,
+    CartPurchased,
+    CartEmptied,
+    /// The buyer came back to the cart (it is open again).
+    CartActiveAgain,
+    /// The cart was abandoned again since: a later activity's steps take over.
+    CartChangedSinceTheStep,
+    CartStepUnknown,
+    /// The next step's time has come.
+    CartStepSuperseded,
+    /// Past the step's `stale_after_hours`.
+    CartStepStale,
+    JourneyRunNotFound,
+    /// The contact started the journey over since the send was issued.
+    JourneyRunReplaced,
+    JourneyRunExited,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::CartNotFound => "cart_not_found",
+            EndReason::CartPurchased => "cart_purchased",
+            EndReason::CartEmptied => "cart_emptied",
+            EndReason::CartActiveAgain => "cart_active_again",
+            EndReason::CartChangedSinceTheStep => "cart_changed_since_the_step",
+            EndReason::CartStepUnknown => "cart_step_unknown",
+            EndReason::CartStepSuperseded => "cart_step_superseded",
+            EndReason::CartStepStale => "cart_step_stale",
+            EndReason::JourneyRunNotFound => "journey_run_not_found",
+            EndReason::JourneyRunReplaced => "journey_run_replaced",
+            EndReason::JourneyRunExited => "journey_run_exited",
+        }
+    }
+}
+
+/// Why the sender drops a message its origin asked for. Its `Display` is what the send ledger
+/// and the logs record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelReason {
+    /// The origin no longer wants it.
+    Ended(EndReason),
+    /// It would have to wait past the origin's own deadline (e.g. quiet hours that end after the
+    /// next cart step is due).
+    StaleBeforeDeferralEnds(DeferReason),
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CancelReason::Ended(reason) => f.write_str(reason.as_str()),
+            CancelReason::StaleBeforeDeferralEnds(deferral) => write!(f, "stale_before_{deferral}_ends"),
+        }
+    }
 }
 
 impl Liveness {
-    fn ended(reason: &str) -> Liveness {
-        Liveness::Ended { reason: reason.to_string() }
+    fn ended(reason: EndReason) -> Liveness {
+        Liveness::Ended { reason }
     }
 
     /// Whether a message live now would still be live at `at` (a deferral's end).
@@ -83,26 +145,30 @@ pub fn cart_step_liveness(
     settings: &CartSettings,
     now: Timestamp,
 ) -> Liveness {
-    let Some(cart) = cart else { return Liveness::ended("cart_not_found") };
+    let Some(cart) = cart else { return Liveness::ended(EndReason::CartNotFound) };
     match cart.status {
         CartStatus::Abandoned => {}
-        CartStatus::Purchased => return Liveness::ended("cart_purchased"),
-        CartStatus::Emptied => return Liveness::ended("cart_emptied"),
-        CartStatus::Open => return Liveness::ended("cart_active_again"),
+        CartStatus::Purchased => return Liveness::ended(EndReason::CartPurchased),
+        CartStatus::Emptied => return Liveness::ended(EndReason::CartEmptied),
+        CartStatus::Open => return Liveness::ended(EndReason::CartActiveAgain),
     }
     // Without the issuing counter (a key of another shape) the status is all that can be checked.
     if issued_activity.is_some_and(|activity| activity != cart.activity) {
-        return Liveness::ended("cart_changed_since_the_step");
+        return Liveness::ended(EndReason::CartChangedSinceTheStep);
     }
-    let Some(index) = (step as usize).checked_sub(1) else { return Liveness::ended("cart_step_unknown") };
-    let Some(this) = settings.steps.get(index) else { return Liveness::ended("cart_step_unknown") };
+    let Some(index) = (step as usize).checked_sub(1) else { return Liveness::ended(EndReason::CartStepUnknown) };
+    let Some(this) = settings.steps.get(index) else { return Liveness::ended(EndReason::CartStepUnknown) };
     let due_at = cart.last_activity_at + SignedDuration::from_hours(this.after_hours);
     let stale_at = this.stale_after_hours.map(|hours| due_at + SignedDuration::from_hours(hours));
     let next_due =
         settings.steps.get(index + 1).map(|next| cart.last_activity_at + SignedDuration::from_hours(next.after_hours));
     let expires_at = [stale_at, next_due].into_iter().flatten().min();
     if expires_at.is_some_and(|expires| now >= expires) {
-        let reason = if next_due.is_some_and(|next| now >= next) { "cart_step_superseded" } else { "cart_step_stale" };
+        let reason = if next_due.is_some_and(|next| now >= next) {
+            EndReason::CartStepSuperseded
+        } else {
+            EndReason::CartStepStale
+        };
         return Liveness::ended(reason);
     }
     Liveness::Live { expires_at }
@@ -110,13 +176,13 @@ pub fn cart_step_liveness(
 
 /// A journey send's liveness, given the contact's state in that journey now.
 pub fn journey_send_liveness(state: Option<&JourneyState>, issued_run: Option<u32>) -> Liveness {
-    let Some(state) = state else { return Liveness::ended("journey_run_not_found") };
+    let Some(state) = state else { return Liveness::ended(EndReason::JourneyRunNotFound) };
     // Without the issuing run (a key of another shape) only an exit can be seen.
     if issued_run.is_some_and(|run| run != state.run) {
-        return Liveness::ended("journey_run_replaced");
+        return Liveness::ended(EndReason::JourneyRunReplaced);
     }
     if state.status == RunStatus::Exited {
-        return Liveness::ended("journey_run_exited");
+        return Liveness::ended(EndReason::JourneyRunExited);
     }
     // A completed run still wants the email its last step issued.
     Liveness::Live { expires_at: None }
@@ -147,6 +213,7 @@ mod tests {
     use super::*;
     use crate::campaigns::settings::CartStep;
     use crate::model::{Channel, Priority, SendClass};
+    use crate::sending::policy::CapPeriod;
 
     fn at(text: &str) -> Timestamp {
         text.parse().unwrap()
@@ -207,6 +274,16 @@ mod tests {
     }
 
     #[test]
+    fn cancel_reasons_read_as_the_ledger_has_always_recorded_them() {
+        assert_eq!(CancelReason::Ended(EndReason::CartPurchased).to_string(), "cart_purchased");
+        assert_eq!(CancelReason::Ended(EndReason::JourneyRunExited).to_string(), "journey_run_exited");
+        let stale = CancelReason::StaleBeforeDeferralEnds(DeferReason::QuietHours);
+        assert_eq!(stale.to_string(), "stale_before_quiet_hours_ends");
+        let capped = CancelReason::StaleBeforeDeferralEnds(DeferReason::FrequencyCap(CapPeriod::Week));
+        assert_eq!(capped.to_string(), "stale_before_frequency_cap_week_ends");
+    }
+
+    #[test]
     fn a_cart_step_lives_while_the_same_abandonment_lasts_and_before_its_staleness() {
         let settings = settings();
         let due = at("2026-11-22T18:30:00Z");
@@ -216,16 +293,19 @@ mod tests {
         assert!(!live.still_live_at(at("2026-11-23T06:30:00Z")));
         assert_eq!(
             cart_step_liveness(Some(&abandoned(3)), Some(3), 1, &settings, at("2026-11-23T07:00:00Z")),
-            Liveness::ended("cart_step_stale")
+            Liveness::ended(EndReason::CartStepStale)
         );
         assert_eq!(
             cart_step_liveness(Some(&abandoned(4)), Some(3), 1, &settings, due),
-            Liveness::ended("cart_changed_since_the_step")
+            Liveness::ended(EndReason::CartChangedSinceTheStep)
         );
         let mut bought = abandoned(3);
         bought.status = CartStatus::Purchased;
-        assert_eq!(cart_step_liveness(Some(&bought), Some(3), 1, &settings, due), Liveness::ended("cart_purchased"));
-        assert_eq!(cart_step_liveness(None, Some(3), 1, &settings, due), Liveness::ended("cart_not_found"));
+        assert_eq!(
+            cart_step_liveness(Some(&bought), Some(3), 1, &settings, due),
+            Liveness::ended(EndReason::CartPurchased)
+        );
+        assert_eq!(cart_step_liveness(None, Some(3), 1, &settings, due), Liveness::ended(EndReason::CartNotFound));
         // Step 2 (due a day after the activity, stale a day later) gives way to step 3 at 72 hours.
         assert_eq!(
             cart_step_liveness(Some(&abandoned(3)), Some(3), 2, &settings, at("2026-11-24T17:00:00Z")),

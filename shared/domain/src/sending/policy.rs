@@ -1,16 +1,19 @@
 //! Who may be sent what, and when: consent, suppression, quiet hours in the contact's own time
 //! zone, and the calendar windows frequency caps count in.
 
+use std::fmt;
+
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
-use serde::{Deserialize, Serialize};
 
+use crate::campaigns::SendingSettings;
 use crate::model::{Contact, SendClass};
+use crate::repo::frequency::CapWindows;
+use crate::sending::redact::Redacted;
 
-/// Why a message will never be sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Why a message will never be sent. Its `Display` is what the send ledger and the logs record.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockReason {
     ContactNotFound,
     NoEmailAddress,
@@ -19,23 +22,72 @@ pub enum BlockReason {
     Unsubscribed,
     HardBounce,
     Complaint,
-    FrequencyCap,
-    RejectedBySes,
+    /// The cap was full and the message's priority does not wait for the next free slot.
+    FrequencyCap(CapPeriod),
+    /// The template did not render (a missing variable, a locale without it).
+    TemplateError(Redacted),
+    /// The rendered message could not be built (an address the MIME builder refuses).
+    MessageError(Redacted),
+    /// SES's verdict on the message, in its own words.
+    RejectedBySes(Redacted),
 }
 
-impl BlockReason {
+impl fmt::Display for BlockReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockReason::ContactNotFound => f.write_str("contact_not_found"),
+            BlockReason::NoEmailAddress => f.write_str("no_email_address"),
+            BlockReason::NoMarketingConsent => f.write_str("no_marketing_consent"),
+            BlockReason::ConsentNotConfirmed => f.write_str("consent_not_confirmed"),
+            BlockReason::Unsubscribed => f.write_str("unsubscribed"),
+            BlockReason::HardBounce => f.write_str("hard_bounce"),
+            BlockReason::Complaint => f.write_str("complaint"),
+            BlockReason::FrequencyCap(period) => f.write_str(period.as_str()),
+            BlockReason::TemplateError(text) => write!(f, "template_error: {text}"),
+            BlockReason::MessageError(text) => write!(f, "message_error: {text}"),
+            BlockReason::RejectedBySes(text) => write!(f, "rejected_by_ses: {text}"),
+        }
+    }
+}
+
+/// Which frequency cap is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapPeriod {
+    Day,
+    Week,
+}
+
+impl CapPeriod {
     pub fn as_str(self) -> &'static str {
         match self {
-            BlockReason::ContactNotFound => "contact_not_found",
-            BlockReason::NoEmailAddress => "no_email_address",
-            BlockReason::NoMarketingConsent => "no_marketing_consent",
-            BlockReason::ConsentNotConfirmed => "consent_not_confirmed",
-            BlockReason::Unsubscribed => "unsubscribed",
-            BlockReason::HardBounce => "hard_bounce",
-            BlockReason::Complaint => "complaint",
-            BlockReason::FrequencyCap => "frequency_cap",
-            BlockReason::RejectedBySes => "rejected_by_ses",
+            CapPeriod::Day => "frequency_cap_day",
+            CapPeriod::Week => "frequency_cap_week",
         }
+    }
+}
+
+/// Why a message waits. Its `Display` is what the send ledger and the logs record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeferReason {
+    /// An earlier delivery deferred it, and its time has not come (read from the ledger).
+    NotDueYet,
+    QuietHours,
+    FrequencyCap(CapPeriod),
+}
+
+impl DeferReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeferReason::NotDueYet => "not due yet",
+            DeferReason::QuietHours => "quiet_hours",
+            DeferReason::FrequencyCap(period) => period.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for DeferReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -75,6 +127,11 @@ pub struct QuietHours {
 }
 
 impl QuietHours {
+    /// The quiet hours the settings name.
+    pub fn of(settings: &SendingSettings) -> QuietHours {
+        QuietHours { start: settings.quiet_hours_start, end: settings.quiet_hours_end }
+    }
+
     fn contains(&self, time: Time) -> bool {
         if self.start <= self.end {
             time >= self.start && time < self.end
@@ -100,19 +157,7 @@ impl QuietHours {
     }
 }
 
-/// The calendar windows a frequency cap counts in, in the contact's own zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CapWindows {
-    /// e.g. `2026-11-22`
-    pub day: String,
-    /// ISO week, e.g. `2026-W47`
-    pub week: String,
-    /// The start of the next local day: where a message deferred by the daily cap goes.
-    pub next_day: Timestamp,
-    /// The start of the next ISO week: where a message deferred by the weekly cap goes.
-    pub next_week: Timestamp,
-}
-
+/// The cap windows `now` falls in, in the contact's own zone.
 pub fn cap_windows(now: Timestamp, zone: &TimeZone) -> CapWindows {
     let local: Zoned = now.to_zoned(zone.clone());
     let date = local.date();
@@ -174,6 +219,19 @@ mod tests {
         assert_eq!(quiet().next_allowed(at("2026-11-22T16:00:00Z"), &kolkata), Some(at("2026-11-23T03:30:00Z")));
         // 15:29 UTC is 20:59 in Kolkata: still allowed.
         assert_eq!(quiet().next_allowed(at("2026-11-22T15:29:00Z"), &kolkata), None);
+    }
+
+    #[test]
+    fn reasons_read_as_the_ledger_has_always_recorded_them() {
+        assert_eq!(BlockReason::ConsentNotConfirmed.to_string(), "consent_not_confirmed");
+        assert_eq!(BlockReason::FrequencyCap(CapPeriod::Week).to_string(), "frequency_cap_week");
+        let rejected = BlockReason::RejectedBySes(Redacted::new("Address blacklisted: anna@example.com"));
+        assert_eq!(rejected.to_string(), "rejected_by_ses: Address blacklisted: [address]");
+        let template = BlockReason::TemplateError(Redacted::new("there is no template `x`"));
+        assert_eq!(template.to_string(), "template_error: there is no template `x`");
+        assert_eq!(DeferReason::QuietHours.to_string(), "quiet_hours");
+        assert_eq!(DeferReason::FrequencyCap(CapPeriod::Day).to_string(), "frequency_cap_day");
+        assert_eq!(DeferReason::NotDueYet.to_string(), "not due yet");
     }
 
     #[test]

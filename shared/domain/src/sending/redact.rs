@@ -33,6 +33,27 @@ pub fn addresses(text: &str) -> String {
     out
 }
 
+/// A text that has been through [`addresses`]: the only form in which a text from outside (an SES
+/// answer, a template error quoting a value) may be stored or logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redacted(String);
+
+impl Redacted {
+    pub fn new(text: &str) -> Redacted {
+        Redacted(addresses(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
