@@ -7,7 +7,7 @@ mod support;
 use http::StatusCode;
 use serde_json::{Value, json};
 use support::inprocess::TestStack;
-use voronka_domain::ports::Key;
+use voronka_domain::repo::aggregates::{self, Dimensions, Metric};
 use voronka_local::outbox;
 use voronka_local::workers::{drain, tick};
 
@@ -85,12 +85,12 @@ async fn a_purchase_at_two_hours_stops_after_the_first_reminder_and_counts_as_re
     assert_eq!(cart_mail(&t, "two").len(), 1, "nothing after the purchase");
 
     let store = t.stack.state.store.as_ref();
-    let day = trigger_evaluator::aggregates::day(
+    let date = aggregates::date(
         voronka_domain::ports::Clock::now(t.clock.as_ref()) - jiff::SignedDuration::from_hours(96),
         &t.stack.state.campaigns.settings,
     );
-    let recovered = store.get(&Key::new(format!("AGG#{day}"), "cart_recovered#step1#-")).await.unwrap();
-    assert_eq!(recovered.and_then(|i| i.get_i64("value")), Some(1), "recovered by the first reminder");
+    let recovered = aggregates::daily_total(store, date, &Metric::CartRecovered, &Dimensions::step(1)).await.unwrap();
+    assert_eq!(recovered, Some(1.0), "recovered by the first reminder");
 }
 
 #[tokio::test]
@@ -125,8 +125,8 @@ async fn the_whole_sequence_shows_the_items_and_a_code_only_for_those_who_need_i
     let code = code_line.split(": ").nth(1).unwrap().split(' ').next().unwrap().to_string();
     purchase(&t, &lapsed, Some("cart-l"), "o-l", 1791.0, Some(&code)).await;
     let store = t.stack.state.store.as_ref();
-    let redeemed = store.get(&Key::new(format!("DISCOUNT#{code}"), "CODE")).await.unwrap().unwrap();
-    assert_eq!(redeemed.get("redeemed"), Some(&json!(true)));
+    let redeemed = voronka_domain::repo::discount_codes::load(store, &code).await.unwrap().unwrap();
+    assert!(redeemed.redeemed);
     let holder = voronka_domain::repo::ContactRepository::new(store).get(&lapsed).await.unwrap().unwrap();
     assert_eq!(holder.discount_codes.len(), 1, "the code is stored with the contact");
     assert_eq!(holder.discount_codes[0].code, code);
@@ -135,12 +135,9 @@ async fn the_whole_sequence_shows_the_items_and_a_code_only_for_those_who_need_i
     assert!(frequent_contact.discount_codes.is_empty());
     // Used once: a second purchase with the same code redeems nothing more.
     purchase(&t, &lapsed, None, "o-l2", 1791.0, Some(&code)).await;
-    let day = trigger_evaluator::aggregates::day(
-        voronka_domain::ports::Clock::now(t.clock.as_ref()),
-        &t.stack.state.campaigns.settings,
-    );
-    let uses = store.get(&Key::new(format!("AGG#{day}"), "discount_codes_redeemed#-#-")).await.unwrap().unwrap();
-    assert_eq!(uses.get_i64("value"), Some(1));
+    let date = aggregates::date(voronka_domain::ports::Clock::now(t.clock.as_ref()), &t.stack.state.campaigns.settings);
+    let uses = aggregates::daily_total(store, date, &Metric::DiscountCodesRedeemed, &Dimensions::none()).await.unwrap();
+    assert_eq!(uses, Some(1.0));
 }
 
 #[tokio::test]

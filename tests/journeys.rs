@@ -8,7 +8,6 @@ mod support;
 use serde_json::{Value, json};
 use support::inprocess::TestStack;
 use voronka_domain::journeys::definition::in_holdout;
-use voronka_domain::ports::{Index, Key, Query};
 
 /// Pending due items of one journey for a contact.
 async fn waiting_in(t: &TestStack, contact: &str, journey: &str) -> usize {
@@ -20,6 +19,7 @@ async fn waiting_in(t: &TestStack, contact: &str, journey: &str) -> usize {
         .filter(|d| d.group.starts_with(&prefix))
         .count()
 }
+use voronka_domain::repo::aggregates::{self, Dimensions, Metric};
 use voronka_domain::repo::due::pending_for;
 use voronka_domain::repo::journey_state::{Group, RunStatus, load_all};
 use voronka_local::outbox;
@@ -182,9 +182,8 @@ async fn holdout_contacts_are_recorded_and_get_nothing() {
     let s = state(&t, &held, "category_interest").await.expect("entered, as a control");
     assert_eq!(s.group, Group::Holdout);
     assert_eq!(waiting_in(&t, &held, "category_interest").await, 0, "nothing scheduled");
-    let entries =
-        t.stack.state.store.query(Query::partition(Index::Table, "JAGG#category_interest")).await.unwrap().items;
-    assert!(entries.iter().any(|i| i.get_str("sk").unwrap().ends_with("#holdout") && i.get_i64("entries") == Some(1)));
+    let counted = aggregates::journey_aggregates(t.stack.state.store.as_ref(), "category_interest").await.unwrap();
+    assert!(counted.iter().any(|row| row.group == Group::Holdout && row.entries == 1), "{counted:?}");
 }
 
 #[tokio::test]
@@ -233,12 +232,13 @@ async fn a_redelivered_purchase_counts_once_in_every_aggregate() {
     assert_eq!(outcome, trigger_evaluator::Outcome::Duplicate);
 
     let store = t.stack.state.store.as_ref();
-    let day = trigger_evaluator::aggregates::day(message.occurred_at, &t.stack.state.campaigns.settings);
-    let orders = store.get(&Key::new(format!("AGG#{day}"), "orders#vk#autumn")).await.unwrap().unwrap();
-    assert_eq!(orders.get_i64("value"), Some(1));
-    let revenue = store.get(&Key::new(format!("AGG#{day}"), "revenue#vk#autumn")).await.unwrap().unwrap();
-    assert_eq!(revenue.get("value").and_then(Value::as_f64), Some(5000.0));
-    let attributed = t.attributed_conversions(&day).await;
+    let date = aggregates::date(message.occurred_at, &t.stack.state.campaigns.settings);
+    let autumn = Dimensions::new("vk", Some("autumn"));
+    let orders = aggregates::daily_total(store, date, &Metric::Orders, &autumn).await.unwrap();
+    assert_eq!(orders, Some(1.0));
+    let revenue = aggregates::daily_total(store, date, &Metric::Revenue, &autumn).await.unwrap();
+    assert_eq!(revenue, Some(5000.0));
+    let attributed = t.attributed_conversions(date).await;
     for model in ["first_touch", "last_touch", "linear", "position_based", "time_decay"] {
         let credit = attributed.get(model).copied().unwrap_or_default();
         assert!((credit - 1.0).abs() < 1e-9, "{model}: credits sum to one conversion, got {credit}");

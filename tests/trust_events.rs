@@ -8,8 +8,9 @@ use http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use support::inprocess::TestStack;
 use voronka_domain::model::{Cart, CartStatus, Event, EventType, SuppressionReason};
-use voronka_domain::ports::{Clock, Index, Key, Query, Store};
+use voronka_domain::ports::{Clock, Store};
 use voronka_domain::repo::ContactRepository;
+use voronka_domain::repo::aggregates::{self, Dimensions, Metric};
 use voronka_local::outbox;
 use voronka_local::workers::tick;
 
@@ -18,11 +19,7 @@ fn store(t: &TestStack) -> &dyn Store {
 }
 
 async fn cart(t: &TestStack, id: &str) -> Cart {
-    let item = store(t).get(&Key::new(format!("CART#{id}"), "STATE")).await.unwrap().expect("the cart exists");
-    let mut map = item.0;
-    map.remove("pk");
-    map.remove("sk");
-    serde_json::from_value(Value::Object(map)).unwrap()
+    voronka_domain::repo::carts::load(store(t), id).await.unwrap().expect("the cart exists")
 }
 
 /// The shop's back end reports a cart change for a known contact (signed).
@@ -211,8 +208,8 @@ async fn a_purchase_after_sixty_distinct_touches_commits() {
 
     let contact = ContactRepository::new(store(&t)).get(&contact_id).await.unwrap().unwrap();
     assert_eq!(contact.orders.orders, 1, "the purchase committed");
-    let day = trigger_evaluator::aggregates::day(t.clock.now(), &t.stack.state.campaigns.settings);
-    let attributed = t.attributed_conversions(&day).await;
+    let date = aggregates::date(t.clock.now(), &t.stack.state.campaigns.settings);
+    let attributed = t.attributed_conversions(date).await;
     for model in ["first_touch", "last_touch", "linear", "position_based", "time_decay"] {
         let credit = attributed.get(model).copied().unwrap_or_default();
         assert!((credit - 1.0).abs() < 1e-6, "{model}: the credit of one conversion sums to 1, got {credit}");
@@ -315,12 +312,10 @@ async fn a_journey_that_loops_back_to_a_wait_waits_again() {
     let contact = t.consented_contact("tips@example.com", json!({"locale": "en"})).await;
     t.post_events(vec![json!({"event_id": "tips-1", "type": "tips_requested", "contact_id": contact})], true).await;
     t.run_for(3 * 24 * 60 + 60, 60).await;
-    let items = store(&t).query(Query::partition(Index::Table, format!("DUE#{contact}"))).await.unwrap().items;
-    let waits: Vec<_> =
-        items.iter().filter_map(|i| i.get_str("sk")).filter(|sk| sk.starts_with("wait:daily_tip")).collect();
+    let items = voronka_domain::repo::due::items_for(store(&t), &contact).await.unwrap();
+    let waits: Vec<_> = items.iter().map(|d| &d.id).filter(|id| id.starts_with("wait:daily_tip")).collect();
     assert!(waits.len() >= 3, "every pass waits with its own item: {waits:?}");
-    let sends: Vec<_> =
-        items.iter().filter_map(|i| i.get_str("sk")).filter(|sk| sk.starts_with("send:journey:daily_tip")).collect();
+    let sends: Vec<_> = items.iter().map(|d| &d.id).filter(|id| id.starts_with("send:journey:daily_tip")).collect();
     assert!(sends.len() >= 3, "every pass sends its own email: {sends:?}");
     let stuck = t.drain(voronka_domain::ports::QueueName::Events).await;
     assert!(stuck.is_empty(), "nothing left failing on the events queue: {stuck:?}");
@@ -340,25 +335,24 @@ async fn a_purchase_without_a_cart_id_recovers_one_cart_once() {
     shop_purchase(&t, &contact, None, "o-two", 3000.0).await;
     assert_eq!(cart(&t, "cart-new").await.status, CartStatus::Purchased, "the latest active cart was bought");
     assert_eq!(cart(&t, "cart-old").await.status, CartStatus::Abandoned, "the other cart is not");
-    let day = trigger_evaluator::aggregates::day(t.clock.now(), &t.stack.state.campaigns.settings);
-    let value = async |sk: &str| {
-        let item = store(&t).get(&Key::new(format!("AGG#{day}"), sk)).await.unwrap();
-        item.and_then(|i| i.get("value").and_then(Value::as_f64))
-    };
-    assert_eq!(value("cart_recovered#step1#-").await, Some(1.0));
-    assert_eq!(value("cart_recovered_revenue#step1#-").await, Some(3000.0), "the order's revenue counts once");
+    let date = aggregates::date(t.clock.now(), &t.stack.state.campaigns.settings);
+    let value =
+        async |metric: Metric| aggregates::daily_total(store(&t), date, &metric, &Dimensions::step(1)).await.unwrap();
+    assert_eq!(value(Metric::CartRecovered).await, Some(1.0));
+    assert_eq!(value(Metric::CartRecoveredRevenue).await, Some(3000.0), "the order's revenue counts once");
 }
 
 #[tokio::test]
 async fn nobody_outside_voronka_can_raise_its_due_work() {
     let t = TestStack::new();
     let contact = t.consented_contact("work@example.com", json!({"locale": "en"})).await;
+    let profile = voronka_domain::repo::contacts::contact_key(&contact);
     let forged: Vec<Value> = ["cart_step", "journey_continue", "event_follow_up", "cart_idle", "inactivity_check"]
         .iter()
         .enumerate()
         .map(|(n, kind)| {
             json!({"event_id": format!("forged-{n}"), "type": kind, "contact_id": contact,
-            "properties": {"counters": [{"pk": format!("CONTACT#{contact}"), "sk": "PROFILE", "add": {"version": 5}}]}})
+            "properties": {"counters": [{"pk": profile.pk, "sk": profile.sk, "add": {"version": 5}}]}})
         })
         .collect();
     let answer = t.post_events_answer(forged, true).await;
@@ -368,10 +362,7 @@ async fn nobody_outside_voronka_can_raise_its_due_work() {
     // And a message that reached the queue another way is not obeyed either.
     let now = t.clock.now();
     let mut properties = serde_json::Map::new();
-    properties.insert(
-        "counters".into(),
-        json!([{"pk": format!("CONTACT#{contact}"), "sk": "PROFILE", "add": {"version": 5}}]),
-    );
+    properties.insert("counters".into(), json!([{"pk": profile.pk, "sk": profile.sk, "add": {"version": 5}}]));
     let mut outside = Event::internal("forged-q".into(), EventType::EventFollowUp, &contact, now, now, properties);
     outside.source = voronka_domain::model::EventSource::Shop;
     let outcome = trigger_evaluator::apply_event(&t.stack.evaluator, &outside).await.unwrap();

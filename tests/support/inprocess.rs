@@ -64,13 +64,15 @@ impl TestStack {
         self.clock.advance(SignedDuration::from_secs(seconds));
     }
 
-    /// Conversions credited on `day`, summed per attribution model (`first_touch`, ...).
-    pub async fn attributed_conversions(&self, day: &str) -> std::collections::BTreeMap<String, f64> {
-        let query = voronka_domain::ports::Query::partition(voronka_domain::ports::Index::Table, format!("ATTR#{day}"));
+    /// Conversions credited on `date`, summed per attribution model (`first_touch`, ...).
+    pub async fn attributed_conversions(&self, date: jiff::civil::Date) -> std::collections::BTreeMap<String, f64> {
+        use voronka_domain::journeys::attribution::Model;
         let mut credit = std::collections::BTreeMap::new();
-        for item in voronka_domain::ports::query_all(self.stack.state.store.as_ref(), query).await.unwrap() {
-            let model = item.get_str("sk").unwrap().split('#').next().unwrap().to_string();
-            *credit.entry(model).or_default() += item.get("conversions").and_then(Value::as_f64).unwrap();
+        for model in Model::ALL {
+            let store = self.stack.state.store.as_ref();
+            for row in voronka_domain::repo::aggregates::attribution_credit(store, date, model).await.unwrap() {
+                *credit.entry(model.as_str().to_string()).or_default() += row.conversions;
+            }
         }
         credit
     }

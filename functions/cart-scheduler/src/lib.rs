@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use serde_json::json;
-use voronka_domain::ports::{Clock, Item, Key, Queue, Store, StoreError};
+use voronka_domain::ports::{Clock, Queue, Store, StoreError};
 use voronka_domain::repo::due::{DispatchReport, dispatch_due};
+use voronka_domain::repo::scheduler_cursor::{self, SchedulerRun};
 
 /// The most items one run dispatches; the rest wait for the next minute.
 pub const MAX_PER_RUN: usize = 5_000;
@@ -21,30 +21,19 @@ pub struct SchedulerDeps {
     pub clock: Arc<dyn Clock>,
 }
 
-fn cursor_key() -> Key {
-    Key::new("SCHEDULER", "CURSOR")
-}
-
 /// One run: dispatch what is due, then record the run.
 pub async fn run(deps: &SchedulerDeps) -> Result<DispatchReport, StoreError> {
     let now = deps.clock.now();
-    let previous = deps.store.get(&cursor_key()).await?.and_then(|item| item.get_i64("last_run_at"));
+    let previous = scheduler_cursor::last_run(deps.store.as_ref()).await?;
     let report = dispatch_due(deps.store.as_ref(), deps.queue.as_ref(), now, MAX_PER_RUN).await?;
-    let cursor = Item::new(
-        &cursor_key(),
-        json!({"last_run_at": now.as_second(), "dispatched": report.dispatched, "failed": report.failed}),
-    );
-    deps.store.put(cursor, None).await?;
-    let gap = previous.map(|p| now.as_second() - p);
+    let run = SchedulerRun { at: now, dispatched: report.dispatched, failed: report.failed };
+    scheduler_cursor::record(deps.store.as_ref(), &run).await?;
+    let gap = previous.map(|p| now.as_second() - p.as_second());
     tracing::info!(dispatched = report.dispatched, skipped = report.skipped, failed = report.failed, seconds_since_last_run = ?gap, "scheduler run");
     Ok(report)
 }
 
 /// When the last run happened, from the cursor.
 pub async fn last_run(store: &dyn Store) -> Result<Option<Timestamp>, StoreError> {
-    Ok(store
-        .get(&cursor_key())
-        .await?
-        .and_then(|i| i.get_i64("last_run_at"))
-        .and_then(|s| Timestamp::from_second(s).ok()))
+    scheduler_cursor::last_run(store).await
 }

@@ -2,8 +2,8 @@
 //! reminder sequence as due items, cancellation the moment a cart is bought or emptied or its
 //! owner unsubscribes, personal codes only for those who need them, and recovered revenue.
 //!
-//! Items: `CART#<cart id>` / `STATE` (the cart), `CARTS#<owner>` / `<cart id>` (a person's carts,
-//! for cancelling them all), `DISCOUNT#<code>` / `CODE` (single use, with expiry).
+//! Items: carts and a person's carts (`repo::carts`), discount codes (`repo::discount_codes`),
+//! counted in the daily aggregates (`repo::aggregates`).
 //! Due work: `cart_idle` (is it abandoned now?) and `cart_step` (send reminder N), grouped per
 //! cart as `cart:<cart id>`.
 
@@ -16,20 +16,16 @@ use voronka_domain::model::{
     Cart, CartAction, CartChange, CartStatus, Channel, Contact, DueWorkPayload, Event, Priority, SendClass, SendOrigin,
     SendRequest,
 };
-use voronka_domain::ports::{Condition, Item, Key, Store, StoreError, TransactOp};
+use voronka_domain::ports::{Condition, Item, Store, StoreError, TransactOp};
+use voronka_domain::repo::aggregates::{self, Counters, Dimensions, Metric};
 pub use voronka_domain::repo::carts::{cart_key, load};
 use voronka_domain::repo::carts::{list_cart_op, listed};
+use voronka_domain::repo::discount_codes::{self, DiscountCode};
 use voronka_domain::repo::due::{DueItem, DueWork};
 use voronka_domain::sending::origin::cart_step_send_key;
 
-use crate::aggregates::Counters;
-
 pub fn group(cart_id: &str) -> String {
     format!("cart:{cart_id}")
-}
-
-fn code_key(code: &str) -> Key {
-    Key::new(format!("DISCOUNT#{code}"), "CODE")
 }
 
 /// The ids of every cart of the owners given (a contact and the anonymous ids merged into it).
@@ -102,7 +98,7 @@ pub async fn on_cart_event(
     if !dropped.is_empty() {
         tracing::info!(cart_id = %cart_id, dropped = ?dropped, "links not on the shop's hosts were dropped from a cart event");
     }
-    let date = crate::aggregates::day(event.occurred_at, &campaigns.settings);
+    let date = aggregates::date(event.occurred_at, &campaigns.settings);
     let id = cart_id;
     let existing = load(store, &id).await?;
     // A cart belongs to its first owner: a page cannot fill someone else's cart by naming its
@@ -145,13 +141,8 @@ pub async fn on_cart_event(
         CartStatus::Purchased => {
             if let Some(step) = cart.recovered_by_step {
                 let revenue = event.purchase().and_then(|p| p.revenue).unwrap_or(cart.total());
-                let key = Key::new(format!("AGG#{date}"), format!("cart_recovered#step{step}#-"));
-                counters.add(key.clone(), "value", 1.0);
-                counters.add(
-                    Key::new(format!("AGG#{date}"), format!("cart_recovered_revenue#step{step}#-")),
-                    "value",
-                    revenue,
-                );
+                counters.daily(date, Metric::CartRecovered, &Dimensions::step(step), 1.0);
+                counters.daily(date, Metric::CartRecoveredRevenue, &Dimensions::step(step), revenue);
             }
         }
         CartStatus::Emptied => {}
@@ -224,8 +215,8 @@ pub async fn on_idle(
             work: DueWork::Evaluate { event_type: wake.event_type(), properties: wake.to_properties() },
         });
     }
-    let date = crate::aggregates::day(abandoned_at, &campaigns.settings);
-    counters.add(Key::new(format!("AGG#{date}"), "carts_abandoned#-#-".to_string()), "value", 1.0);
+    let date = aggregates::date(abandoned_at, &campaigns.settings);
+    counters.daily(date, Metric::CartsAbandoned, &Dimensions::none(), 1.0);
     put_cart(&mut effects, &mut cart, Some(previous));
     Ok(effects)
 }
@@ -239,7 +230,6 @@ pub fn discount_code(secret: &str, cart_id: &str, step: u32) -> String {
 }
 
 /// A reminder step came due: send it unless it is stale or the cart moved on.
-#[allow(clippy::too_many_arguments)]
 pub async fn on_step(
     store: &dyn Store,
     campaigns: &Campaigns,
@@ -264,13 +254,13 @@ pub async fn on_step(
     let next_due =
         steps.get(number as usize).map(|next| cart.last_activity_at + SignedDuration::from_hours(next.after_hours));
     let previous = cart.version;
-    let date = crate::aggregates::day(now, &campaigns.settings);
+    let date = aggregates::date(now, &campaigns.settings);
     // Catch-up rule: after an outage only the latest step still relevant goes out.
     let superseded = next_due.is_some_and(|next| now >= next);
     let too_late = step.stale_after_hours.is_some_and(|h| now.duration_since(due_at) > SignedDuration::from_hours(h));
     if superseded || too_late {
         cart.reminders_skipped.push(number);
-        counters.add(Key::new(format!("AGG#{date}"), format!("cart_step_skipped#step{number}#-")), "value", 1.0);
+        counters.daily(date, Metric::CartStepSkipped, &Dimensions::step(number), 1.0);
         put_cart(&mut effects, &mut cart, Some(previous));
         return Ok(effects);
     }
@@ -287,16 +277,18 @@ pub async fn on_step(
         context.insert("discount_percent".into(), json!(step.discount_percent));
         context.insert("discount_expires".into(), json!(expires.to_zoned(jiff::tz::TimeZone::UTC).date().to_string()));
         // Created once; a retried step finds it and changes nothing.
-        if store.get(&code_key(&code)).await?.is_none() {
-            effects.ops.push(TransactOp::Put {
-                item: Item::new(
-                    &code_key(&code),
-                    json!({"contact_id": contact.id, "cart_id": cart_id, "step": number, "percent": step.discount_percent,
-                           "expires_at": expires.as_second(), "redeemed": false}),
-                ),
-                condition: Some(Condition::NotExists),
-            });
-            counters.add(Key::new(format!("AGG#{date}"), "discount_codes_issued#-#-".to_string()), "value", 1.0);
+        if !discount_codes::exists(store, &code).await? {
+            let issued = DiscountCode {
+                code: code.clone(),
+                contact_id: contact.id.clone(),
+                cart_id: cart_id.to_string(),
+                step: number,
+                percent: step.discount_percent,
+                expires_at: expires,
+                redeemed: false,
+            };
+            effects.ops.push(issued.issue_op());
+            counters.daily(date, Metric::DiscountCodesIssued, &Dimensions::none(), 1.0);
         }
         effects.issued.push(voronka_domain::model::IssuedCode {
             code: code.clone(),
@@ -327,7 +319,7 @@ pub async fn on_step(
         work: DueWork::Send { request },
     });
     cart.reminders_sent.push(number);
-    counters.add(Key::new(format!("AGG#{date}"), format!("cart_reminder#step{number}#-")), "value", 1.0);
+    counters.daily(date, Metric::CartReminder, &Dimensions::step(number), 1.0);
     put_cart(&mut effects, &mut cart, Some(previous));
     Ok(effects)
 }
@@ -342,31 +334,18 @@ pub async fn redeem(
 ) -> Result<Vec<TransactOp>, StoreError> {
     let Some(purchase) = event.purchase() else { return Ok(Vec::new()) };
     let Some(code) = purchase.discount_code.as_deref() else { return Ok(Vec::new()) };
-    let Some(item) = store.get(&code_key(code)).await? else { return Ok(Vec::new()) };
-    let valid = item.get_str("contact_id") == Some(contact.id.as_str())
-        && item.get("redeemed") == Some(&json!(false))
-        && item.get_i64("expires_at").is_some_and(|e| e >= event.occurred_at.as_second());
-    if !valid {
+    let Some(held) = discount_codes::load(store, code).await? else { return Ok(Vec::new()) };
+    if !held.redeemable_by(&contact.id, event.occurred_at) {
         tracing::info!(contact_id = %contact.id, "a discount code was not redeemable (used, expired or not theirs)");
         return Ok(Vec::new());
     }
     let revenue = purchase.revenue_or_zero();
-    let percent = item.get_i64("percent").unwrap_or(0) as f64;
+    let percent = f64::from(held.percent);
     // Revenue is what was paid after the discount; the discount cost is what was given away.
     let cost = purchase.discount_amount.unwrap_or(revenue * percent / (100.0 - percent).max(1.0));
-    let date = crate::aggregates::day(event.occurred_at, &campaigns.settings);
-    counters.add(Key::new(format!("AGG#{date}"), "discount_codes_redeemed#-#-".to_string()), "value", 1.0);
-    counters.add(Key::new(format!("AGG#{date}"), "discount_cost#-#-".to_string()), "value", cost);
-    Ok(vec![TransactOp::Update {
-        key: code_key(code),
-        actions: vec![
-            voronka_domain::ports::UpdateAction::set("redeemed", true),
-            voronka_domain::ports::UpdateAction::set("redeemed_at", event.occurred_at.as_second()),
-            voronka_domain::ports::UpdateAction::set(
-                "order_id",
-                purchase.order_id.clone().map_or(Value::Null, Value::String),
-            ),
-        ],
-        condition: Some(Condition::equals("redeemed", false)),
-    }])
+    let date = aggregates::date(event.occurred_at, &campaigns.settings);
+    counters.daily(date, Metric::DiscountCodesRedeemed, &Dimensions::none(), 1.0);
+    counters.daily(date, Metric::DiscountCost, &Dimensions::none(), cost);
+    let order_id = purchase.order_id.map_or(Value::Null, Value::String);
+    Ok(vec![discount_codes::redeem_op(code, event.occurred_at, order_id)])
 }

@@ -5,7 +5,6 @@
 //! Events come from lead-capture (forms, behaviour, purchases), from the sender (`email_sent`)
 //! and from SES through SNS (delivery, bounce, complaint, open, click).
 
-pub mod aggregates;
 pub mod carts;
 
 use std::collections::BTreeMap;
@@ -17,14 +16,12 @@ use voronka_domain::campaigns::Campaigns;
 use voronka_domain::journeys::{Trigger, engine};
 use voronka_domain::model::{Contact, EmailAddress, Event, EventSource, EventType};
 use voronka_domain::ports::store::MAX_TRANSACTION_OPS;
-use voronka_domain::ports::{
-    Clock, Condition, Index, Item, Key, Query, Queue, SortKeyRange, Store, StoreError, TransactOp, query_all,
-};
-use voronka_domain::repo::ContactRepository;
+use voronka_domain::ports::{Clock, Condition, Item, Key, Queue, Store, StoreError, TransactOp};
+use voronka_domain::repo::aggregates;
 use voronka_domain::repo::consent_receipts;
 use voronka_domain::repo::contacts::{contact_item, link_anonymous_ids};
 use voronka_domain::repo::due::{self, DueItem, DueWork};
-use voronka_domain::repo::journey_state;
+use voronka_domain::repo::{ContactRepository, journey_state, processed, trigger_counts};
 use voronka_domain::sending::feedback;
 use voronka_domain::sending::policy::time_zone_or_utc;
 
@@ -108,11 +105,6 @@ pub async fn handle_message(deps: &EvaluatorDeps, body: &str) -> Outcome {
         first.get_or_insert(outcome);
     }
     first.unwrap_or(Outcome::Duplicate)
-}
-
-/// The processed marker of an event, by its source-scoped id (`Event::dedupe_key`).
-fn marker_key(dedupe_key: &str) -> Key {
-    Key::new(format!("PROCESSED#{dedupe_key}"), "EVENT")
 }
 
 /// Writes of one transaction that carry data; one more place is kept for a marker.
@@ -216,16 +208,11 @@ async fn apply_follow_up(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
         .into_iter()
         .flatten()
         .filter_map(|k| Some(Key::new(k["pk"].as_str()?, k["sk"].as_str()?)))
-        .filter(|k| k.pk.starts_with("DUE#"))
+        .filter(due::is_due_item_key)
         .collect();
     let ops = counters.into_ops();
     for (part, chunk) in ops.chunks(MAX_FOLLOW_UP_WRITES).enumerate() {
-        let marker = Item::new(
-            &marker_key(&format!("{}#part{part}", event.dedupe_key())),
-            json!({"type": EventType::EventFollowUp}),
-        )
-        .with_ttl((now + MARKER_RETENTION).as_second());
-        let mut transaction = vec![TransactOp::Put { item: marker, condition: Some(Condition::NotExists) }];
+        let mut transaction = vec![processed::part_marker_op(&event.dedupe_key(), part, now + MARKER_RETENTION)];
         transaction.extend(chunk.iter().cloned());
         match store.transact(transaction).await {
             Ok(()) => {}
@@ -319,10 +306,6 @@ fn subjects(contact: &Contact) -> Vec<String> {
     std::iter::once(contact.id.clone()).chain(contact.anonymous_ids.iter().map(|a| format!("anon:{a}"))).collect()
 }
 
-fn trigger_key(subject: &str, count_key: &str, at: Timestamp, event_id: &str) -> Key {
-    Key::new(format!("TRIG#{subject}"), format!("{count_key}#{:012}#{event_id}", at.as_second()))
-}
-
 /// Counting-trigger items for this event, and how many matching events (it included) fall in
 /// each trigger's window, summed over the contact and the anonymous ids it has been merged from.
 async fn count_triggers(
@@ -345,25 +328,13 @@ async fn count_triggers(
         let from = event.occurred_at - SignedDuration::from_hours(hours);
         let mut seen = 1; // this event
         for subject in subjects {
-            let query = Query::partition(Index::Table, format!("TRIG#{subject}")).range(SortKeyRange::Between(
-                format!("{key}#{:012}", from.as_second()),
-                format!("{key}#{:012}#~", event.occurred_at.as_second()),
-            ));
-            seen += query_all(deps.store.as_ref(), query)
-                .await?
-                .iter()
-                .filter(|i| i.get_str("event_id") != Some(event.dedupe_key().as_str()))
-                .count();
+            let store = deps.store.as_ref();
+            seen += trigger_counts::count_between(store, subject, &key, from, event.occurred_at, &event.dedupe_key())
+                .await?;
         }
         counts.insert(key.clone(), seen);
-        let ttl = (event.occurred_at + SignedDuration::from_hours(hours.max(24) + 24)).as_second();
-        items.push(
-            Item::new(
-                &trigger_key(&subjects[0], &key, event.occurred_at, &event.dedupe_key()),
-                json!({"event_id": event.dedupe_key()}),
-            )
-            .with_ttl(ttl),
-        );
+        let expires_at = event.occurred_at + SignedDuration::from_hours(hours.max(24) + 24);
+        items.push(trigger_counts::item(&subjects[0], &key, event.occurred_at, &event.dedupe_key(), expires_at));
     }
     Ok((counts, items))
 }
@@ -379,7 +350,7 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
         return apply_follow_up(deps, event).await;
     }
     for _ in 0..20 {
-        if deps.store.get(&marker_key(&event.dedupe_key())).await?.is_some() {
+        if processed::is_processed(deps.store.as_ref(), &event.dedupe_key()).await? {
             return Ok(Outcome::Duplicate);
         }
         let subject = match resolve(deps, event).await? {
@@ -443,9 +414,7 @@ async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> 
     let now = deps.clock.now();
     let store = deps.store.as_ref();
     let settings = &deps.campaigns.settings;
-    let marker = Item::new(&marker_key(&event.dedupe_key()), json!({"type": event.event_type}))
-        .with_ttl((now + MARKER_RETENTION).as_second());
-    let mut core = vec![TransactOp::Put { item: marker, condition: Some(Condition::NotExists) }];
+    let mut core = vec![processed::marker_op(&event.dedupe_key(), &event.event_type, now + MARKER_RETENTION)];
     let mut due = Vec::new();
     let mut cancel_groups = Vec::new();
     let mut counters = aggregates::Counters::default();
@@ -472,7 +441,7 @@ async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> 
         let effects = engine::decide(&decision, contact, &states);
         aggregates::record(&mut counters, settings, event, before, contact);
         for (journey, group, metric, amount) in &effects.journey_counts {
-            aggregates::record_journey(&mut counters, settings, now, journey, *group, metric, *amount);
+            aggregates::record_journey(&mut counters, settings, now, journey, *group, *metric, *amount);
         }
         for state in &effects.states {
             let condition = match states.get(&state.journey_id) {

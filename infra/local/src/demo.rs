@@ -26,8 +26,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use voronka_domain::model::{EmailAddress, EventType};
-use voronka_domain::ports::{Index, Query, QueueName, SeededIds, SimulatedClock, query_all};
+use voronka_domain::ports::{QueueName, SeededIds, SimulatedClock};
 use voronka_domain::repo::ContactRepository;
+use voronka_domain::repo::aggregates::{self, DailyTotal, Dimensions, Metric};
+use voronka_domain::repo::journey_state::Group;
 use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, sign_body};
 
 use crate::stack::{Stack, StackOptions};
@@ -590,49 +592,52 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     report.confirmations_queued = stack.embedded.queue.depth(QueueName::Sends).await?;
     let store = stack.state.store.as_ref();
     for journey in stack.state.campaigns.journeys.keys() {
-        let rows = query_all(store, Query::partition(Index::Table, format!("JAGG#{journey}"))).await?;
         let mut summary = JourneyReport::default();
-        for row in rows {
-            let holdout = row.get_str("sk").unwrap_or_default().ends_with("#holdout");
-            let n = |name: &str| row.get_i64(name).unwrap_or(0) as u64;
-            if holdout {
-                summary.entries_holdout += n("entries");
-                summary.conversions_holdout += n("conversions");
-            } else {
-                summary.entries_treatment += n("entries");
-                summary.conversions_treatment += n("conversions");
+        for row in aggregates::journey_aggregates(store, journey).await? {
+            match row.group {
+                Group::Holdout => {
+                    summary.entries_holdout += row.entries;
+                    summary.conversions_holdout += row.conversions;
+                }
+                Group::Treatment => {
+                    summary.entries_treatment += row.entries;
+                    summary.conversions_treatment += row.conversions;
+                }
             }
-            summary.exits += n("exits");
+            summary.exits += row.exits;
         }
         report.journeys.insert(journey.clone(), summary);
     }
     let mut day = start;
-    let mut totals: BTreeMap<String, f64> = BTreeMap::new();
+    let mut totals: Vec<DailyTotal> = Vec::new();
     while day <= voronka_domain::ports::Clock::now(clock.as_ref()) {
-        let date = trigger_evaluator::aggregates::day(day, &stack.state.campaigns.settings);
-        for row in query_all(store, Query::partition(Index::Table, format!("AGG#{date}"))).await? {
-            let sk = row.get_str("sk").unwrap_or_default().to_string();
-            let value = row.get("value").and_then(|v| v.as_f64()).unwrap_or(0.0);
-            if let Some(rest) = sk.strip_prefix("email_sent#") {
-                let template = rest.split('#').next().unwrap_or("-").to_string();
-                *report.emails_by_template.entry(template).or_default() += value as u64;
+        let date = aggregates::date(day, &stack.state.campaigns.settings);
+        for row in aggregates::daily_totals(store, date).await? {
+            if row.metric == Metric::Email("email_sent".into()) {
+                *report.emails_by_template.entry(row.dimensions.channel.clone()).or_default() += row.value as u64;
             }
-            *totals.entry(sk.trim_end_matches("#-#-").trim_end_matches("#-").to_string()).or_default() += value;
+            totals.push(row);
         }
         day += SignedDuration::from_hours(24);
     }
-    let total = |name: &str| totals.get(name).copied().unwrap_or(0.0);
+    let total = |metric: Metric, dimensions: Dimensions| {
+        totals
+            .iter()
+            .filter(|row| row.metric == metric && row.dimensions == dimensions)
+            .fold(0.0, |sum, row| sum + row.value)
+    };
     let carts = &mut report.carts;
-    carts.abandoned = total("carts_abandoned") as u64;
-    for step in 1..=stack.state.campaigns.settings.carts.steps.len() {
-        carts.reminders_by_step.insert(format!("step{step}"), total(&format!("cart_reminder#step{step}")) as u64);
-        carts.recovered += total(&format!("cart_recovered#step{step}")) as u64;
-        carts.recovered_revenue += total(&format!("cart_recovered_revenue#step{step}"));
-        carts.steps_skipped_as_stale += total(&format!("cart_step_skipped#step{step}")) as u64;
+    carts.abandoned = total(Metric::CartsAbandoned, Dimensions::none()) as u64;
+    for step in 1..=stack.state.campaigns.settings.carts.steps.len() as u32 {
+        let reminders = total(Metric::CartReminder, Dimensions::step(step)) as u64;
+        carts.reminders_by_step.insert(format!("step{step}"), reminders);
+        carts.recovered += total(Metric::CartRecovered, Dimensions::step(step)) as u64;
+        carts.recovered_revenue += total(Metric::CartRecoveredRevenue, Dimensions::step(step));
+        carts.steps_skipped_as_stale += total(Metric::CartStepSkipped, Dimensions::step(step)) as u64;
     }
-    carts.codes_issued = total("discount_codes_issued") as u64;
-    carts.codes_redeemed = total("discount_codes_redeemed") as u64;
-    carts.discount_cost = total("discount_cost");
+    carts.codes_issued = total(Metric::DiscountCodesIssued, Dimensions::none()) as u64;
+    carts.codes_redeemed = total(Metric::DiscountCodesRedeemed, Dimensions::none()) as u64;
+    carts.discount_cost = total(Metric::DiscountCost, Dimensions::none());
     report.events_queued = stack.embedded.queue.depth(QueueName::Events).await?;
     report.wall_time_ms = started.elapsed().as_millis();
     report.mean_request_micros = driver.request_micros / report.requests.max(1) as u128;

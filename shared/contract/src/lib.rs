@@ -62,6 +62,9 @@ macro_rules! contract_tests {
             contacts_keep_every_consent_receipt_as_an_item_under_concurrent_writes,
             rate_limiter_allows_the_limit_then_refuses,
             event_receipts_tell_new_unconfirmed_and_duplicate,
+            aggregates_read_back_what_counters_add,
+            trigger_counts_count_a_window_by_the_second,
+            discount_codes_are_issued_and_redeemed_once,
             queue_round_trip_and_delete,
             queue_batches_report_each_message,
             queue_hides_received_messages_until_the_visibility_timeout,
@@ -547,6 +550,102 @@ pub async fn event_receipts_tell_new_unconfirmed_and_duplicate(h: &Harness) {
     receipts.mark_queued("evt-1").await.unwrap();
     assert_eq!(receipts.claim("evt-1", now).await.unwrap(), EventClaim::Duplicate);
     assert_eq!(receipts.claim("evt-2", now).await.unwrap(), EventClaim::New);
+}
+
+pub async fn aggregates_read_back_what_counters_add(h: &Harness) {
+    use voronka_domain::journeys::attribution::Model;
+    use voronka_domain::repo::aggregates::{
+        self, Counters, DailyTotal, Dimensions, JourneyDay, JourneyMetric, Metric, attribution_credit,
+    };
+    use voronka_domain::repo::journey_state::Group;
+    let date = jiff::civil::date(2026, 3, 1);
+    let journey = unique("journey");
+    let autumn = Dimensions::new("vk", Some("autumn"));
+    // Two events' transactions: the second adds to what the first wrote.
+    for _ in 0..2 {
+        let mut counters = Counters::default();
+        counters.daily(date, Metric::Orders, &autumn, 1.0);
+        counters.daily(date, Metric::Revenue, &autumn, 1250.5);
+        counters.daily(date, Metric::CartReminder, &Dimensions::step(1), 1.0);
+        counters.attribution(date, Model::Linear, &autumn, 0.5, 625.25);
+        counters.attribution(date, Model::LastTouch, &autumn, 1.0, 1250.5);
+        counters.journey(&journey, date, Group::Holdout, JourneyMetric::Entries, 1.0);
+        counters.journey(&journey, date, Group::Holdout, JourneyMetric::Revenue, 10.0);
+        h.store.transact(counters.into_ops()).await.unwrap();
+    }
+    let store = h.store.as_ref();
+    assert_eq!(
+        aggregates::daily_totals(store, date).await.unwrap(),
+        [
+            DailyTotal { metric: Metric::CartReminder, dimensions: Dimensions::step(1), value: 2.0 },
+            DailyTotal { metric: Metric::Orders, dimensions: autumn.clone(), value: 2.0 },
+            DailyTotal { metric: Metric::Revenue, dimensions: autumn.clone(), value: 2501.0 },
+        ]
+    );
+    assert_eq!(aggregates::daily_total(store, date, &Metric::Orders, &autumn).await.unwrap(), Some(2.0));
+    assert_eq!(aggregates::daily_total(store, date, &Metric::Leads, &autumn).await.unwrap(), None);
+    let linear = attribution_credit(store, date, Model::Linear).await.unwrap();
+    assert_eq!(linear.len(), 1, "one model's credit only: {linear:?}");
+    assert_eq!((linear[0].conversions, linear[0].revenue), (1.0, 1250.5));
+    assert_eq!(linear[0].dimensions, autumn);
+    assert!(attribution_credit(store, date, Model::FirstTouch).await.unwrap().is_empty());
+    assert_eq!(
+        aggregates::journey_aggregates(store, &journey).await.unwrap(),
+        [JourneyDay { date, group: Group::Holdout, entries: 2, exits: 0, conversions: 0, revenue: 20.0 }]
+    );
+}
+
+pub async fn trigger_counts_count_a_window_by_the_second(h: &Harness) {
+    use voronka_domain::repo::trigger_counts;
+    let subject = unique("anon:visitor");
+    let start = Timestamp::from_second(1_800_000_000).unwrap();
+    let expires = start + SignedDuration::from_hours(48);
+    let at = |seconds: i64| start + SignedDuration::from_secs(seconds);
+    let mut ops = Vec::new();
+    for (n, seconds) in [0, 10, 10, 3_600].into_iter().enumerate() {
+        let item = trigger_counts::item(&subject, "page_view#shoes", at(seconds), &format!("e{n}"), expires);
+        ops.push(TransactOp::Put { item, condition: None });
+    }
+    let other_key = trigger_counts::item(&subject, "page_view#hats", at(10), "e9", expires);
+    ops.push(TransactOp::Put { item: other_key, condition: None });
+    h.store.transact(ops).await.unwrap();
+    let count = async |from: i64, to: i64, excluding: &str| {
+        trigger_counts::count_between(h.store.as_ref(), &subject, "page_view#shoes", at(from), at(to), excluding)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count(0, 10, "none").await, 3, "both ends count, every event of the last second");
+    assert_eq!(count(0, 10, "e1").await, 2, "the event being counted is not counted twice");
+    assert_eq!(count(1, 3_600, "none").await, 3);
+    assert_eq!(count(11, 3_599, "none").await, 0);
+}
+
+pub async fn discount_codes_are_issued_and_redeemed_once(h: &Harness) {
+    use voronka_domain::repo::discount_codes::{self, DiscountCode};
+    let now = h.clock.now();
+    let code = DiscountCode {
+        code: unique("CODE"),
+        contact_id: "c_1".into(),
+        cart_id: "cart-1".into(),
+        step: 3,
+        percent: 10,
+        expires_at: Timestamp::from_second(now.as_second() + 86_400).unwrap(),
+        redeemed: false,
+    };
+    let store = h.store.as_ref();
+    assert!(!discount_codes::exists(store, &code.code).await.unwrap());
+    store.transact(vec![code.issue_op()]).await.unwrap();
+    let failed = store.transact(vec![code.issue_op()]).await;
+    assert!(matches!(failed, Err(StoreError::TransactionCancelled { .. })), "issued once: {failed:?}");
+    assert_eq!(discount_codes::load(store, &code.code).await.unwrap(), Some(code.clone()));
+    assert!(code.redeemable_by("c_1", now));
+
+    store.transact(vec![discount_codes::redeem_op(&code.code, now, json!("order-1"))]).await.unwrap();
+    let again = store.transact(vec![discount_codes::redeem_op(&code.code, now, json!("order-2"))]).await;
+    assert!(matches!(again, Err(StoreError::TransactionCancelled { .. })), "redeemed once: {again:?}");
+    let redeemed = discount_codes::load(store, &code.code).await.unwrap().unwrap();
+    assert!(redeemed.redeemed && !redeemed.redeemable_by("c_1", now));
+    assert_eq!(discount_codes::load(store, "NO-SUCH-CODE").await.unwrap(), None);
 }
 
 const VISIBILITY: Duration = Duration::from_secs(2);

@@ -9,6 +9,7 @@ use crate::journeys::definition::{Condition as StepCondition, filters_match, in_
 use crate::journeys::{Journey, ReEntry, StepKind, Trigger, WaitFor};
 use crate::model::cart::plain_text;
 use crate::model::{Channel, Contact, DueWorkPayload, Event, EventType, LifecycleStage, SendOrigin, SendRequest};
+use crate::repo::aggregates::JourneyMetric;
 use crate::repo::due::{DueItem, DueWork};
 use crate::repo::journey_state::{Group, JourneyState, RunStatus};
 use crate::sending::origin::journey_send_key;
@@ -31,7 +32,7 @@ pub struct JourneyEffects {
     /// Groups whose pending due items are to be cancelled.
     pub cancel_groups: Vec<String>,
     /// (journey id, group, metric, amount) for the journey aggregates.
-    pub journey_counts: Vec<(String, Group, &'static str, f64)>,
+    pub journey_counts: Vec<(String, Group, JourneyMetric, f64)>,
     pub entered: Vec<String>,
     pub exited: Vec<String>,
 }
@@ -148,7 +149,7 @@ pub fn decide(
                 s.current_step = None;
                 effects.cancel_groups.push(run_group(s));
                 effects.exited.push(journey.id.clone());
-                effects.journey_counts.push((journey.id.clone(), s.group, "exits", 1.0));
+                effects.journey_counts.push((journey.id.clone(), s.group, JourneyMetric::Exits, 1.0));
             }
             // Conversions count once per run, for the group the contact was in.
             if event.event_type == journey.conversion_event
@@ -158,8 +159,8 @@ pub fn decide(
             {
                 s.converted = true;
                 let revenue = event.revenue().unwrap_or(0.0);
-                effects.journey_counts.push((journey.id.clone(), s.group, "conversions", 1.0));
-                effects.journey_counts.push((journey.id.clone(), s.group, "revenue", revenue));
+                effects.journey_counts.push((journey.id.clone(), s.group, JourneyMetric::Conversions, 1.0));
+                effects.journey_counts.push((journey.id.clone(), s.group, JourneyMetric::Revenue, revenue));
             }
             if event.event_type == EventType::EmailClicked
                 && s.last_send_tag.is_some()
@@ -207,7 +208,7 @@ pub fn decide(
                 ..JourneyState::new_run(&journey.id, &contact.id, run, group, now)
             };
             effects.entered.push(journey.id.clone());
-            effects.journey_counts.push((journey.id.clone(), group, "entries", 1.0));
+            effects.journey_counts.push((journey.id.clone(), group, JourneyMetric::Entries, 1.0));
             match group {
                 // The control group gets nothing; it only counts its conversions.
                 Group::Holdout => {
@@ -395,6 +396,7 @@ mod tests {
     use super::{Decision, decide, run_group};
     use crate::campaigns::{Campaigns, SourceFile};
     use crate::model::{Contact, DueWorkPayload, EmailAddress, Event, EventType};
+    use crate::repo::aggregates::JourneyMetric;
     use crate::repo::due::DueWork;
     use crate::repo::journey_state::{JourneyState, RunStatus};
 
@@ -489,7 +491,10 @@ template = "welcome"
             Some(DueWorkPayload::JourneyContinue { journey: "trial".into(), run: 1, step: "again".into() })
         );
         assert!(
-            effects.journey_counts.iter().any(|(j, _, metric, n)| j == "trial" && *metric == "entries" && *n == 1.0)
+            effects
+                .journey_counts
+                .iter()
+                .any(|(j, _, metric, n)| j == "trial" && *metric == JourneyMetric::Entries && *n == 1.0)
         );
     }
 
@@ -510,13 +515,23 @@ template = "welcome"
         let (_, states) = run(&campaigns, &event(EventType::LeadCreated, 0, json!({})), &BTreeMap::new());
         let purchase = |hours| event(EventType::Purchase, hours, json!({"order_id": "o", "revenue": 250.0}));
         let (late, _) = run(&campaigns, &purchase(24 * 8), &states);
-        assert!(!late.journey_counts.iter().any(|(_, _, metric, _)| *metric == "conversions"), "outside 7 days");
+        assert!(
+            !late.journey_counts.iter().any(|(_, _, metric, _)| *metric == JourneyMetric::Conversions),
+            "outside 7 days"
+        );
         let (first, after) = run(&campaigns, &purchase(24), &states);
-        let revenue: f64 =
-            first.journey_counts.iter().filter(|(_, _, metric, _)| *metric == "revenue").map(|(_, _, _, n)| n).sum();
+        let revenue: f64 = first
+            .journey_counts
+            .iter()
+            .filter(|(_, _, metric, _)| *metric == JourneyMetric::Revenue)
+            .map(|(_, _, _, n)| n)
+            .sum();
         assert_eq!(revenue, 250.0);
         let (second, _) = run(&campaigns, &purchase(25), &after);
-        assert!(!second.journey_counts.iter().any(|(_, _, metric, _)| *metric == "conversions"), "counted once");
+        assert!(
+            !second.journey_counts.iter().any(|(_, _, metric, _)| *metric == JourneyMetric::Conversions),
+            "counted once"
+        );
     }
 
     #[test]

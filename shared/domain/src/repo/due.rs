@@ -52,6 +52,11 @@ fn due_key(contact_id: &str, id: &str) -> Key {
     Key::new(format!("DUE#{contact_id}"), id.to_string())
 }
 
+/// Whether a key names a due item (and nothing else a carried list of keys could reach).
+pub fn is_due_item_key(key: &Key) -> bool {
+    key.pk.starts_with("DUE#")
+}
+
 fn index_sort_key(due_at: Timestamp, id: &str) -> String {
     format!("{:012}#{id}", due_at.as_second().max(0))
 }
@@ -124,6 +129,12 @@ pub fn cancel_op(key: Key) -> TransactOp {
 pub async fn pending_for(store: &dyn Store, contact_id: &str) -> Result<Vec<DueItem>, StoreError> {
     let items = query_all(store, Query::partition(Index::Table, format!("DUE#{contact_id}"))).await?;
     Ok(items.iter().filter(|i| i.get_str("state") == Some("pending")).filter_map(DueItem::from_item).collect())
+}
+
+/// Every due item of a contact, whatever its state, for inspection and tests.
+pub async fn items_for(store: &dyn Store, contact_id: &str) -> Result<Vec<DueItem>, StoreError> {
+    let items = query_all(store, Query::partition(Index::Table, format!("DUE#{contact_id}"))).await?;
+    Ok(items.iter().filter_map(DueItem::from_item).collect())
 }
 
 /// Every item due at or before `now`, from each index partition, oldest first per partition.

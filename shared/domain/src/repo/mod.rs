@@ -1,14 +1,19 @@
 //! Repositories: every access pattern written once, over the storage port.
 
+pub mod aggregates;
 pub mod carts;
 pub mod consent_receipts;
 pub mod contacts;
+pub mod discount_codes;
 pub mod due;
 pub mod event_receipts;
 pub mod frequency;
 pub mod journey_state;
+pub mod processed;
 pub mod rate_limit;
+pub mod scheduler_cursor;
 pub mod send_ledger;
+pub mod trigger_counts;
 
 pub use consent_receipts::ConsentReceipts;
 pub use contacts::{ContactRepository, RepoError, UpsertOutcome};
