@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use serde_json::json;
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::journeys::{Trigger, engine};
 use voronka_domain::model::{Contact, EmailAddress, Event, EventSource, EventType};
@@ -20,7 +19,8 @@ use voronka_domain::ports::{Clock, Condition, Item, Key, Queue, Store, StoreErro
 use voronka_domain::repo::aggregates;
 use voronka_domain::repo::consent_receipts;
 use voronka_domain::repo::contacts::{contact_item, link_anonymous_ids};
-use voronka_domain::repo::due::{self, DueItem, DueWork};
+use voronka_domain::repo::deferred::DeferredWork;
+use voronka_domain::repo::due::{self, DueItem};
 use voronka_domain::repo::{ContactRepository, journey_state, processed, trigger_counts};
 use voronka_domain::sending::feedback;
 use voronka_domain::sending::policy::time_zone_or_utc;
@@ -159,21 +159,9 @@ async fn commit(
                 .collect()
         };
         let deferred_writes = deferrable.counters.len() + deferred_cancellations.len();
-        let mut properties = serde_json::Map::new();
-        properties.insert("event".into(), json!(event.dedupe_key()));
-        properties.insert("counters".into(), deferrable.counters.to_json());
-        properties.insert(
-            "cancel".into(),
-            json!(deferred_cancellations.iter().map(|k| json!({"pk": k.pk, "sk": k.sk})).collect::<Vec<_>>()),
-        );
         let owner = deferrable.cancel_owners.first().cloned().or_else(|| event.contact.contact_id.clone());
-        let follow_up = DueItem {
-            id: format!("follow-up:{}", event.dedupe_key()),
-            contact_id: owner.unwrap_or_else(|| "unowned".into()),
-            due_at: now,
-            group: "follow-up".into(),
-            work: DueWork::Evaluate { event_type: EventType::EventFollowUp, properties },
-        };
+        let work = DeferredWork { counters: deferrable.counters, cancel: deferred_cancellations };
+        let follow_up = work.due_item(&event.dedupe_key(), owner.unwrap_or_else(|| "unowned".into()), now);
         tracing::info!(
             event_type = %event.event_type,
             deferred_writes,
@@ -196,20 +184,10 @@ async fn commit(
 async fn apply_follow_up(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome, StoreError> {
     let store = deps.store.as_ref();
     let now = deps.clock.now();
-    let counters = match event.properties.get("counters").map(aggregates::Counters::from_json) {
-        Some(Ok(counters)) => counters,
-        None => aggregates::Counters::default(),
-        Some(Err(reason)) => return Ok(Outcome::Malformed(format!("follow-up counters: {reason}"))),
+    let DeferredWork { counters, cancel: cancellations } = match DeferredWork::read(event) {
+        Ok(work) => work,
+        Err(reason) => return Ok(Outcome::Malformed(reason)),
     };
-    let cancellations: Vec<Key> = event
-        .properties
-        .get("cancel")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|k| Some(Key::new(k["pk"].as_str()?, k["sk"].as_str()?)))
-        .filter(due::is_due_item_key)
-        .collect();
     let ops = counters.into_ops();
     for (part, chunk) in ops.chunks(MAX_FOLLOW_UP_WRITES).enumerate() {
         let mut transaction = vec![processed::part_marker_op(&event.dedupe_key(), part, now + MARKER_RETENTION)];

@@ -4,6 +4,7 @@ pub mod aggregates;
 pub mod carts;
 pub mod consent_receipts;
 pub mod contacts;
+pub mod deferred;
 pub mod discount_codes;
 pub mod due;
 pub mod event_receipts;
