@@ -13,3 +13,4 @@ pub mod ports;
 pub mod repo;
 pub mod sending;
 pub mod signing;
+pub mod time;

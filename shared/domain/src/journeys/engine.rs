@@ -13,7 +13,7 @@ use crate::repo::aggregates::JourneyMetric;
 use crate::repo::due::{DueItem, DueWork};
 use crate::repo::journey_state::{Group, JourneyState, RunStatus};
 use crate::sending::origin::journey_send_key;
-use crate::sending::policy::time_zone_or_utc;
+use crate::time::time_zone_or_utc;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 

@@ -24,7 +24,7 @@ use crate::journeys::attribution::{Model, credits, touches_in_window};
 use crate::model::{Contact, Event, EventType, LifecycleStage};
 use crate::ports::{Index, Item, Key, Query, SortKeyRange, Store, StoreError, TransactOp, UpdateAction, query_all};
 use crate::repo::journey_state::Group;
-use crate::sending::policy::time_zone_or_utc;
+use crate::time::time_zone_or_utc;
 
 const DAILY_PREFIX: &str = "AGG#";
 const ATTRIBUTION_PREFIX: &str = "ATTR#";

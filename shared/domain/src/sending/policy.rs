@@ -174,9 +174,7 @@ pub fn cap_windows(now: Timestamp, zone: &TimeZone) -> CapWindows {
     }
 }
 
-pub fn time_zone_or_utc(name: &str) -> TimeZone {
-    TimeZone::get(name).unwrap_or(TimeZone::UTC)
-}
+pub use crate::time::time_zone_or_utc;
 
 #[cfg(test)]
 mod tests {
