@@ -12,34 +12,42 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
-use voronka_domain::campaigns::Campaigns;
 use voronka_domain::campaigns::templates::TemplateSet;
+use voronka_domain::deps::Deps;
 use voronka_domain::model::{Contact, Event, Priority, SendClass, SendRequest};
-use voronka_domain::ports::{
-    Clock, MAX_DELAY, MailError, Mailer, OutgoingEmail, OutgoingMessage, Queue, QueueName, Store, send_all,
-};
+use voronka_domain::ports::{MAX_DELAY, MailError, Mailer, OutgoingEmail, OutgoingMessage, QueueName, send_all};
 use voronka_domain::repo::{Claim, ContactRepository, FrequencyCaps, Reservation, SendLedger};
 use voronka_domain::sending::mime::{Envelope, build_message};
 use voronka_domain::sending::origin::{self, Liveness};
 use voronka_domain::sending::policy::{BlockReason, cap_windows, check_recipient, time_zone_or_utc};
 use voronka_domain::sending::redact;
-use voronka_domain::signing::{Secrets, UNSUBSCRIBE_TOKEN_PURPOSE};
+use voronka_domain::signing::UNSUBSCRIBE_TOKEN_PURPOSE;
 
 pub mod rate;
 
-/// What the sender needs; built once per container.
+/// What the sender needs besides what every function shares; built once per container.
 #[derive(Clone)]
 pub struct SenderDeps {
-    pub store: Arc<dyn Store>,
-    pub queue: Arc<dyn Queue>,
+    pub shared: Deps,
     pub mailer: Arc<dyn Mailer>,
-    pub clock: Arc<dyn Clock>,
-    pub campaigns: Arc<Campaigns>,
     pub templates: Arc<TemplateSet>,
-    pub secrets: Arc<Secrets>,
     /// Where unsubscribe links point (the public URL of the HTTP API).
     pub public_base_url: String,
     pub rate: Arc<rate::RateGate>,
+}
+
+impl std::ops::Deref for SenderDeps {
+    type Target = Deps;
+
+    fn deref(&self) -> &Deps {
+        &self.shared
+    }
+}
+
+impl std::ops::DerefMut for SenderDeps {
+    fn deref_mut(&mut self) -> &mut Deps {
+        &mut self.shared
+    }
 }
 
 /// What became of one request.

@@ -6,6 +6,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use sender::{Delivery, SenderDeps};
 use voronka_aws::{DynamoStore, QueueUrls, SesMailer, SqsQueue, lambda_sqs, load_secrets, required_env, sdk_config};
+use voronka_domain::deps::{Deps, Ports};
 use voronka_domain::ports::SystemClock;
 
 #[tokio::main]
@@ -20,13 +21,17 @@ async fn main() -> Result<(), Error> {
     let rate = campaigns.settings.sending.max_send_rate_per_second;
     let public_base_url = required_env("PUBLIC_BASE_URL")?.trim_end_matches('/').to_string();
     let deps = SenderDeps {
-        store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
-        queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
+        shared: Deps {
+            ports: Ports {
+                store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
+                queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
+                clock,
+            },
+            campaigns: Arc::new(campaigns),
+            secrets: Arc::new(secrets),
+        },
         mailer: Arc::new(SesMailer::new(&config, std::env::var("SES_CONFIGURATION_SET").ok())),
-        clock,
-        campaigns: Arc::new(campaigns),
         templates: Arc::new(templates),
-        secrets: Arc::new(secrets),
         public_base_url,
         rate: Arc::new(sender::rate::RateGate::per_second(rate)),
     };

@@ -10,19 +10,16 @@ pub mod carts;
 pub mod engine;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
-use voronka_domain::campaigns::Campaigns;
+use voronka_domain::deps::Deps;
 use voronka_domain::journeys::Trigger;
 use voronka_domain::model::{
     Channel, ConsentReceipt, Contact, EmailAddress, Event, EventSource, LifecycleStage, SuppressionReason,
 };
 use voronka_domain::ports::store::MAX_TRANSACTION_OPS;
-use voronka_domain::ports::{
-    Clock, Condition, Index, Item, Key, Query, Queue, SortKeyRange, Store, StoreError, TransactOp, query_all,
-};
+use voronka_domain::ports::{Condition, Index, Item, Key, Query, SortKeyRange, StoreError, TransactOp, query_all};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::repo::consent_receipts;
 use voronka_domain::repo::contacts::{contact_item, link_anonymous_ids};
@@ -36,14 +33,25 @@ pub const MARKER_RETENTION: SignedDuration = SignedDuration::from_hours(24 * 30)
 const OPEN_POINTS: i64 = 1;
 const CLICK_POINTS: i64 = 3;
 
+/// The evaluator needs only what every function shares; discount codes are keyed with the
+/// link-signing secret (`secrets.token_key`), so codes cannot be guessed.
 #[derive(Clone)]
 pub struct EvaluatorDeps {
-    pub store: Arc<dyn Store>,
-    pub queue: Arc<dyn Queue>,
-    pub clock: Arc<dyn Clock>,
-    pub campaigns: Arc<Campaigns>,
-    /// Keys the discount codes (the link-signing secret, so codes cannot be guessed).
-    pub token_key: String,
+    pub shared: Deps,
+}
+
+impl std::ops::Deref for EvaluatorDeps {
+    type Target = Deps;
+
+    fn deref(&self) -> &Deps {
+        &self.shared
+    }
+}
+
+impl std::ops::DerefMut for EvaluatorDeps {
+    fn deref_mut(&mut self) -> &mut Deps {
+        &mut self.shared
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -524,7 +532,7 @@ async fn carts_for(
         carts::STEP_EVENT => match contact {
             Some(contact) => {
                 let now = deps.clock.now();
-                carts::on_step(store, campaigns, &deps.token_key, event, contact, now, counters).await?
+                carts::on_step(store, campaigns, &deps.secrets.token_key, event, contact, now, counters).await?
             }
             None => carts::CartEffects::default(),
         },

@@ -7,6 +7,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use trigger_evaluator::{Delivery, EvaluatorDeps};
 use voronka_aws::{DynamoStore, QueueUrls, SqsQueue, lambda_sqs, required_env, sdk_config};
+use voronka_domain::deps::{Deps, Ports};
 use voronka_domain::ports::SystemClock;
 
 #[tokio::main]
@@ -19,11 +20,15 @@ async fn main() -> Result<(), Error> {
         voronka_aws::load_secrets(&config, &required_env("TOKEN_SECRET_ARN")?, &required_env("EVENTS_SECRET_ARN")?)
             .await?;
     let deps = EvaluatorDeps {
-        token_key: secrets.token_key.clone(),
-        store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
-        queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
-        clock,
-        campaigns: Arc::new(campaigns),
+        shared: Deps {
+            ports: Ports {
+                store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
+                queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
+                clock,
+            },
+            campaigns: Arc::new(campaigns),
+            secrets: Arc::new(secrets),
+        },
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let deps = deps.clone();
