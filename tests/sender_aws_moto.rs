@@ -13,7 +13,7 @@ use voronka_domain::deps::{Deps, Ports};
 use voronka_domain::model::{
     Channel, ConsentReceipt, Contact, EmailAddress, Priority, SendClass, SendOrigin, SendRequest,
 };
-use voronka_domain::ports::SimulatedClock;
+use voronka_domain::ports::{Delivery, SimulatedClock};
 use voronka_domain::repo::journey_state::{Group, JourneyState};
 use voronka_domain::repo::{ContactRepository, SendLedger};
 use voronka_domain::sending::origin::journey_send_key;
@@ -90,7 +90,7 @@ async fn five_deliveries_two_concurrent_make_exactly_one_ses_call() {
         origin: SendOrigin::Journey { journey_id: "welcome".into(), step_id: "s1".into() },
         requested_at: now,
     };
-    let delivery = || sender::Delivery { message_id: "m".into(), body: serde_json::to_string(&request).unwrap() };
+    let delivery = || Delivery { message_id: "m".into(), body: serde_json::to_string(&request).unwrap() };
     let (a, b) =
         tokio::join!(sender::process_batch(&deps, vec![delivery()]), sender::process_batch(&deps, vec![delivery()]));
     assert!(a.len() + b.len() <= 1);

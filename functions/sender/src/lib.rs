@@ -15,7 +15,9 @@ use serde_json::{Map, Value, json};
 use voronka_domain::campaigns::templates::TemplateSet;
 use voronka_domain::deps::Deps;
 use voronka_domain::model::{Contact, Event, Priority, SendClass, SendRequest};
-use voronka_domain::ports::{MAX_DELAY, MailError, Mailer, OutgoingEmail, OutgoingMessage, QueueName, send_all};
+use voronka_domain::ports::{
+    BatchHandler, Delivery, MAX_DELAY, MailError, Mailer, OutgoingEmail, OutgoingMessage, QueueName, send_all,
+};
 use voronka_domain::repo::{Claim, ContactRepository, FrequencyCaps, Reservation, SendLedger};
 use voronka_domain::sending::mime::{Envelope, build_message};
 use voronka_domain::sending::origin::{self, Liveness};
@@ -86,11 +88,11 @@ pub enum Outcome {
     },
 }
 
-/// A message as the queue delivered it.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub message_id: String,
-    pub body: String,
+#[async_trait::async_trait]
+impl BatchHandler for SenderDeps {
+    async fn handle_batch(&self, deliveries: Vec<Delivery>) -> Vec<String> {
+        process_batch(self, deliveries).await
+    }
 }
 
 /// Handles a batch and returns the ids of the messages to report as failures. Higher priorities

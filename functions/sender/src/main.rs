@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use sender::{Delivery, SenderDeps};
+use lambda_runtime::Error;
+use sender::SenderDeps;
 use voronka_aws::{DynamoStore, QueueUrls, SesMailer, SqsQueue, lambda_sqs, load_secrets, required_env, sdk_config};
 use voronka_domain::deps::{Deps, Ports};
 use voronka_domain::ports::SystemClock;
@@ -35,15 +34,5 @@ async fn main() -> Result<(), Error> {
         public_base_url,
         rate: Arc::new(sender::rate::RateGate::per_second(rate)),
     };
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let deps = deps.clone();
-        async move {
-            let deliveries = lambda_sqs::records(event.payload)
-                .into_iter()
-                .map(|(message_id, body)| Delivery { message_id, body })
-                .collect();
-            Ok::<_, Error>(lambda_sqs::batch_response(sender::process_batch(&deps, deliveries).await))
-        }
-    }))
-    .await
+    lambda_sqs::run(deps).await
 }

@@ -19,7 +19,9 @@ use voronka_domain::model::{
     Channel, ConsentReceipt, Contact, EmailAddress, Event, EventSource, LifecycleStage, SuppressionReason,
 };
 use voronka_domain::ports::store::MAX_TRANSACTION_OPS;
-use voronka_domain::ports::{Condition, Index, Item, Key, Query, SortKeyRange, StoreError, TransactOp, query_all};
+use voronka_domain::ports::{
+    BatchHandler, Condition, Delivery, Index, Item, Key, Query, SortKeyRange, StoreError, TransactOp, query_all,
+};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::repo::consent_receipts;
 use voronka_domain::repo::contacts::{contact_item, link_anonymous_ids};
@@ -54,12 +56,6 @@ impl std::ops::DerefMut for EvaluatorDeps {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub message_id: String,
-    pub body: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
@@ -69,6 +65,13 @@ pub enum Outcome {
     Unmatched(String),
     Retry(String),
     Malformed(String),
+}
+
+#[async_trait::async_trait]
+impl BatchHandler for EvaluatorDeps {
+    async fn handle_batch(&self, deliveries: Vec<Delivery>) -> Vec<String> {
+        process_batch(self, deliveries).await
+    }
 }
 
 /// Handles a batch; returns the ids of the messages to report as failures.

@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use trigger_evaluator::{Delivery, EvaluatorDeps};
+use lambda_runtime::Error;
+use trigger_evaluator::EvaluatorDeps;
 use voronka_aws::{DynamoStore, QueueUrls, SqsQueue, lambda_sqs, required_env, sdk_config};
 use voronka_domain::deps::{Deps, Ports};
 use voronka_domain::ports::SystemClock;
@@ -30,15 +29,5 @@ async fn main() -> Result<(), Error> {
             secrets: Arc::new(secrets),
         },
     };
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let deps = deps.clone();
-        async move {
-            let deliveries = lambda_sqs::records(event.payload)
-                .into_iter()
-                .map(|(message_id, body)| Delivery { message_id, body })
-                .collect();
-            Ok::<_, Error>(lambda_sqs::batch_response(trigger_evaluator::process_batch(&deps, deliveries).await))
-        }
-    }))
-    .await
+    lambda_sqs::run(deps).await
 }
