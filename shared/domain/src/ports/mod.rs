@@ -9,7 +9,7 @@ pub use clock::{Clock, IdGenerator, RandomIds, SeededIds, SimulatedClock, System
 pub use mailer::{MailError, Mailer, OutgoingEmail};
 pub use queue::{
     BatchHandler, Delivery, MAX_DELAY, MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage,
-    SendOutcome, consume_batch, send_all,
+    SendOutcome, check_receive, check_send_batch, consume_batch, send_all,
 };
 pub use store::{
     Condition, Cursor, Index, Item, Key, Page, Query, SortKeyRange, Store, StoreError, TransactOp, UpdateAction,

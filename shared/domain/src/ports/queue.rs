@@ -1,6 +1,7 @@
 //! The queue port, shaped like SQS: batches of at most ten with an optional delay; receive with a
 //! visibility timeout, delete by receipt, and a dead-letter queue after too many receives.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -112,6 +113,26 @@ pub trait Queue: Send + Sync {
 
     /// Messages waiting in the queue's dead-letter queue (approximate on SQS).
     async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError>;
+}
+
+/// SQS's limits on one `send_batch`, checked by every adapter before it calls its backend, so both
+/// refuse the same batches the same way.
+pub fn check_send_batch(messages: &[OutgoingMessage]) -> Result<(), QueueError> {
+    if messages.is_empty() || messages.len() > MAX_SEND_BATCH {
+        return Err(QueueError::Invalid(format!("a batch holds 1 to {MAX_SEND_BATCH} messages")));
+    }
+    if messages.iter().map(|m| &m.id).collect::<BTreeSet<_>>().len() != messages.len() {
+        return Err(QueueError::Invalid("batch entry ids must be unique".into()));
+    }
+    Ok(())
+}
+
+/// SQS's limit on one `receive`, checked by every adapter before it calls its backend.
+pub fn check_receive(max: usize) -> Result<(), QueueError> {
+    if max == 0 || max > MAX_SEND_BATCH {
+        return Err(QueueError::Invalid(format!("receive takes 1 to {MAX_SEND_BATCH} messages")));
+    }
+    Ok(())
 }
 
 /// Receives one batch, hands it to `handler` and deletes every message it did not fail: what the
