@@ -36,7 +36,7 @@ impl Mailer for Rejecting {
 async fn an_ses_rejection_naming_the_address_is_logged_and_stored_without_it() {
     let captured = Captured::default();
     let writer = captured.clone();
-    let _guard = tracing::subscriber::set_default(lead_capture::telemetry::json_subscriber(move || writer.clone()));
+    let _guard = tracing::subscriber::set_default(voronka_telemetry::json_subscriber(move || writer.clone()));
     let t = TestStack::new();
     let now = t.clock.now();
     let email = EmailAddress::parse("Secret.Person@Example.com").unwrap();

@@ -30,7 +30,7 @@ fn guide_examples() -> Vec<voronka_domain::ports::Delivery> {
 async fn ses_feedback_without_voronkas_tags_suppresses_the_contact_found_by_the_recipient_address() {
     let captured = Captured::default();
     let writer = captured.clone();
-    let _guard = tracing::subscriber::set_default(lead_capture::telemetry::json_subscriber(move || writer.clone()));
+    let _guard = tracing::subscriber::set_default(voronka_telemetry::json_subscriber(move || writer.clone()));
 
     // Nobody has the address yet: the feedback is unmatched, creates nobody, and says why.
     let t = TestStack::new();

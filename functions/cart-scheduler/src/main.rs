@@ -9,7 +9,7 @@ use voronka_domain::ports::SystemClock;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    voronka_telemetry::init_json_logging(std::io::stdout);
     let config = sdk_config(None).await;
     let clock = Arc::new(SystemClock);
     let deps = Ports {

@@ -10,7 +10,6 @@ mod http_util;
 pub mod lambda;
 pub mod pages;
 mod submissions;
-pub mod telemetry;
 mod unsubscribe;
 
 use std::net::IpAddr;

@@ -11,7 +11,7 @@ use voronka_domain::ports::{RandomIds, SystemClock};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lead_capture::telemetry::init_json_logging(std::io::stdout);
+    voronka_telemetry::init_json_logging(std::io::stdout);
     let config = sdk_config(None).await;
     let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
     let secrets =
