@@ -7,6 +7,7 @@
 mod confirm;
 mod events;
 mod http_util;
+#[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod pages;
 mod submissions;
