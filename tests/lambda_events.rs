@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use support::inprocess::TestStack;
+use voronka_domain::ports::Delivery;
 
 fn samples_dir(function: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events").join(function)
@@ -39,12 +40,13 @@ async fn every_lead_capture_sample_answers_its_expected_status() {
     }
 }
 
-fn sqs_batch(path: &str) -> Vec<(String, String)> {
+/// A sample SQS event as the Lambda entry point hands it to a consumer.
+fn sqs_batch(path: &str) -> Vec<Delivery> {
     let text =
         std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events").join(path)).unwrap();
     let event: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not an SQS event: {e}"));
-    event.records.into_iter().map(|r| (r.message_id.unwrap(), r.body.unwrap())).collect()
+    voronka_aws::lambda_sqs::deliveries(event)
 }
 
 async fn sample_contact(t: &TestStack, email: &str) -> voronka_domain::model::Contact {
@@ -72,10 +74,7 @@ async fn the_sender_sample_batch_sends_two_and_fails_the_malformed_one() {
     use voronka_domain::repo::journey_state::{Group, JourneyState};
     let run = JourneyState { version: 1, ..JourneyState::new_run("welcome", "c_sample", 1, Group::Treatment, now) };
     t.stack.state.store.put(run.to_item(), None).await.unwrap();
-    let deliveries = sqs_batch("sender/sqs-send-requests.json")
-        .into_iter()
-        .map(|(message_id, body)| sender::Delivery { message_id, body })
-        .collect();
+    let deliveries = sqs_batch("sender/sqs-send-requests.json");
     let failed = sender::process_batch(&t.stack.sender, deliveries).await;
     assert_eq!(failed, ["0c2a7f3e-0000-4000-8000-000000000003"], "only the malformed record fails, into the DLQ");
     assert_eq!(voronka_local::outbox::entries(t.stack.outbox.dir()).len(), 2);
@@ -86,12 +85,7 @@ async fn the_evaluator_sample_batch_applies_ses_feedback_and_events() {
     use voronka_domain::model::SuppressionReason;
     let t = TestStack::new();
     let contact = sample_contact(&t, "anna.petrova@example.com").await;
-    let deliveries = || {
-        sqs_batch("trigger-evaluator/sqs-events-and-ses-feedback.json")
-            .into_iter()
-            .map(|(message_id, body)| trigger_evaluator::Delivery { message_id, body })
-            .collect::<Vec<_>>()
-    };
+    let deliveries = || sqs_batch("trigger-evaluator/sqs-events-and-ses-feedback.json");
     assert!(trigger_evaluator::process_batch(&t.stack.evaluator, deliveries()).await.is_empty());
     // A redelivered batch changes nothing twice.
     assert!(trigger_evaluator::process_batch(&t.stack.evaluator, deliveries()).await.is_empty());
@@ -129,10 +123,7 @@ async fn the_scheduler_sample_event_runs_a_dispatch() {
 #[tokio::test]
 async fn the_cart_sample_batch_builds_and_abandons_a_cart() {
     let t = TestStack::new();
-    let deliveries = sqs_batch("trigger-evaluator/sqs-cart-events.json")
-        .into_iter()
-        .map(|(message_id, body)| trigger_evaluator::Delivery { message_id, body })
-        .collect();
+    let deliveries = sqs_batch("trigger-evaluator/sqs-cart-events.json");
     assert!(trigger_evaluator::process_batch(&t.stack.evaluator, deliveries).await.is_empty());
     let cart =
         trigger_evaluator::carts::load(t.stack.state.store.as_ref(), "cart-1001").await.unwrap().expect("a cart");

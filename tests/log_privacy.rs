@@ -15,7 +15,7 @@ use support::inprocess::TestStack;
 async fn logs_are_json_and_never_contain_an_email_address_or_phone() {
     let captured = Captured::default();
     let writer = captured.clone();
-    let _guard = tracing::subscriber::set_default(lead_capture::telemetry::json_subscriber(move || writer.clone()));
+    let _guard = tracing::subscriber::set_default(voronka_telemetry::json_subscriber(move || writer.clone()));
     let t = TestStack::new();
     let answer = t
         .submit_json(

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Voronka's one test command. On a fresh machine it first installs the tools it needs (pinned, into
-# .tools/venv), then runs: formatting and lints, unit tests, the port contract suite on the embedded
-# adapters and on the AWS adapters against moto_server, the handler and end-to-end HTTP tests, the
-# campaign-file check, cfn-lint and `sam validate --lint` on the SAM template, a `cargo lambda build
-# --release` of every function, and a short demo run whose invariants must hold.
+# .tools/venv), then runs: formatting and lints, a check that the local stack links no AWS SDK, unit
+# tests, the port contract suite on the embedded adapters and on the AWS adapters against
+# moto_server, the handler and end-to-end HTTP tests, the campaign-file check, cfn-lint and `sam
+# validate --lint` on the SAM template, a `cargo lambda build --release` of every function, and a
+# short demo run whose invariants must hold.
 #
 # Nothing is skipped: a missing tool stops the run with a message saying what is missing.
 set -euo pipefail
@@ -54,6 +55,13 @@ cargo fmt --all -- --check
 
 step "Lints (cargo clippy --all-targets -D warnings)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "The local stack builds without the AWS SDK (cargo tree -p voronka -e normal)"
+LOCAL_TREE=$(cargo tree -p voronka -e normal --prefix none)
+AWS_IN_LOCAL=$(grep -E '^(aws-sdk-[a-z0-9-]+|aws-config|aws-smithy-[a-z0-9-]+|aws-runtime|aws-types|aws-sigv4|aws-credential-types|aws_lambda_events|lambda_runtime|lambda_http) ' <<<"$LOCAL_TREE" | sort -u || true)
+[[ -z "$AWS_IN_LOCAL" ]] || fail "the voronka binary depends on AWS SDK or Lambda runtime crates:
+$AWS_IN_LOCAL
+Keep them behind the function crates' \`lambda\` feature (the workspace depends on the function crates with default-features = false)."
 
 step "Tests: unit, contract (embedded and AWS against moto_server), handlers, Lambda samples, end to end"
 cargo test --workspace --no-fail-fast

@@ -20,7 +20,7 @@ use voronka_domain::model::{
     SuppressionReason,
 };
 use voronka_domain::ports::{
-    Clock, Condition, Item, Key, MailError, Mailer, OutgoingEmail, Page, Query, QueueName, Store, StoreError,
+    Clock, Condition, Delivery, Item, Key, MailError, Mailer, OutgoingEmail, Page, Query, QueueName, Store, StoreError,
     TransactOp, UpdateAction,
 };
 use voronka_domain::repo::journey_state::{Group, JourneyState, RunStatus};
@@ -131,7 +131,7 @@ impl Fixture {
     }
 
     async fn deliver(&self, request: &SendRequest) -> Vec<String> {
-        let delivery = sender::Delivery { message_id: "m-1".into(), body: serde_json::to_string(request).unwrap() };
+        let delivery = Delivery { message_id: "m-1".into(), body: serde_json::to_string(request).unwrap() };
         sender::process_batch(&self.deps, vec![delivery]).await
     }
 
@@ -256,7 +256,7 @@ async fn the_higher_priority_wins_the_frequency_cap_and_the_lower_is_deferred_or
     let batch = [&promo, &journey, &cart]
         .iter()
         .enumerate()
-        .map(|(i, r)| sender::Delivery { message_id: format!("m{i}"), body: serde_json::to_string(r).unwrap() })
+        .map(|(i, r)| Delivery { message_id: format!("m{i}"), body: serde_json::to_string(r).unwrap() })
         .collect();
     assert!(sender::process_batch(&f.deps, batch).await.is_empty());
     assert_eq!(f.ledger_state("cart:1:step1").await.unwrap().0, "sent", "the cart reminder has the higher priority");

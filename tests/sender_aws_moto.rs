@@ -9,10 +9,11 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde_json::Map;
 use voronka_aws::{DynamoStore, QueueUrls, SesMailer, SqsQueue};
+use voronka_domain::deps::{Deps, Ports};
 use voronka_domain::model::{
     Channel, ConsentReceipt, Contact, EmailAddress, Priority, SendClass, SendOrigin, SendRequest,
 };
-use voronka_domain::ports::SimulatedClock;
+use voronka_domain::ports::{Delivery, SimulatedClock};
 use voronka_domain::repo::journey_state::{Group, JourneyState};
 use voronka_domain::repo::{ContactRepository, SendLedger};
 use voronka_domain::sending::origin::journey_send_key;
@@ -42,16 +43,20 @@ async fn five_deliveries_two_concurrent_make_exactly_one_ses_call() {
     let mailer = Arc::new(SesMailer::new(&config, None));
     let campaigns = voronka_campaigns::bundled().unwrap();
     let deps = sender::SenderDeps {
-        store: store.clone(),
-        queue: Arc::new(SqsQueue::new(
-            &config,
-            QueueUrls { events, events_dlq: Some(events_dlq), sends, sends_dlq: Some(sends_dlq) },
-        )),
-        mailer: mailer.clone(),
-        clock: clock.clone(),
         templates: Arc::new(campaigns.template_set()),
-        campaigns: Arc::new(campaigns),
-        secrets: Arc::new(Secrets { token_key: "k".repeat(40), events_key: "e".repeat(40) }),
+        shared: Deps {
+            ports: Ports {
+                store: store.clone(),
+                queue: Arc::new(SqsQueue::new(
+                    &config,
+                    QueueUrls { events, events_dlq: Some(events_dlq), sends, sends_dlq: Some(sends_dlq) },
+                )),
+                clock: clock.clone(),
+            },
+            secrets: Arc::new(Secrets { token_key: "k".repeat(40), events_key: "e".repeat(40) }),
+            campaigns: Arc::new(campaigns),
+        },
+        mailer: mailer.clone(),
         public_base_url: "https://api.shop.example".into(),
         rate: Arc::new(sender::rate::RateGate::per_second(50.0)),
     };
@@ -85,7 +90,7 @@ async fn five_deliveries_two_concurrent_make_exactly_one_ses_call() {
         origin: SendOrigin::Journey { journey_id: "welcome".into(), step_id: "s1".into() },
         requested_at: now,
     };
-    let delivery = || sender::Delivery { message_id: "m".into(), body: serde_json::to_string(&request).unwrap() };
+    let delivery = || Delivery { message_id: "m".into(), body: serde_json::to_string(&request).unwrap() };
     let (a, b) =
         tokio::join!(sender::process_batch(&deps, vec![delivery()]), sender::process_batch(&deps, vec![delivery()]));
     assert!(a.len() + b.len() <= 1);

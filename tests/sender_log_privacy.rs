@@ -15,7 +15,7 @@ use support::inprocess::TestStack;
 use voronka_domain::model::{
     Channel, ConsentReceipt, Contact, EmailAddress, Priority, SendClass, SendOrigin, SendRequest,
 };
-use voronka_domain::ports::{Clock, MailError, Mailer, OutgoingEmail};
+use voronka_domain::ports::{Clock, Delivery, MailError, Mailer, OutgoingEmail};
 use voronka_domain::repo::{ContactRepository, SendLedger};
 
 /// Answers as SES does for an unverified recipient in the sandbox, naming the address.
@@ -36,7 +36,7 @@ impl Mailer for Rejecting {
 async fn an_ses_rejection_naming_the_address_is_logged_and_stored_without_it() {
     let captured = Captured::default();
     let writer = captured.clone();
-    let _guard = tracing::subscriber::set_default(lead_capture::telemetry::json_subscriber(move || writer.clone()));
+    let _guard = tracing::subscriber::set_default(voronka_telemetry::json_subscriber(move || writer.clone()));
     let t = TestStack::new();
     let now = t.clock.now();
     let email = EmailAddress::parse("Secret.Person@Example.com").unwrap();
@@ -62,7 +62,7 @@ async fn an_ses_rejection_naming_the_address_is_logged_and_stored_without_it() {
         origin: SendOrigin::Form { form_id: "newsletter".into(), submission_id: "s-1".into() },
         requested_at: now,
     };
-    let delivery = sender::Delivery { message_id: "m-1".into(), body: serde_json::to_string(&request).unwrap() };
+    let delivery = Delivery { message_id: "m-1".into(), body: serde_json::to_string(&request).unwrap() };
     assert!(sender::process_batch(&deps, vec![delivery]).await.is_empty(), "a rejection is final");
 
     let ledger = SendLedger::new(t.stack.state.store.as_ref()).state("form:secret").await.unwrap().unwrap();

@@ -18,23 +18,19 @@ use voronka_domain::ports::Clock;
 use voronka_domain::repo::ContactRepository;
 
 /// The SES developer guide's Bounce and Complaint examples, as an SQS batch.
-fn guide_examples() -> Vec<trigger_evaluator::Delivery> {
+fn guide_examples() -> Vec<voronka_domain::ports::Delivery> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../events/trigger-evaluator/sqs-ses-feedback-without-tags.json");
     let event: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    event
-        .records
-        .into_iter()
-        .map(|r| trigger_evaluator::Delivery { message_id: r.message_id.unwrap(), body: r.body.unwrap() })
-        .collect()
+    voronka_aws::lambda_sqs::deliveries(event)
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn ses_feedback_without_voronkas_tags_suppresses_the_contact_found_by_the_recipient_address() {
     let captured = Captured::default();
     let writer = captured.clone();
-    let _guard = tracing::subscriber::set_default(lead_capture::telemetry::json_subscriber(move || writer.clone()));
+    let _guard = tracing::subscriber::set_default(voronka_telemetry::json_subscriber(move || writer.clone()));
 
     // Nobody has the address yet: the feedback is unmatched, creates nobody, and says why.
     let t = TestStack::new();

@@ -4,22 +4,16 @@
 //! now, so a missed minute is caught up, never skipped; overlapping runs split the work through
 //! the claims. A cursor item records each run for monitoring.
 
-use std::sync::Arc;
-
 use jiff::Timestamp;
-use voronka_domain::ports::{Clock, Queue, Store, StoreError};
+use voronka_domain::ports::{Store, StoreError};
 use voronka_domain::repo::due::{DispatchReport, dispatch_due};
 use voronka_domain::repo::scheduler_cursor::{self, SchedulerRun};
 
 /// The most items one run dispatches; the rest wait for the next minute.
 pub const MAX_PER_RUN: usize = 5_000;
 
-#[derive(Clone)]
-pub struct SchedulerDeps {
-    pub store: Arc<dyn Store>,
-    pub queue: Arc<dyn Queue>,
-    pub clock: Arc<dyn Clock>,
-}
+/// The scheduler needs the ports alone: it reads no campaign file and signs nothing.
+pub type SchedulerDeps = voronka_domain::deps::Ports;
 
 /// One run: dispatch what is due, then record the run.
 pub async fn run(deps: &SchedulerDeps) -> Result<DispatchReport, StoreError> {

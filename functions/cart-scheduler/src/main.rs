@@ -2,17 +2,17 @@
 
 use std::sync::Arc;
 
-use cart_scheduler::SchedulerDeps;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use voronka_aws::{DynamoStore, QueueUrls, SqsQueue, required_env, sdk_config};
+use voronka_domain::deps::Ports;
 use voronka_domain::ports::SystemClock;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    voronka_telemetry::init_json_logging(std::io::stdout);
     let config = sdk_config(None).await;
     let clock = Arc::new(SystemClock);
-    let deps = SchedulerDeps {
+    let deps = Ports {
         store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
         queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
         clock,

@@ -7,10 +7,10 @@
 mod confirm;
 mod events;
 mod http_util;
+#[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod pages;
 mod submissions;
-pub mod telemetry;
 mod unsubscribe;
 
 use std::net::IpAddr;
@@ -20,10 +20,10 @@ use axum::Router;
 use axum::handler::Handler;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use http::Method;
-use voronka_domain::campaigns::Campaigns;
 use voronka_domain::campaigns::form::THANK_YOU_PATH;
-use voronka_domain::ports::{Clock, IdGenerator, Queue, Store};
-use voronka_domain::signing::{Secrets, TokenSigner};
+use voronka_domain::deps::Deps;
+use voronka_domain::ports::IdGenerator;
+use voronka_domain::signing::TokenSigner;
 
 pub use http_util::ApiError;
 
@@ -35,15 +35,25 @@ pub struct ClientIp(pub IpAddr);
 /// Everything the handlers need: the ports, the campaign content and the secrets.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub queue: Arc<dyn Queue>,
-    pub clock: Arc<dyn Clock>,
+    pub shared: Deps,
     pub ids: Arc<dyn IdGenerator>,
-    pub campaigns: Arc<Campaigns>,
-    pub secrets: Arc<Secrets>,
     /// Where links in email point: the public URL of this API, without a trailing slash. Empty
     /// means "the host the request came to" (an API Gateway URL before a custom domain is set).
     pub public_base_url: String,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Deps;
+
+    fn deref(&self) -> &Deps {
+        &self.shared
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut Deps {
+        &mut self.shared
+    }
 }
 
 impl AppState {

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use lambda_http::{Error, service_fn};
 use lead_capture::AppState;
 use voronka_aws::{DynamoStore, QueueUrls, SqsQueue, load_secrets, required_env, sdk_config};
+use voronka_domain::deps::{Deps, Ports};
 use voronka_domain::ports::{RandomIds, SystemClock};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lead_capture::telemetry::init_json_logging(std::io::stdout);
+    voronka_telemetry::init_json_logging(std::io::stdout);
     let config = sdk_config(None).await;
     let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
     let secrets =
@@ -19,12 +20,16 @@ async fn main() -> Result<(), Error> {
     let public_base_url = std::env::var("PUBLIC_BASE_URL").unwrap_or_default().trim_end_matches('/').to_string();
     let clock = Arc::new(SystemClock);
     let state = AppState {
-        store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
-        queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
-        clock,
+        shared: Deps {
+            ports: Ports {
+                store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
+                queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
+                clock,
+            },
+            campaigns: Arc::new(campaigns),
+            secrets: Arc::new(secrets),
+        },
         ids: Arc::new(RandomIds),
-        campaigns: Arc::new(campaigns),
-        secrets: Arc::new(secrets),
         public_base_url,
     };
     let router = lead_capture::router(state);

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
-use voronka_domain::campaigns::Campaigns;
 use voronka_domain::campaigns::templates::TemplateSet;
+use voronka_domain::deps::Deps;
 use voronka_domain::model::{Contact, Event, EventType, Priority, SendClass, SendRequest};
 use voronka_domain::ports::{
-    Clock, MAX_DELAY, MailError, Mailer, OutgoingEmail, OutgoingMessage, Queue, QueueName, Store, send_all,
+    BatchHandler, Delivery, MAX_DELAY, MailError, Mailer, OutgoingEmail, OutgoingMessage, QueueName, send_all,
 };
 use voronka_domain::repo::{Claim, ContactRepository, FrequencyCaps, Reservation, SendLedger};
 use voronka_domain::sending::mime::{Envelope, build_message};
@@ -25,23 +25,33 @@ use voronka_domain::sending::policy::{
     BlockReason, CapPeriod, DeferReason, QuietHours, cap_windows, check_recipient, time_zone_or_utc,
 };
 use voronka_domain::sending::redact::{self, Redacted};
-use voronka_domain::signing::{Secrets, UNSUBSCRIBE_TOKEN_PURPOSE};
+use voronka_domain::signing::UNSUBSCRIBE_TOKEN_PURPOSE;
 
 pub mod rate;
 
-/// What the sender needs; built once per container.
+/// What the sender needs besides what every function shares; built once per container.
 #[derive(Clone)]
 pub struct SenderDeps {
-    pub store: Arc<dyn Store>,
-    pub queue: Arc<dyn Queue>,
+    pub shared: Deps,
     pub mailer: Arc<dyn Mailer>,
-    pub clock: Arc<dyn Clock>,
-    pub campaigns: Arc<Campaigns>,
     pub templates: Arc<TemplateSet>,
-    pub secrets: Arc<Secrets>,
     /// Where unsubscribe links point (the public URL of the HTTP API).
     pub public_base_url: String,
     pub rate: Arc<rate::RateGate>,
+}
+
+impl std::ops::Deref for SenderDeps {
+    type Target = Deps;
+
+    fn deref(&self) -> &Deps {
+        &self.shared
+    }
+}
+
+impl std::ops::DerefMut for SenderDeps {
+    fn deref_mut(&mut self) -> &mut Deps {
+        &mut self.shared
+    }
 }
 
 /// What became of one request.
@@ -85,11 +95,11 @@ pub enum Outcome {
     },
 }
 
-/// A message as the queue delivered it.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub message_id: String,
-    pub body: String,
+#[async_trait::async_trait]
+impl BatchHandler for SenderDeps {
+    async fn handle_batch(&self, deliveries: Vec<Delivery>) -> Vec<String> {
+        process_batch(self, deliveries).await
+    }
 }
 
 /// Handles a batch and returns the ids of the messages to report as failures. Higher priorities

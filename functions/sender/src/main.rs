@@ -2,15 +2,15 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use sender::{Delivery, SenderDeps};
+use lambda_runtime::Error;
+use sender::SenderDeps;
 use voronka_aws::{DynamoStore, QueueUrls, SesMailer, SqsQueue, lambda_sqs, load_secrets, required_env, sdk_config};
+use voronka_domain::deps::{Deps, Ports};
 use voronka_domain::ports::SystemClock;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    voronka_telemetry::init_json_logging(std::io::stdout);
     let config = sdk_config(None).await;
     let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
     let templates = campaigns.template_set();
@@ -20,25 +20,19 @@ async fn main() -> Result<(), Error> {
     let rate = campaigns.settings.sending.max_send_rate_per_second;
     let public_base_url = required_env("PUBLIC_BASE_URL")?.trim_end_matches('/').to_string();
     let deps = SenderDeps {
-        store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
-        queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
+        shared: Deps {
+            ports: Ports {
+                store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
+                queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
+                clock,
+            },
+            campaigns: Arc::new(campaigns),
+            secrets: Arc::new(secrets),
+        },
         mailer: Arc::new(SesMailer::new(&config, std::env::var("SES_CONFIGURATION_SET").ok())),
-        clock,
-        campaigns: Arc::new(campaigns),
         templates: Arc::new(templates),
-        secrets: Arc::new(secrets),
         public_base_url,
         rate: Arc::new(sender::rate::RateGate::per_second(rate)),
     };
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let deps = deps.clone();
-        async move {
-            let deliveries = lambda_sqs::records(event.payload)
-                .into_iter()
-                .map(|(message_id, body)| Delivery { message_id, body })
-                .collect();
-            Ok::<_, Error>(lambda_sqs::batch_response(sender::process_batch(&deps, deliveries).await))
-        }
-    }))
-    .await
+    lambda_sqs::run(deps).await
 }

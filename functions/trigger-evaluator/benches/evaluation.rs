@@ -13,10 +13,12 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use trigger_evaluator::EvaluatorDeps;
 use voronka_domain::campaigns::{Campaigns, SourceFile};
+use voronka_domain::deps::{Deps, Ports};
 use voronka_domain::journeys::engine::{Decision, decide};
 use voronka_domain::model::{ConsentReceipt, Contact, ContactRef, EmailAddress, Event, EventType};
 use voronka_domain::ports::SimulatedClock;
 use voronka_domain::repo::ContactRepository;
+use voronka_domain::signing::Secrets;
 use voronka_embedded::Embedded;
 
 const CATEGORIES: [&str; 13] = [
@@ -94,11 +96,14 @@ fn bench(c: &mut Criterion) {
     let clock = Arc::new(SimulatedClock::starting_at(now));
     let embedded = Embedded::in_memory(clock.clone());
     let deps = EvaluatorDeps {
-        store: embedded.store.clone(),
-        queue: embedded.queue.clone(),
-        clock: clock.clone(),
-        campaigns: Arc::new(campaigns.clone()),
-        token_key: "bench-key-bench-key-bench-key-bench-key".into(),
+        shared: Deps {
+            ports: Ports { store: embedded.store.clone(), queue: embedded.queue.clone(), clock: clock.clone() },
+            campaigns: Arc::new(campaigns.clone()),
+            secrets: Arc::new(Secrets {
+                token_key: "bench-key-bench-key-bench-key-bench-key".into(),
+                events_key: "bench-events-key-bench-events-key".into(),
+            }),
+        },
     };
     runtime.block_on(async {
         let email = EmailAddress::parse("bench@example.com").unwrap();

@@ -8,14 +8,13 @@
 pub mod carts;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use voronka_domain::campaigns::Campaigns;
+use voronka_domain::deps::Deps;
 use voronka_domain::journeys::{Trigger, engine};
 use voronka_domain::model::{Contact, EmailAddress, Event, EventSource, EventType};
 use voronka_domain::ports::store::MAX_TRANSACTION_OPS;
-use voronka_domain::ports::{Clock, Condition, Item, Key, Queue, Store, StoreError, TransactOp};
+use voronka_domain::ports::{BatchHandler, Condition, Delivery, Item, Key, StoreError, TransactOp};
 use voronka_domain::repo::aggregates;
 use voronka_domain::repo::consent_receipts;
 use voronka_domain::repo::contacts::{contact_item, link_anonymous_ids};
@@ -28,20 +27,25 @@ use voronka_domain::sending::policy::time_zone_or_utc;
 /// How long processed event ids are remembered: longer than any redelivery.
 pub const MARKER_RETENTION: SignedDuration = SignedDuration::from_hours(24 * 30);
 
+/// The evaluator needs only what every function shares; discount codes are keyed with the
+/// link-signing secret (`secrets.token_key`), so codes cannot be guessed.
 #[derive(Clone)]
 pub struct EvaluatorDeps {
-    pub store: Arc<dyn Store>,
-    pub queue: Arc<dyn Queue>,
-    pub clock: Arc<dyn Clock>,
-    pub campaigns: Arc<Campaigns>,
-    /// Keys the discount codes (the link-signing secret, so codes cannot be guessed).
-    pub token_key: String,
+    pub shared: Deps,
 }
 
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub message_id: String,
-    pub body: String,
+impl std::ops::Deref for EvaluatorDeps {
+    type Target = Deps;
+
+    fn deref(&self) -> &Deps {
+        &self.shared
+    }
+}
+
+impl std::ops::DerefMut for EvaluatorDeps {
+    fn deref_mut(&mut self) -> &mut Deps {
+        &mut self.shared
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +57,13 @@ pub enum Outcome {
     Unmatched(String),
     Retry(String),
     Malformed(String),
+}
+
+#[async_trait::async_trait]
+impl BatchHandler for EvaluatorDeps {
+    async fn handle_batch(&self, deliveries: Vec<Delivery>) -> Vec<String> {
+        process_batch(self, deliveries).await
+    }
 }
 
 /// Handles a batch; returns the ids of the messages to report as failures.
@@ -481,7 +492,7 @@ async fn carts_for(
         EventType::CartStep => match contact {
             Some(contact) => {
                 let now = deps.clock.now();
-                carts::on_step(store, campaigns, &deps.token_key, event, contact, now, counters).await?
+                carts::on_step(store, campaigns, &deps.secrets.token_key, event, contact, now, counters).await?
             }
             None => carts::CartEffects::default(),
         },

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use trigger_evaluator::{Delivery, EvaluatorDeps};
+use lambda_runtime::Error;
+use trigger_evaluator::EvaluatorDeps;
 use voronka_aws::{DynamoStore, QueueUrls, SqsQueue, lambda_sqs, required_env, sdk_config};
+use voronka_domain::deps::{Deps, Ports};
 use voronka_domain::ports::SystemClock;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    voronka_telemetry::init_json_logging(std::io::stdout);
     let config = sdk_config(None).await;
     let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
     let clock = Arc::new(SystemClock);
@@ -19,21 +19,15 @@ async fn main() -> Result<(), Error> {
         voronka_aws::load_secrets(&config, &required_env("TOKEN_SECRET_ARN")?, &required_env("EVENTS_SECRET_ARN")?)
             .await?;
     let deps = EvaluatorDeps {
-        token_key: secrets.token_key.clone(),
-        store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
-        queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
-        clock,
-        campaigns: Arc::new(campaigns),
+        shared: Deps {
+            ports: Ports {
+                store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
+                queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
+                clock,
+            },
+            campaigns: Arc::new(campaigns),
+            secrets: Arc::new(secrets),
+        },
     };
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let deps = deps.clone();
-        async move {
-            let deliveries = lambda_sqs::records(event.payload)
-                .into_iter()
-                .map(|(message_id, body)| Delivery { message_id, body })
-                .collect();
-            Ok::<_, Error>(lambda_sqs::batch_response(trigger_evaluator::process_batch(&deps, deliveries).await))
-        }
-    }))
-    .await
+    lambda_sqs::run(deps).await
 }

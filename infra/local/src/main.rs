@@ -89,7 +89,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { addr, data_dir, campaigns, public_url } => {
-            lead_capture::telemetry::init_json_logging(std::io::stderr);
+            voronka_telemetry::init_json_logging(std::io::stderr);
             let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
             let stack = Stack::open(StackOptions {
                 data_dir: Some(data_dir),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use lead_capture::AppState;
 use voronka_domain::campaigns::Campaigns;
+use voronka_domain::deps::{Deps, Ports};
 use voronka_domain::ports::{Clock, IdGenerator, RandomIds};
 use voronka_domain::signing::Secrets;
 use voronka_embedded::{Embedded, OutboxMailer};
@@ -110,40 +111,20 @@ impl Stack {
                 .with_context(|| format!("creating the outbox {}", outbox_dir.display()))?,
         );
         let templates = Arc::new(campaigns.template_set());
-        let campaigns = Arc::new(campaigns);
-        let secrets = Arc::new(secrets);
+        let ports = Ports { store: embedded.store.clone(), queue: embedded.queue.clone(), clock: options.clock };
+        let shared = Deps { ports: ports.clone(), campaigns: Arc::new(campaigns), secrets: Arc::new(secrets) };
         let sender = sender::SenderDeps {
-            store: embedded.store.clone(),
-            queue: embedded.queue.clone(),
+            shared: shared.clone(),
             mailer: outbox.clone(),
-            clock: options.clock.clone(),
-            campaigns: campaigns.clone(),
             templates,
-            secrets: secrets.clone(),
             public_base_url: public_base_url.clone(),
-            rate: Arc::new(sender::rate::RateGate::per_second(campaigns.settings.sending.max_send_rate_per_second)),
+            rate: Arc::new(sender::rate::RateGate::per_second(
+                shared.campaigns.settings.sending.max_send_rate_per_second,
+            )),
         };
-        let evaluator = trigger_evaluator::EvaluatorDeps {
-            token_key: secrets.token_key.clone(),
-            store: embedded.store.clone(),
-            queue: embedded.queue.clone(),
-            clock: options.clock.clone(),
-            campaigns: campaigns.clone(),
-        };
-        let scheduler = cart_scheduler::SchedulerDeps {
-            store: embedded.store.clone(),
-            queue: embedded.queue.clone(),
-            clock: options.clock.clone(),
-        };
-        let state = AppState {
-            store: embedded.store.clone(),
-            queue: embedded.queue.clone(),
-            clock: options.clock,
-            ids: options.ids,
-            campaigns,
-            secrets,
-            public_base_url,
-        };
+        let evaluator = trigger_evaluator::EvaluatorDeps { shared: shared.clone() };
+        let scheduler = ports;
+        let state = AppState { shared, ids: options.ids, public_base_url };
         Ok(Stack { state, embedded, data_dir: options.data_dir, outbox, sender, evaluator, scheduler })
     }
 

@@ -1,10 +1,9 @@
 //! The queue consumers of the local stack: the same batch handlers Lambda runs, fed from the
 //! embedded queues instead of SQS event source mappings.
 
-use std::future::Future;
 use std::time::Duration;
 
-use voronka_domain::ports::{Queue, QueueName};
+use voronka_domain::ports::{QueueName, consume_batch};
 
 use crate::stack::Stack;
 
@@ -13,40 +12,15 @@ pub const BATCH_SIZE: usize = 10;
 /// Longer than a batch can take; a crashed batch's messages come back after it.
 pub const VISIBILITY: Duration = Duration::from_secs(120);
 
-/// Receives one batch, hands it to `handler` (which returns the ids of failed messages, as the
-/// Lambda does) and deletes the rest. Returns how many messages were received.
-pub async fn run_once<F, Fut>(stack: &Stack, queue_name: QueueName, handler: F) -> anyhow::Result<usize>
-where
-    F: FnOnce(Vec<(String, String)>) -> Fut,
-    Fut: Future<Output = Vec<String>>,
-{
-    let queue = stack.embedded.queue.clone();
-    let messages = queue.receive(queue_name, BATCH_SIZE, VISIBILITY).await?;
-    if messages.is_empty() {
-        return Ok(0);
-    }
-    let failed = handler(messages.iter().map(|m| (m.message_id.clone(), m.body.clone())).collect()).await;
-    for message in messages.iter().filter(|m| !failed.contains(&m.message_id)) {
-        queue.delete(queue_name, &message.receipt).await?;
-    }
-    Ok(messages.len())
-}
-
+/// One batch of sends through the sender; returns how many messages were received.
 pub async fn run_sends_once(stack: &Stack) -> anyhow::Result<usize> {
-    run_once(stack, QueueName::Sends, |batch| async {
-        let deliveries = batch.into_iter().map(|(message_id, body)| sender::Delivery { message_id, body }).collect();
-        sender::process_batch(&stack.sender, deliveries).await
-    })
-    .await
+    Ok(consume_batch(stack.embedded.queue.as_ref(), QueueName::Sends, &stack.sender, BATCH_SIZE, VISIBILITY).await?)
 }
 
+/// One batch of events through the evaluator; returns how many messages were received.
 pub async fn run_events_once(stack: &Stack) -> anyhow::Result<usize> {
-    run_once(stack, QueueName::Events, |batch| async {
-        let deliveries =
-            batch.into_iter().map(|(message_id, body)| trigger_evaluator::Delivery { message_id, body }).collect();
-        trigger_evaluator::process_batch(&stack.evaluator, deliveries).await
-    })
-    .await
+    Ok(consume_batch(stack.embedded.queue.as_ref(), QueueName::Events, &stack.evaluator, BATCH_SIZE, VISIBILITY)
+        .await?)
 }
 
 /// Runs both consumers until everything visible is handled; returns how many messages they took.

@@ -8,6 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder;
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::types::builders::{ConditionCheckBuilder, DeleteBuilder, PutBuilder, UpdateBuilder};
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
@@ -197,6 +201,64 @@ impl Expression {
     }
 }
 
+/// The condition of one write with its placeholders, built and attached the same way whether the
+/// write is a request of its own or a part of a transaction.
+struct Conditional {
+    condition: Option<String>,
+    names: Option<HashMap<String, String>>,
+    values: Option<AttributeMap>,
+}
+
+impl Conditional {
+    fn new(condition: Option<&Condition>) -> Result<Conditional, StoreError> {
+        Conditional::finish(Expression::default(), condition)
+    }
+
+    /// An update expression and its condition, which share one set of placeholders.
+    fn update(actions: &[UpdateAction], condition: Option<&Condition>) -> Result<(String, Conditional), StoreError> {
+        check_update_keys(actions)?;
+        let mut expression = Expression::default();
+        let update = expression.update(actions)?;
+        Ok((update, Conditional::finish(expression, condition)?))
+    }
+
+    fn finish(mut expression: Expression, condition: Option<&Condition>) -> Result<Conditional, StoreError> {
+        let condition = condition.map(|c| expression.condition(c)).transpose()?;
+        Ok(Conditional { condition, names: expression.names(), values: expression.values() })
+    }
+}
+
+/// Every write builder of the SDK, single or transactional, takes a `Conditional` the same way.
+trait WithConditional {
+    fn conditional(self, conditional: Conditional) -> Self;
+}
+
+macro_rules! with_conditional {
+    ($($builder:ty),+ $(,)?) => {$(
+        impl WithConditional for $builder {
+            fn conditional(self, conditional: Conditional) -> Self {
+                self.set_condition_expression(conditional.condition)
+                    .set_expression_attribute_names(conditional.names)
+                    .set_expression_attribute_values(conditional.values)
+            }
+        }
+    )+};
+}
+
+with_conditional!(
+    PutItemFluentBuilder,
+    UpdateItemFluentBuilder,
+    DeleteItemFluentBuilder,
+    PutBuilder,
+    UpdateBuilder,
+    DeleteBuilder,
+    ConditionCheckBuilder,
+);
+
+fn invalid(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Invalid(error.to_string())
+}
+
 fn check_update_keys(actions: &[UpdateAction]) -> Result<(), StoreError> {
     for action in actions {
         let name = match action {
@@ -231,16 +293,13 @@ impl Store for DynamoStore {
     }
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
-        let mut expression = Expression::default();
-        let condition = condition.as_ref().map(|c| expression.condition(c)).transpose()?;
+        let conditional = Conditional::new(condition.as_ref())?;
         self.calls.record("dynamodb.PutItem");
         self.client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_attributes(&item.0)?))
-            .set_condition_expression(condition)
-            .set_expression_attribute_names(expression.names())
-            .set_expression_attribute_values(expression.values())
+            .conditional(conditional)
             .send()
             .await
             .map_err(map_error)?;
@@ -253,10 +312,7 @@ impl Store for DynamoStore {
         actions: Vec<UpdateAction>,
         condition: Option<Condition>,
     ) -> Result<Item, StoreError> {
-        check_update_keys(&actions)?;
-        let mut expression = Expression::default();
-        let update = expression.update(&actions)?;
-        let condition = condition.as_ref().map(|c| expression.condition(c)).transpose()?;
+        let (update, conditional) = Conditional::update(&actions, condition.as_ref())?;
         self.calls.record("dynamodb.UpdateItem");
         let output = self
             .client
@@ -264,9 +320,7 @@ impl Store for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key_attributes(key)))
             .update_expression(update)
-            .set_condition_expression(condition)
-            .set_expression_attribute_names(expression.names())
-            .set_expression_attribute_values(expression.values())
+            .conditional(conditional)
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await
@@ -275,16 +329,13 @@ impl Store for DynamoStore {
     }
 
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), StoreError> {
-        let mut expression = Expression::default();
-        let condition = condition.as_ref().map(|c| expression.condition(c)).transpose()?;
+        let conditional = Conditional::new(condition.as_ref())?;
         self.calls.record("dynamodb.DeleteItem");
         self.client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key_attributes(key)))
-            .set_condition_expression(condition)
-            .set_expression_attribute_names(expression.names())
-            .set_expression_attribute_values(expression.values())
+            .conditional(conditional)
             .send()
             .await
             .map_err(map_error)?;
@@ -375,65 +426,46 @@ impl Store for DynamoStore {
         }
         let mut items = Vec::with_capacity(ops.len());
         for op in &ops {
-            let mut expression = Expression::default();
-            let built = match op {
-                TransactOp::Put { item, condition } => {
-                    let condition = condition.as_ref().map(|c| expression.condition(c)).transpose()?;
-                    TransactWriteItem::builder().put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(to_attributes(&item.0)?))
-                            .set_condition_expression(condition)
-                            .set_expression_attribute_names(expression.names())
-                            .set_expression_attribute_values(expression.values())
-                            .build()
-                            .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                    )
-                }
+            let item = TransactWriteItem::builder();
+            let item = match op {
+                TransactOp::Put { item: put, condition } => item.put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(to_attributes(&put.0)?))
+                        .conditional(Conditional::new(condition.as_ref())?)
+                        .build()
+                        .map_err(invalid)?,
+                ),
                 TransactOp::Update { key, actions, condition } => {
-                    check_update_keys(actions)?;
-                    let update = expression.update(actions)?;
-                    let condition = condition.as_ref().map(|c| expression.condition(c)).transpose()?;
-                    TransactWriteItem::builder().update(
+                    let (update, conditional) = Conditional::update(actions, condition.as_ref())?;
+                    item.update(
                         Update::builder()
                             .table_name(&self.table)
                             .set_key(Some(key_attributes(key)))
                             .update_expression(update)
-                            .set_condition_expression(condition)
-                            .set_expression_attribute_names(expression.names())
-                            .set_expression_attribute_values(expression.values())
+                            .conditional(conditional)
                             .build()
-                            .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                            .map_err(invalid)?,
                     )
                 }
-                TransactOp::Delete { key, condition } => {
-                    let condition = condition.as_ref().map(|c| expression.condition(c)).transpose()?;
-                    TransactWriteItem::builder().delete(
-                        Delete::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(key_attributes(key)))
-                            .set_condition_expression(condition)
-                            .set_expression_attribute_names(expression.names())
-                            .set_expression_attribute_values(expression.values())
-                            .build()
-                            .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                    )
-                }
-                TransactOp::Check { key, condition } => {
-                    let condition = expression.condition(condition)?;
-                    TransactWriteItem::builder().condition_check(
-                        ConditionCheck::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(key_attributes(key)))
-                            .condition_expression(condition)
-                            .set_expression_attribute_names(expression.names())
-                            .set_expression_attribute_values(expression.values())
-                            .build()
-                            .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                    )
-                }
+                TransactOp::Delete { key, condition } => item.delete(
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key_attributes(key)))
+                        .conditional(Conditional::new(condition.as_ref())?)
+                        .build()
+                        .map_err(invalid)?,
+                ),
+                TransactOp::Check { key, condition } => item.condition_check(
+                    ConditionCheck::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key_attributes(key)))
+                        .conditional(Conditional::new(Some(condition))?)
+                        .build()
+                        .map_err(invalid)?,
+                ),
             };
-            items.push(built.build());
+            items.push(item.build());
         }
         self.calls.record("dynamodb.TransactWriteItems");
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {

@@ -1,11 +1,29 @@
 //! The SQS event source's side of a queue-consuming Lambda: the records in, the partial batch
 //! failures (`ReportBatchItemFailures`) out.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use std::sync::Arc;
 
-/// (message id, body) of every record.
-pub fn records(event: SqsEvent) -> Vec<(String, String)> {
-    event.records.into_iter().map(|r| (r.message_id.unwrap_or_default(), r.body.unwrap_or_default())).collect()
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use voronka_domain::ports::{BatchHandler, Delivery};
+
+/// Runs `handler` on every batch the event source invokes the function with.
+pub async fn run(handler: impl BatchHandler + 'static) -> Result<(), Error> {
+    let handler = Arc::new(handler);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let handler = handler.clone();
+        async move { Ok::<_, Error>(batch_response(handler.handle_batch(deliveries(event.payload)).await)) }
+    }))
+    .await
+}
+
+/// Every record as a delivery.
+pub fn deliveries(event: SqsEvent) -> Vec<Delivery> {
+    event
+        .records
+        .into_iter()
+        .map(|r| Delivery { message_id: r.message_id.unwrap_or_default(), body: r.body.unwrap_or_default() })
+        .collect()
 }
 
 /// Reports the failed message ids, so only they come back; the rest of the batch is done.

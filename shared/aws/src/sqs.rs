@@ -8,7 +8,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
 use voronka_domain::ports::{
-    MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome,
+    OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome, check_receive, check_send_batch,
 };
 
 use crate::CallCounter;
@@ -75,9 +75,7 @@ impl Queue for SqsQueue {
         queue: QueueName,
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<SendOutcome>, QueueError> {
-        if messages.is_empty() || messages.len() > MAX_SEND_BATCH {
-            return Err(QueueError::Invalid(format!("a batch holds 1 to {MAX_SEND_BATCH} messages")));
-        }
+        check_send_batch(&messages)?;
         let entries = messages
             .iter()
             .map(|m| {
@@ -113,9 +111,7 @@ impl Queue for SqsQueue {
         max: usize,
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        if max == 0 || max > MAX_SEND_BATCH {
-            return Err(QueueError::Invalid(format!("receive takes 1 to {MAX_SEND_BATCH} messages")));
-        }
+        check_receive(max)?;
         self.calls.record("sqs.ReceiveMessage");
         let output = self
             .client

@@ -3,6 +3,7 @@
 //! Nothing here depends on AWS.
 
 pub mod campaigns;
+pub mod deps;
 pub mod errors;
 pub mod file_errors;
 pub mod html;

@@ -1,14 +1,14 @@
 //! The embedded queues: SQS's at-least-once delivery, visibility timeout and dead-letter limit
 //! on an SQLite table.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior, params};
 use voronka_domain::ports::{
-    Clock, MAX_DELAY, MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome,
+    Clock, MAX_DELAY, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome, check_receive,
+    check_send_batch,
 };
 
 use crate::blocking;
@@ -61,12 +61,7 @@ impl Queue for EmbeddedQueue {
         queue: QueueName,
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<SendOutcome>, QueueError> {
-        if messages.is_empty() || messages.len() > MAX_SEND_BATCH {
-            return Err(QueueError::Invalid(format!("a batch holds 1 to {MAX_SEND_BATCH} messages")));
-        }
-        if messages.iter().map(|m| &m.id).collect::<BTreeSet<_>>().len() != messages.len() {
-            return Err(QueueError::Invalid("batch entry ids must be unique".into()));
-        }
+        check_send_batch(&messages)?;
         let now = self.clock.now().as_microsecond();
         let name = queue.as_str().to_string();
         blocking(&self.connection, move |connection| {
@@ -102,9 +97,7 @@ impl Queue for EmbeddedQueue {
         max: usize,
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        if max == 0 || max > MAX_SEND_BATCH {
-            return Err(QueueError::Invalid(format!("receive takes 1 to {MAX_SEND_BATCH} messages")));
-        }
+        check_receive(max)?;
         let now = self.clock.now().as_microsecond();
         let hidden_until = now + micros(visibility);
         let name = queue.as_str().to_string();

@@ -8,7 +8,8 @@ pub mod store;
 pub use clock::{Clock, IdGenerator, RandomIds, SeededIds, SimulatedClock, SystemClock};
 pub use mailer::{MailError, Mailer, OutgoingEmail};
 pub use queue::{
-    MAX_DELAY, MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome, send_all,
+    BatchHandler, Delivery, MAX_DELAY, MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage,
+    SendOutcome, check_receive, check_send_batch, consume_batch, send_all,
 };
 pub use store::{
     Condition, Cursor, Index, Item, Key, Page, Query, SortKeyRange, Store, StoreError, TransactOp, UpdateAction,

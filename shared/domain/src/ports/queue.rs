@@ -1,6 +1,7 @@
 //! The queue port, shaped like SQS: batches of at most ten with an optional delay; receive with a
 //! visibility timeout, delete by receipt, and a dead-letter queue after too many receives.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -61,6 +62,27 @@ pub struct ReceivedMessage {
     pub receive_count: u32,
 }
 
+/// A message as a consumer is handed it: by the SQS event source on Lambda, by a
+/// `consume_batch` of the local stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message_id: String,
+    pub body: String,
+}
+
+impl From<ReceivedMessage> for Delivery {
+    fn from(message: ReceivedMessage) -> Self {
+        Delivery { message_id: message.message_id, body: message.body }
+    }
+}
+
+/// A queue's consumer (the sender, the evaluator). It answers the ids of the messages that failed,
+/// which the queue delivers again; the rest of the batch is done (SQS's partial batch failures).
+#[async_trait]
+pub trait BatchHandler: Send + Sync {
+    async fn handle_batch(&self, deliveries: Vec<Delivery>) -> Vec<String>;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("invalid request to the queue: {0}")]
@@ -91,6 +113,51 @@ pub trait Queue: Send + Sync {
 
     /// Messages waiting in the queue's dead-letter queue (approximate on SQS).
     async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError>;
+}
+
+/// SQS's limits on one `send_batch`, checked by every adapter before it calls its backend, so both
+/// refuse the same batches the same way.
+pub fn check_send_batch(messages: &[OutgoingMessage]) -> Result<(), QueueError> {
+    if messages.is_empty() || messages.len() > MAX_SEND_BATCH {
+        return Err(QueueError::Invalid(format!("a batch holds 1 to {MAX_SEND_BATCH} messages")));
+    }
+    if messages.iter().map(|m| &m.id).collect::<BTreeSet<_>>().len() != messages.len() {
+        return Err(QueueError::Invalid("batch entry ids must be unique".into()));
+    }
+    Ok(())
+}
+
+/// SQS's limit on one `receive`, checked by every adapter before it calls its backend.
+pub fn check_receive(max: usize) -> Result<(), QueueError> {
+    if max == 0 || max > MAX_SEND_BATCH {
+        return Err(QueueError::Invalid(format!("receive takes 1 to {MAX_SEND_BATCH} messages")));
+    }
+    Ok(())
+}
+
+/// Receives one batch, hands it to `handler` and deletes every message it did not fail: what the
+/// SQS event source does for a Lambda that reports partial batch failures. Returns how many
+/// messages were received.
+pub async fn consume_batch(
+    queue: &dyn Queue,
+    name: QueueName,
+    handler: &dyn BatchHandler,
+    max: usize,
+    visibility: Duration,
+) -> Result<usize, QueueError> {
+    let messages = queue.receive(name, max, visibility).await?;
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    let received = messages.len();
+    let receipts: Vec<(String, String)> = messages.iter().map(|m| (m.message_id.clone(), m.receipt.clone())).collect();
+    let failed = handler.handle_batch(messages.into_iter().map(Delivery::from).collect()).await;
+    for (message_id, receipt) in receipts {
+        if !failed.contains(&message_id) {
+            queue.delete(name, &receipt).await?;
+        }
+    }
+    Ok(received)
 }
 
 /// Sends any number of messages in batches of `MAX_SEND_BATCH`, returning every outcome.

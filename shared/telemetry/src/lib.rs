@@ -1,5 +1,6 @@
-//! Logs as JSON lines through `tracing`. Handlers log ids and outcomes, never email addresses or
-//! phone numbers; a test holds them to it.
+//! Logs as JSON lines through `tracing`, the same for the four Lambda functions and the local
+//! stack. Handlers log ids and outcomes, never email addresses or phone numbers; the log-privacy
+//! tests hold them to it through `json_subscriber`.
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
