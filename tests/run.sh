@@ -74,12 +74,20 @@ step "SAM template (cfn-lint, sam validate --lint)"
 cfn-lint infra/template.yaml
 (cd infra && sam validate --lint --template template.yaml)
 
-step "Lambda packages (cargo lambda build --release)"
-FUNCTIONS=()
+step "Lambda packages (cargo lambda build --release, as sam build runs it)"
+# SAM's rust-cargolambda build runs `cargo lambda build --release --bin <Binary>` in the CodeUri
+# (the workspace root): build exactly the binaries the template names, the same way, so a binary
+# the root cannot find by name fails here and not on the first deploy.
+BINARIES=()
+while read -r binary; do
+    BINARIES+=(--bin "$binary")
+done < <(sed -n 's/^ *Binary: *//p' infra/template.yaml)
+[[ ${#BINARIES[@]} -gt 0 ]] || fail "infra/template.yaml names no Binary to build"
 for manifest in functions/*/Cargo.toml; do
-    FUNCTIONS+=(--package "$(basename "$(dirname "$manifest")")")
+    name=$(basename "$(dirname "$manifest")")
+    grep -q "Binary: $name\$" infra/template.yaml || fail "functions/$name is not built by infra/template.yaml"
 done
-cargo lambda build --release "${FUNCTIONS[@]}"
+cargo lambda build --release "${BINARIES[@]}"
 for manifest in functions/*/Cargo.toml; do
     name=$(basename "$(dirname "$manifest")")
     bootstrap="target/lambda/$name/bootstrap"
