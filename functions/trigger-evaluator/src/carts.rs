@@ -21,7 +21,7 @@ use voronka_domain::repo::aggregates::{self, Counters, Dimensions, Metric};
 pub use voronka_domain::repo::carts::{cart_key, load};
 use voronka_domain::repo::carts::{list_cart_op, listed};
 use voronka_domain::repo::discount_codes::{self, DiscountCode};
-use voronka_domain::repo::due::{DueItem, DueWork};
+use voronka_domain::repo::due::{self, DueItem, DueWork};
 use voronka_domain::sending::origin::cart_step_send_key;
 
 pub fn group(cart_id: &str) -> String {
@@ -62,7 +62,7 @@ fn put_cart(effects: &mut CartEffects, cart: &mut Cart, previous_version: Option
 fn idle_check(cart: &Cart, campaigns: &Campaigns, contact_id: &str) -> DueItem {
     let wake = DueWorkPayload::CartIdle { cart_id: cart.cart_id.clone(), activity: cart.activity };
     DueItem {
-        id: format!("cart-idle:{}:{}", cart.cart_id, cart.activity),
+        id: due::ids::cart_idle(&cart.cart_id, cart.activity),
         contact_id: contact_id.to_string(),
         due_at: cart.last_activity_at + SignedDuration::from_mins(campaigns.settings.carts.idle_minutes),
         group: group(&cart.cart_id),
@@ -208,7 +208,7 @@ pub async fn on_idle(
         let number = index as u32 + 1;
         let wake = DueWorkPayload::CartStep { cart_id: cart.cart_id.clone(), step: number, activity: cart.activity };
         effects.due.push(DueItem {
-            id: format!("cart-step:{}:{}:{number}", cart.cart_id, cart.activity),
+            id: due::ids::cart_step(&cart.cart_id, cart.activity, number),
             contact_id: subject.to_string(),
             due_at: cart.last_activity_at + SignedDuration::from_hours(step.after_hours),
             group: group(&cart.cart_id),
@@ -312,7 +312,7 @@ pub async fn on_step(
         requested_at: now,
     };
     effects.due.push(DueItem {
-        id: format!("send:cart:{cart_id}:{}:{number}", cart.activity),
+        id: due::ids::cart_send(cart_id, cart.activity, number),
         contact_id: contact.id.clone(),
         due_at: now,
         group: group(cart_id),

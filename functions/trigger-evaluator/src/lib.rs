@@ -20,7 +20,9 @@ use voronka_domain::repo::consent_receipts;
 use voronka_domain::repo::contacts::{contact_item, link_anonymous_ids};
 use voronka_domain::repo::deferred::DeferredWork;
 use voronka_domain::repo::due::{self, DueItem};
-use voronka_domain::repo::{ContactRepository, journey_state, processed, trigger_counts};
+use voronka_domain::repo::{
+    ContactRepository, anonymous_id_of, anonymous_subject, journey_state, processed, trigger_counts,
+};
 use voronka_domain::sending::feedback;
 use voronka_domain::sending::policy::time_zone_or_utc;
 
@@ -231,7 +233,7 @@ async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Contact>,
         Err(voronka_domain::repo::RepoError::Store(e)) => Err(e),
         Err(other) => Err(StoreError::Backend(other.to_string())),
     };
-    if let Some(anonymous_id) = event.contact.contact_id.as_deref().and_then(|id| id.strip_prefix("anon:")) {
+    if let Some(anonymous_id) = event.contact.contact_id.as_deref().and_then(anonymous_id_of) {
         return map(repo.find_by_anonymous_id(anonymous_id).await);
     }
     // A browser cannot prove who it is: only the anonymous id a form or a login linked counts.
@@ -292,7 +294,7 @@ async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Contact>,
 
 /// The subject trigger counts are kept under: the contact, or an anonymous visitor.
 fn subjects(contact: &Contact) -> Vec<String> {
-    std::iter::once(contact.id.clone()).chain(contact.anonymous_ids.iter().map(|a| format!("anon:{a}"))).collect()
+    std::iter::once(contact.id.clone()).chain(contact.anonymous_ids.iter().map(|a| anonymous_subject(a))).collect()
 }
 
 /// Counting-trigger items for this event, and how many matching events (it included) fall in
@@ -345,7 +347,7 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
         let subject = match resolve(deps, event).await? {
             Some(contact) => Subject::Known(Box::new(contact)),
             // Anonymous behaviour is kept: trigger counts and carts, for when the visitor identifies.
-            None => match anonymous_subject(event) {
+            None => match anonymous_visitor(event) {
                 Some(anonymous_id) => Subject::Anonymous(anonymous_id),
                 None => return Ok(Outcome::Unmatched("no contact for this event yet".into())),
             },
@@ -376,12 +378,12 @@ enum Subject {
 
 /// The anonymous visitor an unresolved event is about: its anonymous id, or the `anon:<id>` its
 /// due work is filed under.
-fn anonymous_subject(event: &Event) -> Option<String> {
+fn anonymous_visitor(event: &Event) -> Option<String> {
     event
         .contact
         .anonymous_id
         .clone()
-        .or_else(|| event.contact.contact_id.as_deref().and_then(|id| id.strip_prefix("anon:")).map(str::to_string))
+        .or_else(|| event.contact.contact_id.as_deref().and_then(anonymous_id_of).map(str::to_string))
 }
 
 /// Everything one event writes, decided before anything is written.
@@ -417,7 +419,7 @@ async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> 
             let owners = subjects(&contact);
             (Some((contact, before)), owners)
         }
-        Subject::Anonymous(anonymous_id) => (None, vec![format!("anon:{anonymous_id}")]),
+        Subject::Anonymous(anonymous_id) => (None, vec![anonymous_subject(&anonymous_id)]),
     };
     let (trigger_counts, count_items) = count_triggers(deps, event, &owners).await?;
     core.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));

@@ -22,7 +22,8 @@ where
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_current_span(false)
+        // The Lambda runtimes open a span per invocation with its request id: every line carries it.
+        .with_current_span(true)
         .with_writer(writer)
         .finish()
 }

@@ -10,7 +10,7 @@ use crate::journeys::{Journey, ReEntry, StepKind, Trigger, WaitFor};
 use crate::model::cart::plain_text;
 use crate::model::{Channel, Contact, DueWorkPayload, Event, EventType, LifecycleStage, SendOrigin, SendRequest};
 use crate::repo::aggregates::JourneyMetric;
-use crate::repo::due::{DueItem, DueWork};
+use crate::repo::due::{self, DueItem, DueWork};
 use crate::repo::journey_state::{Group, JourneyState, RunStatus};
 use crate::sending::origin::journey_send_key;
 use crate::time::time_zone_or_utc;
@@ -186,7 +186,7 @@ pub fn decide(
             let wake =
                 DueWorkPayload::InactivityCheck { journey: journey.id.clone(), since: event.occurred_at.as_second() };
             effects.due.push(DueItem {
-                id: format!("inactivity:{}:{}", journey.id, event.dedupe_key()),
+                id: due::ids::inactivity(&journey.id, &event.dedupe_key()),
                 contact_id: contact.id.clone(),
                 due_at: event.occurred_at + SignedDuration::from_hours(24 * days),
                 group: inactivity_group(&journey.id),
@@ -276,7 +276,7 @@ fn run_steps(
                     requested_at: now,
                 };
                 effects.due.push(DueItem {
-                    id: format!("send:{key}"),
+                    id: due::ids::send(&key),
                     contact_id: contact.id.clone(),
                     due_at: now,
                     group: run_group(state),
@@ -302,7 +302,7 @@ fn run_steps(
                     step: after.clone(),
                 };
                 effects.due.push(DueItem {
-                    id: format!("wait:{}:{}:{pass}", state.run_id(), step.id),
+                    id: due::ids::wait(&state.run_id(), &step.id, pass),
                     contact_id: contact.id.clone(),
                     due_at,
                     group: run_group(state),

@@ -98,7 +98,7 @@ impl Event {
             order_id: p.get("order_id").and_then(Value::as_str).map(str::to_string),
             revenue: number(p, "revenue"),
             currency: text(p, "currency"),
-            cart_id: text(p, "cart_id"),
+            cart_id: p.get("cart_id").and_then(Value::as_str).map(str::to_string),
             discount_code: p.get("discount_code").and_then(Value::as_str).map(str::to_string),
             discount_amount: number(p, "discount_amount"),
             items: items.filter_map(Value::as_object).filter_map(CartLine::read).collect(),

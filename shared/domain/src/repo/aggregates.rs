@@ -45,11 +45,6 @@ fn date_in(at: Timestamp, time_zone: &str) -> Date {
     at.to_zoned(time_zone_or_utc(time_zone)).date()
 }
 
-/// `date` as text (`2026-03-01`), as a contact's active days record it.
-pub fn day(at: Timestamp, settings: &Settings) -> String {
-    date(at, settings).to_string()
-}
-
 /// What a daily aggregate counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Metric {
@@ -494,6 +489,60 @@ mod tests {
             ("JAGG#winback", "2026-03-01#holdout"),
         ];
         assert_eq!(keys, expected.map(|(pk, sk)| (pk.to_string(), sk.to_string())));
+    }
+
+    /// The keys and amounts what an event counts lands under, written out literally: reports
+    /// written before this module (and the KPI rollup) read these exact keys.
+    #[test]
+    fn what_events_count_lands_under_the_literal_keys() {
+        use crate::model::{EventType, Touch};
+        let settings = Settings::parse("settings.toml", include_str!("../../../campaigns/settings.toml")).unwrap();
+        let at: Timestamp = "2026-03-01T09:00:00Z".parse().unwrap();
+        let event = |event_type: EventType, properties: serde_json::Value| {
+            Event::internal("e1".into(), event_type, "c1", at, at, properties.as_object().unwrap().clone())
+        };
+        let before = Contact::new("c1".into(), at, "ru".into(), "Europe/Moscow".into());
+        let mut after = before.clone();
+        after.stage = LifecycleStage::Customer;
+        after.last_touch = Some(Touch { channel: "vk".into(), campaign: Some("autumn".into()), ..Touch::default() });
+        let mut counters = Counters::default();
+        record(&mut counters, &settings, &event(EventType::LeadCreated, serde_json::json!({})), &before, &before);
+        record(
+            &mut counters,
+            &settings,
+            &event(EventType::Purchase, serde_json::json!({"order_id": "o", "revenue": 90})),
+            &before,
+            &after,
+        );
+        let clicked = serde_json::json!({"template": "welcome", "journey": "welcome"});
+        record(&mut counters, &settings, &event(EventType::EmailClicked, clicked), &after, &after);
+        record_journey(&mut counters, &settings, at, "winback", Group::Treatment, JourneyMetric::Exits, 1.0);
+        let items: Vec<String> = stored(counters.into_ops())
+            .iter()
+            .map(|item| {
+                let mut amounts: Vec<String> = ["value", "conversions", "revenue", "exits"]
+                    .iter()
+                    .filter_map(|name| item.get(name).map(|v| format!("{name}={v}")))
+                    .collect();
+                amounts.sort();
+                format!("{} {} {}", item.get_str("pk").unwrap(), item.get_str("sk").unwrap(), amounts.join(","))
+            })
+            .collect();
+        let expected = [
+            "AGG#2026-03-01 email_clicked#welcome#welcome value=1",
+            "AGG#2026-03-01 leads#direct#- value=1",
+            "AGG#2026-03-01 new_customers#direct#- value=1",
+            "AGG#2026-03-01 orders#vk#autumn value=1",
+            "AGG#2026-03-01 revenue#vk#autumn value=90",
+            "AGG#2026-03-01 stage_customer#direct#- value=1",
+            "ATTR#2026-03-01 first_touch#direct#- conversions=1,revenue=90",
+            "ATTR#2026-03-01 last_touch#direct#- conversions=1,revenue=90",
+            "ATTR#2026-03-01 linear#direct#- conversions=1,revenue=90",
+            "ATTR#2026-03-01 position_based#direct#- conversions=1,revenue=90",
+            "ATTR#2026-03-01 time_decay#direct#- conversions=1,revenue=90",
+            "JAGG#winback 2026-03-01#treatment exits=1",
+        ];
+        assert_eq!(items, expected);
     }
 
     #[test]

@@ -28,7 +28,7 @@ impl DeferredWork {
             json!(self.cancel.iter().map(|k| json!({"pk": k.pk, "sk": k.sk})).collect::<Vec<_>>()),
         );
         DueItem {
-            id: format!("follow-up:{dedupe_key}"),
+            id: super::due::ids::follow_up(dedupe_key),
             contact_id: owner,
             due_at: now,
             group: "follow-up".into(),

@@ -59,13 +59,16 @@ pub async fn exists(store: &dyn Store, code: &str) -> Result<bool, StoreError> {
     Ok(store.get(&code_key(code)).await?.is_some())
 }
 
-/// The code as stored, or `None` when there is none. A code that does not read is an error to
-/// retry, never "no code".
+/// The code as stored, or `None` when there is none or it cannot be read (logged).
 pub async fn load(store: &dyn Store, code: &str) -> Result<Option<DiscountCode>, StoreError> {
     let Some(item) = store.get(&code_key(code)).await? else { return Ok(None) };
-    DiscountCode::from_item(&item)
-        .map(Some)
-        .ok_or_else(|| StoreError::Backend("a stored discount code cannot be read".into()))
+    // A code that cannot be read redeems nothing, but must not hold up the purchase naming it:
+    // the order, revenue and journeys still count.
+    let code = DiscountCode::from_item(&item);
+    if code.is_none() {
+        tracing::error!("a stored discount code cannot be read; it is treated as not redeemable");
+    }
+    Ok(code)
 }
 
 /// Redeems a code for an order, only if nobody redeemed it first.

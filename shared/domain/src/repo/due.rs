@@ -48,6 +48,45 @@ pub struct DueItem {
     pub work: DueWork,
 }
 
+/// Due-item ids (their sort keys): deterministic from what creates them, so creating an item twice
+/// is a no-op, and each says what it is.
+pub mod ids {
+    /// A cart's idle check, for the cart as it was at `activity`.
+    pub fn cart_idle(cart_id: &str, activity: u64) -> String {
+        format!("cart-idle:{cart_id}:{activity}")
+    }
+
+    /// A cart's reminder step `step`, for the cart as it was at `activity`.
+    pub fn cart_step(cart_id: &str, activity: u64, step: u32) -> String {
+        format!("cart-step:{cart_id}:{activity}:{step}")
+    }
+
+    /// The send of a cart's reminder step.
+    pub fn cart_send(cart_id: &str, activity: u64, step: u32) -> String {
+        format!("send:cart:{cart_id}:{activity}:{step}")
+    }
+
+    /// A send by its idempotency key.
+    pub fn send(idempotency_key: &str) -> String {
+        format!("send:{idempotency_key}")
+    }
+
+    /// An inactivity journey's check, restarted by the event with `dedupe_key`.
+    pub fn inactivity(journey_id: &str, dedupe_key: &str) -> String {
+        format!("inactivity:{journey_id}:{dedupe_key}")
+    }
+
+    /// A journey run's wait at `step_id`, on its `pass`th visit.
+    pub fn wait(run_id: &str, step_id: &str, pass: u32) -> String {
+        format!("wait:{run_id}:{step_id}:{pass}")
+    }
+
+    /// The follow-up of the event with `dedupe_key`.
+    pub fn follow_up(dedupe_key: &str) -> String {
+        format!("follow-up:{dedupe_key}")
+    }
+}
+
 fn due_key(contact_id: &str, id: &str) -> Key {
     Key::new(format!("DUE#{contact_id}"), id.to_string())
 }

@@ -16,6 +16,17 @@ pub mod scheduler_cursor;
 pub mod send_ledger;
 pub mod trigger_counts;
 
+/// The subject an anonymous visitor's items are filed under (their due items, trigger counts and
+/// carts) until they identify: `anon:<anonymous id>`.
+pub fn anonymous_subject(anonymous_id: &str) -> String {
+    format!("anon:{anonymous_id}")
+}
+
+/// The anonymous id behind a subject `anonymous_subject` made.
+pub fn anonymous_id_of(subject: &str) -> Option<&str> {
+    subject.strip_prefix("anon:")
+}
+
 pub use consent_receipts::ConsentReceipts;
 pub use contacts::{ContactRepository, RepoError, UpsertOutcome};
 pub use event_receipts::{EventClaim, EventReceipts};
