@@ -45,6 +45,20 @@ cargo lambda --version
 cfn-lint --version
 sam --version
 
+step "Browser for the widget test (Debian's chromium and chromium-driver)"
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    SUDO=""
+    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    command -v apt-get >/dev/null 2>&1 \
+        || fail "chromium and chromedriver are required for the browser test; install them (Debian: apt-get install chromium chromium-driver)."
+    $SUDO apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null \
+        || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null; } \
+        || fail "installing chromium and chromium-driver with apt-get failed."
+fi
+need chromium "Install Debian's chromium."
+need chromedriver "Install Debian's chromium-driver."
+chromium --version
+
 # sam and the SDK need a region; no credentials are needed for anything here.
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-eu-central-1}"
 export SAM_CLI_TELEMETRY=0

@@ -4,3 +4,4 @@
 pub mod doubles;
 pub mod inprocess;
 pub mod moto;
+pub mod webdriver;
