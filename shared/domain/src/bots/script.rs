@@ -20,6 +20,8 @@ pub const MAX_TEXT_CHARS: usize = 2000;
 pub const MAX_CHOICES: usize = 20;
 /// A choice value is a short code sent back by the widget.
 pub const MAX_CHOICE_VALUE_CHARS: usize = 100;
+/// What all the answers of one conversation may hold, so a session fits one stored item.
+pub const MAX_ANSWER_CHARS: usize = 20_000;
 
 /// A text in several locales: locale -> text. The script's `default_locale` is always present.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -506,6 +508,28 @@ fn check(file: &str, text: &str, raw: &RawScript, errors: &mut Vec<CampaignError
             }
         }
     }
+    let answer_chars: usize = nodes
+        .iter()
+        .filter_map(|node| {
+            let input = node.input.as_ref()?.get_ref();
+            let choices = node.choices.as_ref().map(|c| c.get_ref().as_slice()).unwrap_or_default();
+            Some(match input.kind {
+                InputType::Choice => choices.iter().map(|c| c.value.get_ref().chars().count()).max().unwrap_or(0),
+                _ => input.max_length(),
+            })
+        })
+        .sum();
+    if answer_chars > MAX_ANSWER_CHARS {
+        errors.push(CampaignError {
+            file: file.into(),
+            line: Some(line_at(text, raw.nodes.span().start)),
+            field: "nodes".into(),
+            message: format!(
+                "the answers could hold {answer_chars} characters (the questions' max_length, 2000 where unset); \
+                 at most {MAX_ANSWER_CHARS}: set a smaller max_length on text questions"
+            ),
+        });
+    }
     // A broken target or a node with no way on would be reported again as unreachable or looping;
     // the graph is checked once those are fixed.
     if errors.is_empty() {
@@ -753,6 +777,15 @@ outcome = { kind = "qualified" }
         let errors = errors_of(&nodes);
         assert_eq!(errors[0].field, "nodes", "{errors:#?}");
         assert!(errors[0].message.contains("at most 100"), "{}", errors[0]);
+
+        let wordy = (0..11).fold(SCRIPT.replace("next = \"site\"", "next = \"q0\""), |text, i| {
+            let next = if i == 10 { "site".to_string() } else { format!("q{}", i + 1) };
+            format!("{text}\n[[nodes]]\nid = \"q{i}\"\ntext = {{ en = \"?\" }}\ninput = {{ type = \"text\" }}\nnext = \"{next}\"\n")
+        });
+        let error = only_error(&wordy, "nodes", 6);
+        assert!(error.message.contains("22205 characters"), "{error}");
+        BotScript::parse(FILE, &wordy.replacen("{ type = \"text\" }", "{ type = \"text\", max_length = 1000 }", 3))
+            .expect("three shorter questions bring it under the limit");
     }
 
     #[test]
