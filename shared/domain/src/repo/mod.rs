@@ -1,6 +1,7 @@
 //! Repositories: every access pattern written once, over the storage port.
 
 pub mod aggregates;
+pub mod bot_sessions;
 pub mod carts;
 pub mod consent_receipts;
 pub mod contacts;
@@ -16,6 +17,7 @@ pub mod scheduler_cursor;
 pub mod send_ledger;
 pub mod trigger_counts;
 
+pub use bot_sessions::{BotSessions, SessionWriteError, StoredBotSession};
 pub use consent_receipts::ConsentReceipts;
 pub use contacts::{ContactRepository, RepoError, UpsertOutcome};
 pub use event_receipts::{EventClaim, EventReceipts};
