@@ -159,6 +159,7 @@ fn request(key: &str, contact: &Contact, template: &str, class: SendClass, prior
         context: Map::new(),
         origin: SendOrigin::Journey { journey_id: "welcome".into(), step_id: "s1".into() },
         requested_at: Timestamp::from_second(1_800_000_000).unwrap(),
+        recipient: voronka_domain::model::Recipient::Contact,
     }
 }
 

@@ -13,7 +13,7 @@ use voronka_domain::errors::FieldError;
 use voronka_domain::model::event::is_valid_client_id;
 use voronka_domain::model::{
     AcceptedSubmission, Channel, ConsentReceipt, Contact, ContactRef, DoubleOptIn, Event, EventSource, EventType,
-    Priority, SendClass, SendOrigin, SendRequest, Touch,
+    Priority, Recipient, SendClass, SendOrigin, SendRequest, Touch,
 };
 use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
 use voronka_domain::repo::{ContactRepository, UpsertOutcome};
@@ -437,6 +437,7 @@ fn confirmation_request(
         context,
         origin: SendOrigin::Form { form_id: form.id.clone(), submission_id: submission_id.to_string() },
         requested_at: now,
+        recipient: Recipient::Contact,
     };
     OutgoingMessage::new("0", serde_json::to_string(&request).expect("send requests serialise"))
 }

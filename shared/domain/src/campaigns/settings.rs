@@ -76,6 +76,9 @@ struct RawSending {
     from_name: String,
     from_address: Spanned<String>,
     reply_to: Option<Spanned<String>>,
+    /// Where notifications about leads go (a qualified bot conversation); none: nothing is sent.
+    #[serde(default)]
+    sales_address: Option<Spanned<String>>,
     shop_name: String,
     shop_url: Spanned<String>,
     marketing_per_day: u32,
@@ -98,6 +101,8 @@ pub struct SendingSettings {
     pub from_name: String,
     pub from_address: String,
     pub reply_to: Option<String>,
+    /// The sales inbox: notifications about leads, never marketing.
+    pub sales_address: Option<String>,
     pub shop_name: String,
     pub shop_url: String,
     pub marketing_per_day: u32,
@@ -257,8 +262,11 @@ impl Settings {
         };
         let quiet_start = time("quiet_hours_start", &sending.quiet_hours_start);
         let quiet_end = time("quiet_hours_end", &sending.quiet_hours_end);
-        for (field, address) in [("from_address", Some(&sending.from_address)), ("reply_to", sending.reply_to.as_ref())]
-        {
+        for (field, address) in [
+            ("from_address", Some(&sending.from_address)),
+            ("reply_to", sending.reply_to.as_ref()),
+            ("sales_address", sending.sales_address.as_ref()),
+        ] {
             if let Some(address) = address
                 && crate::model::EmailAddress::parse(address.get_ref()).is_err()
             {
@@ -330,6 +338,7 @@ impl Settings {
             from_name: raw.sending.from_name.clone(),
             from_address: raw.sending.from_address.get_ref().clone(),
             reply_to: raw.sending.reply_to.as_ref().map(|r| r.get_ref().clone()),
+            sales_address: raw.sending.sales_address.as_ref().map(|r| r.get_ref().clone()),
             shop_name: raw.sending.shop_name.clone(),
             shop_url: raw.sending.shop_url.get_ref().clone(),
             marketing_per_day: raw.sending.marketing_per_day,
