@@ -412,9 +412,14 @@ fn compose(
         }
     };
     let context = template_context(deps, request, contact, now);
+    // The sales inbox reads the installation's language, not the lead's.
+    let locale = match request.recipient {
+        Recipient::Contact => &contact.locale,
+        Recipient::SalesInbox => &deps.campaigns.settings.default_locale,
+    };
     let rendered = deps
         .templates
-        .render(&request.template, &contact.locale, &context)
+        .render(&request.template, locale, &context)
         .map_err(|e| BlockReason::TemplateError(Redacted::new(&e.to_string())))?;
     let unsubscribe = (request.class == SendClass::Marketing).then(|| unsubscribe_url(deps, &contact.id, now));
     let message_id = SendRequest::send_tag(&request.idempotency_key);
