@@ -2,6 +2,7 @@
 //! implement, and the repositories that express every access pattern once over those ports.
 //! Nothing here depends on AWS.
 
+pub mod bots;
 pub mod campaigns;
 pub mod deps;
 pub mod errors;

@@ -360,8 +360,8 @@ impl FormDefinition {
                         "must be a web address such as https://shop.example",
                     )),
                 },
-                FieldType::Number => match text.trim().replace(',', ".").parse::<f64>() {
-                    Ok(n) if n.is_finite() => {
+                FieldType::Number => match parse_number(&text) {
+                    Some(n) => {
                         if field.min.is_some_and(|min| n < min) || field.max.is_some_and(|max| n > max) {
                             errors.push(FieldError::new(
                                 &field.name,
@@ -372,7 +372,7 @@ impl FormDefinition {
                             valid.attributes.insert(field.name.clone(), serde_json::json!(n));
                         }
                     }
-                    _ => errors.push(FieldError::new(&field.name, "invalid_number", "must be a number")),
+                    None => errors.push(FieldError::new(&field.name, "invalid_number", "must be a number")),
                 },
                 FieldType::Select => {
                     if field.options.iter().any(|option| option == text.trim()) {
@@ -487,7 +487,12 @@ pub fn single_text(value: Option<&Value>) -> Result<Option<String>, NotSingleVal
     }
 }
 
-fn parse_checkbox(text: &str) -> Option<bool> {
+/// A number as people type it (a decimal comma too); never infinite or NaN.
+pub(crate) fn parse_number(text: &str) -> Option<f64> {
+    text.trim().replace(',', ".").parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+pub(crate) fn parse_checkbox(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "yes" | "1" | "checked" => Some(true),
         "off" | "false" | "no" | "0" => Some(false),
@@ -495,7 +500,7 @@ fn parse_checkbox(text: &str) -> Option<bool> {
     }
 }
 
-fn range_message(min: Option<f64>, max: Option<f64>) -> String {
+pub(crate) fn range_message(min: Option<f64>, max: Option<f64>) -> String {
     match (min, max) {
         (Some(min), Some(max)) => format!("must be between {min} and {max}"),
         (Some(min), None) => format!("must be at least {min}"),
@@ -505,7 +510,7 @@ fn range_message(min: Option<f64>, max: Option<f64>) -> String {
 }
 
 /// People type `shop.example`; Voronka stores `https://shop.example/`.
-fn normalise_url(text: &str) -> Option<String> {
+pub(crate) fn normalise_url(text: &str) -> Option<String> {
     let text = text.trim();
     let candidate = if text.contains("://") { text.to_string() } else { format!("https://{text}") };
     let url = url::Url::parse(&candidate).ok()?;

@@ -3,6 +3,7 @@
 //! Every problem is reported with its file, line and field; a broken file stops start-up with
 //! that message instead of failing later at run time.
 
+mod bot_references;
 pub mod form;
 pub mod settings;
 pub mod templates;
@@ -47,11 +48,12 @@ pub struct Campaigns {
     pub forms: BTreeMap<String, FormDefinition>,
     pub templates: BTreeMap<String, TemplateDefinition>,
     pub journeys: BTreeMap<String, crate::journeys::Journey>,
+    pub bots: BTreeMap<String, crate::bots::BotScript>,
 }
 
 impl Campaigns {
-    /// Parses and checks every file: `settings.toml` (required), `forms/`, `templates/` and `journeys/`,
-    /// and the references between them.
+    /// Parses and checks every file: `settings.toml` (required), `forms/`, `templates/`, `journeys/`
+    /// and `bots/`, and the references between them.
     pub fn load(files: &[SourceFile]) -> Result<Campaigns, CampaignErrors> {
         let mut errors = Vec::new();
         let settings = match files.iter().find(|f| f.path == "settings.toml") {
@@ -104,8 +106,25 @@ impl Campaigns {
                 });
             }
         }
+        let bots = load_folder(
+            files,
+            "bots",
+            &mut errors,
+            |file| {
+                let mut script = crate::bots::BotScript::parse(&file.path, &file.text)?;
+                bot_references::check(&file.path, &file.text, &mut script, &forms, &journeys)?;
+                Ok(script)
+            },
+            |b| &b.id,
+        );
         if errors.is_empty() {
-            Ok(Campaigns { settings: settings.expect("settings parsed without errors"), forms, templates, journeys })
+            Ok(Campaigns {
+                settings: settings.expect("settings parsed without errors"),
+                forms,
+                templates,
+                journeys,
+                bots,
+            })
         } else {
             Err(CampaignErrors(errors))
         }
