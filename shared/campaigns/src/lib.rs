@@ -27,5 +27,7 @@ mod tests {
         assert!(campaigns.forms.contains_key("consultation"));
         assert!(campaigns.forms["newsletter"].double_opt_in);
         assert!(!campaigns.forms["consultation"].double_opt_in);
+        assert!(campaigns.bots.contains_key("b2b_demo"));
+        assert!(campaigns.bots.contains_key("course_picker"));
     }
 }

@@ -441,3 +441,310 @@ fn cut(text: &str, max_bytes: usize) -> String {
     }
     text[..end].to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::bots::shipped_files;
+    use crate::campaigns::Campaigns;
+
+    fn script(id: &str) -> BotScript {
+        let campaigns = Campaigns::load(&shipped_files()).unwrap_or_else(|e| panic!("{e}"));
+        campaigns.bots[id].clone()
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_790_000_000 + second).unwrap()
+    }
+
+    /// Answers `values` in order from seq 1, every one accepted.
+    fn converse(script: &BotScript, locale: &str, values: &[&str]) -> (BotSession, Vec<AnswerResult>) {
+        let mut session = start(script, Some(locale), at(0)).session;
+        let results = values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                let seq = i as u32 + 1;
+                let result = answer(script, &mut session, seq, &json!(value), at(seq.into())).unwrap();
+                assert!(result.accepted, "answer {seq} {value:?}: {result:?}");
+                result
+            })
+            .collect();
+        (session, results)
+    }
+
+    #[test]
+    fn starting_shows_the_first_question_in_the_visitors_locale_or_the_default() {
+        let b2b = script("b2b_demo");
+        let started = start(&b2b, Some("ru-RU"), at(0));
+        assert_eq!(started.session.locale, "ru");
+        assert_eq!(started.message.node, "website");
+        assert!(started.message.text.contains("Какой у компании сайт"), "{}", started.message.text);
+        assert_eq!(
+            serde_json::to_value(&started.message).unwrap(),
+            json!({"node": "website", "text": started.message.text, "input": {"type": "url", "max_length": 300, "choices": []}})
+        );
+        assert_eq!(start(&b2b, Some("de"), at(0)).session.locale, "en");
+        assert_eq!(start(&b2b, None, at(0)).session.locale, "en");
+        assert_eq!(start(&script("course_picker"), None, at(0)).session.locale, "ru");
+        assert_eq!(
+            started.session.transcript,
+            vec![TranscriptLine { speaker: Speaker::Bot, text: started.message.text }]
+        );
+    }
+
+    #[test]
+    fn a_fitting_b2b_lead_is_qualified_with_its_answers_transcript_and_score() {
+        let b2b = script("b2b_demo");
+        let (session, results) =
+            converse(&b2b, "en", &["acme.example", "51-200", "founder", "this_month", " Anna@Acme.example ", "yes"]);
+        let size = results[0].message.as_ref().unwrap();
+        assert_eq!(size.node, "size");
+        assert_eq!(size.input.kind, InputType::Choice);
+        assert_eq!(size.input.choices[3], ChoiceMessage { value: "201+".into(), label: "More than 200".into() });
+        let last = results.last().unwrap();
+        assert_eq!(
+            serde_json::to_value(last).unwrap(),
+            json!({"seq": 6, "accepted": true, "outcome": {"kind": "qualified", "text": b2b.node("qualified").unwrap().text.get("en", "en")}})
+        );
+        assert_eq!(session.outcome, Some(Outcome::Qualified));
+        assert_eq!(session.score, 10 + 20 + 20 + 20);
+        assert_eq!(session.finished_at, Some(at(6)));
+        assert!(session.is_finished());
+        assert_eq!(session.current_message(&b2b), None);
+        assert_eq!(
+            session.answers_by_field(),
+            BTreeMap::from(
+                [
+                    ("website", "https://acme.example/"),
+                    ("company_size", "51-200"),
+                    ("role", "founder"),
+                    ("timeline", "this_month"),
+                    ("email", "Anna@Acme.example"),
+                    ("consent", "yes"),
+                ]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+            )
+        );
+        let campaigns = Campaigns::load(&shipped_files()).unwrap();
+        let valid = campaigns.forms["bot"].validate(&session.form_values()).expect("the form takes what the bot took");
+        assert!(valid.consent_granted);
+        assert_eq!(valid.email.unwrap().identity(), "anna@acme.example");
+        // Question, answer, question, ... and the closing line; choices as their labels.
+        assert_eq!(session.transcript.len(), 1 + 6 * 2);
+        assert_eq!(
+            session.transcript[5],
+            TranscriptLine { speaker: Speaker::Visitor, text: "Founder or executive".into() }
+        );
+        assert_eq!(session.transcript[12].speaker, Speaker::Bot);
+    }
+
+    #[test]
+    fn a_student_is_disqualified_and_a_middling_lead_is_nurtured() {
+        let b2b = script("b2b_demo");
+        let (session, results) =
+            converse(&b2b, "ru", &["https://uni.example", "201+", "student", "this_month", "ivan@uni.example", "no"]);
+        assert_eq!(
+            session.outcome,
+            Some(Outcome::Disqualified {
+                tag: "not_a_fit".into(),
+                reason: "score below 20 after the demo request questions".into()
+            })
+        );
+        let closing = results.last().unwrap().outcome.as_ref().unwrap();
+        assert_eq!(closing.kind, "disqualified");
+        assert!(closing.text.starts_with("Спасибо за ответы"), "{}", closing.text);
+        assert!(
+            !serde_json::to_string(&results.last().unwrap()).unwrap().contains("not_a_fit"),
+            "the tag stays inside"
+        );
+
+        let (session, _) =
+            converse(&b2b, "en", &["shop.example", "1-10", "marketing", "later", "o@shop.example", "yes"]);
+        assert_eq!(session.score, 25);
+        assert_eq!(session.outcome, Some(Outcome::Nurture { journey: "b2b_nurture".into() }));
+    }
+
+    #[test]
+    fn the_course_picker_sends_a_beginner_to_the_beginners_journey_only() {
+        let picker = script("course_picker");
+        for consent in ["yes", "no"] {
+            let (session, _) = converse(&picker, "ru", &["beginner", "pupil@example.com", consent]);
+            assert_eq!(session.outcome, Some(Outcome::Nurture { journey: "course_beginner".into() }));
+        }
+        let (session, _) = converse(&picker, "en", &["advanced", "coder@example.com", "yes"]);
+        assert_eq!(session.outcome, Some(Outcome::Nurture { journey: "course_advanced".into() }));
+        // Every way a beginner can go: no end but the beginners' one is reachable after `beginner`.
+        let level = picker.node("level").unwrap();
+        let beginner = level.choices.iter().find(|c| c.value == "beginner").unwrap();
+        let consent = picker.node("consent").unwrap();
+        assert_eq!(next_node(consent, None, beginner.points), Some("beginner"));
+    }
+
+    #[test]
+    fn a_bad_email_is_reasked_and_the_question_stays() {
+        let b2b = script("b2b_demo");
+        let (mut session, _) = converse(&b2b, "en", &["acme.example", "11-50", "sales", "this_quarter"]);
+        let score = session.score;
+        let result = answer(&b2b, &mut session, 5, &json!("anna@"), at(5)).unwrap();
+        let reask = b2b.node("email").unwrap().reask.as_ref().unwrap().get("en", "en").to_string();
+        assert_eq!(
+            serde_json::to_value(&result).unwrap(),
+            json!({"seq": 5, "accepted": false, "error": {"field": "value", "message": reask},
+                   "message": {"node": "email", "text": "Thanks! Which email should we write to?",
+                               "input": {"type": "email", "max_length": 254, "choices": []}}})
+        );
+        assert_eq!((session.node.as_str(), session.seq, session.score), ("email", 5, score));
+        assert_eq!(session.answers_by_field().get("email"), None);
+        let lines = &session.transcript[session.transcript.len() - 2..];
+        assert_eq!(lines[0], TranscriptLine { speaker: Speaker::Visitor, text: "anna@".into() });
+        assert_eq!(lines[1], TranscriptLine { speaker: Speaker::Bot, text: reask });
+
+        let next = answer(&b2b, &mut session, 6, &json!("anna@acme.example"), at(6)).unwrap();
+        assert!(next.accepted);
+        assert_eq!(next.message.unwrap().node, "consent");
+    }
+
+    #[test]
+    fn other_bad_values_are_reasked_by_the_forms_rules() {
+        let b2b = script("b2b_demo");
+        let mut session = start(&b2b, Some("en"), at(0)).session;
+        for (seq, bad) in ["not a site", "   ", "ftp://acme.example"].iter().enumerate() {
+            let result = answer(&b2b, &mut session, seq as u32 + 1, &json!(bad), at(1)).unwrap();
+            assert!(!result.accepted, "{bad:?}");
+        }
+        answer(&b2b, &mut session, 4, &json!("acme.example"), at(2)).unwrap();
+        let wrong_choice = answer(&b2b, &mut session, 5, &json!("12"), at(3)).unwrap();
+        assert_eq!(wrong_choice.error.unwrap().message, "Please pick one of the options.");
+        assert_eq!(session.node, "size");
+    }
+
+    #[test]
+    fn a_repeated_seq_returns_the_same_result_and_changes_nothing() {
+        let b2b = script("b2b_demo");
+        let mut session = start(&b2b, Some("en"), at(0)).session;
+        let first = answer(&b2b, &mut session, 1, &json!("acme.example"), at(1)).unwrap();
+        let reasked = answer(&b2b, &mut session, 2, &json!("lots"), at(2)).unwrap();
+        let before = session.clone();
+        let again = answer(&b2b, &mut session, 1, &json!("acme.example"), at(9)).unwrap();
+        assert!(again.repeated && !first.repeated);
+        assert_eq!(serde_json::to_string(&again).unwrap(), serde_json::to_string(&first).unwrap());
+        let again = answer(&b2b, &mut session, 2, &json!("lots"), at(9)).unwrap();
+        assert_eq!(serde_json::to_string(&again).unwrap(), serde_json::to_string(&reasked).unwrap());
+        assert_eq!(session, before);
+
+        assert_eq!(
+            answer(&b2b, &mut session, 1, &json!("other.example"), at(9)),
+            Err(AnswerError::AlreadyAnswered { seq: 1 })
+        );
+        assert_eq!(AnswerError::AlreadyAnswered { seq: 1 }.field(), Some("seq"));
+
+        // Through storage too: the session is what the repository keeps.
+        let mut stored: BotSession = serde_json::from_str(&serde_json::to_string(&session).unwrap()).unwrap();
+        assert_eq!(stored, session);
+        let again = answer(&b2b, &mut stored, 1, &json!("acme.example"), at(9)).unwrap();
+        assert_eq!(serde_json::to_string(&again).unwrap(), serde_json::to_string(&first).unwrap());
+    }
+
+    #[test]
+    fn an_answer_ahead_of_its_turn_is_out_of_order() {
+        let b2b = script("b2b_demo");
+        let mut session = start(&b2b, Some("en"), at(0)).session;
+        let before = session.clone();
+        let error = answer(&b2b, &mut session, 2, &json!("acme.example"), at(1)).unwrap_err();
+        assert_eq!(error, AnswerError::OutOfOrder { expected: 1, got: 2 });
+        assert_eq!((error.code(), error.field()), ("out_of_order", Some("seq")));
+        assert_eq!(answer(&b2b, &mut session, 0, &json!("x"), at(1)), Err(AnswerError::InvalidSeq));
+        assert_eq!(session, before);
+    }
+
+    #[test]
+    fn a_finished_session_takes_no_more_answers_but_repeats_its_last() {
+        let picker = script("course_picker");
+        let (mut session, results) = converse(&picker, "en", &["advanced", "coder@example.com", "yes"]);
+        let error = answer(&picker, &mut session, 4, &json!("yes"), at(9)).unwrap_err();
+        assert_eq!((error.code(), error.field()), ("session_finished", None));
+        assert_eq!(answer(&picker, &mut session, 9, &json!("yes"), at(9)), Err(AnswerError::Finished));
+        let again = answer(&picker, &mut session, 3, &json!("yes"), at(9)).unwrap();
+        assert_eq!(again.outcome, results[2].outcome);
+    }
+
+    #[test]
+    fn too_long_or_wrongly_typed_values_are_errors_naming_value() {
+        let b2b = script("b2b_demo");
+        let mut session = start(&b2b, Some("en"), at(0)).session;
+        let before = session.clone();
+        let long = format!("{}.example", "a".repeat(300));
+        for value in [json!(long), json!(42), json!(["acme.example"]), json!({"url": "x"}), json!(null), json!(true)] {
+            let error = answer(&b2b, &mut session, 1, &value, at(1)).unwrap_err();
+            assert!(matches!(error, AnswerError::InvalidValue { .. }), "{value}: {error:?}");
+            assert_eq!((error.field(), error.code()), (Some("value"), "invalid_value"));
+        }
+        assert!(
+            answer(&b2b, &mut session, 1, &json!(long), at(1)).unwrap_err().to_string().contains("at most 300"),
+            "the limit is the node's"
+        );
+        assert_eq!(session, before, "an error does not use the seq");
+        assert!(answer(&b2b, &mut session, 1, &json!("acme.example"), at(1)).unwrap().accepted);
+    }
+
+    #[test]
+    fn a_number_takes_a_json_number_and_its_range() {
+        let text = r#"id = "n"
+description = "d"
+start = "hours"
+default_locale = "en"
+[[nodes]]
+id = "hours"
+text = { en = "Hours a week?" }
+input = { type = "number", min = 1, max = 80 }
+points = 3
+next = "end"
+[[nodes]]
+id = "end"
+text = { en = "Bye" }
+outcome = { kind = "qualified" }
+"#;
+        let script = BotScript::parse("bots/n.toml", text).unwrap();
+        let mut session = start(&script, None, at(0)).session;
+        let too_many = answer(&script, &mut session, 1, &json!(100), at(1)).unwrap();
+        assert_eq!(too_many.error.unwrap().message, "Hours a week? (must be between 1 and 80)");
+        assert!(answer(&script, &mut session, 2, &json!("7,5"), at(2)).unwrap().accepted);
+        assert_eq!(session.answers[0].value, "7.5");
+        assert_eq!(session.score, 3);
+    }
+
+    #[test]
+    fn the_transcript_and_the_answers_stay_bounded() {
+        let text = r#"id = "loop"
+description = "d"
+start = "ask"
+default_locale = "en"
+[[nodes]]
+id = "ask"
+text = { en = "Again?" }
+input = { type = "choice" }
+choices = [{ value = "again", label = { en = "Again" }, next = "ask" }, { value = "stop", label = { en = "Stop" }, next = "end" }]
+[[nodes]]
+id = "end"
+text = { en = "Bye" }
+outcome = { kind = "qualified" }
+"#;
+        let script = BotScript::parse("bots/loop.toml", text).unwrap();
+        let mut session = start(&script, None, at(0)).session;
+        for seq in 1..=MAX_ANSWERS {
+            answer(&script, &mut session, seq, &json!("again"), at(1)).unwrap();
+        }
+        assert_eq!(
+            answer(&script, &mut session, MAX_ANSWERS + 1, &json!("stop"), at(1)),
+            Err(AnswerError::TooManyAnswers)
+        );
+        assert_eq!(session.transcript.len(), MAX_TRANSCRIPT_LINES);
+        assert_eq!(session.transcript_dropped as usize, 1 + 2 * MAX_ANSWERS as usize - MAX_TRANSCRIPT_LINES);
+        assert_eq!(session.answers.len(), 1);
+        assert!(serde_json::to_string(&session).unwrap().len() < 32_000);
+        assert_eq!(cut("ёжик", 3), "ё");
+    }
+}

@@ -20,9 +20,11 @@ pub const MAX_TEXT_CHARS: usize = 2000;
 pub const MAX_CHOICES: usize = 20;
 /// A choice value is a short code sent back by the widget.
 pub const MAX_CHOICE_VALUE_CHARS: usize = 100;
+/// What all the answers of one conversation may hold, so a session fits one stored item.
+pub const MAX_ANSWER_CHARS: usize = 20_000;
 
 /// A text in several locales: locale -> text. The script's `default_locale` is always present.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct LocalText(pub BTreeMap<String, String>);
 
@@ -506,7 +508,35 @@ fn check(file: &str, text: &str, raw: &RawScript, errors: &mut Vec<CampaignError
             }
         }
     }
-    check_graph(raw, &mut error);
+    let answer_chars: usize = nodes
+        .iter()
+        .filter_map(|node| {
+            let input = node.input.as_ref()?.get_ref();
+            let choices = node.choices.as_ref().map(|c| c.get_ref().as_slice()).unwrap_or_default();
+            Some(match input.kind {
+                InputType::Choice => choices.iter().map(|c| c.value.get_ref().chars().count()).max().unwrap_or(0),
+                _ => input.max_length(),
+            })
+        })
+        .sum();
+    if answer_chars > MAX_ANSWER_CHARS {
+        errors.push(CampaignError {
+            file: file.into(),
+            line: Some(line_at(text, raw.nodes.span().start)),
+            field: "nodes".into(),
+            message: format!(
+                "the answers could hold {answer_chars} characters (the questions' max_length, 2000 where unset); \
+                 at most {MAX_ANSWER_CHARS}: set a smaller max_length on text questions"
+            ),
+        });
+    }
+    // A broken target or a node with no way on would be reported again as unreachable or looping;
+    // the graph is checked once those are fixed.
+    if errors.is_empty() {
+        check_graph(raw, &mut |field, at, message| {
+            errors.push(CampaignError { file: file.into(), line: Some(line_at(text, at)), field, message })
+        });
+    }
 }
 
 /// Every node is reachable from the start, and from every node an end can be reached (a loop is
@@ -569,4 +599,214 @@ fn is_name(name: &str) -> bool {
     matches!(chars.next(), Some('a'..='z'))
         && name.len() <= 64
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "bots/quiz.toml";
+    const SCRIPT: &str = r#"id = "quiz"
+description = "A small quiz"
+start = "size"
+default_locale = "en"
+
+[[nodes]]
+id = "size"
+text = { en = "How big?", ru = "Какого размера?" }
+input = { type = "choice" }
+choices = [
+  { value = "small", label = { en = "Small", ru = "Маленький" }, points = 1 },
+  { value = "big", label = { en = "Big", ru = "Большой" }, points = 10, next = "done" },
+]
+next = "site"
+
+[[nodes]]
+id = "site"
+text = { en = "Your website?" }
+input = { type = "url", max_length = 200 }
+reask = { en = "Not a web address" }
+points = 5
+branches = [{ min_score = 5, next = "done" }]
+next = "done"
+
+[[nodes]]
+id = "done"
+text = { en = "Thanks!" }
+outcome = { kind = "qualified" }
+"#;
+
+    fn errors_of(text: &str) -> Vec<CampaignError> {
+        BotScript::parse(FILE, text).expect_err("the script must be refused")
+    }
+
+    /// The one error of a broken script, checked for its field and line.
+    fn only_error(text: &str, field: &str, line: usize) -> CampaignError {
+        let errors = errors_of(text);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].field, field, "{}", errors[0]);
+        assert_eq!(errors[0].line, Some(line), "{}", errors[0]);
+        assert!(errors[0].to_string().starts_with(&format!("{FILE}:{line}: `{field}`")), "{}", errors[0]);
+        errors[0].clone()
+    }
+
+    #[test]
+    fn a_script_parses_into_nodes_choices_branches_and_outcomes() {
+        let script = BotScript::parse(FILE, SCRIPT).unwrap();
+        assert_eq!(script.start, "size");
+        assert_eq!(script.nodes.len(), 3);
+        let size = script.node("size").unwrap();
+        assert_eq!(size.input.as_ref().unwrap().kind, InputType::Choice);
+        assert_eq!(size.choices[1].next.as_deref(), Some("done"));
+        assert_eq!(size.choices[0].label.get("ru", "en"), "Маленький");
+        let site = script.node("site").unwrap();
+        assert_eq!(site.text.get("ru", "en"), "Your website?", "falls back to the default locale");
+        assert_eq!(site.input.as_ref().unwrap().max_length(), 200);
+        assert_eq!(site.branches, vec![Branch { min_score: 5, next: "done".into() }]);
+        assert_eq!(script.node("done").unwrap().outcome, Some(Outcome::Qualified));
+        assert!(script.speaks("ru"));
+        assert!(!script.speaks("de"));
+    }
+
+    #[test]
+    fn next_goes_by_choice_then_highest_branch_reached_then_next() {
+        let mut node = BotScript::parse(FILE, SCRIPT).unwrap().node("site").unwrap().clone();
+        node.branches =
+            vec![Branch { min_score: 10, next: "ten".into() }, Branch { min_score: 30, next: "thirty".into() }];
+        assert_eq!(next_node(&node, None, 9), Some("done"));
+        assert_eq!(next_node(&node, None, 10), Some("ten"));
+        assert_eq!(next_node(&node, None, 99), Some("thirty"));
+        let choice = Choice { value: "x".into(), label: LocalText::default(), points: 0, next: Some("own".into()) };
+        assert_eq!(next_node(&node, Some(&choice), 99), Some("own"));
+    }
+
+    #[test]
+    fn a_target_that_is_not_a_node_is_named_with_its_line() {
+        only_error(&SCRIPT.replace("next = \"site\"", "next = \"sight\""), "nodes.size.next", 14);
+        only_error(&SCRIPT.replace("next = \"done\" },", "next = \"gone\" },"), "nodes.size.choices.big.next", 12);
+        let error = only_error(
+            &SCRIPT.replace("[{ min_score = 5, next = \"done\" }]", "[{ min_score = 5, next = \"nope\" }]"),
+            "nodes.site.branches.next",
+            22,
+        );
+        assert!(error.message.contains("`nope`"), "{error}");
+        only_error(&SCRIPT.replace("start = \"size\"", "start = \"sise\""), "start", 3);
+    }
+
+    #[test]
+    fn an_unreachable_node_is_refused() {
+        let orphan = format!(
+            "{SCRIPT}\n[[nodes]]\nid = \"orphan\"\ntext = {{ en = \"Hm\" }}\noutcome = {{ kind = \"qualified\" }}\n"
+        );
+        let error = only_error(&orphan, "nodes.orphan", 31);
+        assert!(error.message.contains("cannot be reached"), "{error}");
+    }
+
+    #[test]
+    fn a_loop_with_no_way_out_is_refused_and_one_with_a_way_out_is_fine() {
+        let trap = SCRIPT
+            .replace("branches = [{ min_score = 5, next = \"done\" }]\nnext = \"done\"", "next = \"size\"")
+            .replace("next = \"done\" },", "},");
+        let errors = errors_of(&trap);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["nodes.size", "nodes.site", "nodes.done"], "{errors:#?}");
+        assert!(errors[0].message.contains("loops without reaching an end"), "{}", errors[0]);
+        assert_eq!(errors[0].line, Some(7));
+
+        let way_out = SCRIPT
+            .replace("next = \"done\"\n\n[[nodes]]\nid = \"done\"", "next = \"size\"\n\n[[nodes]]\nid = \"done\"");
+        assert_ne!(way_out, SCRIPT);
+        BotScript::parse(FILE, &way_out).expect("the big choice and the branch lead out of the loop");
+    }
+
+    #[test]
+    fn a_node_needs_a_way_on_or_an_outcome() {
+        let stuck = SCRIPT.replace("branches = [{ min_score = 5, next = \"done\" }]\nnext = \"done\"\n", "");
+        let error = only_error(&stuck, "nodes.site.next", 17);
+        assert!(error.message.contains("needs a `next`"), "{error}");
+
+        let neither = SCRIPT.replace("outcome = { kind = \"qualified\" }\n", "");
+        let error = only_error(&neither, "nodes.done", 26);
+        assert!(error.message.contains("`input`") && error.message.contains("`outcome`"), "{error}");
+
+        only_error(
+            &SCRIPT
+                .replace("outcome = { kind = \"qualified\" }", "outcome = { kind = \"qualified\" }\nnext = \"size\""),
+            "nodes.done.next",
+            29,
+        );
+    }
+
+    #[test]
+    fn every_text_has_the_default_locale() {
+        let error = only_error(
+            &SCRIPT.replace("text = { en = \"Thanks!\" }", "text = { ru = \"Спасибо!\" }"),
+            "nodes.done.text",
+            27,
+        );
+        assert!(error.message.contains("`en`"), "{error}");
+        only_error(&SCRIPT.replace("label = { en = \"Big\", ", "label = { "), "nodes.size.choices.big.label", 12);
+        only_error(
+            &SCRIPT.replace("reask = { en = \"Not a web address\" }", "reask = { de = \"Nein\" }"),
+            "nodes.site.reask",
+            20,
+        );
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused() {
+        let long = "x".repeat(MAX_TEXT_CHARS + 1);
+        let error = only_error(&SCRIPT.replace("Your website?", &long), "nodes.site.text.en", 18);
+        assert!(error.message.contains("2000"), "{error}");
+        only_error(&SCRIPT.replace("max_length = 200", "max_length = 5000"), "nodes.site.input.max_length", 19);
+
+        let many: String =
+            (0..=MAX_CHOICES).map(|i| format!("  {{ value = \"v{i}\", label = {{ en = \"V\" }} }},\n")).collect();
+        let choices = SCRIPT
+            .replace("  { value = \"small\", label = { en = \"Small\", ru = \"Маленький\" }, points = 1 },\n", &many);
+        let error = only_error(&choices, "nodes.size.choices", 10);
+        assert!(error.message.contains("at most 20"), "{error}");
+
+        let mut nodes = String::from("id = \"big\"\ndescription = \"d\"\nstart = \"n0\"\ndefault_locale = \"en\"\n");
+        for i in 0..=MAX_NODES {
+            nodes.push_str(&format!(
+                "[[nodes]]\nid = \"n{i}\"\ntext = {{ en = \"?\" }}\ninput = {{ type = \"text\" }}\nnext = \"n{}\"\n",
+                i + 1
+            ));
+        }
+        let errors = errors_of(&nodes);
+        assert_eq!(errors[0].field, "nodes", "{errors:#?}");
+        assert!(errors[0].message.contains("at most 100"), "{}", errors[0]);
+
+        let wordy = (0..11).fold(SCRIPT.replace("next = \"site\"", "next = \"q0\""), |text, i| {
+            let next = if i == 10 { "site".to_string() } else { format!("q{}", i + 1) };
+            format!("{text}\n[[nodes]]\nid = \"q{i}\"\ntext = {{ en = \"?\" }}\ninput = {{ type = \"text\" }}\nnext = \"{next}\"\n")
+        });
+        let error = only_error(&wordy, "nodes", 6);
+        assert!(error.message.contains("22205 characters"), "{error}");
+        BotScript::parse(FILE, &wordy.replacen("{ type = \"text\" }", "{ type = \"text\", max_length = 1000 }", 3))
+            .expect("three shorter questions bring it under the limit");
+    }
+
+    #[test]
+    fn unknown_input_types_and_fields_are_named() {
+        let error = only_error(&SCRIPT.replace("type = \"url\"", "type = \"date\""), "input", 19);
+        assert!(error.message.contains("date"), "{error}");
+        only_error(&SCRIPT.replace("points = 5\n", "points = 5\npoint = 6\n"), "point", 22);
+        only_error(&SCRIPT.replace("points = 5\n", "points = 5\nchoices = []\n"), "nodes.site.choices", 22);
+        only_error(
+            &SCRIPT.replace("input = { type = \"choice\" }", "input = { type = \"choice\" }\npoints = 3"),
+            "nodes.size.points",
+            10,
+        );
+    }
+
+    #[test]
+    fn node_keys_are_found_inside_their_node() {
+        assert_eq!(line_of_node_key(SCRIPT, "site", "max_length"), Some(19));
+        assert_eq!(line_of_node_key(SCRIPT, "site", "points"), Some(21));
+        assert_eq!(line_of_node_key(SCRIPT, "done", "outcome"), Some(28));
+        assert_eq!(line_of_node_key(SCRIPT, "done", "field"), Some(26), "falls back to the node's id");
+        assert_eq!(line_of_node_key(SCRIPT, "nobody", "field"), None);
+    }
 }

@@ -131,3 +131,121 @@ fn fit_field(node: &mut Node, field: &str, form: &FormDefinition) -> Option<Stri
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bots::shipped_files;
+    use crate::campaigns::{CampaignError, Campaigns};
+
+    /// Loads the shipped files with one of them edited; returns the problems.
+    fn load_with(path: &str, from: &str, to: &str) -> Vec<CampaignError> {
+        let mut files = shipped_files();
+        let file = files.iter_mut().find(|f| f.path == path).unwrap();
+        assert!(file.text.contains(from), "{from}");
+        file.text = file.text.replacen(from, to, 1);
+        Campaigns::load(&files).expect_err("the edit must be refused").0
+    }
+
+    fn line_of(path: &str, needle: &str) -> usize {
+        let files = shipped_files();
+        let text = &files.iter().find(|f| f.path == path).unwrap().text;
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    fn only(errors: Vec<CampaignError>, file: &str, field: &str, line: usize) -> CampaignError {
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        let error = errors.into_iter().next().unwrap();
+        assert_eq!((error.file.as_str(), error.field.as_str(), error.line), (file, field, Some(line)), "{error}");
+        error
+    }
+
+    const B2B: &str = "bots/b2b_demo.toml";
+
+    #[test]
+    fn the_shipped_scripts_load_and_take_the_form_fields_limits() {
+        let campaigns = Campaigns::load(&shipped_files()).unwrap_or_else(|e| panic!("{e}"));
+        let b2b = &campaigns.bots["b2b_demo"];
+        assert_eq!(b2b.form.as_deref(), Some("bot"));
+        assert_eq!(b2b.node("website").unwrap().input.as_ref().unwrap().max_length(), 300);
+        // Unset in the script: the form field's default 500.
+        assert_eq!(b2b.node("size").unwrap().input.as_ref().unwrap().max_length(), 500);
+    }
+
+    #[test]
+    fn a_form_that_does_not_exist_is_named() {
+        let error =
+            only(load_with(B2B, "form = \"bot\"", "form = \"chat\""), B2B, "form", line_of(B2B, "form = \"bot\""));
+        assert!(error.message.contains("`chat`"), "{error}");
+    }
+
+    #[test]
+    fn every_field_is_a_field_of_the_form_and_fits_it() {
+        let line = line_of(B2B, "field = \"role\"");
+        let error = only(load_with(B2B, "field = \"role\"", "field = \"job\""), B2B, "nodes.role.field", line);
+        assert!(error.message.contains("`job` is not a field of the form `bot`"), "{error}");
+
+        let error = only(
+            load_with(B2B, "{ value = \"201+\"", "{ value = \"200+\""),
+            B2B,
+            "nodes.size.field",
+            line_of(B2B, "field = \"company_size\""),
+        );
+        assert!(error.message.contains("options of the field"), "{error}");
+
+        let errors = load_with(B2B, "field = \"email\"", "field = \"website\"");
+        let error = &errors[0];
+        assert_eq!((error.field.as_str(), error.line), ("nodes.email.field", Some(line_of(B2B, "field = \"email\""))));
+        assert!(errors[1].message.contains("requires `email`"), "{errors:#?}");
+        assert!(error.message.contains("url field"), "{error}");
+        let errors = load_with(B2B, "field = \"consent\"", "field = \"timeline\"");
+        assert_eq!(errors[0].field, "nodes.consent.field", "{errors:#?}");
+
+        let error = only(
+            load_with(
+                B2B,
+                "input = { type = \"url\", max_length = 300 }",
+                "input = { type = \"url\", max_length = 400 }",
+            ),
+            B2B,
+            "nodes.website.field",
+            line_of(B2B, "field = \"website\""),
+        );
+        assert!(error.message.contains("more than the form field's 300"), "{error}");
+    }
+
+    #[test]
+    fn a_required_field_no_node_asks_for_is_refused() {
+        let errors = load_with(
+            "forms/bot.toml",
+            "type = \"url\"\nmax_length = 300",
+            "type = \"url\"\nrequired = true\nmax_length = 300",
+        );
+        let bots: Vec<_> = errors.iter().filter(|e| e.field == "form").collect();
+        assert_eq!(bots.len(), 1, "course_picker never asks for a website: {errors:#?}");
+        assert_eq!(bots[0].file, "bots/course_picker.toml");
+        assert!(bots[0].message.contains("requires `website`"), "{}", bots[0]);
+    }
+
+    #[test]
+    fn a_nurture_journey_must_exist() {
+        const PICKER: &str = "bots/course_picker.toml";
+        let line = line_of(PICKER, "journey = \"course_advanced\"");
+        let error = only(
+            load_with(PICKER, "journey = \"course_advanced\"", "journey = \"course_expert\""),
+            PICKER,
+            "nodes.advanced.outcome.journey",
+            line,
+        );
+        assert!(error.message.contains("`course_expert` is not a journey"), "{error}");
+    }
+
+    #[test]
+    fn a_script_error_reaches_validate_with_file_line_and_field() {
+        let line = line_of(B2B, "next = \"role\"");
+        let errors = load_with(B2B, "next = \"role\"", "next = \"rol\"");
+        let error = only(errors.clone(), B2B, "nodes.size.next", line);
+        let shown = crate::campaigns::CampaignErrors(errors).to_string();
+        assert_eq!(shown, format!("{B2B}:{line}: `nodes.size.next`: `rol` is not a node of this script"));
+        assert!(error.message.contains("`rol`"));
+    }
+}
