@@ -39,7 +39,7 @@ pub async fn settle(
     let mut changed = false;
     if stored.contact_id.is_none()
         && let Some(form) = script.form.as_ref().and_then(|id| state.campaigns.forms.get(id))
-        && let Some(values) = form_values(form, stored)
+        && let Some(values) = form_values(script, form, stored)
     {
         let context = SubmissionContext {
             client: stored.origin.ip.as_deref().and_then(|ip| ip.parse().ok()).map(ClientIp),
@@ -84,15 +84,18 @@ pub async fn settle(
     Ok(())
 }
 
-/// The session's answers as a submission of `form`, once every field the form requires has one:
-/// the fields the form knows, where the conversation started, and the session id as the
-/// submission id.
-fn form_values(form: &FormDefinition, stored: &Stored) -> Option<Map<String, Value>> {
+/// The session's answers as a submission of `form`, once it has what the form needs: every
+/// required field, and the consent when the script asks for it (the capture happens once, so a
+/// consent asked after the email must be waited for, or it would never be recorded). Then: the
+/// fields the form knows, where the conversation started, and the session id as the submission id.
+fn form_values(script: &BotScript, form: &FormDefinition, stored: &Stored) -> Option<Map<String, Value>> {
     let answers = stored.session.answers_by_field();
     let consent_field = form.consent.as_ref().map(|c| c.field.as_str());
+    let asked = |field: &str| script.nodes.iter().any(|node| node.field.as_deref() == Some(field));
     let required = form.fields.iter().filter(|f| f.required).map(|f| f.name.as_str());
-    let consent_required = form.consent.as_ref().filter(|c| c.required).map(|c| c.field.as_str());
-    if !required.chain(consent_required).all(|name| answers.contains_key(name)) || !answers.contains_key("email") {
+    let consent_needed =
+        consent_field.filter(|field| form.consent.as_ref().is_some_and(|c| c.required) || asked(field));
+    if !required.chain(consent_needed).all(|name| answers.contains_key(name)) || !answers.contains_key("email") {
         return None;
     }
     let mut values: Map<String, Value> = answers
