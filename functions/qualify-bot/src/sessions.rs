@@ -15,7 +15,7 @@ use voronka_domain::campaigns::form::{TRACKING_FIELDS, single_text};
 use voronka_domain::errors::FieldError;
 use voronka_domain::model::attribution::{CLICK_ID_FIELDS, UTM_FIELDS};
 use voronka_domain::model::event::is_valid_client_id;
-use voronka_domain::repo::bot_sessions::{DEFAULT_SESSION_TTL, SessionOrigin};
+use voronka_domain::repo::bot_sessions::SessionOrigin;
 use voronka_domain::repo::{BotSessions, SessionWriteError, StoredBotSession};
 use voronka_domain::signing::keyed_digest;
 
@@ -225,8 +225,8 @@ async fn start_session(
     Ok(body.to_string())
 }
 
-fn session_ttl(_state: &AppState) -> SignedDuration {
-    DEFAULT_SESSION_TTL
+fn session_ttl(state: &AppState) -> SignedDuration {
+    SignedDuration::from_hours(i64::from(state.campaigns.settings.bots.session_ttl_hours))
 }
 
 fn is_session_id(id: &str) -> bool {
