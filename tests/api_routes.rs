@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 type Routes = BTreeSet<(String, String)>;
+/// Routes named by the function that serves them: (function, method, path).
+type FunctionRoutes = BTreeSet<(String, String, String)>;
 
 fn template_text() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
@@ -75,7 +77,7 @@ fn served_by_function() -> BTreeMap<&'static str, Routes> {
 
 /// Routes a router serves that the template does not route to its function, and the other way
 /// round, each as (function, method, path).
-fn differences(template: &str) -> (BTreeSet<(String, String, String)>, BTreeSet<(String, String, String)>) {
+fn differences(template: &str) -> (FunctionRoutes, FunctionRoutes) {
     let events = http_api_events(template);
     let served = served_by_function();
     let others: Vec<_> = events.keys().filter(|name| !served.contains_key(name.as_str())).collect();
@@ -83,7 +85,7 @@ fn differences(template: &str) -> (BTreeSet<(String, String, String)>, BTreeSet<
         others.is_empty(),
         "a function with HttpApi events ({others:?}) whose router is not compared here: add its route list"
     );
-    let (mut missing, mut extra) = (BTreeSet::new(), BTreeSet::new());
+    let (mut missing, mut extra) = (FunctionRoutes::new(), FunctionRoutes::new());
     for (function, served) in served {
         assert!(!served.is_empty(), "{function}'s router serves routes");
         let routed = events.get(function).cloned().unwrap_or_default();

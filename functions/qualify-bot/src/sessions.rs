@@ -145,12 +145,12 @@ fn read_start_fields(body: &Map<String, Value>) -> Result<Map<String, Value>, Ap
             Value::String(text) if text.chars().any(char::is_control) => {
                 errors.push(FieldError::new(name, "invalid_characters", "must not contain control characters"))
             }
-            Value::String(_) => match single_text(Some(value)) {
-                Ok(Some(text)) => {
+            Value::String(_) => {
+                // Blank is as good as absent.
+                if let Ok(Some(text)) = single_text(Some(value)) {
                     fields.insert(stored_as.to_string(), Value::String(text.trim().to_string()));
                 }
-                _ => {}
-            },
+            }
             _ => errors.push(FieldError::new(name, "invalid_type", "must be a string")),
         }
     }
