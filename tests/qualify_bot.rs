@@ -83,6 +83,10 @@ async fn a_qualified_b2b_conversation_ends_with_stage_sql_and_a_sales_email_with
     assert_eq!(contact.attributes["company_size"], "201+");
     assert_eq!(contact.first_touch.as_ref().and_then(|touch| touch.source.as_deref()), Some("google"));
     assert!(contact.email_consent().is_some_and(|c| c.allows_marketing()), "the chat's yes is a consent receipt");
+    let receipt = contact.consent_receipts.iter().find(|r| r.submission_id.as_deref() == Some(session.as_str()));
+    let receipt = receipt.expect("the receipt names the session as its submission");
+    assert_eq!(receipt.form_id.as_deref(), Some("bot"));
+    assert_eq!(receipt.ip.as_deref(), Some("192.0.2.10"), "the address that gave the consent");
 
     let sales = mail_to(&t, "sales@shop.example");
     assert_eq!(sales.len(), 1, "{:?}", outbox::entries(t.stack.outbox.dir()));

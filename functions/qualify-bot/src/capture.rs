@@ -34,6 +34,7 @@ pub async fn settle(
     state: &AppState,
     script: &BotScript,
     stored: &mut Stored,
+    client: Option<ClientIp>,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
     let mut changed = false;
@@ -41,13 +42,12 @@ pub async fn settle(
         && let Some(form) = script.form.as_ref().and_then(|id| state.campaigns.forms.get(id))
         && let Some(values) = form_values(script, form, stored)
     {
-        let context = SubmissionContext {
-            client: stored.origin.ip.as_deref().and_then(|ip| ip.parse().ok()).map(ClientIp),
-            user_agent: stored.origin.user_agent.clone(),
-            referer: None,
-            accept_language: None,
-            base_url: state.base_url(headers),
-        };
+        // The consent receipt names the request that completed the form (the consent's own
+        // answer, when the script asks for it), as a form's names its post.
+        let mut context = SubmissionContext::of_request(state, client, headers);
+        context.client =
+            context.client.or_else(|| stored.origin.ip.as_deref().and_then(|ip| ip.parse().ok()).map(ClientIp));
+        context.user_agent = context.user_agent.or_else(|| stored.origin.user_agent.clone());
         match submit_values(state, form, &values, &context, state.clock.now()).await {
             Ok(captured) => {
                 tracing::info!(session_id = %stored.session_id, contact_id = %captured.contact.id, "bot captured a contact");

@@ -324,7 +324,7 @@ pub async fn answer(
         Ok(o) => o,
         Err(e) => return e.into_response(),
     };
-    let response = match take_answer(&state, script, stored, &headers, body).await {
+    let response = match take_answer(&state, script, stored, client, &headers, body).await {
         Ok(body) => json_response(StatusCode::OK, body),
         Err(e) => e.into_response(),
     };
@@ -335,6 +335,7 @@ async fn take_answer(
     state: &AppState,
     script: &BotScript,
     mut stored: Stored,
+    client: Option<ClientIp>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<String, ApiError> {
@@ -362,7 +363,7 @@ async fn take_answer(
                 None => serde_json::to_string(&result).expect("answers serialise"),
             };
             // A retry finishes whatever the first delivery left undone.
-            capture::settle(state, script, &mut stored, headers).await?;
+            capture::settle(state, script, &mut stored, client, headers).await?;
             return Ok(body);
         }
         let body = serde_json::to_string(&result).expect("answers serialise");
@@ -371,7 +372,7 @@ async fn take_answer(
         stored.responses.insert(seq, body.clone());
         match sessions.save(&mut stored).await {
             Ok(()) => {
-                capture::settle(state, script, &mut stored, headers).await?;
+                capture::settle(state, script, &mut stored, client, headers).await?;
                 return Ok(body);
             }
             Err(SessionWriteError::Conflict) => {
