@@ -151,7 +151,7 @@ impl BotScript {
         self.nodes.iter().find(|n| n.id == id)
     }
 
-    /// Every locale the script speaks (those of its first question).
+    /// Whether the script speaks `locale`: its first question has a text in it.
     pub fn speaks(&self, locale: &str) -> bool {
         self.node(&self.start).is_some_and(|n| n.text.0.contains_key(locale))
     }
@@ -234,7 +234,6 @@ struct RawNode {
     reask: Option<Spanned<BTreeMap<String, String>>>,
     field: Option<Spanned<String>>,
     points: Option<Spanned<i64>>,
-    #[serde(default)]
     choices: Option<Spanned<Vec<RawChoice>>>,
     #[serde(default)]
     branches: Vec<RawBranch>,
