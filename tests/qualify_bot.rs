@@ -177,6 +177,11 @@ async fn a_repeated_answer_returns_the_same_body_and_another_value_for_it_is_ref
     let other = say(&t, &session, 1, json!("https://other.example")).await;
     assert_eq!(other.status, StatusCode::CONFLICT, "{}", other.text);
     assert_eq!(other.error_fields(), ["seq"]);
+    // Long after, past the responses the session keeps, the same bytes still.
+    for seq in 2..=12 {
+        assert_eq!(say(&t, &session, seq, json!("a dozen")).await.json()["accepted"], false);
+    }
+    assert_eq!(say(&t, &session, 1, json!("https://acme.example")).await.text, first.text);
 }
 
 #[tokio::test]
@@ -403,4 +408,22 @@ async fn one_session_and_one_address_are_rate_limited() {
         starts += 1;
         assert!(starts <= 30, "one address is limited within 31 starts a minute");
     }
+}
+
+#[tokio::test]
+async fn a_session_written_since_it_was_read_is_not_overwritten() {
+    use voronka_domain::bots::BotSession;
+    use voronka_domain::repo::{BotSessions, SessionWriteError, StoredBotSession};
+    let t = TestStack::new();
+    let (session, _) = start(&t, "b2b_demo", json!({})).await;
+    let sessions = BotSessions::new(t.stack.state.store.as_ref());
+    let mut first: StoredBotSession<BotSession> = sessions.load(&session).await.unwrap().unwrap();
+    let mut second: StoredBotSession<BotSession> = sessions.load(&session).await.unwrap().unwrap();
+    first.remember_response(1, "first".into());
+    sessions.save(&mut first).await.unwrap();
+    second.remember_response(1, "second".into());
+    assert!(matches!(sessions.save(&mut second).await, Err(SessionWriteError::Conflict)));
+    let stored: StoredBotSession<BotSession> = sessions.load(&session).await.unwrap().unwrap();
+    assert_eq!(stored.responses[&1], "first");
+    assert_eq!(stored.version, 2);
 }

@@ -358,6 +358,8 @@ async fn take_answer(
         let mut session = stored.session.clone();
         let result = bots::answer(script, &mut session, seq, &value, now).map_err(answer_error)?;
         if result.repeated {
+            // The kept bytes when this is one of the latest answers; an older one is rendered
+            // again from the conversation's record of it, which gives the same bytes.
             let body = match stored.responses.get(&seq) {
                 Some(body) => body.clone(),
                 None => serde_json::to_string(&result).expect("answers serialise"),
@@ -369,7 +371,7 @@ async fn take_answer(
         let body = serde_json::to_string(&result).expect("answers serialise");
         let before = stored.clone();
         stored.session = session;
-        stored.responses.insert(seq, body.clone());
+        stored.remember_response(seq, body.clone());
         match sessions.save(&mut stored).await {
             Ok(()) => {
                 capture::settle(state, script, &mut stored, client, headers).await?;

@@ -3,6 +3,10 @@
 //! sent for every answer's seq, so a repeated answer gets the same bytes back. Every write is
 //! version-checked: two answers racing for one seq cannot both be applied.
 //!
+//! Only the latest responses are kept (`KEPT_RESPONSES`): a client retries its last answer, and an
+//! older repeat is rendered again from the conversation's own record of each seq, so a visitor who
+//! is re-asked two hundred times cannot grow the item past DynamoDB's 400 KB.
+//!
 //! A session is answered until `expires_at`; the item itself lives a while longer (`ttl`), so an
 //! expired session is told apart from one that never existed (410, not 404).
 
@@ -19,9 +23,8 @@ use crate::ports::{Condition, Item, Key, Store, StoreError};
 pub const DEFAULT_SESSION_TTL: SignedDuration = SignedDuration::from_hours(24);
 /// How long an expired session is still known as expired before the table drops it.
 pub const EXPIRED_KEPT_FOR: SignedDuration = SignedDuration::from_hours(24 * 7);
-/// Most answers one session takes (re-asks included): keeps the item, with its stored responses,
-/// far below DynamoDB's 400 KB.
-pub const MAX_ANSWERS: u32 = 60;
+/// How many of the latest responses are kept byte for byte.
+pub const KEPT_RESPONSES: usize = 8;
 
 pub fn session_key(session_id: &str) -> Key {
     Key::new(format!("BOTSESSION#{session_id}"), "SESSION")
@@ -58,7 +61,7 @@ pub struct StoredBotSession<S> {
     pub origin: SessionOrigin,
     /// The conversation itself.
     pub session: S,
-    /// The body answered to each seq, byte for byte.
+    /// The body answered to each of the latest seqs, byte for byte.
     #[serde(default)]
     pub responses: BTreeMap<u32, String>,
     /// The contact the session's answers went to, once the form's fields were all answered.
@@ -98,9 +101,12 @@ impl<S> StoredBotSession<S> {
         now >= self.expires_at
     }
 
-    /// The seq the next new answer must carry.
-    pub fn next_seq(&self) -> u32 {
-        self.responses.keys().next_back().map_or(1, |last| last + 1)
+    /// Keeps `body` as the response to `seq`, dropping the oldest beyond `KEPT_RESPONSES`.
+    pub fn remember_response(&mut self, seq: u32, body: String) {
+        self.responses.insert(seq, body);
+        while self.responses.len() > KEPT_RESPONSES {
+            self.responses.pop_first();
+        }
     }
 }
 
@@ -169,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn the_next_seq_follows_the_last_response() {
+    fn only_the_latest_responses_are_kept_and_a_session_expires_at_its_time() {
         let mut stored = StoredBotSession::new(
             "s".into(),
             "b2b".into(),
@@ -178,10 +184,11 @@ mod tests {
             at("2026-01-01T00:00:00Z"),
             DEFAULT_SESSION_TTL,
         );
-        assert_eq!(stored.next_seq(), 1);
-        stored.responses.insert(1, "{}".into());
-        stored.responses.insert(2, "{}".into());
-        assert_eq!(stored.next_seq(), 3);
+        for seq in 1..=200 {
+            stored.remember_response(seq, format!("{{\"seq\":{seq}}}"));
+        }
+        assert_eq!(stored.responses.len(), KEPT_RESPONSES);
+        assert_eq!(stored.responses.keys().next(), Some(&(200 - KEPT_RESPONSES as u32 + 1)));
         assert!(!stored.is_expired(at("2026-01-01T23:59:59Z")));
         assert!(stored.is_expired(at("2026-01-02T00:00:00Z")));
     }
