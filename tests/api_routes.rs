@@ -1,12 +1,14 @@
-//! The HTTP API that exists on AWS is the one the router serves: every route of
-//! `lead_capture::routes()` is an `HttpApi` event of the function in `infra/template.yaml`, and
-//! the template routes nothing the router does not serve. A route added to the router and
-//! forgotten in the template (as the unsubscribe route once was) fails here.
+//! The HTTP API that exists on AWS is the one the routers serve: every route of
+//! `lead_capture::routes()` and `qualify_bot::routes()` is an `HttpApi` event of its own function
+//! in `infra/template.yaml`, and the template routes nothing a router does not serve. A route
+//! added to a router and forgotten in the template (as the unsubscribe route once was) fails here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 type Routes = BTreeSet<(String, String)>;
+/// Routes named by the function that serves them: (function, method, path).
+type FunctionRoutes = BTreeSet<(String, String, String)>;
 
 fn template_text() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
@@ -65,28 +67,43 @@ fn http_api_events(template: &str) -> BTreeMap<String, Routes> {
     events
 }
 
-/// Routes the router serves that the template does not route, and the other way round.
-fn differences(template: &str) -> (Routes, Routes) {
+/// Each HTTP function of the template, with the routes its router serves.
+fn served_by_function() -> BTreeMap<&'static str, Routes> {
+    BTreeMap::from([
+        ("LeadCaptureFunction", lead_capture::route_table().into_iter().collect()),
+        ("QualifyBotFunction", qualify_bot::route_table().into_iter().collect()),
+    ])
+}
+
+/// Routes a router serves that the template does not route to its function, and the other way
+/// round, each as (function, method, path).
+fn differences(template: &str) -> (FunctionRoutes, FunctionRoutes) {
     let events = http_api_events(template);
-    let others: Vec<_> = events.keys().filter(|name| *name != "LeadCaptureFunction").collect();
+    let served = served_by_function();
+    let others: Vec<_> = events.keys().filter(|name| !served.contains_key(name.as_str())).collect();
     assert!(
         others.is_empty(),
-        "only lead-capture serves HTTP today; a new function with HttpApi events ({others:?}) needs its \
-         own route list compared here"
+        "a function with HttpApi events ({others:?}) whose router is not compared here: add its route list"
     );
-    let routed = events.get("LeadCaptureFunction").cloned().unwrap_or_default();
-    let served: Routes = lead_capture::route_table().into_iter().collect();
-    assert!(!served.is_empty(), "the router serves routes");
-    let missing = served.difference(&routed).cloned().collect();
-    let extra = routed.difference(&served).cloned().collect();
+    let (mut missing, mut extra) = (FunctionRoutes::new(), FunctionRoutes::new());
+    for (function, served) in served {
+        assert!(!served.is_empty(), "{function}'s router serves routes");
+        let routed = events.get(function).cloned().unwrap_or_default();
+        let tagged = |(method, path): &(String, String)| (function.to_string(), method.clone(), path.clone());
+        missing.extend(served.difference(&routed).map(tagged));
+        extra.extend(routed.difference(&served).map(tagged));
+    }
     (missing, extra)
 }
 
 #[test]
 fn every_route_the_router_serves_is_routed_by_the_template_and_nothing_else() {
     let (missing, extra) = differences(&template_text());
-    assert!(missing.is_empty(), "served by lead-capture but not routed by infra/template.yaml: {missing:?}");
-    assert!(extra.is_empty(), "routed by infra/template.yaml but not served by lead-capture: {extra:?}");
+    assert!(
+        missing.is_empty(),
+        "served by a router but not routed to its function by infra/template.yaml: {missing:?}"
+    );
+    assert!(extra.is_empty(), "routed by infra/template.yaml but not served by that function's router: {extra:?}");
 }
 
 #[test]
@@ -104,7 +121,26 @@ fn the_parity_check_notices_a_route_removed_from_the_template() {
     let without = [&lines[..start], &lines[end..]].concat().join("\n");
     assert_ne!(without, template);
     let (missing, extra) = differences(&without);
-    assert_eq!(missing, Routes::from([("POST".to_string(), "/v1/unsubscribe".to_string())]));
+    let removed = ("LeadCaptureFunction".to_string(), "POST".to_string(), "/v1/unsubscribe".to_string());
+    assert_eq!(missing, BTreeSet::from([removed]));
+    assert!(extra.is_empty());
+}
+
+#[test]
+fn the_parity_check_notices_a_bot_route_removed_from_the_template() {
+    let template = template_text();
+    let lines: Vec<&str> = template.lines().collect();
+    let path_line = lines
+        .iter()
+        .position(|l| l.trim() == "Path: /v1/bot/sessions/{session_id}/answers")
+        .expect("the template routes the bot's answers");
+    let start = (0..path_line).rev().find(|&i| indent(lines[i]) == 8).unwrap();
+    let end = (start + 1..lines.len()).find(|&i| indent(lines[i]) <= 8).unwrap();
+    let without = [&lines[..start], &lines[end..]].concat().join("\n");
+    let (missing, extra) = differences(&without);
+    let method = lines[start + 1..end].iter().find_map(|l| value_of(l, "Method")).unwrap().to_string();
+    let removed = ("QualifyBotFunction".to_string(), method, "/v1/bot/sessions/{session_id}/answers".to_string());
+    assert_eq!(missing, BTreeSet::from([removed]));
     assert!(extra.is_empty());
 }
 
@@ -114,8 +150,10 @@ fn the_template_reader_finds_every_http_api_event() {
     let routed = &events["LeadCaptureFunction"];
     assert!(routed.contains(&("OPTIONS".to_string(), "/v1/events".to_string())));
     assert!(routed.contains(&("GET".to_string(), "/v1/forms/{form_id}".to_string())));
+    let bot = &events["QualifyBotFunction"];
+    assert!(bot.contains(&("OPTIONS".to_string(), "/v1/bot/{script_id}/sessions".to_string())));
     assert_eq!(
-        routed.len(),
+        events.values().map(BTreeSet::len).sum::<usize>(),
         template_text().lines().filter(|l| l.trim() == "Type: HttpApi").count(),
         "one route per HttpApi event"
     );

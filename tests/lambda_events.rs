@@ -1,5 +1,6 @@
-//! Every sample payload in `events/` goes through the Lambda entry point (`lead_capture::lambda`)
-//! exactly as API Gateway would deliver it, and answers the status `expectations.json` lists.
+//! Every sample payload in `events/` goes through the Lambda entry point (`lead_capture::lambda`,
+//! which qualify-bot's `main.rs` runs too) exactly as API Gateway would deliver it, and answers
+//! the status `expectations.json` lists.
 //! A sample without an expectation, or an expectation without a sample, fails the test.
 
 mod support;
@@ -35,6 +36,51 @@ async fn every_lead_capture_sample_answers_its_expected_status() {
             lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name} is not an API Gateway event: {e}"));
         let source_ip = lead_capture::lambda::client_ip(&request);
         assert!(source_ip.is_some(), "{name}: the client address comes from the request context");
+        let response = lead_capture::lambda::handle(router.clone(), request).await.unwrap();
+        assert_eq!(response.status().as_u16(), expectations[&name], "{name}: {:?}", response.body());
+    }
+}
+
+#[tokio::test]
+async fn every_qualify_bot_sample_answers_its_expected_status() {
+    use voronka_domain::repo::bot_sessions::{DEFAULT_SESSION_TTL, SessionOrigin};
+    use voronka_domain::repo::{BotSessions, StoredBotSession};
+
+    let dir = samples_dir("qualify-bot");
+    let expectations: BTreeMap<String, u16> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expectations.json")).unwrap()).unwrap();
+    let mut samples: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".json") && name != "expectations.json")
+        .collect();
+    samples.sort();
+    assert_eq!(samples, expectations.keys().cloned().collect::<Vec<_>>(), "every sample has one expectation");
+
+    let t = TestStack::new();
+    // The answer samples talk to this session, waiting for its first answer.
+    let now = voronka_domain::ports::Clock::now(t.clock.as_ref());
+    let script = &t.stack.state.campaigns.bots["b2b_demo"];
+    let started = voronka_domain::bots::start(script, Some("en"), now);
+    let mut stored = StoredBotSession::new(
+        format!("bs_{}1", "0".repeat(31)),
+        script.id.clone(),
+        started.session,
+        SessionOrigin::default(),
+        now,
+        DEFAULT_SESSION_TTL,
+    );
+    BotSessions::new(t.stack.state.store.as_ref()).save(&mut stored).await.unwrap();
+
+    let router = qualify_bot::router(t.stack.state.clone());
+    for name in samples {
+        let text = std::fs::read_to_string(dir.join(&name)).unwrap();
+        let request =
+            lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name} is not an API Gateway event: {e}"));
+        assert!(
+            lead_capture::lambda::client_ip(&request).is_some(),
+            "{name}: the client address comes from the request context"
+        );
         let response = lead_capture::lambda::handle(router.clone(), request).await.unwrap();
         assert_eq!(response.status().as_u16(), expectations[&name], "{name}: {:?}", response.body());
     }

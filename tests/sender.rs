@@ -159,6 +159,7 @@ fn request(key: &str, contact: &Contact, template: &str, class: SendClass, prior
         context: Map::new(),
         origin: SendOrigin::Journey { journey_id: "welcome".into(), step_id: "s1".into() },
         requested_at: Timestamp::from_second(1_800_000_000).unwrap(),
+        recipient: voronka_domain::model::Recipient::Contact,
     }
 }
 
@@ -179,6 +180,35 @@ async fn one_request_delivered_five_times_two_at_once_is_sent_once() {
     assert_eq!(f.ledger_state(&welcome.idempotency_key).await.unwrap().0, "sent");
     let events = f.t.drain_events().await;
     assert_eq!(events.iter().filter(|e| e.event_type == EventType::EmailSent).count(), 1);
+}
+
+#[tokio::test]
+async fn the_sales_inbox_hears_about_a_lead_whatever_the_leads_own_mail_status_once_per_key() {
+    let f = Fixture::new();
+    f.at_moscow(22, 0);
+    let contact = f
+        .contact("complained@example.com", |c| {
+            c.suppressions.insert(SuppressionReason::Complaint, Timestamp::UNIX_EPOCH);
+        })
+        .await;
+    let mut context = Map::new();
+    context.insert("script_id".into(), json!("b2b_demo"));
+    context.insert("conversation".into(), json!([{"speaker": "visitor", "text": "https://acme.example"}]));
+    let notification = SendRequest {
+        origin: SendOrigin::Bot { script_id: "b2b_demo".into(), session_id: "bs_1".into() },
+        context,
+        recipient: voronka_domain::model::Recipient::SalesInbox,
+        ..request("bot:bs_1:sales", &contact, "sales_notification", SendClass::Transactional, Priority::Transactional)
+    };
+    assert!(f.deliver(&notification).await.is_empty());
+    assert!(f.deliver(&notification).await.is_empty());
+    assert_eq!(f.ledger_state("bot:bs_1:sales").await.unwrap().0, "sent");
+    assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 1, "one email per key");
+    let mail = f.outbox();
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0].to.contains("sales@shop.example"), "{}", mail[0].to);
+    assert!(mail[0].list_unsubscribe.is_none());
+    assert!(f.eml(&mail[0]).lines().all(|l| !l.to_ascii_lowercase().contains("complained@")), "To: is the inbox");
 }
 
 #[tokio::test]

@@ -89,6 +89,7 @@ async fn five_deliveries_two_concurrent_make_exactly_one_ses_call() {
         context: Map::new(),
         origin: SendOrigin::Journey { journey_id: "welcome".into(), step_id: "s1".into() },
         requested_at: now,
+        recipient: voronka_domain::model::Recipient::Contact,
     };
     let delivery = || Delivery { message_id: "m".into(), body: serde_json::to_string(&request).unwrap() };
     let (a, b) =

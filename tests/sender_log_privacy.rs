@@ -61,6 +61,7 @@ async fn an_ses_rejection_naming_the_address_is_logged_and_stored_without_it() {
         context: Map::new(),
         origin: SendOrigin::Form { form_id: "newsletter".into(), submission_id: "s-1".into() },
         requested_at: now,
+        recipient: voronka_domain::model::Recipient::Contact,
     };
     let delivery = Delivery { message_id: "m-1".into(), body: serde_json::to_string(&request).unwrap() };
     assert!(sender::process_batch(&deps, vec![delivery]).await.is_empty(), "a rejection is final");

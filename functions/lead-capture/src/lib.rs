@@ -6,11 +6,11 @@
 
 mod confirm;
 mod events;
-mod http_util;
+pub mod http_util;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod pages;
-mod submissions;
+pub mod submissions;
 mod unsubscribe;
 
 use std::net::IpAddr;
@@ -57,12 +57,12 @@ impl std::ops::DerefMut for AppState {
 }
 
 impl AppState {
-    pub(crate) fn signer(&self) -> TokenSigner {
+    pub fn signer(&self) -> TokenSigner {
         self.secrets.token_signer()
     }
 
     /// The public URL of this API for a request: the configured one, else the request's host.
-    pub(crate) fn base_url(&self, headers: &http::HeaderMap) -> String {
+    pub fn base_url(&self, headers: &http::HeaderMap) -> String {
         if !self.public_base_url.is_empty() {
             return self.public_base_url.clone();
         }
@@ -72,7 +72,7 @@ impl AppState {
     }
 
     /// Pages served from the API's own host are always allowed, besides a form's allow-list.
-    pub(crate) fn is_own_origin(&self, origin: &str, headers: &http::HeaderMap) -> bool {
+    pub fn is_own_origin(&self, origin: &str, headers: &http::HeaderMap) -> bool {
         let base = self.base_url(headers);
         let base_origin = base.split('/').take(3).collect::<Vec<_>>().join("/");
         base_origin.eq_ignore_ascii_case(origin.trim_end_matches('/'))

@@ -13,7 +13,7 @@ use voronka_domain::errors::FieldError;
 use voronka_domain::model::event::is_valid_client_id;
 use voronka_domain::model::{
     AcceptedSubmission, Channel, ConsentReceipt, Contact, ContactRef, DoubleOptIn, Event, EventSource, EventType,
-    Priority, SendClass, SendOrigin, SendRequest, Touch,
+    Priority, Recipient, SendClass, SendOrigin, SendRequest, Touch,
 };
 use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
 use voronka_domain::repo::{ContactRepository, UpsertOutcome};
@@ -149,10 +149,62 @@ async fn handle(
         let decoy = state.ids.new_id("c", now);
         return Ok(Accepted { format, body: json!({ "contact_id": decoy, "status": "created" }) });
     }
-    let submission = accept(state, form, client, headers, &values, now)?;
+    let context = SubmissionContext::of_request(state, client, headers);
+    let captured = submit_values(state, form, &values, &context, now).await?;
+    Ok(Accepted { format, body: answer(&captured.contact, captured.outcome, &captured.submission_id) })
+}
+
+/// What a submission takes from the request that carried it, besides its fields: the consent
+/// receipt's IP and user agent, the landing page when the fields name none, the locale when the
+/// fields ask for none, and the host links in email point at.
+#[derive(Debug, Clone, Default)]
+pub struct SubmissionContext {
+    pub client: Option<ClientIp>,
+    pub user_agent: Option<String>,
+    pub referer: Option<String>,
+    pub accept_language: Option<String>,
+    /// The public URL of the API, without a trailing slash.
+    pub base_url: String,
+}
+
+impl SubmissionContext {
+    pub fn of_request(state: &AppState, client: Option<ClientIp>, headers: &HeaderMap) -> SubmissionContext {
+        let header_text =
+            |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        SubmissionContext {
+            client,
+            user_agent: header_text(header::USER_AGENT),
+            referer: header_text(header::REFERER),
+            accept_language: header_text(header::ACCEPT_LANGUAGE),
+            base_url: state.base_url(headers),
+        }
+    }
+}
+
+/// A submission stored, and what it did to its contact.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub contact: Contact,
+    pub outcome: UpsertOutcome,
+    pub submission_id: String,
+}
+
+/// A form's values, already read and past the rate and spam checks, become a contact: checked
+/// against the form (400 naming every field), deduplicated by address, with consent receipt,
+/// touch and anonymous id, and with everything it owes the queues queued before it returns. The
+/// form handler and the qualify bot both come through here, so a chat captures a contact exactly
+/// as a form does; a retry with the same `submission_id` field is applied once.
+pub async fn submit_values(
+    state: &AppState,
+    form: &FormDefinition,
+    values: &Map<String, Value>,
+    context: &SubmissionContext,
+    now: Timestamp,
+) -> Result<Captured, ApiError> {
+    let submission = accept(state, form, context, values, now)?;
     let (contact, outcome) = store(state, &submission).await?;
-    queue_follow_ups(state, form, headers, &contact, &submission).await?;
-    Ok(Accepted { format, body: answer(&contact, outcome, &submission.submission_id) })
+    queue_follow_ups(state, form, &context.base_url, &contact, &submission).await?;
+    Ok(Captured { contact, outcome, submission_id: submission.submission_id })
 }
 
 /// The body's fields, from JSON or a plain HTML form.
@@ -181,8 +233,7 @@ async fn enforce_rate_limits(
 fn accept(
     state: &AppState,
     form: &FormDefinition,
-    client: Option<ClientIp>,
-    headers: &HeaderMap,
+    context: &SubmissionContext,
     values: &Map<String, Value>,
     now: Timestamp,
 ) -> Result<AcceptedSubmission, ApiError> {
@@ -213,15 +264,11 @@ fn accept(
     };
 
     let submission_id = hidden_text(SUBMISSION_ID_FIELD).unwrap_or_else(|| state.ids.new_id("sub", now));
-    let locale = hidden_text("locale").or_else(|| {
-        headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split([',', ';']).next().unwrap_or("").to_string())
-    });
+    let locale = hidden_text("locale")
+        .or_else(|| (context.accept_language.as_deref()).map(|v| v.split([',', ';']).next().unwrap_or("").to_string()));
     let mut touch = Touch::from_fields(now, |name| hidden_text(name));
     if touch.landing_page.is_none() {
-        touch.landing_page = headers.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        touch.landing_page = context.referer.clone();
     }
     let consent = (form.consent.as_ref()).filter(|_| valid.consent_granted).map(|consent| ConsentReceipt {
         id: format!("cr_{submission_id}"),
@@ -229,11 +276,8 @@ fn accept(
         granted: true,
         at: now,
         form_id: Some(form.id.clone()),
-        ip: client.map(|c| c.0.to_string()),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(500).collect()),
+        ip: context.client.map(|c| c.0.to_string()),
+        user_agent: context.user_agent.as_ref().map(|ua| ua.chars().take(500).collect()),
         text_version: consent.text_version.clone(),
         double_opt_in: form.double_opt_in,
         submission_id: Some(submission_id.clone()),
@@ -288,7 +332,7 @@ async fn store(state: &AppState, submission: &AcceptedSubmission) -> Result<(Con
 async fn queue_follow_ups(
     state: &AppState,
     form: &FormDefinition,
-    headers: &HeaderMap,
+    base_url: &str,
     contact: &Contact,
     submission: &AcceptedSubmission,
 ) -> Result<(), ApiError> {
@@ -296,9 +340,8 @@ async fn queue_follow_ups(
     let owed_confirmations = contact.follow_ups.unqueued_confirmations();
     let mut sends = Vec::new();
     if contact.awaits_confirmation() {
-        let base_url = state.base_url(headers);
         for receipt_id in &owed_confirmations {
-            sends.push(confirmation_request(state, &base_url, contact, form, receipt_id, submission_id, now));
+            sends.push(confirmation_request(state, base_url, contact, form, receipt_id, submission_id, now));
         }
     }
     let lead_created_by = contact.follow_ups.lead_created_by.clone();
@@ -437,6 +480,7 @@ fn confirmation_request(
         context,
         origin: SendOrigin::Form { form_id: form.id.clone(), submission_id: submission_id.to_string() },
         requested_at: now,
+        recipient: Recipient::Contact,
     };
     OutgoingMessage::new("0", serde_json::to_string(&request).expect("send requests serialise"))
 }
@@ -487,17 +531,13 @@ fn submission_events(
 }
 
 /// Puts one of Voronka's own events on the `events` queue.
-pub(crate) async fn enqueue_event(state: &AppState, event: &Event) -> Result<(), ApiError> {
+pub async fn enqueue_event(state: &AppState, event: &Event) -> Result<(), ApiError> {
     let message = OutgoingMessage::new("0", serde_json::to_string(event).expect("events serialise"));
     enqueue(state, QueueName::Events, vec![message]).await
 }
 
 /// Puts messages on a queue; any message refused makes the whole request retryable.
-pub(crate) async fn enqueue(
-    state: &AppState,
-    queue: QueueName,
-    messages: Vec<OutgoingMessage>,
-) -> Result<(), ApiError> {
+pub async fn enqueue(state: &AppState, queue: QueueName, messages: Vec<OutgoingMessage>) -> Result<(), ApiError> {
     if messages.is_empty() {
         return Ok(());
     }

@@ -14,7 +14,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 use voronka_domain::campaigns::templates::TemplateSet;
 use voronka_domain::deps::Deps;
-use voronka_domain::model::{Contact, Event, EventType, Priority, SendClass, SendRequest};
+use voronka_domain::model::{Contact, EmailAddress, Event, EventType, Priority, Recipient, SendClass, SendRequest};
 use voronka_domain::ports::{
     BatchHandler, Delivery, MAX_DELAY, MailError, Mailer, OutgoingEmail, OutgoingMessage, QueueName, send_all,
 };
@@ -191,7 +191,11 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
         Ok(None) => return block(BlockReason::ContactNotFound).await,
         Err(error) => return release(ledger, key, attempt, error.to_string()).await,
     };
-    if let Err(reason) = check_recipient(&contact, request.class) {
+    // The sales inbox is told about the contact; the contact's consent and suppressions are about
+    // mail to them.
+    if request.recipient == Recipient::Contact
+        && let Err(reason) = check_recipient(&contact, request.class)
+    {
         return block(reason).await;
     }
     let cancel = |reason: CancelReason| async move {
@@ -398,11 +402,24 @@ fn compose(
     now: Timestamp,
 ) -> Result<OutgoingEmail, BlockReason> {
     let settings = &deps.campaigns.settings.sending;
-    let to = contact.email.as_ref().ok_or(BlockReason::NoEmailAddress)?;
+    let sales_address;
+    let to = match request.recipient {
+        Recipient::Contact => contact.email.as_ref().ok_or(BlockReason::NoEmailAddress)?,
+        Recipient::SalesInbox => {
+            let configured = settings.sales_address.as_deref().ok_or(BlockReason::NoSalesAddress)?;
+            sales_address = EmailAddress::parse(configured).map_err(|_| BlockReason::NoSalesAddress)?;
+            &sales_address
+        }
+    };
     let context = template_context(deps, request, contact, now);
+    // The sales inbox reads the installation's language, not the lead's.
+    let locale = match request.recipient {
+        Recipient::Contact => &contact.locale,
+        Recipient::SalesInbox => &deps.campaigns.settings.default_locale,
+    };
     let rendered = deps
         .templates
-        .render(&request.template, &contact.locale, &context)
+        .render(&request.template, locale, &context)
         .map_err(|e| BlockReason::TemplateError(Redacted::new(&e.to_string())))?;
     let unsubscribe = (request.class == SendClass::Marketing).then(|| unsubscribe_url(deps, &contact.id, now));
     let message_id = SendRequest::send_tag(&request.idempotency_key);
@@ -416,7 +433,7 @@ fn compose(
         from_name: &settings.from_name,
         from_address: &settings.from_address,
         reply_to: settings.reply_to.as_deref(),
-        to_name: Some(full_name.as_str()).filter(|n| !n.is_empty()),
+        to_name: Some(full_name.as_str()).filter(|n| !n.is_empty() && request.recipient == Recipient::Contact),
         to_address: to.as_typed(),
         unsubscribe_url: unsubscribe.as_deref(),
         message_id: &message_id,
@@ -428,12 +445,20 @@ fn compose(
         from: settings.from_address.clone(),
         to: to.as_typed().to_string(),
         raw,
-        tags: vec![
-            ("contact_id".into(), contact.id.clone()),
-            ("template".into(), request.template.clone()),
-            ("send".into(), message_id),
-        ],
+        tags: mail_tags(request, &contact.id, message_id),
     })
+}
+
+/// The SES tags of a message. Feedback finds its contact by the `contact_id` tag, so mail to the
+/// sales inbox carries none: the sales team opening it is not the contact engaging.
+fn mail_tags(request: &SendRequest, contact_id: &str, message_id: String) -> Vec<(String, String)> {
+    let mut tags = Vec::new();
+    if request.recipient == Recipient::Contact {
+        tags.push(("contact_id".into(), contact_id.to_string()));
+    }
+    tags.push(("template".into(), request.template.clone()));
+    tags.push(("send".into(), message_id));
+    tags
 }
 
 /// Queues `email_sent` for a sent message and records that it is queued; `done` is the outcome
@@ -469,6 +494,9 @@ async fn emit_sent(
     properties.insert("idempotency_key".into(), json!(request.idempotency_key));
     properties.insert("class".into(), json!(request.class));
     properties.insert("origin".into(), serde_json::to_value(&request.origin).unwrap_or(Value::Null));
+    if request.recipient != Recipient::Contact {
+        properties.insert("recipient".into(), json!(request.recipient));
+    }
     let event_id = format!("sent:{}", request.idempotency_key);
     let event = Event::internal(event_id, EventType::EmailSent, &request.contact_id, sent_at, sent_at, properties);
     let message = OutgoingMessage::new("0", serde_json::to_string(&event).map_err(|e| e.to_string())?);

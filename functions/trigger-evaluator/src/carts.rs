@@ -310,6 +310,7 @@ pub async fn on_step(
         context,
         origin: SendOrigin::Cart { cart_id: cart_id.to_string(), step: number },
         requested_at: now,
+        recipient: voronka_domain::model::Recipient::Contact,
     };
     effects.due.push(DueItem {
         id: due::ids::cart_send(cart_id, cart.activity, number),

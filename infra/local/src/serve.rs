@@ -1,5 +1,5 @@
-//! `voronka serve`: the HTTP API on localhost with the same handlers as on Lambda, plus a demo
-//! shop page with real HTML forms.
+//! `voronka serve`: the HTTP API on localhost with the same handlers as on Lambda (lead-capture's
+//! and the qualify bot's), plus a demo shop page with real HTML forms.
 
 use std::net::SocketAddr;
 
@@ -22,7 +22,11 @@ pub fn app(state: AppState, outbox_dir: std::path::PathBuf) -> Router {
         .route("/outbox", get(crate::outbox::list))
         .route("/outbox/{file}", get(crate::outbox::show))
         .with_state(outbox_dir);
-    lead_capture::router(state).merge(local).merge(outbox).layer(axum::middleware::from_fn(client_ip_from_socket))
+    lead_capture::router(state.clone())
+        .merge(qualify_bot::routes_router(state))
+        .merge(local)
+        .merge(outbox)
+        .layer(axum::middleware::from_fn(client_ip_from_socket))
 }
 
 /// Puts the socket's peer address where the handlers look for the client (on Lambda, the

@@ -24,6 +24,22 @@ struct RawSettings {
     #[serde(default)]
     attribution: AttributionSettings,
     carts: CartSettings,
+    #[serde(default)]
+    bots: Option<Spanned<BotSettings>>,
+}
+
+/// The qualification bot's conversations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotSettings {
+    /// How long a conversation can be answered after it started.
+    pub session_ttl_hours: u32,
+}
+
+impl Default for BotSettings {
+    fn default() -> Self {
+        BotSettings { session_ttl_hours: 24 }
+    }
 }
 
 /// Abandoned carts: when a cart counts as abandoned, and the reminder sequence.
@@ -76,6 +92,9 @@ struct RawSending {
     from_name: String,
     from_address: Spanned<String>,
     reply_to: Option<Spanned<String>>,
+    /// Where notifications about leads go (a qualified bot conversation); none: nothing is sent.
+    #[serde(default)]
+    sales_address: Option<Spanned<String>>,
     shop_name: String,
     shop_url: Spanned<String>,
     marketing_per_day: u32,
@@ -98,6 +117,8 @@ pub struct SendingSettings {
     pub from_name: String,
     pub from_address: String,
     pub reply_to: Option<String>,
+    /// The sales inbox: notifications about leads, never marketing.
+    pub sales_address: Option<String>,
     pub shop_name: String,
     pub shop_url: String,
     pub marketing_per_day: u32,
@@ -209,6 +230,7 @@ pub struct Settings {
     pub segments: crate::journeys::Segments,
     pub attribution: AttributionSettings,
     pub carts: CartSettings,
+    pub bots: BotSettings,
 }
 
 impl Settings {
@@ -257,8 +279,11 @@ impl Settings {
         };
         let quiet_start = time("quiet_hours_start", &sending.quiet_hours_start);
         let quiet_end = time("quiet_hours_end", &sending.quiet_hours_end);
-        for (field, address) in [("from_address", Some(&sending.from_address)), ("reply_to", sending.reply_to.as_ref())]
-        {
+        for (field, address) in [
+            ("from_address", Some(&sending.from_address)),
+            ("reply_to", sending.reply_to.as_ref()),
+            ("sales_address", sending.sales_address.as_ref()),
+        ] {
             if let Some(address) = address
                 && crate::model::EmailAddress::parse(address.get_ref()).is_err()
             {
@@ -323,6 +348,11 @@ impl Settings {
         if sending.max_send_rate_per_second.is_nan() || sending.max_send_rate_per_second <= 0.0 {
             error("sending.max_send_rate_per_second", sending.shop_url.span(), "must be greater than 0".into());
         }
+        if let Some(bots) = &raw.bots
+            && !(1..=24 * 30).contains(&bots.get_ref().session_ttl_hours)
+        {
+            error("bots.session_ttl_hours", bots.span(), "must be between 1 and 720 hours (30 days)".into());
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -330,6 +360,7 @@ impl Settings {
             from_name: raw.sending.from_name.clone(),
             from_address: raw.sending.from_address.get_ref().clone(),
             reply_to: raw.sending.reply_to.as_ref().map(|r| r.get_ref().clone()),
+            sales_address: raw.sending.sales_address.as_ref().map(|r| r.get_ref().clone()),
             shop_name: raw.sending.shop_name.clone(),
             shop_url: raw.sending.shop_url.get_ref().clone(),
             marketing_per_day: raw.sending.marketing_per_day,
@@ -354,6 +385,7 @@ impl Settings {
             segments: raw.segments,
             attribution: raw.attribution,
             carts: raw.carts,
+            bots: raw.bots.map(Spanned::into_inner).unwrap_or_default(),
         })
     }
 
@@ -388,4 +420,40 @@ fn is_locale_tag(tag: &str) -> bool {
         && tag
             .split(['-', '_'])
             .all(|part| !part.is_empty() && part.len() <= 8 && part.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../../../campaigns/settings.toml");
+
+    #[test]
+    fn the_shipped_settings_name_a_sales_inbox_and_a_bot_session_lifetime() {
+        let settings = Settings::parse("settings.toml", SHIPPED).unwrap();
+        assert_eq!(settings.sending.sales_address.as_deref(), Some("sales@shop.example"));
+        assert_eq!(settings.bots.session_ttl_hours, 24);
+    }
+
+    #[test]
+    fn a_bad_sales_address_or_session_lifetime_is_reported_with_its_line() {
+        let text = SHIPPED
+            .replace("sales_address = \"sales@shop.example\"", "sales_address = \"sales at shop\"")
+            .replace("session_ttl_hours = 24", "session_ttl_hours = 0");
+        let errors = Settings::parse("settings.toml", &text).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["sending.sales_address", "bots.session_ttl_hours"]);
+        let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        assert_eq!(errors[0].line, Some(line_of("sales_address =")));
+        assert!(errors[1].line.is_some_and(|line| line >= line_of("[bots]")));
+    }
+
+    #[test]
+    fn settings_without_the_new_keys_still_load() {
+        let text = SHIPPED.replace("sales_address = \"sales@shop.example\"\n", "");
+        let text = &text[..text.find("[bots]").unwrap()];
+        let settings = Settings::parse("settings.toml", text).unwrap();
+        assert_eq!(settings.sending.sales_address, None);
+        assert_eq!(settings.bots.session_ttl_hours, 24);
+    }
 }

@@ -274,6 +274,7 @@ fn run_steps(
                     context,
                     origin: SendOrigin::Journey { journey_id: journey.id.clone(), step_id: step.id.clone() },
                     requested_at: now,
+                    recipient: crate::model::Recipient::Contact,
                 };
                 effects.due.push(DueItem {
                     id: due::ids::send(&key),

@@ -22,5 +22,5 @@ pub use event::{ContactRef, Event, EventSource, EventTrust, EventType};
 pub use follow_ups::{ConfirmationLimit, SubmissionFollowUps};
 pub use payload::{CartAction, CartChange, CartLine, DueWorkPayload, MailFacts, PayloadError, Purchase};
 pub use phone::{PhoneError, PhoneNumber};
-pub use send::{Priority, SendClass, SendOrigin, SendRequest};
+pub use send::{Priority, Recipient, SendClass, SendOrigin, SendRequest};
 pub use submission::AcceptedSubmission;

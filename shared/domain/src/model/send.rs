@@ -36,6 +36,24 @@ pub enum SendOrigin {
     Bot { script_id: String, session_id: String },
 }
 
+/// Who a message goes to. Requests queued before there was a choice go to their contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recipient {
+    /// The contact's own address, under their consent and suppressions.
+    #[default]
+    Contact,
+    /// The installation's sales inbox (`sending.sales_address`), about the contact: no consent
+    /// or suppression of the contact's applies, and the message does not count as theirs.
+    SalesInbox,
+}
+
+impl Recipient {
+    pub fn is_contact(&self) -> bool {
+        *self == Recipient::Contact
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SendRequest {
     /// The sender's ledger key: one message per key, however often the request is delivered.
@@ -50,6 +68,8 @@ pub struct SendRequest {
     pub context: Map<String, Value>,
     pub origin: SendOrigin,
     pub requested_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Recipient::is_contact")]
+    pub recipient: Recipient,
 }
 
 impl SendRequest {

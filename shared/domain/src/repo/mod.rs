@@ -1,6 +1,7 @@
 //! Repositories: every access pattern written once, over the storage port.
 
 pub mod aggregates;
+pub mod bot_sessions;
 pub mod carts;
 pub mod consent_receipts;
 pub mod contacts;
@@ -27,6 +28,7 @@ pub fn anonymous_id_of(subject: &str) -> Option<&str> {
     subject.strip_prefix("anon:")
 }
 
+pub use bot_sessions::{BotSessions, SessionWriteError, StoredBotSession};
 pub use consent_receipts::ConsentReceipts;
 pub use contacts::{ContactRepository, RepoError, UpsertOutcome};
 pub use event_receipts::{EventClaim, EventReceipts};

@@ -252,6 +252,7 @@ mod tests {
             context: Default::default(),
             origin,
             requested_at: Timestamp::UNIX_EPOCH,
+            recipient: crate::model::Recipient::Contact,
         }
     }
 

@@ -17,6 +17,8 @@ use crate::sending::redact::Redacted;
 pub enum BlockReason {
     ContactNotFound,
     NoEmailAddress,
+    /// A message for the sales inbox, and the settings name none.
+    NoSalesAddress,
     NoMarketingConsent,
     ConsentNotConfirmed,
     Unsubscribed,
@@ -37,6 +39,7 @@ impl fmt::Display for BlockReason {
         match self {
             BlockReason::ContactNotFound => f.write_str("contact_not_found"),
             BlockReason::NoEmailAddress => f.write_str("no_email_address"),
+            BlockReason::NoSalesAddress => f.write_str("no_sales_address"),
             BlockReason::NoMarketingConsent => f.write_str("no_marketing_consent"),
             BlockReason::ConsentNotConfirmed => f.write_str("consent_not_confirmed"),
             BlockReason::Unsubscribed => f.write_str("unsubscribed"),

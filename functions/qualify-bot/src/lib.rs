@@ -1,0 +1,65 @@
+//! qualify-bot: a visitor's conversation with a bot script over HTTP.
+//!
+//! `sessions.rs` starts a conversation and takes its answers (the conversation's rules are the
+//! domain's `bots`); `capture.rs` turns the answers into a contact through lead-capture's own
+//! submission path and applies the conversation's outcome. `main.rs` runs the router on Lambda;
+//! the local stack serves the same routes next to lead-capture's.
+
+mod capture;
+mod sessions;
+
+use axum::Router;
+use axum::handler::Handler;
+use axum::routing::{MethodFilter, MethodRouter, on};
+use http::Method;
+use lead_capture::AppState;
+
+pub use sessions::SESSION_ID_PREFIX;
+
+/// One route: the method and path API Gateway must send here, and its handler.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("routes use standard methods");
+    Route { method, path, handler: on(filter, handler) }
+}
+
+/// Every route the bot serves; `tests/api_routes.rs` holds the template's `HttpApi` events of
+/// the QualifyBot function to this list.
+pub fn routes() -> Vec<Route> {
+    vec![
+        route(Method::POST, "/v1/bot/{script_id}/sessions", sessions::start),
+        route(Method::OPTIONS, "/v1/bot/{script_id}/sessions", sessions::start_preflight),
+        route(Method::POST, "/v1/bot/sessions/{session_id}/answers", sessions::answer),
+        route(Method::OPTIONS, "/v1/bot/sessions/{session_id}/answers", sessions::answer_preflight),
+    ]
+}
+
+/// The (method, path) of every route, as API Gateway spells them.
+pub fn route_table() -> Vec<(String, String)> {
+    routes().into_iter().map(|r| (r.method.to_string(), r.path.to_string())).collect()
+}
+
+/// The bot's routes alone, to merge into a router that answers everything else (the local stack
+/// merges them into lead-capture's).
+pub fn routes_router(state: AppState) -> Router {
+    routes().into_iter().fold(Router::new(), |router, r| router.route(r.path, r.handler)).with_state(state)
+}
+
+/// The bot's routes as the Lambda serves them: anything else is a JSON 404 or 405.
+pub fn router(state: AppState) -> Router {
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, r| router.route(r.path, r.handler))
+        .fallback(lead_capture::http_util::not_found)
+        .method_not_allowed_fallback(lead_capture::http_util::method_not_allowed)
+        .with_state(state)
+}
