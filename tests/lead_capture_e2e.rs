@@ -1,62 +1,16 @@
 //! End to end through `voronka serve`: the real binary, real HTTP on loopback, data in a folder
 //! that must survive the server being killed and started again.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::header;
 use serde_json::{Value, json};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_voronka");
+mod support;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(BINARY)
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data_dir)
-            .env_remove("PUBLIC_BASE_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("voronka serve starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "voronka serve did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Server { child, base }
-    }
-
-    /// Ends the server the hard way: what was acknowledged must already be on disk.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("voronka-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::serve::{BINARY, Server, data_dir};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()

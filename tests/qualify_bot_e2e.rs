@@ -1,47 +1,15 @@
 //! The qualification bot end to end through `voronka serve`: the real binary on loopback, its
 //! workers sending mail into the outbox folder, a conversation that survives a restart.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_voronka");
+mod support;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(BINARY)
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data_dir)
-            .env_remove("PUBLIC_BASE_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("voronka serve starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "voronka serve did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Server { child, base: format!("http://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::serve::{BINARY, Server, data_dir};
 
 async fn post(base: &str, path: &str, body: &Value) -> (StatusCode, Value) {
     let response = reqwest::Client::new()
@@ -53,13 +21,6 @@ async fn post(base: &str, path: &str, body: &Value) -> (StatusCode, Value) {
         .unwrap();
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("voronka-bot-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[tokio::test]

@@ -4,4 +4,5 @@
 pub mod doubles;
 pub mod inprocess;
 pub mod moto;
+pub mod serve;
 pub mod webdriver;

@@ -7,6 +7,7 @@
 
 mod capture;
 mod sessions;
+mod widget;
 
 use axum::Router;
 use axum::handler::Handler;
@@ -40,6 +41,8 @@ pub fn routes() -> Vec<Route> {
         route(Method::OPTIONS, "/v1/bot/{script_id}/sessions", sessions::start_preflight),
         route(Method::POST, "/v1/bot/sessions/{session_id}/answers", sessions::answer),
         route(Method::OPTIONS, "/v1/bot/sessions/{session_id}/answers", sessions::answer_preflight),
+        route(Method::GET, "/v1/bot/widget.js", widget::script),
+        route(Method::GET, "/v1/bot/widget.css", widget::styles),
     ]
 }
 
