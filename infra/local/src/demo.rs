@@ -70,10 +70,21 @@ pub struct DemoReport {
     pub emails_by_template: BTreeMap<String, u64>,
     pub scheduler_runs: usize,
     pub carts: CartReport,
+    pub bots: BotReport,
     pub contacts_by_channel: BTreeMap<String, usize>,
     pub requests: usize,
     pub wall_time_ms: u128,
     pub mean_request_micros: u128,
+}
+
+/// Conversations with the qualification bots, and how they ended.
+#[derive(Debug, Default, Serialize)]
+pub struct BotReport {
+    pub conversations: u64,
+    /// Answers the bot asked again (a mistyped address).
+    pub reasked: u64,
+    /// By outcome: qualified, nurture, disqualified.
+    pub outcomes: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -250,6 +261,72 @@ impl Driver {
             other => bail!("a submission answered {other}: {body}"),
         }
         Ok(status)
+    }
+
+    async fn post_json(&mut self, path: &str, body: &Value, ip: IpAddr) -> Result<(StatusCode, Value)> {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::to_vec(body)?))?;
+        self.call(request, ip).await
+    }
+
+    /// A conversation with one of the shipped bots through its HTTP routes, answering as a
+    /// person would: choices at random, now and then a mistyped address first. Returns the
+    /// address the bot captured, when the conversation reached an outcome.
+    async fn talk_to_bot(&mut self, visitor: &Visitor, rng: &mut StdRng) -> Result<Option<String>> {
+        let script = if rng.random_bool(0.6) { "b2b_demo" } else { "course_picker" };
+        let start = json!({"locale": if rng.random_bool(0.5) { "ru" } else { "en" },
+            "anonymous_id": visitor.anonymous_id, "page": "https://shop.example/"});
+        let (status, started) = self.post_json(&format!("/v1/bot/{script}/sessions"), &start, visitor.ip).await?;
+        match status {
+            StatusCode::CREATED => self.report.bots.conversations += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                self.report.rate_limited += 1;
+                return Ok(None);
+            }
+            other => bail!("starting a bot session answered {other}: {started}"),
+        }
+        let session = started["session_id"].as_str().unwrap_or_default().to_string();
+        let mut message = started["message"].clone();
+        let mut mistyped = false;
+        for seq in 1..=30u64 {
+            let input = &message["input"];
+            let value = match input["type"].as_str().unwrap_or("text") {
+                "choice" => {
+                    let choices = input["choices"].as_array().cloned().unwrap_or_default();
+                    let Some(pick) = choices.get(rng.random_range(0..choices.len().max(1))) else { break };
+                    pick["value"].clone()
+                }
+                "email" if !mistyped && rng.random_bool(0.1) => {
+                    mistyped = true;
+                    json!(visitor.email.replace('@', " at "))
+                }
+                "email" => json!(visitor.email),
+                "url" => json!(format!("https://{}.example", visitor.last_name.to_lowercase())),
+                "phone" => json!(format!("+7 916 {:03}-{:02}-{:02}", visitor.index % 1000, visitor.index % 100, 42)),
+                "number" => json!(rng.random_range(1..500)),
+                _ => json!(format!("{} {}", visitor.first_name, visitor.last_name)),
+            };
+            let path = format!("/v1/bot/sessions/{session}/answers");
+            let (status, answer) = self.post_json(&path, &json!({"seq": seq, "value": value}), visitor.ip).await?;
+            match status {
+                StatusCode::OK => {}
+                StatusCode::TOO_MANY_REQUESTS => {
+                    self.report.rate_limited += 1;
+                    return Ok(None);
+                }
+                other => bail!("a bot answer answered {other}: {answer}"),
+            }
+            if answer["accepted"] == json!(false) {
+                self.report.bots.reasked += 1;
+            }
+            if let Some(kind) = answer["outcome"]["kind"].as_str() {
+                *self.report.bots.outcomes.entry(kind.to_string()).or_default() += 1;
+                return Ok(Some(visitor.email.clone()));
+            }
+            message = answer["message"].clone();
+        }
+        bail!("a conversation with {script} reached no outcome in 30 answers")
     }
 
     /// A bot's submission: it must look accepted, and store nothing (checked at the end).
@@ -517,6 +594,14 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
             }
         }
 
+        // Some visitors talk to a qualification bot instead of filling a form.
+        if (0.35..0.45).contains(&roll) {
+            clock.advance(SignedDuration::from_secs(rng.random_range(30..300)));
+            if let Some(email) = driver.talk_to_bot(&visitor, &mut rng).await? {
+                driver.acknowledged.insert(EmailAddress::parse(&email)?.identity().to_string());
+            }
+        }
+
         // Returning visitors submit again, their address spelled differently.
         let (due, later): (Vec<_>, Vec<_>) = returning.into_iter().partition(|(at, _)| *at <= index);
         returning = later;
@@ -694,6 +779,13 @@ impl DemoReport {
             "  codes issued / redeemed      {:>7} / {}  ({:.0} ₽ discount cost)",
             c.codes_issued, c.codes_redeemed, c.discount_cost
         );
+        println!("Qualification bots");
+        println!("  conversations                {:>7}", self.bots.conversations);
+        println!("  answers asked again          {:>7}", self.bots.reasked);
+        for outcome in ["qualified", "nurture", "disqualified"] {
+            let n = self.bots.outcomes.get(outcome).copied().unwrap_or(0);
+            println!("  {outcome:<28} {n:>7}");
+        }
         println!("Emails sent by template");
         for (template, n) in &self.emails_by_template {
             println!("  {template:<28} {n:>7}");
