@@ -16,6 +16,7 @@ pub mod submission;
 pub use attribution::Touch;
 pub use cart::{Cart, CartItem, CartStatus};
 pub use consent::{Channel, Consent, ConsentReceipt, ConsentStatus, DoubleOptIn};
+pub use contact_events::ScoreMilestone;
 pub use contact::{Contact, IssuedCode, LifecycleStage, OrderSummary, SuppressionReason};
 pub use email::{EmailAddress, EmailError};
 pub use event::{ContactRef, Event, EventSource, EventTrust, EventType};
