@@ -15,6 +15,9 @@ pub use form::{ConsentDefinition, FieldDefinition, FieldType, FormDefinition};
 pub use settings::{SendingSettings, Settings};
 pub use templates::{TemplateDefinition, TemplateSet};
 
+/// The lead-scoring rules' file, at the top of the campaigns folder.
+pub const SCORING_FILE: &str = "scoring.toml";
+
 /// All problems found, so a marketer fixes them in one go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignErrors(pub Vec<CampaignError>);
@@ -47,11 +50,13 @@ pub struct Campaigns {
     pub forms: BTreeMap<String, FormDefinition>,
     pub templates: BTreeMap<String, TemplateDefinition>,
     pub journeys: BTreeMap<String, crate::journeys::Journey>,
+    /// `scoring.toml`; without the file nobody is scored.
+    pub scoring: Option<crate::scoring::ScoringRules>,
 }
 
 impl Campaigns {
-    /// Parses and checks every file: `settings.toml` (required), `forms/`, `templates/` and `journeys/`,
-    /// and the references between them.
+    /// Parses and checks every file: `settings.toml` (required), `scoring.toml` (optional),
+    /// `forms/`, `templates/` and `journeys/`, and the references between them.
     pub fn load(files: &[SourceFile]) -> Result<Campaigns, CampaignErrors> {
         let mut errors = Vec::new();
         let settings = match files.iter().find(|f| f.path == "settings.toml") {
@@ -104,8 +109,12 @@ impl Campaigns {
                 });
             }
         }
+        let scoring = files.iter().find(|f| f.path == SCORING_FILE).and_then(|file| {
+            crate::scoring::ScoringRules::parse(&file.path, &file.text).map_err(|mut e| errors.append(&mut e)).ok()
+        });
         if errors.is_empty() {
-            Ok(Campaigns { settings: settings.expect("settings parsed without errors"), forms, templates, journeys })
+            let settings = settings.expect("settings parsed without errors");
+            Ok(Campaigns { settings, forms, templates, journeys, scoring })
         } else {
             Err(CampaignErrors(errors))
         }
