@@ -178,3 +178,54 @@ async fn became_mql_from_outside_is_refused_even_signed() {
     let answer = t.post_events_answer(vec![forged], true).await;
     assert_eq!(answer.json()["results"][0]["code"], "reserved_type", "{}", answer.text);
 }
+
+/// An API Gateway (HTTP API, v2) request for the admin route, as API Gateway delivers it; with
+/// `iam`, the identity its IAM authoriser verified.
+fn api_gateway_request(contact_id: &str, iam: bool) -> lambda_http::Request {
+    let mut context = json!({
+        "accountId": "123456789012", "apiId": "a1b2c3d4e5",
+        "domainName": "a1b2c3d4e5.execute-api.eu-central-1.amazonaws.com", "domainPrefix": "a1b2c3d4e5",
+        "http": {"method": "GET", "path": format!("/v1/contacts/{contact_id}"), "protocol": "HTTP/1.1",
+                 "sourceIp": "198.51.100.23", "userAgent": "aws-cli"},
+        "requestId": "JKJaXmPLvHcESHA=", "routeKey": "GET /v1/contacts/{id}", "stage": "$default",
+        "time": "22/Nov/2026:10:00:00 +0000", "timeEpoch": 1795341600000u64,
+    });
+    if iam {
+        context["authorizer"] = json!({"iam": {"accessKey": "ASIAEXAMPLE", "accountId": "123456789012",
+            "callerId": "AROAEXAMPLE:ops", "principalOrgId": null,
+            "userArn": "arn:aws:sts::123456789012:assumed-role/voronka-ops/ops", "userId": "AROAEXAMPLE:ops"}});
+    }
+    let event = json!({
+        "version": "2.0", "routeKey": "GET /v1/contacts/{id}", "rawPath": format!("/v1/contacts/{contact_id}"),
+        "rawQueryString": "", "headers": {"host": "a1b2c3d4e5.execute-api.eu-central-1.amazonaws.com"},
+        "pathParameters": {"id": contact_id}, "requestContext": context, "isBase64Encoded": false,
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 event")
+}
+
+/// On Lambda the guard is the same code with the IAM strategy: a request carrying the identity
+/// API Gateway's authoriser verified passes; one without (a route the template forgot to protect)
+/// is refused, and a bearer header counts for nothing there.
+#[tokio::test]
+async fn on_lambda_the_guard_takes_the_iam_identity_from_the_request_context_and_nothing_else() {
+    let t = TestStack::new();
+    let id = lead(&t, "iam@example.com").await;
+    let mut state = t.stack.state.clone();
+    state.admin_access = lead_capture::admin::AdminAccess::IamAuthorizer;
+    let router = lead_capture::router(state);
+
+    let signed = api_gateway_request(&id, true);
+    assert!(lead_capture::lambda::iam_caller(&signed).is_some());
+    let answer = lead_capture::lambda::handle(router.clone(), signed).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK, "{:?}", answer.body());
+
+    let unsigned = api_gateway_request(&id, false);
+    let answer = lead_capture::lambda::handle(router.clone(), unsigned).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+
+    let mut with_key = api_gateway_request(&id, false);
+    let bearer = format!("Bearer {}", t.stack.admin_key);
+    with_key.headers_mut().insert(header::AUTHORIZATION, bearer.parse().unwrap());
+    let answer = lead_capture::lambda::handle(router, with_key).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "the local key means nothing behind IAM");
+}

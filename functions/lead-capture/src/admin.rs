@@ -77,7 +77,8 @@ pub async fn contact(State(state): State<AppState>, Path(id): Path<String>) -> R
         .map_err(|e| ApiError::internal("reading journey states for an admin", e))?;
     let now = state.clock.now();
     let score = state.campaigns.scoring.as_ref().map(|rules| {
-        let mut breakdown = serde_json::to_value(contact.score.breakdown(now, rules.half_life_days)).unwrap_or_default();
+        let mut breakdown =
+            serde_json::to_value(contact.score.breakdown(now, rules.half_life_days)).unwrap_or_default();
         breakdown["thresholds"] = json!({"mql": rules.thresholds.mql, "sql": rules.thresholds.sql});
         breakdown
     });

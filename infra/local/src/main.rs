@@ -122,7 +122,11 @@ async fn main() -> Result<()> {
                     } else {
                         let scoring = match &loaded.scoring {
                             Some(rules) => {
-                                format!("{} fit and {} engagement scoring rules", rules.fit.len(), rules.engagement.len())
+                                format!(
+                                    "{} fit and {} engagement scoring rules",
+                                    rules.fit.len(),
+                                    rules.engagement.len()
+                                )
                             }
                             None => "no scoring.toml (nobody is scored)".to_string(),
                         };

@@ -52,7 +52,10 @@ pub async fn run(stack: crate::stack::Stack, addr: SocketAddr) -> Result<()> {
     let state = stack.state.clone();
     // Where the admin key is, never the key itself: stdout may be a shared log.
     let admin_key_hint = match &stack.data_dir {
-        Some(dir) => format!("admin routes take `Authorization: Bearer $(cat {})`", dir.join(crate::stack::ADMIN_KEY_FILE).display()),
+        Some(dir) => format!(
+            "admin routes take `Authorization: Bearer $(cat {})`",
+            dir.join(crate::stack::ADMIN_KEY_FILE).display()
+        ),
         None => "admin routes take the in-memory stack's key".to_string(),
     };
     let outbox_dir = stack.outbox.dir().to_path_buf();

@@ -50,7 +50,10 @@ pub fn load_or_create_admin_key(data_dir: &Path, ids: &dyn IdGenerator) -> Resul
         let key = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let key = key.trim().to_string();
         if key.len() < MIN_ADMIN_KEY_CHARS || !key.chars().all(|c| c.is_ascii_graphic()) {
-            anyhow::bail!("{}: the admin key must be at least {MIN_ADMIN_KEY_CHARS} printable characters", path.display());
+            anyhow::bail!(
+                "{}: the admin key must be at least {MIN_ADMIN_KEY_CHARS} printable characters",
+                path.display()
+            );
         }
         return Ok(key);
     }

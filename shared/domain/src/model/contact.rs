@@ -464,7 +464,10 @@ mod tests {
         assert_eq!(contact.attributes.len(), MAX_ATTRIBUTES);
         assert_eq!(contact.tags.len(), MAX_TAGS);
         assert_eq!(contact.form_submissions.len(), MAX_FORMS_COUNTED);
-        assert_eq!(contact.score.entries.len(), crate::scoring::rules::MAX_RULES + crate::scoring::ledger::MAX_ENGAGEMENT_ENTRIES);
+        assert_eq!(
+            contact.score.entries.len(),
+            crate::scoring::rules::MAX_RULES + crate::scoring::ledger::MAX_ENGAGEMENT_ENTRIES
+        );
         let size = serde_json::to_vec(&contact).unwrap().len();
         assert!(size < 72 * 1024, "a contact at every bound takes {size} bytes");
         assert_eq!(

@@ -119,7 +119,12 @@ impl ScoringRules {
         for (i, rule) in rules.fit.iter().enumerate() {
             let at = |field: &str| format!("fit[{i}].{field}");
             let mut problem = |key: &str, field: String, message: String| {
-                errors.push(CampaignError { file: file.into(), line: line_in_table(text, "fit", i, key), field, message });
+                errors.push(CampaignError {
+                    file: file.into(),
+                    line: line_in_table(text, "fit", i, key),
+                    field,
+                    message,
+                });
             };
             if rule.attribute.trim().is_empty() {
                 problem("attribute", at("attribute"), "must name a contact attribute".into());
@@ -190,9 +195,9 @@ fn line_in_table(text: &str, table: &str, index: usize, key: &str) -> Option<usi
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.iter().enumerate().filter(|(_, line)| line.trim() == header).nth(index)?.0;
     let within = lines[start + 1..].iter().take_while(|line| !line.trim_start().starts_with('['));
-    let found = within.enumerate().find(|(_, line)| {
-        line.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
-    });
+    let found = within
+        .enumerate()
+        .find(|(_, line)| line.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')));
     Some(found.map_or(start, |(offset, _)| start + 1 + offset) + 1)
 }
 
@@ -246,10 +251,14 @@ reason = "viewed pricing"
 
     #[test]
     fn problems_name_file_line_and_field() {
-        let broken = RULES.replace("sql = 80", "sql = 40").replace("reason = \"gave a website\"", "reason = \"viewed pricing\"");
+        let broken =
+            RULES.replace("sql = 80", "sql = 40").replace("reason = \"gave a website\"", "reason = \"viewed pricing\"");
         let errors = ScoringRules::parse("scoring.toml", &broken).unwrap_err();
         let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert!(shown.contains(&"scoring.toml:5: `thresholds.sql`: must be more than mql (50)".to_string()), "{shown:?}");
+        assert!(
+            shown.contains(&"scoring.toml:5: `thresholds.sql`: must be more than mql (50)".to_string()),
+            "{shown:?}"
+        );
         assert!(shown.iter().any(|e| e.contains("`engagement[0].reason`")), "{shown:?}");
         let typo = ScoringRules::parse("scoring.toml", &RULES.replace("points = 5", "pionts = 5")).unwrap_err();
         assert_eq!(typo[0].field, "pionts");
