@@ -237,7 +237,7 @@ impl ScoreLedger {
                 event_id: None,
             });
         }
-        contributions.sort_by(|a, b| b.at.cmp(&a.at));
+        contributions.sort_by_key(|c| std::cmp::Reverse(c.at));
         let sum = |kind: ScoreKind| contributions.iter().filter(|c| c.kind == kind).map(|c| c.current_points).sum();
         let (fit, engagement): (f64, f64) = (sum(ScoreKind::Fit), sum(ScoreKind::Engagement));
         for contribution in &mut contributions {

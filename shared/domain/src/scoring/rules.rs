@@ -86,9 +86,15 @@ fn is_blank(value: &Value) -> bool {
 
 impl EngagementRule {
     /// Whether an event of this type with these properties earns the rule's points: every filter
-    /// equals the property (as journeys' `where` does).
+    /// equals the property, or a list holds it, as in journeys' `where`
+    /// (`journeys::definition::filters_match`, which sits above this module).
     pub fn matches(&self, event_type: &str, properties: &Map<String, Value>) -> bool {
-        self.event == event_type && self.filters.iter().all(|(key, wanted)| properties.get(key) == Some(wanted))
+        self.event == event_type
+            && self.filters.iter().all(|(key, wanted)| match (wanted, properties.get(key)) {
+                (Value::Array(options), Some(actual)) => options.contains(actual),
+                (wanted, Some(actual)) => wanted == actual,
+                (_, None) => false,
+            })
     }
 }
 
@@ -247,6 +253,10 @@ reason = "viewed pricing"
         let pricing = json!({"page_type": "pricing"});
         assert_eq!(rules.engagement_for("page_view", pricing.as_object().unwrap()).len(), 1);
         assert!(rules.engagement_for("page_view", json!({"page_type": "blog"}).as_object().unwrap()).is_empty());
+        assert!(rules.engagement_for("page_view", json!({}).as_object().unwrap()).is_empty());
+        let listed =
+            ScoringRules::parse("scoring.toml", &RULES.replace("\"pricing\" }", "[\"pricing\", \"plans\"] }")).unwrap();
+        assert_eq!(listed.engagement_for("page_view", json!({"page_type": "plans"}).as_object().unwrap()).len(), 1);
     }
 
     #[test]
