@@ -191,3 +191,30 @@ fn load_folder<T>(
     }
     loaded
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(scoring: Option<&str>) -> Vec<SourceFile> {
+        let mut files = vec![SourceFile {
+            path: "settings.toml".into(),
+            text: include_str!("../../../campaigns/settings.toml").into(),
+        }];
+        if let Some(text) = scoring {
+            files.push(SourceFile { path: SCORING_FILE.into(), text: text.into() });
+        }
+        files
+    }
+
+    #[test]
+    fn scoring_is_optional_and_a_broken_file_is_reported_with_file_line_and_field() {
+        assert!(Campaigns::load(&files(None)).unwrap().scoring.is_none(), "no file: nobody is scored");
+        let shipped = include_str!("../../../campaigns/scoring.toml");
+        let rules = Campaigns::load(&files(Some(shipped))).unwrap().scoring.expect("the shipped rules load");
+        assert_eq!((rules.thresholds.mql, rules.thresholds.sql), (50, 80));
+        let broken = shipped.replace("half_life_days = 14", "half_life_days = 0");
+        let errors = Campaigns::load(&files(Some(&broken))).unwrap_err().to_string();
+        assert!(errors.starts_with("scoring.toml:6: `half_life_days`:"), "{errors}");
+    }
+}
