@@ -229,3 +229,24 @@ async fn on_lambda_the_guard_takes_the_iam_identity_from_the_request_context_and
     let answer = lead_capture::lambda::handle(router, with_key).await.unwrap();
     assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "the local key means nothing behind IAM");
 }
+
+/// `voronka serve` creates the admin key on first start, readable by its owner only, and reads the
+/// same key on every later start; a key file too short to be a secret stops start-up.
+#[test]
+fn the_local_admin_key_is_created_once_and_kept_private() {
+    use voronka_local::stack::{ADMIN_KEY_FILE, load_or_create_admin_key};
+    let dir = support::inprocess::TempFolder::new("admin-key");
+    let ids = voronka_domain::ports::RandomIds;
+    let key = load_or_create_admin_key(dir.path(), &ids).unwrap();
+    assert_eq!(key.len(), 64, "256 random bits in hex");
+    assert_eq!(load_or_create_admin_key(dir.path(), &ids).unwrap(), key, "the same key after a restart");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(ADMIN_KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    std::fs::write(dir.path().join(ADMIN_KEY_FILE), "short\n").unwrap();
+    let refused = load_or_create_admin_key(dir.path(), &ids).unwrap_err().to_string();
+    assert!(refused.contains("at least 32"), "{refused}");
+}
