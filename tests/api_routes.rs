@@ -24,13 +24,21 @@ fn value_of<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     Some(rest.trim().trim_matches('"').trim_matches('\''))
 }
 
-/// The `HttpApi` events of every resource, as (method, path), read line by line: the template's
-/// CloudFormation tags (`!Ref`, `!GetAtt`, `!If`) are no YAML a plain parser accepts, and only
-/// the event blocks matter here. Each `Type: HttpApi` starts an event whose `Method` and `Path`
-/// follow at a deeper or equal indent, before the block ends.
-fn http_api_events(template: &str) -> BTreeMap<String, Routes> {
+/// One `HttpApi` event: its resource, method, path and authoriser (`Auth: Authorizer:`), if any.
+struct HttpApiEvent {
+    resource: String,
+    method: String,
+    path: String,
+    authorizer: Option<String>,
+}
+
+/// The `HttpApi` events of every resource, read line by line: the template's CloudFormation tags
+/// (`!Ref`, `!GetAtt`, `!If`) are no YAML a plain parser accepts, and only the event blocks matter
+/// here. Each `Type: HttpApi` starts an event whose `Method`, `Path` and `Authorizer` follow at a
+/// deeper or equal indent, before the block ends.
+fn http_api_event_blocks(template: &str) -> Vec<HttpApiEvent> {
     let lines: Vec<&str> = template.lines().collect();
-    let mut events: BTreeMap<String, Routes> = BTreeMap::new();
+    let mut events = Vec::new();
     let mut resource = String::new();
     let mut in_resources = false;
     for (i, line) in lines.iter().enumerate() {
@@ -51,18 +59,28 @@ fn http_api_events(template: &str) -> BTreeMap<String, Routes> {
         // The event's name is the line above `Type`, one level out; its block ends where the
         // indent drops back to that level.
         let event_indent = indent(line).saturating_sub(2);
-        let (mut method, mut path) = (None, None);
+        let (mut method, mut path, mut authorizer) = (None, None, None);
         for next in lines[i + 1..].iter().filter(|l| !l.trim().is_empty()) {
             if indent(next) <= event_indent {
                 break;
             }
             method = method.or(value_of(next, "Method").map(str::to_ascii_uppercase));
             path = path.or(value_of(next, "Path").map(str::to_string));
+            authorizer = authorizer.or(value_of(next, "Authorizer").map(str::to_string));
         }
         let (Some(method), Some(path)) = (method, path) else {
             panic!("template line {}: an HttpApi event of {resource} without Method and Path", i + 1);
         };
-        events.entry(resource.clone()).or_default().insert((method, path));
+        events.push(HttpApiEvent { resource: resource.clone(), method, path, authorizer });
+    }
+    events
+}
+
+/// The `HttpApi` events of every resource, as (method, path).
+fn http_api_events(template: &str) -> BTreeMap<String, Routes> {
+    let mut events: BTreeMap<String, Routes> = BTreeMap::new();
+    for event in http_api_event_blocks(template) {
+        events.entry(event.resource).or_default().insert((event.method, event.path));
     }
     events
 }
@@ -156,5 +174,26 @@ fn the_template_reader_finds_every_http_api_event() {
         events.values().map(BTreeSet::len).sum::<usize>(),
         template_text().lines().filter(|l| l.trim() == "Type: HttpApi").count(),
         "one route per HttpApi event"
+    );
+}
+
+/// Admin routes are guarded twice on AWS: API Gateway's IAM authoriser, then the function's guard,
+/// which refuses a request without the IAM identity the authoriser leaves. Every admin route must
+/// carry `Authorizer: AWS_IAM`, and no public route may (a form post cannot sign with SigV4).
+#[test]
+fn every_admin_route_and_only_admin_routes_take_iam_authorisation_in_the_template() {
+    let admin: Routes = lead_capture::admin_route_table().into_iter().collect();
+    assert!(admin.contains(&("GET".to_string(), "/v1/contacts/{id}".to_string())));
+    for event in http_api_event_blocks(&template_text()) {
+        let route = (event.method.clone(), event.path.clone());
+        if admin.contains(&route) {
+            assert_eq!(event.authorizer.as_deref(), Some("AWS_IAM"), "admin route {route:?} without IAM auth");
+        } else {
+            assert_eq!(event.authorizer, None, "public route {route:?} with an authoriser");
+        }
+    }
+    assert!(
+        template_text().contains("EnableIamAuthorizer: true"),
+        "SAM takes AWS_IAM on an event only with EnableIamAuthorizer on the API"
     );
 }

@@ -4,18 +4,21 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-/// Content folders; everything in them is bundled. `settings.toml` sits at the top.
+/// Content folders; everything in them is bundled. `settings.toml` and `scoring.toml` sit at the top.
 const FOLDERS: [&str; 4] = ["forms", "templates", "journeys", "bots"];
+const TOP_FILES: [&str; 2] = ["settings.toml", "scoring.toml"];
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let mut files = vec![root.join("settings.toml")];
+    let mut files: Vec<PathBuf> = TOP_FILES.iter().map(|name| root.join(name)).filter(|path| path.exists()).collect();
     for folder in FOLDERS {
         let dir = root.join(folder);
         println!("cargo:rerun-if-changed={}", dir.display());
         collect(&dir, &mut files);
     }
-    println!("cargo:rerun-if-changed={}", root.join("settings.toml").display());
+    for name in TOP_FILES {
+        println!("cargo:rerun-if-changed={}", root.join(name).display());
+    }
     files.sort();
     let mut code = String::from(
         "/// Every campaign file: (path relative to the campaigns folder, text).\npub static FILES: &[(&str, &str)] = &[\n",

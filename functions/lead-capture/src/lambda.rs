@@ -6,6 +6,7 @@ use lambda_http::{Body, Error, Request, RequestExt, Response};
 use tower::ServiceExt;
 
 use crate::ClientIp;
+use crate::admin::IamCaller;
 
 /// The caller's address as API Gateway saw it.
 pub fn client_ip(request: &Request) -> Option<ClientIp> {
@@ -16,11 +17,23 @@ pub fn client_ip(request: &Request) -> Option<ClientIp> {
     source_ip.parse().ok().map(ClientIp)
 }
 
+/// The caller API Gateway's IAM authoriser verified, if the route has one: API Gateway builds the
+/// request context, so no client can put an identity there.
+pub fn iam_caller(request: &Request) -> Option<IamCaller> {
+    let RequestContext::ApiGatewayV2(context) = request.request_context_ref()? else { return None };
+    let iam = context.authorizer.as_ref()?.iam.as_ref()?;
+    let user_arn = iam.user_arn.clone().filter(|arn| !arn.is_empty())?;
+    Some(IamCaller { user_arn })
+}
+
 /// Handles one Lambda HTTP request with the router: what `main.rs` runs, and what the event
 /// fixture tests call with the sample payloads in `events/`.
 pub async fn handle(router: Router, mut request: Request) -> Result<Response<Body>, Error> {
     if let Some(ip) = client_ip(&request) {
         request.extensions_mut().insert(ip);
+    }
+    if let Some(caller) = iam_caller(&request) {
+        request.extensions_mut().insert(caller);
     }
     let request = request.map(|body| match body {
         Body::Empty => axum::body::Body::empty(),

@@ -4,6 +4,7 @@
 //! Lambda (through `lambda_http`) with the AWS adapters; the local stack serves the same router on
 //! localhost with the embedded adapters. Nothing here knows which.
 
+pub mod admin;
 mod confirm;
 mod events;
 pub mod http_util;
@@ -40,6 +41,8 @@ pub struct AppState {
     /// Where links in email point: the public URL of this API, without a trailing slash. Empty
     /// means "the host the request came to" (an API Gateway URL before a custom domain is set).
     pub public_base_url: String,
+    /// How admin routes check their caller: the IAM authoriser on Lambda, a bearer key locally.
+    pub admin_access: admin::AdminAccess,
 }
 
 impl std::ops::Deref for AppState {
@@ -89,6 +92,8 @@ impl AppState {
 pub struct Route {
     pub method: Method,
     pub path: &'static str,
+    /// Behind `admin::guard` (and IAM authorisation in the template).
+    pub admin: bool,
     handler: MethodRouter<AppState>,
 }
 
@@ -98,7 +103,16 @@ where
     T: 'static,
 {
     let filter = MethodFilter::try_from(method.clone()).expect("routes use standard methods");
-    Route { method, path, handler: on(filter, handler) }
+    Route { method, path, admin: false, handler: on(filter, handler) }
+}
+
+/// A route for operators only: the router puts `admin::guard` in front of it.
+fn admin_route<H, T>(method: Method, path: &'static str, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    Route { admin: true, ..route(method, path, handler) }
 }
 
 /// Every route lead-capture serves: the router is built from this list, and the test of
@@ -116,6 +130,7 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, "/v1/confirm", confirm::confirm),
         route(Method::GET, "/v1/unsubscribe", unsubscribe::page),
         route(Method::POST, "/v1/unsubscribe", unsubscribe::unsubscribe),
+        admin_route(Method::GET, "/v1/contacts/{id}", admin::contact),
     ]
 }
 
@@ -124,11 +139,24 @@ pub fn route_table() -> Vec<(String, String)> {
     routes().into_iter().map(|r| (r.method.to_string(), r.path.to_string())).collect()
 }
 
-/// The routes lead-capture serves.
+/// The (method, path) of every admin route: each must refuse a caller without credentials, and
+/// the template must put IAM authorisation on each.
+pub fn admin_route_table() -> Vec<(String, String)> {
+    routes().into_iter().filter(|r| r.admin).map(|r| (r.method.to_string(), r.path.to_string())).collect()
+}
+
+/// The routes lead-capture serves; every admin route behind the one guard.
 pub fn router(state: AppState) -> Router {
     routes()
         .into_iter()
-        .fold(Router::new(), |router, r| router.route(r.path, r.handler))
+        .fold(Router::new(), |router, r| {
+            let handler = if r.admin {
+                r.handler.route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::guard))
+            } else {
+                r.handler
+            };
+            router.route(r.path, handler)
+        })
         .fallback(http_util::not_found)
         .method_not_allowed_fallback(http_util::method_not_allowed)
         .with_state(state)

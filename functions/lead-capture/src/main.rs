@@ -31,6 +31,8 @@ async fn main() -> Result<(), Error> {
         },
         ids: Arc::new(RandomIds),
         public_base_url,
+        // API Gateway's IAM authoriser guards every admin route (`Auth: Authorizer: AWS_IAM`).
+        admin_access: lead_capture::admin::AdminAccess::IamAuthorizer,
     };
     let router = lead_capture::router(state);
     lambda_http::run(service_fn(move |request| lead_capture::lambda::handle(router.clone(), request))).await

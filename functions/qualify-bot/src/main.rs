@@ -31,6 +31,8 @@ async fn main() -> Result<(), Error> {
         },
         ids: Arc::new(RandomIds),
         public_base_url,
+        // The bot serves no admin route; on Lambda only the IAM authoriser could open one.
+        admin_access: lead_capture::admin::AdminAccess::IamAuthorizer,
     };
     let router = qualify_bot::router(state);
     lambda_http::run(service_fn(move |request| lead_capture::lambda::handle(router.clone(), request))).await

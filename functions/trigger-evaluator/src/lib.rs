@@ -12,14 +12,14 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 use voronka_domain::deps::Deps;
 use voronka_domain::journeys::{Trigger, engine};
-use voronka_domain::model::{Contact, EmailAddress, Event, EventSource, EventType};
+use voronka_domain::model::{Contact, EmailAddress, Event, EventSource, EventType, ScoreMilestone};
 use voronka_domain::ports::store::MAX_TRANSACTION_OPS;
 use voronka_domain::ports::{BatchHandler, Condition, Delivery, Item, Key, StoreError, TransactOp};
 use voronka_domain::repo::aggregates;
 use voronka_domain::repo::consent_receipts;
 use voronka_domain::repo::contacts::{contact_item, link_anonymous_ids};
 use voronka_domain::repo::deferred::DeferredWork;
-use voronka_domain::repo::due::{self, DueItem};
+use voronka_domain::repo::due::{self, DueItem, DueWork};
 use voronka_domain::repo::{
     ContactRepository, anonymous_id_of, anonymous_subject, journey_state, processed, trigger_counts,
 };
@@ -414,6 +414,10 @@ async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> 
         Subject::Known(mut contact) => {
             let before = (*contact).clone();
             contact.apply_event(event, &time_zone_or_utc(&settings.default_time_zone));
+            if let Some(rules) = &deps.campaigns.scoring {
+                let milestones = contact.score_event(event, rules);
+                due.extend(milestones.iter().map(|m| score_milestone_item(&contact.id, before.version + 1, m, now)));
+            }
             // The shop's signed events (a login, a purchase) link the visitor's anonymous id.
             core.extend(link_anonymous_ids(store, &mut contact, &before.anonymous_ids).await?);
             let owners = subjects(&contact);
@@ -473,6 +477,24 @@ async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> 
     };
     let deferrable = Deferrable { counters, cancel_owners: owners, cancel_groups };
     Ok(EventWrites { core, due, deferrable, outcome, journeys_changed })
+}
+
+/// A score milestone as a due item due now, dispatched right after the commit like every internal
+/// event (`DueWork::Evaluate`), so journeys trigger on `became_mql` / `became_sql`. Named by the
+/// contact's version this event writes: a stage moves forward once, and a retry of this event
+/// after a lost race re-decides from the new version without having written the old one.
+fn score_milestone_item(contact_id: &str, version: u64, milestone: &ScoreMilestone, now: Timestamp) -> DueItem {
+    let mut properties = serde_json::Map::new();
+    properties.insert("stage".into(), milestone.stage.as_str().into());
+    properties.insert("threshold".into(), milestone.threshold.into());
+    properties.insert("score".into(), (milestone.score_hundredths as f64 / 100.0).into());
+    DueItem {
+        id: format!("score:{contact_id}:{}:{version}", milestone.event_type),
+        contact_id: contact_id.to_string(),
+        due_at: now,
+        group: "score".into(),
+        work: DueWork::Evaluate { event_type: milestone.event_type.clone(), properties },
+    }
 }
 
 /// What an event does to carts: cart events, idle timers, reminder steps (for a known contact),

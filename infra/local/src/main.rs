@@ -120,8 +120,18 @@ async fn main() -> Result<()> {
                             serde_json::json!({"valid": true, "forms": loaded.forms.keys().collect::<Vec<_>>()})
                         );
                     } else {
+                        let scoring = match &loaded.scoring {
+                            Some(rules) => {
+                                format!(
+                                    "{} fit and {} engagement scoring rules",
+                                    rules.fit.len(),
+                                    rules.engagement.len()
+                                )
+                            }
+                            None => "no scoring.toml (nobody is scored)".to_string(),
+                        };
                         println!(
-                            "{}: settings, {} forms, {} templates and {} journeys are valid",
+                            "{}: settings, {} forms, {} templates, {} journeys and {scoring} are valid",
                             folder.display(),
                             loaded.forms.len(),
                             loaded.templates.len(),

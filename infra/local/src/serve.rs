@@ -54,6 +54,14 @@ async fn demo_shop(State(state): State<AppState>) -> Html<String> {
 /// Serves until Ctrl-C or SIGTERM, with the queue consumers running in this process.
 pub async fn run(stack: crate::stack::Stack, addr: SocketAddr) -> Result<()> {
     let state = stack.state.clone();
+    // Where the admin key is, never the key itself: stdout may be a shared log.
+    let admin_key_hint = match &stack.data_dir {
+        Some(dir) => format!(
+            "admin routes take `Authorization: Bearer $(cat {})`",
+            dir.join(crate::stack::ADMIN_KEY_FILE).display()
+        ),
+        None => "admin routes take the in-memory stack's key".to_string(),
+    };
     let outbox_dir = stack.outbox.dir().to_path_buf();
     let stack = std::sync::Arc::new(stack);
     tokio::spawn(crate::workers::run_forever(stack.clone()));
@@ -62,7 +70,7 @@ pub async fn run(stack: crate::stack::Stack, addr: SocketAddr) -> Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "serving the Voronka API and demo pages");
     println!(
-        "Voronka is listening on http://{local} (demo shop at http://{local}/, sent mail at http://{local}/outbox)"
+        "Voronka is listening on http://{local} (demo shop at http://{local}/, sent mail at http://{local}/outbox); {admin_key_hint}"
     );
     axum::serve(listener, app(state, outbox_dir).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())

@@ -9,12 +9,14 @@ use lead_capture::AppState;
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::deps::{Deps, Ports};
 use voronka_domain::ports::{Clock, IdGenerator, RandomIds};
-use voronka_domain::signing::Secrets;
+use voronka_domain::signing::{AdminKeyDigest, MIN_ADMIN_KEY_CHARS, Secrets, keyed_digest};
 use voronka_embedded::{Embedded, OutboxMailer};
 
 pub const DATABASE_FILE: &str = "voronka.db";
 pub const SECRETS_FILE: &str = "secrets.json";
 pub const OUTBOX_DIR: &str = "outbox";
+/// The admin routes' bearer key (`Authorization: Bearer <key>`), owner-readable only.
+pub const ADMIN_KEY_FILE: &str = "admin-key";
 
 /// Where the campaign files come from: bundled at build time, or a folder being edited.
 pub fn load_campaigns(folder: Option<&Path>) -> Result<Campaigns> {
@@ -38,6 +40,26 @@ pub fn load_or_create_secrets(data_dir: &Path, ids: &dyn IdGenerator) -> Result<
     let secrets = Secrets { token_key: ids.random_hex(32), events_key: ids.random_hex(32) };
     write_private(&path, &serde_json::to_string_pretty(&secrets)?)?;
     Ok(secrets)
+}
+
+/// The admin key from `<data-dir>/admin-key`, created with 256 random bits on first start like the
+/// other secrets. The router keeps only its digest (`AdminKeyDigest`).
+pub fn load_or_create_admin_key(data_dir: &Path, ids: &dyn IdGenerator) -> Result<String> {
+    let path = data_dir.join(ADMIN_KEY_FILE);
+    if path.exists() {
+        let key = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let key = key.trim().to_string();
+        if key.len() < MIN_ADMIN_KEY_CHARS || !key.chars().all(|c| c.is_ascii_graphic()) {
+            anyhow::bail!(
+                "{}: the admin key must be at least {MIN_ADMIN_KEY_CHARS} printable characters",
+                path.display()
+            );
+        }
+        return Ok(key);
+    }
+    let key = ids.random_hex(32);
+    write_private(&path, &format!("{key}\n"))?;
+    Ok(key)
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {
@@ -65,6 +87,8 @@ pub struct Stack {
     pub sender: sender::SenderDeps,
     pub evaluator: trigger_evaluator::EvaluatorDeps,
     pub scheduler: cart_scheduler::SchedulerDeps,
+    /// The admin routes' bearer key: in `<data-dir>/admin-key`, or random per in-memory stack.
+    pub admin_key: String,
 }
 
 pub struct StackOptions {
@@ -79,15 +103,19 @@ pub struct StackOptions {
 impl Stack {
     pub fn open(options: StackOptions) -> Result<Stack> {
         let campaigns = load_campaigns(options.campaigns_dir.as_deref())?;
-        let (embedded, secrets) = match &options.data_dir {
+        let (embedded, secrets, admin_key) = match &options.data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating the data folder {}", dir.display()))?;
                 let embedded = Embedded::open(&dir.join(DATABASE_FILE), options.clock.clone())?;
-                (embedded, load_or_create_secrets(dir, options.ids.as_ref())?)
+                let secrets = load_or_create_secrets(dir, options.ids.as_ref())?;
+                (embedded, secrets, load_or_create_admin_key(dir, options.ids.as_ref())?)
             }
             None => {
                 let secrets = Secrets { token_key: options.ids.random_hex(32), events_key: options.ids.random_hex(32) };
-                (Embedded::in_memory(options.clock.clone()), secrets)
+                // Derived from the fresh secrets rather than drawn from `ids`, so a seeded demo's ids
+                // stay what they were before admin keys existed.
+                let admin_key = keyed_digest(&secrets.token_key, "voronka in-memory admin key");
+                (Embedded::in_memory(options.clock.clone()), secrets, admin_key)
             }
         };
         let public_base_url = options
@@ -124,8 +152,9 @@ impl Stack {
         };
         let evaluator = trigger_evaluator::EvaluatorDeps { shared: shared.clone() };
         let scheduler = ports;
-        let state = AppState { shared, ids: options.ids, public_base_url };
-        Ok(Stack { state, embedded, data_dir: options.data_dir, outbox, sender, evaluator, scheduler })
+        let admin_access = lead_capture::admin::AdminAccess::BearerKey(AdminKeyDigest::of(&admin_key));
+        let state = AppState { shared, ids: options.ids, public_base_url, admin_access };
+        Ok(Stack { state, embedded, data_dir: options.data_dir, outbox, sender, evaluator, scheduler, admin_key })
     }
 
     pub fn default_ids() -> Arc<dyn IdGenerator> {

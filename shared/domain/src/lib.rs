@@ -13,6 +13,7 @@ pub mod model;
 pub mod money;
 pub mod ports;
 pub mod repo;
+pub mod scoring;
 pub mod sending;
 pub mod signing;
 pub mod time;

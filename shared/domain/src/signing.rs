@@ -155,8 +155,51 @@ pub fn verify_body(key: &str, body: &[u8], header: &str) -> bool {
     mac.verify_slice(&signature).is_ok()
 }
 
+/// The admin routes' bearer key, held only as a digest: the running process never keeps the key
+/// itself, and a presented key is compared through HMAC's constant-time check (`verify_slice`), so
+/// the answer's timing tells nothing about how much of a guess was right.
+#[derive(Clone)]
+pub struct AdminKeyDigest([u8; 32]);
+
+/// The HMAC key the digest is taken under: a fixed label, since the secret is the message.
+const ADMIN_KEY_LABEL: &[u8] = b"voronka admin key v1";
+
+/// Shortest admin key accepted: 128 bits of hex.
+pub const MIN_ADMIN_KEY_CHARS: usize = 32;
+
+impl AdminKeyDigest {
+    pub fn of(key: &str) -> AdminKeyDigest {
+        AdminKeyDigest(admin_mac(key).finalize().into_bytes().into())
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        admin_mac(presented).verify_slice(&self.0).is_ok()
+    }
+}
+
+fn admin_mac(key: &str) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(ADMIN_KEY_LABEL).expect("HMAC takes any key length");
+    mac.update(key.as_bytes());
+    mac
+}
+
+impl std::fmt::Debug for AdminKeyDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminKeyDigest(<redacted>)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_admin_key_digest_accepts_only_the_key() {
+        let digest = AdminKeyDigest::of("0123456789abcdef0123456789abcdef");
+        assert!(digest.matches("0123456789abcdef0123456789abcdef"));
+        assert!(!digest.matches("0123456789abcdef0123456789abcdee"));
+        assert!(!digest.matches(""));
+        assert_eq!(format!("{digest:?}"), "AdminKeyDigest(<redacted>)");
+    }
     use super::*;
     use jiff::SignedDuration;
 

@@ -16,6 +16,9 @@ pub use form::{ConsentDefinition, FieldDefinition, FieldType, FormDefinition};
 pub use settings::{SendingSettings, Settings};
 pub use templates::{TemplateDefinition, TemplateSet};
 
+/// The lead-scoring rules' file, at the top of the campaigns folder.
+pub const SCORING_FILE: &str = "scoring.toml";
+
 /// All problems found, so a marketer fixes them in one go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignErrors(pub Vec<CampaignError>);
@@ -49,11 +52,13 @@ pub struct Campaigns {
     pub templates: BTreeMap<String, TemplateDefinition>,
     pub journeys: BTreeMap<String, crate::journeys::Journey>,
     pub bots: BTreeMap<String, crate::bots::BotScript>,
+    /// `scoring.toml`; without the file nobody is scored.
+    pub scoring: Option<crate::scoring::ScoringRules>,
 }
 
 impl Campaigns {
-    /// Parses and checks every file: `settings.toml` (required), `forms/`, `templates/`, `journeys/`
-    /// and `bots/`, and the references between them.
+    /// Parses and checks every file: `settings.toml` (required), `scoring.toml` (optional),
+    /// `forms/`, `templates/`, `journeys/` and `bots/`, and the references between them.
     pub fn load(files: &[SourceFile]) -> Result<Campaigns, CampaignErrors> {
         let mut errors = Vec::new();
         let settings = match files.iter().find(|f| f.path == "settings.toml") {
@@ -117,14 +122,12 @@ impl Campaigns {
             },
             |b| &b.id,
         );
+        let scoring = files.iter().find(|f| f.path == SCORING_FILE).and_then(|file| {
+            crate::scoring::ScoringRules::parse(&file.path, &file.text).map_err(|mut e| errors.append(&mut e)).ok()
+        });
         if errors.is_empty() {
-            Ok(Campaigns {
-                settings: settings.expect("settings parsed without errors"),
-                forms,
-                templates,
-                journeys,
-                bots,
-            })
+            let settings = settings.expect("settings parsed without errors");
+            Ok(Campaigns { settings, forms, templates, journeys, bots, scoring })
         } else {
             Err(CampaignErrors(errors))
         }
@@ -200,4 +203,31 @@ fn load_folder<T>(
         }
     }
     loaded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(scoring: Option<&str>) -> Vec<SourceFile> {
+        let mut files = vec![SourceFile {
+            path: "settings.toml".into(),
+            text: include_str!("../../../campaigns/settings.toml").into(),
+        }];
+        if let Some(text) = scoring {
+            files.push(SourceFile { path: SCORING_FILE.into(), text: text.into() });
+        }
+        files
+    }
+
+    #[test]
+    fn scoring_is_optional_and_a_broken_file_is_reported_with_file_line_and_field() {
+        assert!(Campaigns::load(&files(None)).unwrap().scoring.is_none(), "no file: nobody is scored");
+        let shipped = include_str!("../../../campaigns/scoring.toml");
+        let rules = Campaigns::load(&files(Some(shipped))).unwrap().scoring.expect("the shipped rules load");
+        assert_eq!((rules.thresholds.mql, rules.thresholds.sql), (50, 80));
+        let broken = shipped.replace("half_life_days = 14", "half_life_days = 0");
+        let errors = Campaigns::load(&files(Some(&broken))).unwrap_err().to_string();
+        assert!(errors.starts_with("scoring.toml:6: `half_life_days`:"), "{errors}");
+    }
 }

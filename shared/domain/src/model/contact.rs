@@ -11,10 +11,12 @@ use super::consent::{Channel, Consent, ConsentReceipt};
 use super::email::EmailAddress;
 use super::follow_ups::SubmissionFollowUps;
 use super::phone::PhoneNumber;
+use crate::scoring::ScoreLedger;
 
 // Every list on a contact has a bound and every text a length limit (in bytes of UTF-8, cut on a
 // character boundary), so the item stays far below DynamoDB's 400 KB whatever the input: a contact
-// filled to every bound is under 64 KB (pinned by a test below), a real one a few KB.
+// filled to every bound is under 72 KB (pinned by a test below; 64 KB before the score ledger,
+// which adds up to 40 entries with their reasons), a real one a few KB.
 
 /// Most touches kept per contact for multi-touch attribution, in the form attribution reads
 /// (`Touch::for_attribution`); older ones fall outside any lookback.
@@ -183,6 +185,9 @@ pub struct Contact {
     pub stage: LifecycleStage,
     pub fit_score: i64,
     pub engagement_score: i64,
+    /// The lead score, entry by entry with reasons (`scoring.toml`); absent until a rule applies.
+    #[serde(default, skip_serializing_if = "ScoreLedger::is_empty")]
+    pub score: ScoreLedger,
     #[serde(default)]
     pub consents: BTreeMap<Channel, Consent>,
     #[serde(default)]
@@ -244,6 +249,7 @@ impl Contact {
             stage: LifecycleStage::Subscriber,
             fit_score: 0,
             engagement_score: 0,
+            score: ScoreLedger::default(),
             consents: BTreeMap::new(),
             consent_receipts: Vec::new(),
             suppressions: BTreeMap::new(),
@@ -376,6 +382,7 @@ impl Contact {
         }
         bound_option(&mut self.orders.currency, 8);
         keep_latest(&mut self.orders.recent_orders, MAX_RECENT_ORDERS);
+        self.score.keep_within_bounds();
     }
 
     pub fn email_consent(&self) -> Option<&Consent> {
@@ -440,7 +447,14 @@ mod tests {
             contact.tags.insert(text(&format!("t{i}-"), MAX_TAG_BYTES));
             contact.attributes.insert(text(&format!("a{i}-"), MAX_ATTRIBUTE_NAME_BYTES), Value::String(long.clone()));
             contact.orders.recent_orders.push(now);
+            let reason = "ж".repeat(crate::scoring::rules::MAX_REASON_CHARS);
+            contact.score.set_fit(&[(format!("{i}{reason}"), 5)], now);
+            let event_id = format!("shop:{i:04}{}", "e".repeat(124));
+            contact.score.add_engagement(&event_id, now, &[(reason.clone(), 1)], 14.0);
         }
+        // Fit entries as many as the rules allow (a ledger's fit is one entry per rule).
+        let fit: Vec<(String, i64)> = (0..100).map(|i| (format!("{i:03}{}", "ж".repeat(80)), 5)).collect();
+        contact.score.set_fit(&fit, now);
         contact.keep_within_bounds();
 
         assert_eq!(contact.touches.len(), MAX_TOUCHES);
@@ -450,8 +464,12 @@ mod tests {
         assert_eq!(contact.attributes.len(), MAX_ATTRIBUTES);
         assert_eq!(contact.tags.len(), MAX_TAGS);
         assert_eq!(contact.form_submissions.len(), MAX_FORMS_COUNTED);
+        assert_eq!(
+            contact.score.entries.len(),
+            crate::scoring::rules::MAX_RULES + crate::scoring::ledger::MAX_ENGAGEMENT_ENTRIES
+        );
         let size = serde_json::to_vec(&contact).unwrap().len();
-        assert!(size < 64 * 1024, "a contact at every bound takes {size} bytes");
+        assert!(size < 72 * 1024, "a contact at every bound takes {size} bytes");
         assert_eq!(
             contact.consent_receipts.last().unwrap().id,
             text("r99-", 2000)[..MAX_RECEIPT_TEXT_BYTES].to_string()

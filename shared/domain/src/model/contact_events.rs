@@ -7,8 +7,22 @@ use jiff::tz::TimeZone;
 use super::consent::{Channel, ConsentReceipt};
 use super::contact::{Contact, IssuedCode, LifecycleStage, MAX_RECENT_ORDERS, SuppressionReason};
 use super::event::{Event, EventType};
+use crate::scoring::ScoringRules;
 
-/// Engagement points per email interaction (scoring with decay comes with lead scoring).
+/// A threshold of `scoring.toml` the score reached, moving the stage forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreMilestone {
+    /// `became_mql` or `became_sql`.
+    pub event_type: EventType,
+    pub stage: LifecycleStage,
+    pub threshold: i64,
+    /// The score when it was reached, rounded to hundredths.
+    pub score_hundredths: i64,
+}
+
+/// Email interactions counted on `engagement_score`, a plain counter kept as it was: exports and
+/// stored contacts carry it, and the lead score (`score`, with decay and reasons) takes opens and
+/// clicks from `scoring.toml` instead, where a marketer can weigh them.
 const OPEN_POINTS: i64 = 1;
 const CLICK_POINTS: i64 = 3;
 
@@ -79,6 +93,37 @@ impl Contact {
             }
             _ => {}
         }
+    }
+
+    /// Scores what `event` says under `rules`: fit recomputed from the attributes as they are now
+    /// (each rule once, replaced when it changes), the event's engagement once per event id, then
+    /// the thresholds at the event's time. Reaching one moves the stage forward only (never back,
+    /// never over a customer or a lost contact) and returns the milestone the evaluator raises as
+    /// `became_mql` / `became_sql`; both when one event passes both thresholds.
+    pub fn score_event(&mut self, event: &Event, rules: &ScoringRules) -> Vec<ScoreMilestone> {
+        let at = event.occurred_at;
+        self.score.set_fit(&rules.fit_for(&self.attributes), at);
+        // Voronka's own timers and milestones are not something the person did.
+        if !event.event_type.is_due_work() {
+            let earned = rules.engagement_for(event.event_type.as_str(), &event.properties);
+            if !earned.is_empty() {
+                self.score.add_engagement(&event.dedupe_key(), at, &earned, rules.half_life_days);
+            }
+        }
+        let score = self.score.score_at(at, rules.half_life_days);
+        let mut milestones = Vec::new();
+        let steps = [
+            (LifecycleStage::Mql, rules.thresholds.mql, EventType::BecameMql),
+            (LifecycleStage::Sql, rules.thresholds.sql, EventType::BecameSql),
+        ];
+        for (stage, threshold, event_type) in steps {
+            if self.stage < stage && score >= threshold as f64 {
+                self.stage = self.stage.advanced_to(stage);
+                let score_hundredths = (score * 100.0).round() as i64;
+                milestones.push(ScoreMilestone { event_type, stage, threshold, score_hundredths });
+            }
+        }
+        milestones
     }
 
     /// Records the discount codes an event gave this person and the ones their purchase used.
@@ -168,5 +213,60 @@ mod tests {
         person.apply_event(&event("email_complained", "2026-11-02T13:00:00Z", json!({})), &zone);
         assert_eq!(person.suppressions[&SuppressionReason::Complaint], at("2026-11-02T12:00:00Z"));
         assert_eq!(person.consent_receipts.iter().filter(|r| r.text_version == "spam-complaint").count(), 1);
+    }
+
+    const RULES: &str = r#"
+half_life_days = 14
+[thresholds]
+mql = 50
+sql = 80
+[[fit]]
+attribute = "company_size"
+equals = ["51-200", "201+"]
+points = 30
+reason = "company of 51 or more"
+[[engagement]]
+event = "page_view"
+where = { page_type = "pricing" }
+points = 10
+reason = "viewed pricing"
+"#;
+
+    #[test]
+    fn crossing_the_mql_threshold_moves_the_stage_once() {
+        let rules = ScoringRules::parse("scoring.toml", &RULES.replace("points = 30", "points = 40")).unwrap();
+        let mut person = contact();
+        person.stage = LifecycleStage::Lead;
+        person.attributes.insert("company_size".into(), json!("201+"));
+        let pricing = json!({"page_type": "pricing"});
+        assert!(person.score_event(&event("form_submitted", "2026-11-02T10:00:00Z", json!({})), &rules).is_empty());
+        assert_eq!(person.stage, LifecycleStage::Lead, "40 is below 50");
+        let view = event("page_view", "2026-11-02T11:00:00Z", pricing.clone());
+        let crossed = person.score_event(&view, &rules);
+        assert_eq!(crossed.len(), 1);
+        assert_eq!((crossed[0].event_type.clone(), crossed[0].stage), (EventType::BecameMql, LifecycleStage::Mql));
+        assert_eq!(crossed[0].score_hundredths, 5000);
+        assert_eq!(person.stage, LifecycleStage::Mql);
+        assert!(person.score_event(&view, &rules).is_empty(), "the same event again: counted once, no second crossing");
+        assert_eq!(person.score.score_at(view.occurred_at, 14.0), 50.0);
+        let later = event("page_view", "2026-11-02T12:00:00Z", pricing);
+        assert!(person.score_event(&later, &rules).is_empty(), "already an MQL: no second became_mql");
+        assert_eq!(person.score.entries.iter().filter(|e| e.kind == crate::scoring::ScoreKind::Fit).count(), 1);
+    }
+
+    #[test]
+    fn a_customer_is_not_moved_back_and_a_jump_passes_both_thresholds() {
+        let rules = ScoringRules::parse("scoring.toml", &RULES.replace("points = 30", "points = 90")).unwrap();
+        let mut customer = contact();
+        customer.stage = LifecycleStage::Customer;
+        customer.attributes.insert("company_size".into(), json!("51-200"));
+        assert!(customer.score_event(&event("page_view", "2026-11-02T10:00:00Z", json!({})), &rules).is_empty());
+        assert_eq!(customer.stage, LifecycleStage::Customer);
+        let mut lead = contact();
+        lead.attributes.insert("company_size".into(), json!("51-200"));
+        let crossed = lead.score_event(&event("form_submitted", "2026-11-02T10:00:00Z", json!({})), &rules);
+        let types: Vec<EventType> = crossed.iter().map(|m| m.event_type.clone()).collect();
+        assert_eq!(types, vec![EventType::BecameMql, EventType::BecameSql]);
+        assert_eq!(lead.stage, LifecycleStage::Sql);
     }
 }

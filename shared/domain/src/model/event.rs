@@ -28,6 +28,10 @@ pub enum EventType {
     LeadCreated,
     OptinConfirmed,
     BotCompleted,
+    /// The lead score reached the MQL threshold (raised by Voronka only).
+    BecameMql,
+    /// The lead score reached the SQL threshold (raised by Voronka only).
+    BecameSql,
     EmailSent,
     EmailDelivered,
     EmailOpened,
@@ -52,7 +56,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every named type, in the order of the SPEC; used to parse names and by tests.
-    pub const NAMED: [EventType; 23] = [
+    pub const NAMED: [EventType; 25] = [
         EventType::PageView,
         EventType::ProductView,
         EventType::CategoryView,
@@ -64,6 +68,8 @@ impl EventType {
         EventType::LeadCreated,
         EventType::OptinConfirmed,
         EventType::BotCompleted,
+        EventType::BecameMql,
+        EventType::BecameSql,
         EventType::EmailSent,
         EventType::EmailDelivered,
         EventType::EmailOpened,
@@ -91,6 +97,8 @@ impl EventType {
             EventType::LeadCreated => "lead_created",
             EventType::OptinConfirmed => "optin_confirmed",
             EventType::BotCompleted => "bot_completed",
+            EventType::BecameMql => "became_mql",
+            EventType::BecameSql => "became_sql",
             EventType::EmailSent => "email_sent",
             EventType::EmailDelivered => "email_delivered",
             EventType::EmailOpened => "email_opened",
@@ -122,7 +130,10 @@ impl EventType {
     }
 
     /// Voronka's own due work: raised only by the scheduler, never accepted from outside, since
-    /// it drives sends and writes that only Voronka may decide.
+    /// it drives sends and writes that only Voronka may decide. The score's milestones count as
+    /// due work: a shop signing `became_mql` would move journeys (and sales) on a score Voronka
+    /// never computed, while the stage it stands for would not move; so only the evaluator's
+    /// threshold crossing raises them.
     pub fn is_due_work(&self) -> bool {
         matches!(
             self,
@@ -131,6 +142,8 @@ impl EventType {
                 | EventType::CartIdle
                 | EventType::CartStep
                 | EventType::EventFollowUp
+                | EventType::BecameMql
+                | EventType::BecameSql
         )
     }
 
@@ -158,7 +171,11 @@ impl EventType {
     /// Something the person did (not mail about them, not Voronka's timers): it moves their
     /// last activity and active days.
     pub fn is_activity(&self) -> bool {
-        !self.is_about_mail() && !matches!(self, EventType::JourneyContinue | EventType::InactivityCheck)
+        !self.is_about_mail()
+            && !matches!(
+                self,
+                EventType::JourneyContinue | EventType::InactivityCheck | EventType::BecameMql | EventType::BecameSql
+            )
     }
 
     /// A valid name: a named type, or a custom `snake_case` name of at most 64 characters.
@@ -315,6 +332,8 @@ mod tests {
         assert_eq!(EventType::from("webinar_attended").trust(), EventTrust::Server);
         assert!(EventType::from("cart_step").is_due_work());
         assert!(!EventType::from("purchase").is_due_work());
+        assert!(EventType::from("became_mql").is_due_work(), "only Voronka's score raises it");
+        assert_eq!(EventType::from("became_sql"), EventType::BecameSql);
         assert!(is_valid_event_type("webinar_attended"));
         assert!(!is_valid_event_type("Webinar"));
         assert!(!is_valid_event_type("9lives"));

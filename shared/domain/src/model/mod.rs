@@ -17,6 +17,7 @@ pub use attribution::Touch;
 pub use cart::{Cart, CartItem, CartStatus};
 pub use consent::{Channel, Consent, ConsentReceipt, ConsentStatus, DoubleOptIn};
 pub use contact::{Contact, IssuedCode, LifecycleStage, OrderSummary, SuppressionReason};
+pub use contact_events::ScoreMilestone;
 pub use email::{EmailAddress, EmailError};
 pub use event::{ContactRef, Event, EventSource, EventTrust, EventType};
 pub use follow_ups::{ConfirmationLimit, SubmissionFollowUps};

@@ -1,0 +1,108 @@
+//! Admin routes: what an operator reads about a contact, behind one guard.
+//!
+//! Every route `routes()` marks `admin` gets `guard` as a route layer in `router`, so an admin
+//! route cannot exist unguarded; issues 11 and 14 add theirs to the same list. The guard is one
+//! code path whose check is configured per deployment (`AdminAccess`), never chosen by a request:
+//!
+//! - On Lambda (`AdminAccess::IamAuthorizer`) API Gateway's IAM authoriser checked the caller's
+//!   SigV4 signature and policy before the function ran, and the adapter (`lambda.rs`) puts the
+//!   IAM identity from API Gateway's request context into the request as `IamCaller`. A client
+//!   cannot set that context (it is not a header), and a route the template forgot to protect
+//!   arrives without it, so the guard refuses it: the mistake fails closed.
+//! - Locally (`AdminAccess::BearerKey`) the `Authorization: Bearer <key>` header must carry the
+//!   installation's admin key; the process keeps only its digest and compares in constant time.
+//!   The local server never inserts an `IamCaller`, and this strategy would ignore one anyway.
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use voronka_domain::repo::{ContactRepository, journey_state};
+use voronka_domain::signing::AdminKeyDigest;
+
+use crate::{ApiError, AppState};
+
+/// How admin routes know their caller; set once per deployment.
+#[derive(Clone, Debug)]
+pub enum AdminAccess {
+    /// API Gateway's IAM authoriser checked the caller; the request must carry its `IamCaller`.
+    IamAuthorizer,
+    /// A bearer key, held as its digest.
+    BearerKey(AdminKeyDigest),
+}
+
+/// The IAM identity API Gateway's authoriser verified, from the Lambda request context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamCaller {
+    pub user_arn: String,
+}
+
+/// Lets a request through to an admin route only for an authorised caller; 401 otherwise.
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let allowed = match &state.admin_access {
+        AdminAccess::IamAuthorizer => request.extensions().get::<IamCaller>().is_some(),
+        AdminAccess::BearerKey(digest) => request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .is_some_and(|key| digest.matches(key.trim())),
+    };
+    if allowed {
+        return next.run(request).await;
+    }
+    tracing::info!(path = %request.uri().path(), "admin route refused an unauthorised request");
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this route needs the admin credentials")
+            .into_response();
+    if matches!(state.admin_access, AdminAccess::BearerKey(_)) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// `GET /v1/contacts/{id}`: the contact with its consents, score breakdown at this moment, stage,
+/// tags, orders and journey states.
+pub async fn contact(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let store = state.store.as_ref();
+    let contact = ContactRepository::new(store)
+        .get(&id)
+        .await
+        .map_err(|e| ApiError::internal("reading a contact for an admin", e))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no contact with this id"))?;
+    let journeys = journey_state::load_all(store, &contact.id)
+        .await
+        .map_err(|e| ApiError::internal("reading journey states for an admin", e))?;
+    let now = state.clock.now();
+    let score = state.campaigns.scoring.as_ref().map(|rules| {
+        let mut breakdown =
+            serde_json::to_value(contact.score.breakdown(now, rules.half_life_days)).unwrap_or_default();
+        breakdown["thresholds"] = json!({"mql": rules.thresholds.mql, "sql": rules.thresholds.sql});
+        breakdown
+    });
+    Ok(Json(json!({
+        "id": contact.id,
+        "email": contact.email.as_ref().map(|email| email.as_typed()),
+        "phone": contact.phone.as_ref().map(|phone| phone.as_str()),
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "locale": contact.locale,
+        "time_zone": contact.time_zone,
+        "stage": contact.stage,
+        "tags": contact.tags,
+        "attributes": contact.attributes,
+        "consents": contact.consents,
+        "consent_receipts": contact.consent_receipts,
+        "suppressions": contact.suppressions,
+        "score": score,
+        "orders": contact.orders,
+        "journeys": journeys.into_values().collect::<Vec<_>>(),
+        "first_touch": contact.first_touch,
+        "last_touch": contact.last_touch,
+        "created_at": contact.created_at,
+        "updated_at": contact.updated_at,
+        "last_activity_at": contact.last_activity_at,
+    })))
+}
