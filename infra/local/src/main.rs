@@ -117,7 +117,8 @@ async fn main() -> Result<()> {
                     if json {
                         println!(
                             "{}",
-                            serde_json::json!({"valid": true, "forms": loaded.forms.keys().collect::<Vec<_>>()})
+                            serde_json::json!({"valid": true, "forms": loaded.forms.keys().collect::<Vec<_>>(),
+                                "bots": loaded.bots.keys().collect::<Vec<_>>()})
                         );
                     } else {
                         let scoring = match &loaded.scoring {
@@ -131,11 +132,12 @@ async fn main() -> Result<()> {
                             None => "no scoring.toml (nobody is scored)".to_string(),
                         };
                         println!(
-                            "{}: settings, {} forms, {} templates, {} journeys and {scoring} are valid",
+                            "{}: settings, {} forms, {} templates, {} journeys, {} bot scripts and {scoring} are valid",
                             folder.display(),
                             loaded.forms.len(),
                             loaded.templates.len(),
-                            loaded.journeys.len()
+                            loaded.journeys.len(),
+                            loaded.bots.len()
                         );
                     }
                     Ok(())
