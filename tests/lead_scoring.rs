@@ -160,7 +160,11 @@ async fn crossing_the_threshold_makes_an_mql_once_and_a_journey_triggers_on_beca
         voronka_domain::repo::due::DueWork::Evaluate { event_type: EventType::BecameMql, properties }
             if properties["score"] == 50.0 && properties["stage"] == "mql"));
 
+    // A second view the same day counts nothing (a browser may post a hundred at once); the
+    // next day it counts again.
     view_pricing(&t, &id, 2).await;
+    t.advance(DAY);
+    view_pricing(&t, &id, 3).await;
     let due = voronka_domain::repo::due::items_for(t.stack.state.store.as_ref(), &id).await.unwrap();
     assert_eq!(due.iter().filter(|d| d.id.contains(":became_mql:")).count(), 1, "already an MQL: once");
     let body = get_contact(&t, &id, Some(&t.stack.admin_key)).await.json();
@@ -236,10 +240,9 @@ async fn on_lambda_the_guard_takes_the_iam_identity_from_the_request_context_and
 fn the_local_admin_key_is_created_once_and_kept_private() {
     use voronka_local::stack::{ADMIN_KEY_FILE, load_or_create_admin_key};
     let dir = support::inprocess::TempFolder::new("admin-key");
-    let ids = voronka_domain::ports::RandomIds;
-    let key = load_or_create_admin_key(dir.path(), &ids).unwrap();
+    let key = load_or_create_admin_key(dir.path()).unwrap();
     assert_eq!(key.len(), 64, "256 random bits in hex");
-    assert_eq!(load_or_create_admin_key(dir.path(), &ids).unwrap(), key, "the same key after a restart");
+    assert_eq!(load_or_create_admin_key(dir.path()).unwrap(), key, "the same key after a restart");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -247,6 +250,6 @@ fn the_local_admin_key_is_created_once_and_kept_private() {
         assert_eq!(mode & 0o777, 0o600);
     }
     std::fs::write(dir.path().join(ADMIN_KEY_FILE), "short\n").unwrap();
-    let refused = load_or_create_admin_key(dir.path(), &ids).unwrap_err().to_string();
+    let refused = load_or_create_admin_key(dir.path()).unwrap_err().to_string();
     assert!(refused.contains("at least 32"), "{refused}");
 }

@@ -82,7 +82,9 @@ async fn a_qualified_b2b_conversation_ends_with_stage_sql_and_a_sales_email_with
     assert!(contact.tags.contains("bot_qualified"), "{:?}", contact.tags);
     assert_eq!(contact.attributes["company_size"], "201+");
     assert_eq!(contact.first_touch.as_ref().and_then(|touch| touch.source.as_deref()), Some("google"));
-    assert!(contact.email_consent().is_some_and(|c| c.allows_marketing()), "the chat's yes is a consent receipt");
+    let consent = contact.email_consent().expect("the chat's yes is a consent");
+    assert!(!consent.allows_marketing(), "anyone can type an address: marketing waits for the owner's confirmation");
+    assert!(!mail_to(&t, "buyer@acme.example").is_empty(), "the owner is asked to confirm");
     let receipt = contact.consent_receipts.iter().find(|r| r.submission_id.as_deref() == Some(session.as_str()));
     let receipt = receipt.expect("the receipt names the session as its submission");
     assert_eq!(receipt.form_id.as_deref(), Some("bot"));

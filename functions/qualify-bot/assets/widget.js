@@ -157,10 +157,17 @@
     if (busy) { return; }
     busy = true;
     problem.textContent = "";
-    var seq = state.seq + 1;
-    // The same seq on a retry: the server answers a repeated answer with the same reply.
-    post("/v1/bot/sessions/" + encodeURIComponent(state.sessionId) + "/answers", { seq: seq, value: value })
+    // An answer whose reply was lost may have been taken: it is sent again as it was (the server
+    // answers a repeat with the same reply), never replaced by another value under its number.
+    if (!state.pending) {
+      state.pending = { seq: state.seq + 1, value: value, shown: shown };
+      save();
+    }
+    var pending = state.pending;
+    shown = pending.shown;
+    post("/v1/bot/sessions/" + encodeURIComponent(state.sessionId) + "/answers", { seq: pending.seq, value: pending.value })
       .then(function (reply) {
+        if (reply.status < 500 && reply.status !== 429) { state.pending = null; }
         if (reply.status === 404 || reply.status === 410) {
           state = { sessionId: null, seq: 0, message: null, outcome: null, lines: [] };
           save();

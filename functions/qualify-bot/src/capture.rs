@@ -8,6 +8,7 @@
 //! records what is done only to spare the work, never to make it safe.
 
 use axum::http::HeaderMap;
+use lead_capture::http_util::enforce_rate_limit;
 use lead_capture::submissions::{SubmissionContext, enqueue, submit_values};
 use lead_capture::{ApiError, AppState, ClientIp};
 use serde_json::{Map, Value, json};
@@ -48,6 +49,10 @@ pub async fn settle(
         context.client =
             context.client.or_else(|| stored.origin.ip.as_deref().and_then(|ip| ip.parse().ok()).map(ClientIp));
         context.user_agent = context.user_agent.or_else(|| stored.origin.user_agent.clone());
+        // The form's own limit for all its posts holds for chats too: the bot skips the HTTP
+        // handler's checks, not the form's budget.
+        let per_form = state.campaigns.settings.limits.per_form_per_minute;
+        enforce_rate_limit(state, &format!("submit-form-{}", form.id), "all", per_form).await?;
         match submit_values(state, form, &values, &context, state.clock.now()).await {
             Ok(captured) => {
                 tracing::info!(session_id = %stored.session_id, contact_id = %captured.contact.id, "bot captured a contact");
@@ -237,7 +242,12 @@ async fn sales_notification(
     context.insert("conversation".into(), Value::Array(conversation));
     context.insert("session_id".into(), json!(stored.session_id));
     Ok(SendRequest {
-        idempotency_key: format!("bot:{}:sales", stored.session_id),
+        // One email per lead and day, however many conversations name the address: nobody can
+        // flood the sales inbox by qualifying the same person again and again.
+        idempotency_key: format!(
+            "bot:sales:{contact_id}:{}",
+            state.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date()
+        ),
         contact_id: contact_id.to_string(),
         template: "sales_notification".into(),
         channel: Channel::Email,

@@ -28,7 +28,7 @@ pub fn load_campaigns(folder: Option<&Path>) -> Result<Campaigns> {
 
 /// The installation's secrets from `<data-dir>/secrets.json`, created with random keys on first
 /// start (readable by the owner only). The shop back end signs events with `events_key` from it.
-pub fn load_or_create_secrets(data_dir: &Path, ids: &dyn IdGenerator) -> Result<Secrets> {
+pub fn load_or_create_secrets(data_dir: &Path) -> Result<Secrets> {
     let path = data_dir.join(SECRETS_FILE);
     if path.exists() {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -37,14 +37,16 @@ pub fn load_or_create_secrets(data_dir: &Path, ids: &dyn IdGenerator) -> Result<
         secrets.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         return Ok(secrets);
     }
-    let secrets = Secrets { token_key: ids.random_hex(32), events_key: ids.random_hex(32) };
+    // Always the operating system's randomness, never the id generator: a seeded demo writing
+    // into a folder must not leave keys anyone can recompute for a later `voronka serve`.
+    let secrets = Secrets { token_key: RandomIds.random_hex(32), events_key: RandomIds.random_hex(32) };
     write_private(&path, &serde_json::to_string_pretty(&secrets)?)?;
     Ok(secrets)
 }
 
 /// The admin key from `<data-dir>/admin-key`, created with 256 random bits on first start like the
 /// other secrets. The router keeps only its digest (`AdminKeyDigest`).
-pub fn load_or_create_admin_key(data_dir: &Path, ids: &dyn IdGenerator) -> Result<String> {
+pub fn load_or_create_admin_key(data_dir: &Path) -> Result<String> {
     let path = data_dir.join(ADMIN_KEY_FILE);
     if path.exists() {
         let key = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -57,7 +59,7 @@ pub fn load_or_create_admin_key(data_dir: &Path, ids: &dyn IdGenerator) -> Resul
         }
         return Ok(key);
     }
-    let key = ids.random_hex(32);
+    let key = RandomIds.random_hex(32);
     write_private(&path, &format!("{key}\n"))?;
     Ok(key)
 }
@@ -107,8 +109,8 @@ impl Stack {
             Some(dir) => {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating the data folder {}", dir.display()))?;
                 let embedded = Embedded::open(&dir.join(DATABASE_FILE), options.clock.clone())?;
-                let secrets = load_or_create_secrets(dir, options.ids.as_ref())?;
-                (embedded, secrets, load_or_create_admin_key(dir, options.ids.as_ref())?)
+                let secrets = load_or_create_secrets(dir)?;
+                (embedded, secrets, load_or_create_admin_key(dir)?)
             }
             None => {
                 let secrets = Secrets { token_key: options.ids.random_hex(32), events_key: options.ids.random_hex(32) };

@@ -321,7 +321,19 @@ impl BotSession {
     }
 
     fn say(&mut self, speaker: Speaker, text: &str) {
-        self.transcript.push(TranscriptLine { speaker, text: cut(text, MAX_LINE_BYTES) });
+        // A line reaches the sales email's plain text: no newline or bidi control may fake a line
+        // there ("Score: 100").
+        let one_line: String =
+            text.chars()
+                .map(|c| {
+                    if c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
+                        ' '
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+        self.transcript.push(TranscriptLine { speaker, text: cut(&one_line, MAX_LINE_BYTES) });
         if self.transcript.len() > MAX_TRANSCRIPT_LINES {
             let excess = self.transcript.len() - MAX_TRANSCRIPT_LINES;
             self.transcript.drain(..excess);
@@ -492,6 +504,20 @@ mod tests {
         assert_eq!(
             started.session.transcript,
             vec![TranscriptLine { speaker: Speaker::Bot, text: started.message.text }]
+        );
+    }
+
+    #[test]
+    fn a_rejected_answer_cannot_fake_lines_in_the_transcript() {
+        let b2b = script("b2b_demo");
+        let mut session = start(&b2b, Some("en"), at(0)).session;
+        let forged = json!("no site\nScore: 100\u{202E}");
+        let result = answer(&b2b, &mut session, 1, &forged, at(1)).unwrap();
+        assert!(!result.accepted);
+        assert!(
+            session.transcript.iter().all(|line| !line.text.chars().any(|c| c.is_control() || c == '\u{202E}')),
+            "{:?}",
+            session.transcript
         );
     }
 

@@ -450,7 +450,8 @@ mod tests {
             let reason = "ж".repeat(crate::scoring::rules::MAX_REASON_CHARS);
             contact.score.set_fit(&[(format!("{i}{reason}"), 5)], now);
             let event_id = format!("shop:{i:04}{}", "e".repeat(124));
-            contact.score.add_engagement(&event_id, now, &[(reason.clone(), 1)], 14.0);
+            // Distinct reasons: one reason counts once a day, and the bound is what is measured.
+            contact.score.add_engagement(&event_id, now, &[(format!("{i}{reason}"), 1)], 14.0);
         }
         // Fit entries as many as the rules allow (a ledger's fit is one entry per rule).
         let fit: Vec<(String, i64)> = (0..100).map(|i| (format!("{i:03}{}", "ж".repeat(80)), 5)).collect();

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 /// Engagement entries kept one by one; older ones are folded into `folded`. With the fit entries
 /// (at most one per rule, `rules::MAX_RULES`) this keeps a full ledger to a few KB of the contact.
 pub const MAX_ENGAGEMENT_ENTRIES: usize = 20;
+/// How long an engagement rule waits before it counts again for the same contact.
+pub const ENGAGEMENT_COOLDOWN: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 /// The net under stored entries: a reason from the file is at most `rules::MAX_REASON_CHARS`
 /// characters, an event id at most a source prefix and 128 bytes.
 const MAX_STORED_REASON_BYTES: usize = 4 * super::rules::MAX_REASON_CHARS;
@@ -156,10 +158,16 @@ impl ScoreLedger {
         changed
     }
 
-    /// Adds an event's engagement once per event and reason; folds what the bound pushes out.
+    /// Adds an event's engagement once per event and reason, and each reason at most once per
+    /// `ENGAGEMENT_COOLDOWN`: a browser may post a hundred page views in one request, and a flood
+    /// must not buy a stage. Folds what the bound pushes out.
     pub fn add_engagement(&mut self, event_id: &str, at: Timestamp, earned: &[(String, i64)], half_life_days: f64) {
         for (reason, points) in earned {
-            let seen = self.entries.iter().any(|e| e.event_id.as_deref() == Some(event_id) && &e.reason == reason);
+            let seen = self.entries.iter().any(|e| {
+                e.kind == ScoreKind::Engagement
+                    && &e.reason == reason
+                    && (e.event_id.as_deref() == Some(event_id) || at.duration_since(e.at).abs() < ENGAGEMENT_COOLDOWN)
+            });
             if seen {
                 continue;
             }
@@ -297,6 +305,19 @@ mod tests {
         ledger.add_engagement("e1", day(0), &[("clicked".into(), 3)], 14.0);
         ledger.add_engagement("e1", day(0), &[("clicked".into(), 3)], 14.0);
         assert_eq!(ledger.score_at(day(0), 14.0), 3.0);
+    }
+
+    #[test]
+    fn a_flood_of_events_counts_once_a_day_per_rule() {
+        let mut ledger = ScoreLedger::default();
+        for i in 0..100 {
+            ledger.add_engagement(&format!("pv{i}"), day(0), &[("viewed pricing".into(), 10)], 14.0);
+        }
+        assert_eq!(ledger.score_at(day(0), 14.0), 10.0, "a hundred page views in one request are one");
+        ledger.add_engagement("click", day(0), &[("clicked".into(), 3)], 14.0);
+        assert_eq!(ledger.score_at(day(0), 14.0), 13.0, "another rule still counts");
+        ledger.add_engagement("pv-tomorrow", day(1), &[("viewed pricing".into(), 10)], 14.0);
+        assert!(ledger.score_at(day(1), 14.0) > 20.0, "the next day counts again");
     }
 
     #[test]
