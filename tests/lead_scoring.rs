@@ -249,6 +249,15 @@ fn the_local_admin_key_is_created_once_and_kept_private() {
         let mode = std::fs::metadata(dir.path().join(ADMIN_KEY_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.path().join(ADMIN_KEY_FILE);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = load_or_create_admin_key(dir.path()).unwrap_err().to_string();
+        assert!(refused.contains("readable by others"), "{refused}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     std::fs::write(dir.path().join(ADMIN_KEY_FILE), "short\n").unwrap();
     let refused = load_or_create_admin_key(dir.path()).unwrap_err().to_string();
     assert!(refused.contains("at least 32"), "{refused}");

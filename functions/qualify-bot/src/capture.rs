@@ -55,7 +55,7 @@ pub async fn settle(
         enforce_rate_limit(state, &format!("submit-form-{}", form.id), "all", per_form).await?;
         match submit_values(state, form, &values, &context, state.clock.now()).await {
             Ok(captured) => {
-                tracing::info!(session_id = %stored.session_id, contact_id = %captured.contact.id, "bot captured a contact");
+                tracing::info!(session = %crate::session_log_tag(state, &stored.session_id), contact_id = %captured.contact.id, "bot captured a contact");
                 stored.contact_id = Some(captured.contact.id);
                 changed = true;
             }
@@ -63,7 +63,7 @@ pub async fn settle(
             // rules reject): the conversation goes on without a contact; nothing to retry.
             Err(error) if error.status == http::StatusCode::BAD_REQUEST => {
                 let fields: Vec<_> = error.fields.iter().map(|f| f.field.as_str()).collect();
-                tracing::warn!(session_id = %stored.session_id, fields = ?fields, "the form refused the bot's answers");
+                tracing::warn!(session = %crate::session_log_tag(state, &stored.session_id), fields = ?fields, "the form refused the bot's answers");
             }
             Err(error) => return Err(error),
         }
@@ -84,7 +84,7 @@ pub async fn settle(
     }
     if changed && let Err(error) = BotSessions::new(state.store.as_ref()).save(stored).await {
         // Harmless: the effects are idempotent, and the next retry records them.
-        tracing::warn!(session_id = %stored.session_id, error = %error, "bot effects done but not recorded");
+        tracing::warn!(session = %crate::session_log_tag(state, &stored.session_id), error = %error, "bot effects done but not recorded");
     }
     Ok(())
 }
@@ -149,11 +149,11 @@ async fn update_contact(
     };
     match ContactRepository::new(state.store.as_ref()).update(contact_id, state.clock.now(), change).await {
         Ok(contact) => {
-            tracing::info!(session_id = %stored.session_id, contact_id = %contact.id, outcome = outcome.kind(), stage = contact.stage.as_str(), "bot outcome applied");
+            tracing::info!(session = %crate::session_log_tag(state, &stored.session_id), contact_id = %contact.id, outcome = outcome.kind(), stage = contact.stage.as_str(), "bot outcome applied");
             Ok(())
         }
         Err(RepoError::NotFound) => {
-            tracing::warn!(session_id = %stored.session_id, "the bot's contact is gone; outcome not applied");
+            tracing::warn!(session = %crate::session_log_tag(state, &stored.session_id), "the bot's contact is gone; outcome not applied");
             Ok(())
         }
         Err(error) => Err(ApiError::internal("applying a bot outcome failed", error)),
@@ -185,7 +185,7 @@ async fn queue_outcome(
         },
     };
     if contact.is_empty() {
-        tracing::info!(session_id = %stored.session_id, outcome = outcome.kind(), "bot finished with nobody to record it on");
+        tracing::info!(session = %crate::session_log_tag(state, &stored.session_id), outcome = outcome.kind(), "bot finished with nobody to record it on");
     } else {
         let event = Event {
             event_id: format!("bot:{}:completed", stored.session_id),

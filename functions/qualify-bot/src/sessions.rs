@@ -215,7 +215,7 @@ async fn start_session(
         SessionWriteError::Conflict => ApiError::internal("a new bot session id was taken", "conflict"),
         SessionWriteError::Store(e) => ApiError::internal("storing a bot session failed", e),
     })?;
-    tracing::info!(script_id = %script.id, session_id = %session_id, "bot session started");
+    tracing::info!(script_id = %script.id, session = %crate::session_log_tag(state, &session_id), "bot session started");
     let body = json!({
         "session_id": session_id,
         "seq": 0,

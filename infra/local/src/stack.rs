@@ -49,6 +49,21 @@ pub fn load_or_create_secrets(data_dir: &Path) -> Result<Secrets> {
 pub fn load_or_create_admin_key(data_dir: &Path) -> Result<String> {
     let path = data_dir.join(ADMIN_KEY_FILE);
     if path.exists() {
+        // A key others on the machine can read is no key: refuse to start rather than serve
+        // admin routes behind it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                anyhow::bail!(
+                    "{}: readable by others (mode {:o}); make it private with `chmod 600 {}`",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                );
+            }
+        }
         let key = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let key = key.trim().to_string();
         if key.len() < MIN_ADMIN_KEY_CHARS || !key.chars().all(|c| c.is_ascii_graphic()) {
