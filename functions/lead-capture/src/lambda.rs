@@ -8,6 +8,12 @@ use tower::ServiceExt;
 use crate::ClientIp;
 use crate::admin::IamCaller;
 
+/// Where links in email point (`PUBLIC_BASE_URL`); empty means the host each request came to
+/// (the API Gateway URL).
+pub fn public_base_url_from_env() -> String {
+    std::env::var("PUBLIC_BASE_URL").unwrap_or_default().trim_end_matches('/').to_string()
+}
+
 /// The caller's address as API Gateway saw it.
 pub fn client_ip(request: &Request) -> Option<ClientIp> {
     let source_ip = match request.request_context_ref()? {

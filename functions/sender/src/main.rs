@@ -4,9 +4,7 @@ use std::sync::Arc;
 
 use lambda_runtime::Error;
 use sender::SenderDeps;
-use voronka_aws::{DynamoStore, QueueUrls, SesMailer, SqsQueue, lambda_sqs, load_secrets, required_env, sdk_config};
-use voronka_domain::deps::{Deps, Ports};
-use voronka_domain::ports::SystemClock;
+use voronka_aws::{SesMailer, deps_from_env, lambda_sqs, required_env, sdk_config};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,21 +12,10 @@ async fn main() -> Result<(), Error> {
     let config = sdk_config(None).await;
     let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
     let templates = campaigns.template_set();
-    let secrets =
-        load_secrets(&config, &required_env("TOKEN_SECRET_ARN")?, &required_env("EVENTS_SECRET_ARN")?).await?;
-    let clock = Arc::new(SystemClock);
     let rate = campaigns.settings.sending.max_send_rate_per_second;
     let public_base_url = required_env("PUBLIC_BASE_URL")?.trim_end_matches('/').to_string();
     let deps = SenderDeps {
-        shared: Deps {
-            ports: Ports {
-                store: Arc::new(DynamoStore::new(&config, required_env("TABLE_NAME")?, clock.clone())),
-                queue: Arc::new(SqsQueue::new(&config, QueueUrls::from_env()?)),
-                clock,
-            },
-            campaigns: Arc::new(campaigns),
-            secrets: Arc::new(secrets),
-        },
+        shared: deps_from_env(&config, campaigns).await?,
         mailer: Arc::new(SesMailer::new(&config, std::env::var("SES_CONFIGURATION_SET").ok())),
         templates: Arc::new(templates),
         public_base_url,

@@ -10,7 +10,11 @@ mod ses;
 mod sqs;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use voronka_domain::campaigns::Campaigns;
+use voronka_domain::deps::{Deps, Ports};
+use voronka_domain::ports::SystemClock;
 
 pub use dynamo::DynamoStore;
 pub use secrets::load_secrets;
@@ -25,6 +29,24 @@ pub async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// The store and the queues a function reaches, named by its environment (`TABLE_NAME`, the queue
+/// URLs), with the system clock.
+pub fn ports_from_env(config: &aws_config::SdkConfig) -> Result<Ports, String> {
+    let clock = Arc::new(SystemClock);
+    Ok(Ports {
+        store: Arc::new(DynamoStore::new(config, required_env("TABLE_NAME")?, clock.clone())),
+        queue: Arc::new(SqsQueue::new(config, QueueUrls::from_env()?)),
+        clock,
+    })
+}
+
+/// What the functions with secrets share: the ports, the campaign files they were built with, and
+/// both secrets from Secrets Manager (`TOKEN_SECRET_ARN`, `EVENTS_SECRET_ARN`).
+pub async fn deps_from_env(config: &aws_config::SdkConfig, campaigns: Campaigns) -> Result<Deps, String> {
+    let secrets = load_secrets(config, &required_env("TOKEN_SECRET_ARN")?, &required_env("EVENTS_SECRET_ARN")?).await?;
+    Ok(Deps { ports: ports_from_env(config)?, campaigns: Arc::new(campaigns), secrets: Arc::new(secrets) })
 }
 
 /// Counts calls per AWS operation.
