@@ -15,9 +15,10 @@ fn samples_dir(function: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events").join(function)
 }
 
-#[tokio::test]
-async fn every_lead_capture_sample_answers_its_expected_status() {
-    let dir = samples_dir("lead-capture");
+/// Feeds every API Gateway sample of `function` through the Lambda entry point with `router` and
+/// checks each status against `expectations.json` (one expectation per sample, no more).
+async fn every_sample_answers_its_expected_status(function: &str, router: axum::Router) {
+    let dir = samples_dir(function);
     let expectations: BTreeMap<String, u16> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expectations.json")).unwrap()).unwrap();
     let mut samples: Vec<String> = std::fs::read_dir(&dir)
@@ -27,9 +28,6 @@ async fn every_lead_capture_sample_answers_its_expected_status() {
         .collect();
     samples.sort();
     assert_eq!(samples, expectations.keys().cloned().collect::<Vec<_>>(), "every sample has one expectation");
-
-    let t = TestStack::new();
-    let router = lead_capture::router(t.stack.state.clone());
     for name in samples {
         let text = std::fs::read_to_string(dir.join(&name)).unwrap();
         let request =
@@ -42,20 +40,15 @@ async fn every_lead_capture_sample_answers_its_expected_status() {
 }
 
 #[tokio::test]
+async fn every_lead_capture_sample_answers_its_expected_status() {
+    let t = TestStack::new();
+    every_sample_answers_its_expected_status("lead-capture", lead_capture::router(t.stack.state.clone())).await;
+}
+
+#[tokio::test]
 async fn every_qualify_bot_sample_answers_its_expected_status() {
     use voronka_domain::repo::bot_sessions::{DEFAULT_SESSION_TTL, SessionOrigin};
     use voronka_domain::repo::{BotSessions, StoredBotSession};
-
-    let dir = samples_dir("qualify-bot");
-    let expectations: BTreeMap<String, u16> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expectations.json")).unwrap()).unwrap();
-    let mut samples: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".json") && name != "expectations.json")
-        .collect();
-    samples.sort();
-    assert_eq!(samples, expectations.keys().cloned().collect::<Vec<_>>(), "every sample has one expectation");
 
     let t = TestStack::new();
     // The answer samples talk to this session, waiting for its first answer.
@@ -72,18 +65,7 @@ async fn every_qualify_bot_sample_answers_its_expected_status() {
     );
     BotSessions::new(t.stack.state.store.as_ref()).save(&mut stored).await.unwrap();
 
-    let router = qualify_bot::router(t.stack.state.clone());
-    for name in samples {
-        let text = std::fs::read_to_string(dir.join(&name)).unwrap();
-        let request =
-            lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name} is not an API Gateway event: {e}"));
-        assert!(
-            lead_capture::lambda::client_ip(&request).is_some(),
-            "{name}: the client address comes from the request context"
-        );
-        let response = lead_capture::lambda::handle(router.clone(), request).await.unwrap();
-        assert_eq!(response.status().as_u16(), expectations[&name], "{name}: {:?}", response.body());
-    }
+    every_sample_answers_its_expected_status("qualify-bot", qualify_bot::router(t.stack.state.clone())).await;
 }
 
 /// A sample SQS event as the Lambda entry point hands it to a consumer.

@@ -94,10 +94,11 @@ pub struct Route {
     pub path: &'static str,
     /// Behind `admin::guard` (and IAM authorisation in the template).
     pub admin: bool,
-    handler: MethodRouter<AppState>,
+    pub handler: MethodRouter<AppState>,
 }
 
-fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
+/// A public route; the qualify-bot builds its list with the same helper.
+pub fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
 where
     H: Handler<T, AppState>,
     T: 'static,

@@ -10,28 +10,10 @@ mod sessions;
 mod widget;
 
 use axum::Router;
-use axum::handler::Handler;
-use axum::routing::{MethodFilter, MethodRouter, on};
 use http::Method;
-use lead_capture::AppState;
+use lead_capture::{AppState, Route, route};
 
 pub use sessions::SESSION_ID_PREFIX;
-
-/// One route: the method and path API Gateway must send here, and its handler.
-pub struct Route {
-    pub method: Method,
-    pub path: &'static str,
-    handler: MethodRouter<AppState>,
-}
-
-fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
-where
-    H: Handler<T, AppState>,
-    T: 'static,
-{
-    let filter = MethodFilter::try_from(method.clone()).expect("routes use standard methods");
-    Route { method, path, handler: on(filter, handler) }
-}
 
 /// Every route the bot serves; `tests/api_routes.rs` holds the template's `HttpApi` events of
 /// the QualifyBot function to this list.
