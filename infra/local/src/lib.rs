@@ -1,5 +1,6 @@
 //! The one-machine stack: the same handlers as on Lambda, over the embedded adapters.
 
+pub mod dashboard;
 pub mod demo;
 pub mod export;
 pub mod outbox;

@@ -47,8 +47,10 @@ pub async fn list(State(dir): State<PathBuf>) -> Html<String> {
         .iter()
         .map(|e| {
             format!(
-                "<tr><td>{}</td><td>{}</td><td><a href=\"/outbox/{}\">{}</a></td><td>{}</td></tr>",
+                "<tr><td>{}</td><td><a class=\"contact-link\" href=\"/admin/contacts?email={}\">{}</a></td>\
+                 <td><a href=\"/outbox/{}\">{}</a></td><td>{}</td></tr>",
                 escape(&e.date),
+                escape(&crate::dashboard::url_component(&e.to)),
                 escape(&e.to),
                 escape(&e.file),
                 escape(&e.subject),
@@ -59,7 +61,8 @@ pub async fn list(State(dir): State<PathBuf>) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Outbox — Voronka</title>\
          <style>body{{font-family:system-ui;margin:2rem}}td,th{{padding:.3rem .6rem;text-align:left;border-bottom:1px solid #ddd}}</style></head>\
-         <body><h1>Outbox</h1><p>Every email the local stack sent, newest first (files in {}).</p>\
+         <body><p><a href=\"/admin/dashboard\">KPI dashboard</a> · <a href=\"/\">Demo shop</a></p>\
+         <h1>Outbox</h1><p>Every email the local stack sent, newest first (files in {}); a recipient opens their contact page.</p>\
          <table><tr><th>Date</th><th>To</th><th>Subject</th><th>Unsubscribe</th></tr>{rows}</table></body></html>",
         escape(&dir.display().to_string())
     ))
@@ -86,10 +89,20 @@ pub async fn show(State(dir): State<PathBuf>, UrlPath(file): UrlPath<String>) ->
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{subject}</title>\
          <style>body{{font-family:system-ui;margin:2rem}}th{{text-align:left;padding-right:1rem;vertical-align:top}}\
          iframe{{width:100%;height:30rem;border:1px solid #ccc}}pre{{white-space:pre-wrap;background:#f6f6f6;padding:1rem}}</style></head>\
-         <body><p><a href=\"/outbox\">← Outbox</a></p><h1>{subject}</h1><table>{headers}</table>\
+         <body><p><a href=\"/outbox\">← Outbox</a>{contact}</p><h1>{subject}</h1><table>{headers}</table>\
          <h2>HTML</h2><iframe sandbox=\"allow-popups allow-top-navigation-by-user-activation allow-forms\" srcdoc=\"{html}\"></iframe>\
          <h2>Text</h2><pre>{text}</pre></body></html>",
         subject = escape(message.subject().unwrap_or_default()),
+        contact = message
+            .to()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .map(|to| format!(
+                " · <a class=\"contact-link\" href=\"/admin/contacts?email={}\">{}'s contact page</a>",
+                escape(&crate::dashboard::url_component(to)),
+                escape(to)
+            ))
+            .unwrap_or_default(),
         html = escape(&html),
         text = escape(&text),
     ))

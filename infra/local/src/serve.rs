@@ -18,6 +18,7 @@ const DEMO_SHOP: &str = include_str!("../assets/demo-shop.html");
 pub fn app(state: AppState, outbox_dir: std::path::PathBuf) -> Router {
     let local =
         Router::new().route("/", get(demo_shop)).route("/healthz", get(|| async { "ok" })).with_state(state.clone());
+    let dashboard = crate::dashboard::router(state.clone(), outbox_dir.clone());
     let outbox = Router::new()
         .route("/outbox", get(crate::outbox::list))
         .route("/outbox/{file}", get(crate::outbox::show))
@@ -26,6 +27,7 @@ pub fn app(state: AppState, outbox_dir: std::path::PathBuf) -> Router {
         .merge(qualify_bot::routes_router(state))
         .merge(local)
         .merge(outbox)
+        .merge(dashboard)
         .layer(axum::middleware::from_fn(client_ip_from_socket))
 }
 

@@ -270,6 +270,22 @@ impl<'a> ContactRepository<'a> {
         contacts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(contacts)
     }
+
+    /// The `limit` newest contacts, newest first: the newest `limit` of each listing shard (one
+    /// bounded query per shard), merged. For lists a marketer opens contacts from.
+    pub async fn recent(&self, limit: usize) -> Result<Vec<Contact>, RepoError> {
+        let per_shard = u32::try_from(limit).unwrap_or(u32::MAX).max(1);
+        let mut contacts = Vec::new();
+        for shard in 0..LISTING_SHARDS {
+            let query = Query::partition(Index::Gsi1, listing_partition(shard)).backward().limit(per_shard);
+            for item in self.store.query(query).await?.items {
+                contacts.push(from_item(item)?);
+            }
+        }
+        contacts.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        contacts.truncate(limit);
+        Ok(contacts)
+    }
 }
 
 /// Links the anonymous ids the contact did not have before this write, for the write's

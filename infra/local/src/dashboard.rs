@@ -1,0 +1,398 @@
+//! The KPI dashboard and the contact pages of `voronka serve`, behind the admin key, and the
+//! same pages as files for the demo (`write_static`), which open from disk without a server.
+//!
+//! Pages are rendered here from typed values (`report_page`, `contact_page`) with inline CSS and
+//! SVG charts (`charts`): no script, no network. A browser signs in once at `/admin/login` with
+//! the admin key and then carries a session cookie (`session`); scripts may send the key as
+//! `Authorization: Bearer` instead, as on the API's admin routes.
+
+pub mod charts;
+pub mod contact_page;
+pub mod session;
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use lead_capture::AppState;
+use lead_capture::admin::AdminAccess;
+use voronka_domain::html::escape;
+use voronka_domain::model::{Contact, EmailAddress};
+use voronka_domain::repo::ContactRepository;
+
+pub use contact_page::{ContactView, render_contact};
+use session::Sessions;
+
+/// Most contacts a dashboard lists (and the demo writes pages for).
+pub const MAX_LISTED_CONTACTS: usize = 50;
+
+/// Where the pages' links go: the server's routes, or files next to each other on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkMode {
+    Server,
+    /// `index.html` with `contacts/<id>.html` beside it.
+    Static,
+}
+
+impl LinkMode {
+    pub fn contact_href(self, id: &str) -> String {
+        match self {
+            LinkMode::Server => format!("/admin/contacts/{}", url_component(id)),
+            LinkMode::Static => format!("contacts/{}.html", file_stem(id)),
+        }
+    }
+
+    fn dashboard_href(self) -> &'static str {
+        match self {
+            LinkMode::Server => "/admin/dashboard",
+            LinkMode::Static => "../index.html",
+        }
+    }
+
+    /// A sent message's page; files have no outbox to link to.
+    pub fn outbox_href(self, file: &str) -> Option<String> {
+        match self {
+            LinkMode::Server => Some(format!("/outbox/{}", url_component(file))),
+            LinkMode::Static => None,
+        }
+    }
+}
+
+/// A contact as the dashboard lists it.
+#[derive(Debug, Clone)]
+pub struct ListedContact {
+    pub id: String,
+    pub name: String,
+    pub stage: String,
+    pub orders: u64,
+    pub revenue: f64,
+    pub created_at: jiff::Timestamp,
+}
+
+impl ListedContact {
+    pub fn of(contact: &Contact) -> ListedContact {
+        ListedContact {
+            id: contact.id.clone(),
+            name: contact_page::display_name(contact),
+            stage: contact.stage.as_str().to_string(),
+            orders: contact.orders.orders,
+            revenue: contact.orders.revenue_minor as f64 / 100.0,
+            created_at: contact.created_at,
+        }
+    }
+}
+
+/// What the dashboard links to beyond the report: the link style and the contacts it lists.
+#[derive(Debug, Clone)]
+pub struct Links {
+    pub mode: LinkMode,
+    pub contacts: Vec<ListedContact>,
+}
+
+/// Percent-encodes everything but unreserved characters, for one path segment or query value.
+pub fn url_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+/// A contact id as a file name: ids are `[A-Za-z0-9_-]` in practice; anything else becomes `_`
+/// so no id can name a path outside the folder.
+fn file_stem(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f4f6f8;color:#111}\
+header.top{background:#1f4e79;color:#fff;padding:.6rem 1.5rem;display:flex;gap:1.2rem;align-items:center;flex-wrap:wrap}\
+header.top a{color:#fff}header.top form{margin:0 0 0 auto}main{padding:1rem 1.5rem;max-width:1200px}\
+.card{background:#fff;border-radius:6px;padding:.8rem 1.2rem;margin:0 0 1rem;box-shadow:0 1px 2px #0002;overflow-x:auto}\
+table{border-collapse:collapse;font-size:.9rem}td,th{padding:.25rem .55rem;text-align:left;border-bottom:1px solid #e3e3e3;vertical-align:top}\
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}.kv th{width:11rem;color:#555;font-weight:500}\
+svg.chart{max-width:100%;height:auto;font-size:12px}svg .label{fill:#333}svg .value{fill:#111}svg .small{font-size:10px}\
+svg .legend{font-size:11px;fill:#333}svg .flagged,.flag{fill:#a33;color:#a33;font-weight:600}\
+.tiles{display:flex;flex-wrap:wrap;gap:.6rem}.tile{background:#fff;border-radius:6px;padding:.5rem .9rem;min-width:8rem;box-shadow:0 1px 2px #0002}\
+.tile b{display:block;font-size:1.3rem}.tile span{color:#555;font-size:.8rem}.note{color:#555;font-size:.85rem}\
+ol.timeline{list-style:none;padding:0}ol.timeline li{padding:.2rem 0;border-bottom:1px dotted #ddd}\
+ol.timeline time{color:#555;font-variant-numeric:tabular-nums}.kind{display:inline-block;min-width:4.5rem;font-size:.75rem;text-transform:uppercase;color:#1f4e79}\
+.group-holdout{color:#a35b00;font-weight:600}form.range{display:flex;gap:.8rem;align-items:end;flex-wrap:wrap}\
+form.range label{display:flex;flex-direction:column;font-size:.8rem;color:#555}.error{color:#a33}";
+
+/// The page shell: navigation, styles, and `body`.
+pub fn page(title: &str, body: &str, mode: LinkMode) -> String {
+    let nav = match mode {
+        LinkMode::Server => "<a href=\"/admin/dashboard\">Dashboard</a><a href=\"/admin/contacts\">Contacts</a>\
+             <a href=\"/outbox\">Outbox</a><a href=\"/\">Demo shop</a>\
+             <form method=\"post\" action=\"/admin/logout\"><button type=\"submit\">Sign out</button></form>"
+            .to_string(),
+        LinkMode::Static => format!(
+            "<a href=\"{}\">Dashboard</a><span>files written by <code>voronka demo</code></span>",
+            mode.dashboard_href()
+        ),
+    };
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title} — Voronka</title>\
+         <style>{STYLE}</style></head><body><header class=\"top\"><strong>Voronka</strong>{nav}</header><main>{body}</main></body></html>",
+        title = escape(title),
+    )
+}
+
+/// A plain message page (errors, not found) in the shell.
+fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = format!("<h1>{}</h1><p class=\"error\">{}</p>", escape(title), escape(message));
+    (status, Html(page(title, &body, LinkMode::Server))).into_response()
+}
+
+#[derive(Clone)]
+struct DashboardState {
+    app: AppState,
+    outbox_dir: PathBuf,
+    sessions: Arc<Sessions>,
+}
+
+/// The admin pages: `/admin/login`, `/admin/logout`, `/admin/dashboard`, `/admin/contacts`,
+/// `/admin/contacts/{id}`; all but the login behind `require_admin`.
+pub fn router(app: AppState, outbox_dir: PathBuf) -> Router {
+    let state = DashboardState { app, outbox_dir, sessions: Arc::new(Sessions::default()) };
+    let guarded = Router::new()
+        .route("/admin", get(|| async { Redirect::to("/admin/dashboard") }))
+        .route("/admin/dashboard", get(dashboard))
+        .route("/admin/contacts", get(search_contacts))
+        .route("/admin/contacts/{id}", get(show_contact))
+        .route("/admin/logout", post(logout))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new().route("/admin/login", get(login_form).post(login)).merge(guarded).with_state(state)
+}
+
+fn bearer_ok(state: &DashboardState, headers: &HeaderMap) -> bool {
+    let AdminAccess::BearerKey(digest) = &state.app.admin_access else { return false };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|key| digest.matches(key.trim()))
+}
+
+fn session_token(headers: &HeaderMap) -> Option<&str> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(session::token_from_cookies)
+}
+
+/// Lets through a request with a live session cookie or the admin bearer key. Otherwise a page
+/// request goes to the login form (coming back here after it), anything else gets 401.
+async fn require_admin(State(state): State<DashboardState>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    if bearer_ok(&state, headers) || session_token(headers).is_some_and(|t| state.sessions.is_valid(t)) {
+        return next.run(request).await;
+    }
+    if request.method() == Method::GET || request.method() == Method::HEAD {
+        let back = request.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/admin/dashboard");
+        return Redirect::to(&format!("/admin/login?next={}", url_component(back))).into_response();
+    }
+    tracing::info!(path = %request.uri().path(), "admin page refused an unauthorised request");
+    let mut response = message_page(StatusCode::UNAUTHORIZED, "Sign in first", "This page needs the admin key.");
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Where a login may send the browser afterwards: an admin page of this site, nothing else.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(path)
+            if path.starts_with("/admin/")
+                && !path.starts_with("/admin/login")
+                && !path.contains("//")
+                && !path.contains('\\')
+                && !path.chars().any(char::is_control) =>
+        {
+            path
+        }
+        _ => "/admin/dashboard",
+    }
+}
+
+fn login_page(next: &str, problem: Option<&str>) -> String {
+    let problem = problem.map(|p| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(p))).unwrap_or_default();
+    let body = format!(
+        "<section class=\"card\"><h1>Sign in</h1>{problem}<p class=\"note\">Paste the admin key (the file <code>admin-key</code> \
+         in the data folder). The browser keeps a session cookie, not the key.</p>\
+         <form method=\"post\" action=\"/admin/login\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
+         <label>Admin key <input type=\"password\" name=\"key\" id=\"admin-key\" autocomplete=\"current-password\" required size=\"70\"></label> \
+         <button type=\"submit\" id=\"sign-in\">Sign in</button></form></section>",
+        next = escape(next)
+    );
+    // The shell's sign-out button would be noise here.
+    page("Sign in", &body, LinkMode::Server).replacen(
+        "<form method=\"post\" action=\"/admin/logout\"><button type=\"submit\">Sign out</button></form>",
+        "",
+        1,
+    )
+}
+
+async fn login_form(Query(params): Query<HashMap<String, String>>) -> Html<String> {
+    Html(login_page(safe_next(params.get("next").map(String::as_str)), None))
+}
+
+async fn login(State(state): State<DashboardState>, body: axum::body::Bytes) -> Response {
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let next = safe_next(form.get("next").map(String::as_str)).to_string();
+    let Some(key) = form.get("key").map(|k| k.trim()).filter(|k| !k.is_empty()) else {
+        return (StatusCode::BAD_REQUEST, Html(login_page(&next, Some("key: enter the admin key")))).into_response();
+    };
+    let AdminAccess::BearerKey(digest) = &state.app.admin_access else {
+        return message_page(StatusCode::FORBIDDEN, "No key sign-in", "This deployment checks admin callers with IAM.");
+    };
+    if !digest.matches(key) {
+        tracing::info!("admin sign-in refused a wrong key");
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(login_page(&next, Some("key: that is not this installation's admin key"))),
+        )
+            .into_response();
+    }
+    let token = state.sessions.start();
+    let mut response = Redirect::to(&next).into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&session::session_cookie(&token)) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn logout(State(state): State<DashboardState>, headers: HeaderMap) -> Response {
+    if let Some(token) = session_token(&headers) {
+        state.sessions.end(token);
+    }
+    let mut response = Redirect::to("/admin/login").into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&session::cleared_cookie()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn recent_contacts(state: &AppState) -> anyhow::Result<Vec<ListedContact>> {
+    let contacts = ContactRepository::new(state.store.as_ref()).recent(MAX_LISTED_CONTACTS).await?;
+    Ok(contacts.iter().map(ListedContact::of).collect())
+}
+
+/// The contacts list as HTML, each row linking to its page.
+pub fn contacts_table(contacts: &[ListedContact], mode: LinkMode) -> String {
+    let mut html = String::from(
+        "<table class=\"contacts\"><tr><th>Contact</th><th>Stage</th><th class=\"num\">Orders</th><th class=\"num\">Revenue</th><th>Created</th></tr>",
+    );
+    for contact in contacts {
+        let _ = write!(
+            html,
+            "<tr><td><a class=\"contact-link\" href=\"{href}\">{name}</a></td><td>{stage}</td><td class=\"num\">{orders}</td>\
+             <td class=\"num\">{revenue}</td><td>{created}</td></tr>",
+            href = escape(&mode.contact_href(&contact.id)),
+            name = escape(&contact.name),
+            stage = escape(&contact.stage),
+            orders = contact.orders,
+            revenue = escape(&charts::money(Some(contact.revenue))),
+            created = contact.created_at.strftime("%Y-%m-%d %H:%M"),
+        );
+    }
+    html.push_str("</table>");
+    html
+}
+
+async fn search_contacts(
+    State(state): State<DashboardState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let search_form = |value: &str| {
+        format!(
+            "<form method=\"get\" action=\"/admin/contacts\"><label>Email <input type=\"email\" name=\"email\" value=\"{}\" required></label> \
+             <button type=\"submit\">Find</button></form>",
+            escape(value)
+        )
+    };
+    match params.get("email").map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        Some(raw) => {
+            let Ok(email) = EmailAddress::parse(raw) else {
+                let body = format!(
+                    "<section class=\"card\"><h1>Contacts</h1>{}<p class=\"error\">email: not an email address</p></section>",
+                    search_form(raw)
+                );
+                return (StatusCode::BAD_REQUEST, Html(page("Contacts", &body, LinkMode::Server))).into_response();
+            };
+            match ContactRepository::new(state.app.store.as_ref()).find_by_email(&email).await {
+                Ok(Some(contact)) => Redirect::to(&LinkMode::Server.contact_href(&contact.id)).into_response(),
+                Ok(None) => {
+                    let body = format!(
+                        "<section class=\"card\"><h1>Contacts</h1>{}<p class=\"error\">No contact has this address.</p></section>",
+                        search_form(raw)
+                    );
+                    (StatusCode::NOT_FOUND, Html(page("Contacts", &body, LinkMode::Server))).into_response()
+                }
+                Err(error) => internal_error("finding a contact by email", &error),
+            }
+        }
+        None => match recent_contacts(&state.app).await {
+            Ok(contacts) => {
+                let body = format!(
+                    "<section class=\"card\"><h1>Contacts</h1>{}<h2>Newest contacts</h2>{}</section>",
+                    search_form(""),
+                    contacts_table(&contacts, LinkMode::Server)
+                );
+                Html(page("Contacts", &body, LinkMode::Server)).into_response()
+            }
+            Err(error) => internal_error("listing recent contacts", &error),
+        },
+    }
+}
+
+fn internal_error(doing: &str, error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %error, "admin page failed {doing}");
+    message_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The page could not be read; see the log.")
+}
+
+async fn show_contact(State(state): State<DashboardState>, UrlPath(id): UrlPath<String>) -> Response {
+    let emails = contact_page::emails_by_address(&state.outbox_dir);
+    match contact_page::load(state.app.store.as_ref(), &id, &emails).await {
+        Ok(Some(view)) => Html(render_contact(&view, LinkMode::Server)).into_response(),
+        Ok(None) => message_page(StatusCode::NOT_FOUND, "No such contact", "No contact has this id."),
+        Err(error) => internal_error("reading a contact page", &error),
+    }
+}
+
+async fn dashboard(State(state): State<DashboardState>) -> Response {
+    match recent_contacts(&state.app).await {
+        Ok(contacts) => {
+            Html(page("Dashboard", &contacts_table(&contacts, LinkMode::Server), LinkMode::Server)).into_response()
+        }
+        Err(error) => internal_error("listing recent contacts", &error),
+    }
+}
+
+/// Writes the contact pages the dashboard links to under `dir/contacts/`.
+pub async fn write_contact_pages(
+    dir: &Path,
+    stack: &crate::stack::Stack,
+    contacts: &[ListedContact],
+) -> anyhow::Result<()> {
+    let folder = dir.join("contacts");
+    std::fs::create_dir_all(&folder)?;
+    let emails = contact_page::emails_by_address(stack.outbox.dir());
+    for listed in contacts.iter().take(MAX_LISTED_CONTACTS) {
+        if let Some(view) = contact_page::load(stack.state.store.as_ref(), &listed.id, &emails).await? {
+            std::fs::write(
+                folder.join(format!("{}.html", file_stem(&listed.id))),
+                render_contact(&view, LinkMode::Static),
+            )?;
+        }
+    }
+    Ok(())
+}
