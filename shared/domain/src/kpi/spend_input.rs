@@ -55,8 +55,8 @@ enum RawAmount {
 
 /// Reads `{"rows": [...]}` or a bare array of `{date, channel, campaign?, amount, currency}`.
 pub fn parse_json(body: &[u8], settings: &Settings) -> Result<Vec<SpendRow>, Vec<RowError>> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| vec![RowError::new(0, "body", format!("is not valid JSON: {e}"))])?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| vec![RowError::new(0, "body", format!("is not valid JSON: {e}"))])?;
     let rows = match &value {
         Value::Array(rows) => rows,
         Value::Object(object) => match object.get("rows") {
@@ -102,7 +102,11 @@ pub fn parse_json(body: &[u8], settings: &Settings) -> Result<Vec<SpendRow>, Vec
                     continue;
                 }
                 other => {
-                    errors.push(RowError::new(line, other, "is not a spend field (date, channel, campaign, amount, currency)"));
+                    errors.push(RowError::new(
+                        line,
+                        other,
+                        "is not a spend field (date, channel, campaign, amount, currency)",
+                    ));
                     continue;
                 }
             };
@@ -120,7 +124,9 @@ pub fn parse_json(body: &[u8], settings: &Settings) -> Result<Vec<SpendRow>, Vec
 pub fn parse_csv(text: &str, settings: &Settings) -> Result<Vec<SpendRow>, Vec<RowError>> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
     let header: Vec<String> = match reader.headers() {
-        Ok(header) => header.iter().map(|name| name.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect(),
+        Ok(header) => {
+            header.iter().map(|name| name.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect()
+        }
         Err(e) => return Err(vec![RowError::new(1, "header", format!("cannot be read: {e}"))]),
     };
     let mut errors = Vec::new();
@@ -271,7 +277,8 @@ fn check_rows(
                 ),
             );
         }
-        let (Some(date), Some(amount), true) = (date, amount, channel_ok && campaign_ok && currency == settings.currency)
+        let (Some(date), Some(amount), true) =
+            (date, amount, channel_ok && campaign_ok && currency == settings.currency)
         else {
             continue;
         };
@@ -298,5 +305,9 @@ fn check_rows(
 /// A value echoed in an error, cut so a huge field does not make a huge answer.
 fn shorten(text: &str) -> String {
     const MAX: usize = 40;
-    if text.chars().count() <= MAX { text.to_string() } else { format!("{}…", text.chars().take(MAX).collect::<String>()) }
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
 }

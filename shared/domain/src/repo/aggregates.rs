@@ -477,6 +477,26 @@ pub async fn attribution_credit(store: &dyn Store, date: Date, model: Model) -> 
         .collect())
 }
 
+/// The credit every model gave on `date`, per channel and campaign: one partition read.
+pub async fn all_attribution_credit(store: &dyn Store, date: Date) -> Result<Vec<(Model, Credit)>, StoreError> {
+    let query = Query::partition(Index::Table, format!("{ATTRIBUTION_PREFIX}{date}"));
+    let amount = |item: &Item, name: &str| item.get(name).and_then(Value::as_f64).unwrap_or(0.0);
+    Ok(query_all(store, query)
+        .await?
+        .iter()
+        .filter_map(|item| {
+            let sk = item.get_str("sk")?;
+            let model = Model::ALL.into_iter().find(|model| sk.starts_with(&format!("{}#", model.as_str())))?;
+            let credit = Credit {
+                dimensions: Dimensions::parse(&sk[model.as_str().len() + 1..]),
+                conversions: amount(item, CONVERSIONS),
+                revenue: amount(item, REVENUE),
+            };
+            Some((model, credit))
+        })
+        .collect())
+}
+
 /// A journey's counts for one day and group.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JourneyDay {

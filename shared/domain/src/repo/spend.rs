@@ -7,7 +7,8 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::ports::{Index, Item, Key, MAX_BATCH_PUT, Query, Store, StoreError, query_all};
+use crate::ports::store::MAX_BATCH_PUT;
+use crate::ports::{Index, Item, Key, Query, Store, StoreError, query_all};
 
 const PREFIX: &str = "SPEND#";
 const NO_CAMPAIGN: &str = "-";
