@@ -8,13 +8,15 @@
 
 pub mod charts;
 pub mod contact_page;
+pub mod report_page;
 pub mod session;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use anyhow::Context;
 use axum::Router;
 use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -24,10 +26,12 @@ use axum::routing::{get, post};
 use lead_capture::AppState;
 use lead_capture::admin::AdminAccess;
 use voronka_domain::html::escape;
+use voronka_domain::kpi::{self, GroupBy, KpiQuery, KpiReport};
 use voronka_domain::model::{Contact, EmailAddress};
-use voronka_domain::repo::ContactRepository;
+use voronka_domain::repo::{ContactRepository, aggregates};
 
 pub use contact_page::{ContactView, render_contact};
+pub use report_page::render_dashboard;
 use session::Sessions;
 
 /// Most contacts a dashboard lists (and the demo writes pages for).
@@ -368,17 +372,55 @@ async fn show_contact(State(state): State<DashboardState>, UrlPath(id): UrlPath<
     }
 }
 
-async fn dashboard(State(state): State<DashboardState>) -> Response {
-    match recent_contacts(&state.app).await {
-        Ok(contacts) => {
-            Html(page("Dashboard", &contacts_table(&contacts, LinkMode::Server), LinkMode::Server)).into_response()
+/// The report the dashboard draws: `query`'s range and model, always grouped by channel.
+pub async fn report(state: &AppState, query: &KpiQuery) -> anyhow::Result<KpiReport> {
+    let settings = &state.campaigns.settings;
+    let query = KpiQuery { group_by: GroupBy::Channel, ..query.clone() };
+    let today = aggregates::date(state.clock.now(), settings);
+    let journeys: Vec<String> = state.campaigns.journeys.keys().cloned().collect();
+    let inputs = kpi::load(state.store.as_ref(), settings, &query, today, &journeys).await?;
+    Ok(kpi::compute(&inputs, &query, settings))
+}
+
+async fn dashboard(State(state): State<DashboardState>, Query(params): Query<BTreeMap<String, String>>) -> Response {
+    let today = aggregates::date(state.app.clock.now(), &state.app.campaigns.settings);
+    let query = match KpiQuery::parse(&params, today) {
+        Ok(query) => query,
+        Err(error) => {
+            let body = format!(
+                "<section class=\"card\"><h1>KPI dashboard</h1><p class=\"error\" data-field=\"{field}\">{field}: {message}</p>\
+                 <p><a href=\"/admin/dashboard\">The last 30 days</a></p></section>",
+                field = escape(&error.field),
+                message = escape(&error.message)
+            );
+            return (StatusCode::BAD_REQUEST, Html(page("KPI dashboard", &body, LinkMode::Server))).into_response();
         }
+    };
+    let report = match report(&state.app, &query).await {
+        Ok(report) => report,
+        Err(error) => return internal_error("computing the KPI report", &error),
+    };
+    match recent_contacts(&state.app).await {
+        Ok(contacts) => Html(render_dashboard(&report, &Links { mode: LinkMode::Server, contacts })).into_response(),
         Err(error) => internal_error("listing recent contacts", &error),
     }
 }
 
-/// Writes the contact pages the dashboard links to under `dir/contacts/`.
-pub async fn write_contact_pages(
+/// Writes the dashboard for `query` as `dir/index.html`, with a page per contact it lists under
+/// `dir/contacts/` (at most `MAX_LISTED_CONTACTS`), all linked relatively so the folder opens
+/// from disk without a server. Returns the path of `index.html`.
+pub async fn write_static(dir: &Path, stack: &crate::stack::Stack, query: &KpiQuery) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let report = report(&stack.state, query).await?;
+    let contacts = recent_contacts(&stack.state).await?;
+    write_contact_pages(dir, stack, &contacts).await?;
+    let index = dir.join("index.html");
+    std::fs::write(&index, render_dashboard(&report, &Links { mode: LinkMode::Static, contacts }))
+        .with_context(|| format!("writing {}", index.display()))?;
+    Ok(index)
+}
+
+async fn write_contact_pages(
     dir: &Path,
     stack: &crate::stack::Stack,
     contacts: &[ListedContact],
