@@ -118,6 +118,32 @@ impl Browser {
 }
 
 impl Browser {
+    /// Runs `script` (a function body; `arguments` holds `args`) in the page and returns its value.
+    pub async fn execute(&self, script: &str, args: Vec<Value>) -> Value {
+        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": args}))).await
+    }
+
+    /// The visible page as PNG bytes.
+    pub async fn screenshot_png(&self) -> Vec<u8> {
+        use base64::Engine;
+        let encoded = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().expect("a screenshot is base64 text"))
+            .expect("the screenshot decodes")
+    }
+
+    /// Sizes the window (the screenshot is of the viewport).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": height}))).await;
+    }
+
+    /// The address of the page now shown.
+    pub async fn current_url(&self) -> String {
+        self.call(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or_default().to_string()
+    }
+}
+
+impl Browser {
     /// Ends the session, which closes Chromium (a killed driver would leave it running).
     pub async fn quit(self) {
         let _ = self.http.delete(format!("{}/session/{}", self.base, self.session)).send().await;

@@ -236,7 +236,8 @@ pub fn whisker_chart(chart: &str, title: &str, items: &[Whisker]) -> String {
     let scale = |v: f64| LABEL_WIDTH + (v - min) / (max - min) * PLOT_WIDTH;
     let row = 30.0;
     let height = row * items.len() as f64 + 26.0;
-    let mut svg = open_svg(chart, title, LABEL_WIDTH + PLOT_WIDTH + VALUE_WIDTH + 60.0, height);
+    // Room for "+12.3 pp [+0.6 pp … +24.0 pp] — too small to conclude" beside the plot.
+    let mut svg = open_svg(chart, title, LABEL_WIDTH + PLOT_WIDTH + 330.0, height);
     let zero = scale(0.0);
     let _ = write!(
         svg,
@@ -277,9 +278,10 @@ pub fn whisker_chart(chart: &str, title: &str, items: &[Whisker]) -> String {
                 cx = scale(point),
             );
         }
-        let note = match &item.flag {
-            Some(flag) => format!("{text} — {flag}"),
-            None => text.clone(),
+        let note = match (&item.flag, finite(item.point)) {
+            (Some(flag), Some(_)) => format!("{text} — {flag}"),
+            (Some(flag), None) => format!("no data — {flag}"),
+            (None, _) => text.clone(),
         };
         let _ = write!(
             svg,
