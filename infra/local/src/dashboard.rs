@@ -438,3 +438,98 @@ async fn write_contact_pages(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use http::Request;
+    use tower::ServiceExt;
+    use voronka_domain::ports::SystemClock;
+
+    use super::*;
+    use crate::stack::{Stack, StackOptions};
+
+    const HOSTILE: &str = "<svg onload=alert(1)>";
+
+    async fn stack_with_contacts(n: usize) -> Stack {
+        let stack = Stack::open(StackOptions {
+            data_dir: None,
+            campaigns_dir: None,
+            public_base_url: None,
+            clock: Arc::new(SystemClock),
+            ids: Stack::default_ids(),
+        })
+        .unwrap();
+        let app = crate::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf());
+        for i in 0..n {
+            let body = serde_json::json!({"email": format!("p{i}@example.com"), "consent": true,
+                "first_name": if i == 0 { HOSTILE.to_string() } else { format!("P{i}") }, "utm_source": "vk"});
+            let request = Request::post("/v1/forms/newsletter/submissions")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::CREATED);
+        }
+        stack
+    }
+
+    #[tokio::test]
+    async fn the_static_dashboard_links_relatively_to_a_page_per_listed_contact() {
+        let stack = stack_with_contacts(3).await;
+        let dir = std::env::temp_dir().join(format!("voronka-dashboard-static-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let today = aggregates::date(jiff::Timestamp::now(), &stack.state.campaigns.settings);
+        let query = KpiQuery::parse(&BTreeMap::new(), today).unwrap();
+        let index = write_static(&dir, &stack, &query).await.unwrap();
+        assert_eq!(index, dir.join("index.html"));
+        let html = std::fs::read_to_string(&index).unwrap();
+        assert!(!html.contains("href=\"/") && !html.contains("src="), "only relative links: the files open from disk");
+        let pages: Vec<_> = std::fs::read_dir(dir.join("contacts")).unwrap().flatten().map(|e| e.path()).collect();
+        assert_eq!(pages.len(), 3);
+        for page in &pages {
+            let name = page.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(html.contains(&format!("href=\"contacts/{name}\"")), "the dashboard links {name}");
+            let contact = std::fs::read_to_string(page).unwrap();
+            assert!(contact.contains("href=\"../index.html\""), "and the page links back");
+            assert!(!contact.contains("<svg onload"), "names are text, not markup");
+            assert!(contact.contains("class=\"t-consent\""), "the consent is on the timeline");
+        }
+        assert!(html.contains("&lt;svg onload=alert(1)&gt;") && !html.contains("<svg onload"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn recent_contacts_are_the_newest_first_and_bounded() {
+        let stack = stack_with_contacts(4).await;
+        let repo = ContactRepository::new(stack.state.store.as_ref());
+        let recent = repo.recent(3).await.unwrap();
+        assert_eq!(recent.len(), 3);
+        assert!(recent.windows(2).all(|w| (w[0].created_at, &w[0].id) >= (w[1].created_at, &w[1].id)));
+        let all = repo.recent(10).await.unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(
+            all[..3].iter().map(|c| &c.id).collect::<Vec<_>>(),
+            recent.iter().map(|c| &c.id).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_login_only_sends_the_browser_to_admin_pages() {
+        assert_eq!(safe_next(Some("/admin/contacts/c_1")), "/admin/contacts/c_1");
+        for bad in
+            ["https://evil.example/", "//evil.example/admin/", "/admin//evil", "/admin/login", "/outbox", "/admin/\\x"]
+        {
+            assert_eq!(safe_next(Some(bad)), "/admin/dashboard", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/admin/dashboard");
+    }
+
+    #[test]
+    fn ids_become_safe_links_and_file_names() {
+        assert_eq!(LinkMode::Static.contact_href("../../etc/passwd"), "contacts/______etc_passwd.html");
+        assert_eq!(LinkMode::Server.contact_href("a b/c"), "/admin/contacts/a%20b%2Fc");
+    }
+}

@@ -46,11 +46,11 @@ pub async fn load(
 ) -> anyhow::Result<Option<ContactView>> {
     let Some(contact) = ContactRepository::new(store).get(id).await? else { return Ok(None) };
     let mut receipts = ConsentReceipts::new(store).list(&contact.id).await?;
-    receipts.sort_by(|a, b| b.at.cmp(&a.at));
+    receipts.sort_by_key(|r| std::cmp::Reverse(r.at));
     receipts.truncate(MAX_RECEIPTS);
     let journeys = journey_state::load_all(store, &contact.id).await?.into_values().collect();
     let mut cart_list = carts::listed(store, &contact.id).await?;
-    cart_list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    cart_list.sort_by_key(|c| std::cmp::Reverse(c.created_at));
     let mut loaded = Vec::new();
     for listed in cart_list.iter().take(MAX_CARTS) {
         if let Some(cart) = carts::load(store, &listed.cart_id).await? {
@@ -98,6 +98,7 @@ struct TimelineEntry {
 
 fn touch_text(touch: &Touch) -> String {
     let parts: Vec<String> = [
+        Some(touch.channel.clone()).filter(|c| !c.is_empty()).map(|c| format!("channel {c}")),
         touch.source.as_deref().map(|s| format!("source {s}")),
         touch.medium.as_deref().map(|s| format!("medium {s}")),
         touch.campaign.as_deref().map(|s| format!("campaign {s}")),
@@ -233,7 +234,7 @@ fn timeline(view: &ContactView, mode: LinkMode) -> Vec<TimelineEntry> {
             });
         }
     }
-    entries.sort_by(|a, b| b.at.cmp(&a.at));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.at));
     entries
 }
 
@@ -324,12 +325,13 @@ pub fn render_contact(view: &ContactView, mode: LinkMode) -> String {
     }
     body.push_str("</table></section>");
 
-    body.push_str("<section class=\"card\"><h2>Touches</h2><table><tr><th>When</th><th>Source</th><th>Medium</th><th>Campaign</th><th>Referrer</th></tr>");
+    body.push_str("<section class=\"card\"><h2>Touches</h2><table><tr><th>When</th><th>Channel</th><th>Source</th><th>Medium</th><th>Campaign</th><th>Referrer</th></tr>");
     for touch in contact.touches.iter().rev() {
         let _ = write!(
             body,
-            "<tr>{}{}{}{}{}</tr>",
+            "<tr>{}{}{}{}{}{}</tr>",
             cell(&time(touch.at)),
+            cell(&touch.channel),
             cell(touch.source.as_deref().unwrap_or("")),
             cell(touch.medium.as_deref().unwrap_or("")),
             cell(touch.campaign.as_deref().unwrap_or("")),
