@@ -19,6 +19,8 @@ use voronka_domain::repo::journey_state::Group;
 use voronka_domain::repo::spend::{self, SpendRow};
 use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, sign_body};
 use voronka_embedded::Embedded;
+use voronka_local::dashboard::write_static;
+use voronka_local::stack::{Stack, StackOptions};
 
 mod support;
 
@@ -351,7 +353,37 @@ async fn the_dashboard_draws_every_chart_with_the_numbers_of_the_kpi_api() {
     }
     assert!(!browser.find_all("table.receipts tr td").await.is_empty(), "consent receipts are listed");
 
-    browser.quit().await;
+    // The demo's files: the same dashboard from disk, no server, contact pages beside it.
+    let stack = Stack::open(StackOptions {
+        data_dir: Some(dir.clone()),
+        campaigns_dir: None,
+        public_base_url: None,
+        clock: Arc::new(SystemClock),
+        ids: Stack::default_ids(),
+    })
+    .unwrap();
+    let query = KpiQuery {
+        from: from.parse().unwrap(),
+        to: to.parse().unwrap(),
+        group_by: GroupBy::Day,
+        attribution: kpi::parse_model("linear").unwrap(),
+    };
+    let expected = kpi_report(&base, &key, &dir, &from, &to, "linear").await;
+    let files = dir.join("dashboard-files");
+    let index = write_static(&files, &stack, &query).await.unwrap();
     drop(server);
+    browser.visit(&format!("file://{}", index.display())).await;
+    browser.wait_for("svg[data-chart='uplift']").await;
+    let page = browser.execute(READ_PAGE, vec![]).await;
+    assert_eq!(page["model"], "linear");
+    compare(&page, &expected);
+    let link = browser.wait_for("table.contacts a.contact-link").await;
+    browser.click(&link).await;
+    browser.wait_for("h1[data-contact-id]").await;
+    assert!(browser.current_url().await.starts_with("file://"), "the contact page is a file too");
+    browser.click(&browser.wait_for("header.top a").await).await;
+    browser.wait_for("svg[data-chart='funnel']").await;
+
+    browser.quit().await;
     std::fs::remove_dir_all(&dir).ok();
 }
