@@ -293,6 +293,9 @@ async fn the_dashboard_draws_every_chart_with_the_numbers_of_the_kpi_api() {
     assert_eq!(http.post(format!("{base}/admin/logout")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
     let scripted = http.get(format!("{base}/admin/dashboard")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(scripted.status(), StatusCode::OK, "a script may send the key as a bearer header");
+    let policy = scripted.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert_eq!(scripted.headers()["cache-control"], "no-store");
 
     let browser = Browser::start().await;
     browser.resize(1300, 4200).await;

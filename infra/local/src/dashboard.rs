@@ -148,7 +148,9 @@ pub fn page(title: &str, body: &str, mode: LinkMode) -> String {
     };
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title} — Voronka</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'\">\
+         <meta name=\"referrer\" content=\"no-referrer\"><title>{title} — Voronka</title>\
          <style>{STYLE}</style></head><body><header class=\"top\"><strong>Voronka</strong>{nav}</header><main>{body}</main></body></html>",
         title = escape(title),
     )
@@ -178,7 +180,26 @@ pub fn router(app: AppState, outbox_dir: PathBuf) -> Router {
         .route("/admin/contacts/{id}", get(show_contact))
         .route("/admin/logout", post(logout))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_admin));
-    Router::new().route("/admin/login", get(login_form).post(login)).merge(guarded).with_state(state)
+    Router::new()
+        .route("/admin/login", get(login_form).post(login))
+        .merge(guarded)
+        .layer(axum::middleware::from_fn(private_page_headers))
+        .with_state(state)
+}
+
+/// What no page may do: run script (a missed escape stays inert), sit in another site's frame,
+/// be cached (they hold personal data) or tell other sites where the browser came from.
+const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+async fn private_page_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
 }
 
 fn bearer_ok(state: &DashboardState, headers: &HeaderMap) -> bool {
