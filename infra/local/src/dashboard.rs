@@ -537,6 +537,28 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_bad_range_is_a_400_naming_the_field() {
+        let stack = stack_with_contacts(0).await;
+        let app = crate::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf());
+        for (query, field) in
+            [("from=2026-13-01", "from"), ("from=2025-01-01&to=2026-06-01", "to"), ("attribution=magic", "attribution")]
+        {
+            let request = Request::get(format!("/admin/dashboard?{query}"))
+                .header("authorization", format!("Bearer {}", stack.admin_key))
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            let html = String::from_utf8_lossy(&body);
+            assert!(html.contains(&format!("data-field=\"{field}\"")), "{query}: {html}");
+        }
+        let wrong_key =
+            Request::get("/admin/dashboard").header("authorization", "Bearer nope").body(Body::empty()).unwrap();
+        assert_eq!(app.oneshot(wrong_key).await.unwrap().status(), StatusCode::SEE_OTHER);
+    }
+
     #[test]
     fn a_login_only_sends_the_browser_to_admin_pages() {
         assert_eq!(safe_next(Some("/admin/contacts/c_1")), "/admin/contacts/c_1");
