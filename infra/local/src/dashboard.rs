@@ -386,7 +386,7 @@ fn internal_error(doing: &str, error: &dyn std::fmt::Display) -> Response {
 
 async fn show_contact(State(state): State<DashboardState>, UrlPath(id): UrlPath<String>) -> Response {
     let emails = contact_page::emails_by_address(&state.outbox_dir);
-    match contact_page::load(state.app.store.as_ref(), &id, &emails).await {
+    match contact_page::load(&state.app, &id, &emails).await {
         Ok(Some(view)) => Html(render_contact(&view, LinkMode::Server)).into_response(),
         Ok(None) => message_page(StatusCode::NOT_FOUND, "No such contact", "No contact has this id."),
         Err(error) => internal_error("reading a contact page", &error),
@@ -450,7 +450,7 @@ async fn write_contact_pages(
     std::fs::create_dir_all(&folder)?;
     let emails = contact_page::emails_by_address(stack.outbox.dir());
     for listed in contacts.iter().take(MAX_LISTED_CONTACTS) {
-        if let Some(view) = contact_page::load(stack.state.store.as_ref(), &listed.id, &emails).await? {
+        if let Some(view) = contact_page::load(&stack.state, &listed.id, &emails).await? {
             std::fs::write(
                 folder.join(format!("{}.html", file_stem(&listed.id))),
                 render_contact(&view, LinkMode::Static),
@@ -517,6 +517,7 @@ mod tests {
             assert!(contact.contains("href=\"../index.html\""), "and the page links back");
             assert!(!contact.contains("<svg onload"), "names are text, not markup");
             assert!(contact.contains("class=\"t-consent\""), "the consent is on the timeline");
+            assert!(contact.contains("<h2>Score</h2>"), "the score explains itself");
         }
         assert!(html.contains("&lt;svg onload=alert(1)&gt;") && !html.contains("<svg onload"));
         std::fs::remove_dir_all(&dir).ok();

@@ -9,13 +9,14 @@ use std::path::Path;
 use jiff::Timestamp;
 use voronka_domain::html::escape;
 use voronka_domain::model::{Cart, CartStatus, ConsentReceipt, Contact, Event, Touch};
-use voronka_domain::ports::Store;
 use voronka_domain::repo::journey_state::{JourneyState, RunStatus};
 use voronka_domain::repo::{ContactRepository, carts, consent_receipts::ConsentReceipts, journey_state};
+use voronka_domain::scoring::ledger::ScoreBreakdown;
 
 use super::charts::money;
 use super::{LinkMode, page};
 use crate::outbox::OutboxEntry;
+use lead_capture::AppState;
 
 /// Most timeline entries shown; older ones are left off (the page says so).
 pub const MAX_TIMELINE: usize = 200;
@@ -35,15 +36,18 @@ pub struct ContactView {
     pub emails: Vec<OutboxEntry>,
     /// The contact's processed events, newest first (the event log, where there is one).
     pub events: Vec<Event>,
+    /// The lead score entry by entry, as worth now (`None` without `scoring.toml`).
+    pub score: Option<ScoreBreakdown>,
 }
 
 /// Reads one contact's page; `None` for an unknown id. `emails` are the outbox entries to the
 /// contact's address (see `emails_by_address`).
 pub async fn load(
-    store: &dyn Store,
+    state: &AppState,
     id: &str,
     emails: &HashMap<String, Vec<OutboxEntry>>,
 ) -> anyhow::Result<Option<ContactView>> {
+    let store = state.store.as_ref();
     let Some(contact) = ContactRepository::new(store).get(id).await? else { return Ok(None) };
     let mut receipts = ConsentReceipts::new(store).list(&contact.id).await?;
     receipts.sort_by_key(|r| std::cmp::Reverse(r.at));
@@ -63,7 +67,9 @@ pub async fn load(
         .and_then(|email| emails.get(&email.as_typed().to_lowercase()))
         .cloned()
         .unwrap_or_default();
-    Ok(Some(ContactView { contact, receipts, journeys, carts: loaded, emails, events: Vec::new() }))
+    let score =
+        state.campaigns.scoring.as_ref().map(|rules| contact.score.breakdown(state.clock.now(), rules.half_life_days));
+    Ok(Some(ContactView { contact, receipts, journeys, carts: loaded, emails, events: Vec::new(), score }))
 }
 
 /// The outbox's messages by lower-cased recipient address, read once for many pages.
@@ -296,6 +302,31 @@ pub fn render_contact(view: &ContactView, mode: LinkMode) -> String {
         body.push_str("</table>");
     }
     body.push_str("</section>");
+
+    if let Some(score) = &view.score {
+        let _ = write!(
+            body,
+            "<section class=\"card\"><h2>Score</h2><p data-score=\"{total}\">{total:.1} now: fit {fit:.1}, engagement {engagement:.1} \
+             (engagement halves every {half_life} days).</p><table class=\"score\"><tr><th>When</th><th>Kind</th><th>Reason</th>\
+             <th class=\"num\">Points</th><th class=\"num\">Worth now</th></tr>",
+            total = score.total,
+            fit = score.fit,
+            engagement = score.engagement,
+            half_life = score.half_life_days,
+        );
+        for entry in &score.contributions {
+            let _ = write!(
+                body,
+                "<tr>{}{}{}<td class=\"num\">{:.1}</td><td class=\"num\">{:.1}</td></tr>",
+                cell(&time(entry.at)),
+                cell(&name_of(&entry.kind)),
+                cell(&entry.reason),
+                entry.points,
+                entry.current_points
+            );
+        }
+        body.push_str("</table></section>");
+    }
 
     body.push_str("<section class=\"card\"><h2>Consent</h2><table><tr><th>Channel</th><th>Status</th><th>Double opt-in</th><th>Updated</th></tr>");
     for (channel, consent) in &contact.consents {
