@@ -19,6 +19,11 @@ pub struct OutboxEntry {
 }
 
 pub fn entries(dir: &Path) -> Vec<OutboxEntry> {
+    newest_entries(dir, usize::MAX)
+}
+
+/// The newest `limit` messages (file names start with the time they were written), newest first.
+pub fn newest_entries(dir: &Path, limit: usize) -> Vec<OutboxEntry> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| {
             entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect()
@@ -26,6 +31,7 @@ pub fn entries(dir: &Path) -> Vec<OutboxEntry> {
         .unwrap_or_default();
     files.sort();
     files.reverse();
+    files.truncate(limit);
     files
         .iter()
         .filter_map(|path| {

@@ -72,10 +72,14 @@ pub async fn load(
     Ok(Some(ContactView { contact, receipts, journeys, carts: loaded, emails, events: Vec::new(), score }))
 }
 
-/// The outbox's messages by lower-cased recipient address, read once for many pages.
+/// Messages of the outbox read for contact pages: the newest this many, so a page stays quick
+/// however long the local stack has been sending.
+pub const MAX_OUTBOX_READ: usize = 5000;
+
+/// The outbox's newest messages by lower-cased recipient address, read once for many pages.
 pub fn emails_by_address(outbox_dir: &Path) -> HashMap<String, Vec<OutboxEntry>> {
     let mut by_address: HashMap<String, Vec<OutboxEntry>> = HashMap::new();
-    for entry in crate::outbox::entries(outbox_dir) {
+    for entry in crate::outbox::newest_entries(outbox_dir, MAX_OUTBOX_READ) {
         by_address.entry(entry.to.to_lowercase()).or_default().push(entry);
     }
     by_address
