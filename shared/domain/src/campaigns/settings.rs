@@ -496,7 +496,8 @@ mod tests {
             settings.kpi,
             KpiSettings { margin: 0.3, restate_days: 7, min_group_size: 100, event_log_days: 400 }
         );
-        let text = SHIPPED.replace("margin = 0.3", "margin = 1.5").replace("event_log_days = 400", "event_log_days = 0");
+        let text =
+            SHIPPED.replace("margin = 0.3", "margin = 1.5").replace("event_log_days = 400", "event_log_days = 0");
         let errors = Settings::parse("settings.toml", &text).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["kpi.margin", "kpi.event_log_days"]);

@@ -22,11 +22,10 @@ use crate::errors::FieldError;
 use crate::journeys::attribution::Model;
 use crate::model::LifecycleStage;
 use crate::ports::{Store, StoreError};
-use crate::repo::aggregates::{
-    self, COHORT_MONTHS_FOLLOWED, CohortMonth, Credit, DailyTotal, Dimensions, JourneyDay, Metric, month_name,
-};
+use crate::repo::aggregates::{self, COHORT_MONTHS_FOLLOWED, CohortMonth, Dimensions, JourneyDay, Metric, month_name};
 use crate::repo::kpi_snapshots;
-use crate::repo::spend::{self, SpendRow};
+pub use crate::repo::kpi_snapshots::DayInputs;
+use crate::repo::spend;
 use uplift::JourneyUplift;
 
 /// Longest range one report covers, in days (both ends included).
@@ -163,23 +162,6 @@ fn days_from_to(from: Date, to: Date) -> Vec<Date> {
     days
 }
 
-/// Everything one day's KPIs are computed from: its daily aggregates, the credit of every
-/// attribution model, and its spend.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DayInputs {
-    pub date: Date,
-    pub totals: Vec<DailyTotal>,
-    pub credits: Vec<(Model, Credit)>,
-    pub spend: Vec<SpendRow>,
-}
-
-impl DayInputs {
-    /// How many stored items these inputs were read from.
-    pub fn items(&self) -> usize {
-        self.totals.len() + self.credits.len() + self.spend.len()
-    }
-}
-
 /// Reads one day's inputs from the live aggregates: three partitions, whatever the traffic.
 pub async fn day_inputs(store: &dyn Store, date: Date) -> Result<DayInputs, StoreError> {
     Ok(DayInputs {
@@ -214,6 +196,10 @@ pub async fn load(
     // The settings are part of the contract so a later cut-off (lookback, time zone) needs no new
     // signature; nothing in them changes what is read today.
     let _ = settings;
+    // `KpiQuery::parse` refuses longer ranges; a query built by hand must not read without bound.
+    if query.from > query.to || days_between(query.from, query.to) > MAX_RANGE_DAYS {
+        return Err(StoreError::Invalid(format!("a KPI range must run forwards over at most {MAX_RANGE_DAYS} days")));
+    }
     let mut inputs = KpiInputs::default();
     for date in query.days() {
         let snapshot = if date < today { kpi_snapshots::get(store, date).await? } else { None };
