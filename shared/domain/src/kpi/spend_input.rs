@@ -53,8 +53,16 @@ enum RawAmount {
     Invalid,
 }
 
-/// Reads `{"rows": [...]}` or a bare array of `{date, channel, campaign?, amount, currency}`.
+/// Reads `{"rows": [...]}` or a bare array of `{date, channel, campaign?, amount, currency}`,
+/// judging "in the future" by the system clock. Callers with a clock port use `parse_json_at`
+/// (a simulated clock may run ahead of the system's).
 pub fn parse_json(body: &[u8], settings: &Settings) -> Result<Vec<SpendRow>, Vec<RowError>> {
+    parse_json_at(body, settings, system_today(settings))
+}
+
+/// `parse_json` with today's date (in the installation's time zone) given: a row may be dated
+/// at most tomorrow.
+pub fn parse_json_at(body: &[u8], settings: &Settings, today: Date) -> Result<Vec<SpendRow>, Vec<RowError>> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| vec![RowError::new(0, "body", format!("is not valid JSON: {e}"))])?;
     let rows = match &value {
@@ -117,11 +125,17 @@ pub fn parse_json(body: &[u8], settings: &Settings) -> Result<Vec<SpendRow>, Vec
         }
         raw_rows.push(raw);
     }
-    check_rows(raw_rows, settings, today(settings), errors)
+    check_rows(raw_rows, settings, today, errors)
 }
 
-/// Reads CSV with a header naming `date,channel,campaign,amount,currency` in any order.
+/// Reads CSV with a header naming `date,channel,campaign,amount,currency` in any order, judging
+/// "in the future" by the system clock; see `parse_csv_at`.
 pub fn parse_csv(text: &str, settings: &Settings) -> Result<Vec<SpendRow>, Vec<RowError>> {
+    parse_csv_at(text, settings, system_today(settings))
+}
+
+/// `parse_csv` with today's date given.
+pub fn parse_csv_at(text: &str, settings: &Settings, today: Date) -> Result<Vec<SpendRow>, Vec<RowError>> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
     let header: Vec<String> = match reader.headers() {
         Ok(header) => {
@@ -181,14 +195,14 @@ pub fn parse_csv(text: &str, settings: &Settings) -> Result<Vec<SpendRow>, Vec<R
             currency: field("currency"),
         });
     }
-    check_rows(raw_rows, settings, today(settings), errors)
+    check_rows(raw_rows, settings, today, errors)
 }
 
 fn too_many(count: usize) -> RowError {
     RowError::new(0, "rows", format!("at most {MAX_ROWS} rows per upload (got {count}); split the file"))
 }
 
-fn today(settings: &Settings) -> Date {
+fn system_today(settings: &Settings) -> Date {
     crate::repo::aggregates::date(jiff::Timestamp::now(), settings)
 }
 
@@ -387,6 +401,18 @@ mod tests {
         assert!(errors[3].message.contains("RUB") && errors[3].message.contains("not converted"), "{:?}", errors[3]);
         assert!(errors[4].message.contains("future"), "{:?}", errors[4]);
         assert!(errors[12].message.contains("line 1"), "a duplicate names the first line: {:?}", errors[12]);
+    }
+
+    #[test]
+    fn the_future_is_judged_by_the_given_day() {
+        let body = br#"[{"date": "2027-01-16", "channel": "vk", "amount": 1, "currency": "RUB"},
+                        {"date": "2027-01-17", "channel": "vk", "amount": 1, "currency": "RUB"}]"#;
+        let today = "2027-01-15".parse().unwrap();
+        // Tomorrow is allowed (a zone ahead of the shop's may already be there); the day after is not.
+        assert_eq!(located(&parse_json_at(body, &settings(), today).unwrap_err()), [(2, "date")]);
+        let csv = "date,channel,campaign,amount,currency\n2027-01-16,vk,,1,RUB\n";
+        assert_eq!(parse_csv_at(csv, &settings(), today).unwrap().len(), 1);
+        assert!(parse_csv_at(csv, &settings(), "2027-01-14".parse().unwrap()).is_err());
     }
 
     #[test]
