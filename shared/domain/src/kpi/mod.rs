@@ -250,7 +250,9 @@ impl KpiRow {
 
     /// The ratios, from the counts.
     fn finish(&mut self, margin: f64) {
+        // Sums of amounts in cents drift in binary (0.1 + 0.2); money is shown to the cent.
         self.spend = crate::repo::spend::round_cents(self.spend);
+        self.revenue = crate::repo::spend::round_cents(self.revenue);
         self.aov = ratio(self.revenue, self.orders as f64);
         self.lead_to_customer = ratio(self.customers as f64, self.leads as f64);
         self.cac = ratio(self.spend, self.customers as f64);
@@ -412,7 +414,7 @@ fn format_number(value: f64) -> String {
 /// A text field quoted when it needs it, and with a leading `=+-@` defused so a spreadsheet does
 /// not run a campaign name as a formula.
 fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '@']) || (text.starts_with('-') && text.len() > 1) {
+    let text = if text.starts_with(['=', '+', '@', '\t', '\r']) || (text.starts_with('-') && text.len() > 1) {
         format!("'{text}")
     } else {
         text.to_string()
@@ -625,4 +627,46 @@ fn email_rows(days: &[&DayInputs]) -> Vec<EmailRow> {
         *field += count;
     }
     rows.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_text_is_quoted_when_needed_and_never_read_as_a_formula() {
+        assert_eq!(csv_field("autumn"), "autumn");
+        assert_eq!(csv_field("-"), "-", "the no-campaign key stays as it is");
+        assert_eq!(csv_field("spring, \"sale\""), "\"spring, \"\"sale\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("+7"), "'+7");
+        assert_eq!(csv_field("-1+1"), "'-1+1");
+        assert_eq!(csv_field("@sum"), "'@sum");
+    }
+
+    #[test]
+    fn numbers_read_the_same_in_csv_and_json_and_ratios_never_divide_by_zero() {
+        assert_eq!(format_number(1500.0), "1500");
+        assert_eq!(format_number(-1.0), "-1");
+        assert_eq!(format_number(2.0 / 3.0), "0.6666666666666666");
+        assert_eq!(format_number(0.0000001), "0.0000001");
+        assert_eq!(ratio(1.0, 0.0), None);
+        assert_eq!(ratio(0.0, 0.0), None);
+        assert_eq!(ratio(0.0, 5.0), Some(0.0));
+    }
+
+    #[test]
+    fn periods_are_iso_weeks_and_calendar_months() {
+        let day = jiff::civil::date(2027, 1, 1);
+        assert_eq!(GroupBy::Week.period(day), "2026-W53", "1 January 2027 is a Friday of 2026's last week");
+        assert_eq!(GroupBy::Month.period(day), "2027-01");
+        assert_eq!(GroupBy::Day.period(day), "2027-01-01");
+        for group in GroupBy::ALL {
+            assert_eq!(GroupBy::parse(group.as_str()), Some(group));
+            assert_eq!(serde_json::to_value(group).unwrap(), group.as_str());
+        }
+        for model in Model::ALL {
+            assert_eq!(parse_model(model.as_str()), Some(model));
+        }
+    }
 }
