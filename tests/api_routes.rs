@@ -170,8 +170,7 @@ fn without_route(template: &str, method: Option<&str>, path: &str) -> String {
         .iter()
         .enumerate()
         .position(|(i, l)| {
-            l.trim() == format!("Path: {path}")
-                && method.is_none_or(|m| lines[i - 1].trim() == format!("Method: {m}"))
+            l.trim() == format!("Path: {path}") && method.is_none_or(|m| lines[i - 1].trim() == format!("Method: {m}"))
         })
         .unwrap_or_else(|| panic!("the template routes {path}"));
     let start = (0..path_line).rev().find(|&i| indent(lines[i]) == 8).unwrap();
@@ -217,8 +216,7 @@ fn the_template_reader_finds_every_http_api_event() {
 /// carry `Authorizer: AWS_IAM`, and no public route may (a form post cannot sign with SigV4).
 #[test]
 fn every_admin_route_and_only_admin_routes_take_iam_authorisation_in_the_template() {
-    let admin: Routes =
-        lead_capture::admin_route_table().into_iter().chain(kpi_rollup::admin_route_table()).collect();
+    let admin: Routes = lead_capture::admin_route_table().into_iter().chain(kpi_rollup::admin_route_table()).collect();
     for route in [("GET", "/v1/contacts/{id}"), ("GET", "/v1/contacts"), ("POST", "/v1/spend"), ("GET", "/v1/kpi")] {
         assert!(admin.contains(&(route.0.to_string(), route.1.to_string())), "{route:?} is an admin route");
     }

@@ -97,7 +97,11 @@ pub async fn scheduled(ports: &Ports, settings: &Settings, event: &Value) -> Res
 /// A client's text in an error message, cut short so a hostile event cannot flood the logs.
 fn truncated(text: &str) -> String {
     const MAX: usize = 40;
-    if text.chars().count() <= MAX { text.to_string() } else { format!("{}…", text.chars().take(MAX).collect::<String>()) }
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
 }
 
 fn json_type(value: &Value) -> &'static str {

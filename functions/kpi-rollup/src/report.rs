@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use lead_capture::{ApiError, AppState};
 use voronka_domain::errors::FieldError;
 use voronka_domain::kpi::{self, KpiQuery};
+use voronka_domain::repo::aggregates;
 
 /// The parameters `GET /v1/kpi` reads; any other is refused, so a misspelt one is not ignored.
 const PARAMETERS: [&str; 5] = ["from", "to", "group_by", "attribution", "format"];
@@ -32,7 +33,10 @@ fn parameters(query: Option<&str>) -> Result<BTreeMap<String, String>, ApiError>
     for (name, value) in pairs {
         if !PARAMETERS.contains(&name.as_str()) {
             let shown: String = name.chars().take(40).collect();
-            return Err(field_error(&shown, format!("unknown parameter; the parameters are {}", PARAMETERS.join(", "))));
+            return Err(field_error(
+                &shown,
+                format!("unknown parameter; the parameters are {}", PARAMETERS.join(", ")),
+            ));
         }
         if params.insert(name.clone(), value).is_some() {
             return Err(field_error(&name, "given more than once"));
@@ -48,10 +52,10 @@ pub async fn read(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
         Some("csv") => ReportFormat::Csv,
         Some(_) => return Err(field_error("format", "must be json or csv")),
     };
-    let now = state.clock.now();
-    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
-    let query = KpiQuery::parse(&params, today).map_err(|e| ApiError::invalid(vec![e]))?;
     let settings = &state.campaigns.settings;
+    // Days are the shop's calendar days, as the aggregates count them.
+    let today = aggregates::date(state.clock.now(), settings);
+    let query = KpiQuery::parse(&params, today).map_err(|e| ApiError::invalid(vec![e]))?;
     let journeys: Vec<String> = state.campaigns.journeys.keys().cloned().collect();
     let inputs = kpi::load(state.store.as_ref(), settings, &query, today, &journeys)
         .await

@@ -14,6 +14,7 @@ use lead_capture::{ApiError, AppState};
 use serde_json::json;
 use voronka_domain::kpi::rollup::{RollupKind, roll_up};
 use voronka_domain::kpi::spend_input::{self, RowError};
+use voronka_domain::repo::aggregates;
 use voronka_domain::repo::spend::{self, SpendRow};
 
 /// The largest body taken: 10 000 CSV rows of a long campaign name fit; more is refused unread.
@@ -88,7 +89,7 @@ pub async fn upload(State(state): State<AppState>, headers: HeaderMap, body: Bod
     spend::upsert(store, &rows, now).await.map_err(|e| ApiError::internal("storing ad spend", e))?;
     // Today's snapshot is refreshed too (not final), so it does not lag the new spend until the
     // next hourly run; tomorrow (allowed for time zones ahead of UTC) has nothing to roll up yet.
-    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let today = aggregates::date(now, settings);
     let to_roll_up: Vec<Date> = dates.iter().copied().filter(|date| *date <= today).collect();
     if !to_roll_up.is_empty() {
         // The spend is stored: a failed rollup is retried by re-posting the same rows (an

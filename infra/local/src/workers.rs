@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
-use voronka_domain::ports::{Clock, QueueName, consume_batch};
+use voronka_domain::ports::{QueueName, consume_batch};
 
 use crate::stack::Stack;
 
