@@ -11,6 +11,7 @@ use http::{Method, Request, StatusCode, header};
 use jiff::civil::Date;
 use serde_json::{Value, json};
 use support::inprocess::{Answer, TestStack};
+use voronka_domain::kpi::rollup::RollupKind;
 use voronka_domain::ports::Clock;
 use voronka_domain::repo::{kpi_snapshots, spend};
 
@@ -196,6 +197,10 @@ async fn posting_the_same_rows_again_replaces_the_amount_and_the_report_follows(
     let query = format!("from={SPEND_DAY}&to={SPEND_DAY}&group_by=channel");
     assert_eq!(post_spend(&t, JSON_TYPE, upload(1234.0)).await.status, StatusCode::OK);
     assert_close(&get_kpi(&t, &query).await.json()["totals"]["spend"], 1234.0, "first upload");
+    // As if the nightly run had made the day final since: the report now reads its snapshot.
+    let (store, settings) = (t.stack.state.store.as_ref(), &t.stack.state.campaigns.settings);
+    let days = RollupKind::Days(vec![date(SPEND_DAY)]);
+    voronka_domain::kpi::rollup::roll_up(store, settings, days, t.clock.now()).await.unwrap();
     for _ in 0..2 {
         assert_eq!(post_spend(&t, JSON_TYPE, upload(2000.0)).await.status, StatusCode::OK);
     }
@@ -203,6 +208,8 @@ async fn posting_the_same_rows_again_replaces_the_amount_and_the_report_follows(
     assert_eq!(stored.len(), 1, "one row per day, channel and campaign");
     assert_eq!(stored[0].amount, 2000.0, "replaced, not added");
     // The day's final snapshot was rolled up again, so the report (which reads it) follows.
+    let snapshot = kpi_snapshots::get(store, date(SPEND_DAY)).await.unwrap().unwrap();
+    assert_eq!(snapshot.inputs.spend.iter().map(|r| r.amount).collect::<Vec<_>>(), [2000.0]);
     let report = get_kpi(&t, &query).await.json();
     assert_close(&report["totals"]["spend"], 2000.0, "after the re-post");
     assert_close(&row(&report, "vk")["spend"], 2000.0, "vk after the re-post");
