@@ -171,6 +171,17 @@ async fn invalid_rows_are_all_named_by_line_and_field_and_nothing_is_stored() {
     assert!(errors.iter().any(|(line, field)| *line == 1 && field == "currency"), "{errors:?}");
     assert!(stored_spend(&t, SPEND_DAY).await.is_empty());
 
+    // Every day an upload touches is rolled up before the answer: their number is bounded.
+    let many_days: Vec<Value> = (0..=kpi_rollup::MAX_DATES_PER_UPLOAD as i64)
+        .map(|back| {
+            let day = date(SPEND_DAY).checked_sub(jiff::Span::new().days(back)).unwrap();
+            json!({"date": day.to_string(), "channel": "vk", "amount": 1, "currency": "RUB"})
+        })
+        .collect();
+    let errors = row_errors(&post_spend(&t, JSON_TYPE, json!(many_days).to_string()).await);
+    assert_eq!(errors, [(0, "date".to_string())]);
+    assert!(stored_spend(&t, SPEND_DAY).await.is_empty());
+
     let not_utf8 = post_spend(&t, CSV_TYPE, vec![0xff, 0xfe, b'\n']).await;
     assert_eq!(row_errors(&not_utf8), [(0, "body".to_string())]);
 

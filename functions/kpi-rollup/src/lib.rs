@@ -19,7 +19,7 @@ use voronka_domain::deps::Ports;
 use voronka_domain::kpi::rollup::{RollupKind, RollupOutcome, roll_up};
 use voronka_domain::ports::StoreError;
 
-pub use spend::MAX_SPEND_BODY_BYTES;
+pub use spend::{MAX_DATES_PER_UPLOAD, MAX_SPEND_BODY_BYTES};
 
 /// Every route kpi-api serves; `tests/api_routes.rs` holds the template's `HttpApi` events of
 /// the KpiApi function to this list, each with IAM authorisation.
