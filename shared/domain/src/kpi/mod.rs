@@ -411,9 +411,16 @@ impl KpiReport {
     }
 }
 
-/// Numbers as JSON writes them (shortest form that reads back the same), so CSV and JSON agree.
+/// Whole numbers without a fraction, others in the shortest form that reads back the same value
+/// (as JSON writes them), so CSV and JSON agree.
 fn format_number(value: f64) -> String {
-    serde_json::Number::from_f64(value).map_or_else(String::new, |n| n.to_string())
+    if !value.is_finite() {
+        return String::new();
+    }
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        return format!("{}", value as i64);
+    }
+    value.to_string()
 }
 
 /// A text field quoted when it needs it, and with a leading `=+-@` defused so a spreadsheet does

@@ -311,3 +311,136 @@ fn shorten(text: &str) -> String {
         format!("{}…", text.chars().take(MAX).collect::<String>())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::parse("settings.toml", include_str!("../../../campaigns/settings.toml")).unwrap()
+    }
+
+    fn row(date: &str, channel: &str, campaign: Option<&str>, amount: f64) -> SpendRow {
+        SpendRow {
+            date: date.parse().unwrap(),
+            channel: channel.into(),
+            campaign: campaign.map(str::to_string),
+            amount,
+            currency: "RUB".into(),
+        }
+    }
+
+    /// (line, field) of every error.
+    fn located(errors: &[RowError]) -> Vec<(usize, &str)> {
+        errors.iter().map(|e| (e.line, e.field.as_str())).collect()
+    }
+
+    #[test]
+    fn json_rows_in_an_object_or_a_bare_list_are_read_and_normalised() {
+        let body = br#"{"rows": [
+            {"date": "2026-03-02", "channel": "VK", "campaign": "autumn", "amount": 100.456, "currency": "rub"},
+            {"date": "2026-03-02", "channel": "paid_search", "amount": "20.5", "currency": "RUB"},
+            {"date": "2026-03-02", "channel": "organic", "campaign": null, "amount": 0, "currency": "RUB"}
+        ]}"#;
+        let rows = parse_json(body, &settings()).unwrap();
+        assert_eq!(
+            rows,
+            [
+                row("2026-03-02", "vk", Some("autumn"), 100.46),
+                row("2026-03-02", "paid_search", None, 20.5),
+                row("2026-03-02", "organic", None, 0.0),
+            ]
+        );
+        let bare = br#"[{"date": "2026-03-02", "channel": "vk", "amount": 1, "currency": "RUB"}]"#;
+        assert_eq!(parse_json(bare, &settings()).unwrap(), [row("2026-03-02", "vk", None, 1.0)]);
+    }
+
+    #[test]
+    fn every_bad_json_row_is_reported_with_its_row_number_and_field() {
+        let body = br#"{"rows": [
+            {"date": "2026-03-02", "channel": "vk", "amount": 1, "currency": "RUB"},
+            {"date": "2026-02-30", "channel": "v k", "amount": -1, "currency": "USD"},
+            {"date": "2999-01-01", "channel": "vk", "campaign": "a#b", "amount": 1e10, "currency": "RUB"},
+            {"channel": "", "amount": "lots", "currency": "RUB", "cost": 3},
+            "not a row",
+            {"date": "2026-03-02", "channel": "VK", "amount": 2, "currency": "RUB"}
+        ]}"#;
+        let errors = parse_json(body, &settings()).unwrap_err();
+        assert_eq!(
+            located(&errors),
+            [
+                (2, "date"),
+                (2, "channel"),
+                (2, "amount"),
+                (2, "currency"),
+                (3, "date"),
+                (3, "campaign"),
+                (3, "amount"),
+                (4, "cost"),
+                (4, "date"),
+                (4, "channel"),
+                (4, "amount"),
+                (5, "row"),
+                (6, "row"),
+            ]
+        );
+        assert!(errors[3].message.contains("RUB") && errors[3].message.contains("not converted"), "{:?}", errors[3]);
+        assert!(errors[4].message.contains("future"), "{:?}", errors[4]);
+        assert!(errors[12].message.contains("line 1"), "a duplicate names the first line: {:?}", errors[12]);
+    }
+
+    #[test]
+    fn a_json_body_that_is_not_rows_is_one_error_naming_it() {
+        for (body, field) in [(&b"{"[..], "body"), (b"{\"rows\": 3}", "rows"), (b"42", "body")] {
+            let errors = parse_json(body, &settings()).unwrap_err();
+            assert_eq!(located(&errors), [(0, field)]);
+        }
+        let too_many = format!(
+            "[{}]",
+            vec![r#"{"date":"2026-03-02","channel":"vk","amount":1,"currency":"RUB"}"#; MAX_ROWS + 1].join(",")
+        );
+        assert_eq!(located(&parse_json(too_many.as_bytes(), &settings()).unwrap_err()), [(0, "rows")]);
+    }
+
+    #[test]
+    fn csv_with_columns_in_any_order_is_read_and_errors_name_the_physical_line() {
+        let text = "currency,amount,campaign,channel,date\n\
+                    RUB,100.5,autumn,vk,2026-03-02\n\
+                    \n\
+                    RUB,7,,organic,2026-03-02\n\
+                    RUB,\"1,5\",\"spring, sale\",vk,2026-03-03\n";
+        let errors = parse_csv(text, &settings()).unwrap_err();
+        // Line 5: a comma decimal inside quotes is not a number.
+        assert_eq!(located(&errors), [(5, "amount")]);
+        let text = text.replace("\"1,5\"", "1.5");
+        assert_eq!(
+            parse_csv(&text, &settings()).unwrap(),
+            [
+                row("2026-03-02", "vk", Some("autumn"), 100.5),
+                row("2026-03-02", "organic", None, 7.0),
+                row("2026-03-03", "vk", Some("spring, sale"), 1.5),
+            ]
+        );
+    }
+
+    #[test]
+    fn several_bad_csv_rows_and_duplicates_are_all_reported() {
+        let text = "date,channel,campaign,amount,currency\n\
+                    2026-03-02,vk,autumn,10,RUB\n\
+                    03/02/2026,vk,autumn,10,RUB\n\
+                    2026-03-02,vk,autumn,11,RUB\n\
+                    2026-03-02,vk,autumn,NaN,EUR\n\
+                    2026-03-02,vk\n";
+        let errors = parse_csv(text, &settings()).unwrap_err();
+        assert_eq!(located(&errors), [(3, "date"), (4, "row"), (5, "amount"), (5, "currency"), (6, "row")]);
+        assert!(errors[1].message.contains("line 2"), "{:?}", errors[1]);
+    }
+
+    #[test]
+    fn a_csv_header_must_name_each_column_once() {
+        let errors = parse_csv("date,channel,amount,amount,cost\n", &settings()).unwrap_err();
+        assert_eq!(located(&errors), [(1, "amount"), (1, "cost"), (1, "campaign"), (1, "currency")]);
+        let many = format!("date,channel,campaign,amount,currency\n{}", "2026-03-02,vk,,1,RUB\n".repeat(MAX_ROWS + 1));
+        assert_eq!(located(&parse_csv(&many, &settings()).unwrap_err()), [(0, "rows")]);
+    }
+}
