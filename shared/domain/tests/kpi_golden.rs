@@ -40,8 +40,11 @@ use voronka_embedded::Embedded;
 const SETTINGS: &str = include_str!("../../campaigns/settings.toml");
 
 fn settings() -> Settings {
-    Settings::parse("settings.toml", SETTINGS).unwrap()
+    SHIPPED.clone()
 }
+
+static SHIPPED: std::sync::LazyLock<Settings> =
+    std::sync::LazyLock::new(|| Settings::parse("settings.toml", SETTINGS).unwrap());
 
 fn at(day: &str) -> Timestamp {
     format!("{day}T09:00:00Z").parse().unwrap()
@@ -76,7 +79,7 @@ fn step(counters: &mut Counters, who: &mut Contact, event: Event, stage: Option<
         who.orders.first_order_at.get_or_insert(event.occurred_at);
         who.orders.last_order_at = Some(event.occurred_at);
     }
-    aggregates::record(counters, &settings(), &event, &before, who);
+    aggregates::record(counters, &SHIPPED, &event, &before, who);
 }
 
 async fn write(store: &dyn Store, counters: Counters) {
@@ -657,4 +660,33 @@ impl NowForTest for Arc<SimulatedClock> {
     fn now_for_test(&self) -> Timestamp {
         voronka_domain::ports::Clock::now(self.as_ref())
     }
+}
+
+/// What the rollup reads depends on the days and their channels and campaigns, not on how many
+/// events were counted: ten purchases and ten thousand over the same touches read the same items.
+#[tokio::test]
+async fn the_rollup_reads_as_many_items_for_ten_thousand_events_as_for_ten() {
+    let mut items_read = Vec::new();
+    for events in [10, 10_000] {
+        let clock = Arc::new(SimulatedClock::starting_at(at("2026-03-04")));
+        let embedded = Embedded::in_memory(clock.clone());
+        let store = embedded.store.as_ref();
+        let mut counters = Counters::default();
+        let channels = [("google", "brand"), ("vk", "autumn"), ("yandex", "search")];
+        for i in 0..events {
+            let (channel, campaign) = channels[i % channels.len()];
+            let mut buyer = contact(&format!("c{i}"), vec![touch("2026-03-02", channel, campaign)]);
+            let order = json!({"order_id": format!("o{i}"), "revenue": 100});
+            let purchase = event(&format!("e{i}"), EventType::Purchase, &buyer.id.clone(), "2026-03-03", order);
+            step(&mut counters, &mut buyer, purchase, Some(LifecycleStage::Customer));
+        }
+        write(store, counters).await;
+        let outcome =
+            roll_up(store, &settings(), RollupKind::Days(vec![date(2026, 3, 3)]), clock.now_for_test()).await.unwrap();
+        let q = query("2026-03-03", "2026-03-03", GroupBy::Day, Model::LastTouch);
+        assert_eq!(report(store, &q, today()).await.totals.orders, events as u64);
+        items_read.push(outcome.items_read);
+    }
+    // Orders, revenue, new customers and stage changes for 3 channels (12) + 5 models × 3 (15).
+    assert_eq!(items_read, [27, 27]);
 }

@@ -558,6 +558,8 @@ pub struct CohortMonth {
 
 /// Most months after its first a cohort is followed.
 pub const COHORT_MONTHS_FOLLOWED: i32 = 12;
+/// Most cohorts one `cohorts` call reads (three years).
+pub const MAX_COHORTS_READ: usize = 36;
 
 /// The cohorts whose first month lies in `from_month..=to_month` (any day of a month stands for
 /// it), each with its activity from its first month up to `COHORT_MONTHS_FOLLOWED` months later
@@ -567,7 +569,12 @@ pub async fn cohorts(store: &dyn Store, from_month: Date, to_month: Date) -> Res
     let last = to_month.first_of_month();
     let mut rows = Vec::new();
     let mut cohort = first;
+    let mut read = 0;
     while cohort <= last {
+        read += 1;
+        if read > MAX_COHORTS_READ {
+            return Err(StoreError::Invalid(format!("at most {MAX_COHORTS_READ} cohorts are read at once")));
+        }
         let followed_until = cohort.saturating_add(jiff::Span::new().months(COHORT_MONTHS_FOLLOWED)).min(last);
         let range = SortKeyRange::Between(month_name(cohort), month_name(followed_until));
         let query = Query::partition(Index::Table, format!("{COHORT_PREFIX}{}", month_name(cohort))).range(range);
