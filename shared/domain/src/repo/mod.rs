@@ -7,6 +7,7 @@ pub mod consent_receipts;
 pub mod contacts;
 pub mod deferred;
 pub mod discount_codes;
+pub mod event_log;
 pub mod due;
 pub mod event_receipts;
 pub mod frequency;
