@@ -9,6 +9,7 @@ pub mod errors;
 pub mod file_errors;
 pub mod html;
 pub mod journeys;
+pub mod kpi;
 pub mod model;
 pub mod money;
 pub mod ports;

@@ -26,6 +26,30 @@ struct RawSettings {
     carts: CartSettings,
     #[serde(default)]
     bots: Option<Spanned<BotSettings>>,
+    #[serde(default)]
+    kpi: Option<Spanned<KpiSettings>>,
+}
+
+/// The KPI rollup: the gross margin ROMI counts, how far back late events restate final
+/// snapshots, the smallest holdout/treatment group an uplift is concluded from, and how long the
+/// raw event log is kept.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KpiSettings {
+    /// Share of revenue that is gross margin, 0..=1.
+    pub margin: f64,
+    /// The nightly rollup recomputes this many days before yesterday as well.
+    pub restate_days: u32,
+    /// Fewer contacts than this in either group: the uplift is flagged too small to conclude.
+    pub min_group_size: u64,
+    /// Days the raw event log is kept (its items' time to live).
+    pub event_log_days: u32,
+}
+
+impl Default for KpiSettings {
+    fn default() -> Self {
+        KpiSettings { margin: 0.3, restate_days: 7, min_group_size: 100, event_log_days: 400 }
+    }
 }
 
 /// The qualification bot's conversations.
@@ -231,6 +255,7 @@ pub struct Settings {
     pub attribution: AttributionSettings,
     pub carts: CartSettings,
     pub bots: BotSettings,
+    pub kpi: KpiSettings,
 }
 
 impl Settings {
@@ -353,6 +378,21 @@ impl Settings {
         {
             error("bots.session_ttl_hours", bots.span(), "must be between 1 and 720 hours (30 days)".into());
         }
+        if let Some(kpi) = &raw.kpi {
+            let values = kpi.get_ref();
+            if !(0.0..=1.0).contains(&values.margin) {
+                error("kpi.margin", kpi.span(), "must be a share between 0 and 1, such as 0.3".into());
+            }
+            if values.restate_days > 90 {
+                error("kpi.restate_days", kpi.span(), "must be at most 90 days".into());
+            }
+            if values.min_group_size == 0 {
+                error("kpi.min_group_size", kpi.span(), "must be at least 1".into());
+            }
+            if !(1..=3650).contains(&values.event_log_days) {
+                error("kpi.event_log_days", kpi.span(), "must be between 1 and 3650 days".into());
+            }
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -386,6 +426,7 @@ impl Settings {
             attribution: raw.attribution,
             carts: raw.carts,
             bots: raw.bots.map(Spanned::into_inner).unwrap_or_default(),
+            kpi: raw.kpi.map(Spanned::into_inner).unwrap_or_default(),
         })
     }
 

@@ -6,7 +6,9 @@
 //! - daily aggregate, `AGG#<date>` / `<metric>#<channel>#<campaign>`: `value`;
 //! - attribution credit, `ATTR#<date>` / `<model>#<channel>#<campaign>`: `conversions`, `revenue`;
 //! - journey aggregate, `JAGG#<journey>` / `<date>#<group>`: `entries`, `exits`, `conversions`,
-//!   `revenue`.
+//!   `revenue`;
+//! - cohort aggregate, `COHORT#<month of the first order>` / `<month of activity>` (`YYYY-MM`):
+//!   `customers` (buyers active that month, each once), `orders`, `revenue`.
 //!
 //! Dates are calendar days in the installation's default time zone; a missing campaign is `-`.
 //! Writers add through `Counters`; readers return typed rows, so no caller builds a key or reads
@@ -29,6 +31,9 @@ use crate::time::time_zone_or_utc;
 const DAILY_PREFIX: &str = "AGG#";
 const ATTRIBUTION_PREFIX: &str = "ATTR#";
 const JOURNEY_PREFIX: &str = "JAGG#";
+const COHORT_PREFIX: &str = "COHORT#";
+const CUSTOMERS: &str = "customers";
+const ORDERS: &str = "orders";
 /// The one attribute of a daily aggregate.
 const VALUE: &str = "value";
 const CONVERSIONS: &str = "conversions";
@@ -75,6 +80,9 @@ pub enum Metric {
 
 const STAGE_PREFIX: &str = "stage_";
 
+/// The origin of discount codes the abandoned-cart sequence issues.
+pub const CART_RECOVERY: &str = "cart_recovery";
+
 impl Metric {
     const FIXED: [(Metric, &'static str); 12] = [
         (Metric::Leads, "leads"),
@@ -116,9 +124,23 @@ impl Metric {
     }
 }
 
+/// A metric travels (in KPI snapshots) as the name it is stored under.
+impl serde::Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Metric {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Metric, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Metric::parse(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown metric `{name}`")))
+    }
+}
+
 /// Where a counted thing came from: a channel (a touch's channel, a template, a cart step) and
 /// a campaign (a touch's campaign, a journey).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Dimensions {
     pub channel: String,
     pub campaign: Option<String>,
@@ -137,6 +159,12 @@ impl Dimensions {
     /// Conversions without a touch in the window.
     pub fn direct() -> Dimensions {
         Dimensions::new("direct", None)
+    }
+
+    /// A discount code's redemption and cost, by what issued the code (a journey id, or
+    /// `CART_RECOVERY`), so a journey's ROMI can count what its codes gave away.
+    pub fn discount_origin(origin: &str) -> Dimensions {
+        Dimensions::new(NONE, Some(origin))
     }
 
     /// A step of the cart reminder sequence, numbered from 1.
@@ -197,8 +225,26 @@ fn journey_key(journey: &str, date: Date, group: Group) -> Key {
     Key::new(format!("{JOURNEY_PREFIX}{journey}"), format!("{date}#{}", group.as_str()))
 }
 
+fn cohort_key(cohort: Date, month: Date) -> Key {
+    Key::new(format!("{COHORT_PREFIX}{}", month_name(cohort)), month_name(month))
+}
+
+/// `2026-03` for any day of March 2026.
+pub fn month_name(date: Date) -> String {
+    format!("{:04}-{:02}", date.year(), date.month())
+}
+
+/// Reads `2026-03` as the first of that month.
+fn parse_month(text: &str) -> Option<Date> {
+    let (year, month) = text.split_once('-')?;
+    if year.len() != 4 || month.len() != 2 {
+        return None;
+    }
+    Date::new(year.parse().ok()?, month.parse().ok()?, 1).ok()
+}
+
 fn is_aggregate_key(key: &Key) -> bool {
-    [DAILY_PREFIX, ATTRIBUTION_PREFIX, JOURNEY_PREFIX].iter().any(|prefix| key.pk.starts_with(prefix))
+    [DAILY_PREFIX, ATTRIBUTION_PREFIX, JOURNEY_PREFIX, COHORT_PREFIX].iter().any(|prefix| key.pk.starts_with(prefix))
 }
 
 /// Counter increments, merged per item so a transaction touches each item once.
@@ -225,6 +271,17 @@ impl Counters {
 
     pub fn journey(&mut self, journey: &str, date: Date, group: Group, metric: JourneyMetric, amount: f64) {
         self.add(journey_key(journey, date, group), metric.as_str(), amount);
+    }
+
+    /// An order of a customer whose first order was in `cohort`'s month, placed in `month`'s;
+    /// `first_this_month`: the customer's first order of that month (counts them active once).
+    pub fn cohort_order(&mut self, cohort: Date, month: Date, first_this_month: bool, revenue: f64) {
+        let key = cohort_key(cohort, month);
+        if first_this_month {
+            self.add(key.clone(), CUSTOMERS, 1.0);
+        }
+        self.add(key.clone(), ORDERS, 1.0);
+        self.add(key, REVENUE, revenue);
     }
 
     pub fn len(&self) -> usize {
@@ -304,6 +361,15 @@ pub fn record(counters: &mut Counters, settings: &Settings, event: &Event, befor
             if before.orders.orders == 0 {
                 counters.daily(date, Metric::NewCustomers, &first, 1.0);
             }
+            let first_order_at = match before.orders.first_order_at {
+                Some(at) if before.orders.orders > 0 => at.min(event.occurred_at),
+                _ => event.occurred_at,
+            };
+            let cohort = self::date(first_order_at, settings);
+            let active_before =
+                before.orders.last_order_at.filter(|_| before.orders.orders > 0).map(|at| self::date(at, settings));
+            let first_this_month = active_before.is_none_or(|previous| month_name(previous) != month_name(date));
+            counters.cohort_order(cohort, date, first_this_month, revenue);
             let lookback = SignedDuration::from_hours(24 * settings.attribution.lookback_days);
             let half_life = SignedDuration::from_hours(24 * settings.attribution.half_life_days);
             let touches = touches_in_window(&after.touches, event.occurred_at, lookback);
@@ -349,7 +415,7 @@ pub fn record_journey(
 }
 
 /// One daily aggregate.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DailyTotal {
     pub metric: Metric,
     pub dimensions: Dimensions,
@@ -385,7 +451,7 @@ pub async fn daily_total(
 }
 
 /// Credit one model gave a channel and campaign on one day.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Credit {
     pub dimensions: Dimensions,
     pub conversions: f64,
@@ -411,8 +477,28 @@ pub async fn attribution_credit(store: &dyn Store, date: Date, model: Model) -> 
         .collect())
 }
 
+/// The credit every model gave on `date`, per channel and campaign: one partition read.
+pub async fn all_attribution_credit(store: &dyn Store, date: Date) -> Result<Vec<(Model, Credit)>, StoreError> {
+    let query = Query::partition(Index::Table, format!("{ATTRIBUTION_PREFIX}{date}"));
+    let amount = |item: &Item, name: &str| item.get(name).and_then(Value::as_f64).unwrap_or(0.0);
+    Ok(query_all(store, query)
+        .await?
+        .iter()
+        .filter_map(|item| {
+            let sk = item.get_str("sk")?;
+            let model = Model::ALL.into_iter().find(|model| sk.starts_with(&format!("{}#", model.as_str())))?;
+            let credit = Credit {
+                dimensions: Dimensions::parse(&sk[model.as_str().len() + 1..]),
+                conversions: amount(item, CONVERSIONS),
+                revenue: amount(item, REVENUE),
+            };
+            Some((model, credit))
+        })
+        .collect())
+}
+
 /// A journey's counts for one day and group.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JourneyDay {
     pub date: Date,
     pub group: Group,
@@ -442,6 +528,63 @@ impl JourneyDay {
 pub async fn journey_aggregates(store: &dyn Store, journey: &str) -> Result<Vec<JourneyDay>, StoreError> {
     let query = Query::partition(Index::Table, format!("{JOURNEY_PREFIX}{journey}"));
     Ok(query_all(store, query).await?.iter().filter_map(JourneyDay::from_item).collect())
+}
+
+/// The days `from..=to` a journey counted, oldest first: at most two items a day are read.
+pub async fn journey_aggregates_between(
+    store: &dyn Store,
+    journey: &str,
+    from: Date,
+    to: Date,
+) -> Result<Vec<JourneyDay>, StoreError> {
+    // Sort keys are `<date>#<group>`; `~` sorts after every group name.
+    let range = SortKeyRange::Between(format!("{from}#"), format!("{to}#~"));
+    let query = Query::partition(Index::Table, format!("{JOURNEY_PREFIX}{journey}")).range(range);
+    Ok(query_all(store, query).await?.iter().filter_map(JourneyDay::from_item).collect())
+}
+
+/// One cohort's activity in one month.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CohortMonth {
+    /// The first of the month of the customers' first order.
+    pub cohort: Date,
+    /// The first of the month of activity.
+    pub month: Date,
+    /// Customers of the cohort who ordered that month, each once.
+    pub customers: u64,
+    pub orders: u64,
+    pub revenue: f64,
+}
+
+/// Most months after its first a cohort is followed.
+pub const COHORT_MONTHS_FOLLOWED: i32 = 12;
+
+/// The cohorts whose first month lies in `from_month..=to_month` (any day of a month stands for
+/// it), each with its activity from its first month up to `COHORT_MONTHS_FOLLOWED` months later
+/// and not after `to_month`: at most 13 × 13 items for a year.
+pub async fn cohorts(store: &dyn Store, from_month: Date, to_month: Date) -> Result<Vec<CohortMonth>, StoreError> {
+    let first = from_month.first_of_month();
+    let last = to_month.first_of_month();
+    let mut rows = Vec::new();
+    let mut cohort = first;
+    while cohort <= last {
+        let followed_until = cohort.saturating_add(jiff::Span::new().months(COHORT_MONTHS_FOLLOWED)).min(last);
+        let range = SortKeyRange::Between(month_name(cohort), month_name(followed_until));
+        let query = Query::partition(Index::Table, format!("{COHORT_PREFIX}{}", month_name(cohort))).range(range);
+        for item in query_all(store, query).await? {
+            let Some(month) = item.get_str("sk").and_then(parse_month) else { continue };
+            let count = |name: &str| item.get_i64(name).unwrap_or(0).max(0) as u64;
+            rows.push(CohortMonth {
+                cohort,
+                month,
+                customers: count(CUSTOMERS),
+                orders: count(ORDERS),
+                revenue: item.get(REVENUE).and_then(Value::as_f64).unwrap_or(0.0),
+            });
+        }
+        cohort = cohort.saturating_add(jiff::Span::new().months(1));
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -12,10 +12,12 @@ pub mod due;
 pub mod event_receipts;
 pub mod frequency;
 pub mod journey_state;
+pub mod kpi_snapshots;
 pub mod processed;
 pub mod rate_limit;
 pub mod scheduler_cursor;
 pub mod send_ledger;
+pub mod spend;
 pub mod trigger_counts;
 
 /// The subject an anonymous visitor's items are filed under (their due items, trigger counts and
