@@ -19,8 +19,8 @@ use voronka_domain::repo::aggregates;
 use voronka_domain::repo::consent_receipts;
 use voronka_domain::repo::contacts::{contact_item, link_anonymous_ids};
 use voronka_domain::repo::deferred::DeferredWork;
-use voronka_domain::repo::event_log;
 use voronka_domain::repo::due::{self, DueItem, DueWork};
+use voronka_domain::repo::event_log;
 use voronka_domain::repo::{
     ContactRepository, anonymous_id_of, anonymous_subject, journey_state, processed, trigger_counts,
 };
@@ -428,7 +428,7 @@ async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> 
     };
     // The event itself, for the timeline and exports: in the must-have part, so it is logged
     // exactly when it is applied.
-    core.push(event_log::entry_op(event, &owners[0], settings, event_log::DEFAULT_RETENTION_DAYS));
+    core.push(event_log::entry_op(event, &owners[0], settings, settings.kpi.event_log_days));
     let (trigger_counts, count_items) = count_triggers(deps, event, &owners).await?;
     core.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
 

@@ -182,7 +182,12 @@ fn event_row(day: Date, entry: &LogEntry) -> Vec<String> {
 }
 
 /// Every contact (created within `range`, when given), oldest first.
-pub async fn contacts_as(stack: &Stack, out: &mut dyn Write, format: Format, range: Option<DateRange>) -> Result<usize> {
+pub async fn contacts_as(
+    stack: &Stack,
+    out: &mut dyn Write,
+    format: Format,
+    range: Option<DateRange>,
+) -> Result<usize> {
     let settings = &stack.state.campaigns.settings;
     let mut contacts = ContactRepository::new(stack.state.store.as_ref()).list_all().await?;
     if let Some(range) = range {

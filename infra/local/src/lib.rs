@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod export;
+pub mod kpi_cli;
 pub mod outbox;
 pub mod serve;
 pub mod stack;

@@ -47,7 +47,10 @@ fn sort_key_time(at: Timestamp) -> String {
 }
 
 fn key(subject: &str, event: &Event) -> Key {
-    Key::new(format!("{PARTITION_PREFIX}{subject}"), format!("{}#{}", sort_key_time(event.occurred_at), event.dedupe_key()))
+    Key::new(
+        format!("{PARTITION_PREFIX}{subject}"),
+        format!("{}#{}", sort_key_time(event.occurred_at), event.dedupe_key()),
+    )
 }
 
 /// The log item of an event processed for `subject`.
@@ -153,10 +156,7 @@ mod tests {
         let settings = Settings::parse("settings.toml", include_str!("../../../campaigns/settings.toml")).unwrap();
         let whole = event("e1", "2026-03-01T12:00:00Z");
         let item = entry_item(&whole, "anon:v1", &settings, 400);
-        assert_eq!(
-            item.key(),
-            Some(Key::new("EVLOG#anon:v1", "2026-03-01T12:00:00.000000000Z#browser:e1"))
-        );
+        assert_eq!(item.key(), Some(Key::new("EVLOG#anon:v1", "2026-03-01T12:00:00.000000000Z#browser:e1")));
         assert_eq!(item.get_str("gsi1sk"), item.get_str("sk"));
         let day = aggregates::date(whole.occurred_at, &settings);
         assert_eq!(item.get_str("gsi1pk"), Some(format!("EVLOGDAY#{day}").as_str()));
