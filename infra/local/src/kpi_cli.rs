@@ -316,17 +316,13 @@ pub fn render_tables(report: &KpiReport, by_channel: Option<&KpiReport>) -> Stri
             "95% interval",
             "incr. revenue",
             "ROMI",
+            "too small",
             "verdict",
         ]);
         for u in &report.uplift {
             let interval = match (u.ci_low, u.ci_high) {
                 (Some(low), Some(high)) => format!("{:+.1} to {:+.1} pp", low * 100.0, high * 100.0),
                 _ => "—".to_string(),
-            };
-            let verdict = if u.too_small {
-                format!("TOO SMALL: {}", u.verdict.describe())
-            } else {
-                u.verdict.describe().to_string()
             };
             table.row(vec![
                 u.journey.clone(),
@@ -338,7 +334,8 @@ pub fn render_tables(report: &KpiReport, by_channel: Option<&KpiReport>) -> Stri
                 interval,
                 optional_money(u.incremental_revenue),
                 percent(u.romi),
-                verdict,
+                if u.too_small { "yes".into() } else { "no".into() },
+                u.verdict.describe().to_string(),
             ]);
         }
         table.render(&mut out);
