@@ -136,8 +136,12 @@ async fn the_whole_sequence_shows_the_items_and_a_code_only_for_those_who_need_i
     // Used once: a second purchase with the same code redeems nothing more.
     purchase(&t, &lapsed, None, "o-l2", 1791.0, Some(&code)).await;
     let date = aggregates::date(voronka_domain::ports::Clock::now(t.clock.as_ref()), &t.stack.state.campaigns.settings);
-    let uses = aggregates::daily_total(store, date, &Metric::DiscountCodesRedeemed, &Dimensions::none()).await.unwrap();
+    let origin = Dimensions::discount_origin(aggregates::CART_RECOVERY);
+    let uses = aggregates::daily_total(store, date, &Metric::DiscountCodesRedeemed, &origin).await.unwrap();
     assert_eq!(uses, Some(1.0));
+    // 10% off: 1791 paid after it, so 1791 × 10 / 90 = 199 given away.
+    let cost = aggregates::daily_total(store, date, &Metric::DiscountCost, &origin).await.unwrap();
+    assert_eq!(cost, Some(199.0), "the cost of the redeemed code is counted under its origin");
 }
 
 #[tokio::test]

@@ -345,8 +345,10 @@ pub async fn redeem(
     // Revenue is what was paid after the discount; the discount cost is what was given away.
     let cost = purchase.discount_amount.unwrap_or(revenue * percent / (100.0 - percent).max(1.0));
     let date = aggregates::date(event.occurred_at, &campaigns.settings);
-    counters.daily(date, Metric::DiscountCodesRedeemed, &Dimensions::none(), 1.0);
-    counters.daily(date, Metric::DiscountCost, &Dimensions::none(), cost);
+    // Under the code's origin, so a campaign's ROMI can count what its codes gave away.
+    let origin = Dimensions::discount_origin(held.origin());
+    counters.daily(date, Metric::DiscountCodesRedeemed, &origin, 1.0);
+    counters.daily(date, Metric::DiscountCost, &origin, cost);
     let order_id = purchase.order_id.map_or(Value::Null, Value::String);
     Ok(vec![discount_codes::redeem_op(code, event.occurred_at, order_id)])
 }

@@ -490,6 +490,31 @@ mod tests {
     }
 
     #[test]
+    fn the_kpi_section_is_read_checked_with_its_line_and_defaulted_when_absent() {
+        let settings = Settings::parse("settings.toml", SHIPPED).unwrap();
+        assert_eq!(
+            settings.kpi,
+            KpiSettings { margin: 0.3, restate_days: 7, min_group_size: 100, event_log_days: 400 }
+        );
+        let text =
+            SHIPPED.replace("margin = 0.3", "margin = 1.5").replace("event_log_days = 400", "event_log_days = 0");
+        let errors = Settings::parse("settings.toml", &text).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["kpi.margin", "kpi.event_log_days"]);
+        let kpi_line = text.lines().position(|l| l == "[kpi]").unwrap() + 1;
+        assert!(errors.iter().all(|e| e.line.is_some_and(|line| line >= kpi_line)), "{errors:?}");
+        let typo = SHIPPED.replace("restate_days = 7", "restate_dayz = 7");
+        let errors = Settings::parse("settings.toml", &typo).unwrap_err();
+        assert_eq!(errors[0].field, "restate_dayz");
+        let without = &SHIPPED[..SHIPPED.find("[kpi]").unwrap()];
+        let settings = Settings::parse("settings.toml", without).unwrap();
+        assert_eq!(settings.kpi, KpiSettings::default());
+        let partial = format!("{without}[kpi]\nmargin = 0.5\n");
+        let settings = Settings::parse("settings.toml", &partial).unwrap();
+        assert_eq!((settings.kpi.margin, settings.kpi.restate_days), (0.5, 7));
+    }
+
+    #[test]
     fn settings_without_the_new_keys_still_load() {
         let text = SHIPPED.replace("sales_address = \"sales@shop.example\"\n", "");
         let text = &text[..text.find("[bots]").unwrap()];

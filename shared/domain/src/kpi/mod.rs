@@ -22,11 +22,10 @@ use crate::errors::FieldError;
 use crate::journeys::attribution::Model;
 use crate::model::LifecycleStage;
 use crate::ports::{Store, StoreError};
-use crate::repo::aggregates::{
-    self, COHORT_MONTHS_FOLLOWED, CohortMonth, Credit, DailyTotal, Dimensions, JourneyDay, Metric, month_name,
-};
+use crate::repo::aggregates::{self, COHORT_MONTHS_FOLLOWED, CohortMonth, Dimensions, JourneyDay, Metric, month_name};
 use crate::repo::kpi_snapshots;
-use crate::repo::spend::{self, SpendRow};
+pub use crate::repo::kpi_snapshots::DayInputs;
+use crate::repo::spend;
 use uplift::JourneyUplift;
 
 /// Longest range one report covers, in days (both ends included).
@@ -163,23 +162,6 @@ fn days_from_to(from: Date, to: Date) -> Vec<Date> {
     days
 }
 
-/// Everything one day's KPIs are computed from: its daily aggregates, the credit of every
-/// attribution model, and its spend.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DayInputs {
-    pub date: Date,
-    pub totals: Vec<DailyTotal>,
-    pub credits: Vec<(Model, Credit)>,
-    pub spend: Vec<SpendRow>,
-}
-
-impl DayInputs {
-    /// How many stored items these inputs were read from.
-    pub fn items(&self) -> usize {
-        self.totals.len() + self.credits.len() + self.spend.len()
-    }
-}
-
 /// Reads one day's inputs from the live aggregates: three partitions, whatever the traffic.
 pub async fn day_inputs(store: &dyn Store, date: Date) -> Result<DayInputs, StoreError> {
     Ok(DayInputs {
@@ -214,6 +196,10 @@ pub async fn load(
     // The settings are part of the contract so a later cut-off (lookback, time zone) needs no new
     // signature; nothing in them changes what is read today.
     let _ = settings;
+    // `KpiQuery::parse` refuses longer ranges; a query built by hand must not read without bound.
+    if query.from > query.to || days_between(query.from, query.to) > MAX_RANGE_DAYS {
+        return Err(StoreError::Invalid(format!("a KPI range must run forwards over at most {MAX_RANGE_DAYS} days")));
+    }
     let mut inputs = KpiInputs::default();
     for date in query.days() {
         let snapshot = if date < today { kpi_snapshots::get(store, date).await? } else { None };
@@ -264,7 +250,9 @@ impl KpiRow {
 
     /// The ratios, from the counts.
     fn finish(&mut self, margin: f64) {
+        // Sums of amounts in cents drift in binary (0.1 + 0.2); money is shown to the cent.
         self.spend = crate::repo::spend::round_cents(self.spend);
+        self.revenue = crate::repo::spend::round_cents(self.revenue);
         self.aov = ratio(self.revenue, self.orders as f64);
         self.lead_to_customer = ratio(self.customers as f64, self.leads as f64);
         self.cac = ratio(self.spend, self.customers as f64);
@@ -411,15 +399,22 @@ impl KpiReport {
     }
 }
 
-/// Numbers as JSON writes them (shortest form that reads back the same), so CSV and JSON agree.
+/// Whole numbers without a fraction, others in the shortest form that reads back the same value
+/// (as JSON writes them), so CSV and JSON agree.
 fn format_number(value: f64) -> String {
-    serde_json::Number::from_f64(value).map_or_else(String::new, |n| n.to_string())
+    if !value.is_finite() {
+        return String::new();
+    }
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        return format!("{}", value as i64);
+    }
+    value.to_string()
 }
 
 /// A text field quoted when it needs it, and with a leading `=+-@` defused so a spreadsheet does
 /// not run a campaign name as a formula.
 fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '@']) || (text.starts_with('-') && text.len() > 1) {
+    let text = if text.starts_with(['=', '+', '@', '\t', '\r']) || (text.starts_with('-') && text.len() > 1) {
         format!("'{text}")
     } else {
         text.to_string()
@@ -632,4 +627,46 @@ fn email_rows(days: &[&DayInputs]) -> Vec<EmailRow> {
         *field += count;
     }
     rows.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_text_is_quoted_when_needed_and_never_read_as_a_formula() {
+        assert_eq!(csv_field("autumn"), "autumn");
+        assert_eq!(csv_field("-"), "-", "the no-campaign key stays as it is");
+        assert_eq!(csv_field("spring, \"sale\""), "\"spring, \"\"sale\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("+7"), "'+7");
+        assert_eq!(csv_field("-1+1"), "'-1+1");
+        assert_eq!(csv_field("@sum"), "'@sum");
+    }
+
+    #[test]
+    fn numbers_read_the_same_in_csv_and_json_and_ratios_never_divide_by_zero() {
+        assert_eq!(format_number(1500.0), "1500");
+        assert_eq!(format_number(-1.0), "-1");
+        assert_eq!(format_number(2.0 / 3.0), "0.6666666666666666");
+        assert_eq!(format_number(0.0000001), "0.0000001");
+        assert_eq!(ratio(1.0, 0.0), None);
+        assert_eq!(ratio(0.0, 0.0), None);
+        assert_eq!(ratio(0.0, 5.0), Some(0.0));
+    }
+
+    #[test]
+    fn periods_are_iso_weeks_and_calendar_months() {
+        let day = jiff::civil::date(2027, 1, 1);
+        assert_eq!(GroupBy::Week.period(day), "2026-W53", "1 January 2027 is a Friday of 2026's last week");
+        assert_eq!(GroupBy::Month.period(day), "2027-01");
+        assert_eq!(GroupBy::Day.period(day), "2027-01-01");
+        for group in GroupBy::ALL {
+            assert_eq!(GroupBy::parse(group.as_str()), Some(group));
+            assert_eq!(serde_json::to_value(group).unwrap(), group.as_str());
+        }
+        for model in Model::ALL {
+            assert_eq!(parse_model(model.as_str()), Some(model));
+        }
+    }
 }

@@ -53,8 +53,16 @@ enum RawAmount {
     Invalid,
 }
 
-/// Reads `{"rows": [...]}` or a bare array of `{date, channel, campaign?, amount, currency}`.
+/// Reads `{"rows": [...]}` or a bare array of `{date, channel, campaign?, amount, currency}`,
+/// judging "in the future" by the system clock. Callers with a clock port use `parse_json_at`
+/// (a simulated clock may run ahead of the system's).
 pub fn parse_json(body: &[u8], settings: &Settings) -> Result<Vec<SpendRow>, Vec<RowError>> {
+    parse_json_at(body, settings, system_today(settings))
+}
+
+/// `parse_json` with today's date (in the installation's time zone) given: a row may be dated
+/// at most tomorrow.
+pub fn parse_json_at(body: &[u8], settings: &Settings, today: Date) -> Result<Vec<SpendRow>, Vec<RowError>> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| vec![RowError::new(0, "body", format!("is not valid JSON: {e}"))])?;
     let rows = match &value {
@@ -117,11 +125,17 @@ pub fn parse_json(body: &[u8], settings: &Settings) -> Result<Vec<SpendRow>, Vec
         }
         raw_rows.push(raw);
     }
-    check_rows(raw_rows, settings, today(settings), errors)
+    check_rows(raw_rows, settings, today, errors)
 }
 
-/// Reads CSV with a header naming `date,channel,campaign,amount,currency` in any order.
+/// Reads CSV with a header naming `date,channel,campaign,amount,currency` in any order, judging
+/// "in the future" by the system clock; see `parse_csv_at`.
 pub fn parse_csv(text: &str, settings: &Settings) -> Result<Vec<SpendRow>, Vec<RowError>> {
+    parse_csv_at(text, settings, system_today(settings))
+}
+
+/// `parse_csv` with today's date given.
+pub fn parse_csv_at(text: &str, settings: &Settings, today: Date) -> Result<Vec<SpendRow>, Vec<RowError>> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
     let header: Vec<String> = match reader.headers() {
         Ok(header) => {
@@ -181,14 +195,14 @@ pub fn parse_csv(text: &str, settings: &Settings) -> Result<Vec<SpendRow>, Vec<R
             currency: field("currency"),
         });
     }
-    check_rows(raw_rows, settings, today(settings), errors)
+    check_rows(raw_rows, settings, today, errors)
 }
 
 fn too_many(count: usize) -> RowError {
     RowError::new(0, "rows", format!("at most {MAX_ROWS} rows per upload (got {count}); split the file"))
 }
 
-fn today(settings: &Settings) -> Date {
+fn system_today(settings: &Settings) -> Date {
     crate::repo::aggregates::date(jiff::Timestamp::now(), settings)
 }
 
@@ -309,5 +323,150 @@ fn shorten(text: &str) -> String {
         text.to_string()
     } else {
         format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::parse("settings.toml", include_str!("../../../campaigns/settings.toml")).unwrap()
+    }
+
+    fn row(date: &str, channel: &str, campaign: Option<&str>, amount: f64) -> SpendRow {
+        SpendRow {
+            date: date.parse().unwrap(),
+            channel: channel.into(),
+            campaign: campaign.map(str::to_string),
+            amount,
+            currency: "RUB".into(),
+        }
+    }
+
+    /// (line, field) of every error.
+    fn located(errors: &[RowError]) -> Vec<(usize, &str)> {
+        errors.iter().map(|e| (e.line, e.field.as_str())).collect()
+    }
+
+    #[test]
+    fn json_rows_in_an_object_or_a_bare_list_are_read_and_normalised() {
+        let body = br#"{"rows": [
+            {"date": "2026-03-02", "channel": "VK", "campaign": "autumn", "amount": 100.456, "currency": "rub"},
+            {"date": "2026-03-02", "channel": "paid_search", "amount": "20.5", "currency": "RUB"},
+            {"date": "2026-03-02", "channel": "organic", "campaign": null, "amount": 0, "currency": "RUB"}
+        ]}"#;
+        let rows = parse_json(body, &settings()).unwrap();
+        assert_eq!(
+            rows,
+            [
+                row("2026-03-02", "vk", Some("autumn"), 100.46),
+                row("2026-03-02", "paid_search", None, 20.5),
+                row("2026-03-02", "organic", None, 0.0),
+            ]
+        );
+        let bare = br#"[{"date": "2026-03-02", "channel": "vk", "amount": 1, "currency": "RUB"}]"#;
+        assert_eq!(parse_json(bare, &settings()).unwrap(), [row("2026-03-02", "vk", None, 1.0)]);
+    }
+
+    #[test]
+    fn every_bad_json_row_is_reported_with_its_row_number_and_field() {
+        let body = br#"{"rows": [
+            {"date": "2026-03-02", "channel": "vk", "amount": 1, "currency": "RUB"},
+            {"date": "2026-02-30", "channel": "v k", "amount": -1, "currency": "USD"},
+            {"date": "2999-01-01", "channel": "vk", "campaign": "a#b", "amount": 1e10, "currency": "RUB"},
+            {"channel": "", "amount": "lots", "currency": "RUB", "cost": 3},
+            "not a row",
+            {"date": "2026-03-02", "channel": "VK", "amount": 2, "currency": "RUB"}
+        ]}"#;
+        let errors = parse_json(body, &settings()).unwrap_err();
+        assert_eq!(
+            located(&errors),
+            [
+                (2, "date"),
+                (2, "channel"),
+                (2, "amount"),
+                (2, "currency"),
+                (3, "date"),
+                (3, "campaign"),
+                (3, "amount"),
+                (4, "cost"),
+                (4, "date"),
+                (4, "channel"),
+                (4, "amount"),
+                (5, "row"),
+                (6, "row"),
+            ]
+        );
+        assert!(errors[3].message.contains("RUB") && errors[3].message.contains("not converted"), "{:?}", errors[3]);
+        assert!(errors[4].message.contains("future"), "{:?}", errors[4]);
+        assert!(errors[12].message.contains("line 1"), "a duplicate names the first line: {:?}", errors[12]);
+    }
+
+    #[test]
+    fn the_future_is_judged_by_the_given_day() {
+        let body = br#"[{"date": "2027-01-16", "channel": "vk", "amount": 1, "currency": "RUB"},
+                        {"date": "2027-01-17", "channel": "vk", "amount": 1, "currency": "RUB"}]"#;
+        let today = "2027-01-15".parse().unwrap();
+        // Tomorrow is allowed (a zone ahead of the shop's may already be there); the day after is not.
+        assert_eq!(located(&parse_json_at(body, &settings(), today).unwrap_err()), [(2, "date")]);
+        let csv = "date,channel,campaign,amount,currency\n2027-01-16,vk,,1,RUB\n";
+        assert_eq!(parse_csv_at(csv, &settings(), today).unwrap().len(), 1);
+        assert!(parse_csv_at(csv, &settings(), "2027-01-14".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_json_body_that_is_not_rows_is_one_error_naming_it() {
+        for (body, field) in [(&b"{"[..], "body"), (b"{\"rows\": 3}", "rows"), (b"42", "body")] {
+            let errors = parse_json(body, &settings()).unwrap_err();
+            assert_eq!(located(&errors), [(0, field)]);
+        }
+        let too_many = format!(
+            "[{}]",
+            vec![r#"{"date":"2026-03-02","channel":"vk","amount":1,"currency":"RUB"}"#; MAX_ROWS + 1].join(",")
+        );
+        assert_eq!(located(&parse_json(too_many.as_bytes(), &settings()).unwrap_err()), [(0, "rows")]);
+    }
+
+    #[test]
+    fn csv_with_columns_in_any_order_is_read_and_errors_name_the_physical_line() {
+        let text = "currency,amount,campaign,channel,date\n\
+                    RUB,100.5,autumn,vk,2026-03-02\n\
+                    \n\
+                    RUB,7,,organic,2026-03-02\n\
+                    RUB,\"1,5\",\"spring, sale\",vk,2026-03-03\n";
+        let errors = parse_csv(text, &settings()).unwrap_err();
+        // Line 5: a comma decimal inside quotes is not a number.
+        assert_eq!(located(&errors), [(5, "amount")]);
+        let text = text.replace("\"1,5\"", "1.5");
+        assert_eq!(
+            parse_csv(&text, &settings()).unwrap(),
+            [
+                row("2026-03-02", "vk", Some("autumn"), 100.5),
+                row("2026-03-02", "organic", None, 7.0),
+                row("2026-03-03", "vk", Some("spring, sale"), 1.5),
+            ]
+        );
+    }
+
+    #[test]
+    fn several_bad_csv_rows_and_duplicates_are_all_reported() {
+        let text = "date,channel,campaign,amount,currency\n\
+                    2026-03-02,vk,autumn,10,RUB\n\
+                    03/02/2026,vk,autumn,10,RUB\n\
+                    2026-03-02,vk,autumn,11,RUB\n\
+                    2026-03-02,vk,autumn,NaN,EUR\n\
+                    2026-03-02,vk\n";
+        let errors = parse_csv(text, &settings()).unwrap_err();
+        assert_eq!(located(&errors), [(3, "date"), (4, "row"), (5, "amount"), (5, "currency"), (6, "row")]);
+        assert!(errors[1].message.contains("line 2"), "{:?}", errors[1]);
+    }
+
+    #[test]
+    fn a_csv_header_must_name_each_column_once() {
+        let errors = parse_csv("date,channel,amount,amount,cost\n", &settings()).unwrap_err();
+        assert_eq!(located(&errors), [(1, "amount"), (1, "cost"), (1, "campaign"), (1, "currency")]);
+        let many = format!("date,channel,campaign,amount,currency\n{}", "2026-03-02,vk,,1,RUB\n".repeat(MAX_ROWS + 1));
+        assert_eq!(located(&parse_csv(&many, &settings()).unwrap_err()), [(0, "rows")]);
     }
 }

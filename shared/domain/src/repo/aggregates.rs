@@ -558,6 +558,8 @@ pub struct CohortMonth {
 
 /// Most months after its first a cohort is followed.
 pub const COHORT_MONTHS_FOLLOWED: i32 = 12;
+/// Most cohorts one `cohorts` call reads (three years).
+pub const MAX_COHORTS_READ: usize = 36;
 
 /// The cohorts whose first month lies in `from_month..=to_month` (any day of a month stands for
 /// it), each with its activity from its first month up to `COHORT_MONTHS_FOLLOWED` months later
@@ -567,7 +569,12 @@ pub async fn cohorts(store: &dyn Store, from_month: Date, to_month: Date) -> Res
     let last = to_month.first_of_month();
     let mut rows = Vec::new();
     let mut cohort = first;
+    let mut read = 0;
     while cohort <= last {
+        read += 1;
+        if read > MAX_COHORTS_READ {
+            return Err(StoreError::Invalid(format!("at most {MAX_COHORTS_READ} cohorts are read at once")));
+        }
         let followed_until = cohort.saturating_add(jiff::Span::new().months(COHORT_MONTHS_FOLLOWED)).min(last);
         let range = SortKeyRange::Between(month_name(cohort), month_name(followed_until));
         let query = Query::partition(Index::Table, format!("{COHORT_PREFIX}{}", month_name(cohort))).range(range);
@@ -663,7 +670,7 @@ mod tests {
         let items: Vec<String> = stored(counters.into_ops())
             .iter()
             .map(|item| {
-                let mut amounts: Vec<String> = ["value", "conversions", "revenue", "exits"]
+                let mut amounts: Vec<String> = ["value", "conversions", "revenue", "exits", "customers", "orders"]
                     .iter()
                     .filter_map(|name| item.get(name).map(|v| format!("{name}={v}")))
                     .collect();
@@ -683,9 +690,73 @@ mod tests {
             "ATTR#2026-03-01 linear#direct#- conversions=1,revenue=90",
             "ATTR#2026-03-01 position_based#direct#- conversions=1,revenue=90",
             "ATTR#2026-03-01 time_decay#direct#- conversions=1,revenue=90",
+            "COHORT#2026-03 2026-03 customers=1,orders=1,revenue=90",
             "JAGG#winback 2026-03-01#treatment exits=1",
         ];
         assert_eq!(items, expected);
+    }
+
+    /// A customer counts once per month of activity in the cohort of their first order's month;
+    /// every order adds to orders and revenue.
+    #[test]
+    fn purchases_fill_the_cohort_of_the_first_order_month() {
+        use crate::model::EventType;
+        let settings = Settings::parse("settings.toml", include_str!("../../../campaigns/settings.toml")).unwrap();
+        let mut contact = Contact::new("c1".into(), "2026-01-01T00:00:00Z".parse().unwrap(), "ru".into(), "UTC".into());
+        let mut counters = Counters::default();
+        // Moscow time: 2026-03-31T22:00Z is already April 1st there.
+        let orders = [
+            ("2026-03-05T09:00:00Z", 100.0),
+            ("2026-03-20T09:00:00Z", 50.0),
+            ("2026-03-31T22:00:00Z", 30.0),
+            ("2026-05-02T09:00:00Z", 20.0),
+        ];
+        for (i, (at, revenue)) in orders.into_iter().enumerate() {
+            let at: Timestamp = at.parse().unwrap();
+            let properties = serde_json::json!({"order_id": format!("o{i}"), "revenue": revenue});
+            let event = Event::internal(
+                format!("e{i}"),
+                EventType::Purchase,
+                "c1",
+                at,
+                at,
+                properties.as_object().unwrap().clone(),
+            );
+            let before = contact.clone();
+            contact.apply_event(&event, &time_zone_or_utc("UTC"));
+            record(&mut counters, &settings, &event, &before, &contact);
+        }
+        let cohorts: Vec<String> = stored(counters.into_ops())
+            .iter()
+            .filter(|item| item.get_str("pk").unwrap().starts_with(COHORT_PREFIX))
+            .map(|item| {
+                format!(
+                    "{} {} customers={} orders={} revenue={}",
+                    item.get_str("pk").unwrap(),
+                    item.get_str("sk").unwrap(),
+                    item.get(CUSTOMERS).map_or("0".into(), |v| v.to_string()),
+                    item.get(ORDERS).unwrap(),
+                    item.get(REVENUE).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            cohorts,
+            [
+                "COHORT#2026-03 2026-03 customers=1 orders=2 revenue=150",
+                "COHORT#2026-03 2026-04 customers=1 orders=1 revenue=30",
+                "COHORT#2026-03 2026-05 customers=1 orders=1 revenue=20",
+            ]
+        );
+    }
+
+    #[test]
+    fn months_are_named_and_read_back() {
+        assert_eq!(month_name(jiff::civil::date(2026, 3, 31)), "2026-03");
+        assert_eq!(parse_month("2026-03"), Some(jiff::civil::date(2026, 3, 1)));
+        for bad in ["2026-3", "2026-13", "26-03", "2026-03-01", ""] {
+            assert_eq!(parse_month(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -37,6 +37,12 @@ impl DiscountCode {
         })
     }
 
+    /// What issued the code, the campaign its redemptions and cost are counted under: only the
+    /// abandoned-cart sequence issues codes today (a code item names its cart).
+    pub fn origin(&self) -> &'static str {
+        crate::repo::aggregates::CART_RECOVERY
+    }
+
     /// Whether `contact_id` may redeem it at `at`: theirs, unused, and not expired (by the second).
     pub fn redeemable_by(&self, contact_id: &str, at: Timestamp) -> bool {
         self.contact_id == contact_id && !self.redeemed && self.expires_at.as_second() >= at.as_second()

@@ -4,14 +4,34 @@
 
 use jiff::Timestamp;
 use jiff::civil::Date;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::kpi::DayInputs;
+use crate::journeys::attribution::Model;
 use crate::ports::{Item, Key, Store, StoreError};
+use crate::repo::aggregates::{Credit, DailyTotal};
+use crate::repo::spend::SpendRow;
 
 /// Largest snapshot written, in bytes of JSON: DynamoDB refuses items over 400 KB. A day with more
 /// channel and campaign combinations than fit is not snapshotted and is read live instead.
 pub const MAX_SNAPSHOT_BYTES: usize = 350_000;
+
+/// Everything one day's KPIs are computed from: its daily aggregates, the credit of every
+/// attribution model, and its spend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DayInputs {
+    pub date: Date,
+    pub totals: Vec<DailyTotal>,
+    pub credits: Vec<(Model, Credit)>,
+    pub spend: Vec<SpendRow>,
+}
+
+impl DayInputs {
+    /// How many stored items these inputs were read from.
+    pub fn items(&self) -> usize {
+        self.totals.len() + self.credits.len() + self.spend.len()
+    }
+}
 
 fn key(date: Date) -> Key {
     Key::new(format!("KPI#{date}"), "DAY")
