@@ -1,6 +1,6 @@
 //! The HTTP API that exists on AWS is the one the routers serve: every route of
-//! `lead_capture::routes()` and `qualify_bot::routes()` is an `HttpApi` event of its own function
-//! in `infra/template.yaml`, and the template routes nothing a router does not serve. A route
+//! `lead_capture::routes()`, `qualify_bot::routes()` and `kpi_rollup::routes()` is an `HttpApi`
+//! event of its own function in `infra/template.yaml`, and the template routes nothing a router does not serve. A route
 //! added to a router and forgotten in the template (as the unsubscribe route once was) fails here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,6 +90,7 @@ fn served_by_function() -> BTreeMap<&'static str, Routes> {
     BTreeMap::from([
         ("LeadCaptureFunction", lead_capture::route_table().into_iter().collect()),
         ("QualifyBotFunction", qualify_bot::route_table().into_iter().collect()),
+        ("KpiApiFunction", kpi_rollup::route_table().into_iter().collect()),
     ])
 }
 
@@ -162,6 +163,37 @@ fn the_parity_check_notices_a_bot_route_removed_from_the_template() {
     assert!(extra.is_empty());
 }
 
+/// Removes the `HttpApi` event routing `path` (the first with `method`, if given) from the template.
+fn without_route(template: &str, method: Option<&str>, path: &str) -> String {
+    let lines: Vec<&str> = template.lines().collect();
+    let path_line = lines
+        .iter()
+        .enumerate()
+        .position(|(i, l)| {
+            l.trim() == format!("Path: {path}") && method.is_none_or(|m| lines[i - 1].trim() == format!("Method: {m}"))
+        })
+        .unwrap_or_else(|| panic!("the template routes {path}"));
+    let start = (0..path_line).rev().find(|&i| indent(lines[i]) == 8).unwrap();
+    let end = (start + 1..lines.len()).find(|&i| indent(lines[i]) <= 8).unwrap();
+    [&lines[..start], &lines[end..]].concat().join("\n")
+}
+
+#[test]
+fn the_parity_check_notices_a_kpi_or_contact_admin_route_removed_from_the_template() {
+    let template = template_text();
+    for (function, method, path) in [
+        ("KpiApiFunction", "POST", "/v1/spend"),
+        ("KpiApiFunction", "GET", "/v1/kpi"),
+        ("LeadCaptureFunction", "GET", "/v1/contacts"),
+    ] {
+        let without = without_route(&template, Some(method), path);
+        let (missing, extra) = differences(&without);
+        let removed = (function.to_string(), method.to_string(), path.to_string());
+        assert_eq!(missing, BTreeSet::from([removed]), "{method} {path}");
+        assert!(extra.is_empty());
+    }
+}
+
 #[test]
 fn the_template_reader_finds_every_http_api_event() {
     let events = http_api_events(&template_text());
@@ -170,6 +202,8 @@ fn the_template_reader_finds_every_http_api_event() {
     assert!(routed.contains(&("GET".to_string(), "/v1/forms/{form_id}".to_string())));
     let bot = &events["QualifyBotFunction"];
     assert!(bot.contains(&("OPTIONS".to_string(), "/v1/bot/{script_id}/sessions".to_string())));
+    let kpi = &events["KpiApiFunction"];
+    assert!(kpi.contains(&("POST".to_string(), "/v1/spend".to_string())));
     assert_eq!(
         events.values().map(BTreeSet::len).sum::<usize>(),
         template_text().lines().filter(|l| l.trim() == "Type: HttpApi").count(),
@@ -182,8 +216,15 @@ fn the_template_reader_finds_every_http_api_event() {
 /// carry `Authorizer: AWS_IAM`, and no public route may (a form post cannot sign with SigV4).
 #[test]
 fn every_admin_route_and_only_admin_routes_take_iam_authorisation_in_the_template() {
-    let admin: Routes = lead_capture::admin_route_table().into_iter().collect();
-    assert!(admin.contains(&("GET".to_string(), "/v1/contacts/{id}".to_string())));
+    let admin: Routes = lead_capture::admin_route_table().into_iter().chain(kpi_rollup::admin_route_table()).collect();
+    for route in [("GET", "/v1/contacts/{id}"), ("GET", "/v1/contacts"), ("POST", "/v1/spend"), ("GET", "/v1/kpi")] {
+        assert!(admin.contains(&(route.0.to_string(), route.1.to_string())), "{route:?} is an admin route");
+    }
+    assert_eq!(
+        kpi_rollup::admin_route_table(),
+        kpi_rollup::route_table(),
+        "kpi-api serves admin routes only: its function has no public route"
+    );
     for event in http_api_event_blocks(&template_text()) {
         let route = (event.method.clone(), event.path.clone());
         if admin.contains(&route) {

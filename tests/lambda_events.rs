@@ -1,6 +1,7 @@
 //! Every sample payload in `events/` goes through the Lambda entry point (`lead_capture::lambda`,
-//! which qualify-bot's `main.rs` runs too) exactly as API Gateway would deliver it, and answers
-//! the status `expectations.json` lists.
+//! which qualify-bot's and kpi-api's `main.rs` run too) exactly as API Gateway would deliver it,
+//! and answers the status `expectations.json` lists; the scheduled samples run the rollup theirs
+//! names.
 //! A sample without an expectation, or an expectation without a sample, fails the test.
 
 mod support;
@@ -66,6 +67,54 @@ async fn every_qualify_bot_sample_answers_its_expected_status() {
     BotSessions::new(t.stack.state.store.as_ref()).save(&mut stored).await.unwrap();
 
     every_sample_answers_its_expected_status("qualify-bot", qualify_bot::router(t.stack.state.clone())).await;
+}
+
+#[tokio::test]
+async fn every_kpi_api_sample_answers_its_expected_status() {
+    let t = TestStack::new();
+    // As on Lambda: the admin guard trusts the IAM identity API Gateway's authoriser left in the
+    // request context, and refuses a request without one.
+    let mut state = t.stack.state.clone();
+    state.admin_access = lead_capture::admin::AdminAccess::IamAuthorizer;
+    every_sample_answers_its_expected_status("kpi-api", kpi_rollup::router(state)).await;
+    let stored = voronka_domain::repo::spend::spend_on(t.stack.state.store.as_ref(), "2026-11-20".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2, "the JSON sample's rows are stored: {stored:?}");
+}
+
+/// Every sample of `events/kpi-rollup/` is what EventBridge hands the kpi-rollup function; each
+/// runs the rollup `expectations.json` names for it.
+#[tokio::test]
+async fn every_kpi_rollup_sample_runs_its_rollup() {
+    let dir = samples_dir("kpi-rollup");
+    let expectations: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expectations.json")).unwrap()).unwrap();
+    let mut samples: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".json") && name != "expectations.json")
+        .collect();
+    samples.sort();
+    assert_eq!(samples, expectations.keys().cloned().collect::<Vec<_>>(), "every sample has one expectation");
+    let t = TestStack::new();
+    let settings = &t.stack.state.campaigns.settings;
+    let today = voronka_domain::repo::aggregates::date(voronka_domain::ports::Clock::now(t.clock.as_ref()), settings);
+    for name in samples {
+        let event: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(&name)).unwrap()).unwrap();
+        let outcome =
+            kpi_rollup::scheduled(&t.stack.scheduler, settings, &event).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let days = match expectations[&name].as_str() {
+            "hourly" => vec![today],
+            "nightly" => (1..=i64::from(settings.kpi.restate_days) + 1)
+                .rev()
+                .map(|back| today.checked_sub(jiff::Span::new().days(back)).unwrap())
+                .collect(),
+            other => panic!("{name}: unknown kind {other} in expectations.json"),
+        };
+        assert_eq!(outcome.days, days, "{name}");
+    }
 }
 
 /// A sample SQS event as the Lambda entry point hands it to a consumer.

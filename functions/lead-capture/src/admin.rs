@@ -14,11 +14,13 @@
 //!   The local server never inserts an `IamCaller`, and this strategy would ignore one anyway.
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use voronka_domain::errors::FieldError;
+use voronka_domain::model::{Contact, EmailAddress};
 use voronka_domain::repo::{ContactRepository, journey_state};
 use voronka_domain::signing::AdminKeyDigest;
 
@@ -64,14 +66,41 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
 }
 
 /// `GET /v1/contacts/{id}`: the contact with its consents, score breakdown at this moment, stage,
-/// tags, orders and journey states.
+/// tags, touches, orders and journey states.
 pub async fn contact(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let store = state.store.as_ref();
-    let contact = ContactRepository::new(store)
+    let contact = ContactRepository::new(state.store.as_ref())
         .get(&id)
         .await
         .map_err(|e| ApiError::internal("reading a contact for an admin", e))?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no contact with this id"))?;
+    contact_body(&state, contact).await.map(Json)
+}
+
+/// `GET /v1/contacts?email=`: the same body as `/v1/contacts/{id}`, for the contact the email
+/// index points to.
+pub async fn contact_by_email(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let invalid = |code: &str, message: &str| ApiError::invalid(vec![FieldError::new("email", code, message)]);
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|_| invalid("invalid", "the query string is not valid URL encoding"))?;
+    let mut emails = params.into_iter().filter(|(name, _)| name == "email").map(|(_, value)| value);
+    let (Some(email), None) = (emails.next(), emails.next()) else {
+        return Err(invalid("required", "give exactly one email=ADDRESS"));
+    };
+    let email = EmailAddress::parse(&email).map_err(|e| invalid("invalid", &format!("the address {e}")))?;
+    let contact = ContactRepository::new(state.store.as_ref())
+        .find_by_email(&email)
+        .await
+        .map_err(|e| ApiError::internal("finding a contact by email for an admin", e))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no contact with this email"))?;
+    contact_body(&state, contact).await.map(Json)
+}
+
+/// What an operator reads about one contact.
+async fn contact_body(state: &AppState, contact: Contact) -> Result<Value, ApiError> {
+    let store = state.store.as_ref();
     let journeys = journey_state::load_all(store, &contact.id)
         .await
         .map_err(|e| ApiError::internal("reading journey states for an admin", e))?;
@@ -82,7 +111,7 @@ pub async fn contact(State(state): State<AppState>, Path(id): Path<String>) -> R
         breakdown["thresholds"] = json!({"mql": rules.thresholds.mql, "sql": rules.thresholds.sql});
         breakdown
     });
-    Ok(Json(json!({
+    Ok(json!({
         "id": contact.id,
         "email": contact.email.as_ref().map(|email| email.as_typed()),
         "phone": contact.phone.as_ref().map(|phone| phone.as_str()),
@@ -101,8 +130,9 @@ pub async fn contact(State(state): State<AppState>, Path(id): Path<String>) -> R
         "journeys": journeys.into_values().collect::<Vec<_>>(),
         "first_touch": contact.first_touch,
         "last_touch": contact.last_touch,
+        "touches": contact.touches,
         "created_at": contact.created_at,
         "updated_at": contact.updated_at,
         "last_activity_at": contact.last_activity_at,
-    })))
+    }))
 }

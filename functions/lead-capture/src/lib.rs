@@ -107,8 +107,9 @@ where
     Route { method, path, admin: false, handler: on(filter, handler) }
 }
 
-/// A route for operators only: the router puts `admin::guard` in front of it.
-fn admin_route<H, T>(method: Method, path: &'static str, handler: H) -> Route
+/// A route for operators only: the router puts `admin::guard` in front of it (kpi-rollup builds
+/// its admin routes with it too).
+pub fn admin_route<H, T>(method: Method, path: &'static str, handler: H) -> Route
 where
     H: Handler<T, AppState>,
     T: 'static,
@@ -132,6 +133,7 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/v1/unsubscribe", unsubscribe::page),
         route(Method::POST, "/v1/unsubscribe", unsubscribe::unsubscribe),
         admin_route(Method::GET, "/v1/contacts/{id}", admin::contact),
+        admin_route(Method::GET, "/v1/contacts", admin::contact_by_email),
     ]
 }
 
@@ -148,7 +150,16 @@ pub fn admin_route_table() -> Vec<(String, String)> {
 
 /// The routes lead-capture serves; every admin route behind the one guard.
 pub fn router(state: AppState) -> Router {
-    routes()
+    routes_router(routes(), state)
+        .fallback(http_util::not_found)
+        .method_not_allowed_fallback(http_util::method_not_allowed)
+}
+
+/// A router of `routes` alone, every admin route behind `admin::guard`: how every function that
+/// serves routes builds its router, so none can forget the guard. Without a fallback, to merge
+/// into a router that answers everything else.
+pub fn routes_router(routes: Vec<Route>, state: AppState) -> Router {
+    routes
         .into_iter()
         .fold(Router::new(), |router, r| {
             let handler = if r.admin {
@@ -158,8 +169,6 @@ pub fn router(state: AppState) -> Router {
             };
             router.route(r.path, handler)
         })
-        .fallback(http_util::not_found)
-        .method_not_allowed_fallback(http_util::method_not_allowed)
         .with_state(state)
 }
 

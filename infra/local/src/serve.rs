@@ -1,5 +1,5 @@
-//! `voronka serve`: the HTTP API on localhost with the same handlers as on Lambda (lead-capture's
-//! and the qualify bot's), plus a demo shop page with real HTML forms.
+//! `voronka serve`: the HTTP API on localhost with the same handlers as on Lambda (lead-capture's,
+//! the qualify bot's and kpi-api's), plus a demo shop page with real HTML forms.
 
 use std::net::SocketAddr;
 
@@ -23,7 +23,8 @@ pub fn app(state: AppState, outbox_dir: std::path::PathBuf) -> Router {
         .route("/outbox/{file}", get(crate::outbox::show))
         .with_state(outbox_dir);
     lead_capture::router(state.clone())
-        .merge(qualify_bot::routes_router(state))
+        .merge(qualify_bot::routes_router(state.clone()))
+        .merge(kpi_rollup::routes_router(state))
         .merge(local)
         .merge(outbox)
         .layer(axum::middleware::from_fn(client_ip_from_socket))

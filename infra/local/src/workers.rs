@@ -1,8 +1,11 @@
-//! The queue consumers of the local stack: the same batch handlers Lambda runs, fed from the
-//! embedded queues instead of SQS event source mappings.
+//! The queue consumers and schedules of the local stack: the same batch handlers and scheduled
+//! functions Lambda runs, fed from the embedded queues and a timer instead of SQS event source
+//! mappings and EventBridge Scheduler.
 
 use std::time::Duration;
 
+use jiff::civil::Date;
+use jiff::{SignedDuration, Timestamp};
 use voronka_domain::ports::{QueueName, consume_batch};
 
 use crate::stack::Stack;
@@ -45,11 +48,55 @@ pub async fn tick(stack: &Stack) -> anyhow::Result<usize> {
 /// How often the local stack runs the scheduler (EventBridge runs it every minute on AWS).
 pub const SCHEDULER_PERIOD: Duration = Duration::from_secs(5);
 
-/// Runs the scheduler on a timer until the process ends.
+/// When the KPI rollups last ran in this process, by the stack's clock: the local counterpart of
+/// the template's two schedules for kpi-rollup (hourly, and nightly at 02:30 UTC).
+#[derive(Debug, Default)]
+pub struct RollupSchedule {
+    last_hourly: Option<Timestamp>,
+    last_nightly: Option<Date>,
+}
+
+/// The nightly rollup's time of day (UTC), as `infra/template.yaml` schedules it.
+pub const NIGHTLY_AT: jiff::civil::Time = jiff::civil::time(2, 30, 0, 0);
+
+impl RollupSchedule {
+    /// The rollup kinds due at `now`, marked as run: hourly an hour after the last (and at
+    /// start), nightly once per UTC day from 02:30 on.
+    pub fn take_due(&mut self, now: Timestamp) -> Vec<&'static str> {
+        let mut due = Vec::new();
+        if self.last_hourly.is_none_or(|last| now.duration_since(last) >= SignedDuration::from_hours(1)) {
+            self.last_hourly = Some(now);
+            due.push("hourly");
+        }
+        let utc = now.to_zoned(jiff::tz::TimeZone::UTC);
+        if utc.time() >= NIGHTLY_AT && self.last_nightly != Some(utc.date()) {
+            self.last_nightly = Some(utc.date());
+            due.push("nightly");
+        }
+        due
+    }
+}
+
+/// Runs the due KPI rollups through the function the kpi-rollup Lambda runs, with the same event
+/// its schedule sends.
+pub async fn run_due_rollups(stack: &Stack, schedule: &mut RollupSchedule) -> anyhow::Result<()> {
+    for kind in schedule.take_due(stack.scheduler.clock.now()) {
+        let event = serde_json::json!({ "kind": kind });
+        kpi_rollup::scheduled(&stack.scheduler, &stack.state.campaigns.settings, &event).await?;
+    }
+    Ok(())
+}
+
+/// Runs the scheduler and the KPI rollups on a timer until the process ends.
 pub async fn schedule_forever(stack: std::sync::Arc<Stack>) {
+    let mut rollups = RollupSchedule::default();
     loop {
         if let Err(error) = cart_scheduler::run(&stack.scheduler).await {
             tracing::error!(error = %error, "a scheduler run failed; the next one catches up");
+        }
+        if let Err(error) = run_due_rollups(&stack, &mut rollups).await {
+            // Idempotent: the next hourly run, and the nightly restatement, redo what failed.
+            tracing::error!(error = %error, "a KPI rollup failed; the next one catches up");
         }
         tokio::time::sleep(SCHEDULER_PERIOD).await;
     }
@@ -66,5 +113,27 @@ pub async fn run_forever(stack: std::sync::Arc<Stack>) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_hourly_rollup_runs_each_hour_and_the_nightly_once_a_day_from_half_past_two() {
+        let mut schedule = RollupSchedule::default();
+        assert_eq!(schedule.take_due(at("2026-03-02T01:00:00Z")), ["hourly"], "at start, before 02:30");
+        assert!(schedule.take_due(at("2026-03-02T01:59:59Z")).is_empty());
+        assert_eq!(schedule.take_due(at("2026-03-02T02:00:00Z")), ["hourly"]);
+        assert!(schedule.take_due(at("2026-03-02T02:29:59Z")).is_empty());
+        assert_eq!(schedule.take_due(at("2026-03-02T02:30:00Z")), ["nightly"]);
+        assert!(schedule.take_due(at("2026-03-02T02:45:00Z")).is_empty(), "the nightly once a day");
+        assert_eq!(schedule.take_due(at("2026-03-03T23:00:00Z")), ["hourly", "nightly"], "a missed night catches up");
+        assert_eq!(schedule.take_due(at("2026-03-04T02:31:00Z")), ["hourly", "nightly"]);
     }
 }
