@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use voronka_domain::journeys::attribution::Model;
-use voronka_domain::kpi::rollup::{self, RollupKind};
+use voronka_domain::kpi::rollup::RollupKind;
 use voronka_domain::kpi::{GroupBy, KpiQuery, KpiReport};
 use voronka_domain::model::{EmailAddress, EventType};
 use voronka_domain::ports::{QueueName, SeededIds, SimulatedClock};
@@ -198,27 +198,15 @@ impl Driver {
 
     /// The shop reports a day's ad spend, as its marketer would: rows through `POST /v1/spend`
     /// with the admin key.
-    async fn post_spend(&mut self, stack: &Stack, rows: Vec<Value>) -> Result<()> {
+    async fn post_spend(&mut self, rows: Vec<Value>) -> Result<()> {
         let body = json!({ "rows": rows });
         let request = Request::post("/v1/spend")
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::AUTHORIZATION, format!("Bearer {}", self.admin_key))
             .body(Body::from(serde_json::to_vec(&body)?))?;
         let (status, answer) = self.call(request, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20))).await?;
-        match status {
-            StatusCode::OK => {}
-            // TODO(issue 11): remove once kpi-function's `POST /v1/spend` is on main; until then the
-            // same rows go through the same parser and repository the route uses.
-            StatusCode::NOT_FOUND => {
-                let settings = &stack.state.campaigns.settings;
-                let rows = voronka_domain::kpi::spend_input::parse_json(&serde_json::to_vec(&body)?, settings)
-                    .map_err(|errors| anyhow::anyhow!("the demo's spend rows are invalid: {errors:?}"))?;
-                let now = voronka_domain::ports::Clock::now(stack.state.clock.as_ref());
-                voronka_domain::repo::spend::upsert(stack.state.store.as_ref(), &rows, now).await?;
-                let dates = rows.iter().map(|r| r.date).collect();
-                rollup::roll_up(stack.state.store.as_ref(), settings, RollupKind::Days(dates), now).await?;
-            }
-            other => bail!("reporting spend answered {other}: {answer}"),
+        if status != StatusCode::OK {
+            bail!("reporting spend answered {status}: {answer}");
         }
         self.report.spend.days += 1;
         for row in &body["rows"].as_array().cloned().unwrap_or_default() {
@@ -550,7 +538,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         let today = day_of(voronka_domain::ports::Clock::now(clock.as_ref()));
         while open_day < today {
             let rows = daily_spend(open_day, visitors_per_day, &settings.currency, &mut spend_rng);
-            driver.post_spend(&stack, rows).await?;
+            driver.post_spend(rows).await?;
             open_day = open_day.tomorrow()?;
             nightly(&stack, &mut driver.report).await?;
         }
@@ -739,7 +727,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     progress.finish_and_clear();
     // The last day with visitors is paid for too.
     let rows = daily_spend(open_day, visitors_per_day, &settings.currency, &mut spend_rng);
-    driver.post_spend(&stack, rows).await?;
+    driver.post_spend(rows).await?;
 
     // Let the last waits (days) run out, hour by hour, with the nightly rollup at 02:30.
     for _ in 0..(24 * 4) {
