@@ -121,7 +121,7 @@ impl Simulation {
             aggregates::record(&mut counters, settings, event, before, after);
             if event.event_type == EventType::LeadCreated {
                 let journey = JOURNEYS[(state >> 7) as usize % JOURNEYS.len()];
-                let group = if (state >> 11) % 20 == 0 { Group::Holdout } else { Group::Treatment };
+                let group = if (state >> 11).is_multiple_of(20) { Group::Holdout } else { Group::Treatment };
                 aggregates::record_journey(
                     &mut counters,
                     settings,
