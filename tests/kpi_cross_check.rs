@@ -6,7 +6,8 @@
 //! channel, leads and new customers (by the first touch the contact had when the event happened),
 //! orders and revenue (by the last touch it had then), the credit of the last-touch and linear
 //! models (touches within the lookback before the purchase), spend (what the demo posted), CAC
-//! and ROAS, and the funnel's leads and customers, and asserts each equals the report's.
+//! and ROAS, and the funnel's leads and customers, and asserts each equals the report's; and
+//! that `GET /v1/kpi` answers the same report as `voronka kpi --json`.
 
 mod support;
 
@@ -238,5 +239,35 @@ fn kpis_from_aggregates_equal_kpis_recomputed_from_exported_events() {
         let spent: f64 = channels.values().map(|c| c.spend).sum();
         assert!(spent > 0.0, "the demo's shop spends on ads");
         close(&format!("{model}: total spend"), kpi["totals"]["spend"].as_f64().unwrap(), spent);
+
+        // `GET /v1/kpi` on the same folder answers the same report as the command line.
+        let uri = format!("/v1/kpi?from={from}&to={to}&group_by=channel&attribution={model}");
+        let api = runtime.block_on(get_kpi(&data_dir, &uri));
+        for part in ["rows", "totals", "funnel", "attribution_by_model", "cohorts", "uplift"] {
+            assert_eq!(api[part], kpi[part], "{model}: GET /v1/kpi and voronka kpi disagree on {part}");
+        }
     }
+}
+
+/// `GET /v1/kpi` through the router `voronka serve` runs, with the folder's admin key.
+async fn get_kpi(data_dir: &std::path::Path, uri: &str) -> Value {
+    use tower::ServiceExt;
+    let stack = voronka_local::stack::Stack::open(voronka_local::stack::StackOptions {
+        data_dir: Some(data_dir.to_path_buf()),
+        campaigns_dir: None,
+        public_base_url: None,
+        clock: std::sync::Arc::new(voronka_domain::ports::SystemClock),
+        ids: voronka_local::stack::Stack::default_ids(),
+    })
+    .expect("the stack opens on the demo's folder");
+    let app = voronka_local::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf());
+    let mut request = http::Request::get(uri)
+        .header(http::header::AUTHORIZATION, format!("Bearer {}", stack.admin_key))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    request.extensions_mut().insert(lead_capture::ClientIp("127.0.0.1".parse().unwrap()));
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    serde_json::from_slice(&bytes).expect("the report is JSON")
 }
