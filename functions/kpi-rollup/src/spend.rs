@@ -63,10 +63,11 @@ pub async fn upload(State(state): State<AppState>, headers: HeaderMap, body: Bod
     let format = spend_format(&headers)?;
     let bytes = read_body(&headers, body, MAX_SPEND_BODY_BYTES).await?;
     let settings = &state.campaigns.settings;
+    let today = aggregates::date(state.clock.now(), settings);
     let parsed = match format {
-        SpendFormat::Json => spend_input::parse_json(&bytes, settings),
+        SpendFormat::Json => spend_input::parse_json(&bytes, settings, today),
         SpendFormat::Csv => match std::str::from_utf8(&bytes) {
-            Ok(text) => spend_input::parse_csv(text, settings),
+            Ok(text) => spend_input::parse_csv(text, settings, today),
             Err(e) => Err(vec![request_error("body", format!("the CSV is not UTF-8 text: {e}"))]),
         },
     };

@@ -53,16 +53,9 @@ enum RawAmount {
     Invalid,
 }
 
-/// Reads `{"rows": [...]}` or a bare array of `{date, channel, campaign?, amount, currency}`,
-/// judging "in the future" by the system clock. Callers with a clock port use `parse_json_at`
-/// (a simulated clock may run ahead of the system's).
-pub fn parse_json(body: &[u8], settings: &Settings) -> Result<Vec<SpendRow>, Vec<RowError>> {
-    parse_json_at(body, settings, system_today(settings))
-}
-
-/// `parse_json` with today's date (in the installation's time zone) given: a row may be dated
-/// at most tomorrow.
-pub fn parse_json_at(body: &[u8], settings: &Settings, today: Date) -> Result<Vec<SpendRow>, Vec<RowError>> {
+/// Reads a JSON upload (`{"rows": [...]}` or a bare list). `today` is the caller's clock's date in
+/// the installation's time zone: a row may be dated at most tomorrow.
+pub fn parse_json(body: &[u8], settings: &Settings, today: Date) -> Result<Vec<SpendRow>, Vec<RowError>> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| vec![RowError::new(0, "body", format!("is not valid JSON: {e}"))])?;
     let rows = match &value {
@@ -128,14 +121,8 @@ pub fn parse_json_at(body: &[u8], settings: &Settings, today: Date) -> Result<Ve
     check_rows(raw_rows, settings, today, errors)
 }
 
-/// Reads CSV with a header naming `date,channel,campaign,amount,currency` in any order, judging
-/// "in the future" by the system clock; see `parse_csv_at`.
-pub fn parse_csv(text: &str, settings: &Settings) -> Result<Vec<SpendRow>, Vec<RowError>> {
-    parse_csv_at(text, settings, system_today(settings))
-}
-
-/// `parse_csv` with today's date given.
-pub fn parse_csv_at(text: &str, settings: &Settings, today: Date) -> Result<Vec<SpendRow>, Vec<RowError>> {
+/// Reads a CSV upload with a header line; `today` as for `parse_json`.
+pub fn parse_csv(text: &str, settings: &Settings, today: Date) -> Result<Vec<SpendRow>, Vec<RowError>> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
     let header: Vec<String> = match reader.headers() {
         Ok(header) => {
@@ -200,10 +187,6 @@ pub fn parse_csv_at(text: &str, settings: &Settings, today: Date) -> Result<Vec<
 
 fn too_many(count: usize) -> RowError {
     RowError::new(0, "rows", format!("at most {MAX_ROWS} rows per upload (got {count}); split the file"))
-}
-
-fn system_today(settings: &Settings) -> Date {
-    crate::repo::aggregates::date(jiff::Timestamp::now(), settings)
 }
 
 /// Checks every row against `today` (a date may be at most tomorrow, for time zones ahead).
@@ -328,6 +311,11 @@ fn shorten(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// Every fixture date is in the past of this day.
+    fn test_today() -> Date {
+        jiff::civil::date(2027, 1, 15)
+    }
+
     use super::*;
 
     fn settings() -> Settings {
@@ -356,7 +344,7 @@ mod tests {
             {"date": "2026-03-02", "channel": "paid_search", "amount": "20.5", "currency": "RUB"},
             {"date": "2026-03-02", "channel": "organic", "campaign": null, "amount": 0, "currency": "RUB"}
         ]}"#;
-        let rows = parse_json(body, &settings()).unwrap();
+        let rows = parse_json(body, &settings(), test_today()).unwrap();
         assert_eq!(
             rows,
             [
@@ -366,7 +354,7 @@ mod tests {
             ]
         );
         let bare = br#"[{"date": "2026-03-02", "channel": "vk", "amount": 1, "currency": "RUB"}]"#;
-        assert_eq!(parse_json(bare, &settings()).unwrap(), [row("2026-03-02", "vk", None, 1.0)]);
+        assert_eq!(parse_json(bare, &settings(), test_today()).unwrap(), [row("2026-03-02", "vk", None, 1.0)]);
     }
 
     #[test]
@@ -379,7 +367,7 @@ mod tests {
             "not a row",
             {"date": "2026-03-02", "channel": "VK", "amount": 2, "currency": "RUB"}
         ]}"#;
-        let errors = parse_json(body, &settings()).unwrap_err();
+        let errors = parse_json(body, &settings(), test_today()).unwrap_err();
         assert_eq!(
             located(&errors),
             [
@@ -409,23 +397,23 @@ mod tests {
                         {"date": "2027-01-17", "channel": "vk", "amount": 1, "currency": "RUB"}]"#;
         let today = "2027-01-15".parse().unwrap();
         // Tomorrow is allowed (a zone ahead of the shop's may already be there); the day after is not.
-        assert_eq!(located(&parse_json_at(body, &settings(), today).unwrap_err()), [(2, "date")]);
+        assert_eq!(located(&parse_json(body, &settings(), today).unwrap_err()), [(2, "date")]);
         let csv = "date,channel,campaign,amount,currency\n2027-01-16,vk,,1,RUB\n";
-        assert_eq!(parse_csv_at(csv, &settings(), today).unwrap().len(), 1);
-        assert!(parse_csv_at(csv, &settings(), "2027-01-14".parse().unwrap()).is_err());
+        assert_eq!(parse_csv(csv, &settings(), today).unwrap().len(), 1);
+        assert!(parse_csv(csv, &settings(), "2027-01-14".parse().unwrap()).is_err());
     }
 
     #[test]
     fn a_json_body_that_is_not_rows_is_one_error_naming_it() {
         for (body, field) in [(&b"{"[..], "body"), (b"{\"rows\": 3}", "rows"), (b"42", "body")] {
-            let errors = parse_json(body, &settings()).unwrap_err();
+            let errors = parse_json(body, &settings(), test_today()).unwrap_err();
             assert_eq!(located(&errors), [(0, field)]);
         }
         let too_many = format!(
             "[{}]",
             vec![r#"{"date":"2026-03-02","channel":"vk","amount":1,"currency":"RUB"}"#; MAX_ROWS + 1].join(",")
         );
-        assert_eq!(located(&parse_json(too_many.as_bytes(), &settings()).unwrap_err()), [(0, "rows")]);
+        assert_eq!(located(&parse_json(too_many.as_bytes(), &settings(), test_today()).unwrap_err()), [(0, "rows")]);
     }
 
     #[test]
@@ -435,12 +423,12 @@ mod tests {
                     \n\
                     RUB,7,,organic,2026-03-02\n\
                     RUB,\"1,5\",\"spring, sale\",vk,2026-03-03\n";
-        let errors = parse_csv(text, &settings()).unwrap_err();
+        let errors = parse_csv(text, &settings(), test_today()).unwrap_err();
         // Line 5: a comma decimal inside quotes is not a number.
         assert_eq!(located(&errors), [(5, "amount")]);
         let text = text.replace("\"1,5\"", "1.5");
         assert_eq!(
-            parse_csv(&text, &settings()).unwrap(),
+            parse_csv(&text, &settings(), test_today()).unwrap(),
             [
                 row("2026-03-02", "vk", Some("autumn"), 100.5),
                 row("2026-03-02", "organic", None, 7.0),
@@ -457,16 +445,16 @@ mod tests {
                     2026-03-02,vk,autumn,11,RUB\n\
                     2026-03-02,vk,autumn,NaN,EUR\n\
                     2026-03-02,vk\n";
-        let errors = parse_csv(text, &settings()).unwrap_err();
+        let errors = parse_csv(text, &settings(), test_today()).unwrap_err();
         assert_eq!(located(&errors), [(3, "date"), (4, "row"), (5, "amount"), (5, "currency"), (6, "row")]);
         assert!(errors[1].message.contains("line 2"), "{:?}", errors[1]);
     }
 
     #[test]
     fn a_csv_header_must_name_each_column_once() {
-        let errors = parse_csv("date,channel,amount,amount,cost\n", &settings()).unwrap_err();
+        let errors = parse_csv("date,channel,amount,amount,cost\n", &settings(), test_today()).unwrap_err();
         assert_eq!(located(&errors), [(1, "amount"), (1, "cost"), (1, "campaign"), (1, "currency")]);
         let many = format!("date,channel,campaign,amount,currency\n{}", "2026-03-02,vk,,1,RUB\n".repeat(MAX_ROWS + 1));
-        assert_eq!(located(&parse_csv(&many, &settings()).unwrap_err()), [(0, "rows")]);
+        assert_eq!(located(&parse_csv(&many, &settings(), test_today()).unwrap_err()), [(0, "rows")]);
     }
 }
