@@ -56,9 +56,9 @@ pub fn read_spend_file(stack: &Stack, path: &Path) -> Result<Vec<SpendRow>> {
     let parsed = match extension.as_deref() {
         Some("csv") => {
             let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))?;
-            spend_input::parse_csv_at(&text, settings, today(stack))
+            spend_input::parse_csv(&text, settings, today(stack))
         }
-        Some("json") => spend_input::parse_json_at(&bytes, settings, today(stack)),
+        Some("json") => spend_input::parse_json(&bytes, settings, today(stack)),
         _ => bail!("{}: the file name must end in .csv or .json", path.display()),
     };
     parsed.map_err(|errors| SpendFileErrors { file: path.display().to_string(), errors }.into())
