@@ -265,8 +265,9 @@ pub fn render_tables(report: &KpiReport, by_channel: Option<&KpiReport>) -> Stri
     rows.render(&mut out);
     out.push('\n');
 
-    let channels = by_channel.unwrap_or(report);
-    if channels.group_by == GroupBy::Channel {
+    // Grouped by channel, the rows above already are the channel table.
+    if let Some(channels) = by_channel.filter(|c| c.group_by == GroupBy::Channel && report.group_by != GroupBy::Channel)
+    {
         let _ = writeln!(out, "Channels ({} attribution): what spend bought", channels.attribution.as_str());
         let mut table = Table::new(&["channel", "spend", "customers", "CAC", "attr. revenue", "ROAS", "ROMI"]);
         for row in &channels.rows {
