@@ -12,7 +12,6 @@ use jiff::civil::Date;
 use lead_capture::http_util::read_body;
 use lead_capture::{ApiError, AppState};
 use serde_json::json;
-use voronka_domain::kpi::rollup::{RollupKind, roll_up};
 use voronka_domain::kpi::spend_input::{self, RowError};
 use voronka_domain::repo::aggregates;
 use voronka_domain::repo::spend::{self, SpendRow};
@@ -85,20 +84,11 @@ pub async fn upload(State(state): State<AppState>, headers: HeaderMap, body: Bod
             ),
         )]));
     }
-    let store = state.store.as_ref();
-    let now = state.clock.now();
-    spend::upsert(store, &rows, now).await.map_err(|e| ApiError::internal("storing ad spend", e))?;
-    // Today's snapshot is refreshed too (not final), so it does not lag the new spend until the
-    // next hourly run; tomorrow (allowed for time zones ahead of UTC) has nothing to roll up yet.
-    let today = aggregates::date(now, settings);
-    let to_roll_up: Vec<Date> = dates.iter().copied().filter(|date| *date <= today).collect();
-    if !to_roll_up.is_empty() {
-        // The spend is stored: a failed rollup is retried by re-posting the same rows (an
-        // idempotent upsert), and the nightly run restates recent days anyway.
-        roll_up(store, settings, RollupKind::Days(to_roll_up), now)
-            .await
-            .map_err(|e| ApiError::internal("rolling up the days of new ad spend", e))?;
-    }
+    // Reports read spend live, so once the rows are stored every report shows them: no rollup
+    // has to run (or can fail, or race another upload) in this request.
+    spend::upsert(state.store.as_ref(), &rows, state.clock.now())
+        .await
+        .map_err(|e| ApiError::internal("storing ad spend", e))?;
     tracing::info!(rows = rows.len(), dates = dates.len(), "ad spend upserted");
     Ok(Json(json!({ "upserted": rows.len(), "dates": dates.iter().map(Date::to_string).collect::<Vec<_>>() }))
         .into_response())

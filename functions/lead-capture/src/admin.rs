@@ -89,6 +89,9 @@ pub async fn contact_by_email(
     let (Some(email), None) = (emails.next(), emails.next()) else {
         return Err(invalid("required", "give exactly one email=ADDRESS"));
     };
+    // An address holds no spaces: a space here is a `+` the caller did not percent-encode
+    // (`?email=anna+shop@example.com`), the usual form of a sub-address.
+    let email = email.trim().replace(' ', "+");
     let email = EmailAddress::parse(&email).map_err(|e| invalid("invalid", &format!("the address {e}")))?;
     let contact = ContactRepository::new(state.store.as_ref())
         .find_by_email(&email)

@@ -22,7 +22,7 @@ use voronka_domain::repo::deferred::DeferredWork;
 use voronka_domain::repo::due::{self, DueItem, DueWork};
 use voronka_domain::repo::event_log;
 use voronka_domain::repo::{
-    ContactRepository, anonymous_id_of, anonymous_subject, journey_state, processed, trigger_counts,
+    ContactRepository, anonymous_id_of, anonymous_subject, journey_state, kpi_snapshots, processed, trigger_counts,
 };
 use voronka_domain::sending::feedback;
 use voronka_domain::sending::policy::time_zone_or_utc;
@@ -407,6 +407,11 @@ async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> 
     let store = deps.store.as_ref();
     let settings = &deps.campaigns.settings;
     let mut core = vec![processed::marker_op(&event.dedupe_key(), &event.event_type, now + MARKER_RETENTION)];
+    // A late event changes the aggregates of a day the rollup may already have snapshotted.
+    let counted_on = aggregates::date(event.occurred_at, settings);
+    if counted_on < aggregates::date(now, settings) {
+        core.push(kpi_snapshots::stale_op(counted_on));
+    }
     let mut due = Vec::new();
     let mut cancel_groups = Vec::new();
     let mut counters = aggregates::Counters::default();
@@ -439,8 +444,16 @@ async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> 
             engine::Decision { campaigns: &deps.campaigns, event, before, now, trigger_counts: &trigger_counts };
         let effects = engine::decide(&decision, contact, &states);
         aggregates::record(&mut counters, settings, event, before, contact);
-        for (journey, group, metric, amount) in &effects.journey_counts {
-            aggregates::record_journey(&mut counters, settings, now, journey, *group, *metric, *amount);
+        for count in &effects.journey_counts {
+            aggregates::record_journey(
+                &mut counters,
+                settings,
+                count.counted_at,
+                &count.journey,
+                count.group,
+                count.metric,
+                count.amount,
+            );
         }
         for state in &effects.states {
             let condition = match states.get(&state.journey_id) {

@@ -31,10 +31,29 @@ pub struct JourneyEffects {
     pub due: Vec<DueItem>,
     /// Groups whose pending due items are to be cancelled.
     pub cancel_groups: Vec<String>,
-    /// (journey id, group, metric, amount) for the journey aggregates.
-    pub journey_counts: Vec<(String, Group, JourneyMetric, f64)>,
+    /// What the journey aggregates count.
+    pub journey_counts: Vec<JourneyCount>,
     pub entered: Vec<String>,
     pub exited: Vec<String>,
+}
+
+/// One addition to a journey's aggregates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JourneyCount {
+    pub journey: String,
+    pub group: Group,
+    pub metric: JourneyMetric,
+    pub amount: f64,
+    /// The day it is counted under. A conversion is counted under its run's entry, so a day's
+    /// conversions are those of the people who entered that day and a group's conversion rate
+    /// over any range stays a share of that range's entries.
+    pub counted_at: Timestamp,
+}
+
+impl JourneyCount {
+    fn new(journey: &str, group: Group, metric: JourneyMetric, amount: f64, counted_at: Timestamp) -> JourneyCount {
+        JourneyCount { journey: journey.to_string(), group, metric, amount, counted_at }
+    }
 }
 
 pub fn run_group(state: &JourneyState) -> String {
@@ -149,7 +168,7 @@ pub fn decide(
                 s.current_step = None;
                 effects.cancel_groups.push(run_group(s));
                 effects.exited.push(journey.id.clone());
-                effects.journey_counts.push((journey.id.clone(), s.group, JourneyMetric::Exits, 1.0));
+                effects.journey_counts.push(JourneyCount::new(&journey.id, s.group, JourneyMetric::Exits, 1.0, now));
             }
             // Conversions count once per run, for the group the contact was in.
             if event.event_type == journey.conversion_event
@@ -159,8 +178,21 @@ pub fn decide(
             {
                 s.converted = true;
                 let revenue = event.revenue().unwrap_or(0.0);
-                effects.journey_counts.push((journey.id.clone(), s.group, JourneyMetric::Conversions, 1.0));
-                effects.journey_counts.push((journey.id.clone(), s.group, JourneyMetric::Revenue, revenue));
+                let entry = s.entered_at;
+                effects.journey_counts.push(JourneyCount::new(
+                    &journey.id,
+                    s.group,
+                    JourneyMetric::Conversions,
+                    1.0,
+                    entry,
+                ));
+                effects.journey_counts.push(JourneyCount::new(
+                    &journey.id,
+                    s.group,
+                    JourneyMetric::Revenue,
+                    revenue,
+                    entry,
+                ));
             }
             if event.event_type == EventType::EmailClicked
                 && s.last_send_tag.is_some()
@@ -208,7 +240,7 @@ pub fn decide(
                 ..JourneyState::new_run(&journey.id, &contact.id, run, group, now)
             };
             effects.entered.push(journey.id.clone());
-            effects.journey_counts.push((journey.id.clone(), group, JourneyMetric::Entries, 1.0));
+            effects.journey_counts.push(JourneyCount::new(&journey.id, group, JourneyMetric::Entries, 1.0, now));
             match group {
                 // The control group gets nothing; it only counts its conversions.
                 Group::Holdout => {
@@ -495,7 +527,7 @@ template = "welcome"
             effects
                 .journey_counts
                 .iter()
-                .any(|(j, _, metric, n)| j == "trial" && *metric == JourneyMetric::Entries && *n == 1.0)
+                .any(|c| c.journey == "trial" && c.metric == JourneyMetric::Entries && c.amount == 1.0)
         );
     }
 
@@ -516,23 +548,21 @@ template = "welcome"
         let (_, states) = run(&campaigns, &event(EventType::LeadCreated, 0, json!({})), &BTreeMap::new());
         let purchase = |hours| event(EventType::Purchase, hours, json!({"order_id": "o", "revenue": 250.0}));
         let (late, _) = run(&campaigns, &purchase(24 * 8), &states);
-        assert!(
-            !late.journey_counts.iter().any(|(_, _, metric, _)| *metric == JourneyMetric::Conversions),
-            "outside 7 days"
-        );
+        assert!(!late.journey_counts.iter().any(|c| c.metric == JourneyMetric::Conversions), "outside 7 days");
         let (first, after) = run(&campaigns, &purchase(24), &states);
-        let revenue: f64 = first
-            .journey_counts
-            .iter()
-            .filter(|(_, _, metric, _)| *metric == JourneyMetric::Revenue)
-            .map(|(_, _, _, n)| n)
-            .sum();
+        let revenue: f64 =
+            first.journey_counts.iter().filter(|c| c.metric == JourneyMetric::Revenue).map(|c| c.amount).sum();
         assert_eq!(revenue, 250.0);
-        let (second, _) = run(&campaigns, &purchase(25), &after);
         assert!(
-            !second.journey_counts.iter().any(|(_, _, metric, _)| *metric == JourneyMetric::Conversions),
-            "counted once"
+            first
+                .journey_counts
+                .iter()
+                .filter(|c| c.metric != JourneyMetric::Exits)
+                .all(|c| c.counted_at == states["trial"].entered_at),
+            "a conversion is counted on its run's entry day, so a range's rate is a share of its entries"
         );
+        let (second, _) = run(&campaigns, &purchase(25), &after);
+        assert!(!second.journey_counts.iter().any(|c| c.metric == JourneyMetric::Conversions), "counted once");
     }
 
     #[test]

@@ -110,7 +110,8 @@ impl KpiQuery {
                 Some(_) => Err(invalid(name, "must be a date YYYY-MM-DD".into())),
             }
         };
-        let to = date("to")?.unwrap_or(today);
+        // Nothing has happened after today: a later `to` would only read empty days.
+        let to = date("to")?.map_or(today, |to| to.min(today));
         let from = match date("from")? {
             Some(from) => from,
             None => to.saturating_sub(jiff::Span::new().days(DEFAULT_RANGE_DAYS - 1)),
@@ -204,7 +205,10 @@ pub async fn load(
     for date in query.days() {
         let snapshot = if date < today { kpi_snapshots::get(store, date).await? } else { None };
         let day = match snapshot {
-            Some(snapshot) if snapshot.is_final => snapshot.inputs,
+            // Spend is read live: an upload (or two racing) then needs no rollup to show.
+            Some(snapshot) if snapshot.is_final => {
+                DayInputs { spend: spend::spend_on(store, date).await?, ..snapshot.inputs }
+            }
             _ => day_inputs(store, date).await?,
         };
         inputs.days.push(day);

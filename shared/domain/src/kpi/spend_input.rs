@@ -15,7 +15,7 @@ use crate::repo::spend::{SpendRow, round_cents};
 
 /// Most rows one upload may carry.
 pub const MAX_ROWS: usize = 10_000;
-pub const MAX_CHANNEL_CHARS: usize = 64;
+pub const MAX_CHANNEL_BYTES: usize = crate::model::attribution::MAX_UTM_BYTES;
 pub const MAX_CAMPAIGN_CHARS: usize = 128;
 pub const MAX_AMOUNT: f64 = 1e9;
 /// The columns a CSV upload's header must name, in any order.
@@ -105,7 +105,7 @@ pub fn parse_json(body: &[u8], settings: &Settings, today: Date) -> Result<Vec<S
                 other => {
                     errors.push(RowError::new(
                         line,
-                        other,
+                        &shorten(other),
                         "is not a spend field (date, channel, campaign, amount, currency)",
                     ));
                     continue;
@@ -145,7 +145,7 @@ pub fn parse_csv(text: &str, settings: &Settings, today: Date) -> Result<Vec<Spe
         }
     }
     if !errors.is_empty() {
-        return Err(errors);
+        return Err(capped(errors));
     }
     let mut raw_rows = Vec::new();
     for record in reader.records() {
@@ -219,12 +219,14 @@ fn check_rows(
                 }
             },
         };
-        let channel = raw.channel.as_deref().map(|c| c.trim().to_ascii_lowercase()).unwrap_or_default();
+        // Lowercased as a touch's channel is (`utm_source`), so `vk.com` or `yandex.direct` spend
+        // lands on the same row as the customers that channel brought.
+        let channel = raw.channel.as_deref().map(|c| c.trim().to_lowercase()).unwrap_or_default();
         let channel_ok = !channel.is_empty()
-            && channel.chars().count() <= MAX_CHANNEL_CHARS
-            && channel.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            && channel.len() <= MAX_CHANNEL_BYTES
+            && !channel.chars().any(|c| c == '#' || c.is_control());
         if !channel_ok {
-            error("channel", format!("is required: 1 to {MAX_CHANNEL_CHARS} characters of a-z, 0-9, _ and -"));
+            error("channel", format!("is required: 1 to {MAX_CHANNEL_BYTES} bytes, without `#` or control characters"));
         }
         let campaign = raw.campaign.as_deref().map(str::trim).filter(|c| !c.is_empty()).map(str::to_string);
         let campaign_ok = match &campaign {
@@ -295,8 +297,21 @@ fn check_rows(
         Ok(parsed)
     } else {
         errors.sort_by_key(|e| e.line);
-        Err(errors)
+        Err(capped(errors))
     }
+}
+
+/// Most errors listed in one answer: a file of garbage lines must not make an answer larger than
+/// the file (API Gateway refuses responses over 6 MB). The rest are counted in a last entry.
+pub const MAX_LISTED_ERRORS: usize = 200;
+
+fn capped(mut errors: Vec<RowError>) -> Vec<RowError> {
+    if errors.len() > MAX_LISTED_ERRORS {
+        let more = errors.len() - MAX_LISTED_ERRORS;
+        errors.truncate(MAX_LISTED_ERRORS);
+        errors.push(RowError::new(0, "rows", format!("and {more} more errors; fix these and upload again")));
+    }
+    errors
 }
 
 /// A value echoed in an error, cut so a huge field does not make a huge answer.
@@ -358,10 +373,23 @@ mod tests {
     }
 
     #[test]
+    fn a_file_of_garbage_gets_a_bounded_answer() {
+        let mut text = String::from("date,channel,campaign,amount,currency\n");
+        for _ in 0..5000 {
+            text.push_str("x\n");
+        }
+        let errors = parse_csv(&text, &settings(), test_today()).unwrap_err();
+        assert_eq!(errors.len(), MAX_LISTED_ERRORS + 1);
+        let last = errors.last().unwrap();
+        assert_eq!((last.line, last.field.as_str()), (0, "rows"));
+        assert!(last.message.starts_with("and "), "{last:?}");
+    }
+
+    #[test]
     fn every_bad_json_row_is_reported_with_its_row_number_and_field() {
         let body = br#"{"rows": [
             {"date": "2026-03-02", "channel": "vk", "amount": 1, "currency": "RUB"},
-            {"date": "2026-02-30", "channel": "v k", "amount": -1, "currency": "USD"},
+            {"date": "2026-02-30", "channel": "v#k", "amount": -1, "currency": "USD"},
             {"date": "2999-01-01", "channel": "vk", "campaign": "a#b", "amount": 1e10, "currency": "RUB"},
             {"channel": "", "amount": "lots", "currency": "RUB", "cost": 3},
             "not a row",

@@ -81,6 +81,10 @@ impl Touch {
             bound_text(value, MAX_CLICK_ID_BYTES);
         }
         bound_text(&mut self.channel, MAX_UTM_BYTES);
+        // `#` separates a channel from its campaign in the aggregates' keys.
+        if self.channel.contains('#') {
+            self.channel = self.channel.replace('#', "_");
+        }
     }
 
     /// What multi-touch attribution reads (time, channel, campaign): the form a touch takes in

@@ -366,9 +366,16 @@ pub fn record(counters: &mut Counters, settings: &Settings, event: &Event, befor
                 _ => event.occurred_at,
             };
             let cohort = self::date(first_order_at, settings);
-            let active_before =
-                before.orders.last_order_at.filter(|_| before.orders.orders > 0).map(|at| self::date(at, settings));
-            let first_this_month = active_before.is_none_or(|previous| month_name(previous) != month_name(date));
+            // Any earlier order in the same month, not only the latest: an order reported late
+            // (March's after April's) must not count its customer in March twice. The contact
+            // keeps its latest orders (`MAX_RECENT_ORDERS`), enough for any one month in practice.
+            let month = month_name(date);
+            let first_this_month = !before
+                .orders
+                .recent_orders
+                .iter()
+                .chain(before.orders.last_order_at.iter())
+                .any(|at| month_name(self::date(*at, settings)) == month);
             counters.cohort_order(cohort, date, first_this_month, revenue);
             let lookback = SignedDuration::from_hours(24 * settings.attribution.lookback_days);
             let half_life = SignedDuration::from_hours(24 * settings.attribution.half_life_days);
@@ -401,17 +408,17 @@ pub fn record(counters: &mut Counters, settings: &Settings, event: &Event, befor
     }
 }
 
-/// A journey's count for the day of `now`.
+/// A journey's count for the day of `at` (`JourneyCount::counted_at`).
 pub fn record_journey(
     counters: &mut Counters,
     settings: &Settings,
-    now: Timestamp,
+    at: Timestamp,
     journey: &str,
     group: Group,
     metric: JourneyMetric,
     amount: f64,
 ) {
-    counters.journey(journey, date(now, settings), group, metric, amount);
+    counters.journey(journey, date(at, settings), group, metric, amount);
 }
 
 /// One daily aggregate.
@@ -710,6 +717,8 @@ mod tests {
             ("2026-03-20T09:00:00Z", 50.0),
             ("2026-03-31T22:00:00Z", 30.0),
             ("2026-05-02T09:00:00Z", 20.0),
+            // Reported late, after May's: March's customer is not counted twice.
+            ("2026-03-25T09:00:00Z", 5.0),
         ];
         for (i, (at, revenue)) in orders.into_iter().enumerate() {
             let at: Timestamp = at.parse().unwrap();
@@ -743,7 +752,7 @@ mod tests {
         assert_eq!(
             cohorts,
             [
-                "COHORT#2026-03 2026-03 customers=1 orders=2 revenue=150",
+                "COHORT#2026-03 2026-03 customers=1 orders=3 revenue=155",
                 "COHORT#2026-03 2026-04 customers=1 orders=1 revenue=30",
                 "COHORT#2026-03 2026-05 customers=1 orders=1 revenue=20",
             ]

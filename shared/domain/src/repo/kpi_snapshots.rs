@@ -1,6 +1,11 @@
 //! KPI snapshots: one day's KPI inputs as the rollup read them, `KPI#<date>` / `DAY`, attributes
 //! `inputs` (the `DayInputs` as JSON), `final` and `computed_at`. A final snapshot stands for its
 //! day in reports; a day without one (today, or not rolled up yet) is read live.
+//!
+//! A snapshot must never freeze a wrong number: an event that arrives after its day was rolled up
+//! deletes that day's snapshot in its own transaction (`stale_op`), so the day is read live until
+//! a rollup covers it again; spend is always read live (`kpi::load`), so an upload needs no
+//! rollup and two uploads racing cannot leave a snapshot missing one of them.
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -8,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::journeys::attribution::Model;
-use crate::ports::{Item, Key, Store, StoreError};
+use crate::ports::{Item, Key, Store, StoreError, TransactOp};
 use crate::repo::aggregates::{Credit, DailyTotal};
 use crate::repo::spend::SpendRow;
 
@@ -35,6 +40,11 @@ impl DayInputs {
 
 fn key(date: Date) -> Key {
     Key::new(format!("KPI#{date}"), "DAY")
+}
+
+/// Deletes `date`'s snapshot: for the transaction of an event counted under a day before today.
+pub fn stale_op(date: Date) -> TransactOp {
+    TransactOp::Delete { key: key(date), condition: None }
 }
 
 /// A stored snapshot.
