@@ -64,17 +64,14 @@ pub fn read_spend_file(stack: &Stack, path: &Path) -> Result<Vec<SpendRow>> {
     parsed.map_err(|errors| SpendFileErrors { file: path.display().to_string(), errors }.into())
 }
 
-/// Imports a spend file (all rows or none) and rolls up the days it touched, so reports of
-/// those days count it at once.
+/// Imports a spend file, all rows or none. Reports read spend live, so no rollup is needed for
+/// it to count (as after `POST /v1/spend`).
 pub async fn import_spend(stack: &Stack, path: &Path) -> Result<SpendImport> {
     let rows = read_spend_file(stack, path)?;
-    let store = stack.state.store.as_ref();
-    let now = stack.state.clock.now();
-    spend::upsert(store, &rows, now).await?;
+    spend::upsert(stack.state.store.as_ref(), &rows, stack.state.clock.now()).await?;
     let mut dates: Vec<Date> = rows.iter().map(|row| row.date).collect();
     dates.sort();
     dates.dedup();
-    rollup::roll_up(store, &stack.state.campaigns.settings, RollupKind::Days(dates.clone()), now).await?;
     Ok(SpendImport { upserted: rows.len(), dates })
 }
 
