@@ -135,7 +135,7 @@ fn spend_import_lists_every_problem_by_line_and_imports_nothing_until_the_file_i
         folder.path(),
         "spend.csv",
         &format!(
-            "date,channel,campaign,amount,currency\n{day},google,brand,100.50,RUB\n{day},Google Ads!,,-3,RUB\n\
+            "date,channel,campaign,amount,currency\n{day},google,brand,100.50,RUB\n{day},,,-3,RUB\n\
              not-a-date,vk,,12,USD\n"
         ),
     );
