@@ -20,6 +20,7 @@ use voronka_domain::repo::consent_receipts;
 use voronka_domain::repo::contacts::{contact_item, link_anonymous_ids};
 use voronka_domain::repo::deferred::DeferredWork;
 use voronka_domain::repo::due::{self, DueItem, DueWork};
+use voronka_domain::repo::event_log;
 use voronka_domain::repo::{
     ContactRepository, anonymous_id_of, anonymous_subject, journey_state, kpi_snapshots, processed, trigger_counts,
 };
@@ -399,7 +400,7 @@ struct EventWrites {
 }
 
 /// Builds an event's transaction, in one place for a known contact and an anonymous visitor:
-/// the marker, trigger counts and carts for both; for a known contact also its new profile,
+/// the marker, the event log entry, trigger counts and carts for both; for a known contact also its new profile,
 /// journey decisions, aggregates and consent receipts.
 async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> Result<EventWrites, StoreError> {
     let now = deps.clock.now();
@@ -430,6 +431,9 @@ async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> 
         }
         Subject::Anonymous(anonymous_id) => (None, vec![anonymous_subject(&anonymous_id)]),
     };
+    // The event itself, for the timeline and exports: in the must-have part, so it is logged
+    // exactly when it is applied.
+    core.push(event_log::entry_op(event, &owners[0], settings, settings.kpi.event_log_days));
     let (trigger_counts, count_items) = count_triggers(deps, event, &owners).await?;
     core.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
 

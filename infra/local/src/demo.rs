@@ -25,6 +25,9 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+use voronka_domain::journeys::attribution::Model;
+use voronka_domain::kpi::rollup::RollupKind;
+use voronka_domain::kpi::{GroupBy, KpiQuery, KpiReport};
 use voronka_domain::model::{EmailAddress, EventType};
 use voronka_domain::ports::{QueueName, SeededIds, SimulatedClock};
 use voronka_domain::repo::ContactRepository;
@@ -72,6 +75,12 @@ pub struct DemoReport {
     pub carts: CartReport,
     pub bots: BotReport,
     pub contacts_by_channel: BTreeMap<String, usize>,
+    /// Ad spend the shop reported, day by day, through `POST /v1/spend`.
+    pub spend: SpendReport,
+    /// Nightly rollups run as the simulated days ended.
+    pub nightly_rollups: usize,
+    /// The KPI report of the whole simulated period, per channel, last-touch attribution.
+    pub kpi: Option<KpiReport>,
     pub requests: usize,
     pub wall_time_ms: u128,
     pub mean_request_micros: u128,
@@ -85,6 +94,14 @@ pub struct BotReport {
     pub reasked: u64,
     /// By outcome: qualified, nurture, disqualified.
     pub outcomes: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct SpendReport {
+    pub days: usize,
+    pub rows: usize,
+    /// Per channel, in the shop's currency.
+    pub by_channel: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -121,6 +138,13 @@ const CHANNELS: [(&str, &str, &str, u32); 7] = [
     ("", "", "direct", 12),
     ("", "", "referral", 8),
 ];
+/// What the shop pays per visitor a paid channel brings: (channel, campaign, cost per visitor).
+/// Organic search, the newsletter and referrals bring visitors at no media cost, and are
+/// reported as zero rows so every channel appears in the spend table.
+const PAID_CHANNELS: [(&str, &str, f64); 3] =
+    [("google", "brand", 62.0), ("yandex", "generic", 48.0), ("vk", "autumn_sale", 35.0)];
+const FREE_CHANNELS: [(&str, Option<&str>); 3] =
+    [("organic", None), ("newsletter", Some("digest")), ("referral", None)];
 const FIRST_NAMES: [&str; 12] =
     ["Anna", "Ivan", "Olga", "Dmitry", "Maria", "Sergey", "Elena", "Pavel", "Kate", "John", "Svetlana", "Alexei"];
 const LAST_NAMES: [&str; 10] =
@@ -149,6 +173,8 @@ struct Driver {
     request_micros: u128,
     /// Identity keys of every address whose submission was acknowledged as a real lead.
     acknowledged: BTreeSet<String>,
+    /// The admin routes' bearer key, for reporting spend.
+    admin_key: String,
 }
 
 impl Driver {
@@ -168,6 +194,27 @@ impl Driver {
         }
         let event = json!({"event_id": format!("order-{cart_id}:purchase"), "type": EventType::Purchase, "email": email, "properties": properties});
         self.send_events(vec![event], IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)), true).await
+    }
+
+    /// The shop reports a day's ad spend, as its marketer would: rows through `POST /v1/spend`
+    /// with the admin key.
+    async fn post_spend(&mut self, rows: Vec<Value>) -> Result<()> {
+        let body = json!({ "rows": rows });
+        let request = Request::post("/v1/spend")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.admin_key))
+            .body(Body::from(serde_json::to_vec(&body)?))?;
+        let (status, answer) = self.call(request, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20))).await?;
+        if status != StatusCode::OK {
+            bail!("reporting spend answered {status}: {answer}");
+        }
+        self.report.spend.days += 1;
+        for row in &body["rows"].as_array().cloned().unwrap_or_default() {
+            self.report.spend.rows += 1;
+            let channel = row["channel"].as_str().unwrap_or_default().to_string();
+            *self.report.spend.by_channel.entry(channel).or_default() += row["amount"].as_f64().unwrap_or(0.0);
+        }
+        Ok(())
     }
 
     /// Follows the confirmation link of most new opt-in emails, as people do.
@@ -401,6 +448,25 @@ fn pick_channel(rng: &mut StdRng) -> usize {
     0
 }
 
+/// A day's spend rows: each paid channel's visitors (expected from its share of traffic) times
+/// its cost per visitor, give or take a fifth, and a zero row for each free channel.
+fn daily_spend(date: jiff::civil::Date, visitors_per_day: f64, currency: &str, rng: &mut StdRng) -> Vec<Value> {
+    let weights: u32 = CHANNELS.iter().map(|c| c.3).sum();
+    let mut rows = Vec::new();
+    for (channel, campaign, cost_per_visitor) in PAID_CHANNELS {
+        let weight = CHANNELS.iter().find(|c| c.0 == channel).map_or(0, |c| c.3);
+        let visitors = visitors_per_day * f64::from(weight) / f64::from(weights);
+        let amount = (visitors * cost_per_visitor * rng.random_range(0.8..1.2) * 100.0).round() / 100.0;
+        rows.push(json!({"date": date.to_string(), "channel": channel, "campaign": campaign, "amount": amount,
+            "currency": currency}));
+    }
+    for (channel, campaign) in FREE_CHANNELS {
+        rows.push(json!({"date": date.to_string(), "channel": channel, "campaign": campaign, "amount": 0,
+            "currency": currency}));
+    }
+    rows
+}
+
 /// Spells an address the way people retype it: other case, stray spaces.
 fn respell(email: &str, rng: &mut StdRng) -> String {
     match rng.random_range(0..3) {
@@ -440,6 +506,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         },
         request_micros: 0,
         acknowledged: BTreeSet::new(),
+        admin_key: stack.admin_key.clone(),
     };
     let mut rng = StdRng::seed_from_u64(options.seed);
     let progress = if options.show_progress {
@@ -458,8 +525,23 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     let mut returning: Vec<(usize, Visitor)> = Vec::new();
     let mut planned: Vec<PlannedPurchase> = Vec::new();
     let mut buyers: Vec<String> = Vec::new();
+    // Spend has its own random sequence, so the visitors of a seed stay what they were.
+    let mut spend_rng = StdRng::seed_from_u64(options.seed ^ 0x5be7d);
+    let settings = stack.state.campaigns.settings.clone();
+    let day_of = |at: Timestamp| aggregates::date(at, &settings);
+    let visitors_per_day = options.visitors as f64 / f64::from(options.days.max(1));
+    let first_day = day_of(start);
+    let mut open_day = first_day;
     for index in 0..options.visitors {
         clock.advance(SignedDuration::from_secs(rng.random_range(step_seconds / 2..=step_seconds * 3 / 2)));
+        // A day ended: the marketer reports its spend, and the nightly rollup runs.
+        let today = day_of(voronka_domain::ports::Clock::now(clock.as_ref()));
+        while open_day < today {
+            let rows = daily_spend(open_day, visitors_per_day, &settings.currency, &mut spend_rng);
+            driver.post_spend(rows).await?;
+            open_day = open_day.tomorrow()?;
+            nightly(&stack, &mut driver.report).await?;
+        }
         let first_name = FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())].to_string();
         let last_name = LAST_NAMES[rng.random_range(0..LAST_NAMES.len())].to_string();
         let visitor = Visitor {
@@ -643,12 +725,19 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         progress.inc(1);
     }
     progress.finish_and_clear();
+    // The last day with visitors is paid for too.
+    let rows = daily_spend(open_day, visitors_per_day, &settings.currency, &mut spend_rng);
+    driver.post_spend(rows).await?;
 
-    // Let the last waits (days) run out, hour by hour.
+    // Let the last waits (days) run out, hour by hour, with the nightly rollup at 02:30.
     for _ in 0..(24 * 4) {
         clock.advance(SignedDuration::from_hours(1));
         crate::workers::tick(&stack).await?;
         driver.report.scheduler_runs += 1;
+        let now = voronka_domain::ports::Clock::now(clock.as_ref());
+        if now.to_zoned(voronka_domain::time::time_zone_or_utc(&settings.default_time_zone)).hour() == 2 {
+            nightly(&stack, &mut driver.report).await?;
+        }
     }
 
     let contacts = ContactRepository::new(stack.state.store.as_ref()).list_all().await?;
@@ -724,9 +813,21 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     carts.codes_redeemed = total(Metric::DiscountCodesRedeemed, Dimensions::none()) as u64;
     carts.discount_cost = total(Metric::DiscountCost, Dimensions::none());
     report.events_queued = stack.embedded.queue.depth(QueueName::Events).await?;
+    let last_day = day_of(voronka_domain::ports::Clock::now(clock.as_ref()));
+    let query = KpiQuery { from: first_day, to: last_day, group_by: GroupBy::Channel, attribution: Model::LastTouch };
+    report.kpi = Some(crate::kpi_cli::report(&stack, &query).await?);
+    // The dashboard as files that open without a server: `crate::dashboard::write_static(dir,
+    // &stack, &query)` (kpi-dashboard) is wired here by the lead once it is on main.
     report.wall_time_ms = started.elapsed().as_millis();
     report.mean_request_micros = driver.request_micros / report.requests.max(1) as u128;
     Ok(report)
+}
+
+/// The nightly rollup at the simulated clock: yesterday final, the days before it restated.
+async fn nightly(stack: &Stack, report: &mut DemoReport) -> Result<()> {
+    crate::kpi_cli::run_rollup(stack, RollupKind::Nightly).await?;
+    report.nightly_rollups += 1;
+    Ok(())
 }
 
 impl DemoReport {
@@ -799,6 +900,17 @@ impl DemoReport {
         println!("Contacts by first-touch channel");
         for (channel, n) in &self.contacts_by_channel {
             println!("  {channel:<28} {n:>7}");
+        }
+        println!();
+        println!();
+        println!("Ad spend reported through POST /v1/spend: {} rows over {} days", self.spend.rows, self.spend.days);
+        for (channel, amount) in &self.spend.by_channel {
+            println!("  {channel:<28} {amount:>10.0} ₽");
+        }
+        println!("  nightly rollups              {:>7}", self.nightly_rollups);
+        if let Some(kpi) = &self.kpi {
+            println!();
+            print!("{}", crate::kpi_cli::render_tables(kpi, None));
         }
         println!();
         println!(

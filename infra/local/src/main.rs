@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
+use voronka_domain::kpi::rollup::RollupKind;
 use voronka_domain::ports::SystemClock;
 use voronka_local::demo::{self, DemoOptions};
 use voronka_local::stack::{Stack, StackOptions, load_campaigns};
-use voronka_local::{export, serve};
+use voronka_local::{export, kpi_cli, serve};
 
 #[derive(Parser)]
 #[command(name = "voronka", version, about = "Voronka marketing automation: the whole suite on one machine")]
@@ -71,9 +72,54 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print stored data as JSON lines.
+    /// Print stored events (from the event log) or contacts as JSON lines or CSV, for BI tools.
     Export {
         what: ExportKind,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: export::Format,
+        /// First day (YYYY-MM-DD); events default to as far back as the event log keeps.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, included (default: today).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "voronka-data", env = "VORONKA_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Ad spend: `voronka spend import FILE` (.csv or .json).
+    Spend {
+        #[command(subcommand)]
+        action: SpendAction,
+    },
+    /// Print the KPI report (rolling up its days first): funnel, rows, channels, LTV/CAC,
+    /// retention, journey uplift.
+    Kpi {
+        /// First day, YYYY-MM-DD (default: 29 days before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, included (default: today).
+        #[arg(long)]
+        to: Option<String>,
+        /// day, week, month, channel or campaign.
+        #[arg(long)]
+        group_by: Option<String>,
+        /// first_touch, last_touch, linear, position_based or time_decay.
+        #[arg(long)]
+        attribution: Option<String>,
+        /// The report as JSON, as `GET /v1/kpi` answers.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// The rows as CSV, as `GET /v1/kpi?format=csv` answers.
+        #[arg(long)]
+        csv: bool,
+        #[arg(long, default_value = "voronka-data", env = "VORONKA_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Snapshot the KPI inputs now: today (hourly) or yesterday final and the days before it
+    /// restated (nightly).
+    Rollup {
+        #[arg(long, value_enum, default_value = "hourly")]
+        kind: RollupChoice,
         #[arg(long, default_value = "voronka-data", env = "VORONKA_DATA_DIR")]
         data_dir: PathBuf,
     },
@@ -81,7 +127,42 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ExportKind {
+    Events,
     Contacts,
+}
+
+#[derive(Subcommand)]
+enum SpendAction {
+    /// Upsert every row of FILE (all or nothing; problems are listed with their lines).
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = "voronka-data", env = "VORONKA_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RollupChoice {
+    Hourly,
+    Nightly,
+}
+
+/// The stack on an existing data folder, for the commands that read what `serve` stored.
+fn open_existing(data_dir: PathBuf) -> Result<Stack> {
+    if !data_dir.join(voronka_local::stack::DATABASE_FILE).exists() {
+        anyhow::bail!("no Voronka data in {} (start `voronka serve` or pass --data-dir)", data_dir.display());
+    }
+    Stack::open(StackOptions {
+        data_dir: Some(data_dir),
+        campaigns_dir: None,
+        public_base_url: None,
+        clock: Arc::new(SystemClock),
+        ids: Stack::default_ids(),
+    })
+}
+
+fn parse_day(option: &str, text: &str) -> Result<jiff::civil::Date> {
+    text.parse().map_err(|_| anyhow::anyhow!("--{option}: must be a date YYYY-MM-DD, got {text:?}"))
 }
 
 #[tokio::main]
@@ -188,19 +269,73 @@ async fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Export { what: ExportKind::Contacts, data_dir } => {
-            if !data_dir.join(voronka_local::stack::DATABASE_FILE).exists() {
-                anyhow::bail!("no Voronka data in {} (start `voronka serve` or pass --data-dir)", data_dir.display());
-            }
-            let stack = Stack::open(StackOptions {
-                data_dir: Some(data_dir),
-                campaigns_dir: None,
-                public_base_url: None,
-                clock: Arc::new(SystemClock),
-                ids: Stack::default_ids(),
-            })?;
+        Command::Export { what, format, from, to, data_dir } => {
+            let stack = open_existing(data_dir)?;
+            let today = kpi_cli::today(&stack);
+            let to = to.as_deref().map(|t| parse_day("to", t)).transpose()?.unwrap_or(today);
+            let from = from.as_deref().map(|f| parse_day("from", f)).transpose()?;
             let stdout = std::io::stdout();
-            export::contacts(&stack, &mut stdout.lock()).await?;
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match what {
+                ExportKind::Events => {
+                    let keep = i64::from(stack.state.campaigns.settings.kpi.event_log_days);
+                    let from = from.unwrap_or_else(|| to.saturating_sub(jiff::Span::new().days(keep.max(1) - 1)));
+                    export::events(&stack, &mut out, format, export::DateRange::new(from, to)?).await?;
+                }
+                ExportKind::Contacts => {
+                    let range = match from {
+                        Some(from) => Some(export::DateRange::new(from, to)?),
+                        None => None,
+                    };
+                    export::contacts_as(&stack, &mut out, format, range).await?;
+                }
+            }
+            std::io::Write::flush(&mut out)?;
+            Ok(())
+        }
+        Command::Spend { action: SpendAction::Import { file, data_dir } } => {
+            let stack = open_existing(data_dir)?;
+            match kpi_cli::import_spend(&stack, &file).await {
+                Ok(outcome) => {
+                    let dates: Vec<String> = outcome.dates.iter().map(|d| d.to_string()).collect();
+                    println!("{} spend row(s) upserted for {}", outcome.upserted, dates.join(", "));
+                    Ok(())
+                }
+                Err(error) => match error.downcast_ref::<kpi_cli::SpendFileErrors>() {
+                    Some(errors) => {
+                        eprint!("{errors}");
+                        std::process::exit(1);
+                    }
+                    None => Err(error),
+                },
+            }
+        }
+        Command::Kpi { from, to, group_by, attribution, json, csv, data_dir } => {
+            let stack = open_existing(data_dir)?;
+            let query =
+                kpi_cli::query(&stack, from.as_deref(), to.as_deref(), group_by.as_deref(), attribution.as_deref())?;
+            let report = kpi_cli::report(&stack, &query).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if csv {
+                print!("{}", report.rows_csv());
+            } else {
+                let by_channel = match query.group_by {
+                    voronka_domain::kpi::GroupBy::Channel => None,
+                    _ => Some(kpi_cli::channel_report(&stack, &query).await?),
+                };
+                print!("{}", kpi_cli::render_tables(&report, by_channel.as_ref()));
+            }
+            Ok(())
+        }
+        Command::Rollup { kind, data_dir } => {
+            let stack = open_existing(data_dir)?;
+            let kind = match kind {
+                RollupChoice::Hourly => RollupKind::Hourly,
+                RollupChoice::Nightly => RollupKind::Nightly,
+            };
+            let outcome = kpi_cli::run_rollup(&stack, kind).await?;
+            println!("{}", serde_json::to_string(&outcome)?);
             Ok(())
         }
     }

@@ -64,6 +64,7 @@ macro_rules! contract_tests {
             event_receipts_tell_new_unconfirmed_and_duplicate,
             aggregates_read_back_what_counters_add,
             trigger_counts_count_a_window_by_the_second,
+            event_log_reads_a_subject_newest_first_and_a_day_in_time_order,
             discount_codes_are_issued_and_redeemed_once,
             queue_round_trip_and_delete,
             queue_batches_report_each_message,
@@ -618,6 +619,61 @@ pub async fn trigger_counts_count_a_window_by_the_second(h: &Harness) {
     assert_eq!(count(0, 10, "e1").await, 2, "the event being counted is not counted twice");
     assert_eq!(count(1, 3_600, "none").await, 3);
     assert_eq!(count(11, 3_599, "none").await, 0);
+}
+
+pub async fn event_log_reads_a_subject_newest_first_and_a_day_in_time_order(h: &Harness) {
+    use voronka_domain::campaigns::Settings;
+    use voronka_domain::model::{ContactRef, Event, EventSource, EventType};
+    use voronka_domain::repo::event_log::{self, LogEntry};
+    let settings = Settings::parse("settings.toml", include_str!("../../campaigns/settings.toml")).unwrap();
+    let contact = unique("c");
+    let visitor = format!("anon:{}", unique("v"));
+    // Noon of a day of its own in the installation's zone, so the events share one calendar day
+    // and no other run's entries share its index partition.
+    let zone = voronka_domain::time::time_zone_or_utc(&settings.default_time_zone);
+    let day = jiff::civil::date(2030, 3, 1) + SignedDuration::from_hours(24 * (i64::from(std::process::id()) % 300));
+    let day_start = day.at(12, 0, 0, 0).to_zoned(zone).unwrap().timestamp();
+    let event = |n: usize, minutes: i64, event_type: EventType| {
+        let mut properties = serde_json::Map::new();
+        properties.insert("revenue".into(), json!(1250.5));
+        properties.insert("nested".into(), json!({"list": [1, "two", null], "empty": ""}));
+        Event {
+            event_id: format!("{contact}-e{n}"),
+            event_type,
+            contact: ContactRef { contact_id: Some(contact.clone()), ..Default::default() },
+            occurred_at: day_start + SignedDuration::from_mins(minutes) + SignedDuration::from_nanos(n as i64 * 1_000),
+            received_at: day_start,
+            properties,
+            trusted: true,
+            source: EventSource::Shop,
+        }
+    };
+    let events: Vec<Event> = (0..5).map(|n| event(n, 10 * n as i64, EventType::Purchase)).collect();
+    let anonymous = event(9, 25, EventType::PageView);
+    let mut ops: Vec<TransactOp> =
+        events.iter().map(|e| event_log::entry_op(e, &contact, &settings, event_log::DEFAULT_RETENTION_DAYS)).collect();
+    ops.push(event_log::entry_op(&anonymous, &visitor, &settings, event_log::DEFAULT_RETENTION_DAYS));
+    h.store.transact(ops).await.unwrap();
+    // A redelivery writes the same key again: still one entry.
+    h.store.transact(vec![event_log::entry_op(&events[2], &contact, &settings, 400)]).await.unwrap();
+    // Past its retention an entry is gone from every read.
+    let mut old = event(7, 0, EventType::Purchase);
+    old.occurred_at = h.clock.now() - SignedDuration::from_hours(72);
+    h.store.transact(vec![event_log::entry_op(&old, &contact, &settings, 1)]).await.unwrap();
+
+    let store = h.store.as_ref();
+    let newest_first = event_log::timeline(store, &contact, 3).await.unwrap();
+    assert_eq!(newest_first, vec![events[4].clone(), events[3].clone(), events[2].clone()], "bounded, newest first");
+    assert_eq!(event_log::timeline(store, &contact, 100).await.unwrap().len(), 5);
+    assert_eq!(event_log::timeline(store, &visitor, 100).await.unwrap(), vec![anonymous.clone()]);
+
+    let date = voronka_domain::repo::aggregates::date(day_start, &settings);
+    let entries = event_log::entries_on(store, date).await.unwrap();
+    let mut expected: Vec<LogEntry> =
+        events.iter().map(|e| LogEntry { subject: contact.clone(), event: e.clone() }).collect();
+    expected.insert(3, LogEntry { subject: visitor.clone(), event: anonymous.clone() });
+    assert_eq!(entries, expected, "the day in time order, each event once with its subject");
+    assert_eq!(event_log::events_on(store, date).await.unwrap().len(), 6);
 }
 
 pub async fn discount_codes_are_issued_and_redeemed_once(h: &Harness) {

@@ -8,6 +8,7 @@ pub mod contacts;
 pub mod deferred;
 pub mod discount_codes;
 pub mod due;
+pub mod event_log;
 pub mod event_receipts;
 pub mod frequency;
 pub mod journey_state;
