@@ -329,18 +329,28 @@ async fn the_dashboard_draws_every_chart_with_the_numbers_of_the_kpi_api() {
     assert_eq!(listed.len(), CONTACTS, "{listed:?}");
     assert!(listed.contains(&HOSTILE_NAME), "a hostile name is shown as text: {listed:?}");
     assert_eq!(browser.execute("return document.querySelectorAll('main img').length;", vec![]).await, json!(0));
-    let buyer = browser.wait_for("table.contacts a.contact-link").await;
-    let name = browser.text(&buyer).await;
+    // A buyer's page: who they are and everything that happened to them, newest first.
+    let buyer_name = format!("Buyer{}", BUYERS - 1);
+    let position = listed.iter().position(|n| *n == buyer_name).expect("the last buyer is listed");
+    let buyer = browser.find_all("table.contacts a.contact-link").await[position].clone();
     browser.click(&buyer).await;
     let heading = browser.wait_for("h1[data-contact-id]").await;
-    assert_eq!(browser.text(&heading).await, name);
+    assert_eq!(browser.text(&heading).await, buyer_name);
     let timeline = browser
-        .execute("return [...document.querySelectorAll('ol.timeline li')].map(li => li.className);", vec![])
+        .execute(
+            "return [...document.querySelectorAll('ol.timeline li')].map(li => [li.className, li.textContent]);",
+            vec![],
+        )
         .await;
-    let kinds: Vec<&str> = timeline.as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    for kind in ["t-contact", "t-consent", "t-touch"] {
-        assert!(kinds.contains(&kind), "the timeline shows {kind}: {kinds:?}");
+    let entries: Vec<(&str, &str)> =
+        timeline.as_array().unwrap().iter().map(|e| (e[0].as_str().unwrap(), e[1].as_str().unwrap())).collect();
+    for kind in ["t-contact", "t-consent", "t-touch", "t-order", "t-event"] {
+        assert!(entries.iter().any(|(k, _)| *k == kind), "the timeline shows {kind}: {entries:?}");
     }
+    assert!(
+        entries.iter().any(|(k, text)| *k == "t-event" && text.contains("purchase")),
+        "the purchase event from the event log: {entries:?}"
+    );
     assert!(!browser.find_all("table.receipts tr td").await.is_empty(), "consent receipts are listed");
 
     // The demo's files: the same dashboard from disk, no server, contact pages beside it.

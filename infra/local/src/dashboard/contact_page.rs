@@ -10,7 +10,9 @@ use jiff::Timestamp;
 use voronka_domain::html::escape;
 use voronka_domain::model::{Cart, CartStatus, ConsentReceipt, Contact, Event, Touch};
 use voronka_domain::repo::journey_state::{JourneyState, RunStatus};
-use voronka_domain::repo::{ContactRepository, carts, consent_receipts::ConsentReceipts, journey_state};
+use voronka_domain::repo::{
+    ContactRepository, anonymous_subject, carts, consent_receipts::ConsentReceipts, event_log, journey_state,
+};
 use voronka_domain::scoring::ledger::ScoreBreakdown;
 
 use super::charts::money;
@@ -34,7 +36,8 @@ pub struct ContactView {
     pub carts: Vec<Cart>,
     /// Mail sent to the contact's address, from the local outbox.
     pub emails: Vec<OutboxEntry>,
-    /// The contact's processed events, newest first (the event log, where there is one).
+    /// The contact's processed events (and those of its anonymous ids), newest first, from the
+    /// event log.
     pub events: Vec<Event>,
     /// The lead score entry by entry, as worth now (`None` without `scoring.toml`).
     pub score: Option<ScoreBreakdown>,
@@ -67,9 +70,17 @@ pub async fn load(
         .and_then(|email| emails.get(&email.as_typed().to_lowercase()))
         .cloned()
         .unwrap_or_default();
+    // Events logged under the person's anonymous ids happened before they identified: the same
+    // person's history.
+    let mut events = event_log::timeline(store, &contact.id, MAX_TIMELINE).await?;
+    for anonymous_id in &contact.anonymous_ids {
+        events.extend(event_log::timeline(store, &anonymous_subject(anonymous_id), MAX_TIMELINE).await?);
+    }
+    events.sort_by_key(|event| std::cmp::Reverse(event.occurred_at));
+    events.truncate(MAX_TIMELINE);
     let score =
         state.campaigns.scoring.as_ref().map(|rules| contact.score.breakdown(state.clock.now(), rules.half_life_days));
-    Ok(Some(ContactView { contact, receipts, journeys, carts: loaded, emails, events: Vec::new(), score }))
+    Ok(Some(ContactView { contact, receipts, journeys, carts: loaded, emails, events, score }))
 }
 
 /// Messages of the outbox read for contact pages: the newest this many, so a page stays quick
