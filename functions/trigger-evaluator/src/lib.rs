@@ -432,8 +432,13 @@ async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> 
         Subject::Anonymous(anonymous_id) => (None, vec![anonymous_subject(&anonymous_id)]),
     };
     // The event itself, for the timeline and exports: in the must-have part, so it is logged
-    // exactly when it is applied.
-    core.push(event_log::entry_op(event, &owners[0], settings, settings.kpi.event_log_days));
+    // exactly when it is applied. Voronka's own timers are not behaviour: they would only swell
+    // the log and every BI count; milestones (became MQL/SQL) are kept.
+    let is_timer =
+        event.event_type.is_due_work() && !matches!(event.event_type, EventType::BecameMql | EventType::BecameSql);
+    if !is_timer {
+        core.push(event_log::entry_op(event, &owners[0], settings, settings.kpi.event_log_days));
+    }
     let (trigger_counts, count_items) = count_triggers(deps, event, &owners).await?;
     core.extend(count_items.into_iter().map(|item| TransactOp::Put { item, condition: None }));
 

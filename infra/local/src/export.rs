@@ -97,14 +97,15 @@ pub const CONTACT_CSV_HEADER: [&str; 22] = [
     "anonymous_ids",
 ];
 
-/// One CSV field: quoted when it holds a comma, a quote, a line break or edge spaces, with
-/// quotes doubled (RFC 4180).
+/// One CSV field: the domain's (RFC 4180 quoting, and a text a spreadsheet would run as a
+/// formula defused), quoted also at edge spaces so BI tools keep them.
 pub fn csv_field(value: &str) -> String {
-    let needs_quotes = value.contains([',', '"', '\n', '\r'])
-        || value.starts_with(' ')
-        || value.ends_with(' ')
-        || value.starts_with('\t');
-    if needs_quotes { format!("\"{}\"", value.replace('"', "\"\"")) } else { value.to_string() }
+    let field = voronka_domain::kpi::csv_field(value);
+    if !field.starts_with('"') && (field.starts_with(' ') || field.ends_with(' ')) {
+        format!("\"{field}\"")
+    } else {
+        field
+    }
 }
 
 fn csv_line(out: &mut dyn Write, fields: &[String]) -> Result<()> {
@@ -123,20 +124,13 @@ pub async fn events(stack: &Stack, out: &mut dyn Write, format: Format, range: D
     }
     let mut written = 0;
     for day in range.days() {
-        let mut cursor = None;
-        loop {
-            let (entries, next) = event_log::entries_on_page(store, day, cursor).await?;
-            for entry in &entries {
-                match format {
-                    Format::Jsonl => writeln!(out, "{}", serde_json::to_string(&event_record(day, entry))?)?,
-                    Format::Csv => csv_line(out, &event_row(day, entry))?,
-                }
-                written += 1;
+        // One day at a time: its shards are merged into time order in memory.
+        for entry in &event_log::entries_on(store, day).await? {
+            match format {
+                Format::Jsonl => writeln!(out, "{}", serde_json::to_string(&event_record(day, entry))?)?,
+                Format::Csv => csv_line(out, &event_row(day, entry))?,
             }
-            match next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
+            written += 1;
         }
     }
     Ok(written)

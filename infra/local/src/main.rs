@@ -40,7 +40,8 @@ enum Command {
         seed: u64,
         #[arg(long, default_value_t = 1000)]
         visitors: usize,
-        #[arg(long, default_value_t = 14)]
+        /// Simulated days, up to a year (the report covers them all).
+        #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=365))]
         days: u32,
         /// Keep the demo's data in this folder (default: in memory, gone when the demo ends).
         #[arg(long)]
@@ -83,8 +84,8 @@ enum Command {
         /// Last day, included (default: today).
         #[arg(long)]
         to: Option<String>,
-        #[arg(long, default_value = "voronka-data", env = "VORONKA_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        folder: DataFolder,
     },
     /// Ad spend: `voronka spend import FILE` (.csv or .json).
     Spend {
@@ -112,16 +113,16 @@ enum Command {
         /// The rows as CSV, as `GET /v1/kpi?format=csv` answers.
         #[arg(long)]
         csv: bool,
-        #[arg(long, default_value = "voronka-data", env = "VORONKA_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        folder: DataFolder,
     },
     /// Snapshot the KPI inputs now: today (hourly) or yesterday final and the days before it
     /// restated (nightly).
     Rollup {
         #[arg(long, value_enum, default_value = "hourly")]
         kind: RollupChoice,
-        #[arg(long, default_value = "voronka-data", env = "VORONKA_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        folder: DataFolder,
     },
 }
 
@@ -136,8 +137,8 @@ enum SpendAction {
     /// Upsert every row of FILE (all or nothing; problems are listed with their lines).
     Import {
         file: PathBuf,
-        #[arg(long, default_value = "voronka-data", env = "VORONKA_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        folder: DataFolder,
     },
 }
 
@@ -147,14 +148,27 @@ enum RollupChoice {
     Nightly,
 }
 
+/// The data folder `serve` stored into and the campaign files it serves, for the commands that
+/// read them: a folder served with its own campaigns (time zone, margin, currency, journeys) must
+/// be reported on with the same files.
+#[derive(clap::Args)]
+struct DataFolder {
+    #[arg(long, default_value = "voronka-data", env = "VORONKA_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Read campaign files from this folder instead of the bundled ones (as `serve --campaigns`).
+    #[arg(long, env = "VORONKA_CAMPAIGNS_DIR")]
+    campaigns: Option<PathBuf>,
+}
+
 /// The stack on an existing data folder, for the commands that read what `serve` stored.
-fn open_existing(data_dir: PathBuf) -> Result<Stack> {
+fn open_existing(folder: DataFolder) -> Result<Stack> {
+    let DataFolder { data_dir, campaigns } = folder;
     if !data_dir.join(voronka_local::stack::DATABASE_FILE).exists() {
         anyhow::bail!("no Voronka data in {} (start `voronka serve` or pass --data-dir)", data_dir.display());
     }
     Stack::open(StackOptions {
         data_dir: Some(data_dir),
-        campaigns_dir: None,
+        campaigns_dir: campaigns,
         public_base_url: None,
         clock: Arc::new(SystemClock),
         ids: Stack::default_ids(),
@@ -269,8 +283,8 @@ async fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Export { what, format, from, to, data_dir } => {
-            let stack = open_existing(data_dir)?;
+        Command::Export { what, format, from, to, folder } => {
+            let stack = open_existing(folder)?;
             let today = kpi_cli::today(&stack);
             let to = to.as_deref().map(|t| parse_day("to", t)).transpose()?.unwrap_or(today);
             let from = from.as_deref().map(|f| parse_day("from", f)).transpose()?;
@@ -278,7 +292,8 @@ async fn main() -> Result<()> {
             let mut out = std::io::BufWriter::new(stdout.lock());
             match what {
                 ExportKind::Events => {
-                    let keep = i64::from(stack.state.campaigns.settings.kpi.event_log_days);
+                    let keep =
+                        i64::from(stack.state.campaigns.settings.kpi.event_log_days).min(export::MAX_EXPORT_DAYS);
                     let from = from.unwrap_or_else(|| to.saturating_sub(jiff::Span::new().days(keep.max(1) - 1)));
                     export::events(&stack, &mut out, format, export::DateRange::new(from, to)?).await?;
                 }
@@ -293,8 +308,8 @@ async fn main() -> Result<()> {
             std::io::Write::flush(&mut out)?;
             Ok(())
         }
-        Command::Spend { action: SpendAction::Import { file, data_dir } } => {
-            let stack = open_existing(data_dir)?;
+        Command::Spend { action: SpendAction::Import { file, folder } } => {
+            let stack = open_existing(folder)?;
             match kpi_cli::import_spend(&stack, &file).await {
                 Ok(outcome) => {
                     let dates: Vec<String> = outcome.dates.iter().map(|d| d.to_string()).collect();
@@ -310,8 +325,8 @@ async fn main() -> Result<()> {
                 },
             }
         }
-        Command::Kpi { from, to, group_by, attribution, json, csv, data_dir } => {
-            let stack = open_existing(data_dir)?;
+        Command::Kpi { from, to, group_by, attribution, json, csv, folder } => {
+            let stack = open_existing(folder)?;
             let query =
                 kpi_cli::query(&stack, from.as_deref(), to.as_deref(), group_by.as_deref(), attribution.as_deref())?;
             let report = kpi_cli::report(&stack, &query).await?;
@@ -328,8 +343,8 @@ async fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Rollup { kind, data_dir } => {
-            let stack = open_existing(data_dir)?;
+        Command::Rollup { kind, folder } => {
+            let stack = open_existing(folder)?;
             let kind = match kind {
                 RollupChoice::Hourly => RollupKind::Hourly,
                 RollupChoice::Nightly => RollupKind::Nightly,

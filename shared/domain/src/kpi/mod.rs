@@ -415,14 +415,11 @@ fn format_number(value: f64) -> String {
     value.to_string()
 }
 
-/// A text field quoted when it needs it, and with a leading `=+-@` defused so a spreadsheet does
-/// not run a campaign name as a formula.
-fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '@', '\t', '\r']) || (text.starts_with('-') && text.len() > 1) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
+/// One CSV field, RFC 4180 quoted; a text a spreadsheet would run as a formula (`=`, `+`, `-`,
+/// `@`, tab, CR first) is prefixed with `'`, except a plain number, which stays a number.
+pub fn csv_field(text: &str) -> String {
+    let formula_like = text.starts_with(['=', '+', '@', '\t', '\r']) || (text.starts_with('-') && text.len() > 1);
+    let text = if formula_like && text.parse::<f64>().is_err() { format!("'{text}") } else { text.to_string() };
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 
