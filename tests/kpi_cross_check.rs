@@ -108,6 +108,7 @@ fn kpis_from_aggregates_equal_kpis_recomputed_from_exported_events() {
             visitors: 300,
             days: 4,
             data_dir: Some(data_dir.clone()),
+            dashboard_dir: None,
             show_progress: false,
         }))
         .expect("the demo runs");

@@ -46,6 +46,10 @@ enum Command {
         /// Keep the demo's data in this folder (default: in memory, gone when the demo ends).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Write the KPI dashboard as files here (default: DATA_DIR/dashboard, or
+        /// ./voronka-demo-dashboard without --data-dir).
+        #[arg(long)]
+        dashboard_dir: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -195,9 +199,15 @@ async fn main() -> Result<()> {
             })?;
             serve::run(stack, addr).await
         }
-        Command::Demo { seed, visitors, days, data_dir, json } => {
+        Command::Demo { seed, visitors, days, data_dir, dashboard_dir, json } => {
             let show_progress = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let report = demo::run(DemoOptions { seed, visitors, days, data_dir, show_progress }).await?;
+            let dashboard_dir = dashboard_dir.unwrap_or_else(|| match &data_dir {
+                Some(dir) => dir.join("dashboard"),
+                None => PathBuf::from("voronka-demo-dashboard"),
+            });
+            let options =
+                DemoOptions { seed, visitors, days, data_dir, dashboard_dir: Some(dashboard_dir), show_progress };
+            let report = demo::run(options).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
