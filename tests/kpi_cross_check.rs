@@ -36,8 +36,8 @@ use support::inprocess::TempFolder;
 use voronka_local::demo::{self, DemoOptions};
 
 const TOLERANCE: f64 = 1e-6;
-/// The attribution settings' defaults (`campaigns/settings.toml` of the demo leaves them as
-/// they are): touches up to 30 days before a purchase count, time decay halves every 7 days.
+/// The attribution settings' defaults, which `shared/campaigns/settings.toml` (the demo's) does
+/// not change: touches up to 30 days before a purchase count, time decay halves every 7 days.
 const LOOKBACK: SignedDuration = SignedDuration::from_hours(24 * 30);
 const HALF_LIFE: SignedDuration = SignedDuration::from_hours(24 * 7);
 const MODELS: [&str; 5] = ["first_touch", "last_touch", "linear", "position_based", "time_decay"];
@@ -243,7 +243,11 @@ fn kpis_from_aggregates_equal_kpis_recomputed_from_exported_events() {
         };
         people.entry(subject).or_default().touches.push(Touch { at, channel });
     }
-    assert!(derived_here > 50, "touches whose channel the test derived: {derived_here} ({taken_from_event} not)");
+    // Only the added people's middle visits (one of the second person's, two of the third's).
+    assert!(
+        derived_here > 50 && taken_from_event <= 3,
+        "touches whose channel the test derived: {derived_here}; taken from the event: {taken_from_event}"
+    );
     let multi_touch = people.values().filter(|p| p.touches.len() > 1).count();
     assert!(multi_touch > 3, "some people have several touches: {multi_touch}");
 
