@@ -640,7 +640,9 @@ mod tests {
         assert_eq!(csv_field("-"), "-", "the no-campaign key stays as it is");
         assert_eq!(csv_field("spring, \"sale\""), "\"spring, \"\"sale\"\"\"");
         assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_field("+7"), "'+7");
+        assert_eq!(csv_field("+7 (999) 000"), "'+7 (999) 000");
+        assert_eq!(csv_field("-12.5"), "-12.5", "a number stays a number");
+        assert_eq!(csv_field("+7"), "+7");
         assert_eq!(csv_field("-1+1"), "'-1+1");
         assert_eq!(csv_field("@sum"), "'@sum");
     }
