@@ -192,7 +192,7 @@ pub fn router(app: AppState, outbox_dir: PathBuf) -> Router {
 const CONTENT_SECURITY_POLICY: &str =
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-async fn private_page_headers(request: Request, next: Next) -> Response {
+pub async fn private_page_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
@@ -539,6 +539,43 @@ mod tests {
             all[..3].iter().map(|c| &c.id).collect::<Vec<_>>(),
             recent.iter().map(|c| &c.id).collect::<Vec<_>>()
         );
+    }
+
+    /// Every admin page refuses a caller without the key or a session (a browser is sent to the
+    /// login), and the operator pages answer no request addressed to a foreign host name.
+    #[tokio::test]
+    async fn every_admin_page_refuses_without_the_key_and_operator_pages_refuse_foreign_hosts() {
+        let stack = stack_with_contacts(1).await;
+        let app = crate::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf());
+        let send = |request: Request<Body>| {
+            let app = app.clone();
+            async move { app.oneshot(request).await.unwrap().status() }
+        };
+        for path in [
+            "/admin",
+            "/admin/dashboard",
+            "/admin/contacts",
+            "/admin/contacts?email=p0@example.com",
+            "/admin/contacts/c1",
+        ] {
+            let status = send(Request::get(path).body(Body::empty()).unwrap()).await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "{path} sends a browser to the login");
+        }
+        assert_eq!(send(Request::post("/admin/logout").body(Body::empty()).unwrap()).await, StatusCode::UNAUTHORIZED);
+        for (host, expected) in [
+            ("localhost:8080", StatusCode::OK),
+            ("127.0.0.1:8080", StatusCode::OK),
+            ("rebound.attacker.example", StatusCode::MISDIRECTED_REQUEST),
+        ] {
+            let outbox = send(Request::get("/outbox").header("host", host).body(Body::empty()).unwrap()).await;
+            assert_eq!(outbox, expected, "outbox for {host}");
+            let admin = Request::get("/admin/dashboard")
+                .header("host", host)
+                .header("authorization", format!("Bearer {}", stack.admin_key))
+                .body(Body::empty())
+                .unwrap();
+            assert_eq!(send(admin).await, expected, "dashboard for {host}");
+        }
     }
 
     #[tokio::test]

@@ -18,18 +18,60 @@ const DEMO_SHOP: &str = include_str!("../assets/demo-shop.html");
 pub fn app(state: AppState, outbox_dir: std::path::PathBuf) -> Router {
     let local =
         Router::new().route("/", get(demo_shop)).route("/healthz", get(|| async { "ok" })).with_state(state.clone());
-    let dashboard = crate::dashboard::router(state.clone(), outbox_dir.clone());
-    let outbox = Router::new()
+    let known_host = KnownHost::of(&state.public_base_url);
+    // The operator's pages (the mail catcher and the admin pages) answer only requests addressed
+    // to this machine by name or address, never one a rebound DNS name brings from a web page.
+    let operator_pages = Router::new()
         .route("/outbox", get(crate::outbox::list))
         .route("/outbox/{file}", get(crate::outbox::show))
-        .with_state(outbox_dir);
+        .with_state(outbox_dir.clone())
+        .layer(axum::middleware::from_fn(crate::dashboard::private_page_headers))
+        .merge(crate::dashboard::router(state.clone(), outbox_dir))
+        .layer(axum::middleware::from_fn_with_state(known_host, addressed_to_this_machine));
     lead_capture::router(state.clone())
         .merge(qualify_bot::routes_router(state.clone()))
         .merge(kpi_rollup::routes_router(state))
         .merge(local)
-        .merge(outbox)
-        .merge(dashboard)
+        .merge(operator_pages)
         .layer(axum::middleware::from_fn(client_ip_from_socket))
+}
+
+/// The host name the public base URL gives, besides loopback names and address literals.
+#[derive(Clone)]
+struct KnownHost(Option<String>);
+
+impl KnownHost {
+    fn of(public_base_url: &str) -> KnownHost {
+        let authority = public_base_url.split_once("://").map_or("", |(_, rest)| rest);
+        let authority = authority.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        let host = host.rsplit_once(':').map_or(host, |(host, _port)| host);
+        KnownHost((!host.is_empty()).then(|| host.to_ascii_lowercase()))
+    }
+
+    /// `localhost`, an IP address literal, or the public URL's host; any port.
+    fn allows(&self, host_header: &str) -> bool {
+        let host = match host_header.strip_prefix('[') {
+            // `[::1]:8080`
+            Some(rest) => return rest.split(']').next().is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+            None => host_header.rsplit_once(':').map_or(host_header, |(host, _port)| host),
+        };
+        let host = host.to_ascii_lowercase();
+        host == "localhost" || host.parse::<std::net::IpAddr>().is_ok() || self.0.as_deref() == Some(host.as_str())
+    }
+}
+
+async fn addressed_to_this_machine(State(known): State<KnownHost>, request: Request, next: Next) -> Response {
+    // A browser always sends `Host`; a request without one (an in-process call) is no rebinding.
+    let host = request.headers().get(http::header::HOST).map(|value| value.to_str().unwrap_or(""));
+    if host.is_none_or(|host| known.allows(host)) {
+        return next.run(request).await;
+    }
+    let mut response = Response::new(axum::body::Body::from(
+        "this page answers only requests addressed to this machine (localhost, an IP address or the public URL's host)",
+    ));
+    *response.status_mut() = http::StatusCode::MISDIRECTED_REQUEST;
+    response
 }
 
 /// Puts the socket's peer address where the handlers look for the client (on Lambda, the
@@ -96,5 +138,22 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KnownHost;
+
+    #[test]
+    fn operator_pages_answer_loopback_names_addresses_and_the_public_host_only() {
+        let known = KnownHost::of("https://crm.shop.example:8443/base");
+        for host in ["localhost:8080", "LOCALHOST", "127.0.0.1:8080", "[::1]:8080", "192.168.1.5", "crm.shop.example"] {
+            assert!(known.allows(host), "{host}");
+        }
+        for host in ["", "attacker.example", "attacker.example:8080", "localhost.attacker.example", "[evil]:80"] {
+            assert!(!known.allows(host), "{host}");
+        }
+        assert!(!KnownHost::of("not a url").allows("not a url"));
     }
 }

@@ -145,7 +145,7 @@ pub fn render_dashboard(report: &KpiReport, links: &Links) -> String {
     body.push_str(&section(
         "channels",
         "CAC and ROAS by channel",
-        "A channel without spend or without customers has no CAC or ROAS (shown as —).",
+        "A channel without new customers has no CAC, one without spend no ROAS (shown as —); a channel that costs nothing acquires at a CAC of 0.",
         &content,
     ));
 
@@ -375,7 +375,13 @@ pub fn render_dashboard(report: &KpiReport, links: &Links) -> String {
         "Open a contact for their consents, touches, journeys, orders, carts and timeline.",
         &contacts_table(&links.contacts, links.mode),
     ));
-    page("KPI dashboard", &body, links.mode)
+    let html = page("KPI dashboard", &body, links.mode);
+    match links.mode {
+        // The shell's link back to the dashboard is written for the contact pages one folder
+        // down; the static dashboard itself sits beside it.
+        LinkMode::Static => html.replacen("href=\"../index.html\"", "href=\"index.html\"", 1),
+        LinkMode::Server => html,
+    }
 }
 
 #[cfg(test)]
