@@ -37,7 +37,8 @@ fn spend_format(headers: &HeaderMap) -> Result<SpendFormat, ApiError> {
         .unwrap_or_default();
     match content_type.as_str() {
         "application/json" => Ok(SpendFormat::Json),
-        "text/csv" => Ok(SpendFormat::Csv),
+        // `application/csv` and Excel's `application/vnd.ms-excel` are what some tools send for a .csv.
+        "text/csv" | "application/csv" | "application/vnd.ms-excel" => Ok(SpendFormat::Csv),
         _ => {
             let got = if content_type.is_empty() { "none".to_string() } else { content_type };
             Err(ApiError::new(

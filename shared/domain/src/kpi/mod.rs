@@ -81,8 +81,17 @@ impl GroupBy {
 }
 
 /// Reads a model's name as `Model::as_str` writes it.
+/// A model by its name (`position_based`), also as marketers and other tools write it:
+/// dashes or no separators, `first`/`last`, `position`/`u_shaped`, `decay`.
 pub fn parse_model(text: &str) -> Option<Model> {
-    Model::ALL.into_iter().find(|model| model.as_str() == text)
+    let name = text.trim().to_ascii_lowercase().replace(['-', ' '], "_");
+    Model::ALL.into_iter().find(|model| model.as_str() == name).or(match name.as_str() {
+        "first" | "firsttouch" => Some(Model::FirstTouch),
+        "last" | "lasttouch" => Some(Model::LastTouch),
+        "position" | "positionbased" | "u_shaped" | "ushaped" => Some(Model::PositionBased),
+        "decay" | "timedecay" => Some(Model::TimeDecay),
+        _ => None,
+    })
 }
 
 /// What a report covers.
@@ -633,6 +642,22 @@ fn email_rows(days: &[&DayInputs]) -> Vec<EmailRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn models_are_read_by_their_names_and_the_usual_spellings() {
+        for (text, model) in [
+            ("position_based", Model::PositionBased),
+            ("Position-Based", Model::PositionBased),
+            ("u_shaped", Model::PositionBased),
+            ("time decay", Model::TimeDecay),
+            ("first", Model::FirstTouch),
+            ("last_touch", Model::LastTouch),
+            ("linear", Model::Linear),
+        ] {
+            assert_eq!(parse_model(text), Some(model), "{text}");
+        }
+        assert_eq!(parse_model("magic"), None);
+    }
 
     #[test]
     fn csv_text_is_quoted_when_needed_and_never_read_as_a_formula() {

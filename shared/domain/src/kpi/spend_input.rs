@@ -20,6 +20,8 @@ pub const MAX_CAMPAIGN_CHARS: usize = 128;
 pub const MAX_AMOUNT: f64 = 1e9;
 /// The columns a CSV upload's header must name, in any order.
 pub const CSV_COLUMNS: [&str; 5] = ["date", "channel", "campaign", "amount", "currency"];
+/// Columns a CSV must have; `campaign` defaults to none and `currency` to the shop's.
+pub const REQUIRED_CSV_COLUMNS: [&str; 3] = ["date", "channel", "amount"];
 
 /// One problem of one row: the 1-based row number for JSON, the physical line (header = 1) for CSV.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -139,7 +141,8 @@ pub fn parse_csv(text: &str, settings: &Settings, today: Date) -> Result<Vec<Spe
             errors.push(RowError::new(1, name, "is named twice in the header"));
         }
     }
-    for required in CSV_COLUMNS {
+    // A sheet without campaigns, or in the shop's currency only, may leave those columns out.
+    for required in REQUIRED_CSV_COLUMNS {
         if !columns.contains_key(required) {
             errors.push(RowError::new(1, required, "is missing from the header"));
         }
@@ -172,7 +175,7 @@ pub fn parse_csv(text: &str, settings: &Settings, today: Date) -> Result<Vec<Spe
             ));
             continue;
         }
-        let field = |name: &str| record.get(columns[name]).map(str::to_string);
+        let field = |name: &str| columns.get(name).and_then(|&index| record.get(index)).map(str::to_string);
         raw_rows.push(RawRow {
             line,
             date: field("date"),
@@ -265,7 +268,11 @@ fn check_rows(
             }
             ok
         });
-        let currency = raw.currency.as_deref().map(|c| c.trim().to_ascii_uppercase()).unwrap_or_default();
+        // Left out, the currency is the shop's; given, it must be (there is no conversion).
+        let currency = match raw.currency.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+            Some(given) => given.to_ascii_uppercase(),
+            None => settings.currency.clone(),
+        };
         if currency != settings.currency {
             error(
                 "currency",
@@ -481,7 +488,14 @@ mod tests {
     #[test]
     fn a_csv_header_must_name_each_column_once() {
         let errors = parse_csv("date,channel,amount,amount,cost\n", &settings(), test_today()).unwrap_err();
-        assert_eq!(located(&errors), [(1, "amount"), (1, "cost"), (1, "campaign"), (1, "currency")]);
+        assert_eq!(located(&errors), [(1, "amount"), (1, "cost")]);
+        let errors = parse_csv("campaign,currency\n", &settings(), test_today()).unwrap_err();
+        assert_eq!(located(&errors), [(1, "date"), (1, "channel"), (1, "amount")]);
+        // Without campaign and currency columns: no campaign, the shop's currency.
+        let rows = parse_csv("date,channel,amount\n2026-03-02,vk,10\n", &settings(), test_today()).unwrap();
+        assert_eq!(rows, [row("2026-03-02", "vk", None, 10.0)]);
+        let json = br#"[{"date": "2026-03-02", "channel": "vk", "amount": 10}]"#;
+        assert_eq!(parse_json(json, &settings(), test_today()).unwrap(), rows, "JSON may leave the currency out too");
         let many = format!("date,channel,campaign,amount,currency\n{}", "2026-03-02,vk,,1,RUB\n".repeat(MAX_ROWS + 1));
         assert_eq!(located(&parse_csv(&many, &settings(), test_today()).unwrap_err()), [(0, "rows")]);
     }
