@@ -644,7 +644,7 @@ fn a_query_reads_its_defaults_and_names_the_bad_field() {
         (vec![("from", "2026-03-05"), ("to", "2026-03-04")], "from"),
         (vec![("from", "2025-03-30"), ("to", "2026-03-31")], "to"),
         (vec![("group_by", "year")], "group_by"),
-        (vec![("attribution", "u_shaped")], "attribution"),
+        (vec![("attribution", "magic")], "attribution"),
     ] {
         let error = KpiQuery::parse(&params(&pairs), today).unwrap_err();
         assert_eq!(error.field, field, "{pairs:?}: {error:?}");
