@@ -48,8 +48,11 @@ pub fn newest_entries(dir: &Path, limit: usize) -> Vec<OutboxEntry> {
         .collect()
 }
 
+/// Most messages the outbox page lists: each is read and parsed per request.
+pub const LISTED_MESSAGES: usize = 1000;
+
 pub async fn list(State(dir): State<PathBuf>) -> Html<String> {
-    let rows: String = entries(&dir)
+    let rows: String = newest_entries(&dir, LISTED_MESSAGES)
         .iter()
         .map(|e| {
             format!(
@@ -58,7 +61,7 @@ pub async fn list(State(dir): State<PathBuf>) -> Html<String> {
                 escape(&e.date),
                 escape(&crate::dashboard::url_component(&e.to)),
                 escape(&e.to),
-                escape(&e.file),
+                escape(&crate::dashboard::url_component(&e.file)),
                 escape(&e.subject),
                 if e.list_unsubscribe.is_some() { "one-click" } else { "—" }
             )
@@ -68,7 +71,7 @@ pub async fn list(State(dir): State<PathBuf>) -> Html<String> {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Outbox — Voronka</title>\
          <style>body{{font-family:system-ui;margin:2rem}}td,th{{padding:.3rem .6rem;text-align:left;border-bottom:1px solid #ddd}}</style></head>\
          <body><p><a href=\"/admin/dashboard\">KPI dashboard</a> · <a href=\"/\">Demo shop</a></p>\
-         <h1>Outbox</h1><p>Every email the local stack sent, newest first (files in {}); a recipient opens their contact page.</p>\
+         <h1>Outbox</h1><p>The newest {LISTED_MESSAGES} emails the local stack sent, newest first (all are files in {}); a recipient opens their contact page.</p>\
          <table><tr><th>Date</th><th>To</th><th>Subject</th><th>Unsubscribe</th></tr>{rows}</table></body></html>",
         escape(&dir.display().to_string())
     ))

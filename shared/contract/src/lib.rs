@@ -529,6 +529,9 @@ pub async fn contacts_keep_every_consent_receipt_as_an_item_under_concurrent_wri
     let expected: BTreeSet<String> = (0..12).map(|i| format!("r{i:02}")).collect();
     assert_eq!(stored, expected, "one item per receipt, none lost");
     assert_eq!(listed.len(), 12, "and none doubled");
+    let newest = ConsentReceipts::new(h.store.as_ref()).newest(&contact_id, 3).await.unwrap();
+    let expected_newest: Vec<_> = listed.iter().rev().take(3).cloned().collect();
+    assert_eq!(newest, expected_newest, "the newest few, newest first, in one bounded read");
 }
 
 pub async fn rate_limiter_allows_the_limit_then_refuses(h: &Harness) {

@@ -52,9 +52,7 @@ pub async fn load(
 ) -> anyhow::Result<Option<ContactView>> {
     let store = state.store.as_ref();
     let Some(contact) = ContactRepository::new(store).get(id).await? else { return Ok(None) };
-    let mut receipts = ConsentReceipts::new(store).list(&contact.id).await?;
-    receipts.sort_by_key(|r| std::cmp::Reverse(r.at));
-    receipts.truncate(MAX_RECEIPTS);
+    let receipts = ConsentReceipts::new(store).newest(&contact.id, MAX_RECEIPTS).await?;
     let journeys = journey_state::load_all(store, &contact.id).await?.into_values().collect();
     let mut cart_list = carts::listed(store, &contact.id).await?;
     cart_list.sort_by_key(|c| std::cmp::Reverse(c.created_at));

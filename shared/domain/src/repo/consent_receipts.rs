@@ -78,18 +78,24 @@ impl<'a> ConsentReceipts<'a> {
     /// Every receipt of a contact, oldest first, read a page at a time.
     pub async fn list(&self, contact_id: &str) -> Result<Vec<ConsentReceipt>, RepoError> {
         let query = Query::partition(Index::Table, partition(contact_id)).limit(500);
-        let mut receipts = Vec::new();
-        for item in query_all(self.store, query).await? {
-            let mut map = item.0;
-            for name in [PK, SK, "contact_id"] {
-                map.remove(name);
-            }
-            let receipt = serde_json::from_value(Value::Object(map))
-                .map_err(|e| RepoError::Corrupt(format!("consent receipt: {e}")))?;
-            receipts.push(receipt);
-        }
-        Ok(receipts)
+        query_all(self.store, query).await?.into_iter().map(read_receipt).collect()
     }
+
+    /// A contact's newest receipts, newest first, at most `limit`: one bounded read, however
+    /// many times the person's address was submitted.
+    pub async fn newest(&self, contact_id: &str, limit: usize) -> Result<Vec<ConsentReceipt>, RepoError> {
+        let query = Query::partition(Index::Table, partition(contact_id)).backward().limit(limit.max(1) as u32);
+        let page = self.store.query(query).await?;
+        page.items.into_iter().take(limit).map(read_receipt).collect()
+    }
+}
+
+fn read_receipt(item: Item) -> Result<ConsentReceipt, RepoError> {
+    let mut map = item.0;
+    for name in [PK, SK, "contact_id"] {
+        map.remove(name);
+    }
+    serde_json::from_value(Value::Object(map)).map_err(|e| RepoError::Corrupt(format!("consent receipt: {e}")))
 }
 
 #[cfg(test)]
