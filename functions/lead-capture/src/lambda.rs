@@ -1,12 +1,15 @@
 //! Running the router on Lambda: the client address comes from API Gateway's request context.
 
+use std::sync::Arc;
+
 use axum::Router;
 use lambda_http::request::RequestContext;
-use lambda_http::{Body, Error, Request, RequestExt, Response};
+use lambda_http::{Body, Error, Request, RequestExt, Response, service_fn};
 use tower::ServiceExt;
+use voronka_domain::ports::RandomIds;
 
-use crate::ClientIp;
-use crate::admin::IamCaller;
+use crate::admin::{AdminAccess, IamCaller};
+use crate::{AppState, ClientIp};
 
 /// Where links in email point (`PUBLIC_BASE_URL`); empty means the host each request came to
 /// (the API Gateway URL).
@@ -30,6 +33,24 @@ pub fn iam_caller(request: &Request) -> Option<IamCaller> {
     let iam = context.authorizer.as_ref()?.iam.as_ref()?;
     let user_arn = iam.user_arn.clone().filter(|arn| !arn.is_empty())?;
     Some(IamCaller { user_arn })
+}
+
+/// Runs one of the HTTP functions (lead-capture, qualify-bot, kpi-api) on Lambda: JSON logs,
+/// one SDK config, the shared deps from the environment and the router `router` builds over them,
+/// all once per container at cold start. API Gateway's IAM authoriser guards every admin route
+/// (`Auth: Authorizer: AWS_IAM`), so the admin guard expects the caller it verified.
+pub async fn run(router: fn(AppState) -> Router) -> Result<(), Error> {
+    voronka_telemetry::init_json_logging(std::io::stdout);
+    let config = voronka_aws::sdk_config(None).await;
+    let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
+    let state = AppState {
+        shared: voronka_aws::deps_from_env(&config, campaigns).await?,
+        ids: Arc::new(RandomIds),
+        public_base_url: public_base_url_from_env(),
+        admin_access: AdminAccess::IamAuthorizer,
+    };
+    let router = router(state);
+    lambda_http::run(service_fn(move |request| handle(router.clone(), request))).await
 }
 
 /// Handles one Lambda HTTP request with the router: what `main.rs` runs, and what the event

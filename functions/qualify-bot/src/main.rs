@@ -1,25 +1,7 @@
 //! The qualify-bot Lambda: wires the AWS adapters and runs the bot's router. Clients, secrets and
 //! the campaign content are set up once per container, at cold start.
 
-use std::sync::Arc;
-
-use lambda_http::{Error, service_fn};
-use lead_capture::AppState;
-use voronka_aws::{deps_from_env, sdk_config};
-use voronka_domain::ports::RandomIds;
-
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    voronka_telemetry::init_json_logging(std::io::stdout);
-    let config = sdk_config(None).await;
-    let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
-    let state = AppState {
-        shared: deps_from_env(&config, campaigns).await?,
-        ids: Arc::new(RandomIds),
-        public_base_url: lead_capture::lambda::public_base_url_from_env(),
-        // The bot serves no admin route; on Lambda only the IAM authoriser could open one.
-        admin_access: lead_capture::admin::AdminAccess::IamAuthorizer,
-    };
-    let router = qualify_bot::router(state);
-    lambda_http::run(service_fn(move |request| lead_capture::lambda::handle(router.clone(), request))).await
+async fn main() -> Result<(), lambda_http::Error> {
+    lead_capture::lambda::run(qualify_bot::router).await
 }
