@@ -16,19 +16,28 @@ fn samples_dir(function: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events").join(function)
 }
 
-/// Feeds every API Gateway sample of `function` through the Lambda entry point with `router` and
-/// checks each status against `expectations.json` (one expectation per sample, no more).
-async fn every_sample_answers_its_expected_status(function: &str, router: axum::Router) {
-    let dir = samples_dir(function);
-    let expectations: BTreeMap<String, u16> =
+/// The sample files of `dir` (sorted) and what `expectations.json` expects of each; every
+/// sample has exactly one expectation.
+fn samples_and_expectations<T: serde::de::DeserializeOwned>(
+    dir: &std::path::Path,
+) -> (Vec<String>, BTreeMap<String, T>) {
+    let expectations: BTreeMap<String, T> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expectations.json")).unwrap()).unwrap();
-    let mut samples: Vec<String> = std::fs::read_dir(&dir)
+    let mut samples: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.ends_with(".json") && name != "expectations.json")
         .collect();
     samples.sort();
     assert_eq!(samples, expectations.keys().cloned().collect::<Vec<_>>(), "every sample has one expectation");
+    (samples, expectations)
+}
+
+/// Feeds every API Gateway sample of `function` through the Lambda entry point with `router` and
+/// checks each status against `expectations.json` (one expectation per sample, no more).
+async fn every_sample_answers_its_expected_status(function: &str, router: axum::Router) {
+    let dir = samples_dir(function);
+    let (samples, expectations) = samples_and_expectations::<u16>(&dir);
     for name in samples {
         let text = std::fs::read_to_string(dir.join(&name)).unwrap();
         let request =
@@ -88,15 +97,7 @@ async fn every_kpi_api_sample_answers_its_expected_status() {
 #[tokio::test]
 async fn every_kpi_rollup_sample_runs_its_rollup() {
     let dir = samples_dir("kpi-rollup");
-    let expectations: BTreeMap<String, String> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expectations.json")).unwrap()).unwrap();
-    let mut samples: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".json") && name != "expectations.json")
-        .collect();
-    samples.sort();
-    assert_eq!(samples, expectations.keys().cloned().collect::<Vec<_>>(), "every sample has one expectation");
+    let (samples, expectations) = samples_and_expectations::<String>(&dir);
     let t = TestStack::new();
     let settings = &t.stack.state.campaigns.settings;
     let today = voronka_domain::repo::aggregates::date(voronka_domain::ports::Clock::now(t.clock.as_ref()), settings);
