@@ -200,6 +200,9 @@ async fn main() -> Result<()> {
             serve::run(stack, addr).await
         }
         Command::Demo { seed, visitors, days, data_dir, dashboard_dir, json } => {
+            // The handlers log as they do on Lambda (JSON lines on stderr); `RUST_LOG=debug` shows
+            // everything, and without it only warnings interrupt the report.
+            voronka_telemetry::init_json_logging_defaulting_to(std::io::stderr, "warn");
             let show_progress = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
             let dashboard_dir = dashboard_dir.unwrap_or_else(|| match &data_dir {
                 Some(dir) => dir.join("dashboard"),
