@@ -57,9 +57,16 @@ fn assert_accepted(answer: &Answer, accepted: u64) {
     assert_eq!(answer.json()["accepted"], accepted, "{}", answer.text);
 }
 
-fn assert_refused(answer: &Answer, mentions: &str) {
+fn assert_refused(answer: &Answer, reason: &str, mentions: &str) {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
     assert_eq!(answer.error_code(), "invalid_signature", "{}", answer.text);
+    let field = &answer.json()["error"]["fields"][0];
+    assert_eq!(
+        (field["field"].as_str(), field["code"].as_str()),
+        (Some(EVENTS_SIGNATURE_HEADER), Some(reason)),
+        "{}",
+        answer.text
+    );
     let message = answer.json()["error"]["message"].as_str().unwrap_or_default().to_string();
     assert!(message.contains(EVENTS_SIGNATURE_HEADER), "the error names the header: {message}");
     assert!(message.contains(mentions), "expected `{mentions}` in: {message}");
@@ -96,8 +103,12 @@ async fn rotating_the_events_key_keeps_the_old_key_working_until_it_is_dropped()
     t.restart_with_secrets(with_events_ring(&t, ring(&[("k2", K2_EVENTS_KEY)])));
     let body = batch(vec![purchase("order-5", None)]);
     let refused = post_signed(&t, &body, &sign_events_body(&before, t.clock.now(), body.as_bytes())).await;
-    assert_refused(&refused, "k1");
-    assert_refused(&post_signed(&t, &body, &sign_body(&old_key, body.as_bytes())).await, "does not match");
+    assert_refused(&refused, "unknown_key", "k1");
+    assert_refused(
+        &post_signed(&t, &body, &sign_body(&old_key, body.as_bytes())).await,
+        "bad_signature",
+        "does not match",
+    );
     assert_accepted(&post_signed(&t, &body, &t.shop_signature(body.as_bytes())).await, 1);
     assert_eq!(t.drain_events().await.len(), 5, "only accepted batches reached the queue");
 }
@@ -111,15 +122,19 @@ async fn replayed_future_dated_tampered_or_mislabelled_signatures_are_refused() 
 
     let captured = sign_events_body(&keys, now, body.as_bytes());
     t.advance(301);
-    assert_refused(&post_signed(&t, &body, &captured).await, "seconds ago");
+    assert_refused(&post_signed(&t, &body, &captured).await, "stale", "seconds ago");
     let future = sign_events_body(&keys, t.clock.now() + SignedDuration::from_secs(301), body.as_bytes());
-    assert_refused(&post_signed(&t, &body, &future).await, "in the future");
+    assert_refused(&post_signed(&t, &body, &future).await, "stale", "in the future");
     let tampered = body.replace("1990", "1");
-    assert_refused(&post_signed(&t, &tampered, &t.shop_signature(body.as_bytes())).await, "does not match");
+    assert_refused(
+        &post_signed(&t, &tampered, &t.shop_signature(body.as_bytes())).await,
+        "bad_signature",
+        "does not match",
+    );
     let mislabelled = t.shop_signature(body.as_bytes()).replace("kid=k1", "kid=k9");
-    assert_refused(&post_signed(&t, &body, &mislabelled).await, "k9");
+    assert_refused(&post_signed(&t, &body, &mislabelled).await, "unknown_key", "k9");
     for malformed in ["t=now,v1=00", "v1=abc", "t=1800000000", "sha256=not-hex", "t=1800000000,v1=00,x=1"] {
-        assert_refused(&post_signed(&t, &body, malformed).await, "malformed");
+        assert_refused(&post_signed(&t, &body, malformed).await, "malformed", "malformed");
     }
     assert!(t.drain_events().await.is_empty(), "nothing refused reached the queue");
 
@@ -169,7 +184,7 @@ async fn an_operator_can_turn_the_legacy_format_off() {
     let (t, _campaigns) = TestStack::with_extra_campaign_files(&[("settings.toml", strict.as_str())]);
     let body = batch(vec![purchase("order-1", None)]);
     let legacy = sign_body(t.stack.state.secrets.events_key(), body.as_bytes());
-    assert_refused(&post_signed(&t, &body, &legacy).await, "legacy");
+    assert_refused(&post_signed(&t, &body, &legacy).await, "legacy_refused", "legacy");
     assert_accepted(&post_signed(&t, &body, &t.shop_signature(body.as_bytes())).await, 1);
 }
 

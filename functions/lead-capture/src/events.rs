@@ -98,13 +98,23 @@ async fn handle(
                 Ok(verified) => Some(verified),
                 Err(error) => {
                     tracing::info!(reason = error.reason(), "an event batch's signature was refused");
-                    return Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_signature",
-                        format!(
-                            "the {EVENTS_SIGNATURE_HEADER} header {error}; send t=<unix seconds>,kid=<key id>,v1=<hex HMAC-SHA256 of \"<t>.<exact body bytes>\">"
-                        ),
-                    ));
+                    // The reason (`stale`, `malformed`, ...) also as a field entry, for senders to
+                    // tell a clock problem from a key problem without parsing the message.
+                    let field = voronka_domain::errors::FieldError::new(
+                        EVENTS_SIGNATURE_HEADER,
+                        error.reason(),
+                        &error.to_string(),
+                    );
+                    return Err(ApiError {
+                        fields: vec![field],
+                        ..ApiError::new(
+                            StatusCode::UNAUTHORIZED,
+                            "invalid_signature",
+                            format!(
+                                "the {EVENTS_SIGNATURE_HEADER} header {error}; send t=<unix seconds>,kid=<key id>,v1=<hex HMAC-SHA256 of \"<t>.<exact body bytes>\">"
+                            ),
+                        )
+                    });
                 }
             }
         }
