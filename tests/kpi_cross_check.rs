@@ -494,7 +494,7 @@ async fn add_people_who_switch_channels(data_dir: &std::path::Path, start: Times
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
                 voronka_domain::signing::EVENTS_SIGNATURE_HEADER,
-                voronka_domain::signing::sign_body(&stack.state.secrets.events_key, body.as_bytes()),
+                voronka_domain::signing::sign_body(stack.state.secrets.events_key(), body.as_bytes()),
             )
             .body(axum::body::Body::from(body))
             .unwrap();

@@ -472,7 +472,7 @@ async fn server_events_need_the_shop_back_ends_signature() {
         {"event_id": "webinar-1", "type": "webinar_attended", "contact_id": "c_123"},
     ]});
     let body = batch.to_string();
-    let signature = sign_body(&t.stack.state.secrets.events_key, body.as_bytes());
+    let signature = sign_body(t.stack.state.secrets.events_key(), body.as_bytes());
     let answer = t.send(events_request(&batch, Some(signature.clone()))).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
     assert_eq!(answer.json()["accepted"], 2);

@@ -53,7 +53,7 @@ async fn five_deliveries_two_concurrent_make_exactly_one_ses_call() {
                 )),
                 clock: clock.clone(),
             },
-            secrets: Arc::new(Secrets { token_key: "k".repeat(40), events_key: "e".repeat(40) }),
+            secrets: Arc::new(Secrets::new("k".repeat(40), "e".repeat(40))),
             campaigns: Arc::new(campaigns),
         },
         mailer: mailer.clone(),

@@ -64,6 +64,22 @@ impl TestStack {
         self.clock.advance(SignedDuration::from_secs(seconds));
     }
 
+    /// The `x-voronka-signature` a shop back end sends with `body` now (`t=...,kid=...,v1=...`).
+    pub fn shop_signature(&self, body: &[u8]) -> String {
+        let now = voronka_domain::ports::Clock::now(self.clock.as_ref());
+        voronka_domain::signing::sign_events_body(&self.stack.state.secrets.events_keys, now, body)
+    }
+
+    /// The functions restarted with `secrets`, as a deployment after a key rotation: same store,
+    /// queues, clock and outbox.
+    pub fn restart_with_secrets(&mut self, secrets: voronka_domain::signing::Secrets) {
+        let secrets = Arc::new(secrets);
+        self.stack.state.shared.secrets = secrets.clone();
+        self.stack.sender.shared.secrets = secrets.clone();
+        self.stack.evaluator.shared.secrets = secrets;
+        self.app = voronka_local::serve::app(self.stack.state.clone(), self.stack.outbox.dir().to_path_buf());
+    }
+
     /// Conversions credited on `date`, summed per attribution model (`first_touch`, ...).
     pub async fn attributed_conversions(&self, date: jiff::civil::Date) -> std::collections::BTreeMap<String, f64> {
         use voronka_domain::journeys::attribution::Model;
@@ -116,7 +132,7 @@ impl TestStack {
         let body = serde_json::json!({ "events": events }).to_string();
         let mut request = Request::post("/v1/events").header(header::CONTENT_TYPE, "application/json");
         if signed {
-            let signature = voronka_domain::signing::sign_body(&self.stack.state.secrets.events_key, body.as_bytes());
+            let signature = self.shop_signature(body.as_bytes());
             request = request.header(voronka_domain::signing::EVENTS_SIGNATURE_HEADER, signature);
         }
         let answer = self.send_from(request.body(Body::from(body)).unwrap(), "203.0.113.10").await;
@@ -192,7 +208,7 @@ impl TestStack {
         let body = serde_json::json!({ "events": events }).to_string();
         let mut request = Request::post("/v1/events").header(header::CONTENT_TYPE, "application/json");
         if signed {
-            let signature = voronka_domain::signing::sign_body(&self.stack.state.secrets.events_key, body.as_bytes());
+            let signature = self.shop_signature(body.as_bytes());
             request = request.header(voronka_domain::signing::EVENTS_SIGNATURE_HEADER, signature);
         }
         self.send_from(request.body(Body::from(body)).unwrap(), "203.0.113.10").await

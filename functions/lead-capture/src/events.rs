@@ -4,6 +4,11 @@
 //! shop back end's HMAC-SHA256 signature over the body, and so does naming a person by `email` or
 //! `contact_id` (a browser names only its own `anonymous_id`). Each event is idempotent by its
 //! `event_id` within its source: browser and shop ids live in separate namespaces.
+//!
+//! A signature carries its time (`t=...,v1=...`) and is refused outside `[security]
+//! signature_tolerance_seconds`, so a captured batch cannot be replayed later. The legacy
+//! `sha256=` signature carries no time: its events are accepted only while their receipts would
+//! still catch a replay (`RECEIPT_RETENTION`), each older event refused on its own.
 
 use std::collections::BTreeSet;
 
@@ -17,8 +22,9 @@ use serde_json::{Map, Value, json};
 use voronka_domain::model::event::{EventTrust, is_valid_client_id, is_valid_event_type};
 use voronka_domain::model::{ContactRef, EmailAddress, Event, EventSource, EventType, payload};
 use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
+use voronka_domain::repo::event_receipts::RECEIPT_RETENTION;
 use voronka_domain::repo::{EventClaim, EventReceipts};
-use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, verify_body};
+use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, SignatureScheme, verify_events_body};
 
 use crate::http_util::{
     ApiError, BodyFormat, allow_origin, body_format, client_subject, enforce_rate_limit, origin, preflight_response,
@@ -79,22 +85,48 @@ async fn handle(
     body_format(headers, &[BodyFormat::Json])?;
     let bytes = read_body(headers, body, limits.max_body_bytes).await?;
 
-    let signed = match headers.get(EVENTS_SIGNATURE_HEADER) {
-        None => false,
+    let now = state.clock.now();
+    let signature = match headers.get(EVENTS_SIGNATURE_HEADER) {
+        None => None,
         Some(value) => {
-            let valid = value.to_str().is_ok_and(|v| verify_body(&state.secrets.events_key, &bytes, v));
-            if !valid {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_signature",
-                    format!(
-                        "the {EVENTS_SIGNATURE_HEADER} header does not match the body; sign the exact body bytes with HMAC-SHA256"
-                    ),
-                ));
+            let policy = state.campaigns.settings.security.signature_policy();
+            let verified = value
+                .to_str()
+                .map_err(|_| voronka_domain::signing::SignatureError::Malformed("not visible ASCII".into()))
+                .and_then(|v| verify_events_body(&state.secrets.events_keys, v, &bytes, now, &policy));
+            match verified {
+                Ok(verified) => Some(verified),
+                Err(error) => {
+                    tracing::info!(reason = error.reason(), "an event batch's signature was refused");
+                    // The reason (`stale`, `malformed`, ...) also as a field entry, for senders to
+                    // tell a clock problem from a key problem without parsing the message.
+                    let field = voronka_domain::errors::FieldError::new(
+                        EVENTS_SIGNATURE_HEADER,
+                        error.reason(),
+                        &error.to_string(),
+                    );
+                    return Err(ApiError {
+                        fields: vec![field],
+                        ..ApiError::new(
+                            StatusCode::UNAUTHORIZED,
+                            "invalid_signature",
+                            format!(
+                                "the {EVENTS_SIGNATURE_HEADER} header {error}; send t=<unix seconds>,kid=<key id>,v1=<hex HMAC-SHA256 of \"<t>.<exact body bytes>\">"
+                            ),
+                        )
+                    });
+                }
             }
-            true
         }
     };
+    let signed = signature.is_some();
+    // Without a time in the signature, only the receipts stand between a replayed batch and the
+    // queue; events older than the receipts' lifetime are refused instead.
+    let oldest_allowed = match signature.as_ref().map(|s| s.scheme) {
+        Some(SignatureScheme::Legacy) => Some(now - RECEIPT_RETENTION),
+        _ => None,
+    };
+
     if !signed {
         // Back ends are trusted and batch heavily; browsers are counted per address.
         let subject = client_subject(state, client);
@@ -119,7 +151,6 @@ async fn handle(
         )]));
     }
 
-    let now = state.clock.now();
     let mut seen = BTreeSet::new();
     let verdicts: Vec<(String, Verdict)> = raw_events
         .iter()
@@ -127,7 +158,9 @@ async fn handle(
         .map(|(index, raw)| {
             let id =
                 raw.get("event_id").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("#{index}"));
-            let verdict = match check_event(raw, signed, now, limits.max_event_properties_bytes) {
+            let verdict = match check_event(raw, signed, now, limits.max_event_properties_bytes)
+                .refuse_older_than(oldest_allowed)
+            {
                 Verdict::Accepted(event) if !seen.insert(event.event_id.clone()) => Verdict::Rejected {
                     code: "duplicate_in_batch",
                     field: format!("events[{index}].event_id"),
@@ -206,11 +239,30 @@ async fn handle(
         rejected = count("rejected"),
         failed = count("failed"),
         signed,
+        key_id = signature.as_ref().map_or("", |s| s.key_id.as_str()),
+        legacy_signature = oldest_allowed.is_some(),
         "event batch processed"
     );
     // A failed event makes the whole answer retryable; the accepted ones come back as duplicates.
     let status = if any_failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::ACCEPTED };
     Ok((status, summary))
+}
+
+impl Verdict {
+    /// A legacy-signed event older than `oldest_allowed` is refused, naming its `occurred_at`.
+    fn refuse_older_than(self, oldest_allowed: Option<Timestamp>) -> Verdict {
+        match (self, oldest_allowed) {
+            (Verdict::Accepted(event), Some(oldest)) if event.occurred_at < oldest => reject(
+                "legacy_signature_too_old",
+                "occurred_at",
+                format!(
+                    "events signed with the legacy sha256= header must have occurred within the last {} days; sign with t=<unix seconds>,v1=<hmac> to send older history",
+                    RECEIPT_RETENTION.as_hours() / 24
+                ),
+            ),
+            (verdict, _) => verdict,
+        }
+    }
 }
 
 fn reject(code: &'static str, field: &str, message: impl Into<String>) -> Verdict {

@@ -162,7 +162,7 @@ pub fn preflight_response(headers: &HeaderMap, allowed: impl Fn(&str) -> bool, e
 /// The client's address as a keyed digest: enough to rate-limit, useless to identify anyone.
 pub fn client_subject(state: &AppState, client: Option<ClientIp>) -> String {
     match client {
-        Some(ClientIp(ip)) => keyed_digest(&state.secrets.token_key, &ip.to_string()),
+        Some(ClientIp(ip)) => keyed_digest(state.secrets.token_key(), &ip.to_string()),
         None => "unknown".to_string(),
     }
 }

@@ -17,6 +17,7 @@ use voronka_domain::model::{
 };
 use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
 use voronka_domain::repo::{ContactRepository, UpsertOutcome};
+use voronka_domain::signing::TokenScope;
 
 use crate::http_util::{
     ApiError, BodyFormat, allow_origin, body_format, client_subject, enforce_rate_limit, origin, preflight_response,
@@ -466,7 +467,14 @@ fn confirmation_request(
     let days = i64::from(state.campaigns.settings.double_opt_in.confirm_link_days);
     let pending = contact.email_consent().and_then(|c| c.pending_receipt()).unwrap_or(receipt_id);
     let subject = format!("{}|{pending}", contact.id);
-    let token = state.signer().sign(CONFIRM_TOKEN_PURPOSE, &subject, now, now + SignedDuration::from_hours(24 * days));
+    let scope = TokenScope { list: None, form: Some(form.id.clone()) };
+    let token = state.signer().sign_scoped(
+        CONFIRM_TOKEN_PURPOSE,
+        &subject,
+        &scope,
+        now,
+        now + SignedDuration::from_hours(24 * days),
+    );
     let mut context = Map::new();
     context.insert("confirm_url".into(), Value::String(format!("{base_url}/v1/confirm?token={token}")));
     context.insert("form_title".into(), Value::String(form.title.clone()));

@@ -12,17 +12,20 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 use voronka_domain::model::{Channel, ConsentReceipt, ConsentStatus, Event, EventType, SuppressionReason};
 use voronka_domain::repo::{ContactRepository, RepoError};
-use voronka_domain::signing::{UNSUBSCRIBE_TOKEN_PURPOSE, VerifiedToken};
+use voronka_domain::signing::{UNSUBSCRIBE_LIST_MARKETING, UNSUBSCRIBE_TOKEN_PURPOSE, VerifiedToken};
 
 use crate::submissions::enqueue_event;
 use crate::{AppState, pages};
 
-/// The token and what it says, or the reason it cannot be used.
+/// The token and what it says, or the reason it cannot be used. A token names the contact and the
+/// list it unsubscribes from: marketing, the only list (tokens made before lists name none).
 fn verify(state: &AppState, query: &HashMap<String, String>) -> Result<(String, VerifiedToken), &'static str> {
+    const NOT_VALID: &str = "This unsubscribe link is not valid. Please use the link from the email exactly as sent, or reply to the email.";
     let token = query.get("token").filter(|t| !t.is_empty()).ok_or("The link is missing its token.")?;
-    let verified = state.signer().verify(UNSUBSCRIBE_TOKEN_PURPOSE, token, state.clock.now()).map_err(|_| {
-        "This unsubscribe link is not valid. Please use the link from the email exactly as sent, or reply to the email."
-    })?;
+    let verified = state.signer().verify(UNSUBSCRIBE_TOKEN_PURPOSE, token, state.clock.now()).map_err(|_| NOT_VALID)?;
+    if verified.scope.list.as_deref().is_some_and(|list| list != UNSUBSCRIBE_LIST_MARKETING) {
+        return Err(NOT_VALID);
+    }
     Ok((token.clone(), verified))
 }
 

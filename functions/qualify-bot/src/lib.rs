@@ -31,7 +31,7 @@ pub fn routes() -> Vec<Route> {
 /// How logs name a session: a session id answers the conversation like a password, so logs carry
 /// a keyed digest of it (enough to follow one session through the lines, useless to answer it).
 pub(crate) fn session_log_tag(state: &AppState, session_id: &str) -> String {
-    voronka_domain::signing::keyed_digest(&state.secrets.token_key, session_id)[..12].to_string()
+    voronka_domain::signing::keyed_digest(state.secrets.token_key(), session_id)[..12].to_string()
 }
 
 /// The (method, path) of every route, as API Gateway spells them.

@@ -341,7 +341,7 @@ async fn take_answer(
 ) -> Result<String, ApiError> {
     let body = read_object(headers, body).await?;
     let (seq, value) = read_answer(&body)?;
-    let session_subject = keyed_digest(&state.secrets.token_key, &stored.session_id);
+    let session_subject = keyed_digest(state.secrets.token_key(), &stored.session_id);
     enforce_rate_limit(state, "bot-session", &session_subject, ANSWERS_PER_SESSION_PER_MINUTE).await?;
     let now = state.clock.now();
     if stored.is_expired(now) {

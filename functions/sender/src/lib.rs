@@ -25,7 +25,7 @@ use voronka_domain::sending::policy::{
     BlockReason, CapPeriod, DeferReason, QuietHours, cap_windows, check_recipient, time_zone_or_utc,
 };
 use voronka_domain::sending::redact::{self, Redacted};
-use voronka_domain::signing::UNSUBSCRIBE_TOKEN_PURPOSE;
+use voronka_domain::signing::{TokenScope, UNSUBSCRIBE_LIST_MARKETING, UNSUBSCRIBE_TOKEN_PURPOSE};
 
 pub mod rate;
 
@@ -386,9 +386,11 @@ pub fn template_context(deps: &SenderDeps, request: &SendRequest, contact: &Cont
 
 pub fn unsubscribe_url(deps: &SenderDeps, contact_id: &str, now: Timestamp) -> String {
     let days = i64::from(deps.campaigns.settings.sending.unsubscribe_link_days);
-    let token = deps.secrets.token_signer().sign(
+    let scope = TokenScope { list: Some(UNSUBSCRIBE_LIST_MARKETING.into()), form: None };
+    let token = deps.secrets.token_signer().sign_scoped(
         UNSUBSCRIBE_TOKEN_PURPOSE,
         contact_id,
+        &scope,
         now,
         now + SignedDuration::from_hours(24 * days),
     );

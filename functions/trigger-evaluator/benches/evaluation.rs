@@ -99,10 +99,10 @@ fn bench(c: &mut Criterion) {
         shared: Deps {
             ports: Ports { store: embedded.store.clone(), queue: embedded.queue.clone(), clock: clock.clone() },
             campaigns: Arc::new(campaigns.clone()),
-            secrets: Arc::new(Secrets {
-                token_key: "bench-key-bench-key-bench-key-bench-key".into(),
-                events_key: "bench-events-key-bench-events-key".into(),
-            }),
+            secrets: Arc::new(Secrets::new(
+                "bench-key-bench-key-bench-key-bench-key",
+                "bench-events-key-bench-events-key",
+            )),
         },
     };
     runtime.block_on(async {

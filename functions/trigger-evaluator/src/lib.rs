@@ -31,7 +31,7 @@ use voronka_domain::sending::policy::time_zone_or_utc;
 pub const MARKER_RETENTION: SignedDuration = SignedDuration::from_hours(24 * 30);
 
 /// The evaluator needs only what every function shares; discount codes are keyed with the
-/// link-signing secret (`secrets.token_key`), so codes cannot be guessed.
+/// link-signing secret (`secrets.token_key()`), so codes cannot be guessed.
 #[derive(Clone)]
 pub struct EvaluatorDeps {
     pub shared: Deps,
@@ -538,7 +538,7 @@ async fn carts_for(
         EventType::CartStep => match contact {
             Some(contact) => {
                 let now = deps.clock.now();
-                carts::on_step(store, campaigns, &deps.secrets.token_key, event, contact, now, counters).await?
+                carts::on_step(store, campaigns, deps.secrets.token_key(), event, contact, now, counters).await?
             }
             None => carts::CartEffects::default(),
         },

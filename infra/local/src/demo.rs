@@ -33,7 +33,7 @@ use voronka_domain::ports::{QueueName, SeededIds, SimulatedClock};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::repo::aggregates::{self, DailyTotal, Dimensions, Metric};
 use voronka_domain::repo::journey_state::Group;
-use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, sign_body};
+use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, KeyRing, sign_events_body};
 
 use crate::stack::{Stack, StackOptions};
 
@@ -175,7 +175,9 @@ struct Driver {
     app: Router,
     /// Outbox files already looked at for confirmation links.
     seen_mail: BTreeSet<String>,
-    events_key: String,
+    /// The shop back end's keys, and the simulated time it signs its requests at.
+    events_keys: KeyRing,
+    clock: Arc<SimulatedClock>,
     report: DemoReport,
     request_micros: u128,
     /// Identity keys of every address whose submission was acknowledged as a real lead.
@@ -278,7 +280,8 @@ impl Driver {
         let body = serde_json::to_vec(&json!({ "events": events }))?;
         let mut request = Request::post("/v1/events").header(header::CONTENT_TYPE, "application/json");
         if signed {
-            request = request.header(EVENTS_SIGNATURE_HEADER, sign_body(&self.events_key, &body));
+            let now = voronka_domain::ports::Clock::now(self.clock.as_ref());
+            request = request.header(EVENTS_SIGNATURE_HEADER, sign_events_body(&self.events_keys, now, &body));
         }
         let (status, answer) = self.call(request.body(Body::from(body))?, ip).await?;
         self.report.event_batches += 1;
@@ -504,7 +507,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     let mut driver = Driver {
         app: crate::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf()),
         seen_mail: BTreeSet::new(),
-        events_key: stack.state.secrets.events_key.clone(),
+        events_keys: stack.state.secrets.events_keys.clone(),
+        clock: clock.clone(),
         report: DemoReport {
             seed: options.seed,
             visitors: options.visitors,

@@ -28,6 +28,8 @@ pub fn load_campaigns(folder: Option<&Path>) -> Result<Campaigns> {
 
 /// The installation's secrets from `<data-dir>/secrets.json`, created with random keys on first
 /// start (readable by the owner only). The shop back end signs events with `events_key` from it.
+/// To rotate, replace a key by a ring whose first key signs: `"events_keys": [{"id": "k2", "key":
+/// "..."}, {"id": "k1", "key": "<the old key>"}]` (likewise `token_keys`).
 pub fn load_or_create_secrets(data_dir: &Path) -> Result<Secrets> {
     let path = data_dir.join(SECRETS_FILE);
     if path.exists() {
@@ -39,7 +41,7 @@ pub fn load_or_create_secrets(data_dir: &Path) -> Result<Secrets> {
     }
     // Always the operating system's randomness, never the id generator: a seeded demo writing
     // into a folder must not leave keys anyone can recompute for a later `voronka serve`.
-    let secrets = Secrets { token_key: RandomIds.random_hex(32), events_key: RandomIds.random_hex(32) };
+    let secrets = Secrets::new(RandomIds.random_hex(32), RandomIds.random_hex(32));
     write_private(&path, &serde_json::to_string_pretty(&secrets)?)?;
     Ok(secrets)
 }
@@ -128,10 +130,10 @@ impl Stack {
                 (embedded, secrets, load_or_create_admin_key(dir)?)
             }
             None => {
-                let secrets = Secrets { token_key: options.ids.random_hex(32), events_key: options.ids.random_hex(32) };
+                let secrets = Secrets::new(options.ids.random_hex(32), options.ids.random_hex(32));
                 // Derived from the fresh secrets rather than drawn from `ids`, so a seeded demo's ids
                 // stay what they were before admin keys existed.
-                let admin_key = keyed_digest(&secrets.token_key, "voronka in-memory admin key");
+                let admin_key = keyed_digest(secrets.token_key(), "voronka in-memory admin key");
                 (Embedded::in_memory(options.clock.clone()), secrets, admin_key)
             }
         };

@@ -28,6 +28,33 @@ struct RawSettings {
     bots: Option<Spanned<BotSettings>>,
     #[serde(default)]
     kpi: Option<Spanned<KpiSettings>>,
+    #[serde(default)]
+    security: Option<Spanned<SecuritySettings>>,
+}
+
+/// How signed requests are judged.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySettings {
+    /// A shop's event signature is refused when its time `t` is further than this from now.
+    pub signature_tolerance_seconds: u32,
+    /// Whether event batches signed in the legacy `sha256=` format (no timestamp) are accepted.
+    pub accept_legacy_signatures: bool,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings { signature_tolerance_seconds: 300, accept_legacy_signatures: true }
+    }
+}
+
+impl SecuritySettings {
+    pub fn signature_policy(&self) -> crate::signing::SignaturePolicy {
+        crate::signing::SignaturePolicy {
+            tolerance: jiff::SignedDuration::from_secs(i64::from(self.signature_tolerance_seconds)),
+            accept_legacy: self.accept_legacy_signatures,
+        }
+    }
 }
 
 /// The KPI rollup: the gross margin ROMI counts, how far back late events restate final
@@ -256,6 +283,7 @@ pub struct Settings {
     pub carts: CartSettings,
     pub bots: BotSettings,
     pub kpi: KpiSettings,
+    pub security: SecuritySettings,
 }
 
 impl Settings {
@@ -393,6 +421,15 @@ impl Settings {
                 error("kpi.event_log_days", kpi.span(), "must be between 1 and 3650 days".into());
             }
         }
+        if let Some(security) = &raw.security
+            && !(1..=3600).contains(&security.get_ref().signature_tolerance_seconds)
+        {
+            error(
+                "security.signature_tolerance_seconds",
+                security.span(),
+                "must be between 1 and 3600 seconds (300 is usual)".into(),
+            );
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -427,6 +464,7 @@ impl Settings {
             carts: raw.carts,
             bots: raw.bots.map(Spanned::into_inner).unwrap_or_default(),
             kpi: raw.kpi.map(Spanned::into_inner).unwrap_or_default(),
+            security: raw.security.map(Spanned::into_inner).unwrap_or_default(),
         })
     }
 
@@ -512,6 +550,26 @@ mod tests {
         let partial = format!("{without}[kpi]\nmargin = 0.5\n");
         let settings = Settings::parse("settings.toml", &partial).unwrap();
         assert_eq!((settings.kpi.margin, settings.kpi.restate_days), (0.5, 7));
+    }
+
+    #[test]
+    fn the_security_section_defaults_when_absent_and_bounds_the_tolerance() {
+        let settings = Settings::parse("settings.toml", SHIPPED).unwrap();
+        assert_eq!(settings.security, SecuritySettings::default());
+        assert_eq!(settings.security.signature_policy().tolerance, jiff::SignedDuration::from_secs(300));
+        let without = &SHIPPED[..SHIPPED.find("[security]").unwrap()];
+        let settings = Settings::parse("settings.toml", without).unwrap();
+        assert_eq!(
+            settings.security,
+            SecuritySettings { signature_tolerance_seconds: 300, accept_legacy_signatures: true }
+        );
+        let strict = format!("{without}[security]\naccept_legacy_signatures = false\n");
+        let settings = Settings::parse("settings.toml", &strict).unwrap();
+        assert!(!settings.security.signature_policy().accept_legacy);
+        let text = SHIPPED.replace("signature_tolerance_seconds = 300", "signature_tolerance_seconds = 0");
+        let errors = Settings::parse("settings.toml", &text).unwrap_err();
+        assert_eq!(errors[0].field, "security.signature_tolerance_seconds");
+        assert!(errors[0].line.is_some());
     }
 
     #[test]
