@@ -177,6 +177,28 @@ async fn legacy_signed_events_are_accepted_only_within_the_receipts_lifetime() {
 }
 
 #[tokio::test]
+async fn a_legacy_batch_without_times_replayed_after_a_year_is_a_duplicate() {
+    let t = TestStack::new();
+    let key = t.stack.state.secrets.events_key().to_string();
+    // No occurred_at: the event counts as now whenever the batch arrives, so no age check can
+    // catch its replay; the receipt of a legacy event is kept for good instead.
+    let body = batch(vec![purchase("order-timeless", None)]);
+    let captured = sign_body(&key, body.as_bytes());
+    assert_accepted(&post_signed(&t, &body, &captured).await, 1);
+    t.advance(365 * 24 * 3600);
+    let replay = post_signed(&t, &body, &captured).await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
+    assert_eq!(replay.json()["results"][0]["status"], "duplicate", "{}", replay.text);
+    assert_eq!(t.drain_events().await.len(), 1, "the replay queued nothing");
+
+    // A timed signature's receipts still expire: they need not outlive the signature's window.
+    let body = batch(vec![purchase("order-timed", None)]);
+    assert_accepted(&post_signed(&t, &body, &t.shop_signature(body.as_bytes())).await, 1);
+    t.advance(31 * 24 * 3600);
+    assert_accepted(&post_signed(&t, &body, &t.shop_signature(body.as_bytes())).await, 1);
+}
+
+#[tokio::test]
 async fn an_operator_can_turn_the_legacy_format_off() {
     let settings = voronka_campaigns::bundled_files().into_iter().find(|f| f.path == "settings.toml").unwrap().text;
     let strict = settings.replace("accept_legacy_signatures = true", "accept_legacy_signatures = false");
@@ -330,4 +352,11 @@ async fn the_local_secrets_file_may_hold_key_rings() {
     let error = format!("{:#}", open().err().expect("duplicate ids are refused"));
     assert!(error.contains("secrets.json") && error.contains("`events_keys[1].id` repeats"), "{error}");
     assert!(!error.contains(K2_EVENTS_KEY) && !error.contains(old), "no key in the error: {error}");
+
+    // A key where a ring was expected: serde would quote the value; the error must not.
+    let mistyped = json!({"token_key": K2_TOKEN_KEY, "events_keys": [K2_EVENTS_KEY]});
+    std::fs::write(dir.path().join("secrets.json"), mistyped.to_string()).unwrap();
+    let error = format!("{:#}", open().err().expect("a list of bare keys is refused"));
+    assert!(error.contains("secrets.json") && error.contains("invalid type"), "{error}");
+    assert!(!error.contains(K2_EVENTS_KEY), "no key in the error: {error}");
 }

@@ -183,10 +183,14 @@ async fn handle(
             Verdict::Rejected { code, field, message } => results
                 .push(json!({"event_id": id, "status": "rejected", "code": code, "field": field, "message": message})),
             Verdict::Accepted(event) => {
-                let claim = receipts
-                    .claim(&event.dedupe_key(), now)
-                    .await
-                    .map_err(|e| ApiError::internal("event receipts unavailable", e))?;
+                let claim = if oldest_allowed.is_some() {
+                    // A legacy signature has no time: only a receipt that never expires stops a
+                    // captured batch from being replayed once a 30-day receipt would be gone.
+                    receipts.claim_for_good(&event.dedupe_key(), now).await
+                } else {
+                    receipts.claim(&event.dedupe_key(), now).await
+                }
+                .map_err(|e| ApiError::internal("event receipts unavailable", e))?;
                 match claim {
                     EventClaim::Duplicate => results.push(json!({"event_id": id, "status": "duplicate"})),
                     EventClaim::New | EventClaim::Unconfirmed => {

@@ -30,12 +30,41 @@ pub fn load_campaigns(folder: Option<&Path>) -> Result<Campaigns> {
 /// start (readable by the owner only). The shop back end signs events with `events_key` from it.
 /// To rotate, replace a key by a ring whose first key signs: `"events_keys": [{"id": "k2", "key":
 /// "..."}, {"id": "k1", "key": "<the old key>"}]` (likewise `token_keys`).
+/// serde quotes a value of the wrong type in its message (`invalid type: string "<key>"`): every
+/// string of the file long enough to be a key is blanked out of the message.
+fn without_secret_values(message: &str, text: &str) -> String {
+    fn strings<'a>(value: &'a serde_json::Value, into: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::String(s) => into.push(s),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, into)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, into)),
+            _ => {}
+        }
+    }
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        // Not even JSON: serde names only the position, never a value.
+        return message.to_string();
+    };
+    let mut found = Vec::new();
+    strings(&value, &mut found);
+    let mut message = message.to_string();
+    for secret in found.into_iter().filter(|s| s.len() >= 8) {
+        message = message.replace(secret, "<redacted>");
+    }
+    message
+}
+
 pub fn load_or_create_secrets(data_dir: &Path) -> Result<Secrets> {
     let path = data_dir.join(SECRETS_FILE);
     if path.exists() {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let secrets: Secrets =
-            serde_json::from_str(&text).with_context(|| format!("{} is not valid secrets JSON", path.display()))?;
+        let secrets: Secrets = serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not valid secrets JSON: {}",
+                path.display(),
+                without_secret_values(&e.to_string(), &text)
+            )
+        })?;
         secrets.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         return Ok(secrets);
     }

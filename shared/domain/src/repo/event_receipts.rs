@@ -38,9 +38,26 @@ impl<'a> EventReceipts<'a> {
     }
 
     pub async fn claim(&self, dedupe_key: &str, now: Timestamp) -> Result<EventClaim, StoreError> {
-        let expires = (now + RECEIPT_RETENTION).as_second();
-        let item = Item::new(&receipt_key(dedupe_key), json!({ "state": "pending", "received_at": now.to_string() }))
-            .with_ttl(expires);
+        self.claim_until(dedupe_key, now, Some(now + RECEIPT_RETENTION)).await
+    }
+
+    /// A receipt that never expires: for a batch whose signature carries no time (the legacy
+    /// `sha256=` format), the receipt is all that stops a replay, however late it comes.
+    pub async fn claim_for_good(&self, dedupe_key: &str, now: Timestamp) -> Result<EventClaim, StoreError> {
+        self.claim_until(dedupe_key, now, None).await
+    }
+
+    async fn claim_until(
+        &self,
+        dedupe_key: &str,
+        now: Timestamp,
+        expires: Option<Timestamp>,
+    ) -> Result<EventClaim, StoreError> {
+        let mut item =
+            Item::new(&receipt_key(dedupe_key), json!({ "state": "pending", "received_at": now.to_string() }));
+        if let Some(expires) = expires {
+            item = item.with_ttl(expires.as_second());
+        }
         match self.store.put(item, Some(Condition::NotExists)).await {
             Ok(()) => Ok(EventClaim::New),
             Err(StoreError::ConditionFailed) => match self.store.get(&receipt_key(dedupe_key)).await? {
