@@ -87,8 +87,9 @@ cargo run --quiet -p voronka -- validate
 
 step "API schema (schemathesis with openapi.yaml against voronka serve, about 2 minutes)"
 # tests/openapi.rs holds the document's operations to the routers; this holds the answers of the
-# running server to the document: no 5xx, only documented statuses and content types, bodies that
-# match their schemas, and admin routes that refuse a request without the key. The server runs on
+# running server to the document: no 5xx, only documented statuses, content types and headers,
+# bodies that match their schemas, a JSON 405 for a method a route does not take, and admin
+# routes that refuse a request without the key. The server runs on
 # a fresh data folder and a copy of the campaign whose rate limits are out of reach, so the
 # generated requests reach the handlers instead of a 429 after the first 30.
 cargo build --quiet -p voronka
@@ -128,7 +129,7 @@ PYTHON
 API_STATUS=0
 "$VENV/bin/schemathesis" --config-file "$API_RUN/schemathesis.toml" run openapi.yaml --url "$API_URL" \
     --header "Authorization: Bearer $(cat "$API_RUN/data/admin-key")" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,ignored_auth \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,unsupported_method,ignored_auth \
     --max-examples 50 --max-time 120 || API_STATUS=$?
 kill "$API_SERVER"
 wait "$API_SERVER" 2>/dev/null || true
