@@ -285,3 +285,19 @@ async fn a_method_no_route_takes_is_a_json_405_on_every_route() {
         assert!(answer.headers.contains_key(header::ALLOW), "{unused} {uri} names the methods it takes");
     }
 }
+
+/// `POST /v1/confirm` takes its body (the button's `pressed` field) through axum's `Bytes`, whose
+/// default limit refused an oversized body in plain text; it is the JSON 413 now.
+#[tokio::test]
+async fn a_confirm_body_over_the_limit_is_a_json_413() {
+    let t = TestStack::new();
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v1/confirm?token=x")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(vec![b'a'; 3 * 1024 * 1024]))
+        .unwrap();
+    let answer = t.send(request).await;
+    assert!(is_json_error(&answer, StatusCode::PAYLOAD_TOO_LARGE), "{} {}", answer.status, answer.text);
+    assert_eq!(answer.error_code(), "payload_too_large");
+}
