@@ -38,12 +38,13 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]
 fi
 export PATH="$VENV/bin:$PATH"
 export VORONKA_TOOLS_PYTHON="$VENV/bin/python"
-for tool in moto_server cfn-lint sam cargo-lambda; do
+for tool in moto_server cfn-lint sam cargo-lambda schemathesis; do
     [[ -x "$VENV/bin/$tool" ]] || fail "$tool is missing from $VENV/bin after installation."
 done
 cargo lambda --version
 cfn-lint --version
 sam --version
+schemathesis --version
 
 step "Browser for the widget test (Debian's chromium and chromium-driver)"
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
@@ -83,6 +84,62 @@ cargo test --workspace --no-fail-fast
 step "Campaign files (voronka validate, and journeys against their JSON Schema)"
 cargo run --quiet -p voronka -- validate
 "$VENV/bin/python" tests/check_journey_schema.py
+
+step "API schema (schemathesis with openapi.yaml against voronka serve, about 2 minutes)"
+# tests/openapi.rs holds the document's operations to the routers; this holds the answers of the
+# running server to the document: no 5xx, only documented statuses, content types and headers,
+# bodies that match their schemas, a JSON 405 for a method a route does not take, and admin
+# routes that refuse a request without the key. The server runs on
+# a fresh data folder and a copy of the campaign whose rate limits are out of reach, so the
+# generated requests reach the handlers instead of a 429 after the first 30.
+cargo build --quiet -p voronka
+TARGET_DIR=$("$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' \
+    < <(cargo metadata --format-version 1 --no-deps))
+API_RUN=$(mktemp -d)
+cp -r shared/campaigns "$API_RUN/campaigns"
+sed -i -e 's/^per_ip_per_minute = .*/per_ip_per_minute = 1000000/' \
+    -e 's/^per_form_per_minute = .*/per_form_per_minute = 1000000/' "$API_RUN/campaigns/settings.toml"
+grep -q '^per_ip_per_minute = 1000000$' "$API_RUN/campaigns/settings.toml" || fail "could not raise the rate limits of the campaign copy"
+API_PORT=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$TARGET_DIR/debug/voronka" serve --addr "127.0.0.1:$API_PORT" --data-dir "$API_RUN/data" \
+    --campaigns "$API_RUN/campaigns" > "$API_RUN/serve.out" 2> "$API_RUN/serve.log" &
+API_SERVER=$!
+trap 'kill "$API_SERVER" 2>/dev/null || true; rm -rf "$API_RUN"' EXIT
+for _ in $(seq 1 100); do
+    grep -q "is listening on" "$API_RUN/serve.out" 2>/dev/null && break
+    kill -0 "$API_SERVER" 2>/dev/null || fail "voronka serve exited: $(tail -5 "$API_RUN/serve.log")"
+    sleep 0.2
+done
+API_URL=$(sed -n 's/.*is listening on \(http:\/\/[^ ]*\) .*/\1/p' "$API_RUN/serve.out")
+[[ "$API_URL" == "http://127.0.0.1:$API_PORT" ]] || fail "voronka serve did not say it listens on 127.0.0.1:$API_PORT"
+# Answers need conversations that exist: start a few, and let schemathesis answer them.
+{
+    cat tests/schemathesis.toml
+    printf '\n[dictionaries.sessions]\nvalues = [\n'
+    "$VENV/bin/python" - "$API_URL" <<'PYTHON'
+import json, sys, urllib.request
+for script in ["b2b_demo", "course_picker"] * 10:
+    request = urllib.request.Request(
+        f"{sys.argv[1]}/v1/bot/{script}/sessions", data=b"{}", headers={"Content-Type": "application/json"}
+    )
+    print(f'    "{json.load(urllib.request.urlopen(request))["session_id"]}",')
+PYTHON
+    printf ']\n'
+} > "$API_RUN/schemathesis.toml" || fail "could not start the bot conversations schemathesis answers"
+API_STATUS=0
+"$VENV/bin/schemathesis" --config-file "$API_RUN/schemathesis.toml" run openapi.yaml --url "$API_URL" \
+    --header "Authorization: Bearer $(cat "$API_RUN/data/admin-key")" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,unsupported_method,ignored_auth \
+    --max-examples 50 --max-time 120 || API_STATUS=$?
+kill "$API_SERVER"
+wait "$API_SERVER" 2>/dev/null || true
+if grep -q '"level":"ERROR"' "$API_RUN/serve.log"; then
+    grep '"level":"ERROR"' "$API_RUN/serve.log" | head -20 >&2
+    fail "voronka serve logged errors while schemathesis ran"
+fi
+rm -rf "$API_RUN"
+trap - EXIT
+[[ $API_STATUS -eq 0 ]] || fail "schemathesis found responses that break openapi.yaml (above)"
 
 step "SAM template (cfn-lint, sam validate --lint)"
 cfn-lint infra/template.yaml

@@ -66,6 +66,31 @@ pub async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
 }
 
+/// Longest plain-text refusal carried over into a JSON error (axum's are one short line).
+const MAX_REFUSAL_TEXT_BYTES: usize = 1024;
+
+/// axum refuses in plain text what its extractors cannot read before a handler runs (a path
+/// segment that is not UTF-8 once percent-decoded, a body over its default limit); every route's
+/// clients read errors as `{"error":{...}}`, so such a refusal is answered in that shape with
+/// axum's own words. The router puts this in front of every route, so a new one cannot miss it.
+pub async fn json_refusals(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain_text =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|value| value.as_bytes().starts_with(b"text/plain"));
+    if !plain_text || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), MAX_REFUSAL_TEXT_BYTES).await.unwrap_or_default();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "invalid_request",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ => "request_refused",
+    };
+    ApiError::new(status, code, String::from_utf8_lossy(&text).trim().to_string()).into_response()
+}
+
 /// The two body formats forms post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {

@@ -155,9 +155,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(http_util::method_not_allowed)
 }
 
-/// A router of `routes` alone, every admin route behind `admin::guard`: how every function that
-/// serves routes builds its router, so none can forget the guard. Without a fallback, to merge
-/// into a router that answers everything else.
+/// A router of `routes` alone, every admin route behind `admin::guard` and every route's
+/// refusals in JSON (`http_util::json_refusals`): how every function that serves routes builds
+/// its router, so none can forget either. Without a fallback, to merge into a router that
+/// answers everything else.
 pub fn routes_router(routes: Vec<Route>, state: AppState) -> Router {
     routes
         .into_iter()
@@ -167,7 +168,7 @@ pub fn routes_router(routes: Vec<Route>, state: AppState) -> Router {
             } else {
                 r.handler
             };
-            router.route(r.path, handler)
+            router.route(r.path, handler.layer(axum::middleware::from_fn(http_util::json_refusals)))
         })
         .with_state(state)
 }

@@ -39,18 +39,15 @@ pub fn route_table() -> Vec<(String, String)> {
     routes().into_iter().map(|r| (r.method.to_string(), r.path.to_string())).collect()
 }
 
-/// The bot's routes alone, to merge into a router that answers everything else (the local stack
-/// merges them into lead-capture's).
+/// The bot's routes alone, built as lead-capture builds its own (errors in JSON), to merge into a
+/// router that answers everything else (the local stack merges them into lead-capture's).
 pub fn routes_router(state: AppState) -> Router {
-    routes().into_iter().fold(Router::new(), |router, r| router.route(r.path, r.handler)).with_state(state)
+    lead_capture::routes_router(routes(), state)
 }
 
 /// The bot's routes as the Lambda serves them: anything else is a JSON 404 or 405.
 pub fn router(state: AppState) -> Router {
-    routes()
-        .into_iter()
-        .fold(Router::new(), |router, r| router.route(r.path, r.handler))
+    routes_router(state)
         .fallback(lead_capture::http_util::not_found)
         .method_not_allowed_fallback(lead_capture::http_util::method_not_allowed)
-        .with_state(state)
 }

@@ -31,6 +31,9 @@ pub fn app(state: AppState, outbox_dir: std::path::PathBuf) -> Router {
     lead_capture::router(state.clone())
         .merge(qualify_bot::routes_router(state.clone()))
         .merge(kpi_rollup::routes_router(state))
+        // Again after the merges: a fallback set before covers only the routes there were then,
+        // and the bot's and kpi-api's routes answered a wrong method with an empty 405.
+        .method_not_allowed_fallback(lead_capture::http_util::method_not_allowed)
         .merge(local)
         .merge(operator_pages)
         .layer(axum::middleware::from_fn(client_ip_from_socket))
