@@ -286,3 +286,27 @@ async fn an_interrupted_erasure_stops_every_writer_and_a_retry_finishes_it() {
     let left = where_the_person_is(&t).await;
     assert!(left.is_empty(), "the person is still here:\n{}", left.join("\n"));
 }
+
+/// A buyer the shop reported gets a contact id derived from the address; after their erasure, a
+/// new order from them makes a new contact instead of running into the tombstone forever.
+#[tokio::test]
+async fn a_buyer_erased_and_buying_again_is_a_new_contact() {
+    let t = TestStack::new();
+    let order = |id: &str| {
+        json!({"event_id": id, "type": "purchase", "email": "buyer.again@example.com",
+            "properties": {"order_id": id, "revenue": 12.0, "currency": "RUB"}})
+    };
+    t.post_events(vec![order("first-order")], true).await;
+    let repo = ContactRepository::new(t.stack.state.store.as_ref());
+    let email = EmailAddress::parse("buyer.again@example.com").unwrap();
+    let first = repo.find_by_email(&email).await.unwrap().expect("the shop's buyer is a contact");
+    let erased = admin(&t, "DELETE", &format!("/v1/contacts/{}", first.id)).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+
+    t.advance(60);
+    t.post_events(vec![order("second-order")], true).await;
+    let second = repo.find_by_email(&email).await.unwrap().expect("the new order makes a new contact");
+    assert_ne!(second.id, first.id);
+    assert_eq!(second.orders.orders, 1, "only the new order: {:?}", second.orders);
+    assert!(t.stack.embedded.queue.depth(voronka_domain::ports::QueueName::Events).await.unwrap() == 0);
+}

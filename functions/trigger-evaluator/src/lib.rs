@@ -315,10 +315,15 @@ async fn find_contact(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Cont
     {
         let settings = &deps.campaigns.settings;
         let now = deps.clock.now();
-        let new_contact = || {
-            let id = format!("c_{}", &email.identity_digest()[..26]);
-            Contact::new(id, now, settings.default_locale.clone(), settings.default_time_zone.clone())
+        // The id is derived from the address so a retried event makes the same contact; a buyer
+        // erased before gets an id of their own, since the old one is a tombstone for good.
+        let erased_at = personal_data::address_erased_at(deps.store.as_ref(), &email).await?;
+        let id = match erased_at {
+            Some(at) => format!("c_{}_{}", &email.identity_digest()[..26], at.as_second()),
+            None => format!("c_{}", &email.identity_digest()[..26]),
         };
+        let new_contact =
+            || Contact::new(id.clone(), now, settings.default_locale.clone(), settings.default_time_zone.clone());
         let created = repo.upsert_by_email(&email, now, new_contact, |_| {}).await;
         return map(created.map(|(contact, _)| Some(contact)));
     }
