@@ -308,8 +308,9 @@ fn ledger_key(idempotency_key: &str) -> Key {
 
 /// Deletes a partition a page at a time: first what each page leads to (`leads_to`, each deleted
 /// only if it exists, so the count is true), then the page in one transaction. Reads from the
-/// start again after each page, so a retry after a crash finds what is left and memory holds one
-/// page. Returns (items of the partition, items they led to) deleted.
+/// start again after each page (table queries are strongly consistent, so a deleted item is not
+/// read again), so memory holds one page. Returns (items of the partition, items they led to)
+/// deleted.
 async fn delete_partition(
     store: &dyn Store,
     partition: &str,
@@ -340,16 +341,19 @@ async fn erase_bot_sessions(
     submission_ids: &[String],
 ) -> Result<usize, StoreError> {
     let mut erased = 0;
+    // The index is read eventually consistently on DynamoDB: a page read again from the start
+    // could still list what was just deleted, so this one follows the cursor instead.
+    let mut query = Query::partition(Index::Gsi1, contact_sessions_partition(contact_id)).limit(100);
     loop {
-        let query = Query::partition(Index::Gsi1, contact_sessions_partition(contact_id)).limit(100);
-        let page = store.query(query).await?;
-        if page.items.is_empty() {
-            break;
-        }
+        let page = store.query(query.clone()).await?;
         for item in &page.items {
             if let Some(key) = item.key() {
                 erased += delete_if(store, &key, Condition::equals("contact_id", contact_id)).await?;
             }
+        }
+        match page.next {
+            Some(cursor) => query.start_after = Some(cursor),
+            None => break,
         }
     }
     for session_id in submission_ids {
