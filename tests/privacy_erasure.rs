@@ -310,3 +310,32 @@ async fn a_buyer_erased_and_buying_again_is_a_new_contact() {
     assert_eq!(second.orders.orders, 1, "only the new order: {:?}", second.orders);
     assert!(t.stack.embedded.queue.depth(voronka_domain::ports::QueueName::Events).await.unwrap() == 0);
 }
+
+/// However much is held about a person, the export reads a bounded amount: each section at most
+/// its cap, newest first, and `truncated` names the sections it cut.
+#[tokio::test]
+async fn an_export_is_bounded_and_says_what_it_cut() {
+    use voronka_domain::model::ConsentReceipt;
+    use voronka_domain::repo::consent_receipts::receipt_item;
+    let t = TestStack::new();
+    let contact_id = t.consented_contact("many.receipts@example.com", json!({})).await;
+    let start = t.clock.now();
+    let receipts: Vec<_> = (0..personal_data::EXPORT_CAP + 20)
+        .map(|i| {
+            let at = start + jiff::SignedDuration::from_secs(i as i64 + 1);
+            receipt_item(&contact_id, &ConsentReceipt::granted(&format!("bulk{i:04}"), at, "v1", false))
+        })
+        .collect();
+    let store = t.stack.state.store.as_ref();
+    for chunk in receipts.chunks(25) {
+        store.batch_put(chunk.to_vec()).await.unwrap();
+    }
+    let export = admin(&t, "GET", &format!("/v1/contacts/{contact_id}/export")).await;
+    assert_eq!(export.status, StatusCode::OK, "{}", export.text);
+    let body = export.json();
+    let listed = body["consent_receipts"].as_array().unwrap();
+    assert_eq!(listed.len(), personal_data::EXPORT_CAP);
+    assert_eq!(listed[0]["id"], format!("bulk{:04}", personal_data::EXPORT_CAP + 19), "newest first");
+    assert_eq!(body["truncated"], json!({"consent_receipts": true}));
+    assert_eq!(body["limits"]["per_section"], personal_data::EXPORT_CAP);
+}

@@ -136,3 +136,49 @@ impl MailCopies for OutboxMailer {
         .map_err(|e| e.to_string())?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voronka_domain::ports::SystemClock;
+
+    fn message(send: &str, to: &str, body: &str) -> OutgoingEmail {
+        let raw = format!(
+            "From: shop@example.com\r\nTo: {to}\r\nSubject: Hello\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n{body}\r\n"
+        );
+        OutgoingEmail {
+            from: "shop@example.com".into(),
+            to: to.into(),
+            raw: raw.into_bytes(),
+            tags: vec![("send".into(), send.into())],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_persons_copies_are_found_by_any_marker_after_decoding_and_only_theirs_are_erased() {
+        let dir = std::env::temp_dir().join(format!("voronka-outbox-copies-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let outbox = OutboxMailer::new(dir.clone(), Arc::new(SystemClock)).unwrap();
+        let person = PersonMarkers::new(["Anna.K@Example.com", "+79990001122", "c_anna_contact"]);
+        // To the person; to the sales inbox about them, the address split by a soft line break
+        // and its `@` encoded; and someone else's.
+        outbox.send(&message("m1", "anna.k@example.com", "Welcome!")).await.unwrap();
+        outbox.send(&message("m2", "sales@shop.example", "New lead: anna.k=\r\n=40example.com")).await.unwrap();
+        outbox.send(&message("m3", "boris@example.com", "Welcome, Boris!")).await.unwrap();
+        let (found, more) = outbox.copies_about(&person, 10).await.unwrap();
+        assert!(!more);
+        let mut to: Vec<&str> = found.iter().map(|copy| copy.to.as_str()).collect();
+        to.sort();
+        assert_eq!(to, ["anna.k@example.com", "sales@shop.example"], "{found:?}");
+        let (first, more) = outbox.copies_about(&person, 1).await.unwrap();
+        assert!(first.len() == 1 && more, "a capped read says there is more");
+
+        assert_eq!(outbox.erase_copies_about(&person).await.unwrap(), 2);
+        assert_eq!(outbox.erase_copies_about(&person).await.unwrap(), 0, "repeating it finds nothing");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "Boris's message stays");
+        assert_eq!(outbox.erase_copies_about(&PersonMarkers::default()).await.unwrap(), 0, "no marker, no match");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
