@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use http::{Request, StatusCode, header};
 use serde_json::{Value, json};
@@ -338,4 +340,48 @@ async fn an_export_is_bounded_and_says_what_it_cut() {
     assert_eq!(listed[0]["id"], format!("bulk{:04}", personal_data::EXPORT_CAP + 19), "newest first");
     assert_eq!(body["truncated"], json!({"consent_receipts": true}));
     assert_eq!(body["limits"]["per_section"], personal_data::EXPORT_CAP);
+}
+
+/// `voronka erase` on a data folder does what the route does, for an operator without HTTP.
+#[tokio::test]
+async fn the_command_line_erases_a_person_in_a_data_folder() {
+    use std::process::Command;
+    use voronka_domain::model::Contact;
+    use voronka_domain::ports::SystemClock;
+    use voronka_local::stack::{Stack, StackOptions};
+    let dir = support::inprocess::TempFolder::new("erase-cli");
+    let email = EmailAddress::parse("cli.person@example.com").unwrap();
+    let contact_id = {
+        let stack = Stack::open(StackOptions {
+            data_dir: Some(dir.path().to_path_buf()),
+            campaigns_dir: None,
+            public_base_url: None,
+            clock: Arc::new(SystemClock),
+            ids: Stack::default_ids(),
+        })
+        .unwrap();
+        let now = stack.state.clock.now();
+        let new_contact = || Contact::new("c_cli_person".into(), now, "en".into(), "UTC".into());
+        let repo = ContactRepository::new(stack.state.store.as_ref());
+        repo.upsert_by_email(&email, now, new_contact, |_| {}).await.unwrap().0.id
+    };
+    let erase = |id: &str| {
+        Command::new(env!("CARGO_BIN_EXE_voronka"))
+            .args(["erase", id, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .expect("voronka runs")
+    };
+    let first = erase(&contact_id);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let report: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(
+        (report["already_erased"].clone(), report["removed"]["email_identity"].clone()),
+        (json!(false), json!(1))
+    );
+    let again: Value = serde_json::from_slice(&erase(&contact_id).stdout).unwrap();
+    assert_eq!(again["already_erased"], true);
+    let unknown = erase("c_nobody");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no contact with this id"), "{unknown:?}");
 }
