@@ -173,7 +173,7 @@ async fn an_erased_person_is_nowhere_in_the_store_or_the_outbox_and_a_late_event
     assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
     let report = erased.json();
     assert_eq!(report["contact_id"], contact_id.as_str());
-    assert_eq!(report["already_erased"], false);
+    assert_eq!((report["already_erased"].clone(), report["complete"].clone()), (json!(false), json!(true)));
     for kind in [
         "profile",
         "email_identity",
@@ -322,7 +322,8 @@ async fn an_export_is_bounded_and_says_what_it_cut() {
     let t = TestStack::new();
     let contact_id = t.consented_contact("many.receipts@example.com", json!({})).await;
     let start = t.clock.now();
-    let receipts: Vec<_> = (0..personal_data::EXPORT_CAP + 20)
+    let held = personal_data::WRITE_BUDGET + 20;
+    let receipts: Vec<_> = (0..held)
         .map(|i| {
             let at = start + jiff::SignedDuration::from_secs(i as i64 + 1);
             receipt_item(&contact_id, &ConsentReceipt::granted(&format!("bulk{i:04}"), at, "v1", false))
@@ -337,9 +338,32 @@ async fn an_export_is_bounded_and_says_what_it_cut() {
     let body = export.json();
     let listed = body["consent_receipts"].as_array().unwrap();
     assert_eq!(listed.len(), personal_data::EXPORT_CAP);
-    assert_eq!(listed[0]["id"], format!("bulk{:04}", personal_data::EXPORT_CAP + 19), "newest first");
+    assert_eq!(listed[0]["id"], format!("bulk{:04}", held - 1), "newest first");
     assert_eq!(body["truncated"], json!({"consent_receipts": true}));
     assert_eq!(body["limits"]["per_section"], personal_data::EXPORT_CAP);
+
+    // Erasing that much takes more than one call's write budget: 202, and the repeat finishes.
+    let path = format!("/v1/contacts/{contact_id}");
+    let partial = admin(&t, "DELETE", &path).await;
+    assert_eq!(partial.status, StatusCode::ACCEPTED, "{}", partial.text);
+    assert_eq!(partial.json()["complete"], false);
+    let mut calls = 1;
+    loop {
+        let next = admin(&t, "DELETE", &path).await;
+        calls += 1;
+        if next.status == StatusCode::OK {
+            assert_eq!(
+                (next.json()["complete"].clone(), next.json()["already_erased"].clone()),
+                (json!(true), json!(true))
+            );
+            break;
+        }
+        assert_eq!(next.status, StatusCode::ACCEPTED, "{}", next.text);
+        assert!(calls < 10, "each call makes progress");
+    }
+    let left =
+        store.query(voronka_domain::ports::Query::partition(Default::default(), format!("CONSENT#{contact_id}")));
+    assert!(left.await.unwrap().items.is_empty());
 }
 
 /// `voronka erase` on a data folder does what the route does, for an operator without HTTP.

@@ -118,15 +118,18 @@ fn personal_data_error(error: PersonalDataError, context: &str) -> ApiError {
 }
 
 /// `DELETE /v1/contacts/{id}`: erases the person's data everywhere but the anonymous aggregates
-/// (`repo::personal_data::erase`); idempotent, a repeat finishes what an interrupted call left.
-pub async fn erase(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// (`repo::personal_data::erase`); idempotent, a repeat finishes what an interrupted call (or one
+/// that answered 202 at its write budget) left.
+pub async fn erase(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     if id.len() > MAX_CONTACT_ID_BYTES {
         return Err(personal_data_error(PersonalDataError::NotFound, ""));
     }
     let report = personal_data::erase(state.store.as_ref(), state.mail_copies.as_ref(), &id, state.clock.now())
         .await
         .map_err(|e| personal_data_error(e, "erasing a contact"))?;
-    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+    // A person with more items than one call's budget: 202, and the caller repeats the DELETE.
+    let status = if report.complete { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(serde_json::to_value(report).unwrap_or_default())).into_response())
 }
 
 /// `GET /v1/contacts/{id}/export`: everything held about the person, each section capped

@@ -328,11 +328,13 @@ async fn main() -> Result<()> {
         Command::Erase { contact_id, folder } => {
             let stack = open_existing(folder)?;
             let now = stack.state.clock.now();
-            let erased = voronka_domain::repo::personal_data::erase(
+            // No request timeout here: the whole erasure in one go.
+            let erased = voronka_domain::repo::personal_data::erase_within(
                 stack.state.store.as_ref(),
                 stack.outbox.as_ref(),
                 &contact_id,
                 now,
+                usize::MAX,
             )
             .await
             .map_err(|e| anyhow::anyhow!("erasing {contact_id}: {e}"))?;

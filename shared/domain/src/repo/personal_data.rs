@@ -49,6 +49,10 @@ use crate::ports::{Condition, Index, Item, Key, MailCopies, PersonMarkers, Query
 pub const EXPORT_CAP: usize = 500;
 /// Most sent messages and mail copies an export lists.
 pub const EXPORT_MESSAGES_CAP: usize = 100;
+/// Items one `erase` call deletes at most (give or take a page): pages of 100 in one transaction
+/// each, and the ledger entries a page names one by one, a few seconds of DynamoDB calls at
+/// worst, inside the functions' 10 seconds.
+pub const WRITE_BUDGET: usize = 1000;
 /// Attempts at putting the tombstone over a contact other writers keep changing.
 const TOMBSTONE_ATTEMPTS: u32 = 20;
 
@@ -141,6 +145,8 @@ pub struct ErasureReport {
     pub erased_at: Timestamp,
     /// The contact was a tombstone already: this call finished (or repeated) an earlier erasure.
     pub already_erased: bool,
+    /// Everything is gone; false when the call stopped at its write budget: call again.
+    pub complete: bool,
     /// Items deleted by this call, by kind.
     pub removed: BTreeMap<&'static str, usize>,
 }
@@ -200,7 +206,26 @@ pub async fn erase(
     contact_id: &str,
     now: Timestamp,
 ) -> Result<ErasureReport, PersonalDataError> {
+    erase_within(store, copies, contact_id, now, WRITE_BUDGET).await
+}
+
+/// `erase`, stopping (with `complete: false`) once about `budget` items are deleted, so one call
+/// stays well inside a Lambda's and API Gateway's timeouts however much the person left; the
+/// next call goes on from where this one stopped.
+pub async fn erase_within(
+    store: &dyn Store,
+    copies: &dyn MailCopies,
+    contact_id: &str,
+    now: Timestamp,
+    budget: usize,
+) -> Result<ErasureReport, PersonalDataError> {
+    let mut budget = budget;
     let (erased_at, pending, already_erased) = put_tombstone(store, contact_id, now).await?;
+    let report = |mut removed: BTreeMap<&'static str, usize>, complete: bool| {
+        removed.retain(|_, count| *count > 0);
+        tracing::info!(contact_id, already_erased, complete, "a contact was erased");
+        ErasureReport { contact_id: contact_id.to_string(), erased_at, already_erased, complete, removed }
+    };
     let mut removed: BTreeMap<&'static str, usize> = BTreeMap::new();
     if !already_erased {
         removed.insert("profile", 1);
@@ -217,27 +242,25 @@ pub async fn erase(
 
     removed.insert("bot_sessions", erase_bot_sessions(store, contact_id, &pending.submission_ids).await?);
 
-    let mut ledger = 0;
+    let mut partitions: Vec<(String, &'static str, &'static str, LeadsTo)> = Vec::new();
     for subject in &subjects {
-        let (entries, sends) = delete_partition(store, &format!("EVLOG#{subject}"), ledger_keys_of_log).await?;
-        *removed.entry("event_log").or_default() += entries;
-        ledger += sends;
-        let (due, sends) = delete_partition(store, &format!("DUE#{subject}"), ledger_keys_of_due).await?;
-        *removed.entry("due_items").or_default() += due;
-        ledger += sends;
-        let (counts, _) = delete_partition(store, &format!("TRIG#{subject}"), no_extra).await?;
-        *removed.entry("trigger_counts").or_default() += counts;
-        let (listings, carts) = delete_partition(store, &format!("CARTS#{subject}"), carts_of_listing).await?;
-        *removed.entry("cart_listings").or_default() += listings;
-        *removed.entry("carts").or_default() += carts;
+        partitions.push((format!("EVLOG#{subject}"), "event_log", "send_ledger", ledger_keys_of_log));
+        partitions.push((format!("DUE#{subject}"), "due_items", "send_ledger", ledger_keys_of_due));
+        partitions.push((format!("TRIG#{subject}"), "trigger_counts", "", no_extra));
+        partitions.push((format!("CARTS#{subject}"), "cart_listings", "carts", carts_of_listing));
     }
-    removed.insert("send_ledger", ledger);
-    for (kind, partition) in [
-        ("consent_receipts", format!("CONSENT#{contact_id}")),
-        ("journey_states", format!("JSTATE#{contact_id}")),
-        ("frequency_counters", format!("CAP#{contact_id}")),
-    ] {
-        removed.insert(kind, delete_partition(store, &partition, no_extra).await?.0);
+    partitions.push((format!("CONSENT#{contact_id}"), "consent_receipts", "", no_extra));
+    partitions.push((format!("JSTATE#{contact_id}"), "journey_states", "", no_extra));
+    partitions.push((format!("CAP#{contact_id}"), "frequency_counters", "", no_extra));
+    for (partition, kind, led_to_kind, leads_to) in partitions {
+        let (deleted, led_to, done) = delete_partition(store, &partition, leads_to, &mut budget).await?;
+        *removed.entry(kind).or_default() += deleted;
+        if !led_to_kind.is_empty() {
+            *removed.entry(led_to_kind).or_default() += led_to;
+        }
+        if !done {
+            return Ok(report(removed, false));
+        }
     }
 
     let owned_by_contact = || Condition::equals("contact_id", contact_id);
@@ -260,9 +283,7 @@ pub async fn erase(
     let mut done = tombstone(contact_id, erased_at, None);
     done = done.with("completed_at", serde_json::to_value(now).expect("times serialise"));
     store.put(done, Some(Condition::attribute_exists(ERASED_AT))).await?;
-    removed.retain(|_, count| *count > 0);
-    tracing::info!(contact_id, already_erased, "a contact was erased");
-    Ok(ErasureReport { contact_id: contact_id.to_string(), erased_at, already_erased, removed })
+    Ok(report(removed, true))
 }
 
 /// Deletes the item if the condition holds; 1 if it did, 0 if it was gone or someone else's.
@@ -306,24 +327,32 @@ fn ledger_key(idempotency_key: &str) -> Key {
     Key::new(format!("SEND#{idempotency_key}"), "LEDGER")
 }
 
+/// What the items of a page lead to that goes with them (ledger entries, carts).
+type LeadsTo = fn(&[Item]) -> Vec<Key>;
+
 /// Deletes a partition a page at a time: first what each page leads to (`leads_to`, each deleted
 /// only if it exists, so the count is true), then the page in one transaction. Reads from the
 /// start again after each page (table queries are strongly consistent, so a deleted item is not
 /// read again), so memory holds one page. Returns (items of the partition, items they led to)
-/// deleted.
+/// deleted, and whether the partition is empty now (false: the budget ran out first).
 async fn delete_partition(
     store: &dyn Store,
     partition: &str,
-    leads_to: fn(&[Item]) -> Vec<Key>,
-) -> Result<(usize, usize), StoreError> {
+    leads_to: LeadsTo,
+    budget: &mut usize,
+) -> Result<(usize, usize, bool), StoreError> {
     let (mut deleted, mut led_to) = (0, 0);
     loop {
+        if *budget == 0 {
+            return Ok((deleted, led_to, false));
+        }
         let query = Query::partition(Index::Table, partition).limit(MAX_TRANSACTION_OPS as u32);
         let page = store.query(query).await?;
         if page.items.is_empty() {
-            return Ok((deleted, led_to));
+            return Ok((deleted, led_to, true));
         }
         let extra: BTreeSet<Key> = leads_to(&page.items).into_iter().collect();
+        *budget = budget.saturating_sub(extra.len() + page.items.len());
         for key in &extra {
             led_to += delete_if(store, key, Condition::Exists).await?;
         }
