@@ -26,6 +26,10 @@
 //!    left (so memory stays one page however large a partition grew);
 //! 3. the tombstone drops `pending`: `{erased_at, completed_at}` and nothing else.
 //!
+//! One call deletes about `WRITE_BUDGET` items and then stops with `complete: false`; the next
+//! call goes on (the route answers 202 until it is done), so a long history never meets the
+//! function's timeout.
+//!
 //! Reads here are bounded: the export caps every section (`EXPORT_CAP`, `EXPORT_MESSAGES_CAP`) and
 //! says which it cut in `truncated`.
 
