@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use voronka_domain::errors::FieldError;
 use voronka_domain::model::{Contact, EmailAddress};
+use voronka_domain::repo::personal_data::{self, PersonalDataError};
 use voronka_domain::repo::{ContactRepository, journey_state};
 use voronka_domain::signing::AdminKeyDigest;
 
@@ -99,6 +100,54 @@ pub async fn contact_by_email(
         .map_err(|e| ApiError::internal("finding a contact by email for an admin", e))?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no contact with this email"))?;
     contact_body(&state, contact).await.map(Json)
+}
+
+/// Longest contact id looked up: ids Voronka makes are far shorter, so a longer one names nobody.
+const MAX_CONTACT_ID_BYTES: usize = 128;
+
+fn personal_data_error(error: PersonalDataError, context: &str) -> ApiError {
+    match error {
+        PersonalDataError::NotFound => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no contact with this id"),
+        // 404 like an unknown id (nothing is held about the person any more), with its own code so
+        // an operator can tell an erasure from a typo.
+        PersonalDataError::Erased(at) => {
+            ApiError::new(StatusCode::NOT_FOUND, "erased", format!("this contact was erased at {at}"))
+        }
+        other => ApiError::internal(context, other),
+    }
+}
+
+/// `DELETE /v1/contacts/{id}`: erases the person's data everywhere but the anonymous aggregates
+/// (`repo::personal_data::erase`); idempotent, a repeat finishes what an interrupted call (or one
+/// that answered 202 at its write budget) left.
+pub async fn erase(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if id.len() > MAX_CONTACT_ID_BYTES {
+        return Err(personal_data_error(PersonalDataError::NotFound, ""));
+    }
+    let report = personal_data::erase(state.store.as_ref(), state.mail_copies.as_ref(), &id, state.clock.now())
+        .await
+        .map_err(|e| personal_data_error(e, "erasing a contact"))?;
+    // A person with more items than one call's budget: 202, and the caller repeats the DELETE.
+    let status = if report.complete { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(serde_json::to_value(report).unwrap_or_default())).into_response())
+}
+
+/// `GET /v1/contacts/{id}/export`: everything held about the person, each section capped
+/// (`repo::personal_data::export`), with the score as it stands now.
+pub async fn export(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    if id.len() > MAX_CONTACT_ID_BYTES {
+        return Err(personal_data_error(PersonalDataError::NotFound, ""));
+    }
+    let now = state.clock.now();
+    let mut body = personal_data::export(state.store.as_ref(), state.mail_copies.as_ref(), &id, now)
+        .await
+        .map_err(|e| personal_data_error(e, "exporting a contact"))?;
+    if let Some(rules) = state.campaigns.scoring.as_ref()
+        && let Ok(contact) = serde_json::from_value::<Contact>(body["contact"].clone())
+    {
+        body["score"] = serde_json::to_value(contact.score.breakdown(now, rules.half_life_days)).unwrap_or_default();
+    }
+    Ok(Json(body))
 }
 
 /// What an operator reads about one contact.

@@ -6,7 +6,7 @@ use axum::Router;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Error, Request, RequestExt, Response, service_fn};
 use tower::ServiceExt;
-use voronka_domain::ports::RandomIds;
+use voronka_domain::ports::{NoMailCopies, RandomIds};
 
 use crate::admin::{AdminAccess, IamCaller};
 use crate::{AppState, ClientIp};
@@ -48,6 +48,7 @@ pub async fn run(router: fn(AppState) -> Router) -> Result<(), Error> {
         ids: Arc::new(RandomIds),
         public_base_url: public_base_url_from_env(),
         admin_access: AdminAccess::IamAuthorizer,
+        mail_copies: Arc::new(NoMailCopies),
     };
     let router = router(state);
     lambda_http::run(service_fn(move |request| handle(router.clone(), request))).await

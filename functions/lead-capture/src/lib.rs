@@ -23,7 +23,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use http::Method;
 use voronka_domain::campaigns::form::THANK_YOU_PATH;
 use voronka_domain::deps::Deps;
-use voronka_domain::ports::IdGenerator;
+use voronka_domain::ports::{IdGenerator, MailCopies};
 use voronka_domain::signing::TokenSigner;
 
 pub use http_util::ApiError;
@@ -43,6 +43,9 @@ pub struct AppState {
     pub public_base_url: String,
     /// How admin routes check their caller: the IAM authoriser on Lambda, a bearer key locally.
     pub admin_access: admin::AdminAccess,
+    /// The copies of sent mail the mail service keeps, for a person's export and erasure: the
+    /// outbox locally, none on AWS (SES keeps no copy).
+    pub mail_copies: Arc<dyn MailCopies>,
 }
 
 impl std::ops::Deref for AppState {
@@ -133,6 +136,8 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/v1/unsubscribe", unsubscribe::page),
         route(Method::POST, "/v1/unsubscribe", unsubscribe::unsubscribe),
         admin_route(Method::GET, "/v1/contacts/{id}", admin::contact),
+        admin_route(Method::DELETE, "/v1/contacts/{id}", admin::erase),
+        admin_route(Method::GET, "/v1/contacts/{id}/export", admin::export),
         admin_route(Method::GET, "/v1/contacts", admin::contact_by_email),
     ]
 }

@@ -22,7 +22,8 @@ use voronka_domain::repo::deferred::DeferredWork;
 use voronka_domain::repo::due::{self, DueItem, DueWork};
 use voronka_domain::repo::event_log;
 use voronka_domain::repo::{
-    ContactRepository, anonymous_id_of, anonymous_subject, journey_state, kpi_snapshots, processed, trigger_counts,
+    ContactLookup, ContactRepository, anonymous_id_of, anonymous_subject, journey_state, kpi_snapshots, personal_data,
+    processed, trigger_counts,
 };
 use voronka_domain::sending::feedback;
 use voronka_domain::sending::policy::time_zone_or_utc;
@@ -225,8 +226,44 @@ async fn apply_follow_up(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
     Ok(Outcome::Applied)
 }
 
-/// Finds the contact an event is about.
-async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Contact>, StoreError> {
+/// Who an event is about, or why it must be dropped.
+enum Resolved {
+    Contact(Box<Contact>),
+    Nobody,
+    /// About an erased person: nothing may be written about them again.
+    Erased(&'static str),
+}
+
+/// Finds the contact an event is about, unless the event is about an erased person: a contact id
+/// that is a tombstone, or an address erased after the event happened or arrived (a late event
+/// from the queue). A new sign-up after the erasure makes a new contact, and events about it
+/// name the new id.
+async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Resolved, StoreError> {
+    let store_error = |e: voronka_domain::repo::RepoError| match e {
+        voronka_domain::repo::RepoError::Store(e) => e,
+        other => StoreError::Backend(other.to_string()),
+    };
+    if personal_data::names_erased_address(deps.store.as_ref(), event).await? {
+        return Ok(Resolved::Erased("names an address erased after the event"));
+    }
+    if event.trusted
+        && let Some(id) = event.contact.contact_id.as_deref().filter(|id| anonymous_id_of(id).is_none())
+    {
+        let repo = ContactRepository::new(deps.store.as_ref());
+        match repo.lookup(id).await.map_err(store_error)? {
+            ContactLookup::Found(contact) => return Ok(Resolved::Contact(contact)),
+            ContactLookup::Erased(_) => return Ok(Resolved::Erased("about an erased contact")),
+            ContactLookup::Missing => {}
+        }
+    }
+    Ok(match find_contact(deps, event).await? {
+        Some(contact) => Resolved::Contact(Box::new(contact)),
+        None => Resolved::Nobody,
+    })
+}
+
+/// Finds the contact an event is about by its identities (the contact id was looked up already).
+async fn find_contact(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Contact>, StoreError> {
     let repo = ContactRepository::new(deps.store.as_ref());
     // Due work filed under an anonymous visitor names them `anon:<id>`.
     let map = |r: Result<Option<Contact>, voronka_domain::repo::RepoError>| match r {
@@ -243,11 +280,6 @@ async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Contact>,
             Some(anonymous_id) => map(repo.find_by_anonymous_id(anonymous_id).await),
             None => Ok(None),
         };
-    }
-    if let Some(id) = &event.contact.contact_id
-        && let Some(contact) = map(repo.get(id).await)?
-    {
-        return Ok(Some(contact));
     }
     // For SES feedback this is the recipient of a bounce or complaint: the identity key finds the
     // person when the message carried no (or a stale) contact tag.
@@ -283,10 +315,15 @@ async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Contact>,
     {
         let settings = &deps.campaigns.settings;
         let now = deps.clock.now();
-        let new_contact = || {
-            let id = format!("c_{}", &email.identity_digest()[..26]);
-            Contact::new(id, now, settings.default_locale.clone(), settings.default_time_zone.clone())
+        // The id is derived from the address so a retried event makes the same contact; a buyer
+        // erased before gets an id of their own, since the old one is a tombstone for good.
+        let erased_at = personal_data::address_erased_at(deps.store.as_ref(), &email).await?;
+        let id = match erased_at {
+            Some(at) => format!("c_{}_{}", &email.identity_digest()[..26], at.as_second()),
+            None => format!("c_{}", &email.identity_digest()[..26]),
         };
+        let new_contact =
+            || Contact::new(id.clone(), now, settings.default_locale.clone(), settings.default_time_zone.clone());
         let created = repo.upsert_by_email(&email, now, new_contact, |_| {}).await;
         return map(created.map(|(contact, _)| Some(contact)));
     }
@@ -346,9 +383,10 @@ pub async fn apply_event(deps: &EvaluatorDeps, event: &Event) -> Result<Outcome,
             return Ok(Outcome::Duplicate);
         }
         let subject = match resolve(deps, event).await? {
-            Some(contact) => Subject::Known(Box::new(contact)),
+            Resolved::Contact(contact) => Subject::Known(contact),
+            Resolved::Erased(reason) => return Ok(Outcome::Unmatched(reason.into())),
             // Anonymous behaviour is kept: trigger counts and carts, for when the visitor identifies.
-            None => match anonymous_visitor(event) {
+            Resolved::Nobody => match anonymous_visitor(event) {
                 Some(anonymous_id) => Subject::Anonymous(anonymous_id),
                 None => return Ok(Outcome::Unmatched("no contact for this event yet".into())),
             },

@@ -170,7 +170,8 @@ struct DashboardState {
 }
 
 /// The admin pages: `/admin/login`, `/admin/logout`, `/admin/dashboard`, `/admin/contacts`,
-/// `/admin/contacts/{id}`; all but the login behind `require_admin`.
+/// `/admin/contacts/{id}`, `/admin/contacts/{id}/erase`; all but the login behind
+/// `require_admin`.
 pub fn router(app: AppState, outbox_dir: PathBuf) -> Router {
     let state = DashboardState { app, outbox_dir, sessions: Arc::new(Sessions::default()) };
     let guarded = Router::new()
@@ -178,6 +179,7 @@ pub fn router(app: AppState, outbox_dir: PathBuf) -> Router {
         .route("/admin/dashboard", get(dashboard))
         .route("/admin/contacts", get(search_contacts))
         .route("/admin/contacts/{id}", get(show_contact))
+        .route("/admin/contacts/{id}/erase", get(confirm_erase).post(erase_contact))
         .route("/admin/logout", post(logout))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
@@ -396,6 +398,79 @@ async fn show_contact(State(state): State<DashboardState>, UrlPath(id): UrlPath<
     }
 }
 
+/// Asks before erasing: a GET changes nothing, the button POSTs.
+async fn confirm_erase(State(state): State<DashboardState>, UrlPath(id): UrlPath<String>) -> Response {
+    let contact = match ContactRepository::new(state.app.store.as_ref()).get(&id).await {
+        Ok(Some(contact)) => contact,
+        Ok(None) => return message_page(StatusCode::NOT_FOUND, "No such contact", "No contact has this id."),
+        Err(error) => return internal_error("reading a contact to erase", &error),
+    };
+    let path = format!("/admin/contacts/{}/erase", url_component(&id));
+    let body = format!(
+        "<section class=\"card\"><h1>Erase {name}?</h1><p>Everything held about this person goes: the profile, \
+         consent receipts, timeline, chats, journeys, carts and the outbox's mail to them. Only anonymous counts \
+         stay. This cannot be undone.</p><form method=\"post\" action=\"{path}\">\
+         <button type=\"submit\" id=\"erase\">Erase this person</button></form>\
+         <p><a href=\"/admin/contacts/{id}\">Back to the contact</a></p></section>",
+        name = escape(&contact_page::display_name(&contact)),
+        path = escape(&path),
+        id = escape(&url_component(&id)),
+    );
+    Html(page("Erase a contact", &body, LinkMode::Server)).into_response()
+}
+
+/// Whether a request that rides on the session cookie came from this site's own page: the
+/// cookie is SameSite=Strict already; the Origin check also holds for browsers that ignore it.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    match (host, origin) {
+        (Some(host), Some(origin)) => {
+            let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+            authority.is_some_and(|authority| authority.eq_ignore_ascii_case(host))
+        }
+        _ => false,
+    }
+}
+
+/// Erases the person (`repo::personal_data::erase`, whole, with the outbox) and says what went.
+async fn erase_contact(
+    State(state): State<DashboardState>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !bearer_ok(&state, &headers) && !same_origin(&headers) {
+        tracing::info!("an erase from another origin was refused");
+        return message_page(StatusCode::FORBIDDEN, "Refused", "Erase from the contact's own page.");
+    }
+    let store = state.app.store.as_ref();
+    let now = state.app.clock.now();
+    let erased =
+        voronka_domain::repo::personal_data::erase_within(store, state.app.mail_copies.as_ref(), &id, now, usize::MAX)
+            .await;
+    match erased {
+        Ok(report) => {
+            let removed: String = report
+                .removed
+                .iter()
+                .map(|(kind, count)| format!("<tr><th>{}</th><td>{count}</td></tr>", escape(kind)))
+                .collect();
+            let body = format!(
+                "<section class=\"card\"><h1 id=\"erased\">Erased</h1><p>Contact {id} was erased at {at}{again}.</p>\
+                 <table class=\"kv\">{removed}</table><p><a href=\"/admin/contacts\">Contacts</a></p></section>",
+                id = escape(&id),
+                at = escape(&report.erased_at.to_string()),
+                again = if report.already_erased { " (before this request)" } else { "" },
+            );
+            Html(page("Erased", &body, LinkMode::Server)).into_response()
+        }
+        Err(voronka_domain::repo::personal_data::PersonalDataError::NotFound) => {
+            message_page(StatusCode::NOT_FOUND, "No such contact", "No contact has this id.")
+        }
+        Err(error) => internal_error("erasing a contact", &error),
+    }
+}
+
 /// The report the dashboard draws: `query`'s range and model, always grouped by channel.
 pub async fn report(state: &AppState, query: &KpiQuery) -> anyhow::Result<KpiReport> {
     let settings = &state.campaigns.settings;
@@ -557,11 +632,14 @@ mod tests {
             "/admin/contacts",
             "/admin/contacts?email=p0@example.com",
             "/admin/contacts/c1",
+            "/admin/contacts/c1/erase",
         ] {
             let status = send(Request::get(path).body(Body::empty()).unwrap()).await;
             assert_eq!(status, StatusCode::SEE_OTHER, "{path} sends a browser to the login");
         }
         assert_eq!(send(Request::post("/admin/logout").body(Body::empty()).unwrap()).await, StatusCode::UNAUTHORIZED);
+        let erase = Request::post("/admin/contacts/c1/erase").body(Body::empty()).unwrap();
+        assert_eq!(send(erase).await, StatusCode::UNAUTHORIZED);
         for (host, expected) in [
             ("localhost:8080", StatusCode::OK),
             ("127.0.0.1:8080", StatusCode::OK),
@@ -576,6 +654,60 @@ mod tests {
                 .unwrap();
             assert_eq!(send(admin).await, expected, "dashboard for {host}");
         }
+    }
+
+    /// The contact page's erase button: a confirmation page (a GET erases nothing), then a POST
+    /// that rides on the session cookie only from this site's own page.
+    #[tokio::test]
+    async fn a_signed_in_operator_erases_a_contact_from_its_page_and_no_other_site_can() {
+        let stack = stack_with_contacts(1).await;
+        let app = crate::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf());
+        let send = |request: Request<Body>| {
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request).await.unwrap();
+                let status = response.status();
+                let cookie = response.headers().get(header::SET_COOKIE).map(|c| c.to_str().unwrap().to_string());
+                let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+                (status, cookie, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        let login = Request::post("/admin/login")
+            .header("host", "127.0.0.1:8080")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(format!("key={}", stack.admin_key)))
+            .unwrap();
+        let cookie = send(login).await.1.expect("a session cookie");
+        let cookie = cookie.split(';').next().unwrap().to_string();
+        let id = ContactRepository::new(stack.state.store.as_ref()).recent(1).await.unwrap()[0].id.clone();
+        let page = |path: String| {
+            Request::get(path).header("host", "127.0.0.1:8080").header("cookie", &cookie).body(Body::empty()).unwrap()
+        };
+        let (status, _, html) = send(page(format!("/admin/contacts/{id}"))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains(&format!("href=\"/admin/contacts/{id}/erase\"")), "{html}");
+        let (status, _, html) = send(page(format!("/admin/contacts/{id}/erase"))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("method=\"post\"") && html.contains("id=\"erase\""), "{html}");
+
+        let post = |origin: Option<&str>| {
+            let mut request = Request::post(format!("/admin/contacts/{id}/erase"))
+                .header("host", "127.0.0.1:8080")
+                .header("cookie", &cookie);
+            if let Some(origin) = origin {
+                request = request.header("origin", origin);
+            }
+            request.body(Body::empty()).unwrap()
+        };
+        for foreign in [None, Some("https://evil.example"), Some("http://127.0.0.1:8080.evil.example")] {
+            assert_eq!(send(post(foreign)).await.0, StatusCode::FORBIDDEN, "{foreign:?}");
+        }
+        assert!(ContactRepository::new(stack.state.store.as_ref()).get(&id).await.unwrap().is_some());
+        let (status, _, html) = send(post(Some("http://127.0.0.1:8080"))).await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        assert!(html.contains("id=\"erased\""), "{html}");
+        assert!(ContactRepository::new(stack.state.store.as_ref()).get(&id).await.unwrap().is_none());
+        assert_eq!(send(page(format!("/admin/contacts/{id}/erase"))).await.0, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

@@ -91,6 +91,13 @@ enum Command {
         #[command(flatten)]
         folder: DataFolder,
     },
+    /// Erase a person (as `DELETE /v1/contacts/{id}`): every item holding their data and their
+    /// mail in the outbox; prints what went as JSON. Repeating it finishes an interrupted erasure.
+    Erase {
+        contact_id: String,
+        #[command(flatten)]
+        folder: DataFolder,
+    },
     /// Ad spend: `voronka spend import FILE` (.csv or .json).
     Spend {
         #[command(subcommand)]
@@ -319,6 +326,22 @@ async fn main() -> Result<()> {
                 }
             }
             std::io::Write::flush(&mut out)?;
+            Ok(())
+        }
+        Command::Erase { contact_id, folder } => {
+            let stack = open_existing(folder)?;
+            let now = stack.state.clock.now();
+            // No request timeout here: the whole erasure in one go.
+            let erased = voronka_domain::repo::personal_data::erase_within(
+                stack.state.store.as_ref(),
+                stack.outbox.as_ref(),
+                &contact_id,
+                now,
+                usize::MAX,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("erasing {contact_id}: {e}"))?;
+            println!("{}", serde_json::to_string_pretty(&erased)?);
             Ok(())
         }
         Command::Spend { action: SpendAction::Import { file, folder } } => {

@@ -201,7 +201,7 @@ impl Stack {
         let evaluator = trigger_evaluator::EvaluatorDeps { shared: shared.clone() };
         let scheduler = ports;
         let admin_access = lead_capture::admin::AdminAccess::BearerKey(AdminKeyDigest::of(&admin_key));
-        let state = AppState { shared, ids: options.ids, public_base_url, admin_access };
+        let state = AppState { shared, ids: options.ids, public_base_url, admin_access, mail_copies: outbox.clone() };
         Ok(Stack { state, embedded, data_dir: options.data_dir, outbox, sender, evaluator, scheduler, admin_key })
     }
 

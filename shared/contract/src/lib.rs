@@ -66,6 +66,7 @@ macro_rules! contract_tests {
             trigger_counts_count_a_window_by_the_second,
             event_log_reads_a_subject_newest_first_and_a_day_in_time_order,
             discount_codes_are_issued_and_redeemed_once,
+            erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombstone,
             queue_round_trip_and_delete,
             queue_batches_report_each_message,
             queue_hides_received_messages_until_the_visibility_timeout,
@@ -708,6 +709,121 @@ pub async fn discount_codes_are_issued_and_redeemed_once(h: &Harness) {
 }
 
 const VISIBILITY: Duration = Duration::from_secs(2);
+
+/// Erasure reaches every item kind that holds a person, pages through partitions larger than one
+/// transaction, leaves only the tombstone and the erased-address marker, and repeats safely.
+pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombstone(h: &Harness) {
+    use voronka_domain::model::ConsentReceipt;
+    use voronka_domain::ports::NoMailCopies;
+    use voronka_domain::repo::bot_sessions::{BotSessions, SessionOrigin, StoredBotSession};
+    use voronka_domain::repo::personal_data;
+    use voronka_domain::repo::{ContactLookup, carts, consent_receipts};
+    let store = h.store.as_ref();
+    let repo = ContactRepository::new(store);
+    let email = EmailAddress::parse(&format!("{}@example.com", unique("erase"))).unwrap();
+    let anonymous_id = unique("anon");
+    let (contact, _) = repo
+        .upsert_by_email(&email, h.clock.now(), new_contact(&h.clock), |c| {
+            c.anonymous_ids.push(anonymous_id.clone());
+            c.record_consent(ConsentReceipt::granted("r-first", h.clock.now(), "v1", false));
+        })
+        .await
+        .unwrap();
+    let id = contact.id.clone();
+    // More receipts and log entries than one transaction deletes.
+    let receipts: Vec<Item> = (0..120)
+        .map(|i| {
+            let at = h.clock.now() + SignedDuration::from_secs(i);
+            consent_receipts::receipt_item(&id, &ConsentReceipt::granted(&format!("r{i:03}"), at, "v1", false))
+        })
+        .collect();
+    let log: Vec<Item> = (0..130)
+        .map(|i| {
+            let event = json!({"type": "email_sent", "properties": {"idempotency_key": format!("{id}:mail{i}")}});
+            item(&format!("EVLOG#{id}"), &format!("t{i:04}"), json!({"event": event.to_string()}))
+        })
+        .collect();
+    let mut others = vec![
+        item(&format!("EVLOG#anon:{anonymous_id}"), "t0", json!({"event": "{}"})),
+        item(&format!("JSTATE#{id}"), "welcome", json!({"run": 1})),
+        item(&format!("CAP#{id}"), "DAY#2030-01-01", json!({"sent": 1})),
+        item(&format!("TRIG#{id}"), "page_view#000000000001#e1", json!({"event_id": "e1"})),
+        item(
+            &format!("DUE#{id}"),
+            "send:x",
+            json!({"state": "pending",
+            "work": {"kind": "send", "request": {"idempotency_key": format!("{id}:due-send")}}}),
+        ),
+        item(&format!("SEND#{id}:due-send"), "LEDGER", json!({"state": "processing"})),
+        item(&format!("SEND#{id}:mail7"), "LEDGER", json!({"state": "sent"})),
+        item(&format!("CART#{id}-cart"), "STATE", json!({"items": []})),
+    ];
+    others.extend(receipts);
+    others.extend(log);
+    for chunk in others.chunks(25) {
+        store.batch_put(chunk.to_vec()).await.unwrap();
+    }
+    store.transact(vec![carts::list_cart_op(&id, &format!("{id}-cart"), h.clock.now())]).await.unwrap();
+    let mut session = StoredBotSession::new(
+        unique("bs"),
+        "b2b".into(),
+        json!({"answers": [email.as_typed()]}),
+        SessionOrigin::default(),
+        h.clock.now(),
+        SignedDuration::from_hours(24),
+    );
+    session.contact_id = Some(id.clone());
+    BotSessions::new(store).save(&mut session).await.unwrap();
+
+    // A call with a small budget stops part-way (the log alone is two pages); the next goes on
+    // from there.
+    let first = personal_data::erase_within(store, &NoMailCopies, &id, h.clock.now(), 100).await.unwrap();
+    assert!(!first.already_erased && !first.complete, "{first:?}");
+    assert!(ContactRepository::new(store).get(&id).await.unwrap().is_none(), "the tombstone went first");
+    let report = personal_data::erase(store, &NoMailCopies, &id, h.clock.now()).await.unwrap();
+    assert!(report.already_erased && report.complete, "{report:?}");
+    assert_eq!(report.erased_at, first.erased_at);
+    let removed =
+        |kind: &str| first.removed.get(kind).copied().unwrap_or(0) + report.removed.get(kind).copied().unwrap_or(0);
+    assert_eq!(removed("consent_receipts"), 121, "{report:?}");
+    assert_eq!(removed("event_log"), 131, "{report:?}");
+    assert_eq!(removed("send_ledger"), 2, "{report:?}");
+    for kind in ["profile", "email_identity", "anonymous_ids", "bot_sessions", "journey_states", "due_items"] {
+        assert_eq!(removed(kind), 1, "{kind}: {report:?}");
+    }
+    for kind in ["frequency_counters", "trigger_counts", "carts", "cart_listings"] {
+        assert_eq!(removed(kind), 1, "{kind}: {report:?}");
+    }
+    for partition in ["CONSENT#", "EVLOG#", "JSTATE#", "CAP#", "TRIG#", "DUE#", "CARTS#"] {
+        let left = store.query(Query::partition(Index::Table, format!("{partition}{id}"))).await.unwrap();
+        assert!(left.items.is_empty(), "{partition} left: {:?}", left.items);
+    }
+    for key in [
+        Key::new(format!("CART#{id}-cart"), "STATE"),
+        Key::new(format!("SEND#{id}:mail7"), "LEDGER"),
+        Key::new(format!("BOTSESSION#{}", session.session_id), "SESSION"),
+        Key::new(format!("ANON#{anonymous_id}"), "IDENTITY"),
+        Key::new(format!("EMAIL#{}", email.identity_digest()), "IDENTITY"),
+    ] {
+        assert_eq!(store.get(&key).await.unwrap(), None, "{key:?}");
+    }
+    let tombstone = store.get(&Key::new(format!("CONTACT#{id}"), "PROFILE")).await.unwrap().unwrap();
+    let mut attributes: Vec<&str> = tombstone.0.keys().map(String::as_str).collect();
+    attributes.sort();
+    assert_eq!(attributes, ["completed_at", "erased_at", "pk", "sk"], "the tombstone holds no data");
+    assert!(matches!(repo.lookup(&id).await.unwrap(), ContactLookup::Erased(_)));
+    assert!(matches!(repo.update(&id, h.clock.now(), |_| true).await, Err(voronka_domain::repo::RepoError::NotFound)));
+    assert!(personal_data::address_erased_at(store, &email).await.unwrap().is_some());
+
+    let again = personal_data::erase(store, &NoMailCopies, &id, h.clock.now()).await.unwrap();
+    assert!(again.already_erased && again.complete && again.removed.is_empty(), "{again:?}");
+    assert_eq!(again.erased_at, report.erased_at);
+    let (fresh, outcome) = repo.upsert_by_email(&email, h.clock.now(), new_contact(&h.clock), |_| {}).await.unwrap();
+    assert_eq!(outcome, UpsertOutcome::Created);
+    assert_ne!(fresh.id, id, "a new sign-up is a new contact");
+    let unknown = personal_data::erase(store, &NoMailCopies, &unique("c"), h.clock.now()).await;
+    assert!(matches!(unknown, Err(personal_data::PersonalDataError::NotFound)), "{unknown:?}");
+}
 
 pub async fn queue_round_trip_and_delete(h: &Harness) {
     let outcomes = h

@@ -100,6 +100,35 @@ impl EmbeddedStore {
         })
         .await
     }
+
+    /// Every row of the database file as text, every column of every table (items, expired or
+    /// not, and queue messages): what a search for personal data left behind must read, below
+    /// the store's own reads.
+    pub async fn raw_rows(&self) -> Result<Vec<String>, StoreError> {
+        blocking(&self.connection, move |connection| {
+            let mut rows = Vec::new();
+            for sql in [
+                "SELECT pk, sk, gsi1pk, gsi1sk, ttl, body FROM items",
+                "SELECT queue, message_id, body, visible_at, receive_count, receipt FROM queue_messages",
+            ] {
+                let mut statement = connection.prepare(sql).map_err(backend)?;
+                let mut found = statement.query([]).map_err(backend)?;
+                while let Some(row) = found.next().map_err(backend)? {
+                    let columns: Vec<String> = (0..6)
+                        .map(|i| match row.get_ref(i) {
+                            Ok(rusqlite::types::ValueRef::Text(text)) => String::from_utf8_lossy(text).into_owned(),
+                            Ok(rusqlite::types::ValueRef::Integer(n)) => n.to_string(),
+                            Ok(rusqlite::types::ValueRef::Blob(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+                            _ => String::new(),
+                        })
+                        .collect();
+                    rows.push(columns.join("\t"));
+                }
+            }
+            Ok(rows)
+        })
+        .await
+    }
 }
 
 #[async_trait]

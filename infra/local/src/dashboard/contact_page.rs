@@ -276,6 +276,13 @@ pub fn render_contact(view: &ContactView, mode: LinkMode) -> String {
         id = escape(&contact.id),
         name = escape(&name)
     );
+    let erase_link = match mode {
+        LinkMode::Server => format!(
+            "<p><a id=\"erase-contact\" href=\"/admin/contacts/{}/erase\">Erase this person…</a></p>",
+            escape(&super::url_component(&contact.id))
+        ),
+        LinkMode::Static => String::new(),
+    };
     let tags = contact.tags.iter().cloned().collect::<Vec<_>>().join(", ");
     let suppressions =
         contact.suppressions.iter().map(|(r, at)| format!("{} since {}", name_of(r), time(*at))).collect::<Vec<_>>();
@@ -314,6 +321,7 @@ pub fn render_contact(view: &ContactView, mode: LinkMode) -> String {
         }
         body.push_str("</table>");
     }
+    body.push_str(&erase_link);
     body.push_str("</section>");
 
     if let Some(score) = &view.score {

@@ -44,3 +44,65 @@ pub trait Mailer: Send + Sync {
     /// Sends one message; returns the service's message id.
     async fn send(&self, email: &OutgoingEmail) -> Result<String, MailError>;
 }
+
+/// A copy of a sent message the mail service keeps, as an export lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MailCopy {
+    /// The copy's name where it is kept (the outbox's file name).
+    pub name: String,
+    pub to: String,
+    pub subject: String,
+    pub date: String,
+}
+
+/// What finds a person's mail among the copies: every text that marks a message as about them
+/// (their address, phone, contact id), compared without case after decoding the message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PersonMarkers {
+    pub texts: Vec<String>,
+}
+
+impl PersonMarkers {
+    /// Markers from the texts given, empty and very short ones dropped (they would match any
+    /// message).
+    pub fn new<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
+        let texts = texts.into_iter().map(|t| t.trim().to_lowercase()).filter(|t| t.chars().count() >= 6).collect();
+        PersonMarkers { texts }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    /// Whether a decoded message text names the person.
+    pub fn found_in(&self, text: &str) -> bool {
+        let text = text.to_lowercase();
+        self.texts.iter().any(|marker| text.contains(marker.as_str()))
+    }
+}
+
+/// The copies of sent mail a mail service keeps, for a person's export and erasure. The local
+/// outbox keeps every message as a file; SES keeps none (`NoMailCopies`), so there the same
+/// handler finds and erases nothing.
+#[async_trait]
+pub trait MailCopies: Send + Sync {
+    /// The copies about the person, newest first, at most `limit`, and whether more exist.
+    async fn copies_about(&self, person: &PersonMarkers, limit: usize) -> Result<(Vec<MailCopy>, bool), String>;
+
+    /// Deletes every copy about the person; returns how many went.
+    async fn erase_copies_about(&self, person: &PersonMarkers) -> Result<usize, String>;
+}
+
+/// A mail service that keeps no copy of what it sent (SES).
+pub struct NoMailCopies;
+
+#[async_trait]
+impl MailCopies for NoMailCopies {
+    async fn copies_about(&self, _: &PersonMarkers, _: usize) -> Result<(Vec<MailCopy>, bool), String> {
+        Ok((Vec::new(), false))
+    }
+
+    async fn erase_copies_about(&self, _: &PersonMarkers) -> Result<usize, String> {
+        Ok(0)
+    }
+}

@@ -6,7 +6,7 @@ pub mod queue;
 pub mod store;
 
 pub use clock::{Clock, IdGenerator, RandomIds, SeededIds, SimulatedClock, SystemClock};
-pub use mailer::{MailError, Mailer, OutgoingEmail};
+pub use mailer::{MailCopies, MailCopy, MailError, Mailer, NoMailCopies, OutgoingEmail, PersonMarkers};
 pub use queue::{
     BatchHandler, Delivery, MAX_DELAY, MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage,
     SendOutcome, check_receive, check_send_batch, consume_batch, send_all,

@@ -132,7 +132,7 @@ impl<'a> BotSessions<'a> {
     pub async fn load<S: DeserializeOwned>(&self, session_id: &str) -> Result<Option<StoredBotSession<S>>, StoreError> {
         let Some(item) = self.store.get(&session_key(session_id)).await? else { return Ok(None) };
         let mut map = item.0;
-        for name in ["pk", "sk", "ttl"] {
+        for name in ["pk", "sk", "ttl", "gsi1pk", "gsi1sk"] {
             map.remove(name);
         }
         serde_json::from_value(Value::Object(map))
@@ -160,10 +160,20 @@ impl<'a> BotSessions<'a> {
     }
 }
 
+/// The index partition of a contact's captured sessions: how an erasure or an export reaches the
+/// conversations a person had (their answers are personal data).
+pub fn contact_sessions_partition(contact_id: &str) -> String {
+    format!("BOTSESSIONS#{contact_id}")
+}
+
 fn item_of<S: Serialize>(session: &StoredBotSession<S>) -> Item {
     let attributes = serde_json::to_value(session).expect("bot sessions serialise");
-    Item::new(&session_key(&session.session_id), attributes)
-        .with_ttl((session.expires_at + EXPIRED_KEPT_FOR).as_second())
+    let item = Item::new(&session_key(&session.session_id), attributes)
+        .with_ttl((session.expires_at + EXPIRED_KEPT_FOR).as_second());
+    match &session.contact_id {
+        Some(contact_id) => item.with_gsi1(contact_sessions_partition(contact_id), session.session_id.clone()),
+        None => item,
+    }
 }
 
 #[cfg(test)]
@@ -206,5 +216,22 @@ mod tests {
         let item = item_of(&stored);
         assert_eq!(item.get_str("pk"), Some("BOTSESSION#s"));
         assert_eq!(item.get_i64("ttl"), Some((stored.expires_at + EXPIRED_KEPT_FOR).as_second()));
+        assert_eq!(item.get_str("gsi1pk"), None, "a session nobody was captured by is in no listing");
+    }
+
+    #[test]
+    fn a_captured_session_is_listed_under_its_contact() {
+        let mut stored = StoredBotSession::new(
+            "s".into(),
+            "b2b".into(),
+            (),
+            SessionOrigin::default(),
+            at("2026-01-01T00:00:00Z"),
+            DEFAULT_SESSION_TTL,
+        );
+        stored.contact_id = Some("c_1".into());
+        let item = item_of(&stored);
+        assert_eq!(item.get_str("gsi1pk"), Some("BOTSESSIONS#c_1"));
+        assert_eq!(item.get_str("gsi1sk"), Some("s"));
     }
 }

@@ -63,12 +63,39 @@ pub fn contact_key(id: &str) -> Key {
     Key::new(format!("CONTACT#{id}"), "PROFILE")
 }
 
-fn email_key(email: &EmailAddress) -> Key {
-    Key::new(format!("EMAIL#{}", email.identity_digest()), "IDENTITY")
+pub(crate) fn email_key(email: &EmailAddress) -> Key {
+    email_key_of_digest(&email.identity_digest())
 }
 
-fn anonymous_key(anonymous_id: &str) -> Key {
+pub(crate) fn email_key_of_digest(identity_digest: &str) -> Key {
+    Key::new(format!("EMAIL#{identity_digest}"), "IDENTITY")
+}
+
+pub(crate) fn anonymous_key(anonymous_id: &str) -> Key {
     Key::new(format!("ANON#{anonymous_id}"), "IDENTITY")
+}
+
+/// The attribute that makes a `CONTACT#` item an erasure tombstone rather than a contact
+/// (`repo::personal_data`): no contact reads from it, no write lands on it.
+pub(crate) const ERASED_AT: &str = "erased_at";
+
+/// What a contact id stands for now.
+#[derive(Debug, Clone)]
+pub enum ContactLookup {
+    Found(Box<Contact>),
+    /// The person was erased at this time: only the tombstone is left.
+    Erased(Timestamp),
+    Missing,
+}
+
+pub(crate) fn lookup_of(item: Option<Item>) -> Result<ContactLookup, RepoError> {
+    let Some(item) = item else { return Ok(ContactLookup::Missing) };
+    if let Some(erased_at) = item.get(ERASED_AT) {
+        let at = serde_json::from_value(erased_at.clone())
+            .map_err(|e| RepoError::Corrupt(format!("erased contact: {e}")))?;
+        return Ok(ContactLookup::Erased(at));
+    }
+    from_item(item).map(|contact| ContactLookup::Found(Box::new(contact)))
 }
 
 fn shard_of(id: &str) -> u32 {
@@ -115,8 +142,17 @@ impl<'a> ContactRepository<'a> {
         ContactRepository { store }
     }
 
+    /// The contact, or `None` when there is none or it was erased.
     pub async fn get(&self, id: &str) -> Result<Option<Contact>, RepoError> {
-        self.store.get(&contact_key(id)).await?.map(from_item).transpose()
+        match self.lookup(id).await? {
+            ContactLookup::Found(contact) => Ok(Some(*contact)),
+            ContactLookup::Erased(_) | ContactLookup::Missing => Ok(None),
+        }
+    }
+
+    /// The contact, or whether its id was erased.
+    pub async fn lookup(&self, id: &str) -> Result<ContactLookup, RepoError> {
+        lookup_of(self.store.get(&contact_key(id)).await?)
     }
 
     pub async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<Contact>, RepoError> {
@@ -152,16 +188,23 @@ impl<'a> ContactRepository<'a> {
             if attempt > 0 {
                 back_off(attempt).await;
             }
+            // An identity left pointing at an erased contact (an erasure not finished yet) is
+            // taken over by the new contact: a fresh sign-up never lands on the tombstone.
+            let mut erased_owner = None;
             let existing = match self.store.get(&email_key(email)).await? {
                 Some(identity) => {
                     let id = identity
                         .get_str("contact_id")
                         .ok_or_else(|| RepoError::Corrupt("email identity without contact_id".into()))?
                         .to_string();
-                    match self.get(&id).await? {
-                        Some(contact) => Some(contact),
+                    match self.lookup(&id).await? {
+                        ContactLookup::Found(contact) => Some(*contact),
+                        ContactLookup::Erased(_) => {
+                            erased_owner = Some(id);
+                            None
+                        }
                         // The identity was written but the profile is not visible yet: try again.
-                        None => continue,
+                        ContactLookup::Missing => continue,
                     }
                 }
                 None => None,
@@ -194,8 +237,12 @@ impl<'a> ContactRepository<'a> {
                     contact.version = 1;
                     contact.updated_at = now;
                     let identity = Item::new(&email_key(email), serde_json::json!({ "contact_id": contact.id }));
+                    let identity_free = match &erased_owner {
+                        Some(erased) => Condition::equals("contact_id", erased.as_str()),
+                        None => Condition::NotExists,
+                    };
                     let mut ops = vec![
-                        TransactOp::Put { item: identity, condition: Some(Condition::NotExists) },
+                        TransactOp::Put { item: identity, condition: Some(identity_free) },
                         TransactOp::Put { item: contact_item(&contact), condition: Some(Condition::NotExists) },
                     ];
                     ops.extend(anonymous);

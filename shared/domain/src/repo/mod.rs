@@ -13,6 +13,7 @@ pub mod event_receipts;
 pub mod frequency;
 pub mod journey_state;
 pub mod kpi_snapshots;
+pub mod personal_data;
 pub mod processed;
 pub mod rate_limit;
 pub mod scheduler_cursor;
@@ -33,7 +34,7 @@ pub fn anonymous_id_of(subject: &str) -> Option<&str> {
 
 pub use bot_sessions::{BotSessions, SessionWriteError, StoredBotSession};
 pub use consent_receipts::ConsentReceipts;
-pub use contacts::{ContactRepository, RepoError, UpsertOutcome};
+pub use contacts::{ContactLookup, ContactRepository, RepoError, UpsertOutcome};
 pub use event_receipts::{EventClaim, EventReceipts};
 pub use frequency::{FrequencyCaps, Reservation};
 pub use rate_limit::{RateDecision, RateLimiter};

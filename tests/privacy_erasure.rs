@@ -1,0 +1,411 @@
+//! A person's export and erasure over HTTP on the local stack (the router `voronka serve` runs, on
+//! the embedded adapters): a person with a form submission, a chat, behaviour, a cart, journeys
+//! and mail; the export shows each; the erasure leaves their address, phone and name nowhere in
+//! the database file (every row, every column, queues included) or the outbox; a late event
+//! cannot bring them back; the aggregates still count the lead.
+
+mod support;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use support::inprocess::{Answer, TestStack};
+use voronka_domain::model::EmailAddress;
+use voronka_domain::ports::{Clock, MailCopies, MailCopy, PersonMarkers};
+use voronka_domain::repo::ContactRepository;
+use voronka_domain::repo::aggregates::{self, Metric};
+use voronka_domain::repo::personal_data::{self, PersonalDataError};
+
+const EMAIL: &str = "Erika.Mustermann@Example.com";
+const PHONE: &str = "+79995553311";
+const NAME: &str = "Erikaunique Mustermannova";
+const SHOP: &str = "https://shop.example";
+
+async fn admin(t: &TestStack, method: &str, path: &str) -> Answer {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {}", t.stack.admin_key))
+        .body(Body::empty())
+        .unwrap();
+    t.send(request).await
+}
+
+fn bot_post(path: &str, body: &Value) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ORIGIN, SHOP)
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// Every place the person could be left: each row of the database file and each outbox file,
+/// both as written and decoded.
+async fn where_the_person_is(t: &TestStack) -> Vec<String> {
+    let needles = [EMAIL.to_lowercase(), PHONE.trim_start_matches('+').to_string(), "erikaunique".to_string()];
+    let mut found = Vec::new();
+    for row in t.stack.embedded.store.raw_rows().await.unwrap() {
+        let lower = row.to_lowercase();
+        if needles.iter().any(|needle| lower.contains(needle.as_str())) {
+            found.push(format!("row: {}", &row[..row.len().min(300)]));
+        }
+    }
+    for entry in std::fs::read_dir(t.stack.outbox.dir()).unwrap().flatten() {
+        let raw = std::fs::read(entry.path()).unwrap();
+        let mut texts = vec![String::from_utf8_lossy(&raw).to_lowercase()];
+        if let Some(message) = mail_parser::MessageParser::default().parse(&raw) {
+            texts.extend((0..message.text_body_count()).filter_map(|i| message.body_text(i)).map(|t| t.to_lowercase()));
+            texts.extend(message.subject().map(str::to_lowercase));
+        }
+        if texts.iter().any(|text| needles.iter().any(|needle| text.contains(needle.as_str()))) {
+            found.push(format!("outbox: {}", entry.path().display()));
+        }
+    }
+    found
+}
+
+/// The person: the consultation form (name, email, phone, consent, an anonymous id), a chat with
+/// the qualification bot that captures the same address, browsing, a cart, a purchase.
+async fn a_person_with_everything(t: &TestStack) -> String {
+    // Browsing before the person identifies: filed under the anonymous id the form then links.
+    t.post_events(
+        vec![json!({"event_id": "erika-view-1", "type": "page_view", "anonymous_id": "anon-erika",
+            "properties": {"url": "https://shop.example/p/1", "title": "Shoes"}})],
+        false,
+    )
+    .await;
+    let fields = json!({"name": NAME, "email": EMAIL, "phone": PHONE, "company_size": "51-200",
+        "website": "https://erika.example", "consent": true, "time_zone": "Europe/Berlin",
+        "anonymous_id": "anon-erika", "utm_source": "newsletter"});
+    let answer = t.submit_json("consultation", fields).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let contact_id = answer.json()["contact_id"].as_str().unwrap().to_string();
+    voronka_local::workers::drain(&t.stack).await.unwrap();
+
+    // Three views of one category enter the category-interest journey (its wait is a due item).
+    let views = (1..=3)
+        .map(|n| {
+            json!({"event_id": format!("erika-category-{n}"), "type": "category_view", "contact_id": contact_id,
+                "properties": {"category": "shoes"}})
+        })
+        .collect();
+    t.post_events(views, true).await;
+    let started = t.send(bot_post("/v1/bot/b2b_demo/sessions", &json!({"locale": "en"}))).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    let session = started.json()["session_id"].as_str().unwrap().to_string();
+    let answers = ["https://erika.example", "201+", "founder", "this_month", EMAIL, "yes"];
+    for (i, value) in answers.iter().enumerate() {
+        let path = format!("/v1/bot/sessions/{session}/answers");
+        let answer = t.send(bot_post(&path, &json!({"seq": i + 1, "value": value}))).await;
+        assert_eq!(answer.status, StatusCode::OK, "answer {}: {}", i + 1, answer.text);
+    }
+    voronka_local::workers::drain(&t.stack).await.unwrap();
+
+    t.post_events(
+        vec![json!({"event_id": "erika-atc-1", "type": "add_to_cart", "contact_id": contact_id, "properties": {
+            "cart_id": "cart-erika", "sku": "s1", "name": "Item s1", "price": 10.0, "quantity": 1, "currency": "RUB",
+            "cart_url": "https://shop.example/cart/cart-erika"}})],
+        true,
+    )
+    .await;
+    t.run_for(90, 15).await;
+    t.post_events(
+        vec![json!({"event_id": "erika-order-1", "type": "purchase", "contact_id": contact_id,
+            "properties": {"order_id": "o-erika-1", "revenue": 25.0, "currency": "RUB"}})],
+        true,
+    )
+    .await;
+    contact_id
+}
+
+#[tokio::test]
+async fn an_erased_person_is_nowhere_in_the_store_or_the_outbox_and_a_late_event_brings_nothing_back() {
+    let t = TestStack::new();
+    let contact_id = a_person_with_everything(&t).await;
+    let settings = &t.stack.state.campaigns.settings;
+    let day = aggregates::date(t.clock.now(), settings);
+    let leads_before = lead_count(&t, day).await;
+    assert!(leads_before >= 1.0, "the lead was counted");
+    assert!(!where_the_person_is(&t).await.is_empty(), "the test can find the person before the erasure");
+
+    // The export shows every section.
+    let export = admin(&t, "GET", &format!("/v1/contacts/{contact_id}/export")).await;
+    assert_eq!(export.status, StatusCode::OK, "{}", export.text);
+    let body = export.json();
+    assert_eq!(body["contact"]["id"], contact_id.as_str());
+    assert_eq!(body["contact"]["phone"], PHONE);
+    let receipts = body["consent_receipts"].as_array().unwrap();
+    assert!(receipts.len() >= 2, "the form's and the chat's consent: {receipts:?}");
+    assert!(receipts.iter().all(|r| r["ip"].is_string() && r["at"].is_string()), "{receipts:?}");
+    let timeline = body["timeline"].as_array().unwrap();
+    for kind in ["page_view", "add_to_cart", "purchase", "lead_created"] {
+        assert!(timeline.iter().any(|entry| entry["event"]["type"] == kind), "{kind} in {timeline:?}");
+    }
+    assert!(timeline.iter().any(|entry| entry["subject"] == "anon:anon-erika"), "browsing before identifying");
+    assert!(!body["journeys"].as_array().unwrap().is_empty(), "{}", body["journeys"]);
+    assert_eq!(body["carts"].as_array().unwrap().len(), 1, "{}", body["carts"]);
+    assert_eq!(body["orders"]["orders"], 1, "{}", body["orders"]);
+    assert_eq!(body["bot_sessions"].as_array().unwrap().len(), 1, "{}", body["bot_sessions"]);
+    assert!(!body["messages"]["mail_copies"].as_array().unwrap().is_empty(), "{}", body["messages"]);
+    assert!(
+        body["messages"]["mail_copies"].as_array().unwrap().iter().any(|m| m["to"] == "sales@shop.example"),
+        "the sales email about the person is theirs too: {}",
+        body["messages"]
+    );
+    assert!(!body["messages"]["ledger"].as_array().unwrap().is_empty(), "{}", body["messages"]);
+    assert!(body["score"].is_object(), "{}", body["score"]);
+    assert_eq!(body["truncated"], json!({}));
+
+    // A late event: queued before the erasure (the shop names the address), processed after.
+    let late = vec![
+        json!({"event_id": "erika-order-late", "type": "purchase", "email": EMAIL,
+            "properties": {"order_id": "o-erika-2", "revenue": 40.0, "currency": "RUB"}}),
+        json!({"event_id": "erika-login-late", "type": "page_view", "contact_id": contact_id,
+            "properties": {"url": "https://shop.example/account"}}),
+    ];
+    let queued = t.post_events_answer(late, true).await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{}", queued.text);
+    t.advance(5);
+
+    let erased = admin(&t, "DELETE", &format!("/v1/contacts/{contact_id}")).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+    let report = erased.json();
+    assert_eq!(report["contact_id"], contact_id.as_str());
+    assert_eq!((report["already_erased"].clone(), report["complete"].clone()), (json!(false), json!(true)));
+    for kind in [
+        "profile",
+        "email_identity",
+        "anonymous_ids",
+        "consent_receipts",
+        "event_log",
+        "bot_sessions",
+        "journey_states",
+        "due_items",
+        "carts",
+        "mail_copies",
+    ] {
+        assert!(report["removed"][kind].as_u64().unwrap_or(0) >= 1, "{kind} removed: {report}");
+    }
+
+    voronka_local::workers::drain(&t.stack).await.unwrap();
+    t.run_for(60 * 24 * 3, 60).await;
+    let left = where_the_person_is(&t).await;
+    assert!(left.is_empty(), "the person is still here:\n{}", left.join("\n"));
+    let repo = ContactRepository::new(t.stack.state.store.as_ref());
+    assert!(repo.find_by_email(&EmailAddress::parse(EMAIL).unwrap()).await.unwrap().is_none(), "no contact again");
+    assert!(repo.get(&contact_id).await.unwrap().is_none());
+
+    let export = admin(&t, "GET", &format!("/v1/contacts/{contact_id}/export")).await;
+    assert_eq!((export.status, export.error_code().as_str()), (StatusCode::NOT_FOUND, "erased"), "{}", export.text);
+    let profile = admin(&t, "GET", &format!("/v1/contacts/{contact_id}")).await;
+    assert_eq!(profile.status, StatusCode::NOT_FOUND);
+
+    // Erasing again is a success that says so; an unknown id is not.
+    let again = admin(&t, "DELETE", &format!("/v1/contacts/{contact_id}")).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.json()["already_erased"], true);
+    assert_eq!(again.json()["erased_at"], report["erased_at"]);
+    let unknown = admin(&t, "DELETE", "/v1/contacts/c_nobody").await;
+    assert_eq!((unknown.status, unknown.error_code().as_str()), (StatusCode::NOT_FOUND, "not_found"));
+
+    assert_eq!(lead_count(&t, day).await, leads_before, "the aggregates still count the lead");
+
+    // A new sign-up after the erasure is a fresh consent: a new contact, never the erased id.
+    let fields = json!({"name": "Erika", "email": EMAIL, "phone": PHONE, "company_size": "1-10", "consent": true});
+    let answer = t.submit_json("consultation", fields).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let new_id = answer.json()["contact_id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, contact_id);
+    assert_eq!(repo.find_by_email(&EmailAddress::parse(EMAIL).unwrap()).await.unwrap().unwrap().id, new_id);
+}
+
+async fn lead_count(t: &TestStack, day: jiff::civil::Date) -> f64 {
+    aggregates::daily_totals(t.stack.state.store.as_ref(), day)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|total| total.metric == Metric::Leads)
+        .map(|total| total.value)
+        .sum()
+}
+
+/// Mail copies that cannot be reached: the erasure stops right after its tombstone, as a crash
+/// there would leave it.
+struct Unreachable;
+
+#[async_trait::async_trait]
+impl MailCopies for Unreachable {
+    async fn copies_about(&self, _: &PersonMarkers, _: usize) -> Result<(Vec<MailCopy>, bool), String> {
+        Err("unreachable".into())
+    }
+
+    async fn erase_copies_about(&self, _: &PersonMarkers) -> Result<usize, String> {
+        Err("unreachable".into())
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_erasure_stops_every_writer_and_a_retry_finishes_it() {
+    let t = TestStack::new();
+    let contact_id = a_person_with_everything(&t).await;
+    let store = t.stack.state.store.as_ref();
+    let stopped = personal_data::erase(store, &Unreachable, &contact_id, t.clock.now()).await;
+    assert!(matches!(stopped, Err(PersonalDataError::MailCopies(_))), "{stopped:?}");
+
+    // Only the tombstone is written, and already nothing reads or writes the person.
+    let profile = admin(&t, "GET", &format!("/v1/contacts/{contact_id}")).await;
+    assert_eq!(profile.status, StatusCode::NOT_FOUND);
+    let export = admin(&t, "GET", &format!("/v1/contacts/{contact_id}/export")).await;
+    assert_eq!(export.error_code(), "erased", "{}", export.text);
+    t.post_events(
+        vec![json!({"event_id": "erika-mid-erasure", "type": "purchase", "contact_id": contact_id,
+            "properties": {"order_id": "o-erika-3", "revenue": 5.0, "currency": "RUB"}})],
+        true,
+    )
+    .await;
+    let fields = json!({"name": NAME, "email": EMAIL, "phone": PHONE, "company_size": "1-10", "consent": true});
+    let resubmitted = t.submit_json("consultation", fields).await;
+    assert_eq!(resubmitted.status, StatusCode::CREATED, "{}", resubmitted.text);
+    let new_id = resubmitted.json()["contact_id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, contact_id, "a sign-up during the erasure makes a new contact");
+
+    let retry = admin(&t, "DELETE", &format!("/v1/contacts/{contact_id}")).await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.text);
+    let report = retry.json();
+    assert_eq!(report["already_erased"], true);
+    assert!(report["removed"]["mail_copies"].as_u64().unwrap_or(0) >= 1, "{report}");
+    assert!(report["removed"]["event_log"].as_u64().unwrap_or(0) >= 1, "{report}");
+    assert_eq!(report["removed"].get("email_identity"), None, "the address is the new contact's now: {report}");
+    let new_contact = admin(&t, "GET", &format!("/v1/contacts/{new_id}")).await;
+    assert_eq!(new_contact.status, StatusCode::OK, "the retry leaves the new contact alone");
+
+    // The new contact goes too; then nothing of the person is left.
+    let erased_new = admin(&t, "DELETE", &format!("/v1/contacts/{new_id}")).await;
+    assert_eq!(erased_new.status, StatusCode::OK, "{}", erased_new.text);
+    voronka_local::workers::drain(&t.stack).await.unwrap();
+    let left = where_the_person_is(&t).await;
+    assert!(left.is_empty(), "the person is still here:\n{}", left.join("\n"));
+}
+
+/// A buyer the shop reported gets a contact id derived from the address; after their erasure, a
+/// new order from them makes a new contact instead of running into the tombstone forever.
+#[tokio::test]
+async fn a_buyer_erased_and_buying_again_is_a_new_contact() {
+    let t = TestStack::new();
+    let order = |id: &str| {
+        json!({"event_id": id, "type": "purchase", "email": "buyer.again@example.com",
+            "properties": {"order_id": id, "revenue": 12.0, "currency": "RUB"}})
+    };
+    t.post_events(vec![order("first-order")], true).await;
+    let repo = ContactRepository::new(t.stack.state.store.as_ref());
+    let email = EmailAddress::parse("buyer.again@example.com").unwrap();
+    let first = repo.find_by_email(&email).await.unwrap().expect("the shop's buyer is a contact");
+    let erased = admin(&t, "DELETE", &format!("/v1/contacts/{}", first.id)).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+
+    t.advance(60);
+    t.post_events(vec![order("second-order")], true).await;
+    let second = repo.find_by_email(&email).await.unwrap().expect("the new order makes a new contact");
+    assert_ne!(second.id, first.id);
+    assert_eq!(second.orders.orders, 1, "only the new order: {:?}", second.orders);
+    assert!(t.stack.embedded.queue.depth(voronka_domain::ports::QueueName::Events).await.unwrap() == 0);
+}
+
+/// However much is held about a person, the export reads a bounded amount: each section at most
+/// its cap, newest first, and `truncated` names the sections it cut.
+#[tokio::test]
+async fn an_export_is_bounded_and_says_what_it_cut() {
+    use voronka_domain::model::ConsentReceipt;
+    use voronka_domain::repo::consent_receipts::receipt_item;
+    let t = TestStack::new();
+    let contact_id = t.consented_contact("many.receipts@example.com", json!({})).await;
+    let start = t.clock.now();
+    let held = personal_data::WRITE_BUDGET + 20;
+    let receipts: Vec<_> = (0..held)
+        .map(|i| {
+            let at = start + jiff::SignedDuration::from_secs(i as i64 + 1);
+            receipt_item(&contact_id, &ConsentReceipt::granted(&format!("bulk{i:04}"), at, "v1", false))
+        })
+        .collect();
+    let store = t.stack.state.store.as_ref();
+    for chunk in receipts.chunks(25) {
+        store.batch_put(chunk.to_vec()).await.unwrap();
+    }
+    let export = admin(&t, "GET", &format!("/v1/contacts/{contact_id}/export")).await;
+    assert_eq!(export.status, StatusCode::OK, "{}", export.text);
+    let body = export.json();
+    let listed = body["consent_receipts"].as_array().unwrap();
+    assert_eq!(listed.len(), personal_data::EXPORT_CAP);
+    assert_eq!(listed[0]["id"], format!("bulk{:04}", held - 1), "newest first");
+    assert_eq!(body["truncated"], json!({"consent_receipts": true}));
+    assert_eq!(body["limits"]["per_section"], personal_data::EXPORT_CAP);
+
+    // Erasing that much takes more than one call's write budget: 202, and the repeat finishes.
+    let path = format!("/v1/contacts/{contact_id}");
+    let partial = admin(&t, "DELETE", &path).await;
+    assert_eq!(partial.status, StatusCode::ACCEPTED, "{}", partial.text);
+    assert_eq!(partial.json()["complete"], false);
+    let mut calls = 1;
+    loop {
+        let next = admin(&t, "DELETE", &path).await;
+        calls += 1;
+        if next.status == StatusCode::OK {
+            assert_eq!(
+                (next.json()["complete"].clone(), next.json()["already_erased"].clone()),
+                (json!(true), json!(true))
+            );
+            break;
+        }
+        assert_eq!(next.status, StatusCode::ACCEPTED, "{}", next.text);
+        assert!(calls < 10, "each call makes progress");
+    }
+    let left =
+        store.query(voronka_domain::ports::Query::partition(Default::default(), format!("CONSENT#{contact_id}")));
+    assert!(left.await.unwrap().items.is_empty());
+}
+
+/// `voronka erase` on a data folder does what the route does, for an operator without HTTP.
+#[tokio::test]
+async fn the_command_line_erases_a_person_in_a_data_folder() {
+    use std::process::Command;
+    use voronka_domain::model::Contact;
+    use voronka_domain::ports::SystemClock;
+    use voronka_local::stack::{Stack, StackOptions};
+    let dir = support::inprocess::TempFolder::new("erase-cli");
+    let email = EmailAddress::parse("cli.person@example.com").unwrap();
+    let contact_id = {
+        let stack = Stack::open(StackOptions {
+            data_dir: Some(dir.path().to_path_buf()),
+            campaigns_dir: None,
+            public_base_url: None,
+            clock: Arc::new(SystemClock),
+            ids: Stack::default_ids(),
+        })
+        .unwrap();
+        let now = stack.state.clock.now();
+        let new_contact = || Contact::new("c_cli_person".into(), now, "en".into(), "UTC".into());
+        let repo = ContactRepository::new(stack.state.store.as_ref());
+        repo.upsert_by_email(&email, now, new_contact, |_| {}).await.unwrap().0.id
+    };
+    let erase = |id: &str| {
+        Command::new(env!("CARGO_BIN_EXE_voronka"))
+            .args(["erase", id, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .expect("voronka runs")
+    };
+    let first = erase(&contact_id);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let report: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(
+        (report["already_erased"].clone(), report["removed"]["email_identity"].clone()),
+        (json!(false), json!(1))
+    );
+    let again: Value = serde_json::from_slice(&erase(&contact_id).stdout).unwrap();
+    assert_eq!(again["already_erased"], true);
+    let unknown = erase("c_nobody");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no contact with this id"), "{unknown:?}");
+}
