@@ -433,7 +433,11 @@ impl FormDefinition {
         }
         let known: BTreeSet<&str> = self.fields.iter().map(|f| f.name.as_str()).collect();
         for name in values.keys() {
-            if name.len() > 64 {
+            if name.is_empty() {
+                // Found by the form fuzzers: `{"": 1}` (or `=1` in a form body) was refused as an
+                // unknown field with an empty name, which tells the sender nothing.
+                errors.push(FieldError::new(name, "empty_field_name", "a field has an empty name"));
+            } else if name.len() > 64 {
                 errors.push(FieldError::new(
                     &name.chars().take(64).collect::<String>(),
                     "unknown_field",
@@ -628,6 +632,15 @@ options = ["1-10", "11-50", "51+"]
             fields,
             BTreeSet::from(["name", "email", "phone", "website", "company_size", "consent", "surprise"])
         );
+    }
+
+    /// Regression from `fuzz/` (form_json, form_urlencoded): an empty field name was an "unknown
+    /// field" named by nothing.
+    #[test]
+    fn an_empty_field_name_is_refused_as_such() {
+        let errors = form().validate(&values(json!({"": "x", "name": "Anna", "email": "a@b.example"}))).unwrap_err();
+        let empty = errors.iter().find(|e| e.field.is_empty()).expect("the empty name is refused");
+        assert_eq!((empty.code.as_str(), empty.message.as_str()), ("empty_field_name", "a field has an empty name"));
     }
 
     #[test]
