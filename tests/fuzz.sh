@@ -28,11 +28,10 @@ if [[ "$("$FUZZ_BIN/cargo-fuzz" --version 2>/dev/null || true)" != "cargo-fuzz $
 fi
 export PATH="$FUZZ_BIN:$PATH"
 export RUSTC_BOOTSTRAP=1
-FUZZ=(fuzz --fuzz-dir fuzz)
 BUILD_FLAGS=(--sanitizer none)
 
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
-cargo "${FUZZ[@]}" build "${BUILD_FLAGS[@]}"
+cargo fuzz build --fuzz-dir fuzz "${BUILD_FLAGS[@]}"
 
 # New inputs libFuzzer finds go to a scratch folder; the committed corpus stays small and only read.
 SCRATCH=$(mktemp -d)
@@ -40,14 +39,14 @@ trap 'rm -rf "$SCRATCH"' EXIT
 if [[ $# -gt 0 ]]; then
     TARGETS=("$@")
 else
-    mapfile -t TARGETS < <(cargo "${FUZZ[@]}" list)
+    mapfile -t TARGETS < <(cargo fuzz list --fuzz-dir fuzz)
 fi
 for target in "${TARGETS[@]}"; do
     [[ -d "fuzz/corpus/$target" ]] || fail "fuzz/corpus/$target is missing: every target keeps its seeds in the repository."
     mkdir -p "$SCRATCH/$target"
     printf '  %-16s ' "$target"
     log="$SCRATCH/$target.log"
-    if ! cargo "${FUZZ[@]}" run "${BUILD_FLAGS[@]}" "$target" "$SCRATCH/$target" "fuzz/corpus/$target" -- \
+    if ! cargo fuzz run --fuzz-dir fuzz "${BUILD_FLAGS[@]}" "$target" "$SCRATCH/$target" "fuzz/corpus/$target" -- \
         -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
         tail -n 60 "$log" >&2
         fail "fuzz target $target failed; the input is in fuzz/artifacts/$target/. Reproduce with

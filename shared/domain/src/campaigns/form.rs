@@ -123,6 +123,9 @@ pub struct FormDefinition {
 }
 
 const DEFAULT_MAX_LENGTH: usize = 500;
+/// Fields of one form: a form is filled in by a person, and every submission is checked against
+/// each field.
+pub const MAX_FIELDS: usize = 100;
 
 impl FormDefinition {
     pub fn parse(file: &str, text: &str) -> Result<FormDefinition, Vec<CampaignError>> {
@@ -183,8 +186,12 @@ impl FormDefinition {
             .copied()
             .chain([SUBMISSION_ID_FIELD, RENDER_TOKEN_FIELD])
             .collect();
+        if let Some(first_extra) = raw.fields.get(MAX_FIELDS) {
+            let message = format!("a form has at most {MAX_FIELDS} fields (this one has {})", raw.fields.len());
+            error("fields".into(), first_extra.name.span(), &message);
+        }
         let mut seen = BTreeSet::new();
-        for field in &raw.fields {
+        for field in raw.fields.iter().take(MAX_FIELDS) {
             let name = field.name.get_ref();
             let path = format!("fields.{name}");
             if !is_field_name(name) {
