@@ -7,11 +7,11 @@
 #   tests/fuzz.sh                 every target, VORONKA_FUZZ_SECONDS (default 15) each
 #   tests/fuzz.sh event_batch     one target
 #
-# Stable Rust only: the instrumentation flags cargo-fuzz passes are accepted by stable rustc when
-# RUSTC_BOOTSTRAP=1 is set, so no nightly toolchain is needed. Targets are built without a
-# sanitizer (`--sanitizer none`): the code under test is safe Rust, so what we hunt is panics,
-# overflows (debug assertions are on), hangs and unbounded memory; a sanitizer would slow both the
-# build and the runs.
+# Stable Rust only, no nightly toolchain: RUSTC_BOOTSTRAP=1 lets stable rustc take the unstable
+# flags cargo-fuzz passes when it uses them (`-Zsanitizer` for a sanitizer build). Targets are
+# built without a sanitizer (`--sanitizer none`, which needs only stable `-C` flags): the code under
+# test is safe Rust, so what we hunt is panics, overflows (debug assertions are on), hangs and
+# unbounded memory; a sanitizer would slow both the build and the runs.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

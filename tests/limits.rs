@@ -1,5 +1,6 @@
 //! Limits on hostile input (the ones other tests do not already hold): submissions per form from
-//! every address together, field lengths, an event's properties, CORS per form, and campaign files
+//! every address together, field lengths, an event's properties, event bodies over the size limit
+//! (declared or streamed), unsigned event batches per address, CORS per form, and campaign files
 //! of absurd size, count or depth that `voronka validate` must refuse quickly, naming the file,
 //! instead of reading, looping or overflowing its stack.
 
@@ -97,6 +98,45 @@ async fn an_event_with_oversized_properties_is_refused_alone() {
         (Some("too_large"), Some("events[0].properties"))
     );
     assert_eq!(results[1]["status"], "accepted");
+}
+
+fn events_body(body: String, declared_length: bool) -> Request<Body> {
+    let mut request = Request::post("/v1/events").header(header::CONTENT_TYPE, "application/json");
+    if declared_length {
+        request = request.header(header::CONTENT_LENGTH, body.len());
+    }
+    request.body(Body::from(body)).unwrap()
+}
+
+#[tokio::test]
+async fn an_event_body_over_the_limit_is_refused_whether_or_not_it_declares_its_length() {
+    let t = TestStack::new();
+    let limit = t.stack.state.campaigns.settings.limits.max_body_bytes;
+    let event =
+        json!({"event_id": "e1", "type": "page_view", "anonymous_id": "a1", "properties": {"note": "x".repeat(limit)}});
+    let body = json!({ "events": [event] }).to_string();
+    for declared in [true, false] {
+        let answer = t.send(events_body(body.clone(), declared)).await;
+        assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "declared length: {declared}");
+        assert_eq!(answer.error_code(), "payload_too_large");
+    }
+}
+
+#[tokio::test]
+async fn unsigned_event_batches_are_limited_per_address() {
+    let t = TestStack::new();
+    let limit = t.stack.state.campaigns.settings.limits.per_ip_per_minute as usize;
+    let batch =
+        |i: usize| json!({"events": [{"event_id": format!("e{i}"), "type": "page_view", "anonymous_id": "a1"}]});
+    for i in 0..limit {
+        let answer = t.send_from(events_body(batch(i).to_string(), true), "198.51.100.7").await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "batch {i}: {}", answer.text);
+    }
+    let limited = t.send_from(events_body(batch(limit).to_string(), true), "198.51.100.7").await;
+    assert_eq!((limited.status, limited.error_code().as_str()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    assert!(limited.headers.contains_key(header::RETRY_AFTER));
+    let other = t.send_from(events_body(batch(limit + 1).to_string(), true), "198.51.100.8").await;
+    assert_eq!(other.status, StatusCode::ACCEPTED, "the limit is per address");
 }
 
 #[tokio::test]
