@@ -2,7 +2,8 @@
 # Voronka's one test command. On a fresh machine it first installs the tools it needs (pinned, into
 # .tools/venv), then runs: formatting and lints, a check that the local stack links no AWS SDK, unit
 # tests, the port contract suite on the embedded adapters and on the AWS adapters against
-# moto_server, the handler and end-to-end HTTP tests, the campaign-file check, cfn-lint and `sam
+# moto_server, the handler and end-to-end HTTP tests, the campaign-file check, the fuzz targets
+# for a bounded time (tests/fuzz.sh), cfn-lint and `sam
 # validate --lint` on the SAM template, a `cargo lambda build --release` of every function, and a
 # short demo run whose invariants must hold.
 #
@@ -84,6 +85,9 @@ cargo test --workspace --no-fail-fast
 step "Campaign files (voronka validate, and journeys against their JSON Schema)"
 cargo run --quiet -p voronka -- validate
 "$VENV/bin/python" tests/check_journey_schema.py
+
+step "Fuzzing (cargo fuzz, stable Rust: every target of fuzz/ for a bounded time from its corpus)"
+tests/fuzz.sh
 
 step "API schema (schemathesis with openapi.yaml against voronka serve, about 2 minutes)"
 # tests/openapi.rs holds the document's operations to the routers; this holds the answers of the

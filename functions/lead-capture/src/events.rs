@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
+use voronka_domain::campaigns::settings::Limits;
 use voronka_domain::model::event::{EventTrust, is_valid_client_id, is_valid_event_type};
 use voronka_domain::model::{ContactRef, EmailAddress, Event, EventSource, EventType, payload};
 use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
@@ -46,8 +47,9 @@ pub async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Res
     preflight_response(&headers, |o| allowed_origin(&state, o, &headers), &format!(", {EVENTS_SIGNATURE_HEADER}"))
 }
 
+/// What became of one event of a batch.
 #[derive(Debug)]
-enum Verdict {
+pub enum Verdict {
     Accepted(Box<Event>),
     Rejected { code: &'static str, field: String, message: String },
 }
@@ -133,47 +135,7 @@ async fn handle(
         enforce_rate_limit(state, "events-ip", &subject, limits.per_ip_per_minute).await?;
     }
 
-    let envelope: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", format!("the body is not valid JSON: {e}"))
-    })?;
-    let Some(raw_events) = envelope.get("events").and_then(Value::as_array) else {
-        return Err(ApiError::invalid(vec![voronka_domain::errors::FieldError::new(
-            "events",
-            "required",
-            "the body must be {\"events\": [...]}",
-        )]));
-    };
-    if raw_events.is_empty() || raw_events.len() > limits.max_events_per_batch {
-        return Err(ApiError::invalid(vec![voronka_domain::errors::FieldError::new(
-            "events",
-            "batch_size",
-            &format!("a batch holds 1 to {} events", limits.max_events_per_batch),
-        )]));
-    }
-
-    let mut seen = BTreeSet::new();
-    let verdicts: Vec<(String, Verdict)> = raw_events
-        .iter()
-        .enumerate()
-        .map(|(index, raw)| {
-            let id =
-                raw.get("event_id").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("#{index}"));
-            let verdict = match check_event(raw, signed, now, limits.max_event_properties_bytes)
-                .refuse_older_than(oldest_allowed)
-            {
-                Verdict::Accepted(event) if !seen.insert(event.event_id.clone()) => Verdict::Rejected {
-                    code: "duplicate_in_batch",
-                    field: format!("events[{index}].event_id"),
-                    message: "this event_id appears earlier in the same batch".into(),
-                },
-                Verdict::Rejected { code, field, message } => {
-                    Verdict::Rejected { code, field: format!("events[{index}].{field}"), message }
-                }
-                accepted => accepted,
-            };
-            (id, verdict)
-        })
-        .collect();
+    let verdicts = check_batch(&bytes, signed, now, limits, oldest_allowed)?;
 
     let receipts = EventReceipts::new(state.store.as_ref());
     let mut results: Vec<Value> = Vec::with_capacity(verdicts.len());
@@ -267,6 +229,61 @@ impl Verdict {
             (verdict, _) => verdict,
         }
     }
+}
+
+/// Reads a batch body and judges each event, in order: the envelope's problems fail the whole
+/// batch, each event's own problems only that event (with its `event_id`, or `#<index>` without
+/// one); with `oldest_allowed` (a legacy signature), older events are refused. Pure, so the
+/// fuzzer runs exactly what the handler runs.
+pub fn check_batch(
+    bytes: &[u8],
+    signed: bool,
+    now: Timestamp,
+    limits: &Limits,
+    oldest_allowed: Option<Timestamp>,
+) -> Result<Vec<(String, Verdict)>, ApiError> {
+    let envelope: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", format!("the body is not valid JSON: {e}"))
+    })?;
+    let Some(raw_events) = envelope.get("events").and_then(Value::as_array) else {
+        return Err(ApiError::invalid(vec![voronka_domain::errors::FieldError::new(
+            "events",
+            "required",
+            "the body must be {\"events\": [...]}",
+        )]));
+    };
+    if raw_events.is_empty() || raw_events.len() > limits.max_events_per_batch {
+        return Err(ApiError::invalid(vec![voronka_domain::errors::FieldError::new(
+            "events",
+            "batch_size",
+            &format!("a batch holds 1 to {} events", limits.max_events_per_batch),
+        )]));
+    }
+
+    let mut seen = BTreeSet::new();
+    let verdicts = raw_events
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let id =
+                raw.get("event_id").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("#{index}"));
+            let verdict = match check_event(raw, signed, now, limits.max_event_properties_bytes)
+                .refuse_older_than(oldest_allowed)
+            {
+                Verdict::Accepted(event) if !seen.insert(event.event_id.clone()) => Verdict::Rejected {
+                    code: "duplicate_in_batch",
+                    field: format!("events[{index}].event_id"),
+                    message: "this event_id appears earlier in the same batch".into(),
+                },
+                Verdict::Rejected { code, field, message } => {
+                    Verdict::Rejected { code, field: format!("events[{index}].{field}"), message }
+                }
+                accepted => accepted,
+            };
+            (id, verdict)
+        })
+        .collect();
+    Ok(verdicts)
 }
 
 fn reject(code: &'static str, field: &str, message: impl Into<String>) -> Verdict {
@@ -379,4 +396,52 @@ fn check_event(raw: &Value, signed: bool, now: Timestamp, max_properties_bytes: 
         trusted: signed,
         source: if signed { EventSource::Shop } else { EventSource::Browser },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_body_bytes: 65536,
+            per_ip_per_minute: 30,
+            per_form_per_minute: 600,
+            max_events_per_batch: 100,
+            max_event_properties_bytes: 8192,
+        }
+    }
+
+    fn accepted(body: &str, signed: bool) -> Vec<Event> {
+        let now: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+        let verdicts = check_batch(body.as_bytes(), signed, now, &limits(), None).unwrap();
+        verdicts
+            .into_iter()
+            .map(|(id, verdict)| match verdict {
+                Verdict::Accepted(event) => *event,
+                Verdict::Rejected { code, field, .. } => panic!("{id} rejected: {code} at {field}"),
+            })
+            .collect()
+    }
+
+    /// Regression from `fuzz/` (event_batch): an amount written with more digits than an f64
+    /// holds parsed to a neighbour of the closest f64, so the evaluator read another revenue from
+    /// the queue than ingestion had accepted (fixed by serde_json's `float_roundtrip`).
+    #[test]
+    fn an_accepted_event_reads_back_from_the_queue_unchanged() {
+        // Without float_roundtrip this revenue is accepted as 103052827038.17139 and read back
+        // from the queue as 103052827038.1714.
+        let body = r#"{"events":[{"event_id":"o1","type":"purchase","email":"anna@example.com",
+            "properties":{"order_id":"o1","revenue":103052827038.1713749130736702}}]}"#;
+        for event in accepted(body, true) {
+            let queued = serde_json::to_string(&event).unwrap();
+            assert_eq!(serde_json::from_str::<Event>(&queued).unwrap(), event);
+        }
+        let absurd = r#"{"events":[{"event_id":"o1","type":"purchase","email":"anna@example.com",
+            "properties":{"order_id":"o1","revenue":1.99777e+46}}]}"#;
+        let now: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+        let verdicts = check_batch(absurd.as_bytes(), true, now, &limits(), None).unwrap();
+        assert!(matches!(&verdicts[0].1, Verdict::Rejected { code: "out_of_range", field, .. }
+            if field == "events[0].properties.revenue"));
+    }
 }

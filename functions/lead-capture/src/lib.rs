@@ -6,7 +6,7 @@
 
 pub mod admin;
 mod confirm;
-mod events;
+pub mod events;
 pub mod http_util;
 #[cfg(feature = "lambda")]
 pub mod lambda;

@@ -8,12 +8,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 use voronka_domain::campaigns::FormDefinition;
-use voronka_domain::campaigns::form::{RENDER_TOKEN_FIELD, SUBMISSION_ID_FIELD, single_text};
+use voronka_domain::campaigns::form::{RENDER_TOKEN_FIELD, SUBMISSION_ID_FIELD, ValidSubmission, single_text};
 use voronka_domain::errors::FieldError;
 use voronka_domain::model::event::is_valid_client_id;
 use voronka_domain::model::{
-    AcceptedSubmission, Channel, ConsentReceipt, Contact, ContactRef, DoubleOptIn, Event, EventSource, EventType,
-    Priority, Recipient, SendClass, SendOrigin, SendRequest, Touch,
+    AcceptedSubmission, Channel, ConsentReceipt, Contact, ContactRef, DoubleOptIn, EmailAddress, Event, EventSource,
+    EventType, Priority, Recipient, SendClass, SendOrigin, SendRequest, Touch,
 };
 use voronka_domain::ports::{OutgoingMessage, QueueName, send_all};
 use voronka_domain::repo::{ContactRepository, UpsertOutcome};
@@ -239,31 +239,8 @@ fn accept(
     now: Timestamp,
 ) -> Result<AcceptedSubmission, ApiError> {
     let settings = &state.campaigns.settings;
-    let mut field_errors = Vec::new();
-    let valid = match form.validate(values) {
-        Ok(valid) => Some(valid),
-        Err(errors) => {
-            field_errors = errors;
-            None
-        }
-    };
-    let (hidden, mut hidden_errors) = hidden_fields(values);
-    field_errors.append(&mut hidden_errors);
+    let CheckedFields { valid, email, hidden } = check_fields(form, values).map_err(ApiError::invalid)?;
     let hidden_text = |name: &str| hidden.get(name).and_then(Value::as_str).map(str::to_string);
-    for name in ["anonymous_id", SUBMISSION_ID_FIELD] {
-        if hidden_text(name).is_some_and(|id| !is_valid_client_id(&id)) {
-            field_errors.push(FieldError::new(name, "invalid_id", "must be 1 to 128 of A-Z a-z 0-9 - _ . :"));
-        }
-    }
-    let Some(valid) = valid.filter(|_| field_errors.is_empty()) else {
-        return Err(ApiError::invalid(field_errors));
-    };
-    // Every form's email field is required (checked when the form is loaded); should one slip
-    // through, the person is told, not answered with a crash.
-    let Some(email) = valid.email else {
-        return Err(ApiError::invalid(vec![FieldError::new("email", "required", "is required")]));
-    };
-
     let submission_id = hidden_text(SUBMISSION_ID_FIELD).unwrap_or_else(|| state.ids.new_id("sub", now));
     let locale = hidden_text("locale")
         .or_else(|| (context.accept_language.as_deref()).map(|v| v.split([',', ';']).next().unwrap_or("").to_string()));
@@ -301,6 +278,44 @@ fn accept(
         double_opt_in: form.double_opt_in,
         submission_id,
     })
+}
+
+/// A submission's fields as the form and the hidden-field rules accept them.
+#[derive(Debug, Clone)]
+pub struct CheckedFields {
+    pub valid: ValidSubmission,
+    pub email: EmailAddress,
+    /// The tracking and identity fields, trimmed.
+    pub hidden: Map<String, Value>,
+}
+
+/// Checks a submission's values against its form and the hidden-field rules, with every problem
+/// named by its field. Pure (no state, no clock), so the fuzzer drives exactly what the handler runs.
+pub fn check_fields(form: &FormDefinition, values: &Map<String, Value>) -> Result<CheckedFields, Vec<FieldError>> {
+    let mut field_errors = Vec::new();
+    let valid = match form.validate(values) {
+        Ok(valid) => Some(valid),
+        Err(errors) => {
+            field_errors = errors;
+            None
+        }
+    };
+    let (hidden, mut hidden_errors) = hidden_fields(values);
+    field_errors.append(&mut hidden_errors);
+    for name in ["anonymous_id", SUBMISSION_ID_FIELD] {
+        if hidden.get(name).and_then(Value::as_str).is_some_and(|id| !is_valid_client_id(id)) {
+            field_errors.push(FieldError::new(name, "invalid_id", "must be 1 to 128 of A-Z a-z 0-9 - _ . :"));
+        }
+    }
+    let Some(mut valid) = valid.filter(|_| field_errors.is_empty()) else {
+        return Err(field_errors);
+    };
+    // Every form's email field is required (checked when the form is loaded); should one slip
+    // through, the person is told, not answered with a crash.
+    let Some(email) = valid.email.take() else {
+        return Err(vec![FieldError::new("email", "required", "is required")]);
+    };
+    Ok(CheckedFields { valid, email, hidden })
 }
 
 /// Creates or updates the contact behind the submission's address.
@@ -382,7 +397,9 @@ fn answer(contact: &Contact, outcome: UpsertOutcome, submission_id: &str) -> Val
     })
 }
 
-fn parse_values(format: BodyFormat, bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+/// A form body's fields: a JSON object, or the pairs of an urlencoded body (a repeated name keeps
+/// its last value).
+pub fn parse_values(format: BodyFormat, bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let bad = |message: &str| ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", message.to_string());
     match format {
         BodyFormat::Json => match serde_json::from_slice::<Value>(bytes) {

@@ -123,6 +123,9 @@ pub struct FormDefinition {
 }
 
 const DEFAULT_MAX_LENGTH: usize = 500;
+/// Fields of one form: a form is filled in by a person, and every submission is checked against
+/// each field.
+pub const MAX_FIELDS: usize = 100;
 
 impl FormDefinition {
     pub fn parse(file: &str, text: &str) -> Result<FormDefinition, Vec<CampaignError>> {
@@ -183,8 +186,12 @@ impl FormDefinition {
             .copied()
             .chain([SUBMISSION_ID_FIELD, RENDER_TOKEN_FIELD])
             .collect();
+        if let Some(first_extra) = raw.fields.get(MAX_FIELDS) {
+            let message = format!("a form has at most {MAX_FIELDS} fields (this one has {})", raw.fields.len());
+            error("fields".into(), first_extra.name.span(), &message);
+        }
         let mut seen = BTreeSet::new();
-        for field in &raw.fields {
+        for field in raw.fields.iter().take(MAX_FIELDS) {
             let name = field.name.get_ref();
             let path = format!("fields.{name}");
             if !is_field_name(name) {
@@ -433,7 +440,11 @@ impl FormDefinition {
         }
         let known: BTreeSet<&str> = self.fields.iter().map(|f| f.name.as_str()).collect();
         for name in values.keys() {
-            if name.len() > 64 {
+            if name.is_empty() {
+                // Found by the form fuzzers: `{"": 1}` (or `=1` in a form body) was refused as an
+                // unknown field with an empty name, which tells the sender nothing.
+                errors.push(FieldError::new(name, "empty_field_name", "a field has an empty name"));
+            } else if name.len() > 64 {
                 errors.push(FieldError::new(
                     &name.chars().take(64).collect::<String>(),
                     "unknown_field",
@@ -628,6 +639,15 @@ options = ["1-10", "11-50", "51+"]
             fields,
             BTreeSet::from(["name", "email", "phone", "website", "company_size", "consent", "surprise"])
         );
+    }
+
+    /// Regression from `fuzz/` (form_json, form_urlencoded): an empty field name was an "unknown
+    /// field" named by nothing.
+    #[test]
+    fn an_empty_field_name_is_refused_as_such() {
+        let errors = form().validate(&values(json!({"": "x", "name": "Anna", "email": "a@b.example"}))).unwrap_err();
+        let empty = errors.iter().find(|e| e.field.is_empty()).expect("the empty name is refused");
+        assert_eq!((empty.code.as_str(), empty.message.as_str()), ("empty_field_name", "a field has an empty name"));
     }
 
     #[test]

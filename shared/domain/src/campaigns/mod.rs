@@ -60,7 +60,10 @@ impl Campaigns {
     /// Parses and checks every file: `settings.toml` (required), `scoring.toml` (optional),
     /// `forms/`, `templates/`, `journeys/` and `bots/`, and the references between them.
     pub fn load(files: &[SourceFile]) -> Result<Campaigns, CampaignErrors> {
-        let mut errors = Vec::new();
+        let mut errors = oversized(files);
+        if !errors.is_empty() {
+            return Err(CampaignErrors(errors));
+        }
         let settings = match files.iter().find(|f| f.path == "settings.toml") {
             Some(file) => match Settings::parse(&file.path, &file.text) {
                 Ok(settings) => Some(settings),
@@ -138,40 +141,98 @@ impl Campaigns {
         TemplateSet::new(self.templates.clone(), &self.settings.default_locale)
     }
 
-    /// Loads every `.toml` file below a folder on disk.
+    /// Loads every `.toml` file below a folder on disk: at most `MAX_FILES` files of at most
+    /// `MAX_FILE_BYTES` each, in folders at most `MAX_FOLDER_DEPTH` deep (a link loop ends there),
+    /// so no folder makes `voronka validate` read without end.
     pub fn load_dir(dir: &std::path::Path) -> Result<Campaigns, CampaignErrors> {
         let mut files = Vec::new();
-        let mut pending = vec![dir.to_path_buf()];
-        while let Some(current) = pending.pop() {
-            let entries = std::fs::read_dir(&current).map_err(|e| {
-                CampaignErrors(vec![CampaignError {
-                    file: current.display().to_string(),
-                    line: None,
-                    field: "folder".into(),
-                    message: format!("cannot read the campaigns folder: {e}"),
-                }])
-            })?;
+        let mut errors = Vec::new();
+        let problem = |file: String, field: &str, message: String| CampaignError {
+            file,
+            line: None,
+            field: field.into(),
+            message,
+        };
+        let mut pending = vec![(dir.to_path_buf(), 0)];
+        while let Some((current, depth)) = pending.pop() {
+            let relative =
+                |path: &std::path::Path| path.strip_prefix(dir).unwrap_or(path).to_string_lossy().replace('\\', "/");
+            if depth > MAX_FOLDER_DEPTH {
+                let message = format!("folders nest at most {MAX_FOLDER_DEPTH} deep (is a link pointing back up?)");
+                errors.push(problem(relative(&current), "folder", message));
+                continue;
+            }
+            let entries = match std::fs::read_dir(&current) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    let message = format!("cannot read the campaigns folder: {e}");
+                    errors.push(problem(current.display().to_string(), "folder", message));
+                    continue;
+                }
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.is_dir() {
-                    pending.push(path);
+                    pending.push((path, depth + 1));
                 } else if path.extension().is_some_and(|ext| ext == "toml") {
-                    let relative = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-                    let text = std::fs::read_to_string(&path).map_err(|e| {
-                        CampaignErrors(vec![CampaignError {
-                            file: relative.clone(),
-                            line: None,
-                            field: "file".into(),
-                            message: format!("cannot read: {e}"),
-                        }])
-                    })?;
-                    files.push(SourceFile { path: relative, text });
+                    if files.len() == MAX_FILES {
+                        let message = format!("a campaigns folder holds at most {MAX_FILES} .toml files");
+                        errors.push(problem(dir.display().to_string(), "folder", message));
+                        return Err(CampaignErrors(errors));
+                    }
+                    match read_bounded(&path) {
+                        Ok(text) => files.push(SourceFile { path: relative(&path), text }),
+                        Err(message) => errors.push(problem(relative(&path), "file", message)),
+                    }
                 }
             }
+        }
+        if !errors.is_empty() {
+            return Err(CampaignErrors(errors));
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Campaigns::load(&files)
     }
+}
+
+/// The largest campaign file accepted. The shipped ones are under 10 KB: a file this large is a
+/// mistake (or an attack on the loader), refused before it is parsed.
+pub const MAX_FILE_BYTES: usize = 256 * 1024;
+/// The most `.toml` files a campaigns folder may hold.
+pub const MAX_FILES: usize = 1000;
+/// How deep folders may nest below the campaigns folder.
+pub const MAX_FOLDER_DEPTH: usize = 4;
+
+fn too_large(size: u64) -> String {
+    format!("is {size} bytes; a campaign file holds at most {MAX_FILE_BYTES} bytes")
+}
+
+/// A file's text, read no further than one byte past the limit whatever its size.
+fn read_bounded(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > MAX_FILE_BYTES as u64 {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("is not UTF-8 text: {e}"))
+}
+
+/// Files over `MAX_FILE_BYTES`, each named: none of them is parsed.
+fn oversized(files: &[SourceFile]) -> Vec<CampaignError> {
+    (files.iter().filter(|f| f.text.len() > MAX_FILE_BYTES))
+        .map(|f| CampaignError {
+            file: f.path.clone(),
+            line: None,
+            field: "file".into(),
+            message: too_large(f.text.len() as u64),
+        })
+        .collect()
 }
 
 /// Parses every `<folder>/*.toml` file with `parse`, checks that each id matches its file name,

@@ -67,9 +67,15 @@ fn part_name(id: &str, locale: &str, part: &str) -> String {
     format!("{id}.{locale}.{part}.{extension}")
 }
 
+/// Instructions one render of one part may run. A full cart (`MAX_CART_ITEMS` lines) takes a few
+/// thousand; the limit stops a template that loops without end (`range` in `range`) with an error
+/// instead of holding the sender until its timeout.
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
+
 /// Builds the minijinja environment every template is rendered in.
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_auto_escape_callback(|name| if name.ends_with(".html") { AutoEscape::Html } else { AutoEscape::None });
     env.add_filter("money", money_filter);
@@ -115,13 +121,27 @@ impl TemplateDefinition {
         let env = environment();
         for (locale, parts) in &raw.locales {
             for (part, source) in [("subject", &parts.subject), ("text", &parts.text), ("html", &parts.html)] {
-                if let Err(e) = env.template_from_named_str(&part_name(&raw.id, locale, part), source.get_ref()) {
-                    let line = line_at(text, source.span().start) + e.line().unwrap_or(1).saturating_sub(1);
+                let line_of =
+                    |e: &minijinja::Error| line_at(text, source.span().start) + e.line().unwrap_or(1).saturating_sub(1);
+                let problem = match env.template_from_named_str(&part_name(&raw.id, locale, part), source.get_ref()) {
+                    Err(e) => Some((line_of(&e), e.detail().unwrap_or("the template does not parse").to_string())),
+                    // A part that runs out of fuel with no values at all would fail every send:
+                    // refuse it now, where the marketer sees file and line. Other render errors
+                    // depend on the values a send brings.
+                    Ok(template) => match template.render(minijinja::context! {}) {
+                        Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => Some((
+                            line_of(&e),
+                            format!("runs more than {TEMPLATE_FUEL} instructions with no values (a loop without end?)"),
+                        )),
+                        _ => None,
+                    },
+                };
+                if let Some((line, message)) = problem {
                     errors.push(CampaignError {
                         file: file.into(),
                         line: Some(line),
                         field: format!("locales.{locale}.{part}"),
-                        message: e.detail().unwrap_or("the template does not parse").to_string(),
+                        message,
                     });
                 }
             }
@@ -273,6 +293,26 @@ html = "<p>Итого: {{ total | money }}</p>"
         assert!(!email.html.contains("<script>"));
         assert!(!email.subject.contains('\n') && !email.subject.contains('\r'), "{:?}", email.subject);
         assert_eq!(email.subject, "Hello, <script>alert(1)</script> Bcc: victim@example.com!");
+    }
+
+    #[test]
+    fn a_template_that_loops_without_end_is_refused_and_a_full_cart_renders() {
+        let endless = TEMPLATE.replace(
+            "Здравствуйте!",
+            "{% for a in range(100000) %}{% for b in range(100000) %}{{ b }}{% endfor %}{% endfor %}",
+        );
+        let errors = TemplateDefinition::parse("templates/welcome.toml", &endless, "ru").unwrap_err();
+        assert_eq!((errors[0].field.as_str(), errors[0].line), ("locales.ru.text", Some(13)));
+        assert!(errors[0].message.contains("a loop without end"), "{}", errors[0].message);
+
+        let shipped = include_str!("../../../campaigns/templates/abandoned_cart_3.toml");
+        let template = TemplateDefinition::parse("templates/abandoned_cart_3.toml", shipped, "ru").unwrap();
+        let set = TemplateSet::new(BTreeMap::from([("abandoned_cart_3".to_string(), template)]), "ru");
+        let item = json!({"name": "Item", "price": 1990, "quantity": 2, "url": "https://shop.example/p", "image": "https://shop.example/i.png"});
+        let items = vec![item; crate::model::cart::MAX_CART_ITEMS];
+        let context = json!({"items": items, "first_name": "Anna", "cart_total": 199000, "discount_code": "X"});
+        let email = set.render("abandoned_cart_3", "ru", &context).expect("a full cart renders within the fuel");
+        assert_eq!(email.html.matches("Item").count(), crate::model::cart::MAX_CART_ITEMS);
     }
 
     #[test]

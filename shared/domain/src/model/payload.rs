@@ -236,8 +236,22 @@ impl Event {
 }
 
 /// Checks the properties the suite relies on for revenue and carts, where they arrive.
+/// The largest amount (revenue, price, discount) an event may carry. Amounts are summed into
+/// aggregates as `f64`; an absurd one (1e308) would make a day's sum infinite, which JSON stores as
+/// `null`, and the aggregate would no longer read back.
+pub const MAX_AMOUNT: f64 = 1e12;
+/// The largest quantity of a cart line.
+pub const MAX_QUANTITY: f64 = 1e6;
+
 pub fn validate(event_type: &EventType, properties: &Map<String, Value>) -> Result<(), PayloadError> {
     let number_of = |name: &str| properties.get(name).map(|v| v.as_f64());
+    for (name, limit) in
+        [("revenue", MAX_AMOUNT), ("price", MAX_AMOUNT), ("discount_amount", MAX_AMOUNT), ("quantity", MAX_QUANTITY)]
+    {
+        if number_of(name).flatten().is_some_and(|n| n.abs() > limit) {
+            return Err(fault("out_of_range", name, &format!("must be at most {limit}")));
+        }
+    }
     if event_type.changes_cart() {
         // Cart ids become parts of storage keys, and currencies are printed beside every price.
         if let Some(cart_id) = properties.get("cart_id")
@@ -307,6 +321,18 @@ mod tests {
         );
         event.trusted = true;
         event
+    }
+
+    #[test]
+    fn absurd_amounts_and_quantities_are_refused_by_name() {
+        let props = |v: Value| v.as_object().unwrap().clone();
+        let purchase = props(json!({"order_id": "o-1", "revenue": 1e308}));
+        let fault = validate(&EventType::Purchase, &purchase).unwrap_err();
+        assert_eq!((fault.code, fault.field.as_str()), ("out_of_range", "properties.revenue"));
+        let add = props(json!({"sku": "a", "price": 10, "quantity": 1e9}));
+        assert_eq!(validate(&EventType::AddToCart, &add).unwrap_err().field, "properties.quantity");
+        let fine = props(json!({"sku": "a", "price": MAX_AMOUNT, "quantity": MAX_QUANTITY}));
+        assert!(validate(&EventType::AddToCart, &fine).is_ok());
     }
 
     #[test]
