@@ -409,3 +409,181 @@ async fn the_command_line_erases_a_person_in_a_data_folder() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no contact with this id"), "{unknown:?}");
 }
+
+/// What is filed under an anonymous subject, by partition.
+async fn held_under(t: &TestStack, anonymous_id: &str) -> Vec<String> {
+    use voronka_domain::ports::{Index, Query};
+    let store = t.stack.state.store.as_ref();
+    let mut held = Vec::new();
+    for partition in ["EVLOG#", "TRIG#", "CARTS#", "DUE#"] {
+        let pk = format!("{partition}anon:{anonymous_id}");
+        let items = store.query(Query::partition(Index::Table, pk.clone())).await.unwrap().items;
+        if !items.is_empty() {
+            held.push(format!("{pk}: {}", items.len()));
+        }
+    }
+    held
+}
+
+fn browsing(id: &str, anonymous_id: &str) -> Value {
+    json!({"event_id": id, "type": "add_to_cart", "anonymous_id": anonymous_id, "properties": {
+        "cart_id": format!("cart-{anonymous_id}"), "sku": "s1", "name": "Item s1", "price": 10.0, "quantity": 1,
+        "currency": "RUB", "cart_url": "https://shop.example/cart/1"}})
+}
+
+/// The browser of an erased person: events naming its anonymous id, late (queued before the
+/// erasure) or new (the same browser going on), write nothing again, and a new sign-up from it
+/// does not take the id (so nothing of the old person comes back with it).
+#[tokio::test]
+async fn an_erased_persons_browser_writes_nothing_again_and_a_new_sign_up_does_not_link_it() {
+    let t = TestStack::new();
+    t.post_events(vec![browsing("gone-1", "anon-gone")], false).await;
+    let contact_id = t.consented_contact("gone.browser@example.com", json!({"anonymous_id": "anon-gone"})).await;
+    voronka_local::workers::drain(&t.stack).await.unwrap();
+    assert!(!held_under(&t, "anon-gone").await.is_empty(), "the test can find the browsing");
+
+    let late = t.post_events_answer(vec![browsing("gone-late", "anon-gone")], false).await;
+    assert_eq!(late.status, StatusCode::ACCEPTED, "{}", late.text);
+    t.advance(5);
+    let erased = admin(&t, "DELETE", &format!("/v1/contacts/{contact_id}")).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+    voronka_local::workers::drain(&t.stack).await.unwrap();
+    assert_eq!(held_under(&t, "anon-gone").await, Vec::<String>::new(), "the late event wrote nothing");
+
+    t.advance(60);
+    t.post_events(vec![browsing("gone-2", "anon-gone")], false).await;
+    assert_eq!(held_under(&t, "anon-gone").await, Vec::<String>::new(), "the browser going on wrote nothing");
+
+    let new_id = t.consented_contact("new.person@example.com", json!({"anonymous_id": "anon-gone"})).await;
+    voronka_local::workers::drain(&t.stack).await.unwrap();
+    let repo = ContactRepository::new(t.stack.state.store.as_ref());
+    let fresh = repo.get(&new_id).await.unwrap().unwrap();
+    assert!(!fresh.anonymous_ids.contains(&"anon-gone".to_string()), "{:?}", fresh.anonymous_ids);
+    assert!(repo.find_by_anonymous_id("anon-gone").await.unwrap().is_none());
+    assert_eq!(held_under(&t, "anon-gone").await, Vec::<String>::new());
+}
+
+/// A contact keeps its newest anonymous ids only; the erasure still reaches the older ones and
+/// what is filed under them, and the export shows them.
+#[tokio::test]
+async fn an_erasure_reaches_the_anonymous_ids_trimmed_off_the_contact() {
+    use voronka_domain::model::contact::MAX_ANONYMOUS_IDS;
+    let t = TestStack::new();
+    let count = MAX_ANONYMOUS_IDS + 3;
+    let views: Vec<Value> = (0..count)
+        .map(|i| {
+            json!({"event_id": format!("many-view-{i}"), "type": "page_view", "anonymous_id": format!("many-{i}"),
+            "properties": {"url": "https://shop.example/p/1"}})
+        })
+        .collect();
+    t.post_events(views, false).await;
+    let contact_id = t.consented_contact("many.browsers@example.com", json!({})).await;
+    let repo = ContactRepository::new(t.stack.state.store.as_ref());
+    for i in 0..count {
+        let id = format!("many-{i}");
+        repo.update(&contact_id, t.clock.now(), |contact| {
+            contact.anonymous_ids.push(id.clone());
+            true
+        })
+        .await
+        .unwrap();
+    }
+    let contact = repo.get(&contact_id).await.unwrap().unwrap();
+    assert!(!contact.anonymous_ids.contains(&"many-0".to_string()), "the oldest was trimmed off");
+    assert!(!held_under(&t, "many-0").await.is_empty(), "its browsing is still filed under it");
+
+    let export = admin(&t, "GET", &format!("/v1/contacts/{contact_id}/export")).await;
+    let timeline = export.json()["timeline"].as_array().unwrap().clone();
+    assert!(timeline.iter().any(|entry| entry["subject"] == "anon:many-0"), "{timeline:?}");
+
+    let erased = admin(&t, "DELETE", &format!("/v1/contacts/{contact_id}")).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+    assert_eq!(erased.json()["removed"]["anonymous_ids"], count, "{}", erased.text);
+    for i in 0..count {
+        assert_eq!(held_under(&t, &format!("many-{i}")).await, Vec::<String>::new(), "many-{i}");
+        assert!(matches!(
+            repo.lookup_by_anonymous_id(&format!("many-{i}")).await.unwrap(),
+            voronka_domain::repo::contacts::ContactLookup::Erased(_)
+        ));
+    }
+}
+
+/// A store whose query pages stop early, as DynamoDB's do at 1 MB.
+struct ShortPages<'a>(&'a dyn voronka_domain::ports::Store);
+
+#[async_trait::async_trait]
+impl voronka_domain::ports::Store for ShortPages<'_> {
+    async fn get(&self, key: &voronka_domain::ports::Key) -> Result<Option<voronka_domain::ports::Item>, StoreError> {
+        self.0.get(key).await
+    }
+    async fn put(
+        &self,
+        item: voronka_domain::ports::Item,
+        condition: Option<voronka_domain::ports::Condition>,
+    ) -> Result<(), StoreError> {
+        self.0.put(item, condition).await
+    }
+    async fn update(
+        &self,
+        key: &voronka_domain::ports::Key,
+        actions: Vec<voronka_domain::ports::UpdateAction>,
+        condition: Option<voronka_domain::ports::Condition>,
+    ) -> Result<voronka_domain::ports::Item, StoreError> {
+        self.0.update(key, actions, condition).await
+    }
+    async fn delete(
+        &self,
+        key: &voronka_domain::ports::Key,
+        condition: Option<voronka_domain::ports::Condition>,
+    ) -> Result<(), StoreError> {
+        self.0.delete(key, condition).await
+    }
+    async fn query(&self, mut query: voronka_domain::ports::Query) -> Result<voronka_domain::ports::Page, StoreError> {
+        query.limit = Some(query.limit.unwrap_or(u32::MAX).min(7));
+        self.0.query(query).await
+    }
+    async fn transact(&self, ops: Vec<voronka_domain::ports::TransactOp>) -> Result<(), StoreError> {
+        self.0.transact(ops).await
+    }
+    async fn batch_put(&self, items: Vec<voronka_domain::ports::Item>) -> Result<(), StoreError> {
+        self.0.batch_put(items).await
+    }
+}
+
+use voronka_domain::ports::StoreError;
+
+struct NoCopies;
+
+#[async_trait::async_trait]
+impl MailCopies for NoCopies {
+    async fn copies_about(&self, _: &PersonMarkers, _: usize) -> Result<(Vec<MailCopy>, bool), String> {
+        Ok((Vec::new(), false))
+    }
+
+    async fn erase_copies_about(&self, _: &PersonMarkers) -> Result<usize, String> {
+        Ok(0)
+    }
+}
+
+/// A page cut short by the store (DynamoDB stops at 1 MB) is not the end of a section: the export
+/// reads on to its cap and claims completeness only when nothing is left.
+#[tokio::test]
+async fn an_export_reads_on_past_pages_the_store_cut_short() {
+    use voronka_domain::model::ConsentReceipt;
+    use voronka_domain::repo::consent_receipts::receipt_item;
+    let t = TestStack::new();
+    let contact_id = t.consented_contact("short.pages@example.com", json!({})).await;
+    let start = t.clock.now();
+    let receipts: Vec<_> = (0..20)
+        .map(|i| {
+            let at = start + jiff::SignedDuration::from_secs(i + 1);
+            receipt_item(&contact_id, &ConsentReceipt::granted(&format!("short{i:02}"), at, "v1", false))
+        })
+        .collect();
+    let store = ShortPages(t.stack.state.store.as_ref());
+    use voronka_domain::ports::Store;
+    store.batch_put(receipts).await.unwrap();
+    let export = personal_data::export(&store, &NoCopies, &contact_id, t.clock.now()).await.unwrap();
+    assert!(export["consent_receipts"].as_array().unwrap().len() > 20, "{}", export["consent_receipts"]);
+    assert_eq!(export["truncated"], json!({}));
+}

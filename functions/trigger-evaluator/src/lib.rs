@@ -256,10 +256,19 @@ async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Resolved, StoreE
             ContactLookup::Missing => {}
         }
     }
-    Ok(match find_contact(deps, event).await? {
-        Some(contact) => Resolved::Contact(Box::new(contact)),
-        None => Resolved::Nobody,
-    })
+    if let Some(contact) = find_contact(deps, event).await? {
+        return Ok(Resolved::Contact(Box::new(contact)));
+    }
+    // An anonymous id of an erased person stays erased for good: the browser that was forgotten
+    // (late events from the queue, or the same browser going on) writes nothing under it again.
+    let repo = ContactRepository::new(deps.store.as_ref());
+    let named = event.contact.contact_id.as_deref().and_then(anonymous_id_of).into_iter();
+    for anonymous_id in named.chain(event.contact.anonymous_id.as_deref()) {
+        if let ContactLookup::Erased(_) = repo.lookup_by_anonymous_id(anonymous_id).await.map_err(store_error)? {
+            return Ok(Resolved::Erased("names an erased anonymous id"));
+        }
+    }
+    Ok(Resolved::Nobody)
 }
 
 /// Finds the contact an event is about by its identities (the contact id was looked up already).

@@ -730,6 +730,17 @@ pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombsto
         .await
         .unwrap();
     let id = contact.id.clone();
+    // Later anonymous ids push the first off the contact: the erasure reaches it through the index.
+    let later_ids: Vec<String> =
+        (0..voronka_domain::model::contact::MAX_ANONYMOUS_IDS).map(|_| unique("anon")).collect();
+    repo.update(&id, h.clock.now(), |c| {
+        c.anonymous_ids.extend(later_ids.iter().cloned());
+        true
+    })
+    .await
+    .unwrap();
+    let trimmed = repo.get(&id).await.unwrap().unwrap();
+    assert!(!trimmed.anonymous_ids.contains(&anonymous_id), "{:?}", trimmed.anonymous_ids);
     // More receipts and log entries than one transaction deletes.
     let receipts: Vec<Item> = (0..120)
         .map(|i| {
@@ -788,7 +799,10 @@ pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombsto
     assert_eq!(removed("consent_receipts"), 121, "{report:?}");
     assert_eq!(removed("event_log"), 131, "{report:?}");
     assert_eq!(removed("send_ledger"), 2, "{report:?}");
-    for kind in ["profile", "email_identity", "anonymous_ids", "bot_sessions", "journey_states", "due_items"] {
+    assert_eq!(removed("anonymous_ids"), later_ids.len() + 1, "{report:?}");
+    let left = store.query(Query::partition(Index::Table, format!("EVLOG#anon:{anonymous_id}"))).await.unwrap();
+    assert!(left.items.is_empty(), "the trimmed id's log is left: {:?}", left.items);
+    for kind in ["profile", "email_identity", "bot_sessions", "journey_states", "due_items"] {
         assert_eq!(removed(kind), 1, "{kind}: {report:?}");
     }
     for kind in ["frequency_counters", "trigger_counts", "carts", "cart_listings"] {
@@ -802,11 +816,16 @@ pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombsto
         Key::new(format!("CART#{id}-cart"), "STATE"),
         Key::new(format!("SEND#{id}:mail7"), "LEDGER"),
         Key::new(format!("BOTSESSION#{}", session.session_id), "SESSION"),
-        Key::new(format!("ANON#{anonymous_id}"), "IDENTITY"),
         Key::new(format!("EMAIL#{}", email.identity_digest()), "IDENTITY"),
     ] {
         assert_eq!(store.get(&key).await.unwrap(), None, "{key:?}");
     }
+    // The anonymous id stays erased for good: a marker with no contact and out of the index.
+    let marker = store.get(&Key::new(format!("ANON#{anonymous_id}"), "IDENTITY")).await.unwrap().unwrap();
+    let mut attributes: Vec<&str> = marker.0.keys().map(String::as_str).collect();
+    attributes.sort();
+    assert_eq!(attributes, ["erased_at", "pk", "sk"], "{marker:?}");
+    assert!(matches!(repo.lookup_by_anonymous_id(&anonymous_id).await.unwrap(), ContactLookup::Erased(_)));
     let tombstone = store.get(&Key::new(format!("CONTACT#{id}"), "PROFILE")).await.unwrap().unwrap();
     let mut attributes: Vec<&str> = tombstone.0.keys().map(String::as_str).collect();
     attributes.sort();

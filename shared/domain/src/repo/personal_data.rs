@@ -43,7 +43,8 @@ use super::anonymous_subject;
 use super::bot_sessions::{contact_sessions_partition, session_key};
 use super::carts::cart_key;
 use super::contacts::{
-    ContactLookup, ERASED_AT, RepoError, anonymous_key, contact_key, email_key_of_digest, lookup_of,
+    ContactLookup, ERASED_AT, RepoError, anonymous_key, contact_anonymous_ids_partition, contact_key,
+    email_key_of_digest, lookup_of,
 };
 use crate::model::{Contact, EmailAddress, Event};
 use crate::ports::store::MAX_TRANSACTION_OPS;
@@ -234,9 +235,6 @@ pub async fn erase_within(
     if !already_erased {
         removed.insert("profile", 1);
     }
-    let subjects: Vec<String> = std::iter::once(contact_id.to_string())
-        .chain(pending.anonymous_ids.iter().map(|a| anonymous_subject(a)))
-        .collect();
 
     let markers = PersonMarkers::new(
         pending.email.as_deref().into_iter().chain(pending.phone.as_deref()).chain(std::iter::once(contact_id)),
@@ -246,13 +244,7 @@ pub async fn erase_within(
 
     removed.insert("bot_sessions", erase_bot_sessions(store, contact_id, &pending.submission_ids).await?);
 
-    let mut partitions: Vec<(String, &'static str, &'static str, LeadsTo)> = Vec::new();
-    for subject in &subjects {
-        partitions.push((format!("EVLOG#{subject}"), "event_log", "send_ledger", ledger_keys_of_log));
-        partitions.push((format!("DUE#{subject}"), "due_items", "send_ledger", ledger_keys_of_due));
-        partitions.push((format!("TRIG#{subject}"), "trigger_counts", "", no_extra));
-        partitions.push((format!("CARTS#{subject}"), "cart_listings", "carts", carts_of_listing));
-    }
+    let mut partitions = subject_partitions(contact_id);
     partitions.push((format!("CONSENT#{contact_id}"), "consent_receipts", "", no_extra));
     partitions.push((format!("JSTATE#{contact_id}"), "journey_states", "", no_extra));
     partitions.push((format!("CAP#{contact_id}"), "frequency_counters", "", no_extra));
@@ -267,17 +259,39 @@ pub async fn erase_within(
         }
     }
 
+    // Every anonymous id the contact ever had: those on it, and through the index those the
+    // contact's bounds trimmed off it. Each one's partitions go, then its identity becomes the
+    // erased marker (which takes it out of the index).
+    let mut anonymous = 0;
+    for anonymous_id in &pending.anonymous_ids {
+        match erase_anonymous_id(store, contact_id, anonymous_id, erased_at, &mut budget, &mut removed).await? {
+            Some(marked) => anonymous += marked,
+            None => return Ok(report(removed, false)),
+        }
+    }
+    let mut query = Query::partition(Index::Gsi1, contact_anonymous_ids_partition(contact_id)).limit(100);
+    loop {
+        let page = store.query(query.clone()).await?;
+        for item in &page.items {
+            let Some(anonymous_id) = item.get_str("pk").and_then(|pk| pk.strip_prefix("ANON#")) else { continue };
+            match erase_anonymous_id(store, contact_id, anonymous_id, erased_at, &mut budget, &mut removed).await? {
+                Some(marked) => anonymous += marked,
+                None => return Ok(report(removed, false)),
+            }
+        }
+        match page.next {
+            Some(cursor) => query.start_after = Some(cursor),
+            None => break,
+        }
+    }
+    removed.insert("anonymous_ids", anonymous);
+
     let owned_by_contact = || Condition::equals("contact_id", contact_id);
     let mut identities = 0;
     if let Some(digest) = &pending.email_digest {
         identities += delete_if(store, &email_key_of_digest(digest), owned_by_contact()).await?;
     }
     removed.insert("email_identity", identities);
-    let mut anonymous = 0;
-    for anonymous_id in &pending.anonymous_ids {
-        anonymous += delete_if(store, &anonymous_key(anonymous_id), owned_by_contact()).await?;
-    }
-    removed.insert("anonymous_ids", anonymous);
     let mut codes = 0;
     for code in &pending.discount_codes {
         codes += delete_if(store, &Key::new(format!("DISCOUNT#{code}"), "CODE"), owned_by_contact()).await?;
@@ -288,6 +302,48 @@ pub async fn erase_within(
     done = done.with("completed_at", serde_json::to_value(now).expect("times serialise"));
     store.put(done, Some(Condition::attribute_exists(ERASED_AT))).await?;
     Ok(report(removed, true))
+}
+
+type Partitions = Vec<(String, &'static str, &'static str, LeadsTo)>;
+
+/// The partitions filed under a subject (a contact, or `anon:<id>`): each with the kind it is
+/// counted as, and what its items lead to.
+fn subject_partitions(subject: &str) -> Partitions {
+    vec![
+        (format!("EVLOG#{subject}"), "event_log", "send_ledger", ledger_keys_of_log as LeadsTo),
+        (format!("DUE#{subject}"), "due_items", "send_ledger", ledger_keys_of_due),
+        (format!("TRIG#{subject}"), "trigger_counts", "", no_extra),
+        (format!("CARTS#{subject}"), "cart_listings", "carts", carts_of_listing),
+    ]
+}
+
+/// Erases what is filed under an anonymous id of the contact, then turns its identity into the
+/// erased marker if it still belongs to the contact. `None` when the budget ran out first; else
+/// whether the identity was this contact's.
+async fn erase_anonymous_id(
+    store: &dyn Store,
+    contact_id: &str,
+    anonymous_id: &str,
+    erased_at: Timestamp,
+    budget: &mut usize,
+    removed: &mut BTreeMap<&'static str, usize>,
+) -> Result<Option<usize>, StoreError> {
+    for (partition, kind, led_to_kind, leads_to) in subject_partitions(&anonymous_subject(anonymous_id)) {
+        let (deleted, led_to, done) = delete_partition(store, &partition, leads_to, budget).await?;
+        *removed.entry(kind).or_default() += deleted;
+        if !led_to_kind.is_empty() {
+            *removed.entry(led_to_kind).or_default() += led_to;
+        }
+        if !done {
+            return Ok(None);
+        }
+    }
+    let marker = Item::new(&anonymous_key(anonymous_id), json!({ ERASED_AT: erased_at }));
+    match store.put(marker, Some(Condition::equals("contact_id", contact_id))).await {
+        Ok(()) => Ok(Some(1)),
+        Err(StoreError::ConditionFailed) => Ok(Some(0)),
+        Err(other) => Err(other),
+    }
 }
 
 /// Deletes the item if the condition holds; 1 if it did, 0 if it was gone or someone else's.
@@ -415,8 +471,16 @@ pub async fn export(
             truncated.insert(section.to_string(), Value::Bool(true));
         }
     };
+    // The anonymous ids on the contact and, through the index, those its bounds trimmed off it.
+    let mut anonymous_ids: BTreeSet<String> = contact.anonymous_ids.iter().cloned().collect();
+    let (indexed, cut) =
+        read_capped(store, Query::partition(Index::Gsi1, contact_anonymous_ids_partition(contact_id)), EXPORT_CAP)
+            .await?;
+    note("anonymous_ids", cut);
+    anonymous_ids
+        .extend(indexed.iter().filter_map(|item| item.get_str("pk")?.strip_prefix("ANON#")).map(str::to_string));
     let subjects: Vec<String> =
-        std::iter::once(contact.id.clone()).chain(contact.anonymous_ids.iter().map(|a| anonymous_subject(a))).collect();
+        std::iter::once(contact.id.clone()).chain(anonymous_ids.iter().map(|a| anonymous_subject(a))).collect();
 
     let (consent_receipts, cut) = newest(store, &format!("CONSENT#{contact_id}"), EXPORT_CAP).await?;
     note("consent_receipts", cut);
@@ -471,10 +535,10 @@ pub async fn export(
 
     let mut bot_sessions = Vec::new();
     let mut seen_sessions = BTreeSet::new();
-    let query = Query::partition(Index::Gsi1, contact_sessions_partition(contact_id)).limit(EXPORT_CAP as u32 + 1);
-    let page = store.query(query).await?;
-    note("bot_sessions", page.items.len() > EXPORT_CAP);
-    for item in page.items.into_iter().take(EXPORT_CAP) {
+    let (sessions, cut) =
+        read_capped(store, Query::partition(Index::Gsi1, contact_sessions_partition(contact_id)), EXPORT_CAP).await?;
+    note("bot_sessions", cut);
+    for item in sessions {
         seen_sessions.insert(item.get_str("pk").unwrap_or_default().to_string());
         bot_sessions.push(without_keys(item));
     }
@@ -550,10 +614,27 @@ pub async fn export(
 /// The newest `cap` items of a partition (by sort key), without their keys' bookkeeping, and
 /// whether there were more.
 async fn newest(store: &dyn Store, partition: &str, cap: usize) -> Result<(Vec<Value>, bool), StoreError> {
-    let query = Query::partition(Index::Table, partition).backward().limit(cap as u32 + 1);
-    let page = store.query(query).await?;
-    let cut = page.items.len() > cap || page.next.is_some() && page.items.len() >= cap;
-    Ok((page.items.into_iter().take(cap).map(without_keys).collect(), cut))
+    let (items, cut) = read_capped(store, Query::partition(Index::Table, partition).backward(), cap).await?;
+    Ok((items.into_iter().map(without_keys).collect(), cut))
+}
+
+/// At most `cap` items of a query, following its pages (a page can end early: DynamoDB stops at
+/// 1 MB read), and whether more were left.
+async fn read_capped(store: &dyn Store, query: Query, cap: usize) -> Result<(Vec<Item>, bool), StoreError> {
+    let mut items = Vec::new();
+    let mut query = query;
+    loop {
+        let wanted = cap + 1 - items.len();
+        let page = store.query(query.clone().limit(wanted as u32)).await?;
+        items.extend(page.items);
+        match page.next {
+            Some(cursor) if items.len() <= cap => query.start_after = Some(cursor),
+            _ => break,
+        }
+    }
+    let cut = items.len() > cap;
+    items.truncate(cap);
+    Ok((items, cut))
 }
 
 fn without_keys(item: Item) -> Value {
