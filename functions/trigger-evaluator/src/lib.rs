@@ -124,6 +124,8 @@ pub async fn handle_message(deps: &EvaluatorDeps, body: &str) -> Outcome {
 
 /// Writes of one transaction that carry data; one more place is kept for a marker.
 const MAX_FOLLOW_UP_WRITES: usize = MAX_TRANSACTION_OPS - 1;
+/// Erasures of one shop buyer's derived ids followed before giving up (a guard, not a limit met).
+const MAX_BUYER_ERASURES: usize = 100;
 
 /// The work of an event beyond what must commit with it: aggregate counters and cancellations of
 /// due items. Usually it joins the event's transaction; when everything together would pass
@@ -243,7 +245,7 @@ async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Resolved, StoreE
         voronka_domain::repo::RepoError::Store(e) => e,
         other => StoreError::Backend(other.to_string()),
     };
-    if personal_data::names_erased_address(deps.store.as_ref(), event).await? {
+    if personal_data::names_erased_address(deps.store.as_ref(), &deps.secrets.token_keys, event).await? {
         return Ok(Resolved::Erased("names an address erased after the event"));
     }
     if event.trusted
@@ -279,6 +281,10 @@ async fn find_contact(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Cont
         Ok(c) => Ok(c),
         Err(voronka_domain::repo::RepoError::Store(e)) => Err(e),
         Err(other) => Err(StoreError::Backend(other.to_string())),
+    };
+    let store_error = |e: voronka_domain::repo::RepoError| match e {
+        voronka_domain::repo::RepoError::Store(e) => e,
+        other => StoreError::Backend(other.to_string()),
     };
     if let Some(anonymous_id) = event.contact.contact_id.as_deref().and_then(anonymous_id_of) {
         return map(repo.find_by_anonymous_id(anonymous_id).await);
@@ -325,12 +331,16 @@ async fn find_contact(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Cont
         let settings = &deps.campaigns.settings;
         let now = deps.clock.now();
         // The id is derived from the address so a retried event makes the same contact; a buyer
-        // erased before gets an id of their own, since the old one is a tombstone for good.
-        let erased_at = personal_data::address_erased_at(deps.store.as_ref(), &email).await?;
-        let id = match erased_at {
-            Some(at) => format!("c_{}_{}", &email.identity_digest()[..26], at.as_second()),
-            None => format!("c_{}", &email.identity_digest()[..26]),
-        };
+        // erased before gets an id of their own, since the old one is a tombstone for good: the
+        // chain of tombstones leads to it, whatever became of the erased-address marker.
+        let prefix = format!("c_{}", &email.identity_digest()[..26]);
+        let mut id = prefix.clone();
+        for _ in 0..MAX_BUYER_ERASURES {
+            match repo.lookup(&id).await.map_err(store_error)? {
+                ContactLookup::Erased(at) => id = format!("{prefix}_{}", at.as_second()),
+                ContactLookup::Found(_) | ContactLookup::Missing => break,
+            }
+        }
         let new_contact =
             || Contact::new(id.clone(), now, settings.default_locale.clone(), settings.default_time_zone.clone());
         let created = repo.upsert_by_email(&email, now, new_contact, |_| {}).await;

@@ -445,9 +445,15 @@ async fn erase_contact(
     }
     let store = state.app.store.as_ref();
     let now = state.app.clock.now();
-    let erased =
-        voronka_domain::repo::personal_data::erase_within(store, state.app.mail_copies.as_ref(), &id, now, usize::MAX)
-            .await;
+    let erased = voronka_domain::repo::personal_data::erase_within(
+        store,
+        state.app.mail_copies.as_ref(),
+        &state.app.secrets.token_keys,
+        &id,
+        now,
+        usize::MAX,
+    )
+    .await;
     match erased {
         Ok(report) => {
             let removed: String = report

@@ -712,12 +712,16 @@ const VISIBILITY: Duration = Duration::from_secs(2);
 
 /// Erasure reaches every item kind that holds a person, pages through partitions larger than one
 /// transaction, leaves only the tombstone and the erased-address marker, and repeats safely.
+const CONTRACT_TOKEN_KEY: &str = "the contract suite's token key";
+
 pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombstone(h: &Harness) {
     use voronka_domain::model::ConsentReceipt;
     use voronka_domain::ports::NoMailCopies;
     use voronka_domain::repo::bot_sessions::{BotSessions, SessionOrigin, StoredBotSession};
     use voronka_domain::repo::personal_data;
     use voronka_domain::repo::{ContactLookup, carts, consent_receipts};
+    use voronka_domain::signing::{KeyRing, RingKey};
+    let keys = KeyRing::single(CONTRACT_TOKEN_KEY);
     let store = h.store.as_ref();
     let repo = ContactRepository::new(store);
     let email = EmailAddress::parse(&format!("{}@example.com", unique("erase"))).unwrap();
@@ -788,10 +792,10 @@ pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombsto
 
     // A call with a small budget stops part-way (the log alone is two pages); the next goes on
     // from there.
-    let first = personal_data::erase_within(store, &NoMailCopies, &id, h.clock.now(), 100).await.unwrap();
+    let first = personal_data::erase_within(store, &NoMailCopies, &keys, &id, h.clock.now(), 100).await.unwrap();
     assert!(!first.already_erased && !first.complete, "{first:?}");
     assert!(ContactRepository::new(store).get(&id).await.unwrap().is_none(), "the tombstone went first");
-    let report = personal_data::erase(store, &NoMailCopies, &id, h.clock.now()).await.unwrap();
+    let report = personal_data::erase(store, &NoMailCopies, &keys, &id, h.clock.now()).await.unwrap();
     assert!(report.already_erased && report.complete, "{report:?}");
     assert_eq!(report.erased_at, first.erased_at);
     let removed =
@@ -832,15 +836,27 @@ pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombsto
     assert_eq!(attributes, ["completed_at", "erased_at", "pk", "sk"], "the tombstone holds no data");
     assert!(matches!(repo.lookup(&id).await.unwrap(), ContactLookup::Erased(_)));
     assert!(matches!(repo.update(&id, h.clock.now(), |_| true).await, Err(voronka_domain::repo::RepoError::NotFound)));
-    assert!(personal_data::address_erased_at(store, &email).await.unwrap().is_some());
+    // The kept marker is keyed: the plain digest of the address is no key in the table.
+    assert!(personal_data::address_erased_at(store, &keys, &email).await.unwrap().is_some());
+    let unkeyed = Key::new(format!("ERASED#{}", email.identity_digest()), "ADDRESS");
+    assert_eq!(store.get(&unkeyed).await.unwrap(), None, "a dictionary of addresses finds nothing");
+    assert!(personal_data::address_erased_at(store, &KeyRing::single("another key"), &email).await.unwrap().is_none());
+    // A rotation puts a new key first: the marker is still found, and moved under the new key.
+    let ring_key = |id: &str, key: &str| RingKey { id: id.into(), key: key.into() };
+    let rotated =
+        KeyRing::new(vec![ring_key("k2", "the next contract token key"), ring_key("k1", CONTRACT_TOKEN_KEY)], "t")
+            .unwrap();
+    assert!(personal_data::address_erased_at(store, &rotated, &email).await.unwrap().is_some());
+    let only_new = KeyRing::single("the next contract token key");
+    assert!(personal_data::address_erased_at(store, &only_new, &email).await.unwrap().is_some(), "moved along");
 
-    let again = personal_data::erase(store, &NoMailCopies, &id, h.clock.now()).await.unwrap();
+    let again = personal_data::erase(store, &NoMailCopies, &keys, &id, h.clock.now()).await.unwrap();
     assert!(again.already_erased && again.complete && again.removed.is_empty(), "{again:?}");
     assert_eq!(again.erased_at, report.erased_at);
     let (fresh, outcome) = repo.upsert_by_email(&email, h.clock.now(), new_contact(&h.clock), |_| {}).await.unwrap();
     assert_eq!(outcome, UpsertOutcome::Created);
     assert_ne!(fresh.id, id, "a new sign-up is a new contact");
-    let unknown = personal_data::erase(store, &NoMailCopies, &unique("c"), h.clock.now()).await;
+    let unknown = personal_data::erase(store, &NoMailCopies, &keys, &unique("c"), h.clock.now()).await;
     assert!(matches!(unknown, Err(personal_data::PersonalDataError::NotFound)), "{unknown:?}");
 }
 

@@ -15,7 +15,7 @@
 //!
 //! Order, so a crash anywhere leaves nothing that undoes the erasure and a retry finishes it:
 //! 1. the tombstone replaces the profile (conditional on the version read), with the
-//!    `ERASED#<identity digest>` marker of the address, in one transaction. From here on no
+//!    `ERASED#<keyed digest>` marker of the address, in one transaction. From here on no
 //!    writer lands on the contact (every contact write is version-checked, and the tombstone has
 //!    no version), readers see no contact, the evaluator drops events about it, and a new sign-up
 //!    with the address makes a new contact. Until the erasure completes, the tombstone keeps what
@@ -49,6 +49,7 @@ use super::contacts::{
 use crate::model::{Contact, EmailAddress, Event};
 use crate::ports::store::MAX_TRANSACTION_OPS;
 use crate::ports::{Condition, Index, Item, Key, MailCopies, PersonMarkers, Query, Store, StoreError, TransactOp};
+use crate::signing::{KeyRing, keyed_digest};
 
 /// Most items an export lists per section.
 pub const EXPORT_CAP: usize = 500;
@@ -63,25 +64,61 @@ const TOMBSTONE_ATTEMPTS: u32 = 20;
 
 const PENDING: &str = "pending";
 
-/// The marker of an erased address: `ERASED#<sha256 of the identity key>` / `ADDRESS`.
-fn erased_address_key(identity_digest: &str) -> Key {
+/// The marker of an erased address: `ERASED#<keyed digest of the identity digest>` / `ADDRESS`.
+/// Keyed (HMAC with a link-signing key, as rate windows are) because it is kept for good: an
+/// unkeyed digest of an address would let anyone who reads the table confirm, by hashing
+/// guesses, that a person was once a contact.
+fn erased_address_key(key: &str, identity_digest: &str) -> Key {
+    Key::new(format!("ERASED#{}", keyed_digest(key, identity_digest)), "ADDRESS")
+}
+
+/// The marker as the first erasures wrote it, unkeyed: read once more and moved under the key.
+fn unkeyed_erased_address_key(identity_digest: &str) -> Key {
     Key::new(format!("ERASED#{identity_digest}"), "ADDRESS")
 }
 
-/// When the address was last erased, if ever.
-pub async fn address_erased_at(store: &dyn Store, email: &EmailAddress) -> Result<Option<Timestamp>, StoreError> {
-    let Some(item) = store.get(&erased_address_key(&email.identity_digest())).await? else { return Ok(None) };
-    Ok(item.get(ERASED_AT).and_then(|at| serde_json::from_value(at.clone()).ok()))
+fn erased_at_of(item: &Item) -> Option<Timestamp> {
+    item.get(ERASED_AT).and_then(|at| serde_json::from_value(at.clone()).ok())
+}
+
+/// When the address was last erased, if ever. The marker is written under the ring's signing key;
+/// it is looked for under every key of the ring (and as the unkeyed marker of before), and one
+/// found under another is written again under the signing key, so a rotation moves markers along
+/// as their addresses come up. A key retired from the ring takes the markers never moved with it:
+/// events naming such an address are then judged by their contact id alone (SECURITY.md).
+pub async fn address_erased_at(
+    store: &dyn Store,
+    keys: &KeyRing,
+    email: &EmailAddress,
+) -> Result<Option<Timestamp>, StoreError> {
+    let digest = email.identity_digest();
+    let signing = erased_address_key(&keys.signing().key, &digest);
+    let mut found: Option<(Timestamp, Key)> = None;
+    let others = keys.keys().iter().map(|k| erased_address_key(&k.key, &digest));
+    for key in others.chain(std::iter::once(unkeyed_erased_address_key(&digest))) {
+        let Some(at) = store.get(&key).await?.as_ref().and_then(erased_at_of) else { continue };
+        if key == signing {
+            // Every erasure writes under the signing key: this is the latest.
+            return Ok(Some(at));
+        }
+        if found.as_ref().is_none_or(|(latest, _)| at > *latest) {
+            found = Some((at, key));
+        }
+    }
+    let Some((at, old_key)) = found else { return Ok(None) };
+    store.put(Item::new(&signing, json!({ ERASED_AT: at })), None).await?;
+    store.delete(&old_key, None).await?;
+    Ok(Some(at))
 }
 
 /// Why an event must be dropped because of an erasure: it names an erased address and happened
 /// or arrived before the address was erased (a late event from the queue cannot bring the person
 /// back). Events about an erased contact id are told by `ContactRepository::lookup`.
-pub async fn names_erased_address(store: &dyn Store, event: &Event) -> Result<bool, StoreError> {
+pub async fn names_erased_address(store: &dyn Store, keys: &KeyRing, event: &Event) -> Result<bool, StoreError> {
     let Some(email) = event.contact.email.as_deref().and_then(|e| EmailAddress::parse(e).ok()) else {
         return Ok(false);
     };
-    Ok(address_erased_at(store, &email)
+    Ok(address_erased_at(store, keys, &email)
         .await?
         .is_some_and(|erased_at| event.occurred_at.min(event.received_at) < erased_at))
 }
@@ -169,6 +206,7 @@ fn tombstone(contact_id: &str, erased_at: Timestamp, pending: Option<&Pending>) 
 /// reach, and whether it was erased before this call.
 async fn put_tombstone(
     store: &dyn Store,
+    keys: &KeyRing,
     contact_id: &str,
     now: Timestamp,
 ) -> Result<(Timestamp, Pending, bool), PersonalDataError> {
@@ -188,7 +226,7 @@ async fn put_tombstone(
                     condition: Some(Condition::equals("version", contact.version)),
                 }];
                 if let Some(digest) = &pending.email_digest {
-                    let marker = Item::new(&erased_address_key(digest), json!({ ERASED_AT: now }));
+                    let marker = Item::new(&erased_address_key(&keys.signing().key, digest), json!({ ERASED_AT: now }));
                     ops.push(TransactOp::Put { item: marker, condition: None });
                 }
                 match store.transact(ops).await {
@@ -208,10 +246,11 @@ async fn put_tombstone(
 pub async fn erase(
     store: &dyn Store,
     copies: &dyn MailCopies,
+    keys: &KeyRing,
     contact_id: &str,
     now: Timestamp,
 ) -> Result<ErasureReport, PersonalDataError> {
-    erase_within(store, copies, contact_id, now, WRITE_BUDGET).await
+    erase_within(store, copies, keys, contact_id, now, WRITE_BUDGET).await
 }
 
 /// `erase`, stopping (with `complete: false`) once about `budget` items are deleted, so one call
@@ -220,12 +259,13 @@ pub async fn erase(
 pub async fn erase_within(
     store: &dyn Store,
     copies: &dyn MailCopies,
+    keys: &KeyRing,
     contact_id: &str,
     now: Timestamp,
     budget: usize,
 ) -> Result<ErasureReport, PersonalDataError> {
     let mut budget = budget;
-    let (erased_at, pending, already_erased) = put_tombstone(store, contact_id, now).await?;
+    let (erased_at, pending, already_erased) = put_tombstone(store, keys, contact_id, now).await?;
     let report = |mut removed: BTreeMap<&'static str, usize>, complete: bool| {
         removed.retain(|_, count| *count > 0);
         tracing::info!(contact_id, already_erased, complete, "a contact was erased");
