@@ -591,3 +591,59 @@ async fn an_export_reads_on_past_pages_the_store_cut_short() {
     assert!(export["consent_receipts"].as_array().unwrap().len() > 20, "{}", export["consent_receipts"]);
     assert_eq!(export["truncated"], json!({}));
 }
+
+/// A shop that reused a cart id for another person made the cart theirs: the first person's
+/// export does not show it and their erasure leaves it to its owner.
+#[tokio::test]
+async fn a_cart_id_the_shop_reused_for_someone_else_is_theirs_in_the_export_and_the_erasure() {
+    let t = TestStack::new();
+    let first = t.consented_contact("first.owner@example.com", json!({})).await;
+    let second = t.consented_contact("second.owner@example.com", json!({})).await;
+    let add = |id: &str, contact: &str| {
+        json!({"event_id": id, "type": "add_to_cart", "contact_id": contact, "properties": {
+            "cart_id": "reused-cart", "sku": "s1", "name": "Item s1", "price": 10.0, "quantity": 1,
+            "currency": "RUB", "cart_url": "https://shop.example/cart/1"}})
+    };
+    t.post_events(vec![add("reuse-1", &first)], true).await;
+    t.post_events(
+        vec![json!({"event_id": "reuse-buy", "type": "purchase", "contact_id": first,
+            "properties": {"order_id": "o-reuse", "revenue": 10.0, "currency": "RUB", "cart_id": "reused-cart"}})],
+        true,
+    )
+    .await;
+    t.post_events(vec![add("reuse-2", &second)], true).await;
+    let store = t.stack.state.store.as_ref();
+    let cart = voronka_domain::repo::carts::load(store, "reused-cart").await.unwrap().unwrap();
+    assert_eq!(cart.owner, second, "the shop's reuse moved the cart");
+
+    let export = admin(&t, "GET", &format!("/v1/contacts/{first}/export")).await;
+    assert_eq!(export.json()["carts"], json!([]), "{}", export.text);
+    let erased = admin(&t, "DELETE", &format!("/v1/contacts/{first}")).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+    let cart = voronka_domain::repo::carts::load(store, "reused-cart").await.unwrap();
+    assert_eq!(cart.map(|c| c.owner), Some(second), "the other person's cart is left alone");
+}
+
+/// The shop can log an `email_sent` naming any ledger key: the export and the erasure only follow
+/// keys of Voronka's own sends (or that name the contact), never another person's ledger entry.
+#[tokio::test]
+async fn a_forged_email_sent_leads_the_export_and_the_erasure_to_no_one_elses_ledger_entry() {
+    use voronka_domain::ports::{Item, Key, Store};
+    let t = TestStack::new();
+    let contact_id = t.consented_contact("forger.target@example.com", json!({})).await;
+    let store = t.stack.state.store.as_ref();
+    let victim = Key::new("SEND#journey:c_someone_else:welcome", "LEDGER");
+    store.put(Item::new(&victim, json!({"state": "sent", "message_id": "m-victim"})), None).await.unwrap();
+    t.post_events(
+        vec![json!({"event_id": "forged-sent", "type": "email_sent", "contact_id": contact_id,
+            "properties": {"idempotency_key": "journey:c_someone_else:welcome"}})],
+        true,
+    )
+    .await;
+    let export = admin(&t, "GET", &format!("/v1/contacts/{contact_id}/export")).await;
+    let ledger = export.json()["messages"]["ledger"].clone();
+    assert!(!ledger.to_string().contains("c_someone_else"), "{ledger}");
+    let erased = admin(&t, "DELETE", &format!("/v1/contacts/{contact_id}")).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+    assert!(Store::get(store, &victim).await.unwrap().is_some(), "someone else's ledger entry is left");
+}

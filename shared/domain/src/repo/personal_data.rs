@@ -289,7 +289,7 @@ pub async fn erase_within(
     partitions.push((format!("JSTATE#{contact_id}"), "journey_states", "", no_extra));
     partitions.push((format!("CAP#{contact_id}"), "frequency_counters", "", no_extra));
     for (partition, kind, led_to_kind, leads_to) in partitions {
-        let (deleted, led_to, done) = delete_partition(store, &partition, leads_to, &mut budget).await?;
+        let (deleted, led_to, done) = delete_partition(store, &partition, contact_id, leads_to, &mut budget).await?;
         *removed.entry(kind).or_default() += deleted;
         if !led_to_kind.is_empty() {
             *removed.entry(led_to_kind).or_default() += led_to;
@@ -369,7 +369,7 @@ async fn erase_anonymous_id(
     removed: &mut BTreeMap<&'static str, usize>,
 ) -> Result<Option<usize>, StoreError> {
     for (partition, kind, led_to_kind, leads_to) in subject_partitions(&anonymous_subject(anonymous_id)) {
-        let (deleted, led_to, done) = delete_partition(store, &partition, leads_to, budget).await?;
+        let (deleted, led_to, done) = delete_partition(store, &partition, contact_id, leads_to, budget).await?;
         *removed.entry(kind).or_default() += deleted;
         if !led_to_kind.is_empty() {
             *removed.entry(led_to_kind).or_default() += led_to;
@@ -395,32 +395,45 @@ async fn delete_if(store: &dyn Store, key: &Key, condition: Condition) -> Result
     }
 }
 
-fn no_extra(_: &[Item]) -> Vec<Key> {
+fn no_extra(_: &[Item], _: &str) -> Vec<(Key, Condition)> {
     Vec::new()
 }
 
-/// The send ledger entries of the `email_sent` events in a page of the event log.
-fn ledger_keys_of_log(items: &[Item]) -> Vec<Key> {
+/// The send ledger entries of the `email_sent` events in a page of the event log: those of
+/// Voronka's own sender, or whose key names the contact. The shop can log an `email_sent` too, and
+/// must not point the erasure (or the export) at another person's ledger entries.
+fn ledger_keys_of_log(items: &[Item], contact_id: &str) -> Vec<(Key, Condition)> {
     items
         .iter()
         .filter_map(|item| serde_json::from_str::<Value>(item.get_str("event")?).ok())
         .filter(|event| event["type"] == "email_sent")
-        .filter_map(|event| event["properties"]["idempotency_key"].as_str().map(ledger_key))
+        .filter_map(|event| {
+            let key = event["properties"]["idempotency_key"].as_str()?;
+            (event["source"] == "voronka" || key.contains(contact_id)).then(|| (ledger_key(key), Condition::Exists))
+        })
         .collect()
 }
 
-/// The send ledger entries of the sends among a page of due items.
-fn ledger_keys_of_due(items: &[Item]) -> Vec<Key> {
+/// The send ledger entries of the sends among a page of due items (only Voronka writes those).
+fn ledger_keys_of_due(items: &[Item], _: &str) -> Vec<(Key, Condition)> {
     items
         .iter()
         .filter(|item| item.get("work").and_then(|w| w.get("kind")).and_then(Value::as_str) == Some("send"))
         .filter_map(|item| item.get("work")?.get("request")?.get("idempotency_key")?.as_str().map(ledger_key))
+        .map(|key| (key, Condition::Exists))
         .collect()
 }
 
-/// The carts a page of a person's cart listing names.
-fn carts_of_listing(items: &[Item]) -> Vec<Key> {
-    items.iter().filter_map(|item| item.get_str("sk").map(cart_key)).collect()
+/// The carts a page of a person's cart listing names, each only while the listing's owner owns
+/// it: a shop that reused the cart id for someone else made it theirs.
+fn carts_of_listing(items: &[Item], _: &str) -> Vec<(Key, Condition)> {
+    items
+        .iter()
+        .filter_map(|item| {
+            let owner = item.get_str("pk")?.strip_prefix("CARTS#")?;
+            Some((cart_key(item.get_str("sk")?), Condition::equals("owner", owner)))
+        })
+        .collect()
 }
 
 fn ledger_key(idempotency_key: &str) -> Key {
@@ -428,7 +441,7 @@ fn ledger_key(idempotency_key: &str) -> Key {
 }
 
 /// What the items of a page lead to that goes with them (ledger entries, carts).
-type LeadsTo = fn(&[Item]) -> Vec<Key>;
+type LeadsTo = fn(&[Item], &str) -> Vec<(Key, Condition)>;
 
 /// Deletes a partition a page at a time: first what each page leads to (`leads_to`, each deleted
 /// only if it exists, so the count is true), then the page in one transaction. Reads from the
@@ -438,6 +451,7 @@ type LeadsTo = fn(&[Item]) -> Vec<Key>;
 async fn delete_partition(
     store: &dyn Store,
     partition: &str,
+    contact_id: &str,
     leads_to: LeadsTo,
     budget: &mut usize,
 ) -> Result<(usize, usize, bool), StoreError> {
@@ -451,10 +465,10 @@ async fn delete_partition(
         if page.items.is_empty() {
             return Ok((deleted, led_to, true));
         }
-        let extra: BTreeSet<Key> = leads_to(&page.items).into_iter().collect();
+        let extra: BTreeMap<Key, Condition> = leads_to(&page.items, contact_id).into_iter().collect();
         *budget = budget.saturating_sub(extra.len() + page.items.len());
-        for key in &extra {
-            led_to += delete_if(store, key, Condition::Exists).await?;
+        for (key, condition) in extra {
+            led_to += delete_if(store, &key, condition).await?;
         }
         let keys: Vec<Key> = page.items.iter().filter_map(Item::key).collect();
         deleted += keys.len();
@@ -559,8 +573,12 @@ pub async fn export(
         let (listed, cut) = newest(store, &format!("CARTS#{subject}"), EXPORT_CAP).await?;
         carts_cut |= cut;
         for listing in listed {
-            if let Some(cart) = listing.get("sk").and_then(Value::as_str) {
-                carts.extend(store.get(&cart_key(cart)).await?.map(without_keys));
+            // Only while the person owns it: a reused cart id is the new owner's.
+            if let Some(cart) = listing.get("sk").and_then(Value::as_str)
+                && let Some(item) = store.get(&cart_key(cart)).await?
+                && item.get_str("owner") == Some(subject.as_str())
+            {
+                carts.push(without_keys(item));
             }
         }
         let (items, cut) = newest(store, &format!("TRIG#{subject}"), EXPORT_CAP).await?;
@@ -601,8 +619,8 @@ pub async fn export(
             .map(|entry| Item(Map::from_iter([("event".to_string(), Value::String(entry["event"].to_string()))])))
             .collect();
         let due_items: Vec<Item> = scheduled.iter().cloned().map(item_of_value).collect();
-        let mut keys = ledger_keys_of_log(&log_items);
-        keys.extend(ledger_keys_of_due(&due_items));
+        let mut keys: Vec<Key> = ledger_keys_of_log(&log_items, contact_id).into_iter().map(|(key, _)| key).collect();
+        keys.extend(ledger_keys_of_due(&due_items, contact_id).into_iter().map(|(key, _)| key));
         let mut seen = BTreeSet::new();
         keys.retain(|key| seen.insert(key.clone()));
         keys
