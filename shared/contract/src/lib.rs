@@ -771,14 +771,22 @@ pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombsto
         ),
         item(&format!("SEND#{id}:due-send"), "LEDGER", json!({"state": "processing"})),
         item(&format!("SEND#{id}:mail7"), "LEDGER", json!({"state": "sent"})),
-        item(&format!("CART#{id}-cart"), "STATE", json!({"items": []})),
+        item(&format!("CART#{id}-cart"), "STATE", json!({"items": [], "owner": id})),
+        // Listed under the person too, but the shop reused the id for someone else since.
+        item(&format!("CART#{id}-reused"), "STATE", json!({"items": [], "owner": "c_someone_else"})),
     ];
     others.extend(receipts);
     others.extend(log);
     for chunk in others.chunks(25) {
         store.batch_put(chunk.to_vec()).await.unwrap();
     }
-    store.transact(vec![carts::list_cart_op(&id, &format!("{id}-cart"), h.clock.now())]).await.unwrap();
+    store
+        .transact(vec![
+            carts::list_cart_op(&id, &format!("{id}-cart"), h.clock.now()),
+            carts::list_cart_op(&id, &format!("{id}-reused"), h.clock.now()),
+        ])
+        .await
+        .unwrap();
     let mut session = StoredBotSession::new(
         unique("bs"),
         "b2b".into(),
@@ -809,7 +817,10 @@ pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombsto
     for kind in ["profile", "email_identity", "bot_sessions", "journey_states", "due_items"] {
         assert_eq!(removed(kind), 1, "{kind}: {report:?}");
     }
-    for kind in ["frequency_counters", "trigger_counts", "carts", "cart_listings"] {
+    assert_eq!(removed("cart_listings"), 2, "{report:?}");
+    let reused = store.get(&Key::new(format!("CART#{id}-reused"), "STATE")).await.unwrap();
+    assert!(reused.is_some(), "the cart someone else owns now is theirs");
+    for kind in ["frequency_counters", "trigger_counts", "carts"] {
         assert_eq!(removed(kind), 1, "{kind}: {report:?}");
     }
     for partition in ["CONSENT#", "EVLOG#", "JSTATE#", "CAP#", "TRIG#", "DUE#", "CARTS#"] {
