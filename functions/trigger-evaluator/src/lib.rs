@@ -542,13 +542,15 @@ async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> 
         Some((mut contact, before)) => {
             contact.hold_discount_codes(carts.issued, &carts.redeemed, event.occurred_at);
             contact.keep_within_bounds();
-            consent_receipts::itemise_legacy_receipts(store, &before.consent_receipts, &mut contact).await?;
+            let legacy =
+                consent_receipts::itemise_legacy_receipts(store, &before.consent_receipts, &mut contact).await?;
             contact.version = before.version + 1;
             contact.updated_at = now;
             core.push(TransactOp::Put {
                 item: contact_item(&contact),
                 condition: Some(Condition::equals("version", before.version)),
             });
+            core.extend(legacy);
             core.extend(consent_receipts::new_receipt_ops(&before.consent_receipts, &contact));
             Outcome::Applied
         }

@@ -67,6 +67,7 @@ macro_rules! contract_tests {
             event_log_reads_a_subject_newest_first_and_a_day_in_time_order,
             discount_codes_are_issued_and_redeemed_once,
             erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombstone,
+            erasure_no_consent_receipt_lands_from_a_writer_that_read_the_contact_before,
             queue_round_trip_and_delete,
             queue_batches_report_each_message,
             queue_hides_received_messages_until_the_visibility_timeout,
@@ -869,6 +870,86 @@ pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombsto
     assert_ne!(fresh.id, id, "a new sign-up is a new contact");
     let unknown = personal_data::erase(store, &NoMailCopies, &keys, &unique("c"), h.clock.now()).await;
     assert!(matches!(unknown, Err(personal_data::PersonalDataError::NotFound)), "{unknown:?}");
+}
+
+/// A store that answers the first read of one item with how it was before: a writer that read a
+/// contact just before it was erased.
+struct StaleRead {
+    inner: Arc<dyn Store>,
+    key: Key,
+    stale: std::sync::Mutex<Option<Item>>,
+}
+
+#[async_trait::async_trait]
+impl Store for StaleRead {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        if *key == self.key
+            && let Some(stale) = self.stale.lock().unwrap().take()
+        {
+            return Ok(Some(stale));
+        }
+        self.inner.get(key).await
+    }
+    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
+        self.inner.put(item, condition).await
+    }
+    async fn update(
+        &self,
+        key: &Key,
+        actions: Vec<UpdateAction>,
+        condition: Option<Condition>,
+    ) -> Result<Item, StoreError> {
+        self.inner.update(key, actions, condition).await
+    }
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), StoreError> {
+        self.inner.delete(key, condition).await
+    }
+    async fn query(&self, query: Query) -> Result<voronka_domain::ports::Page, StoreError> {
+        self.inner.query(query).await
+    }
+    async fn transact(&self, ops: Vec<TransactOp>) -> Result<(), StoreError> {
+        self.inner.transact(ops).await
+    }
+    async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        self.inner.batch_put(items).await
+    }
+}
+
+pub async fn erasure_no_consent_receipt_lands_from_a_writer_that_read_the_contact_before(h: &Harness) {
+    use voronka_domain::model::ConsentReceipt;
+    use voronka_domain::ports::NoMailCopies;
+    use voronka_domain::repo::contacts::contact_key;
+    use voronka_domain::repo::personal_data;
+    use voronka_domain::signing::KeyRing;
+    let store = h.store.as_ref();
+    let repo = ContactRepository::new(store);
+    let email = EmailAddress::parse(&format!("{}@example.com", unique("stale"))).unwrap();
+    let (contact, _) = repo
+        .upsert_by_email(&email, h.clock.now(), new_contact(&h.clock), |c| {
+            c.record_consent(ConsentReceipt::granted("r-legacy", h.clock.now(), "v1", false));
+        })
+        .await
+        .unwrap();
+    // As stored when receipts lived only on the contact: the next write itemises them.
+    let key = contact_key(&contact.id);
+    let mut legacy = store.get(&key).await.unwrap().unwrap();
+    legacy.0.insert("receipts_itemised".into(), Value::Bool(false));
+    store.put(legacy.clone(), None).await.unwrap();
+    let keys = KeyRing::single(CONTRACT_TOKEN_KEY);
+    personal_data::erase(store, &NoMailCopies, &keys, &contact.id, h.clock.now()).await.unwrap();
+    let receipts = Query::partition(Index::Table, format!("CONSENT#{}", contact.id));
+    assert!(store.query(receipts.clone()).await.unwrap().items.is_empty());
+
+    let stale = StaleRead { inner: h.store.clone(), key, stale: std::sync::Mutex::new(Some(legacy)) };
+    let written = ContactRepository::new(&stale)
+        .update(&contact.id, h.clock.now(), |c| {
+            c.first_name = Some("Late".into());
+            true
+        })
+        .await;
+    assert!(matches!(written, Err(voronka_domain::repo::RepoError::NotFound)), "{written:?}");
+    let left = store.query(receipts).await.unwrap().items;
+    assert!(left.is_empty(), "a receipt came back after the erasure: {left:?}");
 }
 
 pub async fn queue_round_trip_and_delete(h: &Harness) {

@@ -245,7 +245,7 @@ impl<'a> ContactRepository<'a> {
                     change(&mut contact);
                     contact.keep_within_bounds();
                     let anonymous = link_anonymous_ids(self.store, &mut contact, &before).await?;
-                    itemise_legacy_receipts(self.store, &receipts_before, &mut contact).await?;
+                    let legacy = itemise_legacy_receipts(self.store, &receipts_before, &mut contact).await?;
                     contact.version = expected_version + 1;
                     contact.updated_at = now;
                     let mut ops = vec![TransactOp::Put {
@@ -253,6 +253,7 @@ impl<'a> ContactRepository<'a> {
                         condition: Some(Condition::equals("version", expected_version)),
                     }];
                     ops.extend(anonymous);
+                    ops.extend(legacy);
                     ops.extend(new_receipt_ops(&receipts_before, &contact));
                     self.store.transact(ops).await.map(|()| (contact, UpsertOutcome::Updated))
                 }
@@ -312,7 +313,7 @@ impl<'a> ContactRepository<'a> {
             }
             contact.keep_within_bounds();
             let anonymous = link_anonymous_ids(self.store, &mut contact, &before).await?;
-            itemise_legacy_receipts(self.store, &receipts_before, &mut contact).await?;
+            let legacy = itemise_legacy_receipts(self.store, &receipts_before, &mut contact).await?;
             contact.version = expected_version + 1;
             contact.updated_at = now;
             let mut ops = vec![TransactOp::Put {
@@ -320,6 +321,7 @@ impl<'a> ContactRepository<'a> {
                 condition: Some(Condition::equals("version", expected_version)),
             }];
             ops.extend(anonymous);
+            ops.extend(legacy);
             ops.extend(new_receipt_ops(&receipts_before, &contact));
             match self.store.transact(ops).await {
                 Ok(()) => return Ok(contact),
