@@ -647,3 +647,34 @@ async fn a_forged_email_sent_leads_the_export_and_the_erasure_to_no_one_elses_le
     assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
     assert!(Store::get(store, &victim).await.unwrap().is_some(), "someone else's ledger entry is left");
 }
+
+/// An erasure that stopped after its tombstone is finished by the scheduler's run without another
+/// `DELETE`, and meanwhile the dashboard's erase page offers to finish it rather than answering 404.
+#[tokio::test]
+async fn an_unfinished_erasure_is_finished_by_the_scheduler_and_the_dashboard_offers_to_resume_it() {
+    let t = TestStack::new();
+    let contact_id = a_person_with_everything(&t).await;
+    let store = t.stack.state.store.as_ref();
+    let keys = &t.stack.state.secrets.token_keys;
+    let stopped = personal_data::erase(store, &Unreachable, keys, &contact_id, t.clock.now()).await;
+    assert!(matches!(stopped, Err(PersonalDataError::MailCopies(_))), "{stopped:?}");
+    assert!(personal_data::erasure_unfinished(store, &contact_id).await.unwrap());
+
+    let confirm_page = || {
+        Request::get(format!("/admin/contacts/{contact_id}/erase"))
+            .header(header::HOST, "localhost")
+            .header(header::AUTHORIZATION, format!("Bearer {}", t.stack.admin_key))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let confirm = t.send(confirm_page()).await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.text);
+    assert!(confirm.text.contains("Finish the erasure"), "{}", confirm.text);
+
+    voronka_local::workers::tick(&t.stack).await.unwrap();
+    assert!(!personal_data::erasure_unfinished(store, &contact_id).await.unwrap(), "the scheduler finished it");
+    let left = where_the_person_is(&t).await;
+    assert!(left.is_empty(), "the person is still here:\n{}", left.join("\n"));
+    let confirm = t.send(confirm_page()).await;
+    assert_eq!(confirm.status, StatusCode::NOT_FOUND, "{}", confirm.text);
+}

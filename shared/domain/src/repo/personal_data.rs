@@ -193,12 +193,15 @@ pub struct ErasureReport {
     pub removed: BTreeMap<&'static str, usize>,
 }
 
+/// The index partition of tombstones whose erasure has not completed.
+const PENDING_ERASURES: &str = "ERASURES#PENDING";
+
+/// A tombstone; one with `pending` is in the unfinished erasures' index until it completes.
 fn tombstone(contact_id: &str, erased_at: Timestamp, pending: Option<&Pending>) -> Item {
     let mut attributes = json!({ ERASED_AT: erased_at });
-    if let Some(pending) = pending {
-        attributes[PENDING] = serde_json::to_value(pending).expect("pending erasures serialise");
-    }
-    Item::new(&contact_key(contact_id), attributes)
+    let Some(pending) = pending else { return Item::new(&contact_key(contact_id), attributes) };
+    attributes[PENDING] = serde_json::to_value(pending).expect("pending erasures serialise");
+    Item::new(&contact_key(contact_id), attributes).with_gsi1(PENDING_ERASURES, contact_id)
 }
 
 /// Puts the tombstone over the contact (first, so nothing writes to the person while the rest
@@ -264,8 +267,55 @@ pub async fn erase_within(
     now: Timestamp,
     budget: usize,
 ) -> Result<ErasureReport, PersonalDataError> {
+    let started = put_tombstone(store, keys, contact_id, now).await?;
+    finish_erasure(store, copies, contact_id, started, now, budget).await
+}
+
+/// The most unfinished erasures one `finish_pending_erasures` call takes up.
+pub const PENDING_ERASURES_PER_RUN: u32 = 20;
+
+/// Finishes erasures left unfinished (a call that stopped at its budget and was not repeated, or
+/// one that failed after its tombstone), found through their index: the scheduler runs this every
+/// minute, so an erasure completes even if nobody calls `DELETE` again. Each gets `budget`;
+/// returns how many completed.
+pub async fn finish_pending_erasures(
+    store: &dyn Store,
+    copies: &dyn MailCopies,
+    now: Timestamp,
+    budget: usize,
+) -> Result<usize, PersonalDataError> {
+    let query = Query::partition(Index::Gsi1, PENDING_ERASURES).limit(PENDING_ERASURES_PER_RUN);
+    let mut completed = 0;
+    for item in store.query(query).await?.items {
+        let Some(contact_id) = item.get_str("pk").and_then(|pk| pk.strip_prefix("CONTACT#")) else { continue };
+        // Read again: the index may lag behind an erasure that completed meanwhile.
+        let Some(tombstone) = store.get(&contact_key(contact_id)).await? else { continue };
+        let (Some(erased_at), Some(pending)) = (erased_at_of(&tombstone), tombstone.get(PENDING)) else { continue };
+        let pending: Pending = serde_json::from_value(pending.clone()).unwrap_or_default();
+        let report = finish_erasure(store, copies, contact_id, (erased_at, pending, true), now, budget).await?;
+        completed += usize::from(report.complete);
+    }
+    Ok(completed)
+}
+
+/// Whether the contact id is a tombstone whose erasure has not completed yet.
+pub async fn erasure_unfinished(store: &dyn Store, contact_id: &str) -> Result<bool, StoreError> {
+    Ok(store
+        .get(&contact_key(contact_id))
+        .await?
+        .is_some_and(|item| item.get(ERASED_AT).is_some() && item.get(PENDING).is_some()))
+}
+
+/// Every step of an erasure after its tombstone (see the module's notes).
+async fn finish_erasure(
+    store: &dyn Store,
+    copies: &dyn MailCopies,
+    contact_id: &str,
+    (erased_at, pending, already_erased): (Timestamp, Pending, bool),
+    now: Timestamp,
+    budget: usize,
+) -> Result<ErasureReport, PersonalDataError> {
     let mut budget = budget;
-    let (erased_at, pending, already_erased) = put_tombstone(store, keys, contact_id, now).await?;
     let report = |mut removed: BTreeMap<&'static str, usize>, complete: bool| {
         removed.retain(|_, count| *count > 0);
         tracing::info!(contact_id, already_erased, complete, "a contact was erased");
