@@ -97,37 +97,13 @@ impl PersonMarkers {
     /// Whether an address (a To or Cc of a message) is one of the person's, exactly.
     pub fn is_address(&self, address: &str) -> bool {
         let address = address.trim().to_lowercase();
-        self.texts.iter().any(|marker| *marker == address)
+        self.texts.contains(&address)
     }
 }
 
 /// A character that can continue an address, a phone number or a contact id.
 fn is_address_char(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-' | '@')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::PersonMarkers;
-
-    #[test]
-    fn a_marker_is_found_only_standing_on_its_own() {
-        let person = PersonMarkers::new(["Ann@Example.com", "+79990001122", "c_ann_1"]);
-        for text in ["To: <ann@example.com>", "write to ann@example.com.", "ANN@EXAMPLE.COM", "tel:+79990001122;"] {
-            assert!(person.found_in(text), "{text}");
-        }
-        for text in [
-            "joann@example.com",
-            "ann@example.com.au",
-            "x.ann@example.com",
-            "ann@example.community",
-            "+799900011223",
-            "c_ann_12",
-        ] {
-            assert!(!person.found_in(text), "{text}");
-        }
-        assert!(person.is_address(" ANN@example.com") && !person.is_address("joann@example.com"));
-    }
 }
 
 /// The copies of sent mail a mail service keeps, for a person's export and erasure. The local
@@ -153,5 +129,29 @@ impl MailCopies for NoMailCopies {
 
     async fn erase_copies_about(&self, _: &PersonMarkers) -> Result<usize, String> {
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PersonMarkers;
+
+    #[test]
+    fn a_marker_is_found_only_standing_on_its_own() {
+        let person = PersonMarkers::new(["Ann@Example.com", "+79990001122", "c_ann_1"]);
+        for text in ["To: <ann@example.com>", "write to ann@example.com.", "ANN@EXAMPLE.COM", "tel:+79990001122;"] {
+            assert!(person.found_in(text), "{text}");
+        }
+        for text in [
+            "joann@example.com",
+            "ann@example.com.au",
+            "x.ann@example.com",
+            "ann@example.community",
+            "+799900011223",
+            "c_ann_12",
+        ] {
+            assert!(!person.found_in(text), "{text}");
+        }
+        assert!(person.is_address(" ANN@example.com") && !person.is_address("joann@example.com"));
     }
 }
