@@ -44,7 +44,10 @@ fn bot_post(path: &str, body: &Value) -> Request<Body> {
 /// Every place the person could be left: each row of the database file and each outbox file,
 /// both as written and decoded.
 async fn where_the_person_is(t: &TestStack) -> Vec<String> {
-    let needles = [EMAIL.to_lowercase(), PHONE.trim_start_matches('+').to_string(), "erikaunique".to_string()];
+    // The plain digest of the address too: a marker kept under it would confirm the person to
+    // anyone hashing guesses.
+    let digest = EmailAddress::parse(EMAIL).unwrap().identity_digest();
+    let needles = [EMAIL.to_lowercase(), PHONE.trim_start_matches('+').to_string(), "erikaunique".to_string(), digest];
     let mut found = Vec::new();
     for row in t.stack.embedded.store.raw_rows().await.unwrap() {
         let lower = row.to_lowercase();
@@ -251,7 +254,8 @@ async fn an_interrupted_erasure_stops_every_writer_and_a_retry_finishes_it() {
     let t = TestStack::new();
     let contact_id = a_person_with_everything(&t).await;
     let store = t.stack.state.store.as_ref();
-    let stopped = personal_data::erase(store, &Unreachable, &contact_id, t.clock.now()).await;
+    let stopped =
+        personal_data::erase(store, &Unreachable, &t.stack.state.secrets.token_keys, &contact_id, t.clock.now()).await;
     assert!(matches!(stopped, Err(PersonalDataError::MailCopies(_))), "{stopped:?}");
 
     // Only the tombstone is written, and already nothing reads or writes the person.
@@ -408,4 +412,269 @@ async fn the_command_line_erases_a_person_in_a_data_folder() {
     let unknown = erase("c_nobody");
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no contact with this id"), "{unknown:?}");
+}
+
+/// What is filed under an anonymous subject, by partition.
+async fn held_under(t: &TestStack, anonymous_id: &str) -> Vec<String> {
+    use voronka_domain::ports::{Index, Query};
+    let store = t.stack.state.store.as_ref();
+    let mut held = Vec::new();
+    for partition in ["EVLOG#", "TRIG#", "CARTS#", "DUE#"] {
+        let pk = format!("{partition}anon:{anonymous_id}");
+        let items = store.query(Query::partition(Index::Table, pk.clone())).await.unwrap().items;
+        if !items.is_empty() {
+            held.push(format!("{pk}: {}", items.len()));
+        }
+    }
+    held
+}
+
+fn browsing(id: &str, anonymous_id: &str) -> Value {
+    json!({"event_id": id, "type": "add_to_cart", "anonymous_id": anonymous_id, "properties": {
+        "cart_id": format!("cart-{anonymous_id}"), "sku": "s1", "name": "Item s1", "price": 10.0, "quantity": 1,
+        "currency": "RUB", "cart_url": "https://shop.example/cart/1"}})
+}
+
+/// The browser of an erased person: events naming its anonymous id, late (queued before the
+/// erasure) or new (the same browser going on), write nothing again, and a new sign-up from it
+/// does not take the id (so nothing of the old person comes back with it).
+#[tokio::test]
+async fn an_erased_persons_browser_writes_nothing_again_and_a_new_sign_up_does_not_link_it() {
+    let t = TestStack::new();
+    t.post_events(vec![browsing("gone-1", "anon-gone")], false).await;
+    let contact_id = t.consented_contact("gone.browser@example.com", json!({"anonymous_id": "anon-gone"})).await;
+    voronka_local::workers::drain(&t.stack).await.unwrap();
+    assert!(!held_under(&t, "anon-gone").await.is_empty(), "the test can find the browsing");
+
+    let late = t.post_events_answer(vec![browsing("gone-late", "anon-gone")], false).await;
+    assert_eq!(late.status, StatusCode::ACCEPTED, "{}", late.text);
+    t.advance(5);
+    let erased = admin(&t, "DELETE", &format!("/v1/contacts/{contact_id}")).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+    voronka_local::workers::drain(&t.stack).await.unwrap();
+    assert_eq!(held_under(&t, "anon-gone").await, Vec::<String>::new(), "the late event wrote nothing");
+
+    t.advance(60);
+    t.post_events(vec![browsing("gone-2", "anon-gone")], false).await;
+    assert_eq!(held_under(&t, "anon-gone").await, Vec::<String>::new(), "the browser going on wrote nothing");
+
+    let new_id = t.consented_contact("new.person@example.com", json!({"anonymous_id": "anon-gone"})).await;
+    voronka_local::workers::drain(&t.stack).await.unwrap();
+    let repo = ContactRepository::new(t.stack.state.store.as_ref());
+    let fresh = repo.get(&new_id).await.unwrap().unwrap();
+    assert!(!fresh.anonymous_ids.contains(&"anon-gone".to_string()), "{:?}", fresh.anonymous_ids);
+    assert!(repo.find_by_anonymous_id("anon-gone").await.unwrap().is_none());
+    assert_eq!(held_under(&t, "anon-gone").await, Vec::<String>::new());
+}
+
+/// A contact keeps its newest anonymous ids only; the erasure still reaches the older ones and
+/// what is filed under them, and the export shows them.
+#[tokio::test]
+async fn an_erasure_reaches_the_anonymous_ids_trimmed_off_the_contact() {
+    use voronka_domain::model::contact::MAX_ANONYMOUS_IDS;
+    let t = TestStack::new();
+    let count = MAX_ANONYMOUS_IDS + 3;
+    let views: Vec<Value> = (0..count)
+        .map(|i| {
+            json!({"event_id": format!("many-view-{i}"), "type": "page_view", "anonymous_id": format!("many-{i}"),
+            "properties": {"url": "https://shop.example/p/1"}})
+        })
+        .collect();
+    t.post_events(views, false).await;
+    let contact_id = t.consented_contact("many.browsers@example.com", json!({})).await;
+    let repo = ContactRepository::new(t.stack.state.store.as_ref());
+    for i in 0..count {
+        let id = format!("many-{i}");
+        repo.update(&contact_id, t.clock.now(), |contact| {
+            contact.anonymous_ids.push(id.clone());
+            true
+        })
+        .await
+        .unwrap();
+    }
+    let contact = repo.get(&contact_id).await.unwrap().unwrap();
+    assert!(!contact.anonymous_ids.contains(&"many-0".to_string()), "the oldest was trimmed off");
+    assert!(!held_under(&t, "many-0").await.is_empty(), "its browsing is still filed under it");
+
+    let export = admin(&t, "GET", &format!("/v1/contacts/{contact_id}/export")).await;
+    let timeline = export.json()["timeline"].as_array().unwrap().clone();
+    assert!(timeline.iter().any(|entry| entry["subject"] == "anon:many-0"), "{timeline:?}");
+
+    let erased = admin(&t, "DELETE", &format!("/v1/contacts/{contact_id}")).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+    assert_eq!(erased.json()["removed"]["anonymous_ids"], count, "{}", erased.text);
+    for i in 0..count {
+        assert_eq!(held_under(&t, &format!("many-{i}")).await, Vec::<String>::new(), "many-{i}");
+        assert!(matches!(
+            repo.lookup_by_anonymous_id(&format!("many-{i}")).await.unwrap(),
+            voronka_domain::repo::contacts::ContactLookup::Erased(_)
+        ));
+    }
+}
+
+/// A store whose query pages stop early, as DynamoDB's do at 1 MB.
+struct ShortPages<'a>(&'a dyn voronka_domain::ports::Store);
+
+#[async_trait::async_trait]
+impl voronka_domain::ports::Store for ShortPages<'_> {
+    async fn get(&self, key: &voronka_domain::ports::Key) -> Result<Option<voronka_domain::ports::Item>, StoreError> {
+        self.0.get(key).await
+    }
+    async fn put(
+        &self,
+        item: voronka_domain::ports::Item,
+        condition: Option<voronka_domain::ports::Condition>,
+    ) -> Result<(), StoreError> {
+        self.0.put(item, condition).await
+    }
+    async fn update(
+        &self,
+        key: &voronka_domain::ports::Key,
+        actions: Vec<voronka_domain::ports::UpdateAction>,
+        condition: Option<voronka_domain::ports::Condition>,
+    ) -> Result<voronka_domain::ports::Item, StoreError> {
+        self.0.update(key, actions, condition).await
+    }
+    async fn delete(
+        &self,
+        key: &voronka_domain::ports::Key,
+        condition: Option<voronka_domain::ports::Condition>,
+    ) -> Result<(), StoreError> {
+        self.0.delete(key, condition).await
+    }
+    async fn query(&self, mut query: voronka_domain::ports::Query) -> Result<voronka_domain::ports::Page, StoreError> {
+        query.limit = Some(query.limit.unwrap_or(u32::MAX).min(7));
+        self.0.query(query).await
+    }
+    async fn transact(&self, ops: Vec<voronka_domain::ports::TransactOp>) -> Result<(), StoreError> {
+        self.0.transact(ops).await
+    }
+    async fn batch_put(&self, items: Vec<voronka_domain::ports::Item>) -> Result<(), StoreError> {
+        self.0.batch_put(items).await
+    }
+}
+
+use voronka_domain::ports::StoreError;
+
+struct NoCopies;
+
+#[async_trait::async_trait]
+impl MailCopies for NoCopies {
+    async fn copies_about(&self, _: &PersonMarkers, _: usize) -> Result<(Vec<MailCopy>, bool), String> {
+        Ok((Vec::new(), false))
+    }
+
+    async fn erase_copies_about(&self, _: &PersonMarkers) -> Result<usize, String> {
+        Ok(0)
+    }
+}
+
+/// A page cut short by the store (DynamoDB stops at 1 MB) is not the end of a section: the export
+/// reads on to its cap and claims completeness only when nothing is left.
+#[tokio::test]
+async fn an_export_reads_on_past_pages_the_store_cut_short() {
+    use voronka_domain::model::ConsentReceipt;
+    use voronka_domain::repo::consent_receipts::receipt_item;
+    let t = TestStack::new();
+    let contact_id = t.consented_contact("short.pages@example.com", json!({})).await;
+    let start = t.clock.now();
+    let receipts: Vec<_> = (0..20)
+        .map(|i| {
+            let at = start + jiff::SignedDuration::from_secs(i + 1);
+            receipt_item(&contact_id, &ConsentReceipt::granted(&format!("short{i:02}"), at, "v1", false))
+        })
+        .collect();
+    let store = ShortPages(t.stack.state.store.as_ref());
+    use voronka_domain::ports::Store;
+    store.batch_put(receipts).await.unwrap();
+    let export = personal_data::export(&store, &NoCopies, &contact_id, t.clock.now()).await.unwrap();
+    assert!(export["consent_receipts"].as_array().unwrap().len() > 20, "{}", export["consent_receipts"]);
+    assert_eq!(export["truncated"], json!({}));
+}
+
+/// A shop that reused a cart id for another person made the cart theirs: the first person's
+/// export does not show it and their erasure leaves it to its owner.
+#[tokio::test]
+async fn a_cart_id_the_shop_reused_for_someone_else_is_theirs_in_the_export_and_the_erasure() {
+    let t = TestStack::new();
+    let first = t.consented_contact("first.owner@example.com", json!({})).await;
+    let second = t.consented_contact("second.owner@example.com", json!({})).await;
+    let add = |id: &str, contact: &str| {
+        json!({"event_id": id, "type": "add_to_cart", "contact_id": contact, "properties": {
+            "cart_id": "reused-cart", "sku": "s1", "name": "Item s1", "price": 10.0, "quantity": 1,
+            "currency": "RUB", "cart_url": "https://shop.example/cart/1"}})
+    };
+    t.post_events(vec![add("reuse-1", &first)], true).await;
+    t.post_events(
+        vec![json!({"event_id": "reuse-buy", "type": "purchase", "contact_id": first,
+            "properties": {"order_id": "o-reuse", "revenue": 10.0, "currency": "RUB", "cart_id": "reused-cart"}})],
+        true,
+    )
+    .await;
+    t.post_events(vec![add("reuse-2", &second)], true).await;
+    let store = t.stack.state.store.as_ref();
+    let cart = voronka_domain::repo::carts::load(store, "reused-cart").await.unwrap().unwrap();
+    assert_eq!(cart.owner, second, "the shop's reuse moved the cart");
+
+    let export = admin(&t, "GET", &format!("/v1/contacts/{first}/export")).await;
+    assert_eq!(export.json()["carts"], json!([]), "{}", export.text);
+    let erased = admin(&t, "DELETE", &format!("/v1/contacts/{first}")).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+    let cart = voronka_domain::repo::carts::load(store, "reused-cart").await.unwrap();
+    assert_eq!(cart.map(|c| c.owner), Some(second), "the other person's cart is left alone");
+}
+
+/// The shop can log an `email_sent` naming any ledger key: the export and the erasure only follow
+/// keys of Voronka's own sends (or that name the contact), never another person's ledger entry.
+#[tokio::test]
+async fn a_forged_email_sent_leads_the_export_and_the_erasure_to_no_one_elses_ledger_entry() {
+    use voronka_domain::ports::{Item, Key, Store};
+    let t = TestStack::new();
+    let contact_id = t.consented_contact("forger.target@example.com", json!({})).await;
+    let store = t.stack.state.store.as_ref();
+    let victim = Key::new("SEND#journey:c_someone_else:welcome", "LEDGER");
+    store.put(Item::new(&victim, json!({"state": "sent", "message_id": "m-victim"})), None).await.unwrap();
+    t.post_events(
+        vec![json!({"event_id": "forged-sent", "type": "email_sent", "contact_id": contact_id,
+            "properties": {"idempotency_key": "journey:c_someone_else:welcome"}})],
+        true,
+    )
+    .await;
+    let export = admin(&t, "GET", &format!("/v1/contacts/{contact_id}/export")).await;
+    let ledger = export.json()["messages"]["ledger"].clone();
+    assert!(!ledger.to_string().contains("c_someone_else"), "{ledger}");
+    let erased = admin(&t, "DELETE", &format!("/v1/contacts/{contact_id}")).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+    assert!(Store::get(store, &victim).await.unwrap().is_some(), "someone else's ledger entry is left");
+}
+
+/// An erasure that stopped after its tombstone is finished by the scheduler's run without another
+/// `DELETE`, and meanwhile the dashboard's erase page offers to finish it rather than answering 404.
+#[tokio::test]
+async fn an_unfinished_erasure_is_finished_by_the_scheduler_and_the_dashboard_offers_to_resume_it() {
+    let t = TestStack::new();
+    let contact_id = a_person_with_everything(&t).await;
+    let store = t.stack.state.store.as_ref();
+    let keys = &t.stack.state.secrets.token_keys;
+    let stopped = personal_data::erase(store, &Unreachable, keys, &contact_id, t.clock.now()).await;
+    assert!(matches!(stopped, Err(PersonalDataError::MailCopies(_))), "{stopped:?}");
+    assert!(personal_data::erasure_unfinished(store, &contact_id).await.unwrap());
+
+    let confirm_page = || {
+        Request::get(format!("/admin/contacts/{contact_id}/erase"))
+            .header(header::HOST, "localhost")
+            .header(header::AUTHORIZATION, format!("Bearer {}", t.stack.admin_key))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let confirm = t.send(confirm_page()).await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.text);
+    assert!(confirm.text.contains("Finish the erasure"), "{}", confirm.text);
+
+    voronka_local::workers::tick(&t.stack).await.unwrap();
+    assert!(!personal_data::erasure_unfinished(store, &contact_id).await.unwrap(), "the scheduler finished it");
+    let left = where_the_person_is(&t).await;
+    assert!(left.is_empty(), "the person is still here:\n{}", left.join("\n"));
+    let confirm = t.send(confirm_page()).await;
+    assert_eq!(confirm.status, StatusCode::NOT_FOUND, "{}", confirm.text);
 }

@@ -163,6 +163,31 @@ fn request(key: &str, contact: &Contact, template: &str, class: SendClass, prior
     }
 }
 
+/// The person is erased while the send waits for its slot of the send rate: nothing goes out.
+#[tokio::test]
+async fn a_person_erased_while_their_send_waits_for_the_rate_gets_nothing() {
+    use voronka_domain::ports::NoMailCopies;
+    use voronka_domain::repo::personal_data;
+    let mut f = Fixture::new();
+    f.at_moscow(12, 0);
+    let contact = f.subscribed("erased.midway@example.com").await;
+    f.deps.rate = Arc::new(sender::rate::RateGate::per_second(2.0));
+    // The first slot is taken: the send waits half a second for the next.
+    f.deps.rate.wait().await;
+    let welcome = request("journey:welcome:midway:s1", &contact, "welcome", SendClass::Marketing, Priority::Journey);
+    let store = f.t.stack.state.store.clone();
+    let keys = f.t.stack.state.secrets.token_keys.clone();
+    let now = f.t.clock.now();
+    let erasing = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        personal_data::erase(store.as_ref(), &NoMailCopies, &keys, &contact.id, now).await.unwrap();
+    };
+    let (failures, ()) = tokio::join!(f.deliver(&welcome), erasing);
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(f.mailer.calls.load(Ordering::SeqCst), 0, "nothing was sent to the erased person");
+    assert!(f.outbox().is_empty());
+}
+
 #[tokio::test]
 async fn one_request_delivered_five_times_two_at_once_is_sent_once() {
     let f = Fixture::new();

@@ -5,8 +5,9 @@
 //! the claims. A cursor item records each run for monitoring.
 
 use jiff::Timestamp;
-use voronka_domain::ports::{Store, StoreError};
+use voronka_domain::ports::{MailCopies, Store, StoreError};
 use voronka_domain::repo::due::{DispatchReport, dispatch_due};
+use voronka_domain::repo::personal_data;
 use voronka_domain::repo::scheduler_cursor::{self, SchedulerRun};
 
 /// The most items one run dispatches; the rest wait for the next minute.
@@ -25,6 +26,18 @@ pub async fn run(deps: &SchedulerDeps) -> Result<DispatchReport, StoreError> {
     let gap = previous.map(|p| now.as_second() - p.as_second());
     tracing::info!(dispatched = report.dispatched, skipped = report.skipped, failed = report.failed, seconds_since_last_run = ?gap, "scheduler run");
     Ok(report)
+}
+
+/// Finishes erasures left unfinished (`personal_data::finish_pending_erasures`), a few each
+/// minute; `copies` is the mail service's (on AWS SES keeps none). A failure is logged and left
+/// to the next run: it must not stop the dispatch.
+pub async fn finish_erasures(deps: &SchedulerDeps, copies: &dyn MailCopies) {
+    let now = deps.clock.now();
+    match personal_data::finish_pending_erasures(deps.store.as_ref(), copies, now, personal_data::WRITE_BUDGET).await {
+        Ok(0) => {}
+        Ok(completed) => tracing::info!(completed, "unfinished erasures completed"),
+        Err(error) => tracing::warn!(error = %error, "unfinished erasures could not be finished"),
+    }
 }
 
 /// When the last run happened, from the cursor.

@@ -12,6 +12,7 @@ async fn main() -> Result<(), Error> {
         let deps = deps.clone();
         async move {
             let report = cart_scheduler::run(&deps).await?;
+            cart_scheduler::finish_erasures(&deps, &voronka_domain::ports::NoMailCopies).await;
             Ok::<_, Error>(serde_json::to_value(report)?)
         }
     }))

@@ -124,9 +124,15 @@ pub async fn erase(State(state): State<AppState>, Path(id): Path<String>) -> Res
     if id.len() > MAX_CONTACT_ID_BYTES {
         return Err(personal_data_error(PersonalDataError::NotFound, ""));
     }
-    let report = personal_data::erase(state.store.as_ref(), state.mail_copies.as_ref(), &id, state.clock.now())
-        .await
-        .map_err(|e| personal_data_error(e, "erasing a contact"))?;
+    let report = personal_data::erase(
+        state.store.as_ref(),
+        state.mail_copies.as_ref(),
+        &state.secrets.token_keys,
+        &id,
+        state.clock.now(),
+    )
+    .await
+    .map_err(|e| personal_data_error(e, "erasing a contact"))?;
     // A person with more items than one call's budget: 202, and the caller repeats the DELETE.
     let status = if report.complete { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, Json(serde_json::to_value(report).unwrap_or_default())).into_response())

@@ -18,7 +18,7 @@ use voronka_domain::model::{Contact, EmailAddress, Event, EventType, Priority, R
 use voronka_domain::ports::{
     BatchHandler, Delivery, MAX_DELAY, MailError, Mailer, OutgoingEmail, OutgoingMessage, QueueName, send_all,
 };
-use voronka_domain::repo::{Claim, ContactRepository, FrequencyCaps, Reservation, SendLedger};
+use voronka_domain::repo::{Claim, ContactLookup, ContactRepository, FrequencyCaps, Reservation, SendLedger};
 use voronka_domain::sending::mime::{Envelope, build_message};
 use voronka_domain::sending::origin::{self, CancelReason, Liveness};
 use voronka_domain::sending::policy::{
@@ -263,6 +263,17 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
     // The send rate is waited for before the claim says `calling`: a container killed while it
     // waits has sent nothing, and its claim must be taken over, not written off.
     deps.rate.wait().await;
+    // The person may have been erased since the contact was read (the wait can be long): look
+    // again right before the call. Nothing more is written about an erased person, not even the
+    // cap slot given back.
+    match ContactRepository::new(deps.store.as_ref()).lookup(&request.contact_id).await {
+        Ok(ContactLookup::Found(_)) => {}
+        Ok(ContactLookup::Erased(_) | ContactLookup::Missing) => return block(BlockReason::ContactNotFound).await,
+        Err(error) => {
+            give_back_slot().await;
+            return release(ledger, key, attempt, error.to_string()).await;
+        }
+    }
     // From here on the message may be on its way; if this attempt dies, the claim says so.
     if let Err(error) = ledger.mark_calling(key, attempt, deps.clock.now()).await {
         give_back_slot().await;

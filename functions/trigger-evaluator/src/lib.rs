@@ -124,6 +124,8 @@ pub async fn handle_message(deps: &EvaluatorDeps, body: &str) -> Outcome {
 
 /// Writes of one transaction that carry data; one more place is kept for a marker.
 const MAX_FOLLOW_UP_WRITES: usize = MAX_TRANSACTION_OPS - 1;
+/// Erasures of one shop buyer's derived ids followed before giving up (a guard, not a limit met).
+const MAX_BUYER_ERASURES: usize = 100;
 
 /// The work of an event beyond what must commit with it: aggregate counters and cancellations of
 /// due items. Usually it joins the event's transaction; when everything together would pass
@@ -243,7 +245,7 @@ async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Resolved, StoreE
         voronka_domain::repo::RepoError::Store(e) => e,
         other => StoreError::Backend(other.to_string()),
     };
-    if personal_data::names_erased_address(deps.store.as_ref(), event).await? {
+    if personal_data::names_erased_address(deps.store.as_ref(), &deps.secrets.token_keys, event).await? {
         return Ok(Resolved::Erased("names an address erased after the event"));
     }
     if event.trusted
@@ -256,10 +258,19 @@ async fn resolve(deps: &EvaluatorDeps, event: &Event) -> Result<Resolved, StoreE
             ContactLookup::Missing => {}
         }
     }
-    Ok(match find_contact(deps, event).await? {
-        Some(contact) => Resolved::Contact(Box::new(contact)),
-        None => Resolved::Nobody,
-    })
+    if let Some(contact) = find_contact(deps, event).await? {
+        return Ok(Resolved::Contact(Box::new(contact)));
+    }
+    // An anonymous id of an erased person stays erased for good: the browser that was forgotten
+    // (late events from the queue, or the same browser going on) writes nothing under it again.
+    let repo = ContactRepository::new(deps.store.as_ref());
+    let named = event.contact.contact_id.as_deref().and_then(anonymous_id_of).into_iter();
+    for anonymous_id in named.chain(event.contact.anonymous_id.as_deref()) {
+        if let ContactLookup::Erased(_) = repo.lookup_by_anonymous_id(anonymous_id).await.map_err(store_error)? {
+            return Ok(Resolved::Erased("names an erased anonymous id"));
+        }
+    }
+    Ok(Resolved::Nobody)
 }
 
 /// Finds the contact an event is about by its identities (the contact id was looked up already).
@@ -270,6 +281,10 @@ async fn find_contact(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Cont
         Ok(c) => Ok(c),
         Err(voronka_domain::repo::RepoError::Store(e)) => Err(e),
         Err(other) => Err(StoreError::Backend(other.to_string())),
+    };
+    let store_error = |e: voronka_domain::repo::RepoError| match e {
+        voronka_domain::repo::RepoError::Store(e) => e,
+        other => StoreError::Backend(other.to_string()),
     };
     if let Some(anonymous_id) = event.contact.contact_id.as_deref().and_then(anonymous_id_of) {
         return map(repo.find_by_anonymous_id(anonymous_id).await);
@@ -316,12 +331,16 @@ async fn find_contact(deps: &EvaluatorDeps, event: &Event) -> Result<Option<Cont
         let settings = &deps.campaigns.settings;
         let now = deps.clock.now();
         // The id is derived from the address so a retried event makes the same contact; a buyer
-        // erased before gets an id of their own, since the old one is a tombstone for good.
-        let erased_at = personal_data::address_erased_at(deps.store.as_ref(), &email).await?;
-        let id = match erased_at {
-            Some(at) => format!("c_{}_{}", &email.identity_digest()[..26], at.as_second()),
-            None => format!("c_{}", &email.identity_digest()[..26]),
-        };
+        // erased before gets an id of their own, since the old one is a tombstone for good: the
+        // chain of tombstones leads to it, whatever became of the erased-address marker.
+        let prefix = format!("c_{}", &email.identity_digest()[..26]);
+        let mut id = prefix.clone();
+        for _ in 0..MAX_BUYER_ERASURES {
+            match repo.lookup(&id).await.map_err(store_error)? {
+                ContactLookup::Erased(at) => id = format!("{prefix}_{}", at.as_second()),
+                ContactLookup::Found(_) | ContactLookup::Missing => break,
+            }
+        }
         let new_contact =
             || Contact::new(id.clone(), now, settings.default_locale.clone(), settings.default_time_zone.clone());
         let created = repo.upsert_by_email(&email, now, new_contact, |_| {}).await;
@@ -523,13 +542,15 @@ async fn event_writes(deps: &EvaluatorDeps, event: &Event, subject: Subject) -> 
         Some((mut contact, before)) => {
             contact.hold_discount_codes(carts.issued, &carts.redeemed, event.occurred_at);
             contact.keep_within_bounds();
-            consent_receipts::itemise_legacy_receipts(store, &before.consent_receipts, &mut contact).await?;
+            let legacy =
+                consent_receipts::itemise_legacy_receipts(store, &before.consent_receipts, &mut contact).await?;
             contact.version = before.version + 1;
             contact.updated_at = now;
             core.push(TransactOp::Put {
                 item: contact_item(&contact),
                 condition: Some(Condition::equals("version", before.version)),
             });
+            core.extend(legacy);
             core.extend(consent_receipts::new_receipt_ops(&before.consent_receipts, &contact));
             Outcome::Applied
         }

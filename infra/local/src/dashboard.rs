@@ -400,12 +400,33 @@ async fn show_contact(State(state): State<DashboardState>, UrlPath(id): UrlPath<
 
 /// Asks before erasing: a GET changes nothing, the button POSTs.
 async fn confirm_erase(State(state): State<DashboardState>, UrlPath(id): UrlPath<String>) -> Response {
-    let contact = match ContactRepository::new(state.app.store.as_ref()).get(&id).await {
-        Ok(Some(contact)) => contact,
-        Ok(None) => return message_page(StatusCode::NOT_FOUND, "No such contact", "No contact has this id."),
+    use voronka_domain::repo::ContactLookup;
+    let store = state.app.store.as_ref();
+    let path = format!("/admin/contacts/{}/erase", url_component(&id));
+    let contact = match ContactRepository::new(store).lookup(&id).await {
+        Ok(ContactLookup::Found(contact)) => contact,
+        Ok(ContactLookup::Erased(at)) => {
+            // An erasure that stopped part-way (the scheduler finishes it too): offer to go on.
+            match voronka_domain::repo::personal_data::erasure_unfinished(store, &id).await {
+                Ok(true) => {}
+                Ok(false) => return message_page(StatusCode::NOT_FOUND, "Erased", "This contact was erased."),
+                Err(error) => return internal_error("reading an erased contact", &error),
+            }
+            let body = format!(
+                "<section class=\"card\"><h1>Finish erasing {id}?</h1><p>Its erasure began at {at} and has not \
+                 completed yet; what is left of the person goes now.</p><form method=\"post\" action=\"{path}\">\
+                 <button type=\"submit\" id=\"erase\">Finish the erasure</button></form></section>",
+                id = escape(&id),
+                at = escape(&at.to_string()),
+                path = escape(&path),
+            );
+            return Html(page("Finish an erasure", &body, LinkMode::Server)).into_response();
+        }
+        Ok(ContactLookup::Missing) => {
+            return message_page(StatusCode::NOT_FOUND, "No such contact", "No contact has this id.");
+        }
         Err(error) => return internal_error("reading a contact to erase", &error),
     };
-    let path = format!("/admin/contacts/{}/erase", url_component(&id));
     let body = format!(
         "<section class=\"card\"><h1>Erase {name}?</h1><p>Everything held about this person goes: the profile, \
          consent receipts, timeline, chats, journeys, carts and the outbox's mail to them. Only anonymous counts \
@@ -445,9 +466,15 @@ async fn erase_contact(
     }
     let store = state.app.store.as_ref();
     let now = state.app.clock.now();
-    let erased =
-        voronka_domain::repo::personal_data::erase_within(store, state.app.mail_copies.as_ref(), &id, now, usize::MAX)
-            .await;
+    let erased = voronka_domain::repo::personal_data::erase_within(
+        store,
+        state.app.mail_copies.as_ref(),
+        &state.app.secrets.token_keys,
+        &id,
+        now,
+        usize::MAX,
+    )
+    .await;
     match erased {
         Ok(report) => {
             let removed: String = report

@@ -335,6 +335,7 @@ async fn main() -> Result<()> {
             let erased = voronka_domain::repo::personal_data::erase_within(
                 stack.state.store.as_ref(),
                 stack.outbox.as_ref(),
+                &stack.state.secrets.token_keys,
                 &contact_id,
                 now,
                 usize::MAX,

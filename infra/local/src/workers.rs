@@ -42,6 +42,7 @@ pub async fn drain(stack: &Stack) -> anyhow::Result<usize> {
 /// one tick of the whole suite (the demo calls it after moving its clock).
 pub async fn tick(stack: &Stack) -> anyhow::Result<usize> {
     cart_scheduler::run(&stack.scheduler).await?;
+    cart_scheduler::finish_erasures(&stack.scheduler, stack.outbox.as_ref()).await;
     drain(stack).await
 }
 

@@ -67,6 +67,7 @@ macro_rules! contract_tests {
             event_log_reads_a_subject_newest_first_and_a_day_in_time_order,
             discount_codes_are_issued_and_redeemed_once,
             erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombstone,
+            erasure_no_consent_receipt_lands_from_a_writer_that_read_the_contact_before,
             queue_round_trip_and_delete,
             queue_batches_report_each_message,
             queue_hides_received_messages_until_the_visibility_timeout,
@@ -712,12 +713,16 @@ const VISIBILITY: Duration = Duration::from_secs(2);
 
 /// Erasure reaches every item kind that holds a person, pages through partitions larger than one
 /// transaction, leaves only the tombstone and the erased-address marker, and repeats safely.
+const CONTRACT_TOKEN_KEY: &str = "the contract suite's token key";
+
 pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombstone(h: &Harness) {
     use voronka_domain::model::ConsentReceipt;
     use voronka_domain::ports::NoMailCopies;
     use voronka_domain::repo::bot_sessions::{BotSessions, SessionOrigin, StoredBotSession};
     use voronka_domain::repo::personal_data;
     use voronka_domain::repo::{ContactLookup, carts, consent_receipts};
+    use voronka_domain::signing::{KeyRing, RingKey};
+    let keys = KeyRing::single(CONTRACT_TOKEN_KEY);
     let store = h.store.as_ref();
     let repo = ContactRepository::new(store);
     let email = EmailAddress::parse(&format!("{}@example.com", unique("erase"))).unwrap();
@@ -730,6 +735,17 @@ pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombsto
         .await
         .unwrap();
     let id = contact.id.clone();
+    // Later anonymous ids push the first off the contact: the erasure reaches it through the index.
+    let later_ids: Vec<String> =
+        (0..voronka_domain::model::contact::MAX_ANONYMOUS_IDS).map(|_| unique("anon")).collect();
+    repo.update(&id, h.clock.now(), |c| {
+        c.anonymous_ids.extend(later_ids.iter().cloned());
+        true
+    })
+    .await
+    .unwrap();
+    let trimmed = repo.get(&id).await.unwrap().unwrap();
+    assert!(!trimmed.anonymous_ids.contains(&anonymous_id), "{:?}", trimmed.anonymous_ids);
     // More receipts and log entries than one transaction deletes.
     let receipts: Vec<Item> = (0..120)
         .map(|i| {
@@ -756,14 +772,22 @@ pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombsto
         ),
         item(&format!("SEND#{id}:due-send"), "LEDGER", json!({"state": "processing"})),
         item(&format!("SEND#{id}:mail7"), "LEDGER", json!({"state": "sent"})),
-        item(&format!("CART#{id}-cart"), "STATE", json!({"items": []})),
+        item(&format!("CART#{id}-cart"), "STATE", json!({"items": [], "owner": id})),
+        // Listed under the person too, but the shop reused the id for someone else since.
+        item(&format!("CART#{id}-reused"), "STATE", json!({"items": [], "owner": "c_someone_else"})),
     ];
     others.extend(receipts);
     others.extend(log);
     for chunk in others.chunks(25) {
         store.batch_put(chunk.to_vec()).await.unwrap();
     }
-    store.transact(vec![carts::list_cart_op(&id, &format!("{id}-cart"), h.clock.now())]).await.unwrap();
+    store
+        .transact(vec![
+            carts::list_cart_op(&id, &format!("{id}-cart"), h.clock.now()),
+            carts::list_cart_op(&id, &format!("{id}-reused"), h.clock.now()),
+        ])
+        .await
+        .unwrap();
     let mut session = StoredBotSession::new(
         unique("bs"),
         "b2b".into(),
@@ -777,10 +801,10 @@ pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombsto
 
     // A call with a small budget stops part-way (the log alone is two pages); the next goes on
     // from there.
-    let first = personal_data::erase_within(store, &NoMailCopies, &id, h.clock.now(), 100).await.unwrap();
+    let first = personal_data::erase_within(store, &NoMailCopies, &keys, &id, h.clock.now(), 100).await.unwrap();
     assert!(!first.already_erased && !first.complete, "{first:?}");
     assert!(ContactRepository::new(store).get(&id).await.unwrap().is_none(), "the tombstone went first");
-    let report = personal_data::erase(store, &NoMailCopies, &id, h.clock.now()).await.unwrap();
+    let report = personal_data::erase(store, &NoMailCopies, &keys, &id, h.clock.now()).await.unwrap();
     assert!(report.already_erased && report.complete, "{report:?}");
     assert_eq!(report.erased_at, first.erased_at);
     let removed =
@@ -788,10 +812,16 @@ pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombsto
     assert_eq!(removed("consent_receipts"), 121, "{report:?}");
     assert_eq!(removed("event_log"), 131, "{report:?}");
     assert_eq!(removed("send_ledger"), 2, "{report:?}");
-    for kind in ["profile", "email_identity", "anonymous_ids", "bot_sessions", "journey_states", "due_items"] {
+    assert_eq!(removed("anonymous_ids"), later_ids.len() + 1, "{report:?}");
+    let left = store.query(Query::partition(Index::Table, format!("EVLOG#anon:{anonymous_id}"))).await.unwrap();
+    assert!(left.items.is_empty(), "the trimmed id's log is left: {:?}", left.items);
+    for kind in ["profile", "email_identity", "bot_sessions", "journey_states", "due_items"] {
         assert_eq!(removed(kind), 1, "{kind}: {report:?}");
     }
-    for kind in ["frequency_counters", "trigger_counts", "carts", "cart_listings"] {
+    assert_eq!(removed("cart_listings"), 2, "{report:?}");
+    let reused = store.get(&Key::new(format!("CART#{id}-reused"), "STATE")).await.unwrap();
+    assert!(reused.is_some(), "the cart someone else owns now is theirs");
+    for kind in ["frequency_counters", "trigger_counts", "carts"] {
         assert_eq!(removed(kind), 1, "{kind}: {report:?}");
     }
     for partition in ["CONSENT#", "EVLOG#", "JSTATE#", "CAP#", "TRIG#", "DUE#", "CARTS#"] {
@@ -802,27 +832,124 @@ pub async fn erasure_removes_every_item_of_a_person_in_pages_and_keeps_a_tombsto
         Key::new(format!("CART#{id}-cart"), "STATE"),
         Key::new(format!("SEND#{id}:mail7"), "LEDGER"),
         Key::new(format!("BOTSESSION#{}", session.session_id), "SESSION"),
-        Key::new(format!("ANON#{anonymous_id}"), "IDENTITY"),
         Key::new(format!("EMAIL#{}", email.identity_digest()), "IDENTITY"),
     ] {
         assert_eq!(store.get(&key).await.unwrap(), None, "{key:?}");
     }
+    // The anonymous id stays erased for good: a marker with no contact and out of the index.
+    let marker = store.get(&Key::new(format!("ANON#{anonymous_id}"), "IDENTITY")).await.unwrap().unwrap();
+    let mut attributes: Vec<&str> = marker.0.keys().map(String::as_str).collect();
+    attributes.sort();
+    assert_eq!(attributes, ["erased_at", "pk", "sk"], "{marker:?}");
+    assert!(matches!(repo.lookup_by_anonymous_id(&anonymous_id).await.unwrap(), ContactLookup::Erased(_)));
     let tombstone = store.get(&Key::new(format!("CONTACT#{id}"), "PROFILE")).await.unwrap().unwrap();
     let mut attributes: Vec<&str> = tombstone.0.keys().map(String::as_str).collect();
     attributes.sort();
     assert_eq!(attributes, ["completed_at", "erased_at", "pk", "sk"], "the tombstone holds no data");
     assert!(matches!(repo.lookup(&id).await.unwrap(), ContactLookup::Erased(_)));
     assert!(matches!(repo.update(&id, h.clock.now(), |_| true).await, Err(voronka_domain::repo::RepoError::NotFound)));
-    assert!(personal_data::address_erased_at(store, &email).await.unwrap().is_some());
+    // The kept marker is keyed: the plain digest of the address is no key in the table.
+    assert!(personal_data::address_erased_at(store, &keys, &email).await.unwrap().is_some());
+    let unkeyed = Key::new(format!("ERASED#{}", email.identity_digest()), "ADDRESS");
+    assert_eq!(store.get(&unkeyed).await.unwrap(), None, "a dictionary of addresses finds nothing");
+    assert!(personal_data::address_erased_at(store, &KeyRing::single("another key"), &email).await.unwrap().is_none());
+    // A rotation puts a new key first: the marker is still found, and moved under the new key.
+    let ring_key = |id: &str, key: &str| RingKey { id: id.into(), key: key.into() };
+    let rotated =
+        KeyRing::new(vec![ring_key("k2", "the next contract token key"), ring_key("k1", CONTRACT_TOKEN_KEY)], "t")
+            .unwrap();
+    assert!(personal_data::address_erased_at(store, &rotated, &email).await.unwrap().is_some());
+    let only_new = KeyRing::single("the next contract token key");
+    assert!(personal_data::address_erased_at(store, &only_new, &email).await.unwrap().is_some(), "moved along");
 
-    let again = personal_data::erase(store, &NoMailCopies, &id, h.clock.now()).await.unwrap();
+    let again = personal_data::erase(store, &NoMailCopies, &keys, &id, h.clock.now()).await.unwrap();
     assert!(again.already_erased && again.complete && again.removed.is_empty(), "{again:?}");
     assert_eq!(again.erased_at, report.erased_at);
     let (fresh, outcome) = repo.upsert_by_email(&email, h.clock.now(), new_contact(&h.clock), |_| {}).await.unwrap();
     assert_eq!(outcome, UpsertOutcome::Created);
     assert_ne!(fresh.id, id, "a new sign-up is a new contact");
-    let unknown = personal_data::erase(store, &NoMailCopies, &unique("c"), h.clock.now()).await;
+    let unknown = personal_data::erase(store, &NoMailCopies, &keys, &unique("c"), h.clock.now()).await;
     assert!(matches!(unknown, Err(personal_data::PersonalDataError::NotFound)), "{unknown:?}");
+}
+
+/// A store that answers the first read of one item with how it was before: a writer that read a
+/// contact just before it was erased.
+struct StaleRead {
+    inner: Arc<dyn Store>,
+    key: Key,
+    stale: std::sync::Mutex<Option<Item>>,
+}
+
+#[async_trait::async_trait]
+impl Store for StaleRead {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        if *key == self.key
+            && let Some(stale) = self.stale.lock().unwrap().take()
+        {
+            return Ok(Some(stale));
+        }
+        self.inner.get(key).await
+    }
+    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
+        self.inner.put(item, condition).await
+    }
+    async fn update(
+        &self,
+        key: &Key,
+        actions: Vec<UpdateAction>,
+        condition: Option<Condition>,
+    ) -> Result<Item, StoreError> {
+        self.inner.update(key, actions, condition).await
+    }
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), StoreError> {
+        self.inner.delete(key, condition).await
+    }
+    async fn query(&self, query: Query) -> Result<voronka_domain::ports::Page, StoreError> {
+        self.inner.query(query).await
+    }
+    async fn transact(&self, ops: Vec<TransactOp>) -> Result<(), StoreError> {
+        self.inner.transact(ops).await
+    }
+    async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        self.inner.batch_put(items).await
+    }
+}
+
+pub async fn erasure_no_consent_receipt_lands_from_a_writer_that_read_the_contact_before(h: &Harness) {
+    use voronka_domain::model::ConsentReceipt;
+    use voronka_domain::ports::NoMailCopies;
+    use voronka_domain::repo::contacts::contact_key;
+    use voronka_domain::repo::personal_data;
+    use voronka_domain::signing::KeyRing;
+    let store = h.store.as_ref();
+    let repo = ContactRepository::new(store);
+    let email = EmailAddress::parse(&format!("{}@example.com", unique("stale"))).unwrap();
+    let (contact, _) = repo
+        .upsert_by_email(&email, h.clock.now(), new_contact(&h.clock), |c| {
+            c.record_consent(ConsentReceipt::granted("r-legacy", h.clock.now(), "v1", false));
+        })
+        .await
+        .unwrap();
+    // As stored when receipts lived only on the contact: the next write itemises them.
+    let key = contact_key(&contact.id);
+    let mut legacy = store.get(&key).await.unwrap().unwrap();
+    legacy.0.insert("receipts_itemised".into(), Value::Bool(false));
+    store.put(legacy.clone(), None).await.unwrap();
+    let keys = KeyRing::single(CONTRACT_TOKEN_KEY);
+    personal_data::erase(store, &NoMailCopies, &keys, &contact.id, h.clock.now()).await.unwrap();
+    let receipts = Query::partition(Index::Table, format!("CONSENT#{}", contact.id));
+    assert!(store.query(receipts.clone()).await.unwrap().items.is_empty());
+
+    let stale = StaleRead { inner: h.store.clone(), key, stale: std::sync::Mutex::new(Some(legacy)) };
+    let written = ContactRepository::new(&stale)
+        .update(&contact.id, h.clock.now(), |c| {
+            c.first_name = Some("Late".into());
+            true
+        })
+        .await;
+    assert!(matches!(written, Err(voronka_domain::repo::RepoError::NotFound)), "{written:?}");
+    let left = store.query(receipts).await.unwrap().items;
+    assert!(left.is_empty(), "a receipt came back after the erasure: {left:?}");
 }
 
 pub async fn queue_round_trip_and_delete(h: &Harness) {

@@ -221,7 +221,8 @@ impl Secrets {
 
     /// The current link-signing key, also the key of Voronka's keyed digests (client addresses,
     /// session tags, discount codes). Rotating it starts those afresh, which only resets rate-limit
-    /// windows: nothing stored is looked up by a digest made with an older key.
+    /// windows; the one digest kept for good, the erased-address marker, is looked up under every
+    /// key of the ring (`repo::personal_data::address_erased_at`).
     pub fn token_key(&self) -> &str {
         &self.token_keys.signing().key
     }

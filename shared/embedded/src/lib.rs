@@ -66,9 +66,14 @@ impl Embedded {
         let wrap = |source| OpenError { path: path.display().to_string(), source };
         let connection = Connection::open(path).map_err(wrap)?;
         // WAL lets readers in other processes (an export) run beside the server; FULL makes every
-        // acknowledged write survive a power cut, not only a crash.
+        // acknowledged write survive a power cut, not only a crash; secure_delete overwrites what
+        // a delete frees, so an erased person's bytes do not linger in the file's free pages (the
+        // WAL holds them until its next checkpoint).
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; \
+                 PRAGMA secure_delete = ON;",
+            )
             .map_err(wrap)?;
         connection.execute_batch(SCHEMA).map_err(wrap)?;
         let connection = Arc::new(Mutex::new(connection));
@@ -104,4 +109,29 @@ async fn blocking<T: Send + 'static>(
     })
     .await
     .expect("embedded storage task panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voronka_domain::ports::{Item, Key, Store, SystemClock};
+
+    #[tokio::test]
+    async fn a_deleted_items_bytes_are_not_left_in_the_database_file() {
+        let dir = std::env::temp_dir().join(format!("voronka-secure-delete-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("voronka.db");
+        let embedded = Embedded::open(&path, Arc::new(SystemClock)).unwrap();
+        let key = Key::new("CONTACT#c_gone", "PROFILE");
+        let secret = "erased-person-marker-1f2e3d";
+        embedded.store.put(Item::new(&key, serde_json::json!({ "email": secret })), None).await.unwrap();
+        embedded.store.delete(&key, None).await.unwrap();
+        let checkpoint = Connection::open(&path).unwrap();
+        checkpoint.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let found = bytes.windows(secret.len()).any(|window| window == secret.as_bytes());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!found, "the deleted item is still readable in the file");
+    }
 }

@@ -64,16 +64,17 @@ fn copy_about(path: &Path, person: &PersonMarkers) -> Option<MailCopy> {
     let raw = std::fs::read(path).ok()?;
     let message = MessageParser::default().parse(&raw);
     let mut texts = vec![String::from_utf8_lossy(&raw).into_owned()];
+    let mut addressed = false;
     if let Some(message) = &message {
         texts.extend(message.subject().map(str::to_string));
-        for address in message.to().into_iter().flat_map(|to| to.iter()) {
+        for address in message.to().into_iter().chain(message.cc()).flat_map(|to| to.iter()) {
             texts.extend(address.name().map(str::to_string));
-            texts.extend(address.address().map(str::to_string));
+            addressed |= address.address().is_some_and(|a| person.is_address(a));
         }
         texts.extend((0..message.text_body_count()).filter_map(|i| message.body_text(i).map(|t| t.into_owned())));
         texts.extend((0..message.html_body_count()).filter_map(|i| message.body_html(i).map(|t| t.into_owned())));
     }
-    if !texts.iter().any(|text| person.found_in(text)) {
+    if !addressed && !texts.iter().any(|text| person.found_in(text)) {
         return None;
     }
     Some(MailCopy {
@@ -166,6 +167,8 @@ mod tests {
         outbox.send(&message("m1", "anna.k@example.com", "Welcome!")).await.unwrap();
         outbox.send(&message("m2", "sales@shop.example", "New lead: anna.k=\r\n=40example.com")).await.unwrap();
         outbox.send(&message("m3", "boris@example.com", "Welcome, Boris!")).await.unwrap();
+        // Someone whose address holds hers: not hers.
+        outbox.send(&message("m4", "joanna.k@example.com", "Welcome, Joanna.k@example.com.au!")).await.unwrap();
         let (found, more) = outbox.copies_about(&person, 10).await.unwrap();
         assert!(!more);
         let mut to: Vec<&str> = found.iter().map(|copy| copy.to.as_str()).collect();
@@ -177,7 +180,7 @@ mod tests {
         assert_eq!(outbox.erase_copies_about(&person).await.unwrap(), 2);
         assert_eq!(outbox.erase_copies_about(&person).await.unwrap(), 0, "repeating it finds nothing");
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
-        assert_eq!(left.len(), 1, "Boris's message stays");
+        assert_eq!(left.len(), 2, "Boris's and Joanna's messages stay");
         assert_eq!(outbox.erase_copies_about(&PersonMarkers::default()).await.unwrap(), 0, "no marker, no match");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -74,11 +74,36 @@ impl PersonMarkers {
         self.texts.is_empty()
     }
 
-    /// Whether a decoded message text names the person.
+    /// Whether a decoded message text names the person: a marker standing on its own, not part
+    /// of a longer address, number or id (`ann@example.com` is not found in `joann@example.com`,
+    /// nor `+7999000112` in `+79990001122`); a full stop or hyphen ending a sentence still ends it.
     pub fn found_in(&self, text: &str) -> bool {
         let text = text.to_lowercase();
-        self.texts.iter().any(|marker| text.contains(marker.as_str()))
+        self.texts.iter().any(|marker| {
+            text.match_indices(marker.as_str()).any(|(at, found)| {
+                let before = text[..at].chars().next_back();
+                let mut after = text[at + found.len()..].chars();
+                let starts = before.is_none_or(|c| !is_address_char(c));
+                let ends = match after.next() {
+                    None => true,
+                    Some('.' | '-') => after.next().is_none_or(|c| !c.is_alphanumeric()),
+                    Some(c) => !is_address_char(c),
+                };
+                starts && ends
+            })
+        })
     }
+
+    /// Whether an address (a To or Cc of a message) is one of the person's, exactly.
+    pub fn is_address(&self, address: &str) -> bool {
+        let address = address.trim().to_lowercase();
+        self.texts.contains(&address)
+    }
+}
+
+/// A character that can continue an address, a phone number or a contact id.
+fn is_address_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-' | '@')
 }
 
 /// The copies of sent mail a mail service keeps, for a person's export and erasure. The local
@@ -104,5 +129,29 @@ impl MailCopies for NoMailCopies {
 
     async fn erase_copies_about(&self, _: &PersonMarkers) -> Result<usize, String> {
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PersonMarkers;
+
+    #[test]
+    fn a_marker_is_found_only_standing_on_its_own() {
+        let person = PersonMarkers::new(["Ann@Example.com", "+79990001122", "c_ann_1"]);
+        for text in ["To: <ann@example.com>", "write to ann@example.com.", "ANN@EXAMPLE.COM", "tel:+79990001122;"] {
+            assert!(person.found_in(text), "{text}");
+        }
+        for text in [
+            "joann@example.com",
+            "ann@example.com.au",
+            "x.ann@example.com",
+            "ann@example.community",
+            "+799900011223",
+            "c_ann_12",
+        ] {
+            assert!(!person.found_in(text), "{text}");
+        }
+        assert!(person.is_address(" ANN@example.com") && !person.is_address("joann@example.com"));
     }
 }

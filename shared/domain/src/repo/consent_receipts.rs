@@ -11,10 +11,11 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::contacts::RepoError;
+use super::contacts::{RepoError, contact_key};
+use crate::model::contact::MAX_RECEIPTS_ON_CONTACT;
 use crate::model::{ConsentReceipt, Contact};
-use crate::ports::store::{MAX_BATCH_PUT, PK, SK};
-use crate::ports::{Index, Item, Key, Query, Store, TransactOp, query_all};
+use crate::ports::store::{MAX_TRANSACTION_OPS, PK, SK};
+use crate::ports::{Condition, Index, Item, Key, Query, Store, TransactOp, query_all};
 
 fn partition(contact_id: &str) -> String {
     format!("CONSENT#{contact_id}")
@@ -48,22 +49,35 @@ pub fn new_receipt_ops(before: &[ConsentReceipt], after: &Contact) -> Vec<Transa
 
 /// Stores as their own items the receipts of a contact written when receipts lived only on the
 /// contact (all it held before this write, including those the bounds now trim), once, and marks
-/// it: proof is never lost. Plain puts of the receipts' own keys, so repeating them changes
-/// nothing and they need no place in the contact's transaction (which they could overflow).
+/// it: proof is never lost. Returns the puts for the write's own transaction (a contact holds at
+/// most `MAX_RECEIPTS_ON_CONTACT`), so they land with the version-checked contact write or not at
+/// all: a writer that read the contact before an erasure cannot bring the receipts (an IP, a user
+/// agent) back after it. A contact stored before receipts were bounded may hold more than fit:
+/// those go first in transactions of their own, each checking the contact's version as read.
 pub async fn itemise_legacy_receipts(
     store: &dyn Store,
     before: &[ConsentReceipt],
     contact: &mut Contact,
-) -> Result<(), crate::ports::StoreError> {
+) -> Result<Vec<TransactOp>, crate::ports::StoreError> {
     if contact.receipts_itemised {
-        return Ok(());
-    }
-    let items: Vec<Item> = before.iter().map(|receipt| receipt_item(&contact.id, receipt)).collect();
-    for chunk in items.chunks(MAX_BATCH_PUT) {
-        store.batch_put(chunk.to_vec()).await?;
+        return Ok(Vec::new());
     }
     contact.receipts_itemised = true;
-    Ok(())
+    let puts: Vec<TransactOp> = before
+        .iter()
+        .map(|receipt| TransactOp::Put { item: receipt_item(&contact.id, receipt), condition: None })
+        .collect();
+    if puts.len() <= MAX_RECEIPTS_ON_CONTACT {
+        return Ok(puts);
+    }
+    let unchanged =
+        TransactOp::Check { key: contact_key(&contact.id), condition: Condition::equals("version", contact.version) };
+    for chunk in puts.chunks(MAX_TRANSACTION_OPS - 1) {
+        let mut ops = chunk.to_vec();
+        ops.push(unchanged.clone());
+        store.transact(ops).await?;
+    }
+    Ok(Vec::new())
 }
 
 pub struct ConsentReceipts<'a> {

@@ -3,7 +3,11 @@
 //! Items:
 //! - `CONTACT#<id>` / `PROFILE`: the contact, also in `gsi1` under `CONTACTS#<shard>` by creation time;
 //! - `EMAIL#<sha256 of identity key>` / `IDENTITY`: which contact owns an address (unique);
-//! - `ANON#<anonymous id>` / `IDENTITY`: which contact an anonymous id belongs to.
+//! - `ANON#<anonymous id>` / `IDENTITY`: which contact an anonymous id belongs to, also in `gsi1`
+//!   under `ANONS#<contact id>` so an erasure reaches every id the contact ever had, including
+//!   those trimmed off the contact (`MAX_ANONYMOUS_IDS`). After an erasure the item stays as a
+//!   marker `{erased_at}` (no contact, out of the index): events naming the id are dropped and no
+//!   sign-up links it again, so a browser that was forgotten cannot bring its history back.
 //!
 //! Creating a contact puts its email identity and profile in one transaction, both conditional on
 //! not existing, so concurrent submissions of one address make exactly one contact; the losers
@@ -73,6 +77,16 @@ pub(crate) fn email_key_of_digest(identity_digest: &str) -> Key {
 
 pub(crate) fn anonymous_key(anonymous_id: &str) -> Key {
     Key::new(format!("ANON#{anonymous_id}"), "IDENTITY")
+}
+
+/// The index partition listing a contact's anonymous ids.
+pub(crate) fn contact_anonymous_ids_partition(contact_id: &str) -> String {
+    format!("ANONS#{contact_id}")
+}
+
+fn anonymous_identity_item(anonymous_id: &str, contact_id: &str) -> Item {
+    Item::new(&anonymous_key(anonymous_id), serde_json::json!({ "contact_id": contact_id }))
+        .with_gsi1(contact_anonymous_ids_partition(contact_id), anonymous_id)
 }
 
 /// The attribute that makes a `CONTACT#` item an erasure tombstone rather than a contact
@@ -165,12 +179,26 @@ impl<'a> ContactRepository<'a> {
         self.get(id).await
     }
 
+    /// The contact an anonymous id belongs to, or `None` when it belongs to nobody or to an
+    /// erased person (`lookup_by_anonymous_id` tells which).
     pub async fn find_by_anonymous_id(&self, anonymous_id: &str) -> Result<Option<Contact>, RepoError> {
+        match self.lookup_by_anonymous_id(anonymous_id).await? {
+            ContactLookup::Found(contact) => Ok(Some(*contact)),
+            ContactLookup::Erased(_) | ContactLookup::Missing => Ok(None),
+        }
+    }
+
+    /// What an anonymous id stands for now: its contact, or `Erased` when the person it belonged
+    /// to was erased (or is being erased).
+    pub async fn lookup_by_anonymous_id(&self, anonymous_id: &str) -> Result<ContactLookup, RepoError> {
         let Some(identity) = self.store.get(&anonymous_key(anonymous_id)).await? else {
-            return Ok(None);
+            return Ok(ContactLookup::Missing);
         };
+        if identity.get(ERASED_AT).is_some() {
+            return lookup_of(Some(identity));
+        }
         match identity.get_str("contact_id") {
-            Some(id) => self.get(id).await,
+            Some(id) => self.lookup(id).await,
             None => Err(RepoError::Corrupt("anonymous identity without contact_id".into())),
         }
     }
@@ -217,7 +245,7 @@ impl<'a> ContactRepository<'a> {
                     change(&mut contact);
                     contact.keep_within_bounds();
                     let anonymous = link_anonymous_ids(self.store, &mut contact, &before).await?;
-                    itemise_legacy_receipts(self.store, &receipts_before, &mut contact).await?;
+                    let legacy = itemise_legacy_receipts(self.store, &receipts_before, &mut contact).await?;
                     contact.version = expected_version + 1;
                     contact.updated_at = now;
                     let mut ops = vec![TransactOp::Put {
@@ -225,6 +253,7 @@ impl<'a> ContactRepository<'a> {
                         condition: Some(Condition::equals("version", expected_version)),
                     }];
                     ops.extend(anonymous);
+                    ops.extend(legacy);
                     ops.extend(new_receipt_ops(&receipts_before, &contact));
                     self.store.transact(ops).await.map(|()| (contact, UpsertOutcome::Updated))
                 }
@@ -284,7 +313,7 @@ impl<'a> ContactRepository<'a> {
             }
             contact.keep_within_bounds();
             let anonymous = link_anonymous_ids(self.store, &mut contact, &before).await?;
-            itemise_legacy_receipts(self.store, &receipts_before, &mut contact).await?;
+            let legacy = itemise_legacy_receipts(self.store, &receipts_before, &mut contact).await?;
             contact.version = expected_version + 1;
             contact.updated_at = now;
             let mut ops = vec![TransactOp::Put {
@@ -292,6 +321,7 @@ impl<'a> ContactRepository<'a> {
                 condition: Some(Condition::equals("version", expected_version)),
             }];
             ops.extend(anonymous);
+            ops.extend(legacy);
             ops.extend(new_receipt_ops(&receipts_before, &contact));
             match self.store.transact(ops).await {
                 Ok(()) => return Ok(contact),
@@ -339,6 +369,7 @@ impl<'a> ContactRepository<'a> {
 /// transaction. An anonymous id belongs to the first contact it was linked to: one already linked
 /// to another contact is taken off this one (a page cannot move someone's browsing, or reach
 /// someone, by naming their id), and the write is conditional so a racing twin loses and retries.
+/// An id whose person was erased is never linked again.
 pub async fn link_anonymous_ids(
     store: &dyn Store,
     contact: &mut Contact,
@@ -348,12 +379,17 @@ pub async fn link_anonymous_ids(
     let mut taken = Vec::new();
     for anonymous_id in contact.anonymous_ids.iter().filter(|id| !before.contains(id)) {
         let key = anonymous_key(anonymous_id);
-        let owner = store.get(&key).await?.and_then(|item| item.get_str("contact_id").map(str::to_string));
+        let identity = store.get(&key).await?;
+        if identity.as_ref().is_some_and(|item| item.get(ERASED_AT).is_some()) {
+            taken.push(anonymous_id.clone());
+            continue;
+        }
+        let owner = identity.and_then(|item| item.get_str("contact_id").map(str::to_string));
         match owner {
             Some(owner) if owner != contact.id => taken.push(anonymous_id.clone()),
             Some(_) => {}
             None => ops.push(TransactOp::Put {
-                item: Item::new(&key, serde_json::json!({ "contact_id": contact.id })),
+                item: anonymous_identity_item(anonymous_id, &contact.id),
                 condition: Some(Condition::NotExists),
             }),
         }

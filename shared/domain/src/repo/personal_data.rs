@@ -15,7 +15,7 @@
 //!
 //! Order, so a crash anywhere leaves nothing that undoes the erasure and a retry finishes it:
 //! 1. the tombstone replaces the profile (conditional on the version read), with the
-//!    `ERASED#<identity digest>` marker of the address, in one transaction. From here on no
+//!    `ERASED#<keyed digest>` marker of the address, in one transaction. From here on no
 //!    writer lands on the contact (every contact write is version-checked, and the tombstone has
 //!    no version), readers see no contact, the evaluator drops events about it, and a new sign-up
 //!    with the address makes a new contact. Until the erasure completes, the tombstone keeps what
@@ -43,11 +43,13 @@ use super::anonymous_subject;
 use super::bot_sessions::{contact_sessions_partition, session_key};
 use super::carts::cart_key;
 use super::contacts::{
-    ContactLookup, ERASED_AT, RepoError, anonymous_key, contact_key, email_key_of_digest, lookup_of,
+    ContactLookup, ERASED_AT, RepoError, anonymous_key, contact_anonymous_ids_partition, contact_key,
+    email_key_of_digest, lookup_of,
 };
 use crate::model::{Contact, EmailAddress, Event};
 use crate::ports::store::MAX_TRANSACTION_OPS;
 use crate::ports::{Condition, Index, Item, Key, MailCopies, PersonMarkers, Query, Store, StoreError, TransactOp};
+use crate::signing::{KeyRing, keyed_digest};
 
 /// Most items an export lists per section.
 pub const EXPORT_CAP: usize = 500;
@@ -62,25 +64,61 @@ const TOMBSTONE_ATTEMPTS: u32 = 20;
 
 const PENDING: &str = "pending";
 
-/// The marker of an erased address: `ERASED#<sha256 of the identity key>` / `ADDRESS`.
-fn erased_address_key(identity_digest: &str) -> Key {
+/// The marker of an erased address: `ERASED#<keyed digest of the identity digest>` / `ADDRESS`.
+/// Keyed (HMAC with a link-signing key, as rate windows are) because it is kept for good: an
+/// unkeyed digest of an address would let anyone who reads the table confirm, by hashing
+/// guesses, that a person was once a contact.
+fn erased_address_key(key: &str, identity_digest: &str) -> Key {
+    Key::new(format!("ERASED#{}", keyed_digest(key, identity_digest)), "ADDRESS")
+}
+
+/// The marker as the first erasures wrote it, unkeyed: read once more and moved under the key.
+fn unkeyed_erased_address_key(identity_digest: &str) -> Key {
     Key::new(format!("ERASED#{identity_digest}"), "ADDRESS")
 }
 
-/// When the address was last erased, if ever.
-pub async fn address_erased_at(store: &dyn Store, email: &EmailAddress) -> Result<Option<Timestamp>, StoreError> {
-    let Some(item) = store.get(&erased_address_key(&email.identity_digest())).await? else { return Ok(None) };
-    Ok(item.get(ERASED_AT).and_then(|at| serde_json::from_value(at.clone()).ok()))
+fn erased_at_of(item: &Item) -> Option<Timestamp> {
+    item.get(ERASED_AT).and_then(|at| serde_json::from_value(at.clone()).ok())
+}
+
+/// When the address was last erased, if ever. The marker is written under the ring's signing key;
+/// it is looked for under every key of the ring (and as the unkeyed marker of before), and one
+/// found under another is written again under the signing key, so a rotation moves markers along
+/// as their addresses come up. A key retired from the ring takes the markers never moved with it:
+/// events naming such an address are then judged by their contact id alone (SECURITY.md).
+pub async fn address_erased_at(
+    store: &dyn Store,
+    keys: &KeyRing,
+    email: &EmailAddress,
+) -> Result<Option<Timestamp>, StoreError> {
+    let digest = email.identity_digest();
+    let signing = erased_address_key(&keys.signing().key, &digest);
+    let mut found: Option<(Timestamp, Key)> = None;
+    let others = keys.keys().iter().map(|k| erased_address_key(&k.key, &digest));
+    for key in others.chain(std::iter::once(unkeyed_erased_address_key(&digest))) {
+        let Some(at) = store.get(&key).await?.as_ref().and_then(erased_at_of) else { continue };
+        if key == signing {
+            // Every erasure writes under the signing key: this is the latest.
+            return Ok(Some(at));
+        }
+        if found.as_ref().is_none_or(|(latest, _)| at > *latest) {
+            found = Some((at, key));
+        }
+    }
+    let Some((at, old_key)) = found else { return Ok(None) };
+    store.put(Item::new(&signing, json!({ ERASED_AT: at })), None).await?;
+    store.delete(&old_key, None).await?;
+    Ok(Some(at))
 }
 
 /// Why an event must be dropped because of an erasure: it names an erased address and happened
 /// or arrived before the address was erased (a late event from the queue cannot bring the person
 /// back). Events about an erased contact id are told by `ContactRepository::lookup`.
-pub async fn names_erased_address(store: &dyn Store, event: &Event) -> Result<bool, StoreError> {
+pub async fn names_erased_address(store: &dyn Store, keys: &KeyRing, event: &Event) -> Result<bool, StoreError> {
     let Some(email) = event.contact.email.as_deref().and_then(|e| EmailAddress::parse(e).ok()) else {
         return Ok(false);
     };
-    Ok(address_erased_at(store, &email)
+    Ok(address_erased_at(store, keys, &email)
         .await?
         .is_some_and(|erased_at| event.occurred_at.min(event.received_at) < erased_at))
 }
@@ -155,12 +193,15 @@ pub struct ErasureReport {
     pub removed: BTreeMap<&'static str, usize>,
 }
 
+/// The index partition of tombstones whose erasure has not completed.
+const PENDING_ERASURES: &str = "ERASURES#PENDING";
+
+/// A tombstone; one with `pending` is in the unfinished erasures' index until it completes.
 fn tombstone(contact_id: &str, erased_at: Timestamp, pending: Option<&Pending>) -> Item {
     let mut attributes = json!({ ERASED_AT: erased_at });
-    if let Some(pending) = pending {
-        attributes[PENDING] = serde_json::to_value(pending).expect("pending erasures serialise");
-    }
-    Item::new(&contact_key(contact_id), attributes)
+    let Some(pending) = pending else { return Item::new(&contact_key(contact_id), attributes) };
+    attributes[PENDING] = serde_json::to_value(pending).expect("pending erasures serialise");
+    Item::new(&contact_key(contact_id), attributes).with_gsi1(PENDING_ERASURES, contact_id)
 }
 
 /// Puts the tombstone over the contact (first, so nothing writes to the person while the rest
@@ -168,6 +209,7 @@ fn tombstone(contact_id: &str, erased_at: Timestamp, pending: Option<&Pending>) 
 /// reach, and whether it was erased before this call.
 async fn put_tombstone(
     store: &dyn Store,
+    keys: &KeyRing,
     contact_id: &str,
     now: Timestamp,
 ) -> Result<(Timestamp, Pending, bool), PersonalDataError> {
@@ -187,7 +229,7 @@ async fn put_tombstone(
                     condition: Some(Condition::equals("version", contact.version)),
                 }];
                 if let Some(digest) = &pending.email_digest {
-                    let marker = Item::new(&erased_address_key(digest), json!({ ERASED_AT: now }));
+                    let marker = Item::new(&erased_address_key(&keys.signing().key, digest), json!({ ERASED_AT: now }));
                     ops.push(TransactOp::Put { item: marker, condition: None });
                 }
                 match store.transact(ops).await {
@@ -207,10 +249,11 @@ async fn put_tombstone(
 pub async fn erase(
     store: &dyn Store,
     copies: &dyn MailCopies,
+    keys: &KeyRing,
     contact_id: &str,
     now: Timestamp,
 ) -> Result<ErasureReport, PersonalDataError> {
-    erase_within(store, copies, contact_id, now, WRITE_BUDGET).await
+    erase_within(store, copies, keys, contact_id, now, WRITE_BUDGET).await
 }
 
 /// `erase`, stopping (with `complete: false`) once about `budget` items are deleted, so one call
@@ -219,12 +262,60 @@ pub async fn erase(
 pub async fn erase_within(
     store: &dyn Store,
     copies: &dyn MailCopies,
+    keys: &KeyRing,
     contact_id: &str,
     now: Timestamp,
     budget: usize,
 ) -> Result<ErasureReport, PersonalDataError> {
+    let started = put_tombstone(store, keys, contact_id, now).await?;
+    finish_erasure(store, copies, contact_id, started, now, budget).await
+}
+
+/// The most unfinished erasures one `finish_pending_erasures` call takes up.
+pub const PENDING_ERASURES_PER_RUN: u32 = 20;
+
+/// Finishes erasures left unfinished (a call that stopped at its budget and was not repeated, or
+/// one that failed after its tombstone), found through their index: the scheduler runs this every
+/// minute, so an erasure completes even if nobody calls `DELETE` again. Each gets `budget`;
+/// returns how many completed.
+pub async fn finish_pending_erasures(
+    store: &dyn Store,
+    copies: &dyn MailCopies,
+    now: Timestamp,
+    budget: usize,
+) -> Result<usize, PersonalDataError> {
+    let query = Query::partition(Index::Gsi1, PENDING_ERASURES).limit(PENDING_ERASURES_PER_RUN);
+    let mut completed = 0;
+    for item in store.query(query).await?.items {
+        let Some(contact_id) = item.get_str("pk").and_then(|pk| pk.strip_prefix("CONTACT#")) else { continue };
+        // Read again: the index may lag behind an erasure that completed meanwhile.
+        let Some(tombstone) = store.get(&contact_key(contact_id)).await? else { continue };
+        let (Some(erased_at), Some(pending)) = (erased_at_of(&tombstone), tombstone.get(PENDING)) else { continue };
+        let pending: Pending = serde_json::from_value(pending.clone()).unwrap_or_default();
+        let report = finish_erasure(store, copies, contact_id, (erased_at, pending, true), now, budget).await?;
+        completed += usize::from(report.complete);
+    }
+    Ok(completed)
+}
+
+/// Whether the contact id is a tombstone whose erasure has not completed yet.
+pub async fn erasure_unfinished(store: &dyn Store, contact_id: &str) -> Result<bool, StoreError> {
+    Ok(store
+        .get(&contact_key(contact_id))
+        .await?
+        .is_some_and(|item| item.get(ERASED_AT).is_some() && item.get(PENDING).is_some()))
+}
+
+/// Every step of an erasure after its tombstone (see the module's notes).
+async fn finish_erasure(
+    store: &dyn Store,
+    copies: &dyn MailCopies,
+    contact_id: &str,
+    (erased_at, pending, already_erased): (Timestamp, Pending, bool),
+    now: Timestamp,
+    budget: usize,
+) -> Result<ErasureReport, PersonalDataError> {
     let mut budget = budget;
-    let (erased_at, pending, already_erased) = put_tombstone(store, contact_id, now).await?;
     let report = |mut removed: BTreeMap<&'static str, usize>, complete: bool| {
         removed.retain(|_, count| *count > 0);
         tracing::info!(contact_id, already_erased, complete, "a contact was erased");
@@ -234,9 +325,6 @@ pub async fn erase_within(
     if !already_erased {
         removed.insert("profile", 1);
     }
-    let subjects: Vec<String> = std::iter::once(contact_id.to_string())
-        .chain(pending.anonymous_ids.iter().map(|a| anonymous_subject(a)))
-        .collect();
 
     let markers = PersonMarkers::new(
         pending.email.as_deref().into_iter().chain(pending.phone.as_deref()).chain(std::iter::once(contact_id)),
@@ -246,18 +334,12 @@ pub async fn erase_within(
 
     removed.insert("bot_sessions", erase_bot_sessions(store, contact_id, &pending.submission_ids).await?);
 
-    let mut partitions: Vec<(String, &'static str, &'static str, LeadsTo)> = Vec::new();
-    for subject in &subjects {
-        partitions.push((format!("EVLOG#{subject}"), "event_log", "send_ledger", ledger_keys_of_log));
-        partitions.push((format!("DUE#{subject}"), "due_items", "send_ledger", ledger_keys_of_due));
-        partitions.push((format!("TRIG#{subject}"), "trigger_counts", "", no_extra));
-        partitions.push((format!("CARTS#{subject}"), "cart_listings", "carts", carts_of_listing));
-    }
+    let mut partitions = subject_partitions(contact_id);
     partitions.push((format!("CONSENT#{contact_id}"), "consent_receipts", "", no_extra));
     partitions.push((format!("JSTATE#{contact_id}"), "journey_states", "", no_extra));
     partitions.push((format!("CAP#{contact_id}"), "frequency_counters", "", no_extra));
     for (partition, kind, led_to_kind, leads_to) in partitions {
-        let (deleted, led_to, done) = delete_partition(store, &partition, leads_to, &mut budget).await?;
+        let (deleted, led_to, done) = delete_partition(store, &partition, contact_id, leads_to, &mut budget).await?;
         *removed.entry(kind).or_default() += deleted;
         if !led_to_kind.is_empty() {
             *removed.entry(led_to_kind).or_default() += led_to;
@@ -267,17 +349,39 @@ pub async fn erase_within(
         }
     }
 
+    // Every anonymous id the contact ever had: those on it, and through the index those the
+    // contact's bounds trimmed off it. Each one's partitions go, then its identity becomes the
+    // erased marker (which takes it out of the index).
+    let mut anonymous = 0;
+    for anonymous_id in &pending.anonymous_ids {
+        match erase_anonymous_id(store, contact_id, anonymous_id, erased_at, &mut budget, &mut removed).await? {
+            Some(marked) => anonymous += marked,
+            None => return Ok(report(removed, false)),
+        }
+    }
+    let mut query = Query::partition(Index::Gsi1, contact_anonymous_ids_partition(contact_id)).limit(100);
+    loop {
+        let page = store.query(query.clone()).await?;
+        for item in &page.items {
+            let Some(anonymous_id) = item.get_str("pk").and_then(|pk| pk.strip_prefix("ANON#")) else { continue };
+            match erase_anonymous_id(store, contact_id, anonymous_id, erased_at, &mut budget, &mut removed).await? {
+                Some(marked) => anonymous += marked,
+                None => return Ok(report(removed, false)),
+            }
+        }
+        match page.next {
+            Some(cursor) => query.start_after = Some(cursor),
+            None => break,
+        }
+    }
+    removed.insert("anonymous_ids", anonymous);
+
     let owned_by_contact = || Condition::equals("contact_id", contact_id);
     let mut identities = 0;
     if let Some(digest) = &pending.email_digest {
         identities += delete_if(store, &email_key_of_digest(digest), owned_by_contact()).await?;
     }
     removed.insert("email_identity", identities);
-    let mut anonymous = 0;
-    for anonymous_id in &pending.anonymous_ids {
-        anonymous += delete_if(store, &anonymous_key(anonymous_id), owned_by_contact()).await?;
-    }
-    removed.insert("anonymous_ids", anonymous);
     let mut codes = 0;
     for code in &pending.discount_codes {
         codes += delete_if(store, &Key::new(format!("DISCOUNT#{code}"), "CODE"), owned_by_contact()).await?;
@@ -290,6 +394,48 @@ pub async fn erase_within(
     Ok(report(removed, true))
 }
 
+type Partitions = Vec<(String, &'static str, &'static str, LeadsTo)>;
+
+/// The partitions filed under a subject (a contact, or `anon:<id>`): each with the kind it is
+/// counted as, and what its items lead to.
+fn subject_partitions(subject: &str) -> Partitions {
+    vec![
+        (format!("EVLOG#{subject}"), "event_log", "send_ledger", ledger_keys_of_log as LeadsTo),
+        (format!("DUE#{subject}"), "due_items", "send_ledger", ledger_keys_of_due),
+        (format!("TRIG#{subject}"), "trigger_counts", "", no_extra),
+        (format!("CARTS#{subject}"), "cart_listings", "carts", carts_of_listing),
+    ]
+}
+
+/// Erases what is filed under an anonymous id of the contact, then turns its identity into the
+/// erased marker if it still belongs to the contact. `None` when the budget ran out first; else
+/// whether the identity was this contact's.
+async fn erase_anonymous_id(
+    store: &dyn Store,
+    contact_id: &str,
+    anonymous_id: &str,
+    erased_at: Timestamp,
+    budget: &mut usize,
+    removed: &mut BTreeMap<&'static str, usize>,
+) -> Result<Option<usize>, StoreError> {
+    for (partition, kind, led_to_kind, leads_to) in subject_partitions(&anonymous_subject(anonymous_id)) {
+        let (deleted, led_to, done) = delete_partition(store, &partition, contact_id, leads_to, budget).await?;
+        *removed.entry(kind).or_default() += deleted;
+        if !led_to_kind.is_empty() {
+            *removed.entry(led_to_kind).or_default() += led_to;
+        }
+        if !done {
+            return Ok(None);
+        }
+    }
+    let marker = Item::new(&anonymous_key(anonymous_id), json!({ ERASED_AT: erased_at }));
+    match store.put(marker, Some(Condition::equals("contact_id", contact_id))).await {
+        Ok(()) => Ok(Some(1)),
+        Err(StoreError::ConditionFailed) => Ok(Some(0)),
+        Err(other) => Err(other),
+    }
+}
+
 /// Deletes the item if the condition holds; 1 if it did, 0 if it was gone or someone else's.
 async fn delete_if(store: &dyn Store, key: &Key, condition: Condition) -> Result<usize, StoreError> {
     match store.delete(key, Some(condition)).await {
@@ -299,32 +445,45 @@ async fn delete_if(store: &dyn Store, key: &Key, condition: Condition) -> Result
     }
 }
 
-fn no_extra(_: &[Item]) -> Vec<Key> {
+fn no_extra(_: &[Item], _: &str) -> Vec<(Key, Condition)> {
     Vec::new()
 }
 
-/// The send ledger entries of the `email_sent` events in a page of the event log.
-fn ledger_keys_of_log(items: &[Item]) -> Vec<Key> {
+/// The send ledger entries of the `email_sent` events in a page of the event log: those of
+/// Voronka's own sender, or whose key names the contact. The shop can log an `email_sent` too, and
+/// must not point the erasure (or the export) at another person's ledger entries.
+fn ledger_keys_of_log(items: &[Item], contact_id: &str) -> Vec<(Key, Condition)> {
     items
         .iter()
         .filter_map(|item| serde_json::from_str::<Value>(item.get_str("event")?).ok())
         .filter(|event| event["type"] == "email_sent")
-        .filter_map(|event| event["properties"]["idempotency_key"].as_str().map(ledger_key))
+        .filter_map(|event| {
+            let key = event["properties"]["idempotency_key"].as_str()?;
+            (event["source"] == "voronka" || key.contains(contact_id)).then(|| (ledger_key(key), Condition::Exists))
+        })
         .collect()
 }
 
-/// The send ledger entries of the sends among a page of due items.
-fn ledger_keys_of_due(items: &[Item]) -> Vec<Key> {
+/// The send ledger entries of the sends among a page of due items (only Voronka writes those).
+fn ledger_keys_of_due(items: &[Item], _: &str) -> Vec<(Key, Condition)> {
     items
         .iter()
         .filter(|item| item.get("work").and_then(|w| w.get("kind")).and_then(Value::as_str) == Some("send"))
         .filter_map(|item| item.get("work")?.get("request")?.get("idempotency_key")?.as_str().map(ledger_key))
+        .map(|key| (key, Condition::Exists))
         .collect()
 }
 
-/// The carts a page of a person's cart listing names.
-fn carts_of_listing(items: &[Item]) -> Vec<Key> {
-    items.iter().filter_map(|item| item.get_str("sk").map(cart_key)).collect()
+/// The carts a page of a person's cart listing names, each only while the listing's owner owns
+/// it: a shop that reused the cart id for someone else made it theirs.
+fn carts_of_listing(items: &[Item], _: &str) -> Vec<(Key, Condition)> {
+    items
+        .iter()
+        .filter_map(|item| {
+            let owner = item.get_str("pk")?.strip_prefix("CARTS#")?;
+            Some((cart_key(item.get_str("sk")?), Condition::equals("owner", owner)))
+        })
+        .collect()
 }
 
 fn ledger_key(idempotency_key: &str) -> Key {
@@ -332,7 +491,7 @@ fn ledger_key(idempotency_key: &str) -> Key {
 }
 
 /// What the items of a page lead to that goes with them (ledger entries, carts).
-type LeadsTo = fn(&[Item]) -> Vec<Key>;
+type LeadsTo = fn(&[Item], &str) -> Vec<(Key, Condition)>;
 
 /// Deletes a partition a page at a time: first what each page leads to (`leads_to`, each deleted
 /// only if it exists, so the count is true), then the page in one transaction. Reads from the
@@ -342,6 +501,7 @@ type LeadsTo = fn(&[Item]) -> Vec<Key>;
 async fn delete_partition(
     store: &dyn Store,
     partition: &str,
+    contact_id: &str,
     leads_to: LeadsTo,
     budget: &mut usize,
 ) -> Result<(usize, usize, bool), StoreError> {
@@ -355,10 +515,10 @@ async fn delete_partition(
         if page.items.is_empty() {
             return Ok((deleted, led_to, true));
         }
-        let extra: BTreeSet<Key> = leads_to(&page.items).into_iter().collect();
+        let extra: BTreeMap<Key, Condition> = leads_to(&page.items, contact_id).into_iter().collect();
         *budget = budget.saturating_sub(extra.len() + page.items.len());
-        for key in &extra {
-            led_to += delete_if(store, key, Condition::Exists).await?;
+        for (key, condition) in extra {
+            led_to += delete_if(store, &key, condition).await?;
         }
         let keys: Vec<Key> = page.items.iter().filter_map(Item::key).collect();
         deleted += keys.len();
@@ -415,8 +575,16 @@ pub async fn export(
             truncated.insert(section.to_string(), Value::Bool(true));
         }
     };
+    // The anonymous ids on the contact and, through the index, those its bounds trimmed off it.
+    let mut anonymous_ids: BTreeSet<String> = contact.anonymous_ids.iter().cloned().collect();
+    let (indexed, cut) =
+        read_capped(store, Query::partition(Index::Gsi1, contact_anonymous_ids_partition(contact_id)), EXPORT_CAP)
+            .await?;
+    note("anonymous_ids", cut);
+    anonymous_ids
+        .extend(indexed.iter().filter_map(|item| item.get_str("pk")?.strip_prefix("ANON#")).map(str::to_string));
     let subjects: Vec<String> =
-        std::iter::once(contact.id.clone()).chain(contact.anonymous_ids.iter().map(|a| anonymous_subject(a))).collect();
+        std::iter::once(contact.id.clone()).chain(anonymous_ids.iter().map(|a| anonymous_subject(a))).collect();
 
     let (consent_receipts, cut) = newest(store, &format!("CONSENT#{contact_id}"), EXPORT_CAP).await?;
     note("consent_receipts", cut);
@@ -455,8 +623,12 @@ pub async fn export(
         let (listed, cut) = newest(store, &format!("CARTS#{subject}"), EXPORT_CAP).await?;
         carts_cut |= cut;
         for listing in listed {
-            if let Some(cart) = listing.get("sk").and_then(Value::as_str) {
-                carts.extend(store.get(&cart_key(cart)).await?.map(without_keys));
+            // Only while the person owns it: a reused cart id is the new owner's.
+            if let Some(cart) = listing.get("sk").and_then(Value::as_str)
+                && let Some(item) = store.get(&cart_key(cart)).await?
+                && item.get_str("owner") == Some(subject.as_str())
+            {
+                carts.push(without_keys(item));
             }
         }
         let (items, cut) = newest(store, &format!("TRIG#{subject}"), EXPORT_CAP).await?;
@@ -471,10 +643,10 @@ pub async fn export(
 
     let mut bot_sessions = Vec::new();
     let mut seen_sessions = BTreeSet::new();
-    let query = Query::partition(Index::Gsi1, contact_sessions_partition(contact_id)).limit(EXPORT_CAP as u32 + 1);
-    let page = store.query(query).await?;
-    note("bot_sessions", page.items.len() > EXPORT_CAP);
-    for item in page.items.into_iter().take(EXPORT_CAP) {
+    let (sessions, cut) =
+        read_capped(store, Query::partition(Index::Gsi1, contact_sessions_partition(contact_id)), EXPORT_CAP).await?;
+    note("bot_sessions", cut);
+    for item in sessions {
         seen_sessions.insert(item.get_str("pk").unwrap_or_default().to_string());
         bot_sessions.push(without_keys(item));
     }
@@ -497,8 +669,8 @@ pub async fn export(
             .map(|entry| Item(Map::from_iter([("event".to_string(), Value::String(entry["event"].to_string()))])))
             .collect();
         let due_items: Vec<Item> = scheduled.iter().cloned().map(item_of_value).collect();
-        let mut keys = ledger_keys_of_log(&log_items);
-        keys.extend(ledger_keys_of_due(&due_items));
+        let mut keys: Vec<Key> = ledger_keys_of_log(&log_items, contact_id).into_iter().map(|(key, _)| key).collect();
+        keys.extend(ledger_keys_of_due(&due_items, contact_id).into_iter().map(|(key, _)| key));
         let mut seen = BTreeSet::new();
         keys.retain(|key| seen.insert(key.clone()));
         keys
@@ -550,10 +722,27 @@ pub async fn export(
 /// The newest `cap` items of a partition (by sort key), without their keys' bookkeeping, and
 /// whether there were more.
 async fn newest(store: &dyn Store, partition: &str, cap: usize) -> Result<(Vec<Value>, bool), StoreError> {
-    let query = Query::partition(Index::Table, partition).backward().limit(cap as u32 + 1);
-    let page = store.query(query).await?;
-    let cut = page.items.len() > cap || page.next.is_some() && page.items.len() >= cap;
-    Ok((page.items.into_iter().take(cap).map(without_keys).collect(), cut))
+    let (items, cut) = read_capped(store, Query::partition(Index::Table, partition).backward(), cap).await?;
+    Ok((items.into_iter().map(without_keys).collect(), cut))
+}
+
+/// At most `cap` items of a query, following its pages (a page can end early: DynamoDB stops at
+/// 1 MB read), and whether more were left.
+async fn read_capped(store: &dyn Store, query: Query, cap: usize) -> Result<(Vec<Item>, bool), StoreError> {
+    let mut items = Vec::new();
+    let mut query = query;
+    loop {
+        let wanted = cap + 1 - items.len();
+        let page = store.query(query.clone().limit(wanted as u32)).await?;
+        items.extend(page.items);
+        match page.next {
+            Some(cursor) if items.len() <= cap => query.start_after = Some(cursor),
+            _ => break,
+        }
+    }
+    let cut = items.len() > cap;
+    items.truncate(cap);
+    Ok((items, cut))
 }
 
 fn without_keys(item: Item) -> Value {
