@@ -3,9 +3,9 @@
 # .tools/venv), then runs: formatting and lints, a check that the local stack links no AWS SDK, unit
 # tests, the port contract suite on the embedded adapters and on the AWS adapters against
 # moto_server, the handler and end-to-end HTTP tests, the campaign-file check, the fuzz targets
-# for a bounded time (tests/fuzz.sh), cfn-lint and `sam
-# validate --lint` on the SAM template, a `cargo lambda build --release` of every function, and a
-# short demo run whose invariants must hold.
+# for a bounded time (tests/fuzz.sh), schemathesis with openapi.yaml against `voronka serve`,
+# cfn-lint and `sam validate --lint` on the SAM template, a `cargo lambda build --release` of
+# every function, and a short demo run whose invariants must hold.
 #
 # Nothing is skipped: a missing tool stops the run with a message saying what is missing.
 set -euo pipefail
