@@ -113,6 +113,13 @@ fn personal_data_error(error: PersonalDataError, context: &str) -> ApiError {
         PersonalDataError::Erased(at) => {
             ApiError::new(StatusCode::NOT_FOUND, "erased", format!("this contact was erased at {at}"))
         }
+        // A concurrent twin (the scheduler finishing the same erasure) or a throttled store:
+        // nothing is lost and a repeat finishes the job.
+        other if other.is_retryable() => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the store is busy with this contact; repeat the request",
+        ),
         other => ApiError::internal(context, other),
     }
 }

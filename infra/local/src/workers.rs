@@ -95,6 +95,7 @@ pub async fn schedule_forever(stack: std::sync::Arc<Stack>) {
         if let Err(error) = cart_scheduler::run(&stack.scheduler).await {
             tracing::error!(error = %error, "a scheduler run failed; the next one catches up");
         }
+        cart_scheduler::finish_erasures(&stack.scheduler, stack.outbox.as_ref()).await;
         if let Err(error) = run_due_rollups(&stack, &mut rollups).await {
             // Idempotent: the next hourly run, and the nightly restatement, redo what failed.
             tracing::error!(error = %error, "a KPI rollup failed; the next one catches up");

@@ -106,7 +106,11 @@ pub async fn address_erased_at(
         }
     }
     let Some((at, old_key)) = found else { return Ok(None) };
-    store.put(Item::new(&signing, json!({ ERASED_AT: at })), None).await?;
+    // Only where no marker stands yet: one written meanwhile by a later erasure is newer.
+    match store.put(Item::new(&signing, json!({ ERASED_AT: at })), Some(Condition::NotExists)).await {
+        Ok(()) | Err(StoreError::ConditionFailed) => {}
+        Err(other) => return Err(other),
+    }
     store.delete(&old_key, None).await?;
     Ok(Some(at))
 }
@@ -276,8 +280,10 @@ pub const PENDING_ERASURES_PER_RUN: u32 = 20;
 
 /// Finishes erasures left unfinished (a call that stopped at its budget and was not repeated, or
 /// one that failed after its tombstone), found through their index: the scheduler runs this every
-/// minute, so an erasure completes even if nobody calls `DELETE` again. Each gets `budget`;
-/// returns how many completed.
+/// minute, so an erasure completes even if nobody calls `DELETE` again. `budget` is the whole
+/// run's, shared among them (a run must end well within the scheduler's timeout, after its
+/// dispatch); one that fails is logged and skipped, so it cannot hold up the ones behind it.
+/// Returns how many completed.
 pub async fn finish_pending_erasures(
     store: &dyn Store,
     copies: &dyn MailCopies,
@@ -286,14 +292,26 @@ pub async fn finish_pending_erasures(
 ) -> Result<usize, PersonalDataError> {
     let query = Query::partition(Index::Gsi1, PENDING_ERASURES).limit(PENDING_ERASURES_PER_RUN);
     let mut completed = 0;
+    let mut spent = 0;
     for item in store.query(query).await?.items {
+        if spent >= budget {
+            break;
+        }
         let Some(contact_id) = item.get_str("pk").and_then(|pk| pk.strip_prefix("CONTACT#")) else { continue };
         // Read again: the index may lag behind an erasure that completed meanwhile.
         let Some(tombstone) = store.get(&contact_key(contact_id)).await? else { continue };
         let (Some(erased_at), Some(pending)) = (erased_at_of(&tombstone), tombstone.get(PENDING)) else { continue };
         let pending: Pending = serde_json::from_value(pending.clone()).unwrap_or_default();
-        let report = finish_erasure(store, copies, contact_id, (erased_at, pending, true), now, budget).await?;
-        completed += usize::from(report.complete);
+        match finish_erasure(store, copies, contact_id, (erased_at, pending, true), now, budget - spent).await {
+            Ok(report) => {
+                spent += report.removed.values().sum::<usize>().max(1);
+                completed += usize::from(report.complete);
+            }
+            Err(error) => {
+                spent += 1;
+                tracing::warn!(contact_id, error = %error, "an unfinished erasure failed again; the next run retries it");
+            }
+        }
     }
     Ok(completed)
 }
