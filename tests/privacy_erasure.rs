@@ -13,7 +13,7 @@ use http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use support::inprocess::{Answer, TestStack};
 use voronka_domain::model::EmailAddress;
-use voronka_domain::ports::{Clock, MailCopies, MailCopy, PersonMarkers};
+use voronka_domain::ports::{Clock, MailCopies, MailCopy, NoMailCopies, PersonMarkers};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::repo::aggregates::{self, Metric};
 use voronka_domain::repo::personal_data::{self, PersonalDataError};
@@ -677,4 +677,43 @@ async fn an_unfinished_erasure_is_finished_by_the_scheduler_and_the_dashboard_of
     assert!(left.is_empty(), "the person is still here:\n{}", left.join("\n"));
     let confirm = t.send(confirm_page()).await;
     assert_eq!(confirm.status, StatusCode::NOT_FOUND, "{}", confirm.text);
+}
+
+/// Refuses its first call, then keeps no copies: an erasure that fails once among others.
+#[derive(Default)]
+struct FailsOnce(std::sync::atomic::AtomicBool);
+
+#[async_trait::async_trait]
+impl MailCopies for FailsOnce {
+    async fn copies_about(&self, _: &PersonMarkers, _: usize) -> Result<(Vec<MailCopy>, bool), String> {
+        Ok((Vec::new(), false))
+    }
+
+    async fn erase_copies_about(&self, _: &PersonMarkers) -> Result<usize, String> {
+        if self.0.swap(true, std::sync::atomic::Ordering::SeqCst) { Ok(0) } else { Err("unreachable".into()) }
+    }
+}
+
+#[tokio::test]
+async fn an_unfinished_erasure_that_fails_again_does_not_hold_up_the_others() {
+    let t = TestStack::new();
+    let store = t.stack.state.store.as_ref();
+    let keys = &t.stack.state.secrets.token_keys;
+    let first = t.consented_contact("first-to-erase@example.com", json!({})).await;
+    let second = t.consented_contact("second-to-erase@example.com", json!({})).await;
+    for id in [&first, &second] {
+        let stopped = personal_data::erase(store, &Unreachable, keys, id, t.clock.now()).await;
+        assert!(matches!(stopped, Err(PersonalDataError::MailCopies(_))), "{stopped:?}");
+    }
+
+    let completed = personal_data::finish_pending_erasures(store, &FailsOnce::default(), t.clock.now(), 1_000).await;
+    assert_eq!(completed.unwrap(), 1, "the one after the failing erasure still completed");
+    let unfinished = [
+        personal_data::erasure_unfinished(store, &first).await.unwrap(),
+        personal_data::erasure_unfinished(store, &second).await.unwrap(),
+    ];
+    assert_eq!(unfinished.iter().filter(|u| **u).count(), 1, "{unfinished:?}");
+
+    let completed = personal_data::finish_pending_erasures(store, &NoMailCopies, t.clock.now(), 1_000).await;
+    assert_eq!(completed.unwrap(), 1, "the next run retries the failed one");
 }
