@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_voronka");
 
@@ -15,22 +15,45 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(BINARY)
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data_dir)
-            .env_remove("PUBLIC_BASE_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("voronka serve starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "voronka serve did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
+        // A free port can be taken by another test's server between the probe and the bind; a
+        // connection to that one would pass for ours. So wait for this child's own "is listening"
+        // line, printed only after its bind succeeded, and try another port if it exits first.
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let mut child = Command::new(BINARY)
+                .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
+                .arg(data_dir)
+                .env_remove("PUBLIC_BASE_URL")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("voronka serve starts");
+            let stdout = child.stdout.take().expect("stdout is piped");
+            let (listening, said) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                let mut told = false;
+                // Keeps reading to the end, so the child never blocks on a full pipe.
+                for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if !told && line.contains("is listening on") {
+                        told = true;
+                        let _ = listening.send(true);
+                    }
+                }
+                let _ = listening.send(false);
+            });
+            match said.recv_timeout(Duration::from_secs(30)) {
+                Ok(true) => return Server { child, base: format!("http://127.0.0.1:{port}") },
+                Ok(false) => {
+                    let _ = child.wait();
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("voronka serve did not listen within 30 s");
+                }
+            }
         }
-        Server { child, base }
+        panic!("voronka serve could not listen on a free port in 5 tries");
     }
 
     /// Ends the server the hard way: what was acknowledged must already be on disk.
