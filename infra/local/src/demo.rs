@@ -29,13 +29,16 @@ use voronka_domain::journeys::attribution::Model;
 use voronka_domain::kpi::rollup::RollupKind;
 use voronka_domain::kpi::{GroupBy, KpiQuery, KpiReport};
 use voronka_domain::model::{EmailAddress, EventType};
-use voronka_domain::ports::{QueueName, SeededIds, SimulatedClock};
+use voronka_domain::ports::{QueueName, SeededIds, SimulatedClock, send_all};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::repo::aggregates::{self, DailyTotal, Dimensions, Metric};
 use voronka_domain::repo::journey_state::Group;
-use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, KeyRing, sign_events_body};
+use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, KeyRing, Secrets, sign_events_body};
 
+use crate::simulated_ses::{Behaviour, FeedbackReport, Recipients, SimulatedSes, feedback_messages};
 use crate::stack::{Stack, StackOptions};
+use voronka_domain::ports::IdGenerator;
+use voronka_embedded::Durability;
 
 pub struct DemoOptions {
     pub seed: u64,
@@ -69,6 +72,8 @@ pub struct DemoReport {
     pub events_queued: u64,
     pub contacts_by_stage: BTreeMap<String, usize>,
     pub confirmations_followed: usize,
+    /// What SES reported back about the mail it delivered.
+    pub feedback: FeedbackReport,
     /// Per journey: entries (treatment, holdout), exits, conversions.
     pub journeys: BTreeMap<String, JourneyReport>,
     /// Emails sent, by template.
@@ -86,8 +91,14 @@ pub struct DemoReport {
     /// The dashboard's `index.html`, when it was written.
     pub dashboard: Option<std::path::PathBuf>,
     pub requests: usize,
+    /// Queue messages the consumers (evaluator and sender) handled.
+    pub queue_messages_handled: usize,
     pub wall_time_ms: u128,
     pub mean_request_micros: u128,
+    /// Wall time per simulated event (an HTTP request or a queue message handled), in µs.
+    pub micros_per_simulated_event: f64,
+    /// The process's peak resident memory (VmHWM), in MiB, where the system reports it.
+    pub peak_memory_mib: Option<f64>,
 }
 
 /// Conversations with the qualification bots, and how they ended.
@@ -173,8 +184,6 @@ struct Visitor {
 
 struct Driver {
     app: Router,
-    /// Outbox files already looked at for confirmation links.
-    seen_mail: BTreeSet<String>,
     /// The shop back end's keys, and the simulated time it signs its requests at.
     events_keys: KeyRing,
     clock: Arc<SimulatedClock>,
@@ -226,30 +235,26 @@ impl Driver {
         Ok(())
     }
 
-    /// Follows the confirmation link of most new opt-in emails, as people do.
-    async fn follow_confirmations(&mut self, outbox: &std::path::Path, rng: &mut StdRng) -> Result<()> {
-        let mut files: Vec<String> = std::fs::read_dir(outbox)?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|name| name.ends_with(".eml") && !self.seen_mail.contains(name))
-            .collect();
-        files.sort();
-        for file in files {
-            self.seen_mail.insert(file.clone());
-            let raw = std::fs::read(outbox.join(&file))?;
-            let Some(message) = mail_parser::MessageParser::default().parse(&raw) else { continue };
-            let text = message.body_text(0).unwrap_or_default().into_owned();
-            let Some(link) = text.split_whitespace().find(|w| w.contains("/v1/confirm?token=")) else { continue };
-            if !rng.random_bool(0.7) {
-                continue;
+    /// The people who got mail react (SES delivered it a moment ago): most new subscribers follow
+    /// their confirmation link, and SES publishes deliveries, bounces, complaints, opens and
+    /// clicks through SNS onto the events queue, as a configuration set does on AWS.
+    async fn react_to_mail(&mut self, stack: &Stack, ses: &SimulatedSes, recipients: &Recipients) -> Result<()> {
+        let mut feedback = Vec::new();
+        for mail in ses.take_delivered() {
+            let reactions = recipients.react(&mail, &mut self.report.feedback);
+            feedback.extend(reactions.feedback);
+            if let (true, Some(path)) = (reactions.confirm, &mail.confirm_path) {
+                // The link opens a page whose button posts; the person presses it.
+                let request = Request::post(path.as_str()).body(Body::empty())?;
+                let (status, _) = self.call(request, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))).await?;
+                if status == StatusCode::OK {
+                    self.report.confirmations_followed += 1;
+                }
             }
-            let path = &link[link.find("/v1/confirm").unwrap_or(0)..];
-            // The link opens a page whose button posts; the person presses it.
-            let request = Request::post(path).body(Body::empty())?;
-            let (status, _) = self.call(request, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))).await?;
-            if status == StatusCode::OK {
-                self.report.confirmations_followed += 1;
-            }
+        }
+        if !feedback.is_empty() {
+            // SNS delivers into SQS on AWS: not a call Voronka makes.
+            send_all(stack.embedded.queue.as_ref(), QueueName::Events, feedback_messages(feedback)).await?;
         }
         Ok(())
     }
@@ -491,22 +496,70 @@ fn respell(email: &str, rng: &mut StdRng) -> String {
     }
 }
 
+/// A private folder under the system's temporary folder, removed with everything in it on drop.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    /// The folder, with the installation's keys drawn from the seed: holdout groups and every
+    /// other keyed choice then come out the same on every run of a seed. (A folder the user names
+    /// gets random keys, as `voronka serve` may use it later; this one is private and removed.)
+    fn create(seed: u64) -> Result<ScratchDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!(
+            "voronka-demo-{}-{}",
+            std::process::id(),
+            voronka_domain::ports::RandomIds.random_hex(6)
+        ));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let scratch = ScratchDir(dir);
+        let keys = SeededIds::new(seed ^ 0x5ec2e75);
+        let secrets = Secrets::new(keys.random_hex(32), keys.random_hex(32));
+        std::fs::write(scratch.0.join(crate::stack::SECRETS_FILE), serde_json::to_vec(&secrets)?)?;
+        Ok(scratch)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// About 43 of every 100 visitors become contacts (by form, bot, or as a buyer the shop reports).
+pub fn visitors_for_contacts(contacts: usize) -> usize {
+    contacts.saturating_mul(100).div_ceil(43)
+}
+
 pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     let started = Instant::now();
     let start = Timestamp::from_second(1_793_523_600)?; // 2026-11-01 09:00 UTC
     let clock = Arc::new(SimulatedClock::starting_at(start));
-    let mut stack = Stack::open(StackOptions {
-        data_dir: options.data_dir.clone(),
-        campaigns_dir: None,
-        public_base_url: None,
-        clock: clock.clone(),
-        ids: Arc::new(SeededIds::new(options.seed)),
-    })?;
+    // Without a data folder the demo writes into a scratch folder removed when it ends: a
+    // database in memory would hold every simulated person in RAM (gigabytes at 100 000).
+    let scratch = match &options.data_dir {
+        Some(_) => None,
+        None => Some(ScratchDir::create(options.seed)?),
+    };
+    let data_dir = options.data_dir.clone().or_else(|| scratch.as_ref().map(|s| s.0.clone()));
+    let mut stack = Stack::open_with_durability(
+        StackOptions {
+            data_dir,
+            campaigns_dir: None,
+            public_base_url: None,
+            clock: clock.clone(),
+            ids: Arc::new(SeededIds::new(options.seed)),
+        },
+        // Simulated people: nothing the demo acknowledges must survive a power cut, and the
+        // scratch folder nothing at all.
+        if scratch.is_some() { Durability::Scratch } else { Durability::ProcessCrash },
+    )?;
     // No mail service to protect here: the demo does not wait on the SES rate between sends.
     stack.sender.rate = Arc::new(sender::rate::RateGate::per_second(0.0));
+    let ses = Arc::new(SimulatedSes::new(stack.sender.mailer.clone(), clock.clone()));
+    stack.sender.mailer = ses.clone();
+    let recipients = Recipients::new(options.seed, Behaviour::default());
     let mut driver = Driver {
         app: crate::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf()),
-        seen_mail: BTreeSet::new(),
         events_keys: stack.state.secrets.events_keys.clone(),
         clock: clock.clone(),
         report: DemoReport {
@@ -543,6 +596,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     let visitors_per_day = options.visitors as f64 / f64::from(options.days.max(1));
     let first_day = day_of(start);
     let mut open_day = first_day;
+    let mut last_scheduler_run: Option<Timestamp> = None;
     for index in 0..options.visitors {
         clock.advance(SignedDuration::from_secs(rng.random_range(step_seconds / 2..=step_seconds * 3 / 2)));
         // A day ended: the marketer reports its spend, and the nightly rollup runs.
@@ -717,9 +771,17 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
 
         // Time passes for the whole suite: the scheduler dispatches what is due, consumers run,
         // and most new subscribers follow their confirmation link.
-        crate::workers::tick(&stack).await?;
-        driver.report.scheduler_runs += 1;
-        driver.follow_confirmations(stack.outbox.dir(), &mut rng).await?;
+        // EventBridge runs the scheduler once a minute; the consumers take what is queued as it
+        // comes.
+        let now = voronka_domain::ports::Clock::now(clock.as_ref());
+        if last_scheduler_run.is_none_or(|last| now.duration_since(last) >= SignedDuration::from_mins(1)) {
+            last_scheduler_run = Some(now);
+            driver.report.queue_messages_handled += crate::workers::tick(&stack).await?;
+            driver.report.scheduler_runs += 1;
+        } else {
+            driver.report.queue_messages_handled += crate::workers::drain(&stack).await?;
+        }
+        driver.react_to_mail(&stack, &ses, &recipients).await?;
         let now = voronka_domain::ports::Clock::now(clock.as_ref());
         let (due, later): (Vec<_>, Vec<_>) = planned.into_iter().partition(|p| p.0 <= now);
         planned = later;
@@ -749,13 +811,16 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     // Let the last waits (days) run out, hour by hour, with the nightly rollup at 02:30.
     for _ in 0..(24 * 4) {
         clock.advance(SignedDuration::from_hours(1));
-        crate::workers::tick(&stack).await?;
+        driver.report.queue_messages_handled += crate::workers::tick(&stack).await?;
+        driver.react_to_mail(&stack, &ses, &recipients).await?;
         driver.report.scheduler_runs += 1;
         let now = voronka_domain::ports::Clock::now(clock.as_ref());
         if now.to_zoned(voronka_domain::time::time_zone_or_utc(&settings.default_time_zone)).hour() == 2 {
             nightly(&stack, &mut driver.report).await?;
         }
     }
+    // SES's feedback on the last hour's mail.
+    driver.report.queue_messages_handled += crate::workers::drain(&stack).await?;
 
     let contacts = ContactRepository::new(stack.state.store.as_ref()).list_all().await?;
     // Every lead the API acknowledged is stored; every other contact is a buyer the shop reported.
@@ -841,7 +906,18 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     }
     report.wall_time_ms = started.elapsed().as_millis();
     report.mean_request_micros = driver.request_micros / report.requests.max(1) as u128;
+    let simulated_events = report.requests + report.queue_messages_handled;
+    report.micros_per_simulated_event = started.elapsed().as_micros() as f64 / simulated_events.max(1) as f64;
+    report.peak_memory_mib = peak_memory_mib();
     Ok(report)
+}
+
+/// The peak resident set of this process so far (Linux's VmHWM).
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// The nightly rollup at the simulated clock: yesterday final, the days before it restated.
@@ -880,6 +956,11 @@ impl DemoReport {
         println!("  on the events queue          {:>7}", self.events_queued);
         println!();
         println!("  confirmation links followed  {:>7}", self.confirmations_followed);
+        let f = &self.feedback;
+        println!(
+            "  SES feedback                 {:>7} delivered, {} hard and {} soft bounces, {} complaints, {} opens, {} clicks",
+            f.delivered, f.hard_bounces, f.soft_bounces, f.complaints, f.opens, f.clicks
+        );
         println!();
         println!("Journeys                  entries (treatment/holdout)   exits   conversions (treatment/holdout)");
         for (journey, j) in &self.journeys {
@@ -939,8 +1020,16 @@ impl DemoReport {
         }
         println!();
         println!(
-            "{} requests through the handlers in {} ms wall time ({} µs per request on average)",
-            self.requests, self.wall_time_ms, self.mean_request_micros
+            "{} requests and {} queue messages through the handlers in {:.1} s wall time \
+             ({:.0} µs per simulated event; {} µs per request on average)",
+            self.requests,
+            self.queue_messages_handled,
+            self.wall_time_ms as f64 / 1000.0,
+            self.micros_per_simulated_event,
+            self.mean_request_micros
         );
+        if let Some(peak) = self.peak_memory_mib {
+            println!("peak memory {peak:.0} MiB");
+        }
     }
 }

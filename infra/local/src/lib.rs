@@ -6,5 +6,6 @@ pub mod export;
 pub mod kpi_cli;
 pub mod outbox;
 pub mod serve;
+pub mod simulated_ses;
 pub mod stack;
 pub mod workers;

@@ -38,8 +38,12 @@ enum Command {
     Demo {
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Visitors to simulate (about 43% of them become contacts).
         #[arg(long, default_value_t = 1000)]
         visitors: usize,
+        /// Simulate enough visitors for about this many contacts (instead of --visitors).
+        #[arg(long, conflicts_with = "visitors", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        contacts: Option<u64>,
         /// Simulated days, up to a year (the report covers them all).
         #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=365))]
         days: u32,
@@ -206,7 +210,8 @@ async fn main() -> Result<()> {
             })?;
             serve::run(stack, addr).await
         }
-        Command::Demo { seed, visitors, days, data_dir, dashboard_dir, json } => {
+        Command::Demo { seed, visitors, contacts, days, data_dir, dashboard_dir, json } => {
+            let visitors = contacts.map_or(visitors, |contacts| demo::visitors_for_contacts(contacts as usize));
             // The handlers log as they do on Lambda (JSON lines on stderr); `RUST_LOG=debug` shows
             // everything, and without it only warnings interrupt the report.
             voronka_telemetry::init_json_logging_defaulting_to(std::io::stderr, "warn");

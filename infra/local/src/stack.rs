@@ -10,7 +10,7 @@ use voronka_domain::campaigns::Campaigns;
 use voronka_domain::deps::{Deps, Ports};
 use voronka_domain::ports::{Clock, IdGenerator, RandomIds};
 use voronka_domain::signing::{AdminKeyDigest, MIN_ADMIN_KEY_CHARS, Secrets, keyed_digest};
-use voronka_embedded::{Embedded, OutboxMailer};
+use voronka_embedded::{Durability, Embedded, OutboxMailer};
 
 pub const DATABASE_FILE: &str = "voronka.db";
 pub const SECRETS_FILE: &str = "secrets.json";
@@ -150,11 +150,17 @@ pub struct StackOptions {
 
 impl Stack {
     pub fn open(options: StackOptions) -> Result<Stack> {
+        Stack::open_with_durability(options, Durability::PowerCut)
+    }
+
+    /// As `open`, with what the data folder's commits survive (the demo's scratch data need not
+    /// survive a power cut).
+    pub fn open_with_durability(options: StackOptions, durability: Durability) -> Result<Stack> {
         let campaigns = load_campaigns(options.campaigns_dir.as_deref())?;
         let (embedded, secrets, admin_key) = match &options.data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating the data folder {}", dir.display()))?;
-                let embedded = Embedded::open(&dir.join(DATABASE_FILE), options.clock.clone())?;
+                let embedded = Embedded::open_with(&dir.join(DATABASE_FILE), options.clock.clone(), durability)?;
                 let secrets = load_or_create_secrets(dir)?;
                 (embedded, secrets, load_or_create_admin_key(dir)?)
             }

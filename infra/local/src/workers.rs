@@ -43,7 +43,16 @@ pub async fn drain(stack: &Stack) -> anyhow::Result<usize> {
 pub async fn tick(stack: &Stack) -> anyhow::Result<usize> {
     cart_scheduler::run(&stack.scheduler).await?;
     cart_scheduler::finish_erasures(&stack.scheduler, stack.outbox.as_ref()).await;
+    sweep_expired(stack).await;
     drain(stack).await
+}
+
+/// Deletes expired items, as DynamoDB's TTL sweeper does on AWS: reads already skip them, and
+/// without the sweep the database would keep every receipt and rate counter ever written.
+async fn sweep_expired(stack: &Stack) {
+    if let Err(error) = stack.embedded.store.purge_expired().await {
+        tracing::warn!(error = %error, "expired items were not swept; the next run tries again");
+    }
 }
 
 /// How often the local stack runs the scheduler (EventBridge runs it every minute on AWS).
@@ -96,6 +105,7 @@ pub async fn schedule_forever(stack: std::sync::Arc<Stack>) {
             tracing::error!(error = %error, "a scheduler run failed; the next one catches up");
         }
         cart_scheduler::finish_erasures(&stack.scheduler, stack.outbox.as_ref()).await;
+        sweep_expired(&stack).await;
         if let Err(error) = run_due_rollups(&stack, &mut rollups).await {
             // Idempotent: the next hourly run, and the nightly restatement, redo what failed.
             tracing::error!(error = %error, "a KPI rollup failed; the next one catches up");

@@ -61,25 +61,41 @@ pub struct OpenError {
 }
 
 impl Embedded {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`, every commit on the disk before it
+    /// returns.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Embedded, OpenError> {
+        Embedded::open_with(path, clock, Durability::PowerCut)
+    }
+
+    /// Opens (creating if needed) the database at `path` with the given durability.
+    pub fn open_with(path: &Path, clock: Arc<dyn Clock>, durability: Durability) -> Result<Embedded, OpenError> {
         let wrap = |source| OpenError { path: path.display().to_string(), source };
         let connection = Connection::open(path).map_err(wrap)?;
         // WAL lets readers in other processes (an export) run beside the server; FULL makes every
         // acknowledged write survive a power cut, not only a crash; secure_delete overwrites what
         // a delete frees, so an erased person's bytes do not linger in the file's free pages (the
         // WAL holds them until its next checkpoint).
+        let journal = match durability {
+            Durability::PowerCut => "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
+            Durability::ProcessCrash => "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+            // Each page written once, in place, with the rollback journal in memory: half the
+            // writes of the WAL and no checkpoints; one process holds the file.
+            Durability::Scratch => {
+                "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;"
+            }
+        };
         connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; \
-                 PRAGMA secure_delete = ON;",
-            )
+            .execute_batch(&format!(
+                "{journal} PRAGMA busy_timeout = 10000; PRAGMA secure_delete = ON; PRAGMA cache_size = -{CACHE_KIB};"
+            ))
             .map_err(wrap)?;
         connection.execute_batch(SCHEMA).map_err(wrap)?;
-        let connection = Arc::new(Mutex::new(connection));
+        // Without an fsync per commit no call waits on the disk: the work runs on the caller's
+        // thread instead of paying a hand-over to the blocking pool for each call.
+        let db = Db::new(connection, durability == Durability::PowerCut);
         Ok(Embedded {
-            store: Arc::new(EmbeddedStore::new(connection.clone(), clock.clone())),
-            queue: Arc::new(EmbeddedQueue::new(connection, clock, DEFAULT_MAX_RECEIVES)),
+            store: Arc::new(EmbeddedStore::new(db.clone(), clock.clone())),
+            queue: Arc::new(EmbeddedQueue::new(db, clock, DEFAULT_MAX_RECEIVES)),
         })
     }
 
@@ -87,28 +103,108 @@ impl Embedded {
     pub fn in_memory(clock: Arc<dyn Clock>) -> Embedded {
         let connection = Connection::open_in_memory().expect("SQLite opens in memory");
         connection.execute_batch(SCHEMA).expect("schema applies");
-        let connection = Arc::new(Mutex::new(connection));
+        let db = Db::new(connection, false);
         Embedded {
-            store: Arc::new(EmbeddedStore::new(connection.clone(), clock.clone())),
-            queue: Arc::new(EmbeddedQueue::new(connection, clock, DEFAULT_MAX_RECEIVES)),
+            store: Arc::new(EmbeddedStore::new(db.clone(), clock.clone())),
+            queue: Arc::new(EmbeddedQueue::new(db, clock, DEFAULT_MAX_RECEIVES)),
         }
     }
 }
 
-/// Runs blocking SQLite work off the async executor.
-async fn blocking<T: Send + 'static>(
-    connection: &Arc<Mutex<Connection>>,
-    work: impl FnOnce(&mut Connection) -> T + Send + 'static,
-) -> T {
-    let connection = connection.clone();
-    tokio::task::spawn_blocking(move || {
+/// SQLite's page cache for the one connection: the hot items (contacts, journey states, due
+/// items, queue heads) stay in memory instead of costing a read call each; bounded, unlike a
+/// memory map, so a large database does not grow the process.
+const CACHE_KIB: u32 = 32 * 1024;
+
+/// What an acknowledged write survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every commit is on the disk before it returns (`synchronous = FULL`): `voronka serve`.
+    #[default]
+    PowerCut,
+    /// Commits survive the process dying, not the machine losing power (WAL with `synchronous =
+    /// NORMAL`): a demo run into a folder the user keeps.
+    ProcessCrash,
+    /// Throwaway data in a private folder: transactions still commit or roll back whole, but a
+    /// process killed mid-commit may leave the file unreadable, and no other process may open
+    /// it meanwhile. The demo's scratch folder, removed when it ends.
+    Scratch,
+}
+
+/// The one connection the store and the queues share, and how its work is run.
+#[derive(Clone)]
+pub(crate) struct Db {
+    connection: Arc<Mutex<Connection>>,
+    /// Whether a call can wait on the disk (an fsync): then it runs on the blocking pool, so the
+    /// async executor's threads are never held by it.
+    waits_on_disk: bool,
+}
+
+/// Enough for every statement text the store and the queues prepare (queries vary by range,
+/// direction, cursor and limit).
+const STATEMENT_CACHE: usize = 128;
+
+impl Db {
+    fn new(connection: Connection, waits_on_disk: bool) -> Db {
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Db { connection: Arc::new(Mutex::new(connection)), waits_on_disk }
+    }
+
+    /// Runs SQLite work under the connection's lock.
+    pub(crate) async fn run<T: Send + 'static>(&self, work: impl FnOnce(&mut Connection) -> T + Send + 'static) -> T {
         // A panic while holding the lock poisons it; the connection itself is still consistent
         // because every write runs in a transaction that rolled back.
-        let mut guard = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        work(&mut guard)
-    })
-    .await
-    .expect("embedded storage task panicked")
+        if !self.waits_on_disk {
+            let mut guard = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            return work(&mut guard);
+        }
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut guard)
+        })
+        .await
+        .expect("embedded storage task panicked")
+    }
+}
+
+/// A write transaction on cached statements: `BEGIN IMMEDIATE`, `COMMIT` and `ROLLBACK` are
+/// parsed once per connection instead of once per write. Rolled back when dropped uncommitted.
+pub(crate) struct WriteTx<'c> {
+    connection: &'c Connection,
+    open: bool,
+}
+
+impl<'c> WriteTx<'c> {
+    pub(crate) fn begin(connection: &'c Connection) -> rusqlite::Result<WriteTx<'c>> {
+        connection.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(WriteTx { connection, open: true })
+    }
+
+    pub(crate) fn commit(mut self) -> rusqlite::Result<()> {
+        self.connection.prepare_cached("COMMIT")?.execute([])?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.connection
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // A failed COMMIT may already have rolled back (SQLite ends the transaction on some
+            // errors); then there is nothing to roll back and the error says so.
+            if let Ok(mut rollback) = self.connection.prepare_cached("ROLLBACK") {
+                let _ = rollback.execute([]);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

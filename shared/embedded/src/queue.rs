@@ -1,23 +1,23 @@
 //! The embedded queues: SQS's at-least-once delivery, visibility timeout and dead-letter limit
 //! on an SQLite table.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::params;
 use voronka_domain::ports::{
     Clock, MAX_DELAY, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome, check_receive,
     check_send_batch,
 };
 
-use crate::blocking;
+use crate::{Db, WriteTx};
 
 /// SQS's largest message body (1 MiB since 2025).
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub struct EmbeddedQueue {
-    connection: Arc<Mutex<Connection>>,
+    db: Db,
     clock: Arc<dyn Clock>,
     max_receives: u32,
 }
@@ -31,22 +31,22 @@ fn dead_letter_name(queue: QueueName) -> String {
 }
 
 impl EmbeddedQueue {
-    pub(crate) fn new(connection: Arc<Mutex<Connection>>, clock: Arc<dyn Clock>, max_receives: u32) -> Self {
-        EmbeddedQueue { connection, clock, max_receives }
+    pub(crate) fn new(db: Db, clock: Arc<dyn Clock>, max_receives: u32) -> Self {
+        EmbeddedQueue { db, clock, max_receives }
     }
 
     /// Messages waiting or in flight in a queue (for reports and tests).
     pub async fn depth(&self, queue: QueueName) -> Result<u64, QueueError> {
         let name = queue.as_str().to_string();
-        blocking(&self.connection, move |connection| {
-            connection
-                .query_row("SELECT COUNT(*) FROM queue_messages WHERE queue = ?1", params![name], |row| {
-                    row.get::<_, i64>(0)
-                })
-                .map(|n| n as u64)
-                .map_err(backend)
-        })
-        .await
+        self.db
+            .run(move |connection| {
+                connection
+                    .prepare_cached("SELECT COUNT(*) FROM queue_messages WHERE queue = ?1")
+                    .and_then(|mut statement| statement.query_row(params![name], |row| row.get::<_, i64>(0)))
+                    .map(|n| n as u64)
+                    .map_err(backend)
+            })
+            .await
     }
 }
 
@@ -64,31 +64,34 @@ impl Queue for EmbeddedQueue {
         check_send_batch(&messages)?;
         let now = self.clock.now().as_microsecond();
         let name = queue.as_str().to_string();
-        blocking(&self.connection, move |connection| {
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-            let mut outcomes = Vec::with_capacity(messages.len());
-            for message in messages {
-                if message.body.len() > MAX_BODY_BYTES {
-                    outcomes.push(SendOutcome { id: message.id, error: Some("the message body exceeds 1 MiB".into()) });
-                    continue;
+        self.db
+            .run(move |connection| {
+                let tx = WriteTx::begin(connection).map_err(backend)?;
+                let mut outcomes = Vec::with_capacity(messages.len());
+                for message in messages {
+                    if message.body.len() > MAX_BODY_BYTES {
+                        outcomes
+                            .push(SendOutcome { id: message.id, error: Some("the message body exceeds 1 MiB".into()) });
+                        continue;
+                    }
+                    if message.delay.is_some_and(|d| d > MAX_DELAY) {
+                        outcomes
+                            .push(SendOutcome { id: message.id, error: Some("the delay exceeds 15 minutes".into()) });
+                        continue;
+                    }
+                    let visible_at = now + message.delay.map_or(0, micros);
+                    let message_id = format!("m-{}-{}", now, rand_suffix());
+                    tx.prepare_cached(
+                        "INSERT INTO queue_messages (queue, message_id, body, visible_at) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .and_then(|mut statement| statement.execute(params![name, message_id, message.body, visible_at]))
+                    .map_err(backend)?;
+                    outcomes.push(SendOutcome { id: message.id, error: None });
                 }
-                if message.delay.is_some_and(|d| d > MAX_DELAY) {
-                    outcomes.push(SendOutcome { id: message.id, error: Some("the delay exceeds 15 minutes".into()) });
-                    continue;
-                }
-                let visible_at = now + message.delay.map_or(0, micros);
-                let message_id = format!("m-{}-{}", now, rand_suffix());
-                tx.execute(
-                    "INSERT INTO queue_messages (queue, message_id, body, visible_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![name, message_id, message.body, visible_at],
-                )
-                .map_err(backend)?;
-                outcomes.push(SendOutcome { id: message.id, error: None });
-            }
-            tx.commit().map_err(backend)?;
-            Ok(outcomes)
-        })
-        .await
+                tx.commit().map_err(backend)?;
+                Ok(outcomes)
+            })
+            .await
     }
 
     async fn receive(
@@ -103,8 +106,8 @@ impl Queue for EmbeddedQueue {
         let name = queue.as_str().to_string();
         let dead_letters = dead_letter_name(queue);
         let max_receives = self.max_receives;
-        blocking(&self.connection, move |connection| {
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        self.db.run(move |connection| {
+            let tx = WriteTx::begin(connection).map_err(backend)?;
             let mut received = Vec::new();
             loop {
                 let candidates: Vec<(i64, String, String, u32)> = {
@@ -128,18 +131,18 @@ impl Queue for EmbeddedQueue {
                 for (seq, message_id, body, count) in candidates {
                     if count >= max_receives {
                         // Received too often without being deleted: park it for a person to look at.
-                        tx.execute(
+                        tx.prepare_cached(
                             "UPDATE queue_messages SET queue = ?1, receipt = NULL, visible_at = ?2 WHERE seq = ?3",
-                            params![dead_letters, now, seq],
                         )
+                        .and_then(|mut statement| statement.execute(params![dead_letters, now, seq]))
                         .map_err(backend)?;
                         continue;
                     }
                     let receipt = format!("r-{seq}-{}", rand_suffix());
-                    tx.execute(
+                    tx.prepare_cached(
                         "UPDATE queue_messages SET receive_count = receive_count + 1, receipt = ?1, visible_at = ?2 WHERE seq = ?3",
-                        params![receipt, hidden_until, seq],
                     )
+                    .and_then(|mut statement| statement.execute(params![receipt, hidden_until, seq]))
                     .map_err(backend)?;
                     received.push(ReceivedMessage { message_id, receipt, body, receive_count: count + 1 });
                 }
@@ -155,25 +158,29 @@ impl Queue for EmbeddedQueue {
 
     async fn delete(&self, _queue: QueueName, receipt: &str) -> Result<(), QueueError> {
         let receipt = receipt.to_string();
-        blocking(&self.connection, move |connection| {
-            // A stale receipt (the message was received again since) deletes nothing, like SQS.
-            connection.execute("DELETE FROM queue_messages WHERE receipt = ?1", params![receipt]).map_err(backend)?;
-            Ok(())
-        })
-        .await
+        self.db
+            .run(move |connection| {
+                // A stale receipt (the message was received again since) deletes nothing, like SQS.
+                connection
+                    .prepare_cached("DELETE FROM queue_messages WHERE receipt = ?1")
+                    .and_then(|mut statement| statement.execute(params![receipt]))
+                    .map_err(backend)?;
+                Ok(())
+            })
+            .await
     }
 
     async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
         let name = dead_letter_name(queue);
-        blocking(&self.connection, move |connection| {
-            connection
-                .query_row("SELECT COUNT(*) FROM queue_messages WHERE queue = ?1", params![name], |row| {
-                    row.get::<_, i64>(0)
-                })
-                .map(|n| n as u64)
-                .map_err(backend)
-        })
-        .await
+        self.db
+            .run(move |connection| {
+                connection
+                    .prepare_cached("SELECT COUNT(*) FROM queue_messages WHERE queue = ?1")
+                    .and_then(|mut statement| statement.query_row(params![name], |row| row.get::<_, i64>(0)))
+                    .map(|n| n as u64)
+                    .map_err(backend)
+            })
+            .await
     }
 }
 

@@ -1,21 +1,21 @@
 //! The embedded store: DynamoDB's item semantics on an SQLite table.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use voronka_domain::ports::store::{GSI1_PK, GSI1_SK, MAX_BATCH_PUT, MAX_TRANSACTION_OPS, TTL};
 use voronka_domain::ports::{
     Clock, Condition, Cursor, Index, Item, Key, Page, Query, SortKeyRange, Store, StoreError, TransactOp, UpdateAction,
 };
 
-use crate::blocking;
 use crate::semantics::{apply_updates, condition_holds};
+use crate::{Db, WriteTx};
 
 pub struct EmbeddedStore {
-    connection: Arc<Mutex<Connection>>,
+    db: Db,
     clock: Arc<dyn Clock>,
 }
 
@@ -30,7 +30,8 @@ fn backend(error: rusqlite::Error) -> StoreError {
 
 fn read(tx: &Connection, key: &Key) -> Result<Option<Map<String, Value>>, StoreError> {
     let body: Option<String> = tx
-        .query_row("SELECT body FROM items WHERE pk = ?1 AND sk = ?2", params![key.pk, key.sk], |row| row.get(0))
+        .prepare_cached("SELECT body FROM items WHERE pk = ?1 AND sk = ?2")
+        .and_then(|mut statement| statement.query_row(params![key.pk, key.sk], |row| row.get(0)))
         .optional()
         .map_err(backend)?;
     body.map(|text| parse_body(&text)).transpose()
@@ -53,18 +54,20 @@ fn write(tx: &Connection, item: &Map<String, Value>) -> Result<(), StoreError> {
     }
     let ttl = item.get(TTL).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
     let body = serde_json::to_string(item).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO items (pk, sk, gsi1pk, gsi1sk, ttl, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (pk, sk) DO UPDATE SET gsi1pk = excluded.gsi1pk, gsi1sk = excluded.gsi1sk,
          ttl = excluded.ttl, body = excluded.body",
-        params![pk, sk, text(GSI1_PK), text(GSI1_SK), ttl, body],
     )
+    .and_then(|mut statement| statement.execute(params![pk, sk, text(GSI1_PK), text(GSI1_SK), ttl, body]))
     .map_err(backend)?;
     Ok(())
 }
 
 fn remove(tx: &Connection, key: &Key) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM items WHERE pk = ?1 AND sk = ?2", params![key.pk, key.sk]).map_err(backend)?;
+    tx.prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")
+        .and_then(|mut statement| statement.execute(params![key.pk, key.sk]))
+        .map_err(backend)?;
     Ok(())
 }
 
@@ -72,8 +75,8 @@ fn check(condition: Option<&Condition>, current: Option<&Map<String, Value>>) ->
     condition.is_none_or(|c| condition_holds(c, current))
 }
 
-fn begin(connection: &mut Connection) -> Result<Transaction<'_>, StoreError> {
-    connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)
+fn begin(connection: &Connection) -> Result<WriteTx<'_>, StoreError> {
+    WriteTx::begin(connection).map_err(backend)
 }
 
 fn op_key(op: &TransactOp) -> Result<Key, StoreError> {
@@ -88,46 +91,53 @@ fn op_key(op: &TransactOp) -> Result<Key, StoreError> {
 }
 
 impl EmbeddedStore {
-    pub(crate) fn new(connection: Arc<Mutex<Connection>>, clock: Arc<dyn Clock>) -> Self {
-        EmbeddedStore { connection, clock }
+    pub(crate) fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
+        EmbeddedStore { db, clock }
     }
 
     /// Deletes items whose `ttl` has passed, as DynamoDB's TTL sweeper does; returns how many.
     pub async fn purge_expired(&self) -> Result<usize, StoreError> {
         let now = self.clock.now().as_second();
-        blocking(&self.connection, move |connection| {
-            connection.execute("DELETE FROM items WHERE ttl IS NOT NULL AND ttl <= ?1", params![now]).map_err(backend)
-        })
-        .await
+        self.db
+            .run(move |connection| {
+                connection
+                    .prepare_cached("DELETE FROM items WHERE ttl IS NOT NULL AND ttl <= ?1")
+                    .and_then(|mut statement| statement.execute(params![now]))
+                    .map_err(backend)
+            })
+            .await
     }
 
     /// Every row of the database file as text, every column of every table (items, expired or
     /// not, and queue messages): what a search for personal data left behind must read, below
     /// the store's own reads.
     pub async fn raw_rows(&self) -> Result<Vec<String>, StoreError> {
-        blocking(&self.connection, move |connection| {
-            let mut rows = Vec::new();
-            for sql in [
-                "SELECT pk, sk, gsi1pk, gsi1sk, ttl, body FROM items",
-                "SELECT queue, message_id, body, visible_at, receive_count, receipt FROM queue_messages",
-            ] {
-                let mut statement = connection.prepare(sql).map_err(backend)?;
-                let mut found = statement.query([]).map_err(backend)?;
-                while let Some(row) = found.next().map_err(backend)? {
-                    let columns: Vec<String> = (0..6)
-                        .map(|i| match row.get_ref(i) {
-                            Ok(rusqlite::types::ValueRef::Text(text)) => String::from_utf8_lossy(text).into_owned(),
-                            Ok(rusqlite::types::ValueRef::Integer(n)) => n.to_string(),
-                            Ok(rusqlite::types::ValueRef::Blob(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
-                            _ => String::new(),
-                        })
-                        .collect();
-                    rows.push(columns.join("\t"));
+        self.db
+            .run(move |connection| {
+                let mut rows = Vec::new();
+                for sql in [
+                    "SELECT pk, sk, gsi1pk, gsi1sk, ttl, body FROM items",
+                    "SELECT queue, message_id, body, visible_at, receive_count, receipt FROM queue_messages",
+                ] {
+                    let mut statement = connection.prepare(sql).map_err(backend)?;
+                    let mut found = statement.query([]).map_err(backend)?;
+                    while let Some(row) = found.next().map_err(backend)? {
+                        let columns: Vec<String> = (0..6)
+                            .map(|i| match row.get_ref(i) {
+                                Ok(rusqlite::types::ValueRef::Text(text)) => String::from_utf8_lossy(text).into_owned(),
+                                Ok(rusqlite::types::ValueRef::Integer(n)) => n.to_string(),
+                                Ok(rusqlite::types::ValueRef::Blob(bytes)) => {
+                                    String::from_utf8_lossy(bytes).into_owned()
+                                }
+                                _ => String::new(),
+                            })
+                            .collect();
+                        rows.push(columns.join("\t"));
+                    }
                 }
-            }
-            Ok(rows)
-        })
-        .await
+                Ok(rows)
+            })
+            .await
     }
 }
 
@@ -136,24 +146,22 @@ impl Store for EmbeddedStore {
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
         let key = key.clone();
         let now = self.clock.now().as_second();
-        blocking(&self.connection, move |connection| {
-            Ok(read(connection, &key)?.map(Item).filter(|item| !item.is_expired(now)))
-        })
-        .await
+        self.db.run(move |connection| Ok(read(connection, &key)?.map(Item).filter(|item| !item.is_expired(now)))).await
     }
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
         let key = item.key().ok_or_else(|| StoreError::Invalid("an item needs string `pk` and `sk`".into()))?;
-        blocking(&self.connection, move |connection| {
-            let tx = begin(connection)?;
-            let current = read(&tx, &key)?;
-            if !check(condition.as_ref(), current.as_ref()) {
-                return Err(StoreError::ConditionFailed);
-            }
-            write(&tx, &item.0)?;
-            tx.commit().map_err(backend)
-        })
-        .await
+        self.db
+            .run(move |connection| {
+                let tx = begin(connection)?;
+                let current = read(&tx, &key)?;
+                if !check(condition.as_ref(), current.as_ref()) {
+                    return Err(StoreError::ConditionFailed);
+                }
+                write(&tx, &item.0)?;
+                tx.commit().map_err(backend)
+            })
+            .await
     }
 
     async fn update(
@@ -163,37 +171,39 @@ impl Store for EmbeddedStore {
         condition: Option<Condition>,
     ) -> Result<Item, StoreError> {
         let key = key.clone();
-        blocking(&self.connection, move |connection| {
-            let tx = begin(connection)?;
-            let current = read(&tx, &key)?;
-            if !check(condition.as_ref(), current.as_ref()) {
-                return Err(StoreError::ConditionFailed);
-            }
-            let updated = apply_updates(&key, current, &actions)?;
-            write(&tx, &updated)?;
-            tx.commit().map_err(backend)?;
-            Ok(Item(updated))
-        })
-        .await
+        self.db
+            .run(move |connection| {
+                let tx = begin(connection)?;
+                let current = read(&tx, &key)?;
+                if !check(condition.as_ref(), current.as_ref()) {
+                    return Err(StoreError::ConditionFailed);
+                }
+                let updated = apply_updates(&key, current, &actions)?;
+                write(&tx, &updated)?;
+                tx.commit().map_err(backend)?;
+                Ok(Item(updated))
+            })
+            .await
     }
 
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), StoreError> {
         let key = key.clone();
-        blocking(&self.connection, move |connection| {
-            let tx = begin(connection)?;
-            let current = read(&tx, &key)?;
-            if !check(condition.as_ref(), current.as_ref()) {
-                return Err(StoreError::ConditionFailed);
-            }
-            remove(&tx, &key)?;
-            tx.commit().map_err(backend)
-        })
-        .await
+        self.db
+            .run(move |connection| {
+                let tx = begin(connection)?;
+                let current = read(&tx, &key)?;
+                if !check(condition.as_ref(), current.as_ref()) {
+                    return Err(StoreError::ConditionFailed);
+                }
+                remove(&tx, &key)?;
+                tx.commit().map_err(backend)
+            })
+            .await
     }
 
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
         let now = self.clock.now().as_second();
-        blocking(&self.connection, move |connection| run_query(connection, &query, now)).await
+        self.db.run(move |connection| run_query(connection, &query, now)).await
     }
 
     async fn transact(&self, ops: Vec<TransactOp>) -> Result<(), StoreError> {
@@ -204,51 +214,53 @@ impl Store for EmbeddedStore {
         if keys.iter().collect::<BTreeSet<_>>().len() != keys.len() {
             return Err(StoreError::Invalid("a transaction touches each item at most once".into()));
         }
-        blocking(&self.connection, move |connection| {
-            let tx = begin(connection)?;
-            let mut current = Vec::with_capacity(ops.len());
-            let mut failed = Vec::new();
-            for (index, (op, key)) in ops.iter().zip(&keys).enumerate() {
-                let stored = read(&tx, key)?;
-                let condition = match op {
-                    TransactOp::Put { condition, .. }
-                    | TransactOp::Update { condition, .. }
-                    | TransactOp::Delete { condition, .. } => condition.as_ref(),
-                    TransactOp::Check { condition, .. } => Some(condition),
-                };
-                if !check(condition, stored.as_ref()) {
-                    failed.push(index);
+        self.db
+            .run(move |connection| {
+                let tx = begin(connection)?;
+                let mut current = Vec::with_capacity(ops.len());
+                let mut failed = Vec::new();
+                for (index, (op, key)) in ops.iter().zip(&keys).enumerate() {
+                    let stored = read(&tx, key)?;
+                    let condition = match op {
+                        TransactOp::Put { condition, .. }
+                        | TransactOp::Update { condition, .. }
+                        | TransactOp::Delete { condition, .. } => condition.as_ref(),
+                        TransactOp::Check { condition, .. } => Some(condition),
+                    };
+                    if !check(condition, stored.as_ref()) {
+                        failed.push(index);
+                    }
+                    current.push(stored);
                 }
-                current.push(stored);
-            }
-            if !failed.is_empty() {
-                return Err(StoreError::TransactionCancelled { failed });
-            }
-            for ((op, key), stored) in ops.into_iter().zip(&keys).zip(current) {
-                match op {
-                    TransactOp::Put { item, .. } => write(&tx, &item.0)?,
-                    TransactOp::Update { actions, .. } => write(&tx, &apply_updates(key, stored, &actions)?)?,
-                    TransactOp::Delete { .. } => remove(&tx, key)?,
-                    TransactOp::Check { .. } => {}
+                if !failed.is_empty() {
+                    return Err(StoreError::TransactionCancelled { failed });
                 }
-            }
-            tx.commit().map_err(backend)
-        })
-        .await
+                for ((op, key), stored) in ops.into_iter().zip(&keys).zip(current) {
+                    match op {
+                        TransactOp::Put { item, .. } => write(&tx, &item.0)?,
+                        TransactOp::Update { actions, .. } => write(&tx, &apply_updates(key, stored, &actions)?)?,
+                        TransactOp::Delete { .. } => remove(&tx, key)?,
+                        TransactOp::Check { .. } => {}
+                    }
+                }
+                tx.commit().map_err(backend)
+            })
+            .await
     }
 
     async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
         if items.len() > MAX_BATCH_PUT {
             return Err(StoreError::Invalid(format!("a batch holds at most {MAX_BATCH_PUT} items")));
         }
-        blocking(&self.connection, move |connection| {
-            let tx = begin(connection)?;
-            for item in &items {
-                write(&tx, &item.0)?;
-            }
-            tx.commit().map_err(backend)
-        })
-        .await
+        self.db
+            .run(move |connection| {
+                let tx = begin(connection)?;
+                for item in &items {
+                    write(&tx, &item.0)?;
+                }
+                tx.commit().map_err(backend)
+            })
+            .await
     }
 }
 
