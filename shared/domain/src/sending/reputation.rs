@@ -238,6 +238,11 @@ impl GuardCache {
         Ok(status.state)
     }
 
+    /// The state last read, without reading (for a metrics line).
+    pub fn cached(&self) -> Option<GuardState> {
+        self.last.lock().ok().and_then(|last| last.as_ref().map(|(_, state)| state.clone()))
+    }
+
     /// Forgets what was read, so the next call evaluates (after an operator's resumption here).
     pub fn forget(&self) {
         if let Ok(mut last) = self.last.lock() {
