@@ -175,8 +175,13 @@ async fn storm(f: &Fixture, first: usize, bounced: usize) -> Vec<Contact> {
 async fn a_bounce_storm_holds_marketing_with_its_reason_lets_transactional_mail_through_and_resumes_by_itself() {
     let f = Fixture::new();
     let contacts = storm(&f, 0, 3).await;
-    // A notification delivered twice counts once.
+    // A notification delivered twice counts once; the evaluator's line says so.
+    let capture = voronka_telemetry::metrics::capture();
     f.bounce(&contacts[0], &format!("ses-{}", contacts[0].id)).await;
+    let line: Value = serde_json::from_str(&capture.lines()[0]).unwrap();
+    assert_eq!(line["Function"], "trigger-evaluator");
+    assert_eq!((line["BouncesCounted"].as_f64(), line["Duplicate"].as_f64()), (Some(0.0), Some(1.0)), "{line}");
+    drop(capture);
     assert_eq!(f.outbox_keys().len(), 20);
     let status = f.status().await;
     assert_eq!((status.counts.sends, status.counts.bounces), (20, 3), "{status:?}");
