@@ -657,6 +657,28 @@ mod tests {
     }
 
     #[test]
+    fn the_reputation_section_defaults_when_absent_and_names_a_bad_field() {
+        let settings = Settings::parse("settings.toml", SHIPPED).unwrap();
+        assert_eq!(settings.sending.reputation, ReputationSettings::default());
+        let start = SHIPPED.find("[sending.reputation]").unwrap();
+        let end = start + SHIPPED[start..].find("hold_seconds = 900\n").unwrap() + "hold_seconds = 900\n".len();
+        let without = format!("{}{}", &SHIPPED[..start], &SHIPPED[end..]);
+        assert_eq!(
+            Settings::parse("settings.toml", &without).unwrap().sending.reputation,
+            ReputationSettings::default()
+        );
+        // A resume level at or above its pause level would flap.
+        let text = SHIPPED.replace("resume_bounce_rate = 0.0125", "resume_bounce_rate = 0.03");
+        let errors = Settings::parse("settings.toml", &text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "sending.reputation.resume_bounce_rate");
+        assert!(errors[0].line.is_some());
+        let text = SHIPPED.replace("pause_complaint_rate = 0.0005", "pause_complaint_rate = 5");
+        let errors = Settings::parse("settings.toml", &text).unwrap_err();
+        assert_eq!(errors[0].field, "sending.reputation.pause_complaint_rate");
+    }
+
+    #[test]
     fn settings_without_the_new_keys_still_load() {
         let text = SHIPPED.replace("sales_address = \"sales@shop.example\"\n", "");
         let text = &text[..text.find("[bots]").unwrap()];
