@@ -77,6 +77,11 @@ impl Metrics {
 
 /// Writes one EMF line of `function`'s counters, timestamped now.
 pub fn emit(function: &str, values: &[(&str, f64)]) {
+    let capturing = CAPTURED.with(|captured| captured.borrow().is_some());
+    if !capturing && STDOUT.get().is_none() {
+        // Nowhere to go (the local stack, the demo): not even formatted.
+        return;
+    }
     let now_ms =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let line = line(function, now_ms, values);
