@@ -280,3 +280,43 @@ async fn two_containers_tripping_at_once_record_one_pause() {
     assert_eq!(a.state.version, b.state.version, "one write, read by both");
     assert_eq!(a.state.paused_at, b.state.paused_at);
 }
+
+#[tokio::test]
+async fn voronka_sending_status_and_resume_work_on_a_data_folder() {
+    use voronka_domain::ports::SystemClock;
+    use voronka_domain::repo::reputation as counts;
+    use voronka_local::stack::{Stack, StackOptions};
+    let folder = support::inprocess::TempFolder::new("reputation-cli");
+    let stack = Stack::open(StackOptions {
+        data_dir: Some(folder.path().to_path_buf()),
+        campaigns_dir: None,
+        public_base_url: None,
+        clock: Arc::new(SystemClock),
+        ids: Stack::default_ids(),
+    })
+    .unwrap();
+    // A storm by the shipped settings: 600 sends, 30 hard bounces (5%) this hour.
+    let store = stack.state.store.as_ref();
+    let now = SystemClock.now();
+    counts::count_sends(store, now, 600).await.unwrap();
+    for n in 0..30 {
+        assert!(counts::count_feedback(store, &format!("ses-{n}"), counts::Counted::Bounce, now).await.unwrap());
+    }
+    drop(stack);
+    let voronka = |action: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_voronka"))
+            .args(["sending", action, "--data-dir"])
+            .arg(folder.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    let status = voronka("status");
+    assert_eq!(status["paused"], true, "{status}");
+    assert_eq!(status["trip"]["rate_ppm"], 50_000, "{status}");
+    assert_eq!(status["counts"], json!({"sends": 600, "bounces": 30, "complaints": 0}));
+    let resumed = voronka("resume");
+    assert_eq!((resumed["paused"].clone(), resumed["resumed_by"].clone()), (json!(false), json!("operator")));
+    assert_eq!(voronka("status")["paused"], false, "the old storm does not trip it again");
+}
