@@ -22,9 +22,9 @@ use super::{LinkMode, Links, contacts_table, page};
 /// The reputation guard: a warning while marketing is paused, else one line of the window's rates.
 fn reputation_card(status: &Status) -> String {
     let rates = format!(
-        "hard bounces {} and complaints {} of {} sends since {}",
-        format!("{:.3}%", status.bounce_rate * 100.0),
-        format!("{:.3}%", status.complaint_rate * 100.0),
+        "hard bounces {:.3}% and complaints {:.3}% of {} sends since {}",
+        status.bounce_rate * 100.0,
+        status.complaint_rate * 100.0,
         status.counts.sends,
         status.window_from
     );
