@@ -19,7 +19,7 @@ use voronka_domain::model::{
 };
 use voronka_domain::ports::{Clock, Delivery};
 use voronka_domain::repo::journey_state::{Group, JourneyState, RunStatus};
-use voronka_domain::repo::reputation::{RateKind, ResumedBy};
+use voronka_domain::repo::reputation::{GuardState, RateKind, ResumedBy};
 use voronka_domain::repo::{ContactRepository, SendLedger};
 use voronka_domain::sending::reputation;
 use voronka_local::outbox;
@@ -262,6 +262,23 @@ async fn an_operator_resumes_marketing_over_the_admin_api_and_the_old_storm_does
     assert!(f.deliver(std::slice::from_ref(&held)).await.is_empty());
     assert_eq!(f.ledger(&held).await.0, "sent");
     assert!(!f.status().await.state.paused);
+}
+
+#[tokio::test]
+async fn a_state_paused_without_a_trip_still_holds_marketing() {
+    let f = Fixture::new();
+    storm(&f, 0, 5).await;
+    let paused = f.status().await.state;
+    assert!(paused.paused);
+    let store = f.t.stack.state.store.as_ref();
+    let without_trip = GuardState { trip: None, version: paused.version + 1, ..paused };
+    assert!(voronka_domain::repo::reputation::replace_state(store, &without_trip).await.unwrap());
+    f.t.advance(61);
+    let next = f.subscriber(100).await;
+    let held = marketing("journey:welcome:c_100:s1", &next);
+    assert!(f.deliver(std::slice::from_ref(&held)).await.is_empty());
+    assert_eq!(f.ledger(&held).await, ("deferred".to_string(), "reputation_paused".to_string()));
+    assert_eq!(f.outbox_keys().len(), 20, "nothing sent while paused");
 }
 
 #[tokio::test]

@@ -303,11 +303,10 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
             Ok(guard) => guard,
             Err(error) => return release(ledger, key, attempt, error.to_string()).await,
         };
-        if guard.paused
-            && let Some(trip) = guard.trip
-        {
+        // Paused means held, with or without a recorded trip: a state that says paused fails closed.
+        if guard.paused {
             let until = now + SignedDuration::from_secs(i64::from(settings.reputation.hold_seconds));
-            return defer_within_deadline(until, DeferReason::ReputationPaused(trip)).await;
+            return defer_within_deadline(until, DeferReason::ReputationPaused(guard.trip)).await;
         }
         if let Some(until) = QuietHours::of(settings).next_allowed(now, &zone) {
             return defer_within_deadline(until, DeferReason::QuietHours).await;

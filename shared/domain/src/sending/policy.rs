@@ -98,8 +98,8 @@ pub enum DeferReason {
     QuietHours,
     FrequencyCap(CapPeriod),
     /// Marketing is paused by the reputation guard (`sending::reputation`): held, with the rate
-    /// that tripped it.
-    ReputationPaused(Trip),
+    /// that tripped it (none in a state some other writer paused without one).
+    ReputationPaused(Option<Trip>),
 }
 
 impl DeferReason {
@@ -118,7 +118,7 @@ impl DeferReason {
 impl fmt::Display for DeferReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DeferReason::ReputationPaused(trip) => write!(f, "reputation_paused: {trip}"),
+            DeferReason::ReputationPaused(Some(trip)) => write!(f, "reputation_paused: {trip}"),
             other => f.write_str(other.as_str()),
         }
     }
