@@ -29,14 +29,16 @@ struct Fixture {
     deps: sender::SenderDeps,
 }
 
-/// Few sends count in the tests: the guard judges from 20 on.
+/// Few sends count in the tests: the guard judges from 20 on, and 3 hard bounces may pause it.
 const MIN_SENDS: u64 = 20;
+const MIN_BOUNCES: u64 = 3;
 
 impl Fixture {
     fn new() -> Fixture {
         let mut t = TestStack::new();
         let mut campaigns = (*t.stack.sender.campaigns).clone();
         campaigns.settings.sending.reputation.min_sends = MIN_SENDS;
+        campaigns.settings.sending.reputation.min_bounces = MIN_BOUNCES;
         let campaigns = Arc::new(campaigns);
         // One installation, one settings file: the sender and the admin API judge alike.
         t.stack.state.shared.campaigns = campaigns.clone();
@@ -88,10 +90,16 @@ impl Fixture {
         sender::process_batch(&self.deps, deliveries).await
     }
 
-    /// An SES hard bounce of `contact`'s message `ses_message_id`, handled by the evaluator.
+    /// An SES hard bounce of `contact`'s message `ses_message_id`, sent and bounced now, handled by
+    /// the evaluator.
     async fn bounce(&self, contact: &Contact, ses_message_id: &str) {
+        self.late_bounce(contact, ses_message_id, self.now()).await;
+    }
+
+    /// An SES hard bounce arriving now of `contact`'s message `ses_message_id` sent at `sent_at`.
+    async fn late_bounce(&self, contact: &Contact, ses_message_id: &str, sent_at: Timestamp) {
         let at = self.now().to_string();
-        let mail = json!({"timestamp": at, "messageId": ses_message_id, "source": "news@shop.example",
+        let mail = json!({"timestamp": sent_at.to_string(), "messageId": ses_message_id, "source": "news@shop.example",
             "destination": [format!("{}", contact.email.as_ref().unwrap().as_typed())],
             "tags": {"contact_id": [contact.id], "template": ["welcome"]}});
         let body = json!({"eventType": "Bounce", "mail": mail, "bounce": {"bounceType": "Permanent",
@@ -262,6 +270,39 @@ async fn an_operator_resumes_marketing_over_the_admin_api_and_the_old_storm_does
     assert!(f.deliver(std::slice::from_ref(&held)).await.is_empty());
     assert_eq!(f.ledger(&held).await.0, "sent");
     assert!(!f.status().await.state.paused);
+}
+
+#[tokio::test]
+async fn the_old_storms_late_bounces_do_not_trip_the_guard_again_after_an_operators_resumption() {
+    let f = Fixture::new();
+    let storm_sent_at = f.now();
+    let contacts = storm(&f, 0, 5).await;
+    assert!(f.status().await.state.paused);
+    f.t.advance(60);
+    let key = f.t.stack.admin_key.clone();
+    let (status, _) = f.admin("POST", "/v1/admin/sending/resume", Some(&key)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The next hour, fresh marketing goes out, and the rest of the storm's bounces arrive late.
+    f.t.advance(3600);
+    let fresh: Vec<Contact> = {
+        let mut fresh = Vec::new();
+        for n in 200..200 + MIN_SENDS as usize {
+            fresh.push(f.subscriber(n).await);
+        }
+        fresh
+    };
+    let requests: Vec<SendRequest> =
+        fresh.iter().map(|c| marketing(&format!("journey:welcome:{}:s1", c.id), c)).collect();
+    assert!(f.deliver(&requests).await.is_empty());
+    assert_eq!(f.outbox_keys().len(), 40);
+    for contact in &contacts[5..] {
+        f.late_bounce(contact, &format!("ses-late-{}", contact.id), storm_sent_at).await;
+    }
+    let status = f.status().await;
+    // Counted in the storm's hour, before the resumption, not against the fresh mail.
+    assert_eq!((status.counts.sends, status.counts.bounces), (20, 0), "{status:?}");
+    assert!(!status.state.paused, "{status:?}");
 }
 
 #[tokio::test]

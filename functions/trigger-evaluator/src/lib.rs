@@ -136,7 +136,9 @@ async fn handle_counted_message(deps: &EvaluatorDeps, body: &str) -> (Outcome, O
     if let Some(feedback) = feedback::parse(body)
         && let Some(kind) = reputation::counted(&feedback)
     {
-        let at = feedback.at.min(deps.clock.now());
+        // In the hour its mail was sent, as SES counts it, so late feedback leaves the window with
+        // its sends (the marker's TTL follows that hour).
+        let at = reputation::counted_at(&feedback, deps.clock.now());
         match reputation_counts::count_feedback(deps.store.as_ref(), &feedback.message_id, kind, at).await {
             Ok(true) => counted = Some(kind),
             Ok(false) => {}

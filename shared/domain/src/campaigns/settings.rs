@@ -174,7 +174,13 @@ pub struct ReputationSettings {
     /// Hours of feedback the rates are computed over (hourly buckets), 1..=168.
     pub window_hours: u32,
     /// Fewer sends than this in the window: the rates do not count yet (too few to say anything).
+    /// A paused guard judges against at least this many sends, so a window that merely emptied
+    /// does not resume it.
     pub min_sends: u64,
+    /// Fewer hard bounces (complaints) than this in the window never pause, whatever the rate:
+    /// one unlucky complaint does not stop a small shop's marketing.
+    pub min_bounces: u64,
+    pub min_complaints: u64,
     /// Shares of sends, e.g. 0.025 for 2.5%.
     pub pause_bounce_rate: f64,
     pub resume_bounce_rate: f64,
@@ -192,6 +198,8 @@ impl Default for ReputationSettings {
         ReputationSettings {
             window_hours: 24,
             min_sends: 500,
+            min_bounces: 10,
+            min_complaints: 3,
             pause_bounce_rate: 0.025,
             resume_bounce_rate: 0.0125,
             pause_complaint_rate: 0.0005,

@@ -87,8 +87,8 @@ pub async fn count_sends(store: &dyn Store, at: Timestamp, sends: u64) -> Result
     store.update(&hour_key(at), count_actions("sends", sends, at), None).await.map(|_| ())
 }
 
-/// Counts one SES notification into the hour it happened in, once per notification: false when
-/// an earlier delivery of it counted already.
+/// Counts one SES notification into the hour of `at` (the caller passes when its mail was sent),
+/// once per notification: false when an earlier delivery of it counted already.
 pub async fn count_feedback(
     store: &dyn Store,
     ses_message_id: &str,

@@ -4,12 +4,19 @@
 //! and a paused account sends no order confirmations either. So Voronka keeps rolling rates over
 //! `window_hours` of hourly counters (`repo::reputation`: sends counted by the sender when SES
 //! accepts a message, hard bounces and complaints by the trigger-evaluator from SES feedback) and
-//! pauses marketing when a rate reaches its `pause_*` level over at least `min_sends` sends. While
-//! paused the sender holds marketing (re-queued with the rate that tripped it, never dropped) and
-//! sends transactional mail. Marketing resumes by itself once both rates are below `resume_*`
-//! (or the window holds fewer than `min_sends` sends, which happens once the hours that tripped it
-//! have left the window), or when an operator resumes it, which restarts the counts: only the hours
-//! after the resumption count, so the old storm cannot trip it again at once.
+//! pauses marketing when a rate reaches its `pause_*` level over at least `min_sends` sends, with
+//! at least `min_bounces` (`min_complaints`) of them. While paused the sender holds marketing
+//! (re-queued with the rate that tripped it, never dropped) and sends transactional mail.
+//!
+//! Like SES, the guard counts a bounce or a complaint in the hour its mail was sent, not the hour
+//! the feedback arrived: a campaign's late complaints leave the window together with its sends
+//! (else the campaign's hour leaving first would leave them over a day's background volume).
+//!
+//! Marketing resumes by itself once both rates are below `resume_*`, judged over at least
+//! `min_sends` sends (a window that merely emptied while marketing was held is not a low rate; the
+//! hours that tripped it leaving the window is), or when an operator resumes it, which restarts
+//! the counts: only mail sent in the hours after the resumption counts, so the old storm, late
+//! feedback included, cannot trip it again.
 //!
 //! Each sender container trusts the state it read for `recheck_seconds` (`GuardCache`): a pause
 //! reaches every container within that time, and the counters are read at most that often.
@@ -23,13 +30,23 @@ use crate::ports::{Store, StoreError};
 use crate::repo::reputation::{self as repo, Counted, Counts, GuardState, RateKind, ResumedBy, Trip};
 use crate::sending::feedback::{FeedbackKind, SesFeedback};
 
+/// SES's own bounce rate leaves out the bounces it makes up for addresses on the account's
+/// suppression list (nothing was sent); they still suppress the contact.
+const ACCOUNT_SUPPRESSION_LIST: &str = "OnAccountSuppressionList";
+
 /// What SES feedback counts against the reputation, if anything.
 pub fn counted(feedback: &SesFeedback) -> Option<Counted> {
-    match feedback.kind {
+    match &feedback.kind {
+        FeedbackKind::Bounce { permanent: true, sub_type, .. } if sub_type == ACCOUNT_SUPPRESSION_LIST => None,
         FeedbackKind::Bounce { permanent: true, .. } => Some(Counted::Bounce),
         FeedbackKind::Complaint => Some(Counted::Complaint),
         _ => None,
     }
+}
+
+/// The time whose hour `feedback` counts in: when its mail was sent (never later than `now`).
+pub fn counted_at(feedback: &SesFeedback, now: Timestamp) -> Timestamp {
+    feedback.sent_at.min(now)
 }
 
 /// The start of the window the rates are computed over at `now`: the last `window_hours` hours
@@ -79,29 +96,32 @@ pub enum Transition {
     Resume,
 }
 
-/// The pure decision: a running guard pauses when a rate over at least `min_sends` sends reaches
-/// its pause level (the bounce rate named first when both do); a paused one resumes when both
-/// rates are below their resume levels, or the window no longer holds `min_sends` sends.
+/// The pure decision: a running guard pauses when a rate over at least `min_sends` sends, with at
+/// least `min_bounces` (`min_complaints`) events, reaches its pause level (the bounce rate named
+/// first when both do); a paused one resumes when both rates, judged over at least `min_sends`
+/// sends, are below their resume levels.
 pub fn decide(state: &GuardState, counts: Counts, settings: &ReputationSettings) -> Transition {
-    let enough = counts.sends >= settings.min_sends.max(1);
+    let min_sends = settings.min_sends.max(1);
     if !state.paused {
-        if !enough {
+        if counts.sends < min_sends {
             return Transition::Stay;
         }
-        for (rate, part, threshold) in [
-            (RateKind::BounceRate, counts.bounces, ppm(settings.pause_bounce_rate)),
-            (RateKind::ComplaintRate, counts.complaints, ppm(settings.pause_complaint_rate)),
+        for (rate, part, min_events, threshold) in [
+            (RateKind::BounceRate, counts.bounces, settings.min_bounces, ppm(settings.pause_bounce_rate)),
+            (RateKind::ComplaintRate, counts.complaints, settings.min_complaints, ppm(settings.pause_complaint_rate)),
         ] {
-            if reaches(part, counts.sends, threshold) {
+            if part >= min_events && reaches(part, counts.sends, threshold) {
                 let rate_ppm = rate_ppm(part, counts.sends);
                 return Transition::Pause(Trip { rate, rate_ppm, threshold_ppm: threshold, sends: counts.sends });
             }
         }
         return Transition::Stay;
     }
-    let still_high = enough
-        && (reaches(counts.bounces, counts.sends, ppm(settings.resume_bounce_rate))
-            || reaches(counts.complaints, counts.sends, ppm(settings.resume_complaint_rate)));
+    // Held marketing sends nothing, so the window empties; fewer sends than `min_sends` count as
+    // `min_sends`, so only fewer bounces and complaints resume it, not less mail.
+    let base = counts.sends.max(min_sends);
+    let still_high = reaches(counts.bounces, base, ppm(settings.resume_bounce_rate))
+        || reaches(counts.complaints, base, ppm(settings.resume_complaint_rate));
     if still_high { Transition::Stay } else { Transition::Resume }
 }
 
@@ -301,8 +321,46 @@ mod tests {
         assert_eq!(decide(&paused, counts(1000, 13, 0), &settings()), Transition::Stay, "1.3% ≥ 1.25%");
         assert_eq!(decide(&paused, counts(1000, 12, 0), &settings()), Transition::Resume);
         assert_eq!(decide(&paused, counts(10_000, 12, 3), &settings()), Transition::Stay, "complaints 0.03%");
-        // The hours that tripped it have left the window.
-        assert_eq!(decide(&paused, counts(100, 50, 0), &settings()), Transition::Resume);
+        // The hours that tripped it have left the window, their bounces with them.
+        assert_eq!(decide(&paused, counts(100, 1, 0), &settings()), Transition::Resume);
+        assert_eq!(decide(&paused, counts(0, 0, 0), &settings()), Transition::Resume);
+    }
+
+    #[test]
+    fn a_paused_guard_does_not_resume_because_held_marketing_emptied_the_window() {
+        let paused = GuardState { paused: true, version: 1, ..GuardState::default() };
+        // 20% hard bounces over 400 sends: fewer than `min_sends`, but judged over 500 it is 16%.
+        assert_eq!(decide(&paused, counts(400, 80, 0), &settings()), Transition::Stay);
+        assert_eq!(decide(&paused, counts(100, 7, 0), &settings()), Transition::Stay, "7 of 500 is 1.4%");
+        assert_eq!(decide(&paused, counts(100, 6, 0), &settings()), Transition::Resume, "6 of 500 is 1.2%");
+        assert_eq!(decide(&paused, counts(100, 0, 1), &settings()), Transition::Stay, "1 complaint of 500 is 0.2%");
+    }
+
+    #[test]
+    fn too_few_bounces_or_complaints_never_pause() {
+        let running = GuardState::default();
+        // One "this is spam" click over a small shop's day is 0.067%, above the pause level.
+        assert_eq!(decide(&running, counts(1500, 0, 1), &settings()), Transition::Stay);
+        assert_eq!(decide(&running, counts(1500, 0, 2), &settings()), Transition::Stay);
+        assert!(matches!(decide(&running, counts(1500, 0, 3), &settings()), Transition::Pause(_)));
+        let small = ReputationSettings { min_sends: 20, ..settings() };
+        assert_eq!(decide(&running, counts(20, 9, 0), &small), Transition::Stay, "45% but only 9 bounces");
+        assert!(matches!(decide(&running, counts(20, 10, 0), &small), Transition::Pause(_)));
+    }
+
+    #[test]
+    fn feedback_counts_in_the_hour_its_mail_was_sent() {
+        let late = r#"{"eventType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"a@example.com"}],
+          "timestamp":"2026-11-22T19:40:00.000Z"},"mail":{"timestamp":"2026-11-22T10:00:02.000Z","messageId":"m-1",
+          "destination":["a@example.com"]}}"#;
+        let feedback = crate::sending::feedback::parse(late).unwrap();
+        assert_eq!(counted_at(&feedback, at("2026-11-22T19:40:01Z")), at("2026-11-22T10:00:02Z"));
+        // A clock ahead of ours counts now, never in the future.
+        assert_eq!(counted_at(&feedback, at("2026-11-22T09:00:00Z")), at("2026-11-22T09:00:00Z"));
+        // A day after the campaign its hour leaves the window, its late complaint with it.
+        let hours = [(repo::hour_start(counted_at(&feedback, at("2026-11-22T19:40:01Z"))), counts(10_000, 0, 1))];
+        let next_day = window_start(at("2026-11-23T10:30:00Z"), &settings(), &GuardState::default());
+        assert_eq!(sum_from(&hours, next_day), counts(0, 0, 0));
     }
 
     #[test]
@@ -322,7 +380,7 @@ mod tests {
     }
 
     #[test]
-    fn only_hard_bounces_and_complaints_count() {
+    fn only_hard_bounces_of_sent_mail_and_complaints_count() {
         let feedback = |kind| SesFeedback {
             kind,
             message_id: "m".into(),
@@ -330,11 +388,18 @@ mod tests {
             template: None,
             send: None,
             at: Timestamp::UNIX_EPOCH,
+            sent_at: Timestamp::UNIX_EPOCH,
             recipients: Vec::new(),
         };
-        let bounce = |permanent| FeedbackKind::Bounce { permanent, bounce_type: "x".into() };
-        assert_eq!(counted(&feedback(bounce(true))), Some(Counted::Bounce));
-        assert_eq!(counted(&feedback(bounce(false))), None);
+        let bounce = |permanent, sub_type: &str| FeedbackKind::Bounce {
+            permanent,
+            bounce_type: "x".into(),
+            sub_type: sub_type.into(),
+        };
+        assert_eq!(counted(&feedback(bounce(true, "General"))), Some(Counted::Bounce));
+        assert_eq!(counted(&feedback(bounce(false, "General"))), None);
+        // SES's own rate leaves these out: nothing was sent to an address on its suppression list.
+        assert_eq!(counted(&feedback(bounce(true, "OnAccountSuppressionList"))), None);
         assert_eq!(counted(&feedback(FeedbackKind::Complaint)), Some(Counted::Complaint));
         assert_eq!(counted(&feedback(FeedbackKind::Delivery)), None);
     }
