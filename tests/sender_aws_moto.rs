@@ -59,6 +59,7 @@ async fn five_deliveries_two_concurrent_make_exactly_one_ses_call() {
         mailer: mailer.clone(),
         public_base_url: "https://api.shop.example".into(),
         rate: Arc::new(sender::rate::RateGate::per_second(50.0)),
+        reputation: Default::default(),
     };
 
     let now = clock.as_ref();

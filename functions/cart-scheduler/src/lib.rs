@@ -2,7 +2,8 @@
 //! time has come through the due-time index, and dispatches each exactly once (a conditional
 //! claim), sends to `sends` and continuations to `events`. Every run reads everything due up to
 //! now, so a missed minute is caught up, never skipped; overlapping runs split the work through
-//! the claims. A cursor item records each run for monitoring.
+//! the claims. A cursor item records each run for monitoring, and each run writes one EMF line
+//! (`Dispatched`, `Skipped`, `DispatchFailed`).
 
 use jiff::Timestamp;
 use voronka_domain::ports::{MailCopies, Store, StoreError};
@@ -25,6 +26,14 @@ pub async fn run(deps: &SchedulerDeps) -> Result<DispatchReport, StoreError> {
     scheduler_cursor::record(deps.store.as_ref(), &run).await?;
     let gap = previous.map(|p| now.as_second() - p.as_second());
     tracing::info!(dispatched = report.dispatched, skipped = report.skipped, failed = report.failed, seconds_since_last_run = ?gap, "scheduler run");
+    voronka_telemetry::metrics::emit(
+        "cart-scheduler",
+        &[
+            ("Dispatched", report.dispatched as f64),
+            ("Skipped", report.skipped as f64),
+            ("DispatchFailed", report.failed as f64),
+        ],
+    );
     Ok(report)
 }
 

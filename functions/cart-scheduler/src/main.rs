@@ -6,6 +6,7 @@ use voronka_aws::{ports_from_env, sdk_config};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     voronka_telemetry::init_json_logging(std::io::stdout);
+    voronka_telemetry::metrics::write_to_stdout();
     let config = sdk_config(None).await;
     let deps = ports_from_env(&config)?;
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {

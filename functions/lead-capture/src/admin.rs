@@ -23,6 +23,7 @@ use voronka_domain::errors::FieldError;
 use voronka_domain::model::{Contact, EmailAddress};
 use voronka_domain::repo::personal_data::{self, PersonalDataError};
 use voronka_domain::repo::{ContactRepository, journey_state};
+use voronka_domain::sending::reputation;
 use voronka_domain::signing::AdminKeyDigest;
 
 use crate::{ApiError, AppState};
@@ -200,4 +201,26 @@ async fn contact_body(state: &AppState, contact: Contact) -> Result<Value, ApiEr
         "updated_at": contact.updated_at,
         "last_activity_at": contact.last_activity_at,
     }))
+}
+
+/// `GET /v1/admin/sending`: the reputation guard (paused or not, since when, which rate tripped
+/// it) and the counts of its current window, evaluated now (a due pause or resumption is written).
+pub async fn sending_status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let settings = &state.campaigns.settings.sending.reputation;
+    let status = reputation::evaluate(state.store.as_ref(), settings, state.clock.now())
+        .await
+        .map_err(|e| ApiError::internal("reading the reputation guard", e))?;
+    Ok(Json(json!(status)))
+}
+
+/// `POST /v1/admin/sending/resume`: an operator resumes marketing after a reputation pause; the
+/// counts start afresh, so the hours that tripped it cannot trip it again. Resuming a running
+/// guard changes nothing. Held messages go out as their holds end (at most `hold_seconds`), each
+/// sender container seeing the resumption within `recheck_seconds`.
+pub async fn resume_sending(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let settings = &state.campaigns.settings.sending.reputation;
+    let status = reputation::resume_by_operator(state.store.as_ref(), settings, state.clock.now())
+        .await
+        .map_err(|e| ApiError::internal("resuming marketing", e))?;
+    Ok(Json(json!(status)))
 }

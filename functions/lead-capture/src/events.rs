@@ -209,6 +209,15 @@ async fn handle(
         legacy_signature = oldest_allowed.is_some(),
         "event batch processed"
     );
+    voronka_telemetry::metrics::emit(
+        "lead-capture",
+        &[
+            ("EventsAccepted", count("accepted") as f64),
+            ("EventsDuplicate", count("duplicate") as f64),
+            ("EventsRejected", count("rejected") as f64),
+            ("EventsFailed", count("failed") as f64),
+        ],
+    );
     // A failed event makes the whole answer retryable; the accepted ones come back as duplicates.
     let status = if any_failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::ACCEPTED };
     Ok((status, summary))

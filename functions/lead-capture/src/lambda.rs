@@ -41,6 +41,7 @@ pub fn iam_caller(request: &Request) -> Option<IamCaller> {
 /// (`Auth: Authorizer: AWS_IAM`), so the admin guard expects the caller it verified.
 pub async fn run(router: fn(AppState) -> Router) -> Result<(), Error> {
     voronka_telemetry::init_json_logging(std::io::stdout);
+    voronka_telemetry::metrics::write_to_stdout();
     let config = voronka_aws::sdk_config(None).await;
     let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
     let state = AppState {

@@ -139,6 +139,8 @@ pub fn routes() -> Vec<Route> {
         admin_route(Method::DELETE, "/v1/contacts/{id}", admin::erase),
         admin_route(Method::GET, "/v1/contacts/{id}/export", admin::export),
         admin_route(Method::GET, "/v1/contacts", admin::contact_by_email),
+        admin_route(Method::GET, "/v1/admin/sending", admin::sending_status),
+        admin_route(Method::POST, "/v1/admin/sending/resume", admin::resume_sending),
     ]
 }
 

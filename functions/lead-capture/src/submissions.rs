@@ -112,6 +112,11 @@ pub async fn submit(
         .into_response();
     }
     let result = handle(&state, &form, client.map(|c| c.0), &headers, body).await;
+    let (accepted, refused) = if result.is_ok() { (1.0, 0.0) } else { (0.0, 1.0) };
+    voronka_telemetry::metrics::emit(
+        "lead-capture",
+        &[("SubmissionsAccepted", accepted), ("SubmissionsRefused", refused)],
+    );
     let mut response = match result {
         Ok(accepted) if html && accepted.format == BodyFormat::UrlEncoded => match &form.thank_you_url {
             Some(url) => Redirect::to(&state.absolute_url(url, &headers)).into_response(),

@@ -6,7 +6,13 @@
 //! marketing out of quiet hours in the contact's own time zone, reserve a frequency-cap slot,
 //! render, send through the mail port, record the message id, and emit `email_sent`.
 //! Deferred requests go back on the queue with a delay; the ledger remembers until when.
+//! While the reputation guard (`sending::reputation`) has marketing paused, marketing requests are
+//! held the same way, with the rate that tripped it; transactional mail goes on.
+//!
+//! Each batch writes one EMF line of its outcomes (`voronka_telemetry::metrics`) and adds the
+//! messages SES accepted to the guard's hourly send counter in one write.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +24,7 @@ use voronka_domain::model::{Contact, EmailAddress, Event, EventType, Priority, R
 use voronka_domain::ports::{
     BatchHandler, Delivery, MAX_DELAY, MailError, Mailer, OutgoingEmail, OutgoingMessage, QueueName, send_all,
 };
+use voronka_domain::repo::reputation as reputation_counts;
 use voronka_domain::repo::{Claim, ContactLookup, ContactRepository, FrequencyCaps, Reservation, SendLedger};
 use voronka_domain::sending::mime::{Envelope, build_message};
 use voronka_domain::sending::origin::{self, CancelReason, Liveness};
@@ -25,7 +32,9 @@ use voronka_domain::sending::policy::{
     BlockReason, CapPeriod, DeferReason, QuietHours, cap_windows, check_recipient, time_zone_or_utc,
 };
 use voronka_domain::sending::redact::{self, Redacted};
+use voronka_domain::sending::reputation::GuardCache;
 use voronka_domain::signing::{TokenScope, UNSUBSCRIBE_LIST_MARKETING, UNSUBSCRIBE_TOKEN_PURPOSE};
+use voronka_telemetry::metrics::Metrics;
 
 pub mod rate;
 
@@ -38,6 +47,9 @@ pub struct SenderDeps {
     /// Where unsubscribe links point (the public URL of the HTTP API).
     pub public_base_url: String,
     pub rate: Arc<rate::RateGate>,
+    /// This container's view of the reputation guard, re-read at most every
+    /// `sending.reputation.recheck_seconds`.
+    pub reputation: Arc<GuardCache>,
 }
 
 impl std::ops::Deref for SenderDeps {
@@ -102,9 +114,51 @@ impl BatchHandler for SenderDeps {
     }
 }
 
+tokio::task_local! {
+    /// Throttled answers of the mail service within one batch, for its metrics line.
+    static THROTTLED: Cell<u32>;
+}
+
+/// The counters every sender line carries, zero or not.
+pub const METRICS: [&str; 12] = [
+    "Sent",
+    "Duplicate",
+    "Blocked",
+    "Cancelled",
+    "Deferred",
+    "Held",
+    "Unknown",
+    "EventPending",
+    "Retry",
+    "DeadLetterBound",
+    "SesThrottled",
+    "ReputationPaused",
+];
+
 /// Handles a batch and returns the ids of the messages to report as failures. Higher priorities
 /// go first, so they take the frequency-cap slots when several compete.
 pub async fn process_batch(deps: &SenderDeps, deliveries: Vec<Delivery>) -> Vec<String> {
+    let mut metrics = Metrics::new("sender", &METRICS);
+    let (failed, throttled) = THROTTLED
+        .scope(Cell::new(0), async {
+            let failed = handle_deliveries(deps, deliveries, &mut metrics).await;
+            (failed, THROTTLED.with(Cell::get))
+        })
+        .await;
+    metrics.add("SesThrottled", f64::from(throttled));
+    let sent = metrics.get("Sent") as u64;
+    if let Err(error) = reputation_counts::count_sends(deps.store.as_ref(), deps.clock.now(), sent).await {
+        // Uncounted sends only make the guard's rates look worse, never better.
+        tracing::warn!(error = %error, sent, "the reputation guard's send counter could not be updated");
+    }
+    if let Some(state) = deps.reputation.cached() {
+        metrics.add("ReputationPaused", if state.paused { 1.0 } else { 0.0 });
+    }
+    metrics.flush();
+    failed
+}
+
+async fn handle_deliveries(deps: &SenderDeps, deliveries: Vec<Delivery>, metrics: &mut Metrics) -> Vec<String> {
     let mut failed = Vec::new();
     let mut requests = Vec::new();
     for delivery in deliveries {
@@ -113,6 +167,7 @@ pub async fn process_batch(deps: &SenderDeps, deliveries: Vec<Delivery>) -> Vec<
             Err(error) => {
                 // It can never succeed; failing it sends it to the dead-letter queue and its alarm.
                 tracing::error!(message_id = %delivery.message_id, error = %error, "malformed send request");
+                metrics.count("DeadLetterBound");
                 failed.push(delivery.message_id);
             }
         }
@@ -122,11 +177,32 @@ pub async fn process_batch(deps: &SenderDeps, deliveries: Vec<Delivery>) -> Vec<
         let attempt = format!("{message_id}:{}", deps.clock.now().as_microsecond());
         let outcome = handle_request(deps, &request, &attempt).await;
         log_outcome(&request, &outcome);
+        count_outcome(metrics, &outcome);
         if matches!(outcome, Outcome::Retry { .. } | Outcome::EventPending { .. }) {
             failed.push(message_id);
         }
     }
     failed
+}
+
+fn count_outcome(metrics: &mut Metrics, outcome: &Outcome) {
+    match outcome {
+        Outcome::Sent { .. } => metrics.count("Sent"),
+        Outcome::Duplicate { .. } => metrics.count("Duplicate"),
+        Outcome::Blocked { reason } => {
+            metrics.count("Blocked");
+            metrics.count(&format!("Blocked.{}", reason.kind()));
+        }
+        Outcome::Cancelled { .. } => metrics.count("Cancelled"),
+        Outcome::Deferred { reason: DeferReason::ReputationPaused(_), .. } => metrics.count("Held"),
+        Outcome::Deferred { reason, .. } => {
+            metrics.count("Deferred");
+            metrics.count(&format!("Deferred.{}", reason.as_str().replace(' ', "_")));
+        }
+        Outcome::Unknown { .. } => metrics.count("Unknown"),
+        Outcome::EventPending { .. } => metrics.count("EventPending"),
+        Outcome::Retry { .. } => metrics.count("Retry"),
+    }
 }
 
 fn log_outcome(request: &SendRequest, outcome: &Outcome) {
@@ -223,6 +299,15 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
 
     let mut reserved = None;
     if request.class == SendClass::Marketing {
+        let guard = match deps.reputation.current(deps.store.as_ref(), &settings.reputation, now).await {
+            Ok(guard) => guard,
+            Err(error) => return release(ledger, key, attempt, error.to_string()).await,
+        };
+        // Paused means held, with or without a recorded trip: a state that says paused fails closed.
+        if guard.paused {
+            let until = now + SignedDuration::from_secs(i64::from(settings.reputation.hold_seconds));
+            return defer_within_deadline(until, DeferReason::ReputationPaused(guard.trip)).await;
+        }
         if let Some(until) = QuietHours::of(settings).next_allowed(now, &zone) {
             return defer_within_deadline(until, DeferReason::QuietHours).await;
         }
@@ -334,7 +419,10 @@ async fn defer(
     until: Timestamp,
     reason: DeferReason,
 ) -> Result<Outcome, String> {
-    ledger.mark_deferred(&request.idempotency_key, attempt, until, reason.as_str()).await.map_err(|e| e.to_string())?;
+    ledger
+        .mark_deferred(&request.idempotency_key, attempt, until, &reason.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
     requeue(deps, request, until).await?;
     Ok(Outcome::Deferred { until, reason })
 }
@@ -368,7 +456,13 @@ async fn send_with_backoff(deps: &SenderDeps, email: &OutgoingEmail, class: Send
             Ok(id) => return Ok(id),
             Err(error @ MailError::Rejected(_)) => return Err(error),
             Err(error @ MailError::Ambiguous(_)) if class == SendClass::Marketing => return Err(error),
-            Err(error) => last = error,
+            Err(error) => {
+                if matches!(error, MailError::Throttled(_)) {
+                    // Outside a batch (a direct `handle_request`) there is no line to count it in.
+                    let _ = THROTTLED.try_with(|throttled| throttled.set(throttled.get() + 1));
+                }
+                last = error;
+            }
         }
     }
     Err(last)

@@ -9,6 +9,7 @@ use voronka_aws::{SesMailer, deps_from_env, lambda_sqs, required_env, sdk_config
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     voronka_telemetry::init_json_logging(std::io::stdout);
+    voronka_telemetry::metrics::write_to_stdout();
     let config = sdk_config(None).await;
     let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
     let templates = campaigns.template_set();
@@ -20,6 +21,7 @@ async fn main() -> Result<(), Error> {
         templates: Arc::new(templates),
         public_base_url,
         rate: Arc::new(sender::rate::RateGate::per_second(rate)),
+        reputation: Default::default(),
     };
     lambda_sqs::run(deps).await
 }

@@ -3,7 +3,9 @@
 //! transaction, so a redelivered batch changes nothing twice.
 //!
 //! Events come from lead-capture (forms, behaviour, purchases), from the sender (`email_sent`)
-//! and from SES through SNS (delivery, bounce, complaint, open, click).
+//! and from SES through SNS (delivery, bounce, complaint, open, click). Hard bounces and
+//! complaints are also counted, once per notification, for the reputation guard
+//! (`sending::reputation`). Each batch writes one EMF line of its outcomes.
 
 pub mod carts;
 
@@ -21,12 +23,15 @@ use voronka_domain::repo::contacts::{contact_item, link_anonymous_ids};
 use voronka_domain::repo::deferred::DeferredWork;
 use voronka_domain::repo::due::{self, DueItem, DueWork};
 use voronka_domain::repo::event_log;
+use voronka_domain::repo::reputation::{self as reputation_counts, Counted};
 use voronka_domain::repo::{
     ContactLookup, ContactRepository, anonymous_id_of, anonymous_subject, journey_state, kpi_snapshots, personal_data,
     processed, trigger_counts,
 };
 use voronka_domain::sending::feedback;
 use voronka_domain::sending::policy::time_zone_or_utc;
+use voronka_domain::sending::reputation;
+use voronka_telemetry::metrics::Metrics;
 
 /// How long processed event ids are remembered: longer than any redelivery.
 pub const MARKER_RETENTION: SignedDuration = SignedDuration::from_hours(24 * 30);
@@ -70,24 +75,44 @@ impl BatchHandler for EvaluatorDeps {
     }
 }
 
+/// The counters every evaluator line carries, zero or not.
+pub const METRICS: [&str; 7] =
+    ["Applied", "Duplicate", "Unmatched", "Retry", "DeadLetterBound", "BouncesCounted", "ComplaintsCounted"];
+
 /// Handles a batch; returns the ids of the messages to report as failures.
 pub async fn process_batch(deps: &EvaluatorDeps, deliveries: Vec<Delivery>) -> Vec<String> {
     let mut failed = Vec::new();
+    let mut metrics = Metrics::new("trigger-evaluator", &METRICS);
     for delivery in deliveries {
-        let outcome = handle_message(deps, &delivery.body).await;
+        let (outcome, counted) = handle_counted_message(deps, &delivery.body).await;
+        match counted {
+            Some(Counted::Bounce) => metrics.count("BouncesCounted"),
+            Some(Counted::Complaint) => metrics.count("ComplaintsCounted"),
+            None => {}
+        }
         match &outcome {
             Outcome::Retry(reason) => {
                 tracing::warn!(message_id = %delivery.message_id, reason = %reason, "event will be retried");
+                metrics.count("Retry");
                 failed.push(delivery.message_id);
             }
             Outcome::Malformed(reason) => {
                 // It can never succeed: fail it into the dead-letter queue, where its alarm fires.
                 tracing::error!(message_id = %delivery.message_id, reason = %reason, "malformed event message");
+                metrics.count("DeadLetterBound");
                 failed.push(delivery.message_id);
             }
-            other => tracing::debug!(message_id = %delivery.message_id, outcome = ?other, "event handled"),
+            other => {
+                metrics.count(match other {
+                    Outcome::Applied => "Applied",
+                    Outcome::Duplicate => "Duplicate",
+                    _ => "Unmatched",
+                });
+                tracing::debug!(message_id = %delivery.message_id, outcome = ?other, "event handled")
+            }
         }
     }
+    metrics.flush();
     failed
 }
 
@@ -101,6 +126,29 @@ pub fn read_message(body: &str, now: Timestamp) -> Result<Vec<Event>, String> {
 }
 
 pub async fn handle_message(deps: &EvaluatorDeps, body: &str) -> Outcome {
+    handle_counted_message(deps, body).await.0
+}
+
+/// Counts a hard bounce or a complaint for the reputation guard (once per SES notification, by
+/// its marker), then handles the message; says what it counted this time.
+async fn handle_counted_message(deps: &EvaluatorDeps, body: &str) -> (Outcome, Option<Counted>) {
+    let mut counted = None;
+    if let Some(feedback) = feedback::parse(body)
+        && let Some(kind) = reputation::counted(&feedback)
+    {
+        // In the hour its mail was sent, as SES counts it, so late feedback leaves the window with
+        // its sends (the marker's TTL follows that hour).
+        let at = reputation::counted_at(&feedback, deps.clock.now());
+        match reputation_counts::count_feedback(deps.store.as_ref(), &feedback.message_id, kind, at).await {
+            Ok(true) => counted = Some(kind),
+            Ok(false) => {}
+            Err(error) => return (Outcome::Retry(error.to_string()), None),
+        }
+    }
+    (handle_events(deps, body).await, counted)
+}
+
+async fn handle_events(deps: &EvaluatorDeps, body: &str) -> Outcome {
     let now = deps.clock.now();
     let events = match read_message(body, now) {
         Ok(events) if events.is_empty() => return Outcome::Unmatched("feedback Voronka does not track".into()),

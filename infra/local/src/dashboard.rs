@@ -98,6 +98,17 @@ impl ListedContact {
 pub struct Links {
     pub mode: LinkMode,
     pub contacts: Vec<ListedContact>,
+    /// The reputation guard now (paused or not, the window's rates), shown above the tiles.
+    pub reputation: Option<voronka_domain::sending::reputation::Status>,
+}
+
+/// The reputation guard as the dashboard shows it; a failure to read it leaves it off the page.
+async fn reputation_status(state: &AppState) -> Option<voronka_domain::sending::reputation::Status> {
+    let settings = &state.campaigns.settings.sending.reputation;
+    voronka_domain::sending::reputation::evaluate(state.store.as_ref(), settings, state.clock.now())
+        .await
+        .inspect_err(|error| tracing::warn!(error = %error, "the dashboard could not read the reputation guard"))
+        .ok()
 }
 
 /// Percent-encodes everything but unreserved characters, for one path segment or query value.
@@ -526,8 +537,11 @@ async fn dashboard(State(state): State<DashboardState>, Query(params): Query<BTr
         Ok(report) => report,
         Err(error) => return internal_error("computing the KPI report", &error),
     };
+    let reputation = reputation_status(&state.app).await;
     match recent_contacts(&state.app).await {
-        Ok(contacts) => Html(render_dashboard(&report, &Links { mode: LinkMode::Server, contacts })).into_response(),
+        Ok(contacts) => {
+            Html(render_dashboard(&report, &Links { mode: LinkMode::Server, contacts, reputation })).into_response()
+        }
         Err(error) => internal_error("listing recent contacts", &error),
     }
 }
@@ -541,7 +555,8 @@ pub async fn write_static(dir: &Path, stack: &crate::stack::Stack, query: &KpiQu
     let contacts = recent_contacts(&stack.state).await?;
     write_contact_pages(dir, stack, &contacts).await?;
     let index = dir.join("index.html");
-    std::fs::write(&index, render_dashboard(&report, &Links { mode: LinkMode::Static, contacts }))
+    let reputation = reputation_status(&stack.state).await;
+    std::fs::write(&index, render_dashboard(&report, &Links { mode: LinkMode::Static, contacts, reputation }))
         .with_context(|| format!("writing {}", index.display()))?;
     Ok(index)
 }

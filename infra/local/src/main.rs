@@ -139,6 +139,25 @@ enum Command {
         #[command(flatten)]
         folder: DataFolder,
     },
+    /// The reputation guard: `voronka sending status` (paused or not, why, the window's rates) and
+    /// `voronka sending resume` (an operator resumes marketing after a pause), as
+    /// `GET /v1/admin/sending` and `POST /v1/admin/sending/resume`.
+    Sending {
+        #[command(subcommand)]
+        action: SendingAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SendingAction {
+    Status {
+        #[command(flatten)]
+        folder: DataFolder,
+    },
+    Resume {
+        #[command(flatten)]
+        folder: DataFolder,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -393,6 +412,25 @@ async fn main() -> Result<()> {
             };
             let outcome = kpi_cli::run_rollup(&stack, kind).await?;
             println!("{}", serde_json::to_string(&outcome)?);
+            Ok(())
+        }
+        Command::Sending { action } => {
+            use voronka_domain::sending::reputation;
+            let (resume, folder) = match action {
+                SendingAction::Status { folder } => (false, folder),
+                SendingAction::Resume { folder } => (true, folder),
+            };
+            let stack = open_existing(folder)?;
+            let store = stack.state.store.as_ref();
+            let settings = &stack.state.campaigns.settings.sending.reputation;
+            let now = stack.state.clock.now();
+            let status = if resume {
+                reputation::resume_by_operator(store, settings, now).await
+            } else {
+                reputation::evaluate(store, settings, now).await
+            }
+            .map_err(|e| anyhow::anyhow!("the reputation guard: {e}"))?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
             Ok(())
         }
     }

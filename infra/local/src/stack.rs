@@ -203,6 +203,7 @@ impl Stack {
             rate: Arc::new(sender::rate::RateGate::per_second(
                 shared.campaigns.settings.sending.max_send_rate_per_second,
             )),
+            reputation: Default::default(),
         };
         let evaluator = trigger_evaluator::EvaluatorDeps { shared: shared.clone() };
         let scheduler = ports;

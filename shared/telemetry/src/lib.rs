@@ -1,6 +1,9 @@
 //! Logs as JSON lines through `tracing`, the same for the four Lambda functions and the local
 //! stack. Handlers log ids and outcomes, never email addresses or phone numbers; the log-privacy
-//! tests hold them to it through `json_subscriber`.
+//! tests hold them to it through `json_subscriber`. Business counters go out as EMF lines
+//! (`metrics`).
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;

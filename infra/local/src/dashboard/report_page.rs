@@ -11,12 +11,34 @@ use std::fmt::Write;
 use voronka_domain::html::escape;
 use voronka_domain::journeys::attribution::Model;
 use voronka_domain::kpi::KpiReport;
+use voronka_domain::sending::reputation::Status;
 
 use super::charts::{
     Bar, HeatRow, Whisker, bar_chart, data_value, grouped_bar_chart, heat_map, money, percent, points, ratio,
     whisker_chart,
 };
 use super::{LinkMode, Links, contacts_table, page};
+
+/// The reputation guard: a warning while marketing is paused, else one line of the window's rates.
+fn reputation_card(status: &Status) -> String {
+    let rates = format!(
+        "hard bounces {:.3}% and complaints {:.3}% of {} sends since {}",
+        status.bounce_rate * 100.0,
+        status.complaint_rate * 100.0,
+        status.counts.sends,
+        status.window_from
+    );
+    match (&status.state.paused, &status.state.trip) {
+        (true, Some(trip)) => format!(
+            "<section class=\"card error\" id=\"reputation\" data-paused=\"true\"><h2>Marketing paused</h2>\
+             <p>Since {since}: {trip}. Marketing is held and re-queued, transactional mail goes on; \
+             it resumes once the rates fall, or with <code>voronka sending resume</code>. Now: {rates}.</p></section>",
+            since = status.state.paused_at.map(|t| t.to_string()).unwrap_or_default(),
+            trip = escape(&trip.to_string()),
+        ),
+        _ => format!("<p class=\"note\" id=\"reputation\" data-paused=\"false\">Sending reputation: {rates}.</p>"),
+    }
+}
 
 /// Campaign rows listed under the attribution chart, by revenue.
 const MAX_CAMPAIGNS: usize = 20;
@@ -78,6 +100,10 @@ pub fn render_dashboard(report: &KpiReport, links: &Links) -> String {
     );
     if links.mode == LinkMode::Server {
         body.push_str(&range_form(report));
+    }
+
+    if let Some(status) = &links.reputation {
+        body.push_str(&reputation_card(status));
     }
 
     let totals = &report.totals;
@@ -475,7 +501,7 @@ mod tests {
 
     #[test]
     fn every_chart_is_drawn_with_its_numbers_as_text() {
-        let links = Links { mode: LinkMode::Server, contacts: vec![] };
+        let links = Links { mode: LinkMode::Server, contacts: vec![], reputation: None };
         let html = render_dashboard(&report(), &links);
         for chart in ["funnel", "cac", "roas", "attribution", "retention", "ltv", "uplift"] {
             assert!(html.contains(&format!("data-chart=\"{chart}\"")), "chart {chart} is on the page");
@@ -499,6 +525,7 @@ mod tests {
                 revenue: 10.0,
                 created_at: jiff::Timestamp::from_second(1_772_000_000).unwrap(),
             }],
+            reputation: None,
         };
         let html = render_dashboard(&report(), &links);
         assert!(!html.contains("<script"), "no markup from data reaches the page");
@@ -508,8 +535,29 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_guard_is_shown_with_the_rate_that_tripped_it() {
+        use voronka_domain::repo::reputation::{Counts, GuardState, RateKind, Trip};
+        let trip = Trip { rate: RateKind::BounceRate, rate_ppm: 31_000, threshold_ppm: 25_000, sends: 1000 };
+        let status = Status {
+            state: GuardState { paused: true, trip: Some(trip), ..GuardState::default() },
+            window_from: jiff::Timestamp::UNIX_EPOCH,
+            counts: Counts { sends: 1000, bounces: 31, complaints: 0 },
+            bounce_rate: 0.031,
+            complaint_rate: 0.0,
+        };
+        let links = Links { mode: LinkMode::Server, contacts: vec![], reputation: Some(status.clone()) };
+        let html = render_dashboard(&report(), &links);
+        assert!(
+            html.contains("data-paused=\"true\"") && html.contains("bounce_rate 3.100% &gt;= 2.500% over 1000 sends")
+        );
+        let running = Status { state: GuardState::default(), ..status };
+        let links = Links { mode: LinkMode::Server, contacts: vec![], reputation: Some(running) };
+        assert!(render_dashboard(&report(), &links).contains("data-paused=\"false\""));
+    }
+
+    #[test]
     fn a_too_small_journey_is_flagged_not_hidden() {
-        let html = render_dashboard(&report(), &Links { mode: LinkMode::Server, contacts: vec![] });
+        let html = render_dashboard(&report(), &Links { mode: LinkMode::Server, contacts: vec![], reputation: None });
         let row = html.split("<tr data-journey=\"tiny_journey\"").nth(1).expect("the small journey has a row");
         let row = &row[..row.find("</tr>").unwrap()];
         assert!(row.starts_with(" class=\"too-small\"") && row.contains("too small"), "{row}");

@@ -160,6 +160,91 @@ struct RawSending {
     /// subdomains included. Default: the host of `shop_url`.
     #[serde(default)]
     link_hosts: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    reputation: Option<Spanned<ReputationSettings>>,
+}
+
+/// The reputation guard (`sending::reputation`): marketing pauses when the rolling hard-bounce or
+/// complaint rate reaches `pause_*`, and resumes once both are below `resume_*`. SES reviews an
+/// account at 5% bounces / 0.1% complaints and may pause it at 10% / 0.5%, which would stop
+/// transactional mail too; the defaults pause at half of SES's review level.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReputationSettings {
+    /// Hours of feedback the rates are computed over (hourly buckets), 1..=168.
+    pub window_hours: u32,
+    /// Fewer sends than this in the window: the rates do not count yet (too few to say anything).
+    /// A paused guard judges against at least this many sends, so a window that merely emptied
+    /// does not resume it.
+    pub min_sends: u64,
+    /// Fewer hard bounces (complaints) than this in the window never pause, whatever the rate:
+    /// one unlucky complaint does not stop a small shop's marketing.
+    pub min_bounces: u64,
+    pub min_complaints: u64,
+    /// Shares of sends, e.g. 0.025 for 2.5%.
+    pub pause_bounce_rate: f64,
+    pub resume_bounce_rate: f64,
+    pub pause_complaint_rate: f64,
+    pub resume_complaint_rate: f64,
+    /// How long a sender container trusts the guard's state it read (seconds): the staleness bound.
+    pub recheck_seconds: u32,
+    /// How long a held marketing message waits before it is looked at again (seconds, 60..=3600;
+    /// past SQS's 15-minute delay it takes several hops, each checked against the ledger).
+    pub hold_seconds: u32,
+}
+
+impl Default for ReputationSettings {
+    fn default() -> Self {
+        ReputationSettings {
+            window_hours: 24,
+            min_sends: 500,
+            min_bounces: 10,
+            min_complaints: 3,
+            pause_bounce_rate: 0.025,
+            resume_bounce_rate: 0.0125,
+            pause_complaint_rate: 0.0005,
+            resume_complaint_rate: 0.00025,
+            recheck_seconds: 60,
+            hold_seconds: 900,
+        }
+    }
+}
+
+impl ReputationSettings {
+    /// What is wrong with these values, by field: rates are shares in 0..1, each resume level
+    /// below its pause level (else the guard would flap), the window at most a week.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if !(1..=168).contains(&self.window_hours) {
+            problems.push(("window_hours", "must be between 1 and 168 hours".to_string()));
+        }
+        if self.min_sends == 0 {
+            problems.push(("min_sends", "must be at least 1".to_string()));
+        }
+        for (field, rate) in [
+            ("pause_bounce_rate", self.pause_bounce_rate),
+            ("resume_bounce_rate", self.resume_bounce_rate),
+            ("pause_complaint_rate", self.pause_complaint_rate),
+            ("resume_complaint_rate", self.resume_complaint_rate),
+        ] {
+            if !(rate > 0.0 && rate < 1.0) {
+                problems.push((field, "must be a share between 0 and 1, such as 0.025 for 2.5%".to_string()));
+            }
+        }
+        if self.resume_bounce_rate >= self.pause_bounce_rate {
+            problems.push(("resume_bounce_rate", "must be below pause_bounce_rate".to_string()));
+        }
+        if self.resume_complaint_rate >= self.pause_complaint_rate {
+            problems.push(("resume_complaint_rate", "must be below pause_complaint_rate".to_string()));
+        }
+        if !(1..=3600).contains(&self.recheck_seconds) {
+            problems.push(("recheck_seconds", "must be between 1 and 3600 seconds".to_string()));
+        }
+        if !(60..=3600).contains(&self.hold_seconds) {
+            problems.push(("hold_seconds", "must be between 60 and 3600 seconds".to_string()));
+        }
+        problems
+    }
 }
 
 /// How mail goes out: sender identity, frequency caps, quiet hours, rate.
@@ -182,6 +267,7 @@ pub struct SendingSettings {
     pub max_send_rate_per_second: f64,
     /// Hosts (lower case) whose links and images may reach email from event data.
     pub link_hosts: Vec<String>,
+    pub reputation: ReputationSettings,
 }
 
 impl SendingSettings {
@@ -401,6 +487,11 @@ impl Settings {
         if sending.max_send_rate_per_second.is_nan() || sending.max_send_rate_per_second <= 0.0 {
             error("sending.max_send_rate_per_second", sending.shop_url.span(), "must be greater than 0".into());
         }
+        if let Some(reputation) = &sending.reputation {
+            for (field, message) in reputation.get_ref().problems() {
+                error(&format!("sending.reputation.{field}"), reputation.span(), message);
+            }
+        }
         if let Some(bots) = &raw.bots
             && !(1..=24 * 30).contains(&bots.get_ref().session_ttl_hours)
         {
@@ -448,6 +539,7 @@ impl Settings {
             unsubscribe_link_days: raw.sending.unsubscribe_link_days,
             max_send_rate_per_second: raw.sending.max_send_rate_per_second,
             link_hosts,
+            reputation: raw.sending.reputation.as_ref().map(|r| r.get_ref().clone()).unwrap_or_default(),
         };
         Ok(Settings {
             default_time_zone: raw.default_time_zone.into_inner(),
@@ -570,6 +662,28 @@ mod tests {
         let errors = Settings::parse("settings.toml", &text).unwrap_err();
         assert_eq!(errors[0].field, "security.signature_tolerance_seconds");
         assert!(errors[0].line.is_some());
+    }
+
+    #[test]
+    fn the_reputation_section_defaults_when_absent_and_names_a_bad_field() {
+        let settings = Settings::parse("settings.toml", SHIPPED).unwrap();
+        assert_eq!(settings.sending.reputation, ReputationSettings::default());
+        let start = SHIPPED.find("[sending.reputation]").unwrap();
+        let end = start + SHIPPED[start..].find("hold_seconds = 900\n").unwrap() + "hold_seconds = 900\n".len();
+        let without = format!("{}{}", &SHIPPED[..start], &SHIPPED[end..]);
+        assert_eq!(
+            Settings::parse("settings.toml", &without).unwrap().sending.reputation,
+            ReputationSettings::default()
+        );
+        // A resume level at or above its pause level would flap.
+        let text = SHIPPED.replace("resume_bounce_rate = 0.0125", "resume_bounce_rate = 0.03");
+        let errors = Settings::parse("settings.toml", &text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "sending.reputation.resume_bounce_rate");
+        assert!(errors[0].line.is_some());
+        let text = SHIPPED.replace("pause_complaint_rate = 0.0005", "pause_complaint_rate = 5");
+        let errors = Settings::parse("settings.toml", &text).unwrap_err();
+        assert_eq!(errors[0].field, "sending.reputation.pause_complaint_rate");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod kpi_snapshots;
 pub mod personal_data;
 pub mod processed;
 pub mod rate_limit;
+pub mod reputation;
 pub mod scheduler_cursor;
 pub mod send_ledger;
 pub mod spend;

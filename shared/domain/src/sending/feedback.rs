@@ -27,6 +27,8 @@ pub enum FeedbackKind {
     Bounce {
         permanent: bool,
         bounce_type: String,
+        /// SES's `bounceSubType` (`General`, `OnAccountSuppressionList`, …), empty when absent.
+        sub_type: String,
     },
     Complaint,
     Open,
@@ -45,6 +47,9 @@ pub struct SesFeedback {
     /// The sender's tag for the send (a digest of its idempotency key).
     pub send: Option<String>,
     pub at: Timestamp,
+    /// When the message it is about was sent (`mail.timestamp`; `at` when absent): the hour SES
+    /// attributes a bounce or a complaint to.
+    pub sent_at: Timestamp,
     /// Whom it is about: the bounced or complaining recipients, else the message's destinations.
     pub recipients: Vec<EmailAddress>,
 }
@@ -62,16 +67,15 @@ pub fn parse(body: &str) -> Option<SesFeedback> {
         mail.get("tags").and_then(|t| t.get(name)).and_then(|v| v.get(0)).and_then(Value::as_str).map(str::to_string)
     };
     let section = value.get(event_type.to_lowercase().as_str()).cloned().unwrap_or(Value::Null);
-    let at = section
-        .get("timestamp")
-        .or_else(|| mail.get("timestamp"))
-        .and_then(Value::as_str)
-        .and_then(|t| t.parse::<Timestamp>().ok())?;
+    let timestamp = |value: Option<&Value>| value.and_then(Value::as_str).and_then(|t| t.parse::<Timestamp>().ok());
+    let sent_at = timestamp(mail.get("timestamp"));
+    let at = timestamp(section.get("timestamp")).or(sent_at)?;
     let kind = match event_type.as_str() {
         "Delivery" => FeedbackKind::Delivery,
         "Bounce" => {
             let bounce_type = section.get("bounceType").and_then(Value::as_str).unwrap_or("Undetermined").to_string();
-            FeedbackKind::Bounce { permanent: bounce_type == "Permanent", bounce_type }
+            let sub_type = section.get("bounceSubType").and_then(Value::as_str).unwrap_or("").to_string();
+            FeedbackKind::Bounce { permanent: bounce_type == "Permanent", bounce_type, sub_type }
         }
         "Complaint" => FeedbackKind::Complaint,
         "Open" => FeedbackKind::Open,
@@ -106,6 +110,7 @@ pub fn parse(body: &str) -> Option<SesFeedback> {
         template: tag("template"),
         send: tag("send"),
         at,
+        sent_at: sent_at.unwrap_or(at),
         recipients,
     })
 }
@@ -134,7 +139,7 @@ impl SesFeedback {
         let email = self.recipients.get(recipient).filter(|_| suppresses).map(|address| address.as_typed().to_string());
         let (event_type, mut properties) = match &self.kind {
             FeedbackKind::Delivery => (EventType::EmailDelivered, Map::new()),
-            FeedbackKind::Bounce { permanent, bounce_type } => {
+            FeedbackKind::Bounce { permanent, bounce_type, .. } => {
                 let mut p = Map::new();
                 p.insert("bounce_type".into(), json!(bounce_type));
                 p.insert("permanent".into(), json!(permanent));
@@ -186,7 +191,12 @@ mod tests {
     #[test]
     fn reads_raw_and_enveloped_notifications() {
         let raw = parse(BOUNCE).unwrap();
-        assert_eq!(raw.kind, FeedbackKind::Bounce { permanent: true, bounce_type: "Permanent".into() });
+        assert_eq!(
+            raw.kind,
+            FeedbackKind::Bounce { permanent: true, bounce_type: "Permanent".into(), sub_type: "General".into() }
+        );
+        assert_eq!(raw.at, "2026-11-22T10:00:05Z".parse::<Timestamp>().unwrap(), "when it bounced");
+        assert_eq!(raw.sent_at, "2026-11-22T10:00:00Z".parse::<Timestamp>().unwrap(), "when it was sent");
         assert_eq!(raw.contact_id.as_deref(), Some("c_1"));
         let envelope = json!({"Type": "Notification", "MessageId": "sns-1", "Message": BOUNCE}).to_string();
         assert_eq!(parse(&envelope), Some(raw.clone()));

@@ -5,3 +5,4 @@ pub mod mime;
 pub mod origin;
 pub mod policy;
 pub mod redact;
+pub mod reputation;

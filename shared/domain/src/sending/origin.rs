@@ -86,7 +86,8 @@ impl fmt::Display for CancelReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CancelReason::Ended(reason) => f.write_str(reason.as_str()),
-            CancelReason::StaleBeforeDeferralEnds(deferral) => write!(f, "stale_before_{deferral}_ends"),
+            // The name only: a reputation hold's details (its rate) would make each trip its own reason.
+            CancelReason::StaleBeforeDeferralEnds(deferral) => write!(f, "stale_before_{}_ends", deferral.as_str()),
         }
     }
 }
@@ -282,6 +283,14 @@ mod tests {
         assert_eq!(stale.to_string(), "stale_before_quiet_hours_ends");
         let capped = CancelReason::StaleBeforeDeferralEnds(DeferReason::FrequencyCap(CapPeriod::Week));
         assert_eq!(capped.to_string(), "stale_before_frequency_cap_week_ends");
+        let trip = crate::repo::reputation::Trip {
+            rate: crate::repo::reputation::RateKind::BounceRate,
+            rate_ppm: 31_000,
+            threshold_ppm: 25_000,
+            sends: 1200,
+        };
+        let held = CancelReason::StaleBeforeDeferralEnds(DeferReason::ReputationPaused(Some(trip)));
+        assert_eq!(held.to_string(), "stale_before_reputation_paused_ends");
     }
 
     #[test]

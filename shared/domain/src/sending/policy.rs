@@ -10,6 +10,7 @@ use jiff::{Timestamp, Zoned};
 use crate::campaigns::SendingSettings;
 use crate::model::{Contact, SendClass};
 use crate::repo::frequency::CapWindows;
+use crate::repo::reputation::Trip;
 use crate::sending::redact::Redacted;
 
 /// Why a message will never be sent. Its `Display` is what the send ledger and the logs record.
@@ -53,6 +54,26 @@ impl fmt::Display for BlockReason {
     }
 }
 
+impl BlockReason {
+    /// The reason's name without its details (which may quote outside text): what metrics count by.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BlockReason::ContactNotFound => "contact_not_found",
+            BlockReason::NoEmailAddress => "no_email_address",
+            BlockReason::NoSalesAddress => "no_sales_address",
+            BlockReason::NoMarketingConsent => "no_marketing_consent",
+            BlockReason::ConsentNotConfirmed => "consent_not_confirmed",
+            BlockReason::Unsubscribed => "unsubscribed",
+            BlockReason::HardBounce => "hard_bounce",
+            BlockReason::Complaint => "complaint",
+            BlockReason::FrequencyCap(period) => period.as_str(),
+            BlockReason::TemplateError(_) => "template_error",
+            BlockReason::MessageError(_) => "message_error",
+            BlockReason::RejectedBySes(_) => "rejected_by_ses",
+        }
+    }
+}
+
 /// Which frequency cap is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CapPeriod {
@@ -76,21 +97,30 @@ pub enum DeferReason {
     NotDueYet,
     QuietHours,
     FrequencyCap(CapPeriod),
+    /// Marketing is paused by the reputation guard (`sending::reputation`): held, with the rate
+    /// that tripped it (none in a state some other writer paused without one).
+    ReputationPaused(Option<Trip>),
 }
 
 impl DeferReason {
+    /// The reason's name, without its details.
     pub fn as_str(self) -> &'static str {
         match self {
             DeferReason::NotDueYet => "not due yet",
             DeferReason::QuietHours => "quiet_hours",
             DeferReason::FrequencyCap(period) => period.as_str(),
+            DeferReason::ReputationPaused(_) => "reputation_paused",
         }
     }
 }
 
+/// What the ledger and the logs record: the name, and for a reputation hold the rate that tripped.
 impl fmt::Display for DeferReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        match self {
+            DeferReason::ReputationPaused(Some(trip)) => write!(f, "reputation_paused: {trip}"),
+            other => f.write_str(other.as_str()),
+        }
     }
 }
 
