@@ -180,7 +180,7 @@ pub fn parse_head(file: String, head: &[u8]) -> SentMessage {
             fields.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
         }
     }
-    let field = |name: &str| fields.iter().find(|(n, _)| n == &name.to_ascii_lowercase()).map(|(_, v)| v.as_str());
+    let field = |name: &str| fields.iter().find(|(n, _)| n == &name.to_ascii_lowercase()).map(|(_, v)| v.trim());
     let tag = field("message-id")
         .map(|v| v.trim_start_matches('<').trim_end_matches('>'))
         .and_then(|v| v.split('@').next())
@@ -563,7 +563,7 @@ async fn check_acknowledged(
         .filter(|c| !c.form_submissions.is_empty())
         .filter_map(|c| c.email.as_ref().map(|e| e.identity().to_string()))
         .collect();
-    kept.checked += acknowledged.leads.len() as u64;
+    kept.checked += acknowledged.leads.len() as u64 + contacts.len() as u64;
     // The address is the identity; the example is a digest of it, never the address.
     let digest = |identity: &str| format!("lead {}", &SendRequest::send_tag(identity)[..12]);
     for lost in acknowledged.leads.difference(&from_forms) {
@@ -687,4 +687,72 @@ pub async fn check(stack: &Stack, acknowledged: &Acknowledged) -> Result<Invaria
     report.invariants.push(dead);
     report.check_ms = started.elapsed().as_millis();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn step(id: &str, when: &str, granted: bool, double_opt_in: bool) -> ConsentStep {
+        ConsentStep { id: id.into(), at: at(when), granted, double_opt_in }
+    }
+
+    #[test]
+    fn headers_are_read_unfolded_and_case_blind() {
+        let head = b"Message-ID:\r\n <abc123@shop.example>\r\nDATE: Sun, 22 Nov 2026 10:00:00 +0300\r\n\
+            x-voronka-class: marketing\r\nX-Voronka-Contact: c_1\r\nSubject: a\r\n folded";
+        let message = parse_head("f.eml".into(), head);
+        assert_eq!(message.tag.as_deref(), Some("abc123"));
+        assert_eq!(message.date, Some(at("2026-11-22T07:00:00Z")));
+        assert!(message.marketing);
+        assert_eq!(message.contact_id.as_deref(), Some("c_1"));
+        // Without the class header, one-click unsubscribe is what marks marketing.
+        let old = parse_head("g.eml".into(), b"List-Unsubscribe: <https://x/u>\r\nMessage-ID: <t@d>");
+        assert!(old.marketing && old.contact_id.is_none());
+    }
+
+    #[test]
+    fn only_the_header_block_is_read() {
+        let dir = std::env::temp_dir().join(format!("voronka-invariants-head-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.eml");
+        let body = "X-Voronka-Class: marketing\r\n".repeat(10_000);
+        std::fs::write(&path, format!("Message-ID: <t@d>\r\n\r\n{body}")).unwrap();
+        let head = read_head(&path).unwrap();
+        assert_eq!(head, b"Message-ID: <t@d>");
+        assert!(!parse_head("m.eml".into(), &head).marketing, "a header-like body line is not a header");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_later_double_opt_in_form_closes_the_window_until_it_is_confirmed() {
+        // As in the demo: a consultation (single opt-in), then the newsletter (double opt-in).
+        let steps = [step("r1", "2026-11-08T00:52:06Z", true, false), step("r2", "2026-11-09T03:16:19Z", true, true)];
+        let windows = consent_windows(&steps, None);
+        assert_eq!(
+            windows,
+            vec![(at("2026-11-08T00:52:06Z").as_second(), Some(at("2026-11-09T03:16:19Z").as_second()))]
+        );
+        // Confirmed in the same second as the second receipt: one window, closed and reopened.
+        let confirmed = consent_windows(&steps, Some(at("2026-11-09T03:16:19Z")));
+        assert!(confirmed.iter().all(|(from, _)| *from <= at("2026-11-09T03:16:19Z").as_second()));
+        assert_eq!(confirmed.last().unwrap().1, None, "open since the confirmation");
+    }
+
+    #[test]
+    fn a_pending_confirmation_allows_nothing_and_a_withdrawal_ends_the_window() {
+        assert!(consent_windows(&[step("r1", "2026-11-08T00:00:00Z", true, true)], None).is_empty());
+        let windows = consent_windows(
+            &[step("r1", "2026-11-08T00:00:00Z", true, true), step("r2", "2026-11-10T00:00:00Z", false, false)],
+            Some(at("2026-11-09T00:00:00Z")),
+        );
+        assert_eq!(
+            windows,
+            vec![(at("2026-11-09T00:00:00Z").as_second(), Some(at("2026-11-10T00:00:00Z").as_second()))]
+        );
+    }
 }
