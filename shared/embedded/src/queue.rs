@@ -56,12 +56,12 @@ impl EmbeddedQueue {
         blocking(&self.connection, move |connection| {
             let mut statement =
                 connection.prepare("SELECT body FROM queue_messages WHERE queue = ?1 ORDER BY seq").map_err(backend)?;
-            let bodies = statement
+            let bodies: Vec<String> = statement
                 .query_map(params![name], |row| row.get::<_, String>(0))
                 .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend);
-            bodies
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            Ok(bodies)
         })
         .await
     }
