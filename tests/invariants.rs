@@ -185,7 +185,11 @@ async fn a_second_copy_of_one_idempotency_key_is_a_violation() {
     let report = f.check().await;
     let (_, violations, examples) = count(&report, "one_send_per_idempotency_key");
     assert_eq!(violations, 1);
-    assert_eq!(examples, vec![SendRequest::send_tag("welcome:anna")], "named by its send tag, not its address");
+    assert_eq!(
+        examples,
+        vec![format!("{} (marketing)", SendRequest::send_tag("welcome:anna"))],
+        "named by its send tag, not its address"
+    );
     // Two copies on one day are also past the cap of one marketing message a day.
     assert_eq!(count(&report, "frequency_cap_held").1, 1);
 }

@@ -428,20 +428,33 @@ fn check_messages(
     let mut quiet = Invariant::new("no_marketing_in_quiet_hours", "no marketing in the contact's quiet hours");
     let mut capped = Invariant::new("frequency_cap_held", "the frequency cap never exceeded");
 
-    let mut copies: HashMap<&str, u64> = HashMap::with_capacity(messages.len());
+    // Copies per tag, and whether the message is marketing.
+    let mut copies: HashMap<&str, (u64, bool)> = HashMap::with_capacity(messages.len());
     for message in messages {
         once.checked += 1;
         match &message.tag {
-            Some(tag) => *copies.entry(tag.as_str()).or_default() += 1,
+            Some(tag) => {
+                let entry = copies.entry(tag.as_str()).or_insert((0, message.marketing));
+                entry.0 += 1;
+            }
             None => once.violated(format!("{} (no Message-ID)", message.file)),
         }
     }
-    let mut doubled: Vec<(&str, u64)> = copies.into_iter().filter(|(_, n)| *n > 1).collect();
+    let mut doubled: Vec<(&str, (u64, bool))> = copies.into_iter().filter(|(_, (n, _))| *n > 1).collect();
     doubled.sort();
-    for (tag, n) in doubled {
+    let mut transactional = 0;
+    for (tag, (n, marketing)) in doubled {
         for _ in 1..n {
-            once.violated(tag.to_string());
+            once.violated(format!("{tag} ({})", if marketing { "marketing" } else { "transactional" }));
+            transactional += u64::from(!marketing);
         }
+    }
+    if transactional > 0 {
+        // The sender resends transactional mail after an ambiguous answer or an attempt that died
+        // while calling (a lost confirmation costs more than a rare second copy): still counted.
+        once.notes.push(format!(
+            "{transactional} of them transactional: resent by design after an ambiguous answer or a crash while calling"
+        ));
     }
 
     let quiet_hours = QuietHours::of(settings);
