@@ -169,7 +169,7 @@ async fn real_sends_break_nothing_and_are_all_checked() {
     assert_eq!(report.outbox_messages, 2);
     assert_eq!(report.violations(), 0, "{report:#?}");
     assert_eq!(count(&report, "one_send_per_idempotency_key").0, 2);
-    assert_eq!(count(&report, "marketing_only_with_consent").0, 1, "the marketing message is checked");
+    assert_eq!(count(&report, "marketing_only_with_consent").0, 2, "both messages checked against suppressions");
     assert_eq!(count(&report, "no_marketing_in_quiet_hours").0, 1);
     assert_eq!(count(&report, "frequency_cap_held").0, 1);
 }
@@ -213,7 +213,7 @@ async fn marketing_at_three_in_the_morning_local_time_is_a_violation() {
 }
 
 #[tokio::test]
-async fn marketing_to_a_suppressed_or_unconsenting_contact_is_a_violation() {
+async fn mail_to_a_suppressed_or_unconsenting_contact_is_a_violation() {
     let f = Fixture::new();
     let now = f.now();
     let unsubscribed = f
@@ -235,9 +235,23 @@ async fn marketing_to_a_suppressed_or_unconsenting_contact_is_a_violation() {
     let before = now - SignedDuration::from_hours(26);
     f.ledger_sent("m:before").await;
     f.write_eml("0-before.eml", &SendRequest::send_tag("m:before"), before, "marketing", &unsubscribed.id);
+    // A hard bounce stops transactional mail too; before it, transactional mail was fine.
+    let bounced = f
+        .contact("bounced@example.com", move |c| {
+            c.suppressions.insert(SuppressionReason::HardBounce, now - SignedDuration::from_hours(2));
+        })
+        .await;
+    for (key, at) in [("t:after", now), ("t:before", now - SignedDuration::from_hours(3))] {
+        f.ledger_sent(key).await;
+        f.write_eml(&format!("2-{key}.eml"), &SendRequest::send_tag(key), at, "transactional", &bounced.id);
+    }
     let report = f.check().await;
     let (checked, violations, examples) = count(&report, "marketing_only_with_consent");
-    assert_eq!((checked, violations), (3, 2), "{examples:?}");
+    assert_eq!((checked, violations), (5, 3), "{examples:?}");
+    assert!(
+        examples.iter().any(|e| e.starts_with(&SendRequest::send_tag("t:after")) && e.contains("transactional")),
+        "{examples:?}"
+    );
     assert!(examples.iter().any(|e| e.contains("after unsubscribing") && e.contains(&unsubscribed.id)), "{examples:?}");
     assert!(examples.iter().any(|e| e.contains(&pending.id)), "unconfirmed double opt-in: {examples:?}");
     assert!(!examples.iter().any(|e| e.contains('@')), "no address in an example: {examples:?}");

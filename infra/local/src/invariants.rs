@@ -17,7 +17,7 @@ use jiff::tz::TimeZone;
 use serde::Serialize;
 use serde_json::Value;
 use voronka_domain::campaigns::SendingSettings;
-use voronka_domain::model::{Channel, Contact, Event, SendRequest};
+use voronka_domain::model::{Channel, Contact, Event, SendRequest, SuppressionReason};
 use voronka_domain::ports::QueueName;
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::sending::mime::{CLASS_HEADER, CONTACT_HEADER};
@@ -354,9 +354,9 @@ fn consent_violation(contact: &Contact, steps: &[ConsentStep], date: Timestamp) 
         && second > since.as_second()
     {
         return Some(match reason {
-            voronka_domain::model::SuppressionReason::Unsubscribed => "after unsubscribing",
-            voronka_domain::model::SuppressionReason::HardBounce => "after a hard bounce",
-            voronka_domain::model::SuppressionReason::Complaint => "after a complaint",
+            SuppressionReason::Unsubscribed => "after unsubscribing",
+            SuppressionReason::HardBounce => "after a hard bounce",
+            SuppressionReason::Complaint => "after a complaint",
         });
     }
     let confirmed_at = contact.consents.get(&Channel::Email).and_then(|c| c.confirmed_at);
@@ -424,7 +424,8 @@ fn check_messages(
     settings: &SendingSettings,
 ) -> [Invariant; 4] {
     let mut once = Invariant::new("one_send_per_idempotency_key", "no email sent twice for one idempotency key");
-    let mut consent = Invariant::new("marketing_only_with_consent", "no marketing without consent or when suppressed");
+    let mut consent =
+        Invariant::new("marketing_only_with_consent", "no marketing without consent, no mail when suppressed");
     let mut quiet = Invariant::new("no_marketing_in_quiet_hours", "no marketing in the contact's quiet hours");
     let mut capped = Invariant::new("frequency_cap_held", "the frequency cap never exceeded");
 
@@ -460,6 +461,20 @@ fn check_messages(
     let quiet_hours = QuietHours::of(settings);
     let mut zones = Zones(HashMap::new());
     let (mut erased, mut undated) = (0u64, 0u64);
+    // A hard bounce or a complaint stops transactional mail too (`check_recipient`).
+    for message in messages.iter().filter(|m| !m.marketing) {
+        let (Some(contact_id), Some(date)) = (message.contact_id.as_deref(), message.date) else { continue };
+        let Some(contact) = contacts.get(contact_id) else { continue };
+        consent.checked += 1;
+        let stopped = [SuppressionReason::HardBounce, SuppressionReason::Complaint]
+            .into_iter()
+            .filter_map(|reason| contact.suppressions.get(&reason))
+            .min();
+        if stopped.is_some_and(|since| date.as_second() > since.as_second()) {
+            let tag = message.tag.as_deref().unwrap_or(&message.file);
+            consent.violated(format!("{tag} to {contact_id} (transactional) after a hard bounce or complaint"));
+        }
+    }
     let mut per_day: HashMap<(&str, String), u64> = HashMap::new();
     let mut per_week: HashMap<(&str, String), u64> = HashMap::new();
     for message in messages.iter().filter(|m| m.marketing) {
