@@ -258,6 +258,40 @@ async fn mail_to_a_suppressed_or_unconsenting_contact_is_a_violation() {
     only_violation(&report, "marketing_only_with_consent");
 }
 
+/// SES feedback carries SES's own time, which can come well before Voronka processes it: a message
+/// sent in between was not sent to a suppressed contact as far as anyone could know; one sent
+/// after is a violation.
+#[tokio::test]
+async fn a_bounce_counts_from_when_voronka_processed_it_not_from_sess_time() {
+    let f = Fixture::new();
+    let now = f.now();
+    let contact = f
+        .contact("recipient@example.com", move |c| {
+            c.record_consent(ConsentReceipt::granted("r-1", now - SignedDuration::from_hours(72), "v1", false));
+        })
+        .await;
+    // The SES guide's bounce and complaint (timestamped 2017), processed now.
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events/trigger-evaluator/sqs-ses-feedback-without-tags.json");
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let failed =
+        trigger_evaluator::process_batch(&f.t.stack.evaluator, voronka_aws::lambda_sqs::deliveries(event)).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let stored = ContactRepository::new(f.t.stack.state.store.as_ref()).get(&contact.id).await.unwrap().unwrap();
+    assert!(stored.suppressions[&SuppressionReason::HardBounce] < now - SignedDuration::from_hours(24 * 365));
+    for (key, at) in
+        [("m:before", now - SignedDuration::from_hours(49)), ("m:after", now + SignedDuration::from_hours(1))]
+    {
+        f.ledger_sent(key).await;
+        f.write_eml(&format!("1-{key}.eml"), &SendRequest::send_tag(key), at, "marketing", &contact.id);
+    }
+    let report = f.check().await;
+    let (_, violations, examples) = count(&report, "marketing_only_with_consent");
+    assert_eq!(violations, 1, "{examples:?}");
+    assert!(examples[0].starts_with(&SendRequest::send_tag("m:after")), "{examples:?}");
+}
+
 #[tokio::test]
 async fn more_marketing_than_the_cap_allows_is_a_violation() {
     let f = Fixture::new();

@@ -347,10 +347,89 @@ fn consent_windows(steps: &[ConsentStep], confirmed_at: Option<Timestamp>) -> Ve
     windows
 }
 
-/// Why a marketing message at `date` broke consent or suppression, if it did.
-fn consent_violation(contact: &Contact, steps: &[ConsentStep], date: Timestamp) -> Option<&'static str> {
+/// When Voronka knew of each of a contact's suppressions: an unsubscribe is recorded when it
+/// happens, but a hard bounce or complaint carries SES's own time, which can come before Voronka
+/// processed the feedback; a message sent in between was not sent to a suppressed contact as far
+/// as the store could say. The feedback event's processing time is read from its processed
+/// marker (written with the event, expiring `MARKER_RETENTION` after it). The consent receipt a
+/// complaint withdraws consent with carries SES's time too: its step in `consents` is moved to
+/// the processing time as well.
+pub type KnownSuppressions = HashMap<String, BTreeMap<SuppressionReason, Timestamp>>;
+
+async fn known_suppressions(
+    stack: &Stack,
+    contacts: &HashMap<String, Contact>,
+    consents: &mut HashMap<String, Vec<ConsentStep>>,
+) -> Result<KnownSuppressions> {
+    use voronka_domain::model::EventType;
+    let mut known = KnownSuppressions::new();
+    for contact in contacts.values().filter(|c| !c.suppressions.is_empty()) {
+        let mut times = contact.suppressions.clone();
+        let from_feedback =
+            |reason: &SuppressionReason| matches!(reason, SuppressionReason::HardBounce | SuppressionReason::Complaint);
+        if times.keys().any(from_feedback) {
+            // Read raw: the log item expires with SES's time, which may be long past.
+            let partition = format!("EVLOG#{}", contact.id);
+            let exact = partition.clone();
+            let logged = stack
+                .embedded
+                .store
+                .fold_items_under(&partition, Vec::new(), move |events: &mut Vec<Event>, item| {
+                    if item.get_str("pk") == Some(exact.as_str())
+                        && let Some(event) = item.get_str("event").and_then(|text| serde_json::from_str(text).ok())
+                    {
+                        events.push(event);
+                    }
+                })
+                .await?;
+            for event in logged {
+                let reason = match event.event_type {
+                    EventType::EmailBounced if event.is_permanent_bounce() => SuppressionReason::HardBounce,
+                    EventType::EmailComplained => SuppressionReason::Complaint,
+                    _ => continue,
+                };
+                if times.get(&reason) != Some(&event.occurred_at) {
+                    continue;
+                }
+                let marker = format!("PROCESSED#{}", event.dedupe_key());
+                let exact = marker.clone();
+                let processed = stack
+                    .embedded
+                    .store
+                    .fold_items_under(&marker, None, move |found: &mut Option<i64>, item| {
+                        if item.get_str("pk") == Some(exact.as_str()) {
+                            *found = item.get_i64("ttl");
+                        }
+                    })
+                    .await?
+                    .and_then(|ttl| Timestamp::from_second(ttl).ok())
+                    .map(|ttl| ttl - trigger_evaluator::MARKER_RETENTION);
+                if let Some(processed) = processed.filter(|p| *p > event.occurred_at) {
+                    times.insert(reason, processed);
+                    if reason == SuppressionReason::Complaint {
+                        let receipt = format!("complaint_{}", event.event_id);
+                        for step in consents.get_mut(&contact.id).into_iter().flatten().filter(|s| s.id == receipt) {
+                            step.at = processed;
+                        }
+                    }
+                }
+            }
+        }
+        known.insert(contact.id.clone(), times);
+    }
+    Ok(known)
+}
+
+/// Why a marketing message at `date` broke consent or suppression, if it did; `suppressed` are
+/// the contact's suppressions with the time Voronka knew of each.
+fn consent_violation(
+    suppressed: Option<&BTreeMap<SuppressionReason, Timestamp>>,
+    contact: &Contact,
+    steps: &[ConsentStep],
+    date: Timestamp,
+) -> Option<&'static str> {
     let second = date.as_second();
-    if let Some((reason, since)) = contact.suppressions.iter().min_by_key(|(_, at)| **at)
+    if let Some((reason, since)) = suppressed.into_iter().flatten().min_by_key(|(_, at)| **at)
         && second > since.as_second()
     {
         return Some(match reason {
@@ -421,6 +500,7 @@ fn check_messages(
     messages: &[SentMessage],
     contacts: &HashMap<String, Contact>,
     consents: &HashMap<String, Vec<ConsentStep>>,
+    suppressed: &KnownSuppressions,
     settings: &SendingSettings,
 ) -> [Invariant; 4] {
     let mut once = Invariant::new("one_send_per_idempotency_key", "no email sent twice for one idempotency key");
@@ -464,11 +544,13 @@ fn check_messages(
     // A hard bounce or a complaint stops transactional mail too (`check_recipient`).
     for message in messages.iter().filter(|m| !m.marketing) {
         let (Some(contact_id), Some(date)) = (message.contact_id.as_deref(), message.date) else { continue };
-        let Some(contact) = contacts.get(contact_id) else { continue };
+        if !contacts.contains_key(contact_id) {
+            continue;
+        }
         consent.checked += 1;
         let stopped = [SuppressionReason::HardBounce, SuppressionReason::Complaint]
             .into_iter()
-            .filter_map(|reason| contact.suppressions.get(&reason))
+            .filter_map(|reason| suppressed.get(contact_id).and_then(|known| known.get(&reason)))
             .min();
         if stopped.is_some_and(|since| date.as_second() > since.as_second()) {
             let tag = message.tag.as_deref().unwrap_or(&message.file);
@@ -493,7 +575,7 @@ fn check_messages(
         };
         consent.checked += 1;
         let steps = consents.get(contact_id).map_or(&[][..], Vec::as_slice);
-        if let Some(why) = consent_violation(contact, steps, date) {
+        if let Some(why) = consent_violation(suppressed.get(contact_id), contact, steps, date) {
             consent.violated(format!("{} to {contact_id} {why}", message.tag.as_deref().unwrap_or(&message.file)));
         }
         let zone = zones.of(&contact.time_zone);
@@ -759,8 +841,10 @@ pub async fn check(stack: &Stack, acknowledged: &Acknowledged) -> Result<Invaria
         .map(|c| (c.id.clone(), c))
         .collect();
     let now = stack.scheduler.clock.now();
-    let consents = consent_steps(stack, &contacts).await?;
-    report.invariants.extend(check_messages(&messages, &contacts, &consents, &stack.state.campaigns.settings.sending));
+    let mut consents = consent_steps(stack, &contacts).await?;
+    let suppressed = known_suppressions(stack, &contacts, &mut consents).await?;
+    let settings = &stack.state.campaigns.settings.sending;
+    report.invariants.extend(check_messages(&messages, &contacts, &consents, &suppressed, settings));
     report.invariants.push(check_due_work(stack, &messages, now).await?);
     report.invariants.push(check_acknowledged(stack, &contacts, acknowledged).await?);
     let dead = check_dead_letters(stack, &mut report).await?;
