@@ -389,8 +389,10 @@ async fn a_dead_lettered_message_is_counted_by_queue_and_kind() {
 /// The demo end to end: every invariant checked on something, and none violated.
 #[test]
 fn a_clean_demo_run_reports_zero_violations() {
+    let dashboard = support::inprocess::TempFolder::new("invariants-demo-dashboard");
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_voronka"))
-        .args(["demo", "--visitors", "300", "--seed", "5", "--json"])
+        .args(["demo", "--visitors", "300", "--seed", "5", "--json", "--dashboard-dir"])
+        .arg(dashboard.path())
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
