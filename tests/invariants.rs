@@ -408,3 +408,29 @@ fn a_clean_demo_run_reports_zero_violations() {
         }
     }
 }
+
+/// `voronka demo` fails when an invariant does not hold: here its data folder's outbox already
+/// holds one message twice, as a broken sender would have left it.
+#[test]
+fn the_demo_exits_non_zero_on_a_violation() {
+    let data = support::inprocess::TempFolder::new("invariants-demo-violation");
+    let outbox = data.path().join("outbox");
+    std::fs::create_dir_all(&outbox).unwrap();
+    let raw = "From: news@shop.example\r\nTo: someone@example.com\r\nMessage-ID: <0123456789abcdef@shop.example>\r\n\
+               Date: Sun, 01 Nov 2026 09:00:00 +0000\r\nX-Voronka-Class: transactional\r\n\r\nHello\r\n";
+    for name in ["1-a.eml", "2-a.eml"] {
+        std::fs::write(outbox.join(name), raw).unwrap();
+    }
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_voronka"))
+        .args(["demo", "--visitors", "20", "--seed", "3", "--data-dir"])
+        .arg(data.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "the demo passed with a duplicated message:\n{stdout}");
+    assert!(stderr.contains("invariant violations"), "{stderr}");
+    let line = stdout.lines().find(|l| l.contains("no email sent twice for one idempotency key")).unwrap();
+    assert!(line.trim_end().ends_with(" 1"), "one violation in the table: {line}");
+}
