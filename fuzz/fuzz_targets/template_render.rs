@@ -90,7 +90,7 @@ fn markup_counts(html: &str) -> [usize; 4] {
     ['<', '>', '"', '\''].map(|m| html.chars().filter(|c| *c == m).count())
 }
 
-const HEADERS: [&str; 10] = [
+const HEADERS: [&str; 12] = [
     "from",
     "to",
     "subject",
@@ -101,6 +101,8 @@ const HEADERS: [&str; 10] = [
     "date",
     "content-type",
     "content-transfer-encoding",
+    "x-voronka-class",
+    "x-voronka-contact",
 ];
 
 fuzz_target!(|input: Input| {
@@ -121,6 +123,9 @@ fuzz_target!(|input: Input| {
         unsubscribe_url: Some("https://shop.example/v1/unsubscribe?token=abc"),
         message_id: "m1",
         message_id_domain: "shop.example",
+        date: jiff::Timestamp::UNIX_EPOCH,
+        class: voronka_domain::model::SendClass::Marketing,
+        contact_id: Some("c_1"),
     };
     let message = build_message(&envelope, &email).expect("a rendered email becomes a message");
     let text = String::from_utf8_lossy(&message);

@@ -545,6 +545,9 @@ fn compose(
         unsubscribe_url: unsubscribe.as_deref(),
         message_id: &message_id,
         message_id_domain: &domain,
+        date: now,
+        class: request.class,
+        contact_id: (request.recipient == Recipient::Contact).then_some(contact.id.as_str()),
     };
     let raw =
         build_message(&envelope, &rendered).map_err(|e| BlockReason::MessageError(Redacted::new(&e.to_string())))?;

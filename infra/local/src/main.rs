@@ -247,6 +247,10 @@ async fn main() -> Result<()> {
             } else {
                 report.print();
             }
+            let violations = report.invariants.as_ref().map_or(0, |i| i.violations());
+            if violations > 0 {
+                anyhow::bail!("{violations} invariant violations (see the invariants above)");
+            }
             Ok(())
         }
         Command::Validate { campaigns, json } => {

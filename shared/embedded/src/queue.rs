@@ -48,6 +48,23 @@ impl EmbeddedQueue {
             })
             .await
     }
+
+    /// The bodies of every message in a queue or, with `dead_letters`, in its dead-letter queue,
+    /// waiting or in flight, oldest first: what the demo's invariants count and explain.
+    pub async fn bodies(&self, queue: QueueName, dead_letters: bool) -> Result<Vec<String>, QueueError> {
+        let name = if dead_letters { dead_letter_name(queue) } else { queue.as_str().to_string() };
+        blocking(&self.connection, move |connection| {
+            let mut statement =
+                connection.prepare("SELECT body FROM queue_messages WHERE queue = ?1 ORDER BY seq").map_err(backend)?;
+            let bodies: Vec<String> = statement
+                .query_map(params![name], |row| row.get::<_, String>(0))
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            Ok(bodies)
+        })
+        .await
+    }
 }
 
 fn micros(duration: Duration) -> i64 {

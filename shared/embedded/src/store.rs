@@ -141,6 +141,71 @@ impl EmbeddedStore {
     }
 }
 
+/// The first key after every key starting with `prefix` (its last byte raised by one), for a
+/// range read on the primary key.
+fn after_prefix(prefix: &str) -> String {
+    let mut bytes = prefix.as_bytes().to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < 0x7f {
+            bytes.push(last + 1);
+            return String::from_utf8(bytes).unwrap_or_default();
+        }
+    }
+    String::from("\u{10FFFF}")
+}
+
+impl EmbeddedStore {
+    /// Folds every item whose partition key starts with `prefix`, expired or not, in key order,
+    /// one at a time (a whole item kind is never held at once): for checks that must read every
+    /// item of a kind, such as the demo's invariants. DynamoDB would need a Scan for this.
+    pub async fn fold_items_under<T: Send + 'static>(
+        &self,
+        prefix: &str,
+        init: T,
+        mut fold: impl FnMut(&mut T, Item) + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (from, to) = (prefix.to_string(), after_prefix(prefix));
+        blocking(&self.connection, move |connection| {
+            let mut statement = connection
+                .prepare("SELECT body FROM items WHERE pk >= ?1 AND pk < ?2 ORDER BY pk, sk")
+                .map_err(backend)?;
+            let mut rows = statement.query(params![from, to]).map_err(backend)?;
+            let mut state = init;
+            while let Some(row) = rows.next().map_err(backend)? {
+                let text: String = row.get(0).map_err(backend)?;
+                fold(&mut state, Item(parse_body(&text)?));
+            }
+            Ok(state)
+        })
+        .await
+    }
+
+    /// Folds the keys of every item whose partition key starts with `prefix`, expired or not,
+    /// without reading the items.
+    pub async fn fold_keys_under<T: Send + 'static>(
+        &self,
+        prefix: &str,
+        init: T,
+        mut fold: impl FnMut(&mut T, &str, &str) + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (from, to) = (prefix.to_string(), after_prefix(prefix));
+        blocking(&self.connection, move |connection| {
+            let mut statement = connection
+                .prepare("SELECT pk, sk FROM items WHERE pk >= ?1 AND pk < ?2 ORDER BY pk, sk")
+                .map_err(backend)?;
+            let mut rows = statement.query(params![from, to]).map_err(backend)?;
+            let mut state = init;
+            while let Some(row) = rows.next().map_err(backend)? {
+                let pk = row.get_ref(0).map_err(backend)?.as_str().map_err(|e| StoreError::Backend(e.to_string()))?;
+                let sk = row.get_ref(1).map_err(backend)?.as_str().map_err(|e| StoreError::Backend(e.to_string()))?;
+                fold(&mut state, pk, sk);
+            }
+            Ok(state)
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {

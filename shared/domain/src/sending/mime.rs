@@ -7,6 +7,14 @@ use lettre::message::header::{ContentTransferEncoding, Header, HeaderName, Heade
 use lettre::message::{Mailbox, MultiPart, SinglePart, header};
 
 use crate::campaigns::templates::RenderedEmail;
+use crate::model::SendClass;
+
+/// Says which contact a message is for (mail to the sales inbox has none): the contact's id,
+/// never an address. With `CLASS_HEADER` and `Date`, what the invariants check a sent message
+/// against reads from the message itself.
+pub const CONTACT_HEADER: &str = "X-Voronka-Contact";
+/// `marketing` or `transactional`, as the sender classed the message.
+pub const CLASS_HEADER: &str = "X-Voronka-Class";
 
 #[derive(Debug, Clone)]
 pub struct Envelope<'a> {
@@ -20,6 +28,12 @@ pub struct Envelope<'a> {
     /// Our id for the message, e.g. the hash of the send's idempotency key, for `Message-ID`.
     pub message_id: &'a str,
     pub message_id_domain: &'a str,
+    /// The sender's clock when it decided to send: the `Date` header, the instant its consent,
+    /// quiet-hour and cap checks were made at.
+    pub date: jiff::Timestamp,
+    pub class: SendClass,
+    /// The contact the message is to, when it is to a contact.
+    pub contact_id: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +67,8 @@ macro_rules! raw_header {
 
 raw_header!(ListUnsubscribe, "List-Unsubscribe");
 raw_header!(ListUnsubscribePost, "List-Unsubscribe-Post");
+raw_header!(VoronkaContact, "X-Voronka-Contact");
+raw_header!(VoronkaClass, "X-Voronka-Class");
 
 /// Strips anything that could end a header line from a value placed into one.
 fn header_safe(value: &str) -> String {
@@ -68,10 +84,22 @@ pub fn build_message(envelope: &Envelope<'_>, email: &RenderedEmail) -> Result<V
         envelope.to_name.map(header_safe).filter(|n| !n.is_empty()),
         envelope.to_address.parse().map_err(|e| MimeError::Address("to", format!("{e}")))?,
     );
-    let mut builder =
-        Message::builder().from(from).to(to).subject(crate::campaigns::templates::one_line(&email.subject)).message_id(
-            Some(format!("<{}@{}>", header_safe(envelope.message_id), header_safe(envelope.message_id_domain))),
-        );
+    let mut builder = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(crate::campaigns::templates::one_line(&email.subject))
+        .message_id(Some(format!("<{}@{}>", header_safe(envelope.message_id), header_safe(envelope.message_id_domain))))
+        .date(std::time::SystemTime::from(envelope.date))
+        .header(VoronkaClass(
+            match envelope.class {
+                SendClass::Marketing => "marketing",
+                SendClass::Transactional => "transactional",
+            }
+            .to_string(),
+        ));
+    if let Some(contact_id) = envelope.contact_id {
+        builder = builder.header(VoronkaContact(header_safe(contact_id)));
+    }
     if let Some(reply_to) = envelope.reply_to {
         builder = builder.reply_to(reply_to.parse().map_err(|e| MimeError::Address("reply-to", format!("{e}")))?);
     }
@@ -120,6 +148,9 @@ mod tests {
             unsubscribe_url: unsubscribe,
             message_id: "abc123",
             message_id_domain: "shop.example",
+            date: "2026-11-22T10:00:00Z".parse().unwrap(),
+            class: if unsubscribe.is_some() { SendClass::Marketing } else { SendClass::Transactional },
+            contact_id: Some("c-1"),
         }
     }
 
@@ -147,6 +178,21 @@ mod tests {
         let text = String::from_utf8_lossy(&raw);
         assert!(text.contains("multipart/alternative"));
         assert!(text.contains("text/plain") && text.contains("text/html"));
+    }
+
+    #[test]
+    fn the_message_says_when_it_was_sent_its_class_and_its_contact() {
+        let raw = build_message(&envelope(None, Some("https://api.example/u")), &rendered("Hi")).unwrap();
+        let headers = headers(&raw);
+        // The sender's clock, not the machine's: a simulated run's messages carry simulated dates.
+        assert!(headers.contains(&"Date: Sun, 22 Nov 2026 10:00:00 +0000".to_string()), "{headers:?}");
+        assert!(headers.contains(&format!("{CLASS_HEADER}: marketing")), "{headers:?}");
+        assert!(headers.contains(&format!("{CONTACT_HEADER}: c-1")), "{headers:?}");
+        let transactional =
+            build_message(&Envelope { contact_id: None, ..envelope(None, None) }, &rendered("Hi")).unwrap();
+        let headers = self::headers(&transactional);
+        assert!(headers.contains(&format!("{CLASS_HEADER}: transactional")), "{headers:?}");
+        assert!(!headers.iter().any(|h| h.starts_with(CONTACT_HEADER)), "no contact: no header");
     }
 
     #[test]
