@@ -1048,7 +1048,12 @@ impl FaultReport {
             i.ses_errors_ambiguous_not_taken,
             i.ses_errors_ambiguous_taken
         );
-        println!("  store throttled              {:>7}", i.store_throttled);
+        println!(
+            "  store throttled              {:>7}  ({} through the SDK's {} attempts to the handler)",
+            i.store_throttled,
+            i.store_throttled_to_handler,
+            voronka_domain::ports::faulty::SDK_ATTEMPTS
+        );
         println!(
             "  duplicate deliveries         {:>7}  ({} same receive, {} next receive, handled concurrently, {} later)",
             i.duplicates_same_receive + i.duplicates_next_receive + i.duplicates_later,

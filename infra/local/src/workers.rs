@@ -75,10 +75,15 @@ async fn consume(stack: &Stack, name: QueueName, handler: &dyn BatchHandler) -> 
         Vec::new()
     };
     let received = first.len() + second.len();
-    let (a, b) = tokio::join!(
-        invoke(stack, faults, queue, name, handler, first),
-        invoke(stack, faults, queue, name, handler, second)
-    );
+    // Outside tokio's cooperative budget: a forced yield after so many operations would let the
+    // twins swap turns at the ports by timing, and the run would no longer replay.
+    let (a, b) = tokio::task::unconstrained(async {
+        tokio::join!(
+            invoke(stack, faults, queue, name, handler, first),
+            invoke(stack, faults, queue, name, handler, second)
+        )
+    })
+    .await;
     a?;
     b?;
     Ok(received)

@@ -8,7 +8,9 @@
 //!   1 in 5 is a 5xx for a message SES did not take, and 1 in 5 a 5xx for a message it DID take
 //!   (the message is handed on before the error returns): both 5xx are `Ambiguous`, as the SES
 //!   adapter sorts them, so the sender cannot tell them apart and must never send either again.
-//! - `store-throttle`: the store answers `Throttled` before the operation runs.
+//! - `store-throttle`: DynamoDB throttles a request attempt before it runs. The AWS adapter keeps
+//!   the SDK's standard retries (3 attempts), so the port answers `Throttled` only when all three
+//!   attempts were (at 0.1, one call in a thousand); both are counted.
 //! - `duplicate-delivery`: a received message is delivered again, in the same receive, in the next
 //!   one (which the local workers handle concurrently with the first: two consumers on one message
 //!   at once), or a few receives later, after the first copy may already be deleted.
@@ -23,10 +25,13 @@
 //!
 //! Replay: each invocation draws its faults from its own generator, seeded from the plan's seed
 //! and the invocation's number (numbered as they are created), and duplicate delivery from one
-//! generator in receive order. The same flags and seed give the same faults, call for call, as
-//! long as the calls come in the same order: exactly so in the sequential demo; two concurrent
-//! twins of one message race over the store as they would on AWS, and what follows from which
-//! one won may differ between runs.
+//! generator in receive order. Concurrent invocations (two consumers on one duplicated message)
+//! take turns at the ports: one call at a time, first come first served, so with nothing else in
+//! flight they interleave the same way every run. Without `duplicate-delivery` the same flags
+//! and seed replay the same run exactly (checked: identical reports). With it, a handler that
+//! sleeps in real time while its twin works (the contact repository's jittered backoff after a
+//! lost race, the sender's backoff after a throttle) lets the twin take a different number of
+//! turns, and the runs can part from there; each run's faults are still drawn from the seed.
 
 use std::fmt;
 use std::future::Future;
@@ -44,6 +49,8 @@ use super::store::{Condition, Item, Key, Page, Query, Store, StoreError, Transac
 
 /// What every port call of an invocation that died answers.
 pub const KILLED: &str = "the process was killed (injected crash)";
+/// Attempts the AWS SDK makes for a throttled DynamoDB request (standard retry mode).
+pub const SDK_ATTEMPTS: u32 = 3;
 /// Most duplicate copies waiting for a later receive; past it, no more are planned.
 const MAX_PENDING_REDELIVERIES: usize = 1000;
 
@@ -189,7 +196,10 @@ pub struct FaultCounts {
     pub ses_errors_ambiguous_not_taken: u64,
     /// `ses-error` 5xx for a message SES took (it is in the outbox).
     pub ses_errors_ambiguous_taken: u64,
+    /// Store request attempts throttled (the SDK retried most of them).
     pub store_throttled: u64,
+    /// Store calls that answered `Throttled` to the handler: every SDK attempt was throttled.
+    pub store_throttled_to_handler: u64,
     pub duplicates_same_receive: u64,
     /// Delivered again in the next receive, which the workers handle alongside the first.
     pub duplicates_next_receive: u64,
@@ -248,6 +258,9 @@ pub struct Faults {
     counts: Mutex<FaultCounts>,
     deliveries: Mutex<StdRng>,
     redeliveries: Mutex<Vec<Redelivery>>,
+    /// Held through each port call: concurrent invocations interleave call by call, in the
+    /// order they asked (tokio's mutex is fair), never inside the adapters' own threads.
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// Where a port call stands.
@@ -267,6 +280,7 @@ impl Faults {
             counts: Mutex::new(FaultCounts::default()),
             deliveries: Mutex::new(StdRng::seed_from_u64(seed ^ 0xd0_0b1e_de11_7e12)),
             redeliveries: Mutex::new(Vec::new()),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -398,8 +412,13 @@ impl<T: Store + ?Sized> Faulty<T> {
             Gate::Outside => Ok(None),
             Gate::Killed => Err(StoreError::Backend(KILLED.into())),
             Gate::Live(invocation) => {
-                if self.faults.roll(&invocation, Fault::StoreThrottle) {
-                    self.faults.count(|c| c.store_throttled += 1);
+                let mut throttled = 0;
+                while throttled < SDK_ATTEMPTS && self.faults.roll(&invocation, Fault::StoreThrottle) {
+                    throttled += 1;
+                }
+                self.faults.count(|c| c.store_throttled += u64::from(throttled));
+                if throttled == SDK_ATTEMPTS {
+                    self.faults.count(|c| c.store_throttled_to_handler += 1);
                     return Err(StoreError::Throttled("injected: the table's capacity is exceeded".into()));
                 }
                 Ok(Some(invocation))
@@ -424,11 +443,13 @@ impl<T: Store + ?Sized> Faulty<T> {
 #[async_trait]
 impl<T: Store + ?Sized> Store for Faulty<T> {
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        let _turn = self.faults.turn.lock().await;
         self.before_store_call()?;
         self.inner.get(key).await
     }
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
+        let _turn = self.faults.turn.lock().await;
         let invocation = self.before_store_call()?;
         let result = self.inner.put(item, condition).await;
         self.after_write(invocation, result)
@@ -440,29 +461,34 @@ impl<T: Store + ?Sized> Store for Faulty<T> {
         actions: Vec<UpdateAction>,
         condition: Option<Condition>,
     ) -> Result<Item, StoreError> {
+        let _turn = self.faults.turn.lock().await;
         let invocation = self.before_store_call()?;
         let result = self.inner.update(key, actions, condition).await;
         self.after_write(invocation, result)
     }
 
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), StoreError> {
+        let _turn = self.faults.turn.lock().await;
         let invocation = self.before_store_call()?;
         let result = self.inner.delete(key, condition).await;
         self.after_write(invocation, result)
     }
 
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
+        let _turn = self.faults.turn.lock().await;
         self.before_store_call()?;
         self.inner.query(query).await
     }
 
     async fn transact(&self, ops: Vec<TransactOp>) -> Result<(), StoreError> {
+        let _turn = self.faults.turn.lock().await;
         let invocation = self.before_store_call()?;
         let result = self.inner.transact(ops).await;
         self.after_write(invocation, result)
     }
 
     async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        let _turn = self.faults.turn.lock().await;
         let invocation = self.before_store_call()?;
         let result = self.inner.batch_put(items).await;
         self.after_write(invocation, result)
@@ -476,6 +502,7 @@ impl<T: Queue + ?Sized> Queue for Faulty<T> {
         queue: QueueName,
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<SendOutcome>, QueueError> {
+        let _turn = self.faults.turn.lock().await;
         let invocation = match self.faults.gate() {
             Gate::Killed => return Err(QueueError::Backend(KILLED.into())),
             Gate::Outside => None,
@@ -496,6 +523,7 @@ impl<T: Queue + ?Sized> Queue for Faulty<T> {
         max: usize,
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let _turn = self.faults.turn.lock().await;
         if let Gate::Killed = self.faults.gate() {
             return Err(QueueError::Backend(KILLED.into()));
         }
@@ -509,6 +537,7 @@ impl<T: Queue + ?Sized> Queue for Faulty<T> {
     }
 
     async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
+        let _turn = self.faults.turn.lock().await;
         if let Gate::Killed = self.faults.gate() {
             return Err(QueueError::Backend(KILLED.into()));
         }
@@ -523,6 +552,7 @@ impl<T: Queue + ?Sized> Queue for Faulty<T> {
 #[async_trait]
 impl<T: Mailer + ?Sized> Mailer for Faulty<T> {
     async fn send(&self, email: &OutgoingEmail) -> Result<String, MailError> {
+        let _turn = self.faults.turn.lock().await;
         let invocation = match self.faults.gate() {
             Gate::Outside => return self.inner.send(email).await,
             Gate::Killed => return Err(MailError::NotSent(KILLED.into())),
@@ -648,17 +678,18 @@ mod tests {
 
     #[tokio::test]
     async fn the_same_seed_injects_the_same_faults_and_another_seed_others() {
-        let plan: FaultPlan = "store-throttle=0.2,crash-between-steps=0.1".parse().unwrap();
+        let plan: FaultPlan = "store-throttle=0.5,crash-between-steps=0.1".parse().unwrap();
         let (first, stored, counts) = run_writes(plan, 7).await;
         let (again, _, counts_again) = run_writes(plan, 7).await;
         let (other, _, _) = run_writes(plan, 8).await;
         assert_eq!(first, again);
         assert_eq!(counts, counts_again);
         assert_ne!(first, other);
-        assert!(counts.store_throttled > 10 && counts.crashes > 5, "{counts:?}");
+        assert!(counts.store_throttled_to_handler > 10 && counts.crashes > 5, "{counts:?}");
+        assert!(counts.store_throttled > 2 * counts.store_throttled_to_handler, "the SDK's retries absorb most");
         assert_eq!(counts.invocations, 200);
         // A throttled write wrote nothing; a crash came after the write.
-        assert_eq!(stored as u64, 200 - counts.store_throttled);
+        assert_eq!(stored as u64, 200 - counts.store_throttled_to_handler);
         assert_eq!(first.iter().filter(|o| *o == "killed").count() as u64, counts.crashes);
     }
 
