@@ -92,3 +92,71 @@ async fn a_deferred_send_delivered_twice_waits_on_as_one_queued_copy() {
     assert_eq!(t.drain(QueueName::Sends).await.len(), 1);
     assert!(voronka_local::outbox::entries(t.stack.outbox.dir()).iter().all(|e| !e.file.is_empty()));
 }
+
+/// A stack with these faults and one page view acknowledged on the events queue.
+async fn stack_with_one_event(
+    plan: FaultPlan,
+) -> (voronka_local::stack::Stack, std::sync::Arc<voronka_domain::ports::SimulatedClock>) {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use http::{Request, StatusCode, header};
+    use tower::ServiceExt;
+    use voronka_domain::ports::{Faults, SeededIds, SimulatedClock};
+    use voronka_local::stack::{Stack, StackOptions};
+
+    let clock = Arc::new(SimulatedClock::starting_at("2026-11-02T10:00:00Z".parse().unwrap()));
+    let stack = Stack::open(StackOptions {
+        data_dir: None,
+        campaigns_dir: None,
+        public_base_url: None,
+        clock: clock.clone(),
+        ids: Arc::new(SeededIds::new(1)),
+        faults: Some(Arc::new(Faults::new(plan, 1))),
+    })
+    .unwrap();
+    let app = voronka_local::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf());
+    let body = json!({"events": [{"event_id": "anon-1:pv", "type": "page_view", "anonymous_id": "anon-1",
+        "properties": {"url": "https://shop.example/"}}]});
+    let mut request = Request::post("/v1/events")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    request.extensions_mut().insert(lead_capture::ClientIp("198.51.100.7".parse().unwrap()));
+    // Outside an invocation: no fault.
+    assert_eq!(app.oneshot(request).await.unwrap().status(), StatusCode::ACCEPTED);
+    (stack, clock)
+}
+
+/// A consumer killed after its first write deletes nothing: the message is hidden until the
+/// simulated clock passes its visibility timeout, then comes back to a fresh invocation, which
+/// finds the work done and deletes it.
+#[tokio::test]
+async fn a_killed_consumer_leaves_its_message_to_come_back_after_the_visibility_timeout() {
+    use voronka_local::workers;
+    let (stack, clock) = stack_with_one_event(FaultPlan::default().with(Fault::CrashBetweenSteps, 1.0)).await;
+    assert_eq!(workers::run_events_once(&stack).await.unwrap(), 1);
+    assert_eq!(stack.worker_stats.counts().batches_killed, 1);
+    assert_eq!(stack.embedded.queue.depth(QueueName::Events).await.unwrap(), 1, "not deleted");
+    assert_eq!(workers::run_events_once(&stack).await.unwrap(), 0, "hidden until its visibility timeout");
+    clock.advance(jiff::SignedDuration::from_secs(workers::VISIBILITY.as_secs() as i64 + 1));
+    assert_eq!(workers::run_events_once(&stack).await.unwrap(), 1, "back");
+    assert_eq!(stack.worker_stats.counts().batches_killed, 1, "the next invocation is not killed");
+    assert_eq!(stack.embedded.queue.depth(QueueName::Events).await.unwrap(), 0, "done and deleted");
+}
+
+/// A message its consumer fails at every receive (the store throttled through every SDK
+/// attempt) goes to the dead-letter queue after the fifth receive, where it is counted.
+#[tokio::test]
+async fn a_message_failed_at_every_receive_ends_in_the_dead_letter_queue_counted() {
+    use voronka_domain::ports::Queue;
+    use voronka_local::workers;
+    let (stack, clock) = stack_with_one_event(FaultPlan::default().with(Fault::StoreThrottle, 1.0)).await;
+    for receive in 1..=voronka_embedded::DEFAULT_MAX_RECEIVES {
+        assert_eq!(workers::run_events_once(&stack).await.unwrap(), 1, "receive {receive}");
+        clock.advance(jiff::SignedDuration::from_secs(workers::VISIBILITY.as_secs() as i64 + 1));
+    }
+    assert_eq!(workers::run_events_once(&stack).await.unwrap(), 0);
+    assert_eq!(stack.embedded.queue.dead_letter_count(QueueName::Events).await.unwrap(), 1);
+    assert_eq!(stack.worker_stats.counts().messages_failed, u64::from(voronka_embedded::DEFAULT_MAX_RECEIVES));
+}
