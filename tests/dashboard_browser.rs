@@ -360,6 +360,7 @@ async fn the_dashboard_draws_every_chart_with_the_numbers_of_the_kpi_api() {
         public_base_url: None,
         clock: Arc::new(SystemClock),
         ids: Stack::default_ids(),
+        faults: None,
     })
     .unwrap();
     let query = KpiQuery {

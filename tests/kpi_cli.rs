@@ -110,6 +110,7 @@ fn data_folder() -> TempFolder {
         public_base_url: None,
         clock: Arc::new(SystemClock),
         ids: Stack::default_ids(),
+        faults: None,
     })
     .expect("the stack opens");
     folder

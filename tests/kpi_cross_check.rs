@@ -183,6 +183,7 @@ fn kpis_from_aggregates_equal_kpis_recomputed_from_exported_events() {
             data_dir: Some(data_dir.clone()),
             dashboard_dir: None,
             show_progress: false,
+            faults: None,
         }))
         .expect("the demo runs");
     let demo_kpi = report.kpi.as_ref().expect("the demo ends with a KPI report");
@@ -440,6 +441,7 @@ async fn add_people_who_switch_channels(data_dir: &std::path::Path, start: Times
         public_base_url: None,
         clock: clock.clone(),
         ids: voronka_local::stack::Stack::default_ids(),
+        faults: None,
     })
     .expect("the stack opens on the demo's folder");
     let app = voronka_local::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf());
@@ -517,6 +519,7 @@ async fn get_kpi(data_dir: &std::path::Path, uri: &str) -> Value {
         public_base_url: None,
         clock: std::sync::Arc::new(voronka_domain::ports::SystemClock),
         ids: voronka_local::stack::Stack::default_ids(),
+        faults: None,
     })
     .expect("the stack opens on the demo's folder");
     let app = voronka_local::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf());

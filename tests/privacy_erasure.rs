@@ -386,6 +386,7 @@ async fn the_command_line_erases_a_person_in_a_data_folder() {
             public_base_url: None,
             clock: Arc::new(SystemClock),
             ids: Stack::default_ids(),
+            faults: None,
         })
         .unwrap();
         let now = stack.state.clock.now();

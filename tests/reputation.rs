@@ -351,6 +351,7 @@ async fn voronka_sending_status_and_resume_work_on_a_data_folder() {
         public_base_url: None,
         clock: Arc::new(SystemClock),
         ids: Stack::default_ids(),
+        faults: None,
     })
     .unwrap();
     // A storm by the shipped settings: 600 sends, 30 hard bounces (5%) this hour.

@@ -339,6 +339,7 @@ async fn the_local_secrets_file_may_hold_key_rings() {
             public_base_url: None,
             clock: Arc::new(SimulatedClock::starting_at(Timestamp::from_second(1_800_000_000).unwrap())),
             ids: Arc::new(SeededIds::new(7)),
+            faults: None,
         })
     };
     let stack = open().unwrap();

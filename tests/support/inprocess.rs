@@ -54,6 +54,7 @@ impl TestStack {
             public_base_url: Some("https://api.voronka.test".into()),
             clock: clock.clone(),
             ids: Arc::new(SeededIds::new(7)),
+            faults: None,
         })
         .expect("the stack opens");
         let app = voronka_local::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf());
@@ -197,6 +198,7 @@ impl TestStack {
             public_base_url: Some("https://api.voronka.test".into()),
             clock: clock.clone(),
             ids: Arc::new(SeededIds::new(7)),
+            faults: None,
         })
         .expect("the stack opens");
         let app = voronka_local::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf());

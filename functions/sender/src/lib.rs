@@ -163,7 +163,10 @@ async fn handle_deliveries(deps: &SenderDeps, deliveries: Vec<Delivery>, metrics
     let mut requests = Vec::new();
     for delivery in deliveries {
         match serde_json::from_str::<SendRequest>(&delivery.body) {
-            Ok(request) => requests.push((delivery.message_id, request)),
+            Ok(request) => {
+                let hop = serde_json::from_str::<HopOf>(&delivery.body).ok().and_then(|h| h.hop);
+                requests.push((delivery.message_id, request, hop))
+            }
             Err(error) => {
                 // It can never succeed; failing it sends it to the dead-letter queue and its alarm.
                 tracing::error!(message_id = %delivery.message_id, error = %error, "malformed send request");
@@ -173,9 +176,9 @@ async fn handle_deliveries(deps: &SenderDeps, deliveries: Vec<Delivery>, metrics
         }
     }
     requests.sort_by(|a, b| b.1.priority.cmp(&a.1.priority).then(a.1.requested_at.cmp(&b.1.requested_at)));
-    for (message_id, request) in requests {
+    for (message_id, request, hop) in requests {
         let attempt = format!("{message_id}:{}", deps.clock.now().as_microsecond());
-        let outcome = handle_request(deps, &request, &attempt).await;
+        let outcome = handle_delivery(deps, &request, hop.as_deref(), &attempt).await;
         log_outcome(&request, &outcome);
         count_outcome(metrics, &outcome);
         if matches!(outcome, Outcome::Retry { .. } | Outcome::EventPending { .. }) {
@@ -227,13 +230,33 @@ fn log_outcome(request: &SendRequest, outcome: &Outcome) {
 }
 
 pub async fn handle_request(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Outcome {
-    match handle(deps, request, attempt).await {
+    handle_delivery(deps, request, None, attempt).await
+}
+
+/// A deferred request's queued copy names its hop beside the request's own fields (ignored by
+/// anything reading it as a `SendRequest`).
+#[derive(serde::Deserialize)]
+struct HopOf {
+    #[serde(default)]
+    hop: Option<String>,
+}
+
+/// Handles one delivered request; `hop` is the deferral hop its copy carries, if any.
+pub async fn handle_delivery(deps: &SenderDeps, request: &SendRequest, hop: Option<&str>, attempt: &str) -> Outcome {
+    match handle(deps, request, hop, attempt).await {
         Ok(outcome) => outcome,
         Err(reason) => Outcome::Retry { reason },
     }
 }
 
-async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Result<Outcome, String> {
+/// A name for a new deferral hop, unique in this process and, through the attempt (message id and
+/// time), across containers.
+fn new_hop(attempt: &str) -> String {
+    static HOPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{attempt}:{}", HOPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+async fn handle(deps: &SenderDeps, request: &SendRequest, hop: Option<&str>, attempt: &str) -> Result<Outcome, String> {
     let now = deps.clock.now();
     let ledger = &SendLedger::new(deps.store.as_ref());
     let key = request.idempotency_key.as_str();
@@ -252,8 +275,21 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, attempt: &str) -> Resu
             .await);
         }
         Claim::InFlight => return Ok(Outcome::Retry { reason: "another attempt holds this request".into() }),
-        Claim::NotYet { until } => {
-            requeue(deps, request, until).await?;
+        Claim::NotYet { until, hop: current } => {
+            // One queued copy carries a wait on. A copy of another hop (a duplicate delivery, or
+            // one re-queued by an attempt that died before the ledger named its hop) is dropped;
+            // re-queued as well, every duplicate would start a chain of its own, doubling at
+            // each hop.
+            if current.is_some() && current.as_deref() != hop {
+                return Ok(Outcome::Duplicate { state: "deferred".into() });
+            }
+            let next = new_hop(attempt);
+            requeue(deps, request, until, &next).await?;
+            // Named after it is queued: an attempt dying in between leaves this copy to come back
+            // and carry the wait on, and the extra copy is dropped when it comes.
+            if !ledger.pass_hop(key, current.as_deref(), &next).await.map_err(|e| e.to_string())? {
+                return Ok(Outcome::Duplicate { state: "deferred".into() });
+            }
             return Ok(Outcome::Deferred { until, reason: DeferReason::NotDueYet });
         }
     }
@@ -419,20 +455,24 @@ async fn defer(
     until: Timestamp,
     reason: DeferReason,
 ) -> Result<Outcome, String> {
+    // Queued before the ledger names the hop, so a deferred request always has a queued copy.
+    let hop = new_hop(attempt);
+    requeue(deps, request, until, &hop).await?;
     ledger
-        .mark_deferred(&request.idempotency_key, attempt, until, &reason.to_string())
+        .mark_deferred(&request.idempotency_key, attempt, until, &reason.to_string(), &hop)
         .await
         .map_err(|e| e.to_string())?;
-    requeue(deps, request, until).await?;
     Ok(Outcome::Deferred { until, reason })
 }
 
 /// Puts the request back on the queue, delayed towards `until` (SQS delays at most 15 minutes;
 /// a longer deferral takes several hops, each checked against the ledger).
-async fn requeue(deps: &SenderDeps, request: &SendRequest, until: Timestamp) -> Result<(), String> {
+async fn requeue(deps: &SenderDeps, request: &SendRequest, until: Timestamp, hop: &str) -> Result<(), String> {
     let wait = until.duration_since(deps.clock.now()).max(SignedDuration::ZERO);
     let delay = Duration::try_from(wait).unwrap_or_default().min(MAX_DELAY);
-    let mut message = OutgoingMessage::new("0", serde_json::to_string(request).map_err(|e| e.to_string())?);
+    let mut body = serde_json::to_value(request).map_err(|e| e.to_string())?;
+    body["hop"] = json!(hop);
+    let mut message = OutgoingMessage::new("0", body.to_string());
     message.delay = Some(delay);
     let outcomes = send_all(deps.queue.as_ref(), QueueName::Sends, vec![message]).await.map_err(|e| e.to_string())?;
     match outcomes.first().and_then(|o| o.error.clone()) {

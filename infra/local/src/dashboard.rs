@@ -601,6 +601,7 @@ mod tests {
             public_base_url: None,
             clock: Arc::new(SystemClock),
             ids: Stack::default_ids(),
+            faults: None,
         })
         .unwrap();
         let app = crate::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf());

@@ -29,7 +29,7 @@ use voronka_domain::journeys::attribution::Model;
 use voronka_domain::kpi::rollup::RollupKind;
 use voronka_domain::kpi::{GroupBy, KpiQuery, KpiReport};
 use voronka_domain::model::{EmailAddress, EventType};
-use voronka_domain::ports::{QueueName, SeededIds, SimulatedClock, send_all};
+use voronka_domain::ports::{FaultCounts, FaultPlan, Faults, Queue, QueueName, SeededIds, SimulatedClock, send_all};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::repo::aggregates::{self, DailyTotal, Dimensions, Metric};
 use voronka_domain::repo::journey_state::Group;
@@ -39,6 +39,7 @@ use crate::simulated_ses::{Behaviour, FeedbackReport, Recipients, SimulatedSes, 
 use crate::stack::{Stack, StackOptions};
 use voronka_domain::ports::IdGenerator;
 use voronka_embedded::Durability;
+use crate::workers::WorkerCounts;
 
 pub struct DemoOptions {
     pub seed: u64,
@@ -48,6 +49,8 @@ pub struct DemoOptions {
     /// Where the dashboard is written as files that open without a server; none: not written.
     pub dashboard_dir: Option<std::path::PathBuf>,
     pub show_progress: bool,
+    /// Faults injected into the handlers' ports (`--faults`), seeded by `seed`.
+    pub faults: Option<FaultPlan>,
 }
 
 /// What the demo did and what the suite made of it.
@@ -92,6 +95,8 @@ pub struct DemoReport {
     pub dashboard: Option<std::path::PathBuf>,
     /// The invariants checked after the run; `voronka demo` fails on any violation.
     pub invariants: Option<crate::invariants::InvariantReport>,
+    /// What `--faults` injected and how the suite and its clients lived through it.
+    pub faults: Option<FaultReport>,
     pub requests: usize,
     /// Queue messages the consumers (evaluator and sender) handled.
     pub queue_messages_handled: usize,
@@ -102,6 +107,31 @@ pub struct DemoReport {
     /// The process's peak resident memory (VmHWM), in MiB, where the system reports it.
     pub peak_memory_mib: Option<f64>,
 }
+
+/// The faults of a `--faults` run: what was injected where, what the consumers and the scheduler
+/// lived through, how often clients retried, and what ended in the dead-letter queues.
+#[derive(Debug, Default, Serialize)]
+pub struct FaultReport {
+    pub plan: String,
+    pub injected: FaultCounts,
+    pub workers: WorkerCounts,
+    /// Requests tried again after a 5xx or a killed invocation (502), as browsers and the shop
+    /// back end do.
+    pub client_retries: u64,
+    /// Requests still failing after `CLIENT_TRIES` tries: the client gave up, nothing acknowledged.
+    pub client_gave_up: u64,
+    /// Messages in each queue's dead-letter queue at the end (received too often, never finished).
+    pub dead_letters: BTreeMap<String, u64>,
+}
+
+/// How often the simulated clients try a request that failed with a 5xx (the shop back end's
+/// retry queue, a person pressing Send again). At the reference rates about one request in ten
+/// needs a second try (mostly a crash: 0.02 per write); ten tries leave a give-up to chance
+/// below one in a million; a give-up is counted, and the caller stops the demo on its 5xx.
+const CLIENT_TRIES: u32 = 10;
+/// The simulated time between two tries (well inside the event signatures' tolerance over
+/// `CLIENT_TRIES`).
+const CLIENT_RETRY_PAUSE: SignedDuration = SignedDuration::from_secs(2);
 
 /// Conversations with the qualification bots, and how they ended.
 #[derive(Debug, Default, Serialize)]
@@ -197,6 +227,10 @@ struct Driver {
     acknowledged_events: BTreeSet<String>,
     /// The admin routes' bearer key, for reporting spend.
     admin_key: String,
+    /// Each request is one invocation of these faults, when injected.
+    faults: Option<Arc<Faults>>,
+    client_retries: u64,
+    client_gave_up: u64,
 }
 
 impl Driver {
@@ -263,17 +297,45 @@ impl Driver {
         Ok(())
     }
 
+    /// One request as a client makes it: with faults injected, each try is one invocation, a
+    /// killed one answers 502 (as API Gateway does for a Lambda that died), and a 5xx is tried
+    /// again a few simulated seconds later, up to `CLIENT_TRIES` times.
     async fn call(&mut self, request: Request<Body>, ip: IpAddr) -> Result<(StatusCode, Value)> {
-        let mut request = request;
-        request.extensions_mut().insert(ClientIp(ip));
-        let started = Instant::now();
-        let response = self.app.clone().oneshot(request).await?;
-        self.request_micros += started.elapsed().as_micros();
-        self.report.requests += 1;
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok((status, body))
+        let (mut parts, body) = request.into_parts();
+        parts.extensions.insert(ClientIp(ip));
+        let body = axum::body::to_bytes(body, usize::MAX).await?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let request = Request::from_parts(parts.clone(), Body::from(body.clone()));
+            let started = Instant::now();
+            let response = match &self.faults {
+                None => Some(self.app.clone().oneshot(request).await?),
+                Some(faults) => match faults.invocation(self.app.clone().oneshot(request)).await {
+                    Ok(response) => Some(response?),
+                    Err(voronka_domain::ports::Killed) => None,
+                },
+            };
+            self.request_micros += started.elapsed().as_micros();
+            self.report.requests += 1;
+            let (status, body) = match response {
+                Some(response) => {
+                    let status = response.status();
+                    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+                    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+                }
+                None => (StatusCode::BAD_GATEWAY, Value::Null),
+            };
+            if self.faults.is_none() || !status.is_server_error() {
+                return Ok((status, body));
+            }
+            if tries >= CLIENT_TRIES {
+                self.client_gave_up += 1;
+                return Ok((status, body));
+            }
+            self.client_retries += 1;
+            self.clock.advance(CLIENT_RETRY_PAUSE);
+        }
     }
 
     async fn render_token(&mut self, form: &str, ip: IpAddr) -> Result<String> {
@@ -544,6 +606,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     let started = Instant::now();
     let start = Timestamp::from_second(1_793_523_600)?; // 2026-11-01 09:00 UTC
     let clock = Arc::new(SimulatedClock::starting_at(start));
+    let faults = options.faults.map(|plan| Arc::new(Faults::new(plan, options.seed)));
     // Without a data folder the demo writes into a scratch folder removed when it ends: a
     // database in memory would hold every simulated person in RAM (gigabytes at 100 000).
     let scratch = match &options.data_dir {
@@ -558,6 +621,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
             public_base_url: None,
             clock: clock.clone(),
             ids: Arc::new(SeededIds::new(options.seed)),
+            faults: faults.clone(),
         },
         // Simulated people: nothing the demo acknowledges must survive a power cut, and the
         // scratch folder nothing at all.
@@ -582,6 +646,9 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         acknowledged: BTreeSet::new(),
         acknowledged_events: BTreeSet::new(),
         admin_key: stack.admin_key.clone(),
+        faults,
+        client_retries: 0,
+        client_gave_up: 0,
     };
     let mut rng = StdRng::seed_from_u64(options.seed);
     let progress = if options.show_progress {
@@ -839,6 +906,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     };
     let invariants = crate::invariants::check(&stack, &acknowledged).await?;
     let contacts = ContactRepository::new(stack.state.store.as_ref()).list_all().await?;
+    let (client_retries, client_gave_up) = (driver.client_retries, driver.client_gave_up);
     let mut report = driver.report;
     report.invariants = Some(invariants);
     report.contacts_stored = contacts.len();
@@ -906,6 +974,9 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     if let Some(dir) = &options.dashboard_dir {
         report.dashboard = Some(crate::dashboard::write_static(dir, &stack, &query).await?);
     }
+    if let Some(faults) = &stack.faults {
+        report.faults = Some(fault_report(&stack, faults, client_retries, client_gave_up).await?);
+    }
     report.wall_time_ms = started.elapsed().as_millis();
     report.mean_request_micros = driver.request_micros / report.requests.max(1) as u128;
     let simulated_events = report.requests + report.queue_messages_handled;
@@ -920,6 +991,21 @@ fn peak_memory_mib() -> Option<f64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+async fn fault_report(stack: &Stack, faults: &Faults, client_retries: u64, client_gave_up: u64) -> Result<FaultReport> {
+    let mut dead_letters = BTreeMap::new();
+    for queue in QueueName::ALL {
+        dead_letters.insert(queue.as_str().to_string(), stack.embedded.queue.dead_letter_count(queue).await?);
+    }
+    Ok(FaultReport {
+        plan: faults.plan().to_string(),
+        injected: faults.counts(),
+        workers: stack.worker_stats.counts(),
+        client_retries,
+        client_gave_up,
+        dead_letters,
+    })
 }
 
 /// The nightly rollup at the simulated clock: yesterday final, the days before it restated.
@@ -1024,6 +1110,10 @@ impl DemoReport {
             println!();
             invariants.print();
         }
+        if let Some(faults) = &self.faults {
+            println!();
+            faults.print();
+        }
         println!();
         println!(
             "{} requests and {} queue messages through the handlers in {:.1} s wall time \
@@ -1036,6 +1126,47 @@ impl DemoReport {
         );
         if let Some(peak) = self.peak_memory_mib {
             println!("peak memory {peak:.0} MiB");
+        }
+    }
+}
+
+impl FaultReport {
+    fn print(&self) {
+        let i = &self.injected;
+        let w = &self.workers;
+        println!("Faults injected ({})", self.plan);
+        println!("  invocations                  {:>7}", i.invocations);
+        println!("  SES throttled                {:>7}", i.ses_throttled);
+        println!(
+            "  SES errors                   {:>7}  ({} never reached SES, {} 5xx not taken, {} 5xx taken)",
+            i.ses_errors_not_sent + i.ses_errors_ambiguous_not_taken + i.ses_errors_ambiguous_taken,
+            i.ses_errors_not_sent,
+            i.ses_errors_ambiguous_not_taken,
+            i.ses_errors_ambiguous_taken
+        );
+        println!(
+            "  store throttled              {:>7}  ({} through the SDK's {} attempts to the handler)",
+            i.store_throttled,
+            i.store_throttled_to_handler,
+            voronka_domain::ports::faulty::SDK_ATTEMPTS
+        );
+        println!(
+            "  duplicate deliveries         {:>7}  ({} same receive, {} next receive, handled concurrently, {} later)",
+            i.duplicates_same_receive + i.duplicates_next_receive + i.duplicates_later,
+            i.duplicates_same_receive,
+            i.duplicates_next_receive,
+            i.duplicates_later
+        );
+        println!("  crashes between steps        {:>7}  ({} later calls refused)", i.crashes, i.calls_after_crash);
+        println!("  consumer batches             {:>7}  ({} killed, left on the queue)", w.batches, w.batches_killed);
+        println!("  messages failed, retried     {:>7}", w.messages_failed);
+        println!("  scheduler runs failed        {:>7}", w.scheduler_runs_failed);
+        println!("  client retries after 5xx     {:>7}  ({} gave up)", self.client_retries, self.client_gave_up);
+        for (queue, n) in &self.dead_letters {
+            println!(
+                "  in the {queue} dead-letter queue {n:>5}  (received {} times, never finished)",
+                voronka_embedded::DEFAULT_MAX_RECEIVES
+            );
         }
     }
 }

@@ -57,6 +57,12 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Inject faults, replayed exactly by the same seed: comma-separated name=rate with
+        /// ses-throttle, ses-error, store-throttle, duplicate-delivery, crash-between-steps
+        /// (rates 0..=1), or `all` for the reference run
+        /// (ses-throttle=0.2,ses-error=0.05,store-throttle=0.1,duplicate-delivery=0.1,crash-between-steps=0.02).
+        #[arg(long)]
+        faults: Option<voronka_domain::ports::FaultPlan>,
     },
     /// Check every campaign file; problems are listed with file, line and field.
     Validate {
@@ -206,6 +212,7 @@ fn open_existing(folder: DataFolder) -> Result<Stack> {
         public_base_url: None,
         clock: Arc::new(SystemClock),
         ids: Stack::default_ids(),
+        faults: None,
     })
 }
 
@@ -226,10 +233,11 @@ async fn main() -> Result<()> {
                 public_base_url: Some(public_url),
                 clock: Arc::new(SystemClock),
                 ids: Stack::default_ids(),
+                faults: None,
             })?;
             serve::run(stack, addr).await
         }
-        Command::Demo { seed, visitors, contacts, days, data_dir, dashboard_dir, json } => {
+        Command::Demo { seed, visitors, contacts, days, data_dir, dashboard_dir, json, faults } => {
             let visitors = contacts.map_or(visitors, |contacts| demo::visitors_for_contacts(contacts as usize));
             // The handlers log as they do on Lambda (JSON lines on stderr); `RUST_LOG=debug` shows
             // everything, and without it only warnings interrupt the report.
@@ -239,8 +247,15 @@ async fn main() -> Result<()> {
                 Some(dir) => dir.join("dashboard"),
                 None => PathBuf::from("voronka-demo-dashboard"),
             });
-            let options =
-                DemoOptions { seed, visitors, days, data_dir, dashboard_dir: Some(dashboard_dir), show_progress };
+            let options = DemoOptions {
+                seed,
+                visitors,
+                days,
+                data_dir,
+                dashboard_dir: Some(dashboard_dir),
+                show_progress,
+                faults,
+            };
             let report = demo::run(options).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

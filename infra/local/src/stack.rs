@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use lead_capture::AppState;
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::deps::{Deps, Ports};
-use voronka_domain::ports::{Clock, IdGenerator, RandomIds};
+use voronka_domain::ports::{Clock, Faults, Faulty, IdGenerator, Mailer, Queue, RandomIds, Store};
 use voronka_domain::signing::{AdminKeyDigest, MIN_ADMIN_KEY_CHARS, Secrets, keyed_digest};
 use voronka_embedded::{Durability, Embedded, OutboxMailer};
 
@@ -137,6 +137,11 @@ pub struct Stack {
     pub scheduler: cart_scheduler::SchedulerDeps,
     /// The admin routes' bearer key: in `<data-dir>/admin-key`, or random per in-memory stack.
     pub admin_key: String,
+    /// The faults injected into the store, queue and mailer the handlers see (`embedded` and
+    /// `outbox` stay the real, fault-free adapters); the workers run invocations through it.
+    pub faults: Option<Arc<Faults>>,
+    /// What the local consumers and scheduler lived through (failed and killed invocations).
+    pub worker_stats: Arc<crate::workers::WorkerStats>,
 }
 
 pub struct StackOptions {
@@ -146,6 +151,9 @@ pub struct StackOptions {
     pub public_base_url: Option<String>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
+    /// Inject these faults into the store, queue and mailer the handlers use (the demo's
+    /// `--faults`); none everywhere else.
+    pub faults: Option<Arc<Faults>>,
 }
 
 impl Stack {
@@ -193,11 +201,19 @@ impl Stack {
                 .with_context(|| format!("creating the outbox {}", outbox_dir.display()))?,
         );
         let templates = Arc::new(campaigns.template_set());
-        let ports = Ports { store: embedded.store.clone(), queue: embedded.queue.clone(), clock: options.clock };
+        let mut store: Arc<dyn Store> = embedded.store.clone();
+        let mut queue: Arc<dyn Queue> = embedded.queue.clone();
+        let mut mailer: Arc<dyn Mailer> = outbox.clone();
+        if let Some(faults) = &options.faults {
+            store = Arc::new(Faulty::new(store, faults.clone()));
+            queue = Arc::new(Faulty::new(queue, faults.clone()));
+            mailer = Arc::new(Faulty::new(mailer, faults.clone()));
+        }
+        let ports = Ports { store, queue, clock: options.clock };
         let shared = Deps { ports: ports.clone(), campaigns: Arc::new(campaigns), secrets: Arc::new(secrets) };
         let sender = sender::SenderDeps {
             shared: shared.clone(),
-            mailer: outbox.clone(),
+            mailer,
             templates,
             public_base_url: public_base_url.clone(),
             rate: Arc::new(sender::rate::RateGate::per_second(
@@ -209,7 +225,18 @@ impl Stack {
         let scheduler = ports;
         let admin_access = lead_capture::admin::AdminAccess::BearerKey(AdminKeyDigest::of(&admin_key));
         let state = AppState { shared, ids: options.ids, public_base_url, admin_access, mail_copies: outbox.clone() };
-        Ok(Stack { state, embedded, data_dir: options.data_dir, outbox, sender, evaluator, scheduler, admin_key })
+        Ok(Stack {
+            state,
+            embedded,
+            data_dir: options.data_dir,
+            outbox,
+            sender,
+            evaluator,
+            scheduler,
+            admin_key,
+            faults: options.faults,
+            worker_stats: Arc::default(),
+        })
     }
 
     pub fn default_ids() -> Arc<dyn IdGenerator> {

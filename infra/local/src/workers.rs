@@ -2,11 +2,14 @@
 //! functions Lambda runs, fed from the embedded queues and a timer instead of SQS event source
 //! mappings and EventBridge Scheduler.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
-use voronka_domain::ports::{QueueName, consume_batch};
+use voronka_domain::ports::{
+    BatchHandler, Delivery, Fault, Faults, Killed, Queue, QueueError, QueueName, ReceivedMessage, consume_batch,
+};
 
 use crate::stack::Stack;
 
@@ -15,15 +18,115 @@ pub const BATCH_SIZE: usize = 10;
 /// Longer than a batch can take; a crashed batch's messages come back after it.
 pub const VISIBILITY: Duration = Duration::from_secs(120);
 
+/// What the consumers and the scheduler lived through when faults were injected: each failure
+/// is counted and the work goes on, its messages coming back after their visibility timeout.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub batches: AtomicU64,
+    /// Batches whose invocation was killed: nothing of them was deleted.
+    pub batches_killed: AtomicU64,
+    /// Messages a handler reported failed (a throttled store, an unanswered SES), left to come back.
+    pub messages_failed: AtomicU64,
+    pub scheduler_runs_failed: AtomicU64,
+}
+
+/// The counts of `WorkerStats`, for a report.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerCounts {
+    pub batches: u64,
+    pub batches_killed: u64,
+    pub messages_failed: u64,
+    pub scheduler_runs_failed: u64,
+}
+
+impl WorkerStats {
+    pub fn counts(&self) -> WorkerCounts {
+        WorkerCounts {
+            batches: self.batches.load(Ordering::Relaxed),
+            batches_killed: self.batches_killed.load(Ordering::Relaxed),
+            messages_failed: self.messages_failed.load(Ordering::Relaxed),
+            scheduler_runs_failed: self.scheduler_runs_failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// One batch of sends through the sender; returns how many messages were received.
 pub async fn run_sends_once(stack: &Stack) -> anyhow::Result<usize> {
-    Ok(consume_batch(stack.embedded.queue.as_ref(), QueueName::Sends, &stack.sender, BATCH_SIZE, VISIBILITY).await?)
+    consume(stack, QueueName::Sends, &stack.sender).await
 }
 
 /// One batch of events through the evaluator; returns how many messages were received.
 pub async fn run_events_once(stack: &Stack) -> anyhow::Result<usize> {
-    Ok(consume_batch(stack.embedded.queue.as_ref(), QueueName::Events, &stack.evaluator, BATCH_SIZE, VISIBILITY)
-        .await?)
+    consume(stack, QueueName::Events, &stack.evaluator).await
+}
+
+async fn consume(stack: &Stack, name: QueueName, handler: &dyn BatchHandler) -> anyhow::Result<usize> {
+    let Some(faults) = &stack.faults else {
+        return Ok(consume_batch(stack.embedded.queue.as_ref(), name, handler, BATCH_SIZE, VISIBILITY).await?);
+    };
+    let queue = stack.state.queue.as_ref();
+    let first = queue.receive(name, BATCH_SIZE, VISIBILITY).await?;
+    // With duplicate delivery on, two consumers run at once, as Lambda runs several batches of
+    // one queue concurrently: a message delivered again in the next receive is then handled by
+    // both at the same time. The receives come first, in order, so the faults replay.
+    let second = if faults.plan().rate(Fault::DuplicateDelivery) > 0.0 && !first.is_empty() {
+        queue.receive(name, BATCH_SIZE, VISIBILITY).await?
+    } else {
+        Vec::new()
+    };
+    let received = first.len() + second.len();
+    // Outside tokio's cooperative budget: a forced yield after so many operations would let the
+    // twins swap turns at the ports by timing, and the run would no longer replay.
+    let (a, b) = tokio::task::unconstrained(async {
+        tokio::join!(
+            invoke(stack, faults, queue, name, handler, first),
+            invoke(stack, faults, queue, name, handler, second)
+        )
+    })
+    .await;
+    a?;
+    b?;
+    Ok(received)
+}
+
+/// One consumer invocation over a received batch: the handler runs as one invocation, and what it
+/// did not fail is deleted, unless the invocation was killed (then nothing is: the messages come
+/// back after their visibility timeout, as on SQS).
+async fn invoke(
+    stack: &Stack,
+    faults: &Faults,
+    queue: &dyn Queue,
+    name: QueueName,
+    handler: &dyn BatchHandler,
+    messages: Vec<ReceivedMessage>,
+) -> Result<(), QueueError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let stats = &stack.worker_stats;
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    let receipts: Vec<(String, String)> = messages.iter().map(|m| (m.message_id.clone(), m.receipt.clone())).collect();
+    let deliveries = messages.into_iter().map(Delivery::from).collect();
+    match faults.invocation(handler.handle_batch(deliveries)).await {
+        Err(Killed) => {
+            stats.batches_killed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                queue = name.as_str(),
+                messages = receipts.len(),
+                "a consumer invocation was killed; its messages come back after the visibility timeout"
+            );
+            Ok(())
+        }
+        Ok(failed) => {
+            stats.messages_failed.fetch_add(failed.len() as u64, Ordering::Relaxed);
+            for (message_id, receipt) in receipts {
+                if !failed.contains(&message_id) {
+                    queue.delete(name, &receipt).await?;
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Runs both consumers until everything visible is handled; returns how many messages they took.
@@ -38,11 +141,37 @@ pub async fn drain(stack: &Stack) -> anyhow::Result<usize> {
     }
 }
 
+/// One scheduler run (and its unfinished erasures). With faults injected it is an invocation: a
+/// failed or killed run is counted and the next one catches up, as on EventBridge.
+async fn run_scheduler(stack: &Stack) -> anyhow::Result<()> {
+    let Some(faults) = &stack.faults else {
+        cart_scheduler::run(&stack.scheduler).await?;
+        cart_scheduler::finish_erasures(&stack.scheduler, stack.outbox.as_ref()).await;
+        return Ok(());
+    };
+    let run = faults.invocation(async {
+        let dispatched = cart_scheduler::run(&stack.scheduler).await;
+        cart_scheduler::finish_erasures(&stack.scheduler, stack.outbox.as_ref()).await;
+        dispatched
+    });
+    match run.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            stack.worker_stats.scheduler_runs_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %error, "a scheduler run failed; the next one catches up");
+        }
+        Err(Killed) => {
+            stack.worker_stats.scheduler_runs_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("a scheduler run was killed; the next one catches up");
+        }
+    }
+    Ok(())
+}
+
 /// Lets the scheduler dispatch what is due, then runs the consumers until the queues are empty:
 /// one tick of the whole suite (the demo calls it after moving its clock).
 pub async fn tick(stack: &Stack) -> anyhow::Result<usize> {
-    cart_scheduler::run(&stack.scheduler).await?;
-    cart_scheduler::finish_erasures(&stack.scheduler, stack.outbox.as_ref()).await;
+    run_scheduler(stack).await?;
     sweep_expired(stack).await;
     drain(stack).await
 }
@@ -101,10 +230,9 @@ pub async fn run_due_rollups(stack: &Stack, schedule: &mut RollupSchedule) -> an
 pub async fn schedule_forever(stack: std::sync::Arc<Stack>) {
     let mut rollups = RollupSchedule::default();
     loop {
-        if let Err(error) = cart_scheduler::run(&stack.scheduler).await {
+        if let Err(error) = run_scheduler(&stack).await {
             tracing::error!(error = %error, "a scheduler run failed; the next one catches up");
         }
-        cart_scheduler::finish_erasures(&stack.scheduler, stack.outbox.as_ref()).await;
         sweep_expired(&stack).await;
         if let Err(error) = run_due_rollups(&stack, &mut rollups).await {
             // Idempotent: the next hourly run, and the nightly restatement, redo what failed.

@@ -53,7 +53,7 @@ impl EmbeddedQueue {
     /// waiting or in flight, oldest first: what the demo's invariants count and explain.
     pub async fn bodies(&self, queue: QueueName, dead_letters: bool) -> Result<Vec<String>, QueueError> {
         let name = if dead_letters { dead_letter_name(queue) } else { queue.as_str().to_string() };
-        blocking(&self.connection, move |connection| {
+        self.db.run(move |connection| {
             let mut statement =
                 connection.prepare("SELECT body FROM queue_messages WHERE queue = ?1 ORDER BY seq").map_err(backend)?;
             let bodies: Vec<String> = statement

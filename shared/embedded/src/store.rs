@@ -165,7 +165,7 @@ impl EmbeddedStore {
         mut fold: impl FnMut(&mut T, Item) + Send + 'static,
     ) -> Result<T, StoreError> {
         let (from, to) = (prefix.to_string(), after_prefix(prefix));
-        blocking(&self.connection, move |connection| {
+        self.db.run(move |connection| {
             let mut statement = connection
                 .prepare("SELECT body FROM items WHERE pk >= ?1 AND pk < ?2 ORDER BY pk, sk")
                 .map_err(backend)?;
@@ -189,7 +189,7 @@ impl EmbeddedStore {
         mut fold: impl FnMut(&mut T, &str, &str) + Send + 'static,
     ) -> Result<T, StoreError> {
         let (from, to) = (prefix.to_string(), after_prefix(prefix));
-        blocking(&self.connection, move |connection| {
+        self.db.run(move |connection| {
             let mut statement = connection
                 .prepare("SELECT pk, sk FROM items WHERE pk >= ?1 AND pk < ?2 ORDER BY pk, sk")
                 .map_err(backend)?;

@@ -1,11 +1,13 @@
 //! Ports: the small traits adapters implement. The domain speaks only to these.
 
 pub mod clock;
+pub mod faulty;
 pub mod mailer;
 pub mod queue;
 pub mod store;
 
 pub use clock::{Clock, IdGenerator, RandomIds, SeededIds, SimulatedClock, SystemClock};
+pub use faulty::{Fault, FaultCounts, FaultPlan, FaultPlanError, Faults, Faulty, Killed};
 pub use mailer::{MailCopies, MailCopy, MailError, Mailer, NoMailCopies, OutgoingEmail, PersonMarkers};
 pub use queue::{
     BatchHandler, Delivery, MAX_DELAY, MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage,

@@ -34,8 +34,9 @@ pub enum Claim {
     SentEventPending { message_id: String, sent_at: Timestamp },
     /// Another attempt is working on it right now: try again after the lease.
     InFlight,
-    /// Deferred until this time and delivered early: wait longer.
-    NotYet { until: Timestamp },
+    /// Deferred until this time and delivered early: wait longer. `hop` names the one queued copy
+    /// that carries the wait on (None: deferred before hops were named).
+    NotYet { until: Timestamp, hop: Option<String> },
 }
 
 pub struct SendLedger<'a> {
@@ -118,7 +119,7 @@ impl<'a> SendLedger<'a> {
             "deferred" => {
                 let until = current.get_i64("until").and_then(|s| Timestamp::from_second(s).ok()).unwrap_or(now);
                 if until > now {
-                    return Ok(Claim::NotYet { until });
+                    return Ok(Claim::NotYet { until, hop: current.get_str("hop").map(str::to_string) });
                 }
                 take_over(Condition::equals("state", "deferred")).await
             }
@@ -234,19 +235,38 @@ impl<'a> SendLedger<'a> {
         self.transition(key, attempt, actions).await
     }
 
+    /// Defers the request until `until`; `hop` names the queued copy that carries the wait on.
     pub async fn mark_deferred(
         &self,
         key: &str,
         attempt: &str,
         until: Timestamp,
         reason: &str,
+        hop: &str,
     ) -> Result<(), StoreError> {
         let actions = vec![
             UpdateAction::set("state", "deferred"),
             UpdateAction::set("until", until.as_second()),
             UpdateAction::set("reason", reason),
+            UpdateAction::set("hop", hop),
         ];
         self.transition(key, attempt, actions).await
+    }
+
+    /// Hands a deferred request's wait on from the copy `from` (None: a deferral written before
+    /// hops were named) to the copy `to`, already queued. False when another copy took it over
+    /// first: `to` then carries nothing and is dropped when it comes.
+    pub async fn pass_hop(&self, key: &str, from: Option<&str>, to: &str) -> Result<bool, StoreError> {
+        let from = match from {
+            Some(hop) => Condition::equals("hop", hop),
+            None => Condition::attribute_not_exists("hop"),
+        };
+        let condition = Condition::And(vec![Condition::equals("state", "deferred"), from]);
+        match self.store.update(&ledger_key(key), vec![UpdateAction::set("hop", to)], Some(condition)).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(other) => Err(other),
+        }
     }
 
     /// Gives the claim back after a failure that sent nothing (or a transactional message's), so the
