@@ -2,10 +2,12 @@
 
 pub mod clock;
 pub mod mailer;
+pub mod metered;
 pub mod queue;
 pub mod store;
 
 pub use clock::{Clock, IdGenerator, RandomIds, SeededIds, SimulatedClock, SystemClock};
+pub use metered::{Driver, Function, Meter, Metered, Usage, UsageRow};
 pub use mailer::{MailCopies, MailCopy, MailError, Mailer, NoMailCopies, OutgoingEmail, PersonMarkers};
 pub use queue::{
     BatchHandler, Delivery, MAX_DELAY, MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage,

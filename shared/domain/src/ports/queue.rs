@@ -111,6 +111,15 @@ pub trait Queue: Send + Sync {
 
     async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError>;
 
+    /// Deletes at most `MAX_SEND_BATCH` messages by receipt; on SQS one `DeleteMessageBatch`
+    /// request instead of one request each. An adapter without a batch call deletes one by one.
+    async fn delete_batch(&self, queue: QueueName, receipts: Vec<String>) -> Result<(), QueueError> {
+        for receipt in receipts {
+            self.delete(queue, &receipt).await?;
+        }
+        Ok(())
+    }
+
     /// Messages waiting in the queue's dead-letter queue (approximate on SQS).
     async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError>;
 }
@@ -174,4 +183,36 @@ pub async fn send_all(
         rest = tail;
     }
     Ok(outcomes)
+}
+
+#[async_trait]
+impl<T: Queue + ?Sized> Queue for std::sync::Arc<T> {
+    async fn send_batch(
+        &self,
+        queue: QueueName,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<SendOutcome>, QueueError> {
+        (**self).send_batch(queue, messages).await
+    }
+
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        (**self).receive(queue, max, visibility).await
+    }
+
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
+        (**self).delete(queue, receipt).await
+    }
+
+    async fn delete_batch(&self, queue: QueueName, receipts: Vec<String>) -> Result<(), QueueError> {
+        (**self).delete_batch(queue, receipts).await
+    }
+
+    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
+        (**self).dead_letter_count(queue).await
+    }
 }
