@@ -29,7 +29,7 @@ use voronka_domain::journeys::attribution::Model;
 use voronka_domain::kpi::rollup::RollupKind;
 use voronka_domain::kpi::{GroupBy, KpiQuery, KpiReport};
 use voronka_domain::model::{EmailAddress, EventType};
-use voronka_domain::ports::{QueueName, SeededIds, SimulatedClock};
+use voronka_domain::ports::{Function, QueueName, SeededIds, SimulatedClock};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::repo::aggregates::{self, DailyTotal, Dimensions, Metric};
 use voronka_domain::repo::journey_state::Group;
@@ -88,6 +88,8 @@ pub struct DemoReport {
     pub requests: usize,
     pub wall_time_ms: u128,
     pub mean_request_micros: u128,
+    /// AWS requests per lead, event and email, and the monthly bill of the reference workload.
+    pub cost: crate::metering::CostReport,
 }
 
 /// Conversations with the qualification bots, and how they ended.
@@ -497,6 +499,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     let clock = Arc::new(SimulatedClock::starting_at(start));
     let mut stack = Stack::open(StackOptions {
         data_dir: options.data_dir.clone(),
+        metering: Some(voronka_domain::ports::Meter::new()),
         campaigns_dir: None,
         public_base_url: None,
         clock: clock.clone(),
@@ -505,7 +508,10 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     // No mail service to protect here: the demo does not wait on the SES rate between sends.
     stack.sender.rate = Arc::new(sender::rate::RateGate::per_second(0.0));
     let mut driver = Driver {
-        app: crate::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf()),
+        app: crate::metering::metered_app(
+            &stack,
+            crate::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf()),
+        ),
         seen_mail: BTreeSet::new(),
         events_keys: stack.state.secrets.events_keys.clone(),
         clock: clock.clone(),
@@ -839,6 +845,9 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     if let Some(dir) = &options.dashboard_dir {
         report.dashboard = Some(crate::dashboard::write_static(dir, &stack, &query).await?);
     }
+    report.cost =
+        crate::metering::cost_report(&stack, report.contacts_stored, report.events_accepted, report.nightly_rollups)
+            .await?;
     report.wall_time_ms = started.elapsed().as_millis();
     report.mean_request_micros = driver.request_micros / report.requests.max(1) as u128;
     Ok(report)
@@ -846,7 +855,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
 
 /// The nightly rollup at the simulated clock: yesterday final, the days before it restated.
 async fn nightly(stack: &Stack, report: &mut DemoReport) -> Result<()> {
-    crate::kpi_cli::run_rollup(stack, RollupKind::Nightly).await?;
+    let rollup = crate::kpi_cli::run_rollup(stack, RollupKind::Nightly);
+    crate::metering::invoke(stack, Function::KpiRollup, voronka_domain::ports::Driver::Day, rollup).await?;
     report.nightly_rollups += 1;
     Ok(())
 }
@@ -942,5 +952,6 @@ impl DemoReport {
             "{} requests through the handlers in {} ms wall time ({} µs per request on average)",
             self.requests, self.wall_time_ms, self.mean_request_micros
         );
+        self.cost.print();
     }
 }

@@ -4,6 +4,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod export;
 pub mod kpi_cli;
+pub mod metering;
 pub mod outbox;
 pub mod serve;
 pub mod stack;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use lead_capture::AppState;
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::deps::{Deps, Ports};
-use voronka_domain::ports::{Clock, IdGenerator, RandomIds};
+use voronka_domain::ports::{Clock, IdGenerator, Mailer, Meter, Metered, RandomIds};
 use voronka_domain::signing::{AdminKeyDigest, MIN_ADMIN_KEY_CHARS, Secrets, keyed_digest};
 use voronka_embedded::{Embedded, OutboxMailer};
 
@@ -137,11 +137,15 @@ pub struct Stack {
     pub scheduler: cart_scheduler::SchedulerDeps,
     /// The admin routes' bearer key: in `<data-dir>/admin-key`, or random per in-memory stack.
     pub admin_key: String,
+    /// Counts the AWS requests the stack's work would make (`StackOptions::metering`).
+    pub meter: Option<Arc<Meter>>,
 }
 
 pub struct StackOptions {
     /// None: a private in-memory database (the demo's default).
     pub data_dir: Option<PathBuf>,
+    /// Wraps the store, the queues and the mailer in `Metered` adapters counting into this meter.
+    pub metering: Option<Arc<Meter>>,
     pub campaigns_dir: Option<PathBuf>,
     pub public_base_url: Option<String>,
     pub clock: Arc<dyn Clock>,
@@ -187,11 +191,19 @@ impl Stack {
                 .with_context(|| format!("creating the outbox {}", outbox_dir.display()))?,
         );
         let templates = Arc::new(campaigns.template_set());
-        let ports = Ports { store: embedded.store.clone(), queue: embedded.queue.clone(), clock: options.clock };
+        let mut ports = Ports { store: embedded.store.clone(), queue: embedded.queue.clone(), clock: options.clock };
+        let mut mailer: Arc<dyn Mailer> = outbox.clone();
+        // Outermost, so every call the code makes counts, one a fault then fails too (AWS bills
+        // those as well).
+        if let Some(meter) = &options.metering {
+            ports.store = Arc::new(Metered::new(ports.store, meter.clone()));
+            ports.queue = Arc::new(Metered::new(ports.queue, meter.clone()));
+            mailer = Arc::new(Metered::new(mailer, meter.clone()));
+        }
         let shared = Deps { ports: ports.clone(), campaigns: Arc::new(campaigns), secrets: Arc::new(secrets) };
         let sender = sender::SenderDeps {
             shared: shared.clone(),
-            mailer: outbox.clone(),
+            mailer,
             templates,
             public_base_url: public_base_url.clone(),
             rate: Arc::new(sender::rate::RateGate::per_second(
@@ -202,7 +214,17 @@ impl Stack {
         let scheduler = ports;
         let admin_access = lead_capture::admin::AdminAccess::BearerKey(AdminKeyDigest::of(&admin_key));
         let state = AppState { shared, ids: options.ids, public_base_url, admin_access, mail_copies: outbox.clone() };
-        Ok(Stack { state, embedded, data_dir: options.data_dir, outbox, sender, evaluator, scheduler, admin_key })
+        Ok(Stack {
+            state,
+            embedded,
+            data_dir: options.data_dir,
+            outbox,
+            sender,
+            evaluator,
+            scheduler,
+            admin_key,
+            meter: options.metering,
+        })
     }
 
     pub fn default_ids() -> Arc<dyn IdGenerator> {

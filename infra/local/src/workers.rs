@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
-use voronka_domain::ports::{QueueName, consume_batch};
+use voronka_domain::ports::{Driver, Function, QueueName, consume_batch};
 
+use crate::metering::{invoke, invoke_consumer};
 use crate::stack::Stack;
 
 /// As the SAM template sets for the event sources.
@@ -17,13 +18,15 @@ pub const VISIBILITY: Duration = Duration::from_secs(120);
 
 /// One batch of sends through the sender; returns how many messages were received.
 pub async fn run_sends_once(stack: &Stack) -> anyhow::Result<usize> {
-    Ok(consume_batch(stack.embedded.queue.as_ref(), QueueName::Sends, &stack.sender, BATCH_SIZE, VISIBILITY).await?)
+    let work = consume_batch(stack.scheduler.queue.as_ref(), QueueName::Sends, &stack.sender, BATCH_SIZE, VISIBILITY);
+    Ok(invoke_consumer(stack, Function::Sender, Driver::Email, work).await?)
 }
 
 /// One batch of events through the evaluator; returns how many messages were received.
 pub async fn run_events_once(stack: &Stack) -> anyhow::Result<usize> {
-    Ok(consume_batch(stack.embedded.queue.as_ref(), QueueName::Events, &stack.evaluator, BATCH_SIZE, VISIBILITY)
-        .await?)
+    let work =
+        consume_batch(stack.scheduler.queue.as_ref(), QueueName::Events, &stack.evaluator, BATCH_SIZE, VISIBILITY);
+    Ok(invoke_consumer(stack, Function::TriggerEvaluator, Driver::Event, work).await?)
 }
 
 /// Runs both consumers until everything visible is handled; returns how many messages they took.
@@ -41,8 +44,12 @@ pub async fn drain(stack: &Stack) -> anyhow::Result<usize> {
 /// Lets the scheduler dispatch what is due, then runs the consumers until the queues are empty:
 /// one tick of the whole suite (the demo calls it after moving its clock).
 pub async fn tick(stack: &Stack) -> anyhow::Result<usize> {
-    cart_scheduler::run(&stack.scheduler).await?;
-    cart_scheduler::finish_erasures(&stack.scheduler, stack.outbox.as_ref()).await;
+    invoke(stack, Function::CartScheduler, Driver::Event, async {
+        cart_scheduler::run(&stack.scheduler).await?;
+        cart_scheduler::finish_erasures(&stack.scheduler, stack.outbox.as_ref()).await;
+        anyhow::Ok(())
+    })
+    .await?;
     drain(stack).await
 }
 

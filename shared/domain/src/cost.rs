@@ -111,7 +111,8 @@ impl PriceTable {
     }
 
     fn memory_gb(&self, function: Function) -> f64 {
-        let mb = self.assumptions.memory_mb.get(function.as_str()).copied().unwrap_or(self.assumptions.default_memory_mb);
+        let mb =
+            self.assumptions.memory_mb.get(function.as_str()).copied().unwrap_or(self.assumptions.default_memory_mb);
         f64::from(mb) / 1024.0
     }
 }
@@ -390,7 +391,8 @@ scheduled_runs_per_month = { "cart-scheduler" = 43200.0 }
         let table = PriceTable::from_toml(include_str!("../../../infra/pricing.toml")).unwrap();
         assert_eq!(table.currency, "USD");
         assert!(table.ses.per_thousand_emails > 0.0 && table.assumptions.latency_ms.contains_key("sesv2.SendEmail"));
-        let wrong = include_str!("../../../infra/pricing.toml").replace("architecture = \"x86_64\"", "architecture = \"z80\"");
+        let wrong =
+            include_str!("../../../infra/pricing.toml").replace("architecture = \"x86_64\"", "architecture = \"z80\"");
         assert!(PriceTable::from_toml(&wrong).unwrap_err().contains("assumptions.architecture"));
     }
 }

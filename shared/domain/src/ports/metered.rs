@@ -41,8 +41,8 @@ use serde_json::{Map, Value};
 
 use super::store::{GSI1_PK, GSI1_SK};
 use super::{
-    Condition, Item, Key, MailError, Mailer, OutgoingEmail, OutgoingMessage, Page, Query, Queue, QueueError,
-    QueueName, ReceivedMessage, SendOutcome, Store, StoreError, TransactOp, UpdateAction,
+    Condition, Item, Key, MailError, Mailer, OutgoingEmail, OutgoingMessage, Page, Query, Queue, QueueError, QueueName,
+    ReceivedMessage, SendOutcome, Store, StoreError, TransactOp, UpdateAction,
 };
 use crate::ports::store::Index;
 
@@ -184,10 +184,7 @@ impl Meter {
     /// per index entry the item again with its index keys), and how many items that is.
     pub fn stored_bytes(&self) -> (u64, u64) {
         let shapes = lock(&self.shapes);
-        let bytes = shapes
-            .values()
-            .map(|s| s.size + 100 + if s.index_key.is_some() { s.size + 100 } else { 0 })
-            .sum();
+        let bytes = shapes.values().map(|s| s.size + 100 + if s.index_key.is_some() { s.size + 100 } else { 0 }).sum();
         (bytes, shapes.len() as u64)
     }
 
@@ -397,28 +394,30 @@ fn refused_units(before: Option<Shape>) -> f64 {
     write_units(before.map_or(0, |s| s.size))
 }
 
-/// The item an update would leave, as well as can be told without reading it: the attributes it
-/// sets replace what the meter knows; a number added leaves the size alone.
+/// The item an update would leave, as well as can be told without reading it: attributes set
+/// may replace ones of the same size, so at least the larger of the item before and the key with
+/// what is set; appends grow it; a number added leaves the size alone.
 fn estimated_after_update(before: Option<Shape>, key: &Key, actions: &[UpdateAction]) -> Shape {
     let key_size = (2 + key.pk.len() + 2 + key.sk.len()) as u64;
-    let mut size = before.map_or(key_size, |s| s.size);
+    let mut set = key_size;
+    let mut appended = 0;
     let mut index_key = before.and_then(|s| s.index_key);
     for action in actions {
         match action {
             UpdateAction::Set(name, value) | UpdateAction::SetIfNotExists(name, value) => {
-                size += name.len() as u64 + value_size(value);
+                set += name.len() as u64 + value_size(value);
                 if name == GSI1_PK || name == GSI1_SK {
                     index_key = Some(hash_of((name, value.to_string())));
                 }
             }
             UpdateAction::Append(name, values) => {
-                size += name.len() as u64 + values.iter().map(|v| 1 + value_size(v)).sum::<u64>()
+                appended += name.len() as u64 + values.iter().map(|v| 1 + value_size(v)).sum::<u64>()
             }
-            UpdateAction::Add(name, _) if before.is_none() => size += name.len() as u64 + 2,
-            UpdateAction::Add(..) | UpdateAction::Remove(_) => {}
+            UpdateAction::Add(name, value) => set += name.len() as u64 + value_size(value),
+            UpdateAction::Remove(_) => {}
         }
     }
-    Shape { size, index_key }
+    Shape { size: before.map_or(0, |s| s.size).max(set) + appended, index_key }
 }
 
 /// A port adapter whose calls are counted in a `Meter`.
@@ -449,9 +448,8 @@ impl<T: Store> Store for Metered<T> {
             }
             _ => 0,
         };
-        self.meter.record("dynamodb.GetItem", started.elapsed(), |u| {
-            u.read_units += read_units(found, Consistency::Strong)
-        });
+        self.meter
+            .record("dynamodb.GetItem", started.elapsed(), |u| u.read_units += read_units(found, Consistency::Strong));
         result
     }
 

@@ -7,8 +7,8 @@ pub mod queue;
 pub mod store;
 
 pub use clock::{Clock, IdGenerator, RandomIds, SeededIds, SimulatedClock, SystemClock};
-pub use metered::{Driver, Function, Meter, Metered, Usage, UsageRow};
 pub use mailer::{MailCopies, MailCopy, MailError, Mailer, NoMailCopies, OutgoingEmail, PersonMarkers};
+pub use metered::{Driver, Function, Meter, Metered, Usage, UsageRow};
 pub use queue::{
     BatchHandler, Delivery, MAX_DELAY, MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage,
     SendOutcome, check_receive, check_send_batch, consume_batch, send_all,
