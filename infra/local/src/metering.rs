@@ -88,6 +88,8 @@ pub struct CostReport {
     pub units_per_email: UnitsPer,
     /// Table bytes per contact (items with their index entries and DynamoDB's per-item overhead).
     pub stored_bytes_per_lead: f64,
+    /// The run's write units by kind of item (partition key prefix), every function together.
+    pub write_units_by_item: BTreeMap<String, f64>,
     /// The meter's raw counts.
     pub usage: Vec<UsageRow>,
     /// The reference workload's month at the price table's prices.
@@ -140,6 +142,11 @@ pub async fn cost_report(stack: &Stack, contacts: usize, events: usize, days: us
         units_per_event: units_per(&events_, done.events),
         units_per_email: units_per(&emails, done.emails),
         stored_bytes_per_lead,
+        write_units_by_item: {
+            let mut all = Usage::default();
+            usage.iter().filter(|row| row.function != Function::Unattributed).for_each(|row| all.add(&row.usage));
+            all.write_units_by_item
+        },
         usage,
         bill,
     })
@@ -218,6 +225,10 @@ impl CostReport {
             "  Voronka's own (Lambda + SQS + DynamoDB): {:.1}% of the SES bill (target ≤ 10%); {:.1}% with API Gateway",
             bill.overhead_percent_of_ses, bill.overhead_with_api_gateway_percent_of_ses
         );
+        let mut by_item: Vec<(&String, &f64)> = self.write_units_by_item.iter().collect();
+        by_item.sort_by(|a, b| b.1.total_cmp(a.1));
+        let top: Vec<String> = by_item.iter().take(8).map(|(kind, units)| format!("{kind} {units:.0}")).collect();
+        println!("  write units of the run by kind of item: {}", top.join(", "));
         println!(
             "  by function                  invocations   ms each   read units   write units   SQS requests   cost"
         );

@@ -13,10 +13,12 @@
 //! - `GetItem` and table queries are strongly consistent (the adapter asks so), one unit per
 //!   started 4 KB; index queries are eventually consistent, half that; a query page is charged on
 //!   the summed size of its items, at least one unit;
-//! - a transaction costs twice the units of its writes; a condition check counts as a read of the
-//!   item, twice;
+//! - a transaction costs twice the units of its writes on the table; a condition check is counted
+//!   like a write of the item it checks (an assumption: the pricing pages do not price it apart);
 //! - an item carrying `gsi1pk` adds the writes of its index entry (ALL projection): its size in
-//!   KB, and a delete of the old entry when the index key changes or goes away.
+//!   KB, and a delete of the old entry when the index key changes or goes away; index entries are
+//!   kept up to date asynchronously, outside a transaction's two phases, so they count once even
+//!   for a transactional write (an assumption as well).
 //!
 //! The size of the item before a write is not known from the write alone: the meter remembers the
 //! size of every item it saw (read or written) by a hash of its key. Items written before metering
@@ -110,6 +112,8 @@ pub struct Usage {
     pub read_units: f64,
     /// DynamoDB write request units, index writes included.
     pub write_units: f64,
+    /// The same by kind of item (its partition key up to the first `#`), to see what dominates.
+    pub write_units_by_item: BTreeMap<String, f64>,
     /// SQS requests as billed (64 KB chunks), empty receives included.
     pub sqs_requests: u64,
     /// Receives that found nothing (on Lambda the event source's polling makes these).
@@ -130,12 +134,21 @@ impl Usage {
         self.calls.get(operation).copied().unwrap_or(0)
     }
 
+    fn add_write(&mut self, key: Option<&Key>, units: f64) {
+        self.write_units += units;
+        let kind = key.map_or("?", |k| k.pk.split('#').next().unwrap_or(""));
+        *self.write_units_by_item.entry(kind.to_string()).or_default() += units;
+    }
+
     pub fn add(&mut self, other: &Usage) {
         for (operation, n) in &other.calls {
             *self.calls.entry(operation).or_default() += n;
         }
         self.read_units += other.read_units;
         self.write_units += other.write_units;
+        for (kind, units) in &other.write_units_by_item {
+            *self.write_units_by_item.entry(kind.clone()).or_default() += units;
+        }
         self.sqs_requests += other.sqs_requests;
         self.empty_receives += other.empty_receives;
         self.emails += other.emails;
@@ -385,8 +398,16 @@ fn index_write_units(before: Option<Shape>, after: Option<Shape>) -> f64 {
 
 /// Units of a write that went through: the larger image, and the index.
 fn written_units(before: Option<Shape>, after: Option<Shape>) -> f64 {
-    let size = before.map_or(0, |s| s.size).max(after.map_or(0, |s| s.size));
-    write_units(size) + index_write_units(before, after)
+    table_write_units(before, after) + index_write_units(before, after)
+}
+
+/// A transaction's units of one write: twice the table's, once the index's.
+fn transactional_units(before: Option<Shape>, after: Option<Shape>) -> f64 {
+    2.0 * table_write_units(before, after) + index_write_units(before, after)
+}
+
+fn table_write_units(before: Option<Shape>, after: Option<Shape>) -> f64 {
+    write_units(before.map_or(0, |s| s.size).max(after.map_or(0, |s| s.size)))
 }
 
 /// Units of a write whose condition failed: the stored item's size, at least one.
@@ -468,7 +489,7 @@ impl<T: Store> Store for Metered<T> {
             }
             Err(_) => refused_units(before),
         };
-        self.meter.record("dynamodb.PutItem", started.elapsed(), |u| u.write_units += units);
+        self.meter.record("dynamodb.PutItem", started.elapsed(), |u| u.add_write(key.as_ref(), units));
         result
     }
 
@@ -489,7 +510,7 @@ impl<T: Store> Store for Metered<T> {
             }
             Err(_) => refused_units(before),
         };
-        self.meter.record("dynamodb.UpdateItem", started.elapsed(), |u| u.write_units += units);
+        self.meter.record("dynamodb.UpdateItem", started.elapsed(), |u| u.add_write(Some(key), units));
         result
     }
 
@@ -504,7 +525,7 @@ impl<T: Store> Store for Metered<T> {
             }
             Err(_) => refused_units(before),
         };
-        self.meter.record("dynamodb.DeleteItem", started.elapsed(), |u| u.write_units += units);
+        self.meter.record("dynamodb.DeleteItem", started.elapsed(), |u| u.add_write(Some(key), units));
         result
     }
 
@@ -530,31 +551,31 @@ impl<T: Store> Store for Metered<T> {
     async fn transact(&self, ops: Vec<TransactOp>) -> Result<(), StoreError> {
         // (key, shape before, shape after: None for a delete, the before shape for a check)
         let mut changes = Vec::with_capacity(ops.len());
-        let mut units = 0.0;
+        let mut units: Vec<(Key, f64)> = Vec::with_capacity(ops.len());
         for op in &ops {
             match op {
                 TransactOp::Put { item, .. } => {
                     if let Some(key) = item.key() {
                         let before = self.meter.shape(&key);
                         let after = shape_of(item);
-                        units += 2.0 * written_units(before, Some(after));
+                        units.push((key.clone(), transactional_units(before, Some(after))));
                         changes.push((key, Some(after)));
                     }
                 }
                 TransactOp::Update { key, actions, .. } => {
                     let before = self.meter.shape(key);
                     let after = estimated_after_update(before, key, actions);
-                    units += 2.0 * written_units(before, Some(after));
+                    units.push((key.clone(), transactional_units(before, Some(after))));
                     changes.push((key.clone(), Some(after)));
                 }
                 TransactOp::Delete { key, .. } => {
                     let before = self.meter.shape(key);
-                    units += 2.0 * written_units(before, None);
+                    units.push((key.clone(), transactional_units(before, None)));
                     changes.push((key.clone(), None));
                 }
                 TransactOp::Check { key, .. } => {
                     let before = self.meter.shape(key);
-                    units += 2.0 * write_units(before.map_or(0, |s| s.size));
+                    units.push((key.clone(), 2.0 * write_units(before.map_or(0, |s| s.size))));
                 }
             }
         }
@@ -565,7 +586,11 @@ impl<T: Store> Store for Metered<T> {
                 self.meter.remember(&key, after);
             }
         }
-        self.meter.record("dynamodb.TransactWriteItems", started.elapsed(), |u| u.write_units += units);
+        self.meter.record("dynamodb.TransactWriteItems", started.elapsed(), |u| {
+            for (key, units) in &units {
+                u.add_write(Some(key), *units);
+            }
+        });
         result
     }
 
@@ -583,7 +608,8 @@ impl<T: Store> Store for Metered<T> {
             .collect();
         let started = Instant::now();
         let result = self.inner.batch_put(items).await;
-        let units: f64 = writes.iter().map(|(_, before, after)| written_units(*before, Some(*after))).sum();
+        let units: Vec<(Option<Key>, f64)> =
+            writes.iter().map(|(key, before, after)| (key.clone(), written_units(*before, Some(*after)))).collect();
         if result.is_ok() {
             for (key, _, after) in writes {
                 if let Some(key) = key {
@@ -591,7 +617,11 @@ impl<T: Store> Store for Metered<T> {
                 }
             }
         }
-        self.meter.record("dynamodb.BatchWriteItem", started.elapsed(), |u| u.write_units += units);
+        self.meter.record("dynamodb.BatchWriteItem", started.elapsed(), |u| {
+            for (key, units) in &units {
+                u.add_write(key.as_ref(), *units);
+            }
+        });
         result
     }
 }
@@ -718,6 +748,8 @@ mod tests {
         assert_eq!(written_units(Some(indexed), Some(moved)), 2.0 + 2.0 + 2.0, "old entry deleted, new one put");
         assert_eq!(written_units(Some(indexed), None), 4.0, "a delete removes the entry too");
         assert_eq!(refused_units(Some(indexed)), 2.0);
+        assert_eq!(transactional_units(None, Some(plain)), 2.0, "a transaction doubles the table's units");
+        assert_eq!(transactional_units(None, Some(indexed)), 2.0 * 2.0 + 2.0, "not the index's");
     }
 
     #[tokio::test]
