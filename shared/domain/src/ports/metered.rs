@@ -31,6 +31,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -166,11 +167,26 @@ pub struct UsageRow {
     pub usage: Usage,
 }
 
-/// What the meter knows of a stored item: its size and a hash of its index key.
+/// What the meter knows of a stored item: its size and a hash of its index key, in 8 bytes (the
+/// meter keeps one per item of a run that may hold millions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shape {
-    size: u64,
-    index_key: Option<u64>,
+    size: u32,
+    index_key: Option<NonZeroU32>,
+}
+
+impl Shape {
+    fn new(size: u64, index_key: Option<NonZeroU32>) -> Shape {
+        Shape { size: size.min(u64::from(u32::MAX)) as u32, index_key }
+    }
+
+    fn bytes(self) -> u64 {
+        u64::from(self.size)
+    }
+}
+
+fn short_hash(value: impl Hash) -> NonZeroU32 {
+    NonZeroU32::new((hash_of(value) as u32) | 1).expect("odd, so not zero")
 }
 
 /// The counts every `Metered` adapter of one stack adds to.
@@ -197,7 +213,8 @@ impl Meter {
     /// per index entry the item again with its index keys), and how many items that is.
     pub fn stored_bytes(&self) -> (u64, u64) {
         let shapes = lock(&self.shapes);
-        let bytes = shapes.values().map(|s| s.size + 100 + if s.index_key.is_some() { s.size + 100 } else { 0 }).sum();
+        let bytes =
+            shapes.values().map(|s| s.bytes() + 100 + if s.index_key.is_some() { s.bytes() + 100 } else { 0 }).sum();
         (bytes, shapes.len() as u64)
     }
 
@@ -277,10 +294,10 @@ fn key_hash(key: &Key) -> u64 {
 
 fn shape_of(item: &Item) -> Shape {
     let index_key = match (item.get_str(GSI1_PK), item.get_str(GSI1_SK)) {
-        (Some(pk), Some(sk)) => Some(hash_of((pk, sk))),
+        (Some(pk), Some(sk)) => Some(short_hash((pk, sk))),
         _ => None,
     };
-    Shape { size: item_size(&item.0), index_key }
+    Shape::new(item_size(&item.0), index_key)
 }
 
 /// The function and driver a call belongs to; adds its adapter time to the invocation around it.
@@ -383,8 +400,8 @@ pub fn sqs_requests(bytes: u64) -> u64 {
 /// Index writes when an item goes from `before` to `after`: the new entry's KB, and one more
 /// write deleting the old entry when the index key changed or went away.
 fn index_write_units(before: Option<Shape>, after: Option<Shape>) -> f64 {
-    let old = before.and_then(|s| s.index_key.map(|k| (k, s.size)));
-    let new = after.and_then(|s| s.index_key.map(|k| (k, s.size)));
+    let old = before.and_then(|s| s.index_key.map(|k| (k, s.bytes())));
+    let new = after.and_then(|s| s.index_key.map(|k| (k, s.bytes())));
     match (old, new) {
         (None, None) => 0.0,
         (None, Some((_, size))) => write_units(size),
@@ -407,12 +424,12 @@ fn transactional_units(before: Option<Shape>, after: Option<Shape>) -> f64 {
 }
 
 fn table_write_units(before: Option<Shape>, after: Option<Shape>) -> f64 {
-    write_units(before.map_or(0, |s| s.size).max(after.map_or(0, |s| s.size)))
+    write_units(before.map_or(0, Shape::bytes).max(after.map_or(0, Shape::bytes)))
 }
 
 /// Units of a write whose condition failed: the stored item's size, at least one.
 fn refused_units(before: Option<Shape>) -> f64 {
-    write_units(before.map_or(0, |s| s.size))
+    write_units(before.map_or(0, Shape::bytes))
 }
 
 /// The item an update would leave, as well as can be told without reading it: attributes set
@@ -428,7 +445,7 @@ fn estimated_after_update(before: Option<Shape>, key: &Key, actions: &[UpdateAct
             UpdateAction::Set(name, value) | UpdateAction::SetIfNotExists(name, value) => {
                 set += name.len() as u64 + value_size(value);
                 if name == GSI1_PK || name == GSI1_SK {
-                    index_key = Some(hash_of((name, value.to_string())));
+                    index_key = Some(short_hash((name, value.to_string())));
                 }
             }
             UpdateAction::Append(name, values) => {
@@ -438,7 +455,7 @@ fn estimated_after_update(before: Option<Shape>, key: &Key, actions: &[UpdateAct
             UpdateAction::Remove(_) => {}
         }
     }
-    Shape { size: before.map_or(0, |s| s.size).max(set) + appended, index_key }
+    Shape::new(before.map_or(0, Shape::bytes).max(set) + appended, index_key)
 }
 
 /// A port adapter whose calls are counted in a `Meter`.
@@ -575,7 +592,7 @@ impl<T: Store> Store for Metered<T> {
                 }
                 TransactOp::Check { key, .. } => {
                     let before = self.meter.shape(key);
-                    units.push((key.clone(), 2.0 * write_units(before.map_or(0, |s| s.size))));
+                    units.push((key.clone(), 2.0 * write_units(before.map_or(0, Shape::bytes))));
                 }
             }
         }
@@ -739,9 +756,9 @@ mod tests {
 
     #[test]
     fn index_entries_add_their_writes() {
-        let plain = Shape { size: 500, index_key: None };
-        let indexed = Shape { size: 1500, index_key: Some(1) };
-        let moved = Shape { size: 1500, index_key: Some(2) };
+        let plain = Shape::new(500, None);
+        let indexed = Shape::new(1500, NonZeroU32::new(1));
+        let moved = Shape::new(1500, NonZeroU32::new(2));
         assert_eq!(written_units(None, Some(plain)), 1.0);
         assert_eq!(written_units(None, Some(indexed)), 2.0 + 2.0);
         assert_eq!(written_units(Some(indexed), Some(indexed)), 4.0);
