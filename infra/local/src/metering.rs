@@ -245,3 +245,48 @@ impl CostReport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_api_route_stands_for_its_lambda_function() {
+        assert_eq!(function_of_path("/v1/bot/b2b_demo/sessions"), Some((Function::QualifyBot, Driver::Lead)));
+        assert_eq!(function_of_path("/v1/spend"), Some((Function::KpiApi, Driver::Day)));
+        assert_eq!(function_of_path("/v1/kpi"), Some((Function::KpiApi, Driver::Day)));
+        assert_eq!(function_of_path("/v1/events"), Some((Function::LeadCapture, Driver::Event)));
+        assert_eq!(function_of_path("/v1/forms/newsletter/submissions"), Some((Function::LeadCapture, Driver::Lead)));
+        assert_eq!(function_of_path("/outbox"), None, "a local page has no Lambda counterpart");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_demo_prices_its_work() {
+        let options = crate::demo::DemoOptions {
+            seed: 3,
+            visitors: 120,
+            days: 2,
+            data_dir: None,
+            dashboard_dir: None,
+            show_progress: false,
+        };
+        let report = crate::demo::run(options).await.unwrap();
+        let cost = &report.cost;
+        let done = cost.done.expect("the demo is metered");
+        assert!(done.leads > 0.0 && done.events > 0.0 && done.emails > 0.0, "{done:?}");
+        let bill = &cost.bill;
+        // Sends scale to the reference's 400 000 emails at $0.10 a thousand.
+        assert!((bill.ses - 40.0).abs() < 1e-6, "{}", bill.ses);
+        assert!(bill.dynamodb_writes > 0.0 && bill.lambda > 0.0 && bill.sqs > bill.sqs_event_source_polling);
+        let own = bill.lambda + bill.sqs + bill.dynamodb;
+        assert!((bill.overhead_percent_of_ses - own / bill.ses * 100.0).abs() < 1e-9);
+        for function in ["lead-capture", "trigger-evaluator", "sender", "cart-scheduler", "kpi-rollup"] {
+            assert!(bill.by_function.get(function).is_some_and(|f| f.invocations > 0.0), "{function} ran");
+        }
+        assert!(!bill.by_function.contains_key("unattributed"), "the demo's own checks are not billed");
+        assert!(cost.calls_per_email.contains_key("sesv2.SendEmail"));
+        assert!(!cost.calls_per_event.contains_key("sqs.DeleteMessage"), "consumers delete in batches");
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["cost"]["bill"]["total"].as_f64().is_some_and(|t| t > 40.0), "--json carries the bill");
+    }
+}
