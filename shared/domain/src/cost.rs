@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ports::metered::{Driver, Function, UsageRow};
+use crate::ports::metered::{Driver, Function, Usage, UsageRow};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -195,6 +195,12 @@ pub fn monthly_bill(
     stored_bytes_per_lead: f64,
 ) -> Bill {
     let assumptions = &prices.assumptions;
+    // A schedule's idle run, per run: what every one of its runs costs before any work.
+    let idle: BTreeMap<Function, Counts> = rows
+        .iter()
+        .filter(|row| row.driver == Driver::IdleRun && row.usage.invocations > 0)
+        .map(|row| (row.function, Counts::of(&row.usage).times(1.0 / row.usage.invocations as f64)))
+        .collect();
     let mut by_function: BTreeMap<String, FunctionBill> = BTreeMap::new();
     let mut api_requests = 0.0;
     for row in rows {
@@ -212,25 +218,32 @@ pub fn monthly_bill(
         if factor == 0.0 {
             continue;
         }
-        let own_requests_ms: f64 = usage
+        let mut counts = Counts::of(usage);
+        // The scheduler's dispatches for events happen inside its every-minute runs: those runs
+        // and their idle baseline are the idle line already; only the work beyond it scales.
+        if row.driver == Driver::Event
+            && let Some(baseline) = idle.get(&row.function)
+        {
+            counts = counts.less(&baseline.times(counts.invocations));
+            counts.invocations = 0.0;
+        }
+        let own_requests_ms: f64 = counts
             .calls
             .iter()
             .filter(|(operation, _)| !is_event_source_call(row.function, operation))
-            .map(|(operation, n)| *n as f64 * assumptions.latency_ms.get(*operation).copied().unwrap_or(0.0))
+            .map(|(operation, n)| n * assumptions.latency_ms.get(*operation).copied().unwrap_or(0.0))
             .sum();
-        let invocations = usage.invocations as f64;
-        let billed_ms =
-            usage.handler_micros as f64 / 1000.0 + own_requests_ms + invocations * assumptions.invocation_overhead_ms;
+        let billed_ms = counts.handler_ms + own_requests_ms + counts.invocations * assumptions.invocation_overhead_ms;
         let line = by_function.entry(row.function.as_str().to_string()).or_default();
-        line.invocations += invocations * factor;
+        line.invocations += counts.invocations * factor;
         line.billed_seconds += billed_ms / 1000.0 * factor;
         line.gb_seconds += billed_ms / 1000.0 * prices.memory_gb(row.function) * factor;
-        line.read_units += usage.read_units * factor;
-        line.write_units += usage.write_units * factor;
-        line.sqs_requests += usage.sqs_requests.saturating_sub(usage.empty_receives) as f64 * factor;
-        line.emails += usage.emails as f64 * factor;
+        line.read_units += counts.read_units * factor;
+        line.write_units += counts.write_units * factor;
+        line.sqs_requests += counts.sqs_requests * factor;
+        line.emails += counts.emails * factor;
         if matches!(row.function, Function::LeadCapture | Function::QualifyBot | Function::KpiApi) {
-            api_requests += invocations * factor;
+            api_requests += counts.invocations * factor;
         }
     }
     let per_million = |n: f64, price: f64| n / 1e6 * price;
@@ -280,6 +293,63 @@ pub fn monthly_bill(
     bill
 }
 
+/// A usage's billable counts as fractions, so baselines can be taken off and counts scaled.
+#[derive(Debug, Clone, Default)]
+struct Counts {
+    calls: BTreeMap<&'static str, f64>,
+    read_units: f64,
+    write_units: f64,
+    /// Billed SQS requests, empty receives left out (the event-source polling line has them).
+    sqs_requests: f64,
+    emails: f64,
+    invocations: f64,
+    handler_ms: f64,
+}
+
+impl Counts {
+    fn of(usage: &Usage) -> Counts {
+        Counts {
+            calls: usage.calls.iter().map(|(operation, n)| (*operation, *n as f64)).collect(),
+            read_units: usage.read_units,
+            write_units: usage.write_units,
+            sqs_requests: usage.sqs_requests.saturating_sub(usage.empty_receives) as f64,
+            emails: usage.emails as f64,
+            invocations: usage.invocations as f64,
+            handler_ms: usage.handler_micros as f64 / 1000.0,
+        }
+    }
+
+    fn times(&self, factor: f64) -> Counts {
+        Counts {
+            calls: self.calls.iter().map(|(operation, n)| (*operation, n * factor)).collect(),
+            read_units: self.read_units * factor,
+            write_units: self.write_units * factor,
+            sqs_requests: self.sqs_requests * factor,
+            emails: self.emails * factor,
+            invocations: self.invocations * factor,
+            handler_ms: self.handler_ms * factor,
+        }
+    }
+
+    /// These counts less `other`'s, never below zero.
+    fn less(&self, other: &Counts) -> Counts {
+        let minus = |a: f64, b: f64| (a - b).max(0.0);
+        Counts {
+            calls: self
+                .calls
+                .iter()
+                .map(|(operation, n)| (*operation, minus(*n, other.calls.get(operation).copied().unwrap_or(0.0))))
+                .collect(),
+            read_units: minus(self.read_units, other.read_units),
+            write_units: minus(self.write_units, other.write_units),
+            sqs_requests: minus(self.sqs_requests, other.sqs_requests),
+            emails: minus(self.emails, other.emails),
+            invocations: minus(self.invocations, other.invocations),
+            handler_ms: minus(self.handler_ms, other.handler_ms),
+        }
+    }
+}
+
 /// The SQS requests Lambda's event source makes for a consumer, outside its handler's time.
 fn is_event_source_call(function: Function, operation: &str) -> bool {
     matches!(function, Function::Sender | Function::TriggerEvaluator)
@@ -289,7 +359,6 @@ fn is_event_source_call(function: Function, operation: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::metered::Usage;
 
     fn prices() -> PriceTable {
         PriceTable::from_toml(
@@ -354,13 +423,21 @@ scheduled_runs_per_month = { "cart-scheduler" = 43200.0 }
         idle.calls.insert("dynamodb.Query", 1);
         idle.invocations = 1;
         idle.read_units = 1.0;
+        // Two scheduler runs for events: each its idle query, and one dispatch (a Query and a
+        // 2-unit write) beyond it: only the dispatch scales by events, the runs are the idle line's.
+        let mut dispatching = Usage::default();
+        dispatching.calls.insert("dynamodb.Query", 3);
+        dispatching.invocations = 2;
+        dispatching.read_units = 3.0;
+        dispatching.write_units = 2.0;
         let rows = vec![
             row(Function::Sender, Driver::Email, sender),
             row(Function::CartScheduler, Driver::IdleRun, idle),
+            row(Function::CartScheduler, Driver::Event, dispatching),
             row(Function::Unattributed, Driver::Unattributed, Usage { read_units: 1e9, ..Usage::default() }),
         ];
-        let done = Workload { leads: 0.0, events: 0.0, emails: 10.0, days: 1.0 };
-        let reference = Workload { leads: 1000.0, events: 0.0, emails: 1_000_000.0, days: 30.0 };
+        let done = Workload { leads: 0.0, events: 1.0, emails: 10.0, days: 1.0 };
+        let reference = Workload { leads: 1000.0, events: 1000.0, emails: 1_000_000.0, days: 30.0 };
         let bill = monthly_bill(&prices(), &rows, &done, &reference, 2000.0);
 
         // Emails scale by 100 000: 1 000 000 emails at $0.10 per thousand.
@@ -369,14 +446,17 @@ scheduled_runs_per_month = { "cart-scheduler" = 43200.0 }
         assert!((bill.lambda_requests - 243_200.0 / 1e6 * 0.20).abs() < 1e-9);
         // Sender duration per run: 100 ms handler + 4×5 ms gets + 10×30 ms sends + 2×1 ms overhead
         // (receives are the event source's) = 422 ms, at 1 GB; scheduler: 1 ms at 0.5 GB per run.
+        // The dispatch beyond the idle runs adds no time here: this table has no Query latency.
         let gb_seconds = 0.422 * 1.0 * 100_000.0 + 0.001 * 0.5 * 43_200.0;
         assert!((bill.lambda_duration - gb_seconds * 0.00001).abs() < 1e-9, "{}", bill.lambda_duration);
         // SQS: (3 − 1 empty) × 100 000 requests, plus 2 queues × 5 pollers × 3 a minute for 30 days.
         let polling = 2.0 * 5.0 * 3.0 * 60.0 * 24.0 * 30.0;
         assert!((bill.sqs - (200_000.0 + polling) / 1e6 * 0.40).abs() < 1e-9, "{}", bill.sqs);
-        // DynamoDB: reads 400 000 + 43 200, writes 2 000 000; storage 2 KB × 1 000 leads.
-        assert!((bill.dynamodb_reads - 443_200.0 / 1e6 * 0.25).abs() < 1e-9);
-        assert!((bill.dynamodb_writes - 2.0).abs() < 1e-9);
+        // DynamoDB: reads 400 000 + 43 200 + 1 000 dispatch reads, writes 2 000 000 + 2 000;
+        // storage 2 KB × 1 000 leads.
+        assert!((bill.dynamodb_reads - 444_200.0 / 1e6 * 0.25).abs() < 1e-9, "{}", bill.dynamodb_reads);
+        assert!((bill.dynamodb_writes - 2_002_000.0 / 1e6).abs() < 1e-9, "{}", bill.dynamodb_writes);
+        assert_eq!(bill.by_function["cart-scheduler"].invocations, 43_200.0, "the schedule's runs, not the demo's");
         assert!((bill.dynamodb_storage - 0.002 * 0.25).abs() < 1e-12);
         assert_eq!(bill.api_gateway, 0.0, "no HTTP function ran");
         let own = bill.lambda + bill.sqs + bill.dynamodb;
