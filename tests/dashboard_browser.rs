@@ -356,6 +356,7 @@ async fn the_dashboard_draws_every_chart_with_the_numbers_of_the_kpi_api() {
     // The demo's files: the same dashboard from disk, no server, contact pages beside it.
     let stack = Stack::open(StackOptions {
         data_dir: Some(dir.clone()),
+        metering: None,
         campaigns_dir: None,
         public_base_url: None,
         clock: Arc::new(SystemClock),

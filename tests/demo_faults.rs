@@ -137,6 +137,7 @@ async fn stack_with_one_event(
     let clock = Arc::new(SimulatedClock::starting_at("2026-11-02T10:00:00Z".parse().unwrap()));
     let stack = Stack::open(StackOptions {
         data_dir: None,
+        metering: None,
         campaigns_dir: None,
         public_base_url: None,
         clock: clock.clone(),

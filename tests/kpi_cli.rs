@@ -106,6 +106,7 @@ fn data_folder() -> TempFolder {
     let folder = TempFolder::new("kpi-cli");
     Stack::open(StackOptions {
         data_dir: Some(folder.path().to_path_buf()),
+        metering: None,
         campaigns_dir: None,
         public_base_url: None,
         clock: Arc::new(SystemClock),

@@ -437,6 +437,7 @@ async fn add_people_who_switch_channels(data_dir: &std::path::Path, start: Times
     let clock = std::sync::Arc::new(SimulatedClock::starting_at(start));
     let stack = voronka_local::stack::Stack::open(voronka_local::stack::StackOptions {
         data_dir: Some(data_dir.to_path_buf()),
+        metering: None,
         campaigns_dir: None,
         public_base_url: None,
         clock: clock.clone(),
@@ -515,6 +516,7 @@ async fn get_kpi(data_dir: &std::path::Path, uri: &str) -> Value {
     use tower::ServiceExt;
     let stack = voronka_local::stack::Stack::open(voronka_local::stack::StackOptions {
         data_dir: Some(data_dir.to_path_buf()),
+        metering: None,
         campaigns_dir: None,
         public_base_url: None,
         clock: std::sync::Arc::new(voronka_domain::ports::SystemClock),

@@ -382,6 +382,7 @@ async fn the_command_line_erases_a_person_in_a_data_folder() {
     let contact_id = {
         let stack = Stack::open(StackOptions {
             data_dir: Some(dir.path().to_path_buf()),
+            metering: None,
             campaigns_dir: None,
             public_base_url: None,
             clock: Arc::new(SystemClock),

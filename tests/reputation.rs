@@ -347,6 +347,7 @@ async fn voronka_sending_status_and_resume_work_on_a_data_folder() {
     let folder = support::inprocess::TempFolder::new("reputation-cli");
     let stack = Stack::open(StackOptions {
         data_dir: Some(folder.path().to_path_buf()),
+        metering: None,
         campaigns_dir: None,
         public_base_url: None,
         clock: Arc::new(SystemClock),

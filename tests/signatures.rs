@@ -335,6 +335,7 @@ async fn the_local_secrets_file_may_hold_key_rings() {
     let open = || {
         Stack::open(StackOptions {
             data_dir: Some(dir.path().to_path_buf()),
+            metering: None,
             campaigns_dir: None,
             public_base_url: None,
             clock: Arc::new(SimulatedClock::starting_at(Timestamp::from_second(1_800_000_000).unwrap())),

@@ -50,6 +50,7 @@ impl TestStack {
         let clock = Arc::new(SimulatedClock::starting_at(Timestamp::from_second(1_800_000_000).unwrap()));
         let stack = Stack::open(StackOptions {
             data_dir: None,
+            metering: None,
             campaigns_dir: None,
             public_base_url: Some("https://api.voronka.test".into()),
             clock: clock.clone(),
@@ -194,6 +195,7 @@ impl TestStack {
         let clock = Arc::new(SimulatedClock::starting_at(Timestamp::from_second(1_800_000_000).unwrap()));
         let stack = Stack::open(StackOptions {
             data_dir: None,
+            metering: None,
             campaigns_dir: Some(dir.path().to_path_buf()),
             public_base_url: Some("https://api.voronka.test".into()),
             clock: clock.clone(),

@@ -597,6 +597,7 @@ mod tests {
     async fn stack_with_contacts(n: usize) -> Stack {
         let stack = Stack::open(StackOptions {
             data_dir: None,
+            metering: None,
             campaigns_dir: None,
             public_base_url: None,
             clock: Arc::new(SystemClock),

@@ -29,7 +29,9 @@ use voronka_domain::journeys::attribution::Model;
 use voronka_domain::kpi::rollup::RollupKind;
 use voronka_domain::kpi::{GroupBy, KpiQuery, KpiReport};
 use voronka_domain::model::{EmailAddress, EventType};
-use voronka_domain::ports::{FaultCounts, FaultPlan, Faults, Queue, QueueName, SeededIds, SimulatedClock, send_all};
+use voronka_domain::ports::{
+    FaultCounts, FaultPlan, Faults, Function, Queue, QueueName, SeededIds, SimulatedClock, send_all,
+};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::repo::aggregates::{self, DailyTotal, Dimensions, Metric};
 use voronka_domain::repo::journey_state::Group;
@@ -37,9 +39,9 @@ use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, KeyRing, Secrets, sign_ev
 
 use crate::simulated_ses::{Behaviour, FeedbackReport, Recipients, SimulatedSes, feedback_messages};
 use crate::stack::{Stack, StackOptions};
+use crate::workers::WorkerCounts;
 use voronka_domain::ports::IdGenerator;
 use voronka_embedded::Durability;
-use crate::workers::WorkerCounts;
 
 pub struct DemoOptions {
     pub seed: u64,
@@ -106,6 +108,8 @@ pub struct DemoReport {
     pub micros_per_simulated_event: f64,
     /// The process's peak resident memory (VmHWM), in MiB, where the system reports it.
     pub peak_memory_mib: Option<f64>,
+    /// AWS requests per lead, event and email, and the monthly bill of the reference workload.
+    pub cost: crate::metering::CostReport,
 }
 
 /// The faults of a `--faults` run: what was injected where, what the consumers and the scheduler
@@ -617,6 +621,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     let mut stack = Stack::open_with_durability(
         StackOptions {
             data_dir,
+            metering: Some(voronka_domain::ports::Meter::new()),
             campaigns_dir: None,
             public_base_url: None,
             clock: clock.clone(),
@@ -633,7 +638,10 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     stack.sender.mailer = ses.clone();
     let recipients = Recipients::new(options.seed, Behaviour::default());
     let mut driver = Driver {
-        app: crate::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf()),
+        app: crate::metering::metered_app(
+            &stack,
+            crate::serve::app(stack.state.clone(), stack.outbox.dir().to_path_buf()),
+        ),
         events_keys: stack.state.secrets.events_keys.clone(),
         clock: clock.clone(),
         report: DemoReport {
@@ -977,6 +985,9 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     if let Some(faults) = &stack.faults {
         report.faults = Some(fault_report(&stack, faults, client_retries, client_gave_up).await?);
     }
+    report.cost =
+        crate::metering::cost_report(&stack, report.contacts_stored, report.events_accepted, report.nightly_rollups)
+            .await?;
     report.wall_time_ms = started.elapsed().as_millis();
     report.mean_request_micros = driver.request_micros / report.requests.max(1) as u128;
     let simulated_events = report.requests + report.queue_messages_handled;
@@ -1010,7 +1021,8 @@ async fn fault_report(stack: &Stack, faults: &Faults, client_retries: u64, clien
 
 /// The nightly rollup at the simulated clock: yesterday final, the days before it restated.
 async fn nightly(stack: &Stack, report: &mut DemoReport) -> Result<()> {
-    crate::kpi_cli::run_rollup(stack, RollupKind::Nightly).await?;
+    let rollup = crate::kpi_cli::run_rollup(stack, RollupKind::Nightly);
+    crate::metering::invoke(stack, Function::KpiRollup, voronka_domain::ports::Driver::Day, rollup).await?;
     report.nightly_rollups += 1;
     Ok(())
 }
@@ -1124,6 +1136,7 @@ impl DemoReport {
             self.micros_per_simulated_event,
             self.mean_request_micros
         );
+        self.cost.print();
         if let Some(peak) = self.peak_memory_mib {
             println!("peak memory {peak:.0} MiB");
         }

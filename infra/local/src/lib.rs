@@ -5,6 +5,7 @@ pub mod demo;
 pub mod export;
 pub mod invariants;
 pub mod kpi_cli;
+pub mod metering;
 pub mod outbox;
 pub mod serve;
 pub mod simulated_ses;

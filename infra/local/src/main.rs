@@ -208,6 +208,7 @@ fn open_existing(folder: DataFolder) -> Result<Stack> {
     }
     Stack::open(StackOptions {
         data_dir: Some(data_dir),
+        metering: None,
         campaigns_dir: campaigns,
         public_base_url: None,
         clock: Arc::new(SystemClock),
@@ -229,6 +230,7 @@ async fn main() -> Result<()> {
             let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
             let stack = Stack::open(StackOptions {
                 data_dir: Some(data_dir),
+                metering: None,
                 campaigns_dir: campaigns,
                 public_base_url: Some(public_url),
                 clock: Arc::new(SystemClock),

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use lead_capture::AppState;
 use voronka_domain::campaigns::Campaigns;
 use voronka_domain::deps::{Deps, Ports};
-use voronka_domain::ports::{Clock, Faults, Faulty, IdGenerator, Mailer, Queue, RandomIds, Store};
+use voronka_domain::ports::{Clock, Faults, Faulty, IdGenerator, Mailer, Meter, Metered, Queue, RandomIds, Store};
 use voronka_domain::signing::{AdminKeyDigest, MIN_ADMIN_KEY_CHARS, Secrets, keyed_digest};
 use voronka_embedded::{Durability, Embedded, OutboxMailer};
 
@@ -142,11 +142,15 @@ pub struct Stack {
     pub faults: Option<Arc<Faults>>,
     /// What the local consumers and scheduler lived through (failed and killed invocations).
     pub worker_stats: Arc<crate::workers::WorkerStats>,
+    /// Counts the AWS requests the stack's work would make (`StackOptions::metering`).
+    pub meter: Option<Arc<Meter>>,
 }
 
 pub struct StackOptions {
     /// None: a private in-memory database (the demo's default).
     pub data_dir: Option<PathBuf>,
+    /// Wraps the store, the queues and the mailer in `Metered` adapters counting into this meter.
+    pub metering: Option<Arc<Meter>>,
     pub campaigns_dir: Option<PathBuf>,
     pub public_base_url: Option<String>,
     pub clock: Arc<dyn Clock>,
@@ -209,6 +213,13 @@ impl Stack {
             queue = Arc::new(Faulty::new(queue, faults.clone()));
             mailer = Arc::new(Faulty::new(mailer, faults.clone()));
         }
+        // Outside the faults, so every call the code makes counts, one a fault then fails too
+        // (AWS bills those as well).
+        if let Some(meter) = &options.metering {
+            store = Arc::new(Metered::new(store, meter.clone()));
+            queue = Arc::new(Metered::new(queue, meter.clone()));
+            mailer = Arc::new(Metered::new(mailer, meter.clone()));
+        }
         let ports = Ports { store, queue, clock: options.clock };
         let shared = Deps { ports: ports.clone(), campaigns: Arc::new(campaigns), secrets: Arc::new(secrets) };
         let sender = sender::SenderDeps {
@@ -236,6 +247,7 @@ impl Stack {
             admin_key,
             faults: options.faults,
             worker_stats: Arc::default(),
+            meter: options.metering,
         })
     }
 

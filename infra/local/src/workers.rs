@@ -8,9 +8,11 @@ use std::time::Duration;
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use voronka_domain::ports::{
-    BatchHandler, Delivery, Fault, Faults, Killed, Queue, QueueError, QueueName, ReceivedMessage, consume_batch,
+    BatchHandler, Delivery, Driver, Fault, Faults, Function, Killed, Queue, QueueError, QueueName, ReceivedMessage,
+    consume_batch,
 };
 
+use crate::metering::{invoke, invoke_consumer};
 use crate::stack::Stack;
 
 /// As the SAM template sets for the event sources.
@@ -52,17 +54,23 @@ impl WorkerStats {
 
 /// One batch of sends through the sender; returns how many messages were received.
 pub async fn run_sends_once(stack: &Stack) -> anyhow::Result<usize> {
-    consume(stack, QueueName::Sends, &stack.sender).await
+    invoke_consumer(stack, Function::Sender, Driver::Email, consume(stack, QueueName::Sends, &stack.sender)).await
 }
 
 /// One batch of events through the evaluator; returns how many messages were received.
 pub async fn run_events_once(stack: &Stack) -> anyhow::Result<usize> {
-    consume(stack, QueueName::Events, &stack.evaluator).await
+    invoke_consumer(
+        stack,
+        Function::TriggerEvaluator,
+        Driver::Event,
+        consume(stack, QueueName::Events, &stack.evaluator),
+    )
+    .await
 }
 
 async fn consume(stack: &Stack, name: QueueName, handler: &dyn BatchHandler) -> anyhow::Result<usize> {
     let Some(faults) = &stack.faults else {
-        return Ok(consume_batch(stack.embedded.queue.as_ref(), name, handler, BATCH_SIZE, VISIBILITY).await?);
+        return Ok(consume_batch(stack.scheduler.queue.as_ref(), name, handler, BATCH_SIZE, VISIBILITY).await?);
     };
     let queue = stack.state.queue.as_ref();
     let first = queue.receive(name, BATCH_SIZE, VISIBILITY).await?;
@@ -79,8 +87,8 @@ async fn consume(stack: &Stack, name: QueueName, handler: &dyn BatchHandler) -> 
     // twins swap turns at the ports by timing, and the run would no longer replay.
     let (a, b) = tokio::task::unconstrained(async {
         tokio::join!(
-            invoke(stack, faults, queue, name, handler, first),
-            invoke(stack, faults, queue, name, handler, second)
+            invoke_batch(stack, faults, queue, name, handler, first),
+            invoke_batch(stack, faults, queue, name, handler, second)
         )
     })
     .await;
@@ -92,7 +100,7 @@ async fn consume(stack: &Stack, name: QueueName, handler: &dyn BatchHandler) -> 
 /// One consumer invocation over a received batch: the handler runs as one invocation, and what it
 /// did not fail is deleted, unless the invocation was killed (then nothing is: the messages come
 /// back after their visibility timeout, as on SQS).
-async fn invoke(
+async fn invoke_batch(
     stack: &Stack,
     faults: &Faults,
     queue: &dyn Queue,
@@ -119,12 +127,12 @@ async fn invoke(
         }
         Ok(failed) => {
             stats.messages_failed.fetch_add(failed.len() as u64, Ordering::Relaxed);
-            for (message_id, receipt) in receipts {
-                if !failed.contains(&message_id) {
-                    queue.delete(name, &receipt).await?;
-                }
+            let done: Vec<String> =
+                receipts.into_iter().filter(|(id, _)| !failed.contains(id)).map(|(_, receipt)| receipt).collect();
+            if done.is_empty() {
+                return Ok(());
             }
-            Ok(())
+            queue.delete_batch(name, done).await
         }
     }
 }
@@ -171,7 +179,7 @@ async fn run_scheduler(stack: &Stack) -> anyhow::Result<()> {
 /// Lets the scheduler dispatch what is due, then runs the consumers until the queues are empty:
 /// one tick of the whole suite (the demo calls it after moving its clock).
 pub async fn tick(stack: &Stack) -> anyhow::Result<usize> {
-    run_scheduler(stack).await?;
+    invoke(stack, Function::CartScheduler, Driver::Event, run_scheduler(stack)).await?;
     sweep_expired(stack).await;
     drain(stack).await
 }

@@ -13,7 +13,8 @@ use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::builders::{ConditionCheckBuilder, DeleteBuilder, PutBuilder, UpdateBuilder};
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, ConditionCheck, ConsumedCapacity, Delete, Put, PutRequest, ReturnConsumedCapacity,
+    TransactWriteItem, Update, WriteRequest,
 };
 use serde_json::{Map, Value};
 use voronka_domain::ports::store::{GSI1_PK, GSI1_SK, MAX_BATCH_PUT, MAX_TRANSACTION_OPS, PK, SK};
@@ -48,6 +49,11 @@ impl DynamoStore {
 
     fn now(&self) -> i64 {
         self.clock.now().as_second()
+    }
+
+    fn consumed<'a>(&self, operation: &'static str, reported: impl IntoIterator<Item = &'a ConsumedCapacity>) {
+        let units = reported.into_iter().filter_map(|c| c.capacity_units).sum();
+        self.calls.record_capacity(operation, units);
     }
 }
 
@@ -285,9 +291,11 @@ impl Store for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key_attributes(key)))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(map_error)?;
+        self.consumed("dynamodb.GetItem", output.consumed_capacity());
         let now = self.now();
         Ok(output.item.map(from_attributes).transpose()?.filter(|item| !item.is_expired(now)))
     }
@@ -295,14 +303,17 @@ impl Store for DynamoStore {
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
         let conditional = Conditional::new(condition.as_ref())?;
         self.calls.record("dynamodb.PutItem");
-        self.client
+        let output = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_attributes(&item.0)?))
             .conditional(conditional)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(map_error)?;
+        self.consumed("dynamodb.PutItem", output.consumed_capacity());
         Ok(())
     }
 
@@ -322,23 +333,28 @@ impl Store for DynamoStore {
             .update_expression(update)
             .conditional(conditional)
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(map_error)?;
+        self.consumed("dynamodb.UpdateItem", output.consumed_capacity());
         from_attributes(output.attributes.unwrap_or_default())
     }
 
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), StoreError> {
         let conditional = Conditional::new(condition.as_ref())?;
         self.calls.record("dynamodb.DeleteItem");
-        self.client
+        let output = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key_attributes(key)))
             .conditional(conditional)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(map_error)?;
+        self.consumed("dynamodb.DeleteItem", output.consumed_capacity());
         Ok(())
     }
 
@@ -396,9 +412,11 @@ impl Store for DynamoStore {
             .set_exclusive_start_key(start_key)
             // Only the table's own key supports strongly consistent reads.
             .consistent_read(query.index == Index::Table)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(map_error)?;
+        self.consumed("dynamodb.Query", output.consumed_capacity());
         let now = self.now();
         let items = output
             .items
@@ -468,8 +486,16 @@ impl Store for DynamoStore {
             items.push(item.build());
         }
         self.calls.record("dynamodb.TransactWriteItems");
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(()),
+        let request = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        match request.send().await {
+            Ok(output) => {
+                self.consumed("dynamodb.TransactWriteItems", output.consumed_capacity());
+                Ok(())
+            }
             Err(error) => {
                 if let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
                     cancelled,
@@ -517,8 +543,15 @@ impl Store for DynamoStore {
                 tokio::time::sleep(Duration::from_millis(20 * 2u64.pow(attempt.min(6)))).await;
             }
             self.calls.record("dynamodb.BatchWriteItem");
-            let output =
-                self.client.batch_write_item().request_items(&self.table, requests).send().await.map_err(map_error)?;
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(map_error)?;
+            self.consumed("dynamodb.BatchWriteItem", output.consumed_capacity());
             requests = output.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
             if requests.is_empty() {
                 return Ok(());

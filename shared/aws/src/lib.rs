@@ -49,10 +49,12 @@ pub async fn deps_from_env(config: &aws_config::SdkConfig, campaigns: Campaigns)
     Ok(Deps { ports: ports_from_env(config)?, campaigns: Arc::new(campaigns), secrets: Arc::new(secrets) })
 }
 
-/// Counts calls per AWS operation.
+/// Counts calls per AWS operation, and the capacity units DynamoDB reports it consumed
+/// (`ReturnConsumedCapacity: TOTAL`, which costs nothing extra).
 #[derive(Debug, Default)]
 pub struct CallCounter {
     counts: Mutex<BTreeMap<&'static str, u64>>,
+    capacity: Mutex<BTreeMap<&'static str, f64>>,
 }
 
 impl CallCounter {
@@ -60,8 +62,17 @@ impl CallCounter {
         *self.counts.lock().unwrap_or_else(|p| p.into_inner()).entry(operation).or_default() += 1;
     }
 
+    pub fn record_capacity(&self, operation: &'static str, units: f64) {
+        *self.capacity.lock().unwrap_or_else(|p| p.into_inner()).entry(operation).or_default() += units;
+    }
+
     pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Capacity units reported per operation.
+    pub fn capacity(&self) -> BTreeMap<&'static str, f64> {
+        self.capacity.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn total(&self) -> u64 {

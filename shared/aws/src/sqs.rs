@@ -6,9 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+};
 use voronka_domain::ports::{
-    OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome, check_receive, check_send_batch,
+    MAX_SEND_BATCH, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage, SendOutcome, check_receive,
+    check_send_batch,
 };
 
 use crate::CallCounter;
@@ -150,6 +153,47 @@ impl Queue for SqsQueue {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+
+    async fn delete_batch(&self, queue: QueueName, receipts: Vec<String>) -> Result<(), QueueError> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        if receipts.len() > MAX_SEND_BATCH {
+            return Err(QueueError::Invalid(format!("a delete batch holds 1 to {MAX_SEND_BATCH} receipts")));
+        }
+        let entries = receipts
+            .iter()
+            .enumerate()
+            .map(|(n, receipt)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(n.to_string())
+                    .receipt_handle(receipt)
+                    .build()
+                    .map_err(|e| QueueError::Invalid(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.calls.record("sqs.DeleteMessageBatch");
+        let output = self
+            .client
+            .delete_message_batch()
+            .queue_url(self.urls.url(queue))
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(backend)?;
+        // A message not deleted comes back after its visibility timeout and is handled again,
+        // which consumers are built for; say so rather than pretend it went.
+        match output.failed().first() {
+            Some(failed) => Err(QueueError::Backend(format!(
+                "{} of {} deletes failed, the first with {}: {}",
+                output.failed().len(),
+                receipts.len(),
+                failed.code(),
+                failed.message().unwrap_or("")
+            ))),
+            None => Ok(()),
+        }
     }
 
     async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {

@@ -973,9 +973,10 @@ pub async fn queue_round_trip_and_delete(h: &Harness) {
     }
     assert_eq!(bodies, BTreeSet::from([r#"{"n":1}"#.to_string(), "два".to_string()]));
     assert!(h.queue.receive(QueueName::Sends, 10, VISIBILITY).await.unwrap().is_empty(), "queues are separate");
-    for message in &received {
-        h.queue.delete(QueueName::Events, &message.receipt).await.unwrap();
-    }
+    // One deleted alone, the rest in a batch (as consumers delete).
+    let (first, rest) = received.split_first().expect("two messages received");
+    h.queue.delete(QueueName::Events, &first.receipt).await.unwrap();
+    h.queue.delete_batch(QueueName::Events, rest.iter().map(|m| m.receipt.clone()).collect()).await.unwrap();
     (h.wait)(VISIBILITY + Duration::from_millis(500)).await;
     assert!(
         h.queue.receive(QueueName::Events, 10, VISIBILITY).await.unwrap().is_empty(),

@@ -4,6 +4,7 @@
 
 pub mod bots;
 pub mod campaigns;
+pub mod cost;
 pub mod deps;
 pub mod errors;
 pub mod file_errors;

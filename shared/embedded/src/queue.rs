@@ -53,17 +53,19 @@ impl EmbeddedQueue {
     /// waiting or in flight, oldest first: what the demo's invariants count and explain.
     pub async fn bodies(&self, queue: QueueName, dead_letters: bool) -> Result<Vec<String>, QueueError> {
         let name = if dead_letters { dead_letter_name(queue) } else { queue.as_str().to_string() };
-        self.db.run(move |connection| {
-            let mut statement =
-                connection.prepare("SELECT body FROM queue_messages WHERE queue = ?1 ORDER BY seq").map_err(backend)?;
-            let bodies: Vec<String> = statement
-                .query_map(params![name], |row| row.get::<_, String>(0))
-                .map_err(backend)?
-                .collect::<Result<_, _>>()
-                .map_err(backend)?;
-            Ok(bodies)
-        })
-        .await
+        self.db
+            .run(move |connection| {
+                let mut statement = connection
+                    .prepare("SELECT body FROM queue_messages WHERE queue = ?1 ORDER BY seq")
+                    .map_err(backend)?;
+                let bodies: Vec<String> = statement
+                    .query_map(params![name], |row| row.get::<_, String>(0))
+                    .map_err(backend)?
+                    .collect::<Result<_, _>>()
+                    .map_err(backend)?;
+                Ok(bodies)
+            })
+            .await
     }
 }
 

@@ -165,19 +165,20 @@ impl EmbeddedStore {
         mut fold: impl FnMut(&mut T, Item) + Send + 'static,
     ) -> Result<T, StoreError> {
         let (from, to) = (prefix.to_string(), after_prefix(prefix));
-        self.db.run(move |connection| {
-            let mut statement = connection
-                .prepare("SELECT body FROM items WHERE pk >= ?1 AND pk < ?2 ORDER BY pk, sk")
-                .map_err(backend)?;
-            let mut rows = statement.query(params![from, to]).map_err(backend)?;
-            let mut state = init;
-            while let Some(row) = rows.next().map_err(backend)? {
-                let text: String = row.get(0).map_err(backend)?;
-                fold(&mut state, Item(parse_body(&text)?));
-            }
-            Ok(state)
-        })
-        .await
+        self.db
+            .run(move |connection| {
+                let mut statement = connection
+                    .prepare("SELECT body FROM items WHERE pk >= ?1 AND pk < ?2 ORDER BY pk, sk")
+                    .map_err(backend)?;
+                let mut rows = statement.query(params![from, to]).map_err(backend)?;
+                let mut state = init;
+                while let Some(row) = rows.next().map_err(backend)? {
+                    let text: String = row.get(0).map_err(backend)?;
+                    fold(&mut state, Item(parse_body(&text)?));
+                }
+                Ok(state)
+            })
+            .await
     }
 
     /// Folds the keys of every item whose partition key starts with `prefix`, expired or not,
@@ -189,20 +190,23 @@ impl EmbeddedStore {
         mut fold: impl FnMut(&mut T, &str, &str) + Send + 'static,
     ) -> Result<T, StoreError> {
         let (from, to) = (prefix.to_string(), after_prefix(prefix));
-        self.db.run(move |connection| {
-            let mut statement = connection
-                .prepare("SELECT pk, sk FROM items WHERE pk >= ?1 AND pk < ?2 ORDER BY pk, sk")
-                .map_err(backend)?;
-            let mut rows = statement.query(params![from, to]).map_err(backend)?;
-            let mut state = init;
-            while let Some(row) = rows.next().map_err(backend)? {
-                let pk = row.get_ref(0).map_err(backend)?.as_str().map_err(|e| StoreError::Backend(e.to_string()))?;
-                let sk = row.get_ref(1).map_err(backend)?.as_str().map_err(|e| StoreError::Backend(e.to_string()))?;
-                fold(&mut state, pk, sk);
-            }
-            Ok(state)
-        })
-        .await
+        self.db
+            .run(move |connection| {
+                let mut statement = connection
+                    .prepare("SELECT pk, sk FROM items WHERE pk >= ?1 AND pk < ?2 ORDER BY pk, sk")
+                    .map_err(backend)?;
+                let mut rows = statement.query(params![from, to]).map_err(backend)?;
+                let mut state = init;
+                while let Some(row) = rows.next().map_err(backend)? {
+                    let pk =
+                        row.get_ref(0).map_err(backend)?.as_str().map_err(|e| StoreError::Backend(e.to_string()))?;
+                    let sk =
+                        row.get_ref(1).map_err(backend)?.as_str().map_err(|e| StoreError::Backend(e.to_string()))?;
+                    fold(&mut state, pk, sk);
+                }
+                Ok(state)
+            })
+            .await
     }
 }
 

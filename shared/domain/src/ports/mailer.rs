@@ -45,6 +45,13 @@ pub trait Mailer: Send + Sync {
     async fn send(&self, email: &OutgoingEmail) -> Result<String, MailError>;
 }
 
+#[async_trait]
+impl<T: Mailer + ?Sized> Mailer for std::sync::Arc<T> {
+    async fn send(&self, email: &OutgoingEmail) -> Result<String, MailError> {
+        (**self).send(email).await
+    }
+}
+
 /// A copy of a sent message the mail service keeps, as an export lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MailCopy {

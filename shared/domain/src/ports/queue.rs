@@ -111,6 +111,15 @@ pub trait Queue: Send + Sync {
 
     async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError>;
 
+    /// Deletes at most `MAX_SEND_BATCH` messages by receipt; on SQS one `DeleteMessageBatch`
+    /// request instead of one request each. An adapter without a batch call deletes one by one.
+    async fn delete_batch(&self, queue: QueueName, receipts: Vec<String>) -> Result<(), QueueError> {
+        for receipt in receipts {
+            self.delete(queue, &receipt).await?;
+        }
+        Ok(())
+    }
+
     /// Messages waiting in the queue's dead-letter queue (approximate on SQS).
     async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError>;
 }
@@ -152,10 +161,14 @@ pub async fn consume_batch(
     let received = messages.len();
     let receipts: Vec<(String, String)> = messages.iter().map(|m| (m.message_id.clone(), m.receipt.clone())).collect();
     let failed = handler.handle_batch(messages.into_iter().map(Delivery::from).collect()).await;
-    for (message_id, receipt) in receipts {
-        if !failed.contains(&message_id) {
-            queue.delete(name, &receipt).await?;
-        }
+    let done: Vec<String> = receipts
+        .into_iter()
+        .filter(|(message_id, _)| !failed.contains(message_id))
+        .map(|(_, receipt)| receipt)
+        .collect();
+    // One request per ten messages rather than one each, as the SQS event source deletes.
+    for chunk in done.chunks(MAX_SEND_BATCH) {
+        queue.delete_batch(name, chunk.to_vec()).await?;
     }
     Ok(received)
 }
@@ -174,4 +187,36 @@ pub async fn send_all(
         rest = tail;
     }
     Ok(outcomes)
+}
+
+#[async_trait]
+impl<T: Queue + ?Sized> Queue for std::sync::Arc<T> {
+    async fn send_batch(
+        &self,
+        queue: QueueName,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<SendOutcome>, QueueError> {
+        (**self).send_batch(queue, messages).await
+    }
+
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        (**self).receive(queue, max, visibility).await
+    }
+
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
+        (**self).delete(queue, receipt).await
+    }
+
+    async fn delete_batch(&self, queue: QueueName, receipts: Vec<String>) -> Result<(), QueueError> {
+        (**self).delete_batch(queue, receipts).await
+    }
+
+    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
+        (**self).dead_letter_count(queue).await
+    }
 }

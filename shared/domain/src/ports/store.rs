@@ -300,3 +300,39 @@ pub async fn query_all(store: &dyn Store, mut query: Query) -> Result<Vec<Item>,
         }
     }
 }
+
+#[async_trait]
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        (**self).get(key).await
+    }
+
+    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
+        (**self).put(item, condition).await
+    }
+
+    async fn update(
+        &self,
+        key: &Key,
+        actions: Vec<UpdateAction>,
+        condition: Option<Condition>,
+    ) -> Result<Item, StoreError> {
+        (**self).update(key, actions, condition).await
+    }
+
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), StoreError> {
+        (**self).delete(key, condition).await
+    }
+
+    async fn query(&self, query: Query) -> Result<Page, StoreError> {
+        (**self).query(query).await
+    }
+
+    async fn transact(&self, ops: Vec<TransactOp>) -> Result<(), StoreError> {
+        (**self).transact(ops).await
+    }
+
+    async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        (**self).batch_put(items).await
+    }
+}
