@@ -319,8 +319,11 @@ async fn the_higher_priority_wins_the_frequency_cap_and_the_lower_is_deferred_or
     assert_eq!(f.ledger_state("promo:black-friday").await, Some(("blocked".into(), Some("frequency_cap_day".into()))));
     assert_eq!(f.outbox().len(), 1);
 
-    // The next local day, once quiet hours are over, the deferred message goes out.
+    // The next local day, once quiet hours are over, the deferred message goes out: parked as a
+    // due item (the wait is longer than a queue delay), dispatched by the scheduler.
+    assert!(f.t.drain_sends().await.is_empty(), "nothing passes through the queue while it waits");
     f.at_moscow(10, 0);
+    cart_scheduler::run(&f.t.stack.scheduler).await.unwrap();
     let requeued = f.t.drain_sends().await;
     assert_eq!(requeued.iter().map(|r| r.idempotency_key.as_str()).collect::<Vec<_>>(), ["journey:ci:1"]);
     assert!(f.deliver(&journey).await.is_empty());
@@ -341,7 +344,15 @@ async fn quiet_hours_defer_marketing_in_the_contacts_own_time_zone() {
     let until = Timestamp::from_second(ledger.get_i64("until").unwrap()).unwrap();
     let local = until.to_zoned(jiff::tz::TimeZone::get("Europe/Moscow").unwrap());
     assert_eq!((local.hour(), local.minute()), (9, 0), "deferred to 09:00 Moscow time, not dropped");
-    assert_eq!(f.t.stack.embedded.queue.depth(QueueName::Sends).await.unwrap(), 1, "back on the queue, delayed");
+    // Ten and a half hours: longer than a queue can delay a message, so it is parked as a due item
+    // the scheduler dispatches at 09:00, not passed through the sender every 15 minutes.
+    assert_eq!(f.t.stack.embedded.queue.depth(QueueName::Sends).await.unwrap(), 0, "not on the queue");
+    let parked = voronka_domain::repo::due::pending_for(f.t.stack.state.store.as_ref(), &contact.id).await.unwrap();
+    assert!(
+        parked.iter().any(|item| item.due_at == until
+            && matches!(&item.work, voronka_domain::repo::due::DueWork::DeferredSend { request, .. } if request.idempotency_key == "w:night")),
+        "parked until 09:00"
+    );
     assert!(f.outbox().is_empty());
 
     // Delivered again before its time (a delay hop): still waits.

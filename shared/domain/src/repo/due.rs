@@ -33,6 +33,9 @@ const RETENTION: SignedDuration = SignedDuration::from_hours(24 * 30);
 pub enum DueWork {
     /// Send this request (to `sends`).
     Send { request: SendRequest },
+    /// A send the sender deferred past the queue's longest delay, parked until it is due; `hop`
+    /// names this copy to the send ledger as the one that carries the wait on.
+    DeferredSend { request: SendRequest, hop: String },
     /// Tell the evaluator (on `events`) with an event of this type and these properties.
     Evaluate { event_type: EventType, properties: Map<String, Value> },
 }
@@ -64,6 +67,13 @@ pub mod ids {
     /// The send of a cart's reminder step.
     pub fn cart_send(cart_id: &str, activity: u64, step: u32) -> String {
         format!("send:cart:{cart_id}:{activity}:{step}")
+    }
+
+    /// A deferred send's parked copy, by its idempotency key and the time it waits for (not by
+    /// its hop, whose name carries a queue message id: the id decides the item's index shard, and
+    /// with it the order of dispatch, which a seeded run must replay).
+    pub fn deferred_send(idempotency_key: &str, until: jiff::Timestamp) -> String {
+        format!("deferred-send:{idempotency_key}:{}", until.as_second())
     }
 
     /// A send by its idempotency key.
@@ -232,6 +242,11 @@ pub async fn dispatch(store: &dyn Store, queue: &dyn Queue, item: &Item, now: Ti
     }
     let (queue_name, body) = match &due.work {
         DueWork::Send { request } => (QueueName::Sends, serde_json::to_string(request).expect("serialises")),
+        DueWork::DeferredSend { request, hop } => {
+            let mut body = serde_json::to_value(request).expect("serialises");
+            body["hop"] = Value::String(hop.clone());
+            (QueueName::Sends, body.to_string())
+        }
         DueWork::Evaluate { event_type, properties } => {
             let event_id = format!("due:{}", due.id);
             let event =
