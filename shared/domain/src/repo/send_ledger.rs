@@ -48,6 +48,11 @@ pub const AMBIGUOUS_ANSWER: &str = "ambiguous_ses_answer";
 /// `RESENT_AFTER`: an attempt died while `calling` and the next one took the claim over.
 pub const DIED_WHILE_CALLING: &str = "attempt_died_while_calling_ses";
 
+/// Set on a request the reputation guard held at least once (its deferral reason starts with
+/// `REPUTATION_HOLD`); never removed.
+pub const HELD_BY_REPUTATION: &str = "held_by_reputation";
+const REPUTATION_HOLD: &str = "reputation_paused";
+
 pub struct SendLedger<'a> {
     store: &'a dyn Store,
 }
@@ -261,12 +266,16 @@ impl<'a> SendLedger<'a> {
         reason: &str,
         hop: &str,
     ) -> Result<(), StoreError> {
-        let actions = vec![
+        let mut actions = vec![
             UpdateAction::set("state", "deferred"),
             UpdateAction::set("until", until.as_second()),
             UpdateAction::set("reason", reason),
             UpdateAction::set("hop", hop),
         ];
+        // Kept past later deferrals and the send: the guard's holds stay countable.
+        if reason.starts_with(REPUTATION_HOLD) {
+            actions.push(UpdateAction::set(HELD_BY_REPUTATION, true));
+        }
         self.transition(key, attempt, actions).await
     }
 
