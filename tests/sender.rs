@@ -480,6 +480,10 @@ async fn a_crash_while_calling_ses_leaves_marketing_unsent_and_transactional_res
         request("optin:crash", &contact, "optin_confirmation", SendClass::Transactional, Priority::Transactional);
     f.deliver(&confirm).await;
     assert_eq!(f.ledger_state("optin:crash").await.unwrap().0, "sent", "transactional mail is sent again");
+    // The ledger says why a second copy may exist (the invariants explain it from this).
+    let entry = ledger.state("optin:crash").await.unwrap().unwrap();
+    assert_eq!(entry.get_str("resent_after"), Some("attempt_died_while_calling_ses"));
+    assert_eq!(ledger.state("w:crash").await.unwrap().unwrap().get_str("resent_after"), None);
     assert_eq!(f.outbox().len(), 1);
 }
 
@@ -713,6 +717,9 @@ async fn a_failure_before_the_request_left_is_retried_and_so_is_transactional_ma
     *f.mailer.accept_then_fail_with.lock().unwrap() = Some(MailError::Ambiguous("timed out".into()));
     assert_eq!(f.deliver(&confirm).await, ["m-1"]);
     assert_eq!(f.ledger_state("optin:refused").await.unwrap().0, "retry");
+    let ledger = SendLedger::new(f.t.stack.state.store.as_ref());
+    let entry = ledger.state("optin:refused").await.unwrap().unwrap();
+    assert_eq!(entry.get_str("resent_after"), Some("ambiguous_ses_answer"), "recorded before the next try");
 }
 
 #[tokio::test]

@@ -403,12 +403,13 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, hop: Option<&str>, att
         return Err(format!("the claim was lost before calling the mail service: {error}"));
     }
     // SES's texts may name the recipient; they reach the logs and the ledger without addresses.
-    let sent = send_with_backoff(deps, &email, request.class).await.map_err(|error| match error {
-        MailError::Throttled(text) => MailError::Throttled(redact::addresses(&text)),
-        MailError::NotSent(text) => MailError::NotSent(redact::addresses(&text)),
-        MailError::Ambiguous(text) => MailError::Ambiguous(redact::addresses(&text)),
-        MailError::Rejected(text) => MailError::Rejected(redact::addresses(&text)),
-    });
+    let sent =
+        send_with_backoff(deps, ledger, key, attempt, &email, request.class).await.map_err(|error| match error {
+            MailError::Throttled(text) => MailError::Throttled(redact::addresses(&text)),
+            MailError::NotSent(text) => MailError::NotSent(redact::addresses(&text)),
+            MailError::Ambiguous(text) => MailError::Ambiguous(redact::addresses(&text)),
+            MailError::Rejected(text) => MailError::Rejected(redact::addresses(&text)),
+        });
     match sent {
         Ok(message_id) => {
             // A crash right here leaves the claim `calling`; its lease decides (see the ledger).
@@ -436,6 +437,12 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, hop: Option<&str>, att
             ledger.mark_unknown(key, attempt, &error.to_string(), deps.clock.now()).await.map_err(|e| e.to_string())?;
             tracing::warn!("the mail service's answer was lost; the marketing message is not sent again");
             Ok(Outcome::Unknown { error })
+        }
+        Err(error @ MailError::Ambiguous(_)) => {
+            give_back_slot().await;
+            let reason = error.to_string();
+            ledger.release_after_ambiguous(key, attempt, &reason).await.map_err(|e| e.to_string())?;
+            Ok(Outcome::Retry { reason })
         }
         Err(retryable) => {
             give_back_slot().await;
@@ -510,19 +517,34 @@ async fn requeue(deps: &SenderDeps, request: &SendRequest, until: Timestamp, hop
 
 /// Tries the mail service a few times with growing pauses before handing the message back to the
 /// queue, but only while no earlier try may have sent it: an ambiguous answer ends a marketing
-/// message's tries (transactional mail accepts a rare duplicate rather than a lost message).
-async fn send_with_backoff(deps: &SenderDeps, email: &OutgoingEmail, class: SendClass) -> Result<String, MailError> {
+/// message's tries (transactional mail accepts a rare duplicate rather than a lost message, and the
+/// ledger records the ambiguous answer before the next try, so a second copy is explained).
+async fn send_with_backoff(
+    deps: &SenderDeps,
+    ledger: &SendLedger<'_>,
+    key: &str,
+    attempt: &str,
+    email: &OutgoingEmail,
+    class: SendClass,
+) -> Result<String, MailError> {
     let mut last = MailError::NotSent("not tried".into());
-    for attempt in 0..3u32 {
+    for try_number in 0..3u32 {
         // The first try's rate wait came before the ledger said `calling`.
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1))).await;
+        if try_number > 0 {
+            tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(try_number - 1))).await;
             deps.rate.wait().await;
         }
         match deps.mailer.send(email).await {
             Ok(id) => return Ok(id),
             Err(error @ MailError::Rejected(_)) => return Err(error),
             Err(error @ MailError::Ambiguous(_)) if class == SendClass::Marketing => return Err(error),
+            Err(error @ MailError::Ambiguous(_)) => {
+                // Unrecorded, no further try here: the release records it instead.
+                if ledger.note_ambiguous(key, attempt).await.is_err() {
+                    return Err(error);
+                }
+                last = error;
+            }
             Err(error) => {
                 if matches!(error, MailError::Throttled(_)) {
                     // Outside a batch (a direct `handle_request`) there is no line to count it in.

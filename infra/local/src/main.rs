@@ -58,9 +58,10 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Inject faults, replayed exactly by the same seed: comma-separated name=rate with
-        /// ses-throttle, ses-error, store-throttle, duplicate-delivery, crash-between-steps
-        /// (rates 0..=1), or `all` for the reference run
-        /// (ses-throttle=0.2,ses-error=0.05,store-throttle=0.1,duplicate-delivery=0.1,crash-between-steps=0.02).
+        /// ses-throttle, ses-error, store-throttle, duplicate-delivery, crash-between-steps,
+        /// bounce-storm (rates 0..=1; the storm bounces that share of the middle day's mail), or
+        /// `all` for the reference run (ses-throttle=0.2,ses-error=0.05,store-throttle=0.1,
+        /// duplicate-delivery=0.1,crash-between-steps=0.02,bounce-storm=0.3).
         #[arg(long)]
         faults: Option<voronka_domain::ports::FaultPlan>,
     },

@@ -17,6 +17,10 @@
 //! - `crash-between-steps`: after a store write, a mail send or a queue send succeeds, the process
 //!   dies: the call and every later port call of the same invocation fail, the invocation's answer
 //!   is lost, and its queue messages stay undeleted until their visibility timeout ends.
+//! - `bounce-storm`: not a port fault (the decorators ignore it) but the recipients': a bad list
+//!   imported, so for one day of the run (the demo's middle day) this share of addresses bounces
+//!   for good. It is what the reputation guard is for; the demo turns it into the simulated SES's
+//!   `Behaviour::bounce_storm` and counts its bounces in `FaultCounts::storm_bounces`.
 //!
 //! Faults are injected only inside an invocation (`Faults::invocation`): what one Lambda
 //! invocation runs (an HTTP request, a consumer's batch, a scheduler run). Calls outside one (the
@@ -62,11 +66,18 @@ pub enum Fault {
     StoreThrottle,
     DuplicateDelivery,
     CrashBetweenSteps,
+    BounceStorm,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] =
-        [Fault::SesThrottle, Fault::SesError, Fault::StoreThrottle, Fault::DuplicateDelivery, Fault::CrashBetweenSteps];
+    pub const ALL: [Fault; 6] = [
+        Fault::SesThrottle,
+        Fault::SesError,
+        Fault::StoreThrottle,
+        Fault::DuplicateDelivery,
+        Fault::CrashBetweenSteps,
+        Fault::BounceStorm,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -75,6 +86,7 @@ impl Fault {
             Fault::StoreThrottle => "store-throttle",
             Fault::DuplicateDelivery => "duplicate-delivery",
             Fault::CrashBetweenSteps => "crash-between-steps",
+            Fault::BounceStorm => "bounce-storm",
         }
     }
 
@@ -86,6 +98,8 @@ impl Fault {
             Fault::StoreThrottle => 0.1,
             Fault::DuplicateDelivery => 0.1,
             Fault::CrashBetweenSteps => 0.02,
+            // Far past the guard's 2.5%, as a bad list import is.
+            Fault::BounceStorm => 0.3,
         }
     }
 
@@ -98,7 +112,7 @@ impl Fault {
 /// received message, successful write or send).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct FaultPlan {
-    rates: [f64; 5],
+    rates: [f64; Fault::ALL.len()],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,7 +147,7 @@ impl FaultPlan {
 
 /// `name=rate` pairs separated by commas; `all` sets every fault to its reference rate (the
 /// issue's `ses-throttle=0.2,ses-error=0.05,store-throttle=0.1,duplicate-delivery=0.1,
-/// crash-between-steps=0.02`), and a later pair overrides it (`all,ses-error=0`); `none` or an
+/// crash-between-steps=0.02`, and `bounce-storm=0.3`), and a later pair overrides it (`all,ses-error=0`); `none` or an
 /// empty text injects nothing.
 impl FromStr for FaultPlan {
     type Err = FaultPlanError;
@@ -208,6 +222,8 @@ pub struct FaultCounts {
     pub crashes: u64,
     /// Port calls a killed invocation still tried (none happen: each one failed).
     pub calls_after_crash: u64,
+    /// Hard bounces of the bounce storm (counted by whoever simulates the recipients).
+    pub storm_bounces: u64,
 }
 
 impl FaultCounts {
@@ -223,6 +239,7 @@ impl FaultCounts {
                 self.duplicates_same_receive + self.duplicates_next_receive + self.duplicates_later
             }
             Fault::CrashBetweenSteps => self.crashes,
+            Fault::BounceStorm => self.storm_bounces,
         }
     }
 }
@@ -600,7 +617,8 @@ mod tests {
     #[test]
     fn the_plan_reads_the_flag_and_names_what_is_wrong() {
         let plan: FaultPlan =
-            "ses-throttle=0.2, ses-error=0.05,store-throttle=0.1,duplicate-delivery=0.1,crash-between-steps=0.02"
+            "ses-throttle=0.2, ses-error=0.05,store-throttle=0.1,duplicate-delivery=0.1,crash-between-steps=0.02,\
+             bounce-storm=0.3"
                 .parse()
                 .unwrap();
         assert_eq!(plan, FaultPlan::reference());

@@ -39,6 +39,20 @@ pub enum Claim {
     NotYet { until: Timestamp, hop: Option<String> },
 }
 
+/// Set on a transactional request that may be sent again although an earlier try may have reached
+/// SES (the designed at-least-once of transactional mail): why. Never removed, so a second copy in
+/// the outbox can be told from a broken idempotency.
+pub const RESENT_AFTER: &str = "resent_after";
+/// `RESENT_AFTER`: SES's answer was ambiguous (a 5xx, a lost connection after sending).
+pub const AMBIGUOUS_ANSWER: &str = "ambiguous_ses_answer";
+/// `RESENT_AFTER`: an attempt died while `calling` and the next one took the claim over.
+pub const DIED_WHILE_CALLING: &str = "attempt_died_while_calling_ses";
+
+/// Set on a request the reputation guard held at least once (its deferral reason starts with
+/// `REPUTATION_HOLD`); never removed.
+pub const HELD_BY_REPUTATION: &str = "held_by_reputation";
+const REPUTATION_HOLD: &str = "reputation_paused";
+
 pub struct SendLedger<'a> {
     store: &'a dyn Store,
 }
@@ -93,16 +107,18 @@ impl<'a> SendLedger<'a> {
             return Ok(Claim::InFlight);
         };
         let state = current.get_str("state").unwrap_or_default().to_string();
-        let take_over = |from: Condition| {
+        let take_over = |from: Condition, resent_after: Option<&'static str>| {
             let key = key.clone();
             async move {
-                let actions = vec![
+                let mut actions = vec![
                     UpdateAction::set("state", "processing"),
                     UpdateAction::set("attempt", attempt),
                     UpdateAction::set("claimed_at", now.as_second()),
                     UpdateAction::add("attempts", 1),
                     UpdateAction::set("marks_calling", true),
                 ];
+                // The mail may be out already: the record that explains a second copy.
+                actions.extend(resent_after.map(|reason| UpdateAction::set(RESENT_AFTER, reason)));
                 match self.store.update(&key, actions, Some(from)).await {
                     Ok(_) => Ok(Claim::Claimed { attempt: attempt.to_string() }),
                     Err(StoreError::ConditionFailed) => Ok(Claim::InFlight),
@@ -121,9 +137,9 @@ impl<'a> SendLedger<'a> {
                 if until > now {
                     return Ok(Claim::NotYet { until, hop: current.get_str("hop").map(str::to_string) });
                 }
-                take_over(Condition::equals("state", "deferred")).await
+                take_over(Condition::equals("state", "deferred"), None).await
             }
-            "retry" => take_over(Condition::equals("state", "retry")).await,
+            "retry" => take_over(Condition::equals("state", "retry"), None).await,
             "processing" | "calling" => {
                 let since = match state.as_str() {
                     "calling" => current.get_i64("calling_at"),
@@ -153,7 +169,7 @@ impl<'a> SendLedger<'a> {
                             Err(other) => Err(other),
                         }
                     }
-                    _ => take_over(in_state_of(&state, &previous)).await,
+                    _ => take_over(in_state_of(&state, &previous), reached_ses.then_some(DIED_WHILE_CALLING)).await,
                 }
             }
             _ => Ok(Claim::InFlight),
@@ -185,6 +201,12 @@ impl<'a> SendLedger<'a> {
             UpdateAction::set("unknown_since", now.as_second()),
         ];
         self.transition(key, attempt, actions).await
+    }
+
+    /// A transactional try got an ambiguous answer and the request will be tried again: recorded
+    /// before the next try, so its second copy is explained.
+    pub async fn note_ambiguous(&self, key: &str, attempt: &str) -> Result<(), StoreError> {
+        self.transition(key, attempt, vec![UpdateAction::set(RESENT_AFTER, AMBIGUOUS_ANSWER)]).await
     }
 
     pub async fn mark_sent(
@@ -244,12 +266,16 @@ impl<'a> SendLedger<'a> {
         reason: &str,
         hop: &str,
     ) -> Result<(), StoreError> {
-        let actions = vec![
+        let mut actions = vec![
             UpdateAction::set("state", "deferred"),
             UpdateAction::set("until", until.as_second()),
             UpdateAction::set("reason", reason),
             UpdateAction::set("hop", hop),
         ];
+        // Kept past later deferrals and the send: the guard's holds stay countable.
+        if reason.starts_with(REPUTATION_HOLD) {
+            actions.push(UpdateAction::set(HELD_BY_REPUTATION, true));
+        }
         self.transition(key, attempt, actions).await
     }
 
@@ -273,6 +299,17 @@ impl<'a> SendLedger<'a> {
     /// next delivery may try again.
     pub async fn release_for_retry(&self, key: &str, attempt: &str, error: &str) -> Result<(), StoreError> {
         let actions = vec![UpdateAction::set("state", "retry"), UpdateAction::set("last_error", error)];
+        self.transition(key, attempt, actions).await
+    }
+
+    /// Gives a transactional request's claim back after an ambiguous answer: the next delivery
+    /// sends it again, and the ledger says why.
+    pub async fn release_after_ambiguous(&self, key: &str, attempt: &str, error: &str) -> Result<(), StoreError> {
+        let actions = vec![
+            UpdateAction::set("state", "retry"),
+            UpdateAction::set("last_error", error),
+            UpdateAction::set(RESENT_AFTER, AMBIGUOUS_ANSWER),
+        ];
         self.transition(key, attempt, actions).await
     }
 }
