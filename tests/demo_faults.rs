@@ -156,6 +156,56 @@ async fn a_deferred_send_delivered_twice_waits_on_as_one_parked_copy() {
     assert_eq!(state.get_str("state"), Some("sent"));
 }
 
+/// A parked copy delivered before its time (the scheduler's clock ahead of the sender's) re-defers
+/// onto the same parked item: the ledger must go on naming the hop that item carries, or the next
+/// early delivery of it is dropped as a duplicate and the request waits for ever.
+#[tokio::test]
+async fn a_parked_copy_delivered_early_keeps_the_ledger_naming_its_hop() {
+    use voronka_domain::repo::due::{self, DueWork};
+    let t = TestStack::new();
+    let contact_id = t.consented_contact("early.parked@example.com", json!({})).await;
+    t.drain(QueueName::Sends).await;
+    let now = jiff::Timestamp::now();
+    let evening = now.to_zoned(jiff::tz::TimeZone::UTC).date().tomorrow().unwrap().at(19, 30, 0, 0);
+    t.clock.set(evening.to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp());
+    let request = SendRequest {
+        idempotency_key: "promo:early-parked".into(),
+        contact_id: contact_id.clone(),
+        template: "welcome".into(),
+        channel: Channel::Email,
+        class: SendClass::Marketing,
+        priority: Priority::Journey,
+        context: Map::new(),
+        origin: SendOrigin::Form { form_id: "consultation".into(), submission_id: "s-2".into() },
+        requested_at: Timestamp::from_second(1_800_000_000).unwrap(),
+        recipient: voronka_domain::model::Recipient::Contact,
+    };
+    let store = t.stack.state.store.as_ref();
+    let deliver =
+        |body: String, id: &str| sender::process_batch(&t.stack.sender, vec![Delivery { message_id: id.into(), body }]);
+    deliver(serde_json::to_string(&request).unwrap(), "m-0").await;
+    let parked_hop = || async {
+        due::pending_for(store, &contact_id).await.unwrap().into_iter().find_map(|item| match item.work {
+            DueWork::DeferredSend { hop, .. } => Some(hop),
+            _ => None,
+        })
+    };
+    let ledger_hop = || async {
+        SendLedger::new(store).state("promo:early-parked").await.unwrap().unwrap().get_str("hop").map(str::to_string)
+    };
+    let hop = parked_hop().await.expect("parked");
+    assert_eq!(ledger_hop().await, Some(hop.clone()));
+    // The parked copy, as the scheduler would dispatch it, arrives at 23:00 and again at 01:00.
+    let mut copy = serde_json::to_value(&request).unwrap();
+    copy["hop"] = json!(hop);
+    for (n, hours) in [(1, 1), (2, 2)] {
+        t.advance(hours * 3600);
+        assert!(deliver(copy.to_string(), &format!("m-early-{n}")).await.is_empty());
+        assert_eq!(ledger_hop().await, Some(hop.clone()), "delivery {n}: the ledger names the parked copy's hop");
+    }
+    assert!(voronka_local::outbox::entries(t.stack.outbox.dir()).is_empty(), "nothing sent in quiet hours");
+}
+
 /// A stack with these faults and one page view acknowledged on the events queue.
 async fn stack_with_one_event(
     plan: FaultPlan,

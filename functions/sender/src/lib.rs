@@ -285,8 +285,7 @@ async fn handle(deps: &SenderDeps, request: &SendRequest, hop: Option<&str>, att
             if current.is_some() && current.as_deref() != hop {
                 return Ok(Outcome::Duplicate { state: "deferred".into() });
             }
-            let next = new_hop(attempt);
-            carry_wait(deps, request, until, &next).await?;
+            let next = carry_wait(deps, request, until, &new_hop(attempt)).await?;
             // Named after it is queued: an attempt dying in between leaves this copy to come back
             // and carry the wait on, and the extra copy is dropped when it comes.
             if !ledger.pass_hop(key, current.as_deref(), &next).await.map_err(|e| e.to_string())? {
@@ -465,8 +464,7 @@ async fn defer(
     reason: DeferReason,
 ) -> Result<Outcome, String> {
     // Queued before the ledger names the hop, so a deferred request always has a queued copy.
-    let hop = new_hop(attempt);
-    carry_wait(deps, request, until, &hop).await?;
+    let hop = carry_wait(deps, request, until, &new_hop(attempt)).await?;
     ledger
         .mark_deferred(&request.idempotency_key, attempt, until, &reason.to_string(), &hop)
         .await
@@ -478,10 +476,11 @@ async fn defer(
 /// on the queue; a longer one (quiet hours, a full cap, a reputation hold) is parked as a due item
 /// the scheduler dispatches when it comes, instead of passing through the sender every 15
 /// minutes (about eight passes per email sent in the demo, most of the sender's AWS bill).
-async fn carry_wait(deps: &SenderDeps, request: &SendRequest, until: Timestamp, hop: &str) -> Result<(), String> {
+async fn carry_wait(deps: &SenderDeps, request: &SendRequest, until: Timestamp, hop: &str) -> Result<String, String> {
     let wait = until.duration_since(deps.clock.now());
     if wait <= SignedDuration::try_from(MAX_DELAY).unwrap_or(SignedDuration::MAX) {
-        return requeue(deps, request, until, hop).await;
+        requeue(deps, request, until, hop).await?;
+        return Ok(hop.to_string());
     }
     let parked = DueItem {
         id: due::ids::deferred_send(&request.idempotency_key, until),
@@ -490,11 +489,21 @@ async fn carry_wait(deps: &SenderDeps, request: &SendRequest, until: Timestamp, 
         group: format!("deferred-send:{}", request.idempotency_key),
         work: DueWork::DeferredSend { request: request.clone(), hop: hop.to_string() },
     };
-    match deps.store.put(parked.to_item(), Some(Condition::NotExists)).await {
-        // Parked already for this time (a copy delivered early re-defers to the same time): one
-        // copy waits. It reaches the sender after `until`, when the ledger claims it whatever hop
-        // it names.
-        Ok(()) | Err(StoreError::ConditionFailed) => Ok(()),
+    let item = parked.to_item();
+    let key = item.key().ok_or("a parked request has no key")?;
+    match deps.store.put(item, Some(Condition::NotExists)).await {
+        Ok(()) => Ok(hop.to_string()),
+        // Parked already for this time (a copy delivered early re-defers to the same time, or an
+        // attempt died between parking and naming its hop): that copy carries the wait on, so the
+        // ledger is told its hop, never one no copy carries.
+        Err(StoreError::ConditionFailed) => {
+            let existing = deps.store.get(&key).await.map_err(|e| e.to_string())?;
+            let existing_hop = existing.as_ref().and_then(DueItem::from_item).and_then(|due| match due.work {
+                DueWork::DeferredSend { hop, .. } => Some(hop),
+                DueWork::Send { .. } | DueWork::Evaluate { .. } => None,
+            });
+            existing_hop.ok_or_else(|| "a parked request vanished while being re-parked; retried".to_string())
+        }
         Err(error) => Err(format!("parking a deferred request failed: {error}")),
     }
 }

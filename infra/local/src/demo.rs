@@ -709,7 +709,7 @@ impl ScratchDir {
         let scratch = ScratchDir(dir);
         let keys = SeededIds::new(seed ^ 0x5ec2e75);
         let secrets = Secrets::new(keys.random_hex(32), keys.random_hex(32));
-        std::fs::write(scratch.0.join(crate::stack::SECRETS_FILE), serde_json::to_vec(&secrets)?)?;
+        crate::stack::write_private(&scratch.0.join(crate::stack::SECRETS_FILE), &serde_json::to_string(&secrets)?)?;
         Ok(scratch)
     }
 }

@@ -110,7 +110,7 @@ pub fn load_or_create_admin_key(data_dir: &Path) -> Result<String> {
     Ok(key)
 }
 
-fn write_private(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

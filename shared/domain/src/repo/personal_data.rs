@@ -486,7 +486,13 @@ fn ledger_keys_of_log(items: &[Item], contact_id: &str) -> Vec<(Key, Condition)>
 fn ledger_keys_of_due(items: &[Item], _: &str) -> Vec<(Key, Condition)> {
     items
         .iter()
-        .filter(|item| item.get("work").and_then(|w| w.get("kind")).and_then(Value::as_str) == Some("send"))
+        // A send waiting to be dispatched, or a deferred one parked past the queue's delay.
+        .filter(|item| {
+            matches!(
+                item.get("work").and_then(|w| w.get("kind")).and_then(Value::as_str),
+                Some("send" | "deferred_send")
+            )
+        })
         .filter_map(|item| item.get("work")?.get("request")?.get("idempotency_key")?.as_str().map(ledger_key))
         .map(|key| (key, Condition::Exists))
         .collect()
