@@ -778,11 +778,18 @@ async fn check_due_work(
             sent_tags.insert(SendRequest::send_tag(key));
         }
     }
+    // A ledger entry lives `LEDGER_RETENTION` from its claim, and TTL removes it then (the local
+    // stack sweeps as DynamoDB does): a message older than that has no entry left to show.
+    let ledger_kept_since = now - voronka_domain::repo::send_ledger::LEDGER_RETENTION;
     for message in messages {
         if let Some(tag) = &message.tag
             && !sent_tags.contains(tag)
         {
-            due.violated(format!("{tag} (in the outbox, not sent by the ledger)"));
+            if message.date.is_some_and(|date| date <= ledger_kept_since) {
+                due.explained(format!("{tag} (sent before the ledger's retention; its entry has expired)"));
+            } else {
+                due.violated(format!("{tag} (in the outbox, not sent by the ledger)"));
+            }
         }
     }
     Ok(due)

@@ -123,7 +123,7 @@ impl Embedded {
 /// items, queue heads) stay in memory instead of costing a read call each; bounded, unlike a
 /// memory map, so a large database does not grow the process.
 const CACHE_KIB: u32 = 32 * 1024;
-const SCRATCH_CACHE_KIB: u32 = 512 * 1024;
+const SCRATCH_CACHE_KIB: u32 = 128 * 1024;
 
 /// What an acknowledged write survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
