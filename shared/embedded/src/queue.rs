@@ -37,7 +37,11 @@ impl EmbeddedQueue {
 
     /// Messages waiting or in flight in a queue (for reports and tests).
     pub async fn depth(&self, queue: QueueName) -> Result<u64, QueueError> {
-        let name = queue.as_str().to_string();
+        self.count_in(queue.as_str().to_string()).await
+    }
+
+    /// Messages under one queue name (a queue or its dead-letter queue).
+    async fn count_in(&self, name: String) -> Result<u64, QueueError> {
         self.db
             .run(move |connection| {
                 connection
@@ -212,16 +216,7 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
-        let name = dead_letter_name(queue);
-        self.db
-            .run(move |connection| {
-                connection
-                    .prepare_cached("SELECT COUNT(*) FROM queue_messages WHERE queue = ?1")
-                    .and_then(|mut statement| statement.query_row(params![name], |row| row.get::<_, i64>(0)))
-                    .map(|n| n as u64)
-                    .map_err(backend)
-            })
-            .await
+        self.count_in(dead_letter_name(queue)).await
     }
 }
 
