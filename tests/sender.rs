@@ -372,6 +372,28 @@ async fn quiet_hours_defer_marketing_in_the_contacts_own_time_zone() {
 }
 
 #[tokio::test]
+async fn a_send_deferred_for_hours_keeps_its_ledger_entry_the_full_retention_after_it_goes_out() {
+    let f = Fixture::new();
+    f.at_moscow(22, 30);
+    let contact = f.subscribed("late@example.com").await;
+    let welcome = request("w:late", &contact, "welcome", SendClass::Marketing, Priority::Journey);
+    f.deliver(&welcome).await;
+    let ledger = SendLedger::new(f.t.stack.state.store.as_ref());
+    let deferred = ledger.state("w:late").await.unwrap().unwrap();
+    let retention = voronka_domain::repo::send_ledger::LEDGER_RETENTION.as_secs();
+    assert_eq!(deferred.get_str("state"), Some("deferred"));
+    assert_eq!(deferred.get_i64("ttl"), Some(deferred.get_i64("until").unwrap() + retention), "kept past the wait");
+
+    f.at_moscow(9, 1);
+    f.deliver(&welcome).await;
+    let sent = ledger.state("w:late").await.unwrap().unwrap();
+    assert_eq!(sent.get_str("state"), Some("sent"));
+    let sent_at = sent.get_i64("sent_at").unwrap();
+    assert!(sent_at > deferred.get_i64("claimed_at").unwrap(), "sent hours after its first claim");
+    assert_eq!(sent.get_i64("ttl"), Some(sent_at + retention), "the retention counts from the send, not the claim");
+}
+
+#[tokio::test]
 async fn names_are_escaped_in_html_and_cannot_add_headers() {
     let f = Fixture::new();
     f.at_moscow(12, 0);

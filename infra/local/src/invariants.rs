@@ -778,8 +778,9 @@ async fn check_due_work(
             sent_tags.insert(SendRequest::send_tag(key));
         }
     }
-    // A ledger entry lives `LEDGER_RETENTION` from its claim, and TTL removes it then (the local
-    // stack sweeps as DynamoDB does): a message older than that has no entry left to show.
+    // A ledger entry lives `LEDGER_RETENTION` past its last change (a sent one: past its send), and
+    // TTL removes it then (the local stack sweeps as DynamoDB does): a message older than that has
+    // no entry left to show.
     let ledger_kept_since = now - voronka_domain::repo::send_ledger::LEDGER_RETENTION;
     for message in messages {
         if let Some(tag) = &message.tag

@@ -17,12 +17,21 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use crate::model::SendClass;
+use crate::ports::store::TTL;
 use crate::ports::{Condition, Item, Key, Store, StoreError, UpdateAction};
 
 /// How long an attempt owns a claim; longer than the sender's Lambda timeout.
 pub const CLAIM_LEASE: SignedDuration = SignedDuration::from_secs(120);
-/// How long ledger entries are kept: far longer than SQS keeps a message (14 days at most).
+/// How long ledger entries are kept after their last change (a deferral: after the time it waits
+/// for): far longer than SQS keeps a message (14 days at most). Counted from the last change, not
+/// the claim, so a send deferred for days keeps its duplicate protection the full retention after
+/// it goes out.
 pub const LEDGER_RETENTION: SignedDuration = SignedDuration::from_hours(24 * 90);
+
+/// The entry's expiry, pushed out to `LEDGER_RETENTION` past `from`.
+fn kept_from(from: Timestamp) -> UpdateAction {
+    UpdateAction::set(TTL, (from + LEDGER_RETENTION).as_second())
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -116,6 +125,7 @@ impl<'a> SendLedger<'a> {
                     UpdateAction::set("claimed_at", now.as_second()),
                     UpdateAction::add("attempts", 1),
                     UpdateAction::set("marks_calling", true),
+                    kept_from(now),
                 ];
                 // The mail may be out already: the record that explains a second copy.
                 actions.extend(resent_after.map(|reason| UpdateAction::set(RESENT_AFTER, reason)));
@@ -157,6 +167,7 @@ impl<'a> SendLedger<'a> {
                             UpdateAction::set("state", "unknown"),
                             UpdateAction::set("reason", "attempt_died_while_calling_ses"),
                             UpdateAction::set("unknown_since", now.as_second()),
+                            kept_from(now),
                         ];
                         match self.store.update(&key, actions, Some(in_state_of(&state, &previous))).await {
                             Ok(_) => {
@@ -189,7 +200,11 @@ impl<'a> SendLedger<'a> {
     /// with `ConditionFailed` when the claim is no longer this attempt's (its lease passed and
     /// another took over), and then SES must not be called.
     pub async fn mark_calling(&self, key: &str, attempt: &str, now: Timestamp) -> Result<(), StoreError> {
-        let actions = vec![UpdateAction::set("state", "calling"), UpdateAction::set("calling_at", now.as_second())];
+        let actions = vec![
+            UpdateAction::set("state", "calling"),
+            UpdateAction::set("calling_at", now.as_second()),
+            kept_from(now),
+        ];
         self.store.update(&ledger_key(key), actions, Some(in_state_of("processing", attempt))).await.map(|_| ())
     }
 
@@ -199,6 +214,7 @@ impl<'a> SendLedger<'a> {
             UpdateAction::set("state", "unknown"),
             UpdateAction::set("reason", reason),
             UpdateAction::set("unknown_since", now.as_second()),
+            kept_from(now),
         ];
         self.transition(key, attempt, actions).await
     }
@@ -221,6 +237,7 @@ impl<'a> SendLedger<'a> {
             UpdateAction::set("message_id", message_id),
             UpdateAction::set("sent_at", now.as_second()),
             UpdateAction::set("sent_event", "pending"),
+            kept_from(now),
         ];
         self.transition(key, attempt, actions).await
     }
@@ -236,6 +253,7 @@ impl<'a> SendLedger<'a> {
             UpdateAction::set("state", "blocked"),
             UpdateAction::set("reason", reason),
             UpdateAction::set("blocked_at", now.as_second()),
+            kept_from(now),
         ];
         self.transition(key, attempt, actions).await
     }
@@ -253,6 +271,7 @@ impl<'a> SendLedger<'a> {
             UpdateAction::set("state", "cancelled"),
             UpdateAction::set("reason", reason),
             UpdateAction::set("cancelled_at", now.as_second()),
+            kept_from(now),
         ];
         self.transition(key, attempt, actions).await
     }
@@ -271,6 +290,7 @@ impl<'a> SendLedger<'a> {
             UpdateAction::set("until", until.as_second()),
             UpdateAction::set("reason", reason),
             UpdateAction::set("hop", hop),
+            kept_from(until),
         ];
         // Kept past later deferrals and the send: the guard's holds stay countable.
         if reason.starts_with(REPUTATION_HOLD) {
