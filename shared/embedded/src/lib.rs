@@ -9,9 +9,11 @@ mod semantics;
 mod store;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
+use tokio::sync::watch;
 use voronka_domain::ports::Clock;
 
 pub use outbox::OutboxMailer;
@@ -99,19 +101,27 @@ impl Embedded {
             .map_err(wrap)?;
         connection.execute_batch(SCHEMA).map_err(wrap)?;
         // Without an fsync per commit no call waits on the disk: the work runs on the caller's
-        // thread instead of paying a hand-over to the blocking pool for each call.
-        let db = Db::new(connection, durability == Durability::PowerCut);
+        // thread instead of paying a hand-over to the blocking pool for each call. A scratch
+        // folder promises nothing past the process, so its calls need not wait for a commit.
+        let commit = if durability == Durability::Scratch { Commit::Lazy } else { Commit::Grouped };
+        let db = Db::new(connection, commit, durability == Durability::PowerCut);
         Ok(Embedded {
             store: Arc::new(EmbeddedStore::new(db.clone(), clock.clone())),
             queue: Arc::new(EmbeddedQueue::new(db, clock, DEFAULT_MAX_RECEIVES)),
         })
     }
 
+    /// Transactions committed so far by the store's and queues' calls (many calls share one under
+    /// load): for benchmarks and reports.
+    pub fn commits(&self) -> u64 {
+        self.store.db.shared.commits.load(Ordering::Relaxed)
+    }
+
     /// A private database in memory: for tests and throwaway runs.
     pub fn in_memory(clock: Arc<dyn Clock>) -> Embedded {
         let connection = Connection::open_in_memory().expect("SQLite opens in memory");
         connection.execute_batch(SCHEMA).expect("schema applies");
-        let db = Db::new(connection, false);
+        let db = Db::new(connection, Commit::Lazy, false);
         Embedded {
             store: Arc::new(EmbeddedStore::new(db.clone(), clock.clone())),
             queue: Arc::new(EmbeddedQueue::new(db, clock, DEFAULT_MAX_RECEIVES)),
@@ -141,44 +151,236 @@ pub enum Durability {
 }
 
 /// The one connection the store and the queues share, and how its work is run.
+///
+/// Writes are grouped: a call's writes go into the transaction already open (each in its own
+/// savepoint, so a failed condition undoes only that call), and the transaction commits when no
+/// other call is queued for the connection, or after `MAX_GROUP` calls. Under load many calls
+/// share one commit and its fsync; alone, a call commits at once as before. With `Commit::Grouped`
+/// every call in a group returns only after the group's commit, readers too (they may have read
+/// what the group wrote), so nothing unwritten is ever acknowledged.
 #[derive(Clone)]
 pub(crate) struct Db {
-    connection: Arc<Mutex<Connection>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Calls that have asked for the connection and not yet finished their turn: the last of them
+    /// commits the group.
+    queued: AtomicUsize,
+    /// Group commits so far: calls per commit is what grouping saves.
+    commits: AtomicU64,
+    commit: Commit,
     /// Whether a call can wait on the disk (an fsync): then it runs on the blocking pool, so the
     /// async executor's threads are never held by it.
     waits_on_disk: bool,
 }
 
+struct State {
+    connection: Connection,
+    group: Option<Group>,
+}
+
+/// The calls whose work sits in the open transaction, and how they learn its outcome.
+struct Group {
+    calls: usize,
+    outcome: watch::Sender<Option<Result<(), String>>>,
+}
+
+/// When the open transaction commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// When no other call waits for the connection (or after `MAX_GROUP` calls); every call waits
+    /// for the commit of its group before it returns.
+    Grouped,
+    /// Every `LAZY_GROUP` calls, and nobody waits: for data no other process reads and nobody
+    /// keeps (a scratch folder, memory). SQLite rolling back a failed transaction whole (a full
+    /// disk) then loses the calls since the last commit, which such data can afford.
+    Lazy,
+}
+
+/// Most calls one commit holds: bounds how long the first of them waits.
+const MAX_GROUP: usize = 256;
+/// Calls per commit for data nobody keeps: bounds the rollback journal, which holds in memory
+/// every page the open transaction changed.
+const LAZY_GROUP: usize = 512;
+
 /// Enough for every statement text the store and the queues prepare (queries vary by range,
 /// direction, cursor and limit).
 const STATEMENT_CACHE: usize = 128;
 
-impl Db {
-    fn new(connection: Connection, waits_on_disk: bool) -> Db {
-        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Db { connection: Arc::new(Mutex::new(connection)), waits_on_disk }
-    }
+/// The transaction that held a call's writes did not commit: the call's effect is lost and must
+/// be reported as failed, whatever the call itself returned.
+#[derive(Debug)]
+pub(crate) struct CommitFailed(String);
 
-    /// Runs SQLite work under the connection's lock.
-    pub(crate) async fn run<T: Send + 'static>(&self, work: impl FnOnce(&mut Connection) -> T + Send + 'static) -> T {
-        // A panic while holding the lock poisons it; the connection itself is still consistent
-        // because every write runs in a transaction that rolled back.
-        if !self.waits_on_disk {
-            let mut guard = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            return work(&mut guard);
-        }
-        let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&mut guard)
-        })
-        .await
-        .expect("embedded storage task panicked")
+impl From<CommitFailed> for voronka_domain::ports::StoreError {
+    fn from(failed: CommitFailed) -> Self {
+        voronka_domain::ports::StoreError::Backend(format!("the write did not commit: {}", failed.0))
     }
 }
 
-/// A write transaction on cached statements: `BEGIN IMMEDIATE`, `COMMIT` and `ROLLBACK` are
-/// parsed once per connection instead of once per write. Rolled back when dropped uncommitted.
+impl From<CommitFailed> for voronka_domain::ports::QueueError {
+    fn from(failed: CommitFailed) -> Self {
+        voronka_domain::ports::QueueError::Backend(format!("the write did not commit: {}", failed.0))
+    }
+}
+
+impl Db {
+    fn new(connection: Connection, commit: Commit, waits_on_disk: bool) -> Db {
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Db {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State { connection, group: None }),
+                queued: AtomicUsize::new(0),
+                commits: AtomicU64::new(0),
+                commit,
+                waits_on_disk,
+            }),
+        }
+    }
+
+    /// Runs SQLite work under the connection's lock, inside the open group's transaction, and
+    /// returns once what it did is committed (or, for `Commit::Lazy`, at once).
+    pub(crate) async fn run<T, E>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<CommitFailed> + Send + 'static,
+    {
+        let (result, pending) = if self.shared.waits_on_disk {
+            let shared = self.shared.clone();
+            tokio::task::spawn_blocking(move || shared.take_turn(work)).await.expect("embedded storage task panicked")
+        } else {
+            self.shared.take_turn(work)
+        };
+        match pending {
+            Pending::Settled(Ok(())) => result,
+            Pending::Settled(Err(error)) => Err(CommitFailed(error).into()),
+            Pending::Group(mut outcome) => match outcome.wait_for(Option::is_some).await {
+                Ok(settled) => match settled.as_ref() {
+                    Some(Ok(())) => result,
+                    Some(Err(error)) => Err(CommitFailed(error.clone()).into()),
+                    None => Err(CommitFailed("the group ended without an outcome".into()).into()),
+                },
+                Err(_) => Err(CommitFailed("the group ended without an outcome".into()).into()),
+            },
+        }
+    }
+}
+
+/// What a call still waits for after its turn.
+enum Pending {
+    Settled(Result<(), String>),
+    Group(watch::Receiver<Option<Result<(), String>>>),
+}
+
+impl Shared {
+    fn take_turn<T>(&self, work: impl FnOnce(&mut Connection) -> T) -> (T, Pending) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let mut turn = Turn { shared: self, state: self.lock(), finished: false };
+        let result = work(&mut turn.state.connection);
+        let pending = turn.finish();
+        (result, pending)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock poisons it; the connection itself is still consistent
+        // because the panicking call's savepoint rolled back when its `WriteTx` dropped.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One call's hold on the connection. Finishing it, even by a panic, counts the call out of the
+/// queue and commits the group when it was the last: no group is ever left open with callers
+/// waiting on it.
+struct Turn<'s> {
+    shared: &'s Shared,
+    state: MutexGuard<'s, State>,
+    finished: bool,
+}
+
+impl Turn<'_> {
+    fn finish(mut self) -> Pending {
+        self.finished = true;
+        self.settle()
+    }
+
+    fn settle(&mut self) -> Pending {
+        let still_queued = self.shared.queued.fetch_sub(1, Ordering::SeqCst) - 1;
+        let state = &mut *self.state;
+        let in_transaction = !state.connection.is_autocommit();
+        match (&mut state.group, in_transaction) {
+            (None, false) => return Pending::Settled(Ok(())),
+            (Some(_), false) => {
+                // SQLite ended the transaction itself (it rolls back whole on a full disk or an
+                // I/O error): everything the group wrote is gone.
+                let group = state.group.take().expect("matched a group");
+                let lost = "the database rolled the transaction back".to_string();
+                tracing::error!(calls = group.calls, "an embedded storage transaction was rolled back whole");
+                group.outcome.send_replace(Some(Err(lost.clone())));
+                return Pending::Settled(Err(lost));
+            }
+            (Some(group), true) => group.calls += 1,
+            (None, true) => state.group = Some(Group { calls: 1, outcome: watch::Sender::new(None) }),
+        }
+        let calls = state.group.as_ref().map_or(0, |group| group.calls);
+        let commit_now = match self.shared.commit {
+            Commit::Grouped => still_queued == 0 || calls >= MAX_GROUP,
+            Commit::Lazy => calls >= LAZY_GROUP,
+        };
+        if !commit_now {
+            return match self.shared.commit {
+                Commit::Grouped => Pending::Group(state.group.as_ref().expect("a group is open").outcome.subscribe()),
+                Commit::Lazy => Pending::Settled(Ok(())),
+            };
+        }
+        let outcome = commit(&state.connection);
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        if let Some(group) = state.group.take() {
+            group.outcome.send_replace(Some(outcome.clone()));
+        }
+        outcome.map_or_else(|error| Pending::Settled(Err(error)), |()| Pending::Settled(Ok(())))
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.settle();
+        }
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        // A lazily committed group still open when the database closes: keep it.
+        if !self.connection.is_autocommit() {
+            let _ = commit(&self.connection);
+        }
+    }
+}
+
+fn commit(connection: &Connection) -> Result<(), String> {
+    match connection.prepare_cached("COMMIT").and_then(|mut statement| statement.execute([])) {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            // A COMMIT that failed may leave the transaction open: end it, so the next call starts
+            // clean instead of adding to writes that can no longer be promised.
+            if !connection.is_autocommit() {
+                let _ = connection.execute_batch("ROLLBACK");
+            }
+            tracing::error!(error = %error, "an embedded storage commit failed");
+            Err(error.to_string())
+        }
+    }
+}
+
+/// One call's writes, in a savepoint of the group's transaction (which it opens, `BEGIN
+/// IMMEDIATE`, when none is open): released into the group on success, rolled back alone when
+/// dropped uncommitted. Its statements are cached, parsed once per connection.
 pub(crate) struct WriteTx<'c> {
     connection: &'c Connection,
     open: bool,
@@ -186,12 +388,17 @@ pub(crate) struct WriteTx<'c> {
 
 impl<'c> WriteTx<'c> {
     pub(crate) fn begin(connection: &'c Connection) -> rusqlite::Result<WriteTx<'c>> {
-        connection.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        if connection.is_autocommit() {
+            // IMMEDIATE takes the write lock now, so a writer in another process makes this wait
+            // (busy_timeout) instead of failing at its first write.
+            connection.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        }
+        connection.prepare_cached("SAVEPOINT call")?.execute([])?;
         Ok(WriteTx { connection, open: true })
     }
 
     pub(crate) fn commit(mut self) -> rusqlite::Result<()> {
-        self.connection.prepare_cached("COMMIT")?.execute([])?;
+        self.connection.prepare_cached("RELEASE call")?.execute([])?;
         self.open = false;
         Ok(())
     }
@@ -207,10 +414,13 @@ impl std::ops::Deref for WriteTx<'_> {
 impl Drop for WriteTx<'_> {
     fn drop(&mut self) {
         if self.open {
-            // A failed COMMIT may already have rolled back (SQLite ends the transaction on some
-            // errors); then there is nothing to roll back and the error says so.
-            if let Ok(mut rollback) = self.connection.prepare_cached("ROLLBACK") {
+            // When SQLite already ended the whole transaction (it does on some errors) there is
+            // no savepoint left and these fail; the turn then reports the group as lost.
+            if let Ok(mut rollback) = self.connection.prepare_cached("ROLLBACK TO call") {
                 let _ = rollback.execute([]);
+            }
+            if let Ok(mut release) = self.connection.prepare_cached("RELEASE call") {
+                let _ = release.execute([]);
             }
         }
     }
@@ -219,7 +429,96 @@ impl Drop for WriteTx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use voronka_domain::ports::{Item, Key, Store, SystemClock};
+    use voronka_domain::ports::{Condition, Item, Key, Store, SystemClock};
+
+    fn scratch_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("voronka-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Waits (without a deadline on the outcome: only a guard against hanging) until `calls`
+    /// calls have asked for the connection.
+    async fn until_queued(db: &Db, calls: usize) {
+        for _ in 0..10_000 {
+            if db.shared.queued.load(Ordering::SeqCst) == calls {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("the calls never queued for the connection");
+    }
+
+    fn item(id: usize) -> Item {
+        Item::new(&Key::new(format!("T#{id}"), "A"), serde_json::json!({ "n": id }))
+    }
+
+    // Holding the connection while the calls queue up is the point: they must all be waiting.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_queued_behind_one_another_share_one_commit_and_each_returns_after_it() {
+        let dir = scratch_dir("group-commit");
+        let path = dir.join("voronka.db");
+        let embedded = Embedded::open(&path, Arc::new(SystemClock)).unwrap();
+        embedded.store.put(item(0), None).await.unwrap();
+        let db = embedded.store.db.clone();
+        let before = embedded.commits();
+
+        let held = db.shared.lock();
+        let mut calls = Vec::new();
+        for id in 1..=8 {
+            let store = embedded.store.clone();
+            calls.push(tokio::spawn(async move { store.put(item(id), None).await }));
+        }
+        // One of them finds its condition broken: only its own write is undone.
+        let store = embedded.store.clone();
+        let refused = tokio::spawn(async move { store.put(item(0), Some(Condition::NotExists)).await });
+        until_queued(&db, 9).await;
+        drop(held);
+        for call in calls {
+            call.await.unwrap().unwrap();
+        }
+        assert!(matches!(refused.await.unwrap(), Err(voronka_domain::ports::StoreError::ConditionFailed)));
+        assert_eq!(embedded.commits() - before, 1, "nine calls queued together commit once");
+
+        // Every acknowledged write is visible to another process's connection: committed.
+        let other = Connection::open(&path).unwrap();
+        let rows: i64 = other.query_row("SELECT COUNT(*) FROM items WHERE pk LIKE 'T#%'", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 9);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn when_a_groups_transaction_is_lost_every_call_in_it_fails() {
+        let dir = scratch_dir("group-lost");
+        let embedded = Embedded::open(&dir.join("voronka.db"), Arc::new(SystemClock)).unwrap();
+        let db = embedded.store.db.clone();
+        // A caller queued behind the first keeps the group open after the first call's turn.
+        db.shared.queued.fetch_add(1, Ordering::SeqCst);
+        let store = embedded.store.clone();
+        let first = tokio::spawn(async move { store.put(item(1), None).await });
+        for _ in 0..10_000 {
+            if db.shared.lock().group.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(db.shared.lock().group.is_some(), "the first call's write waits in an open group");
+        // The queued caller's turn: the database ends the transaction under it (as SQLite does on a
+        // full disk or an I/O error).
+        let (_, pending) =
+            db.shared.take_turn(|connection| connection.execute_batch("ROLLBACK").map_err(|e| e.to_string()));
+        db.shared.queued.fetch_sub(1, Ordering::SeqCst);
+        assert!(matches!(pending, Pending::Settled(Err(_))));
+        let answer = first.await.unwrap();
+        assert!(
+            matches!(&answer, Err(voronka_domain::ports::StoreError::Backend(message)) if message.contains("did not commit")),
+            "{answer:?}"
+        );
+        assert!(embedded.store.get(&Key::new("T#1", "A")).await.unwrap().is_none(), "and it is indeed not there");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[tokio::test]
     async fn a_deleted_items_bytes_are_not_left_in_the_database_file() {

@@ -15,7 +15,7 @@ use crate::semantics::{apply_updates, condition_holds};
 use crate::{Db, WriteTx};
 
 pub struct EmbeddedStore {
-    db: Db,
+    pub(crate) db: Db,
     clock: Arc<dyn Clock>,
 }
 
