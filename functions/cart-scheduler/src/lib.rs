@@ -3,16 +3,21 @@
 //! claim), sends to `sends` and continuations to `events`. Every run reads everything due up to
 //! now, so a missed minute is caught up, never skipped; overlapping runs split the work through
 //! the claims. A cursor item records each run for monitoring, and each run writes one EMF line
-//! (`Dispatched`, `Skipped`, `DispatchFailed`).
+//! (`Dispatched`, `Skipped`, `DispatchFailed`, `LeftForNextRun`). Items are dispatched 16 at a time,
+//! and a run takes no new ones after 40 s, so a burst never runs into the 60 s timeout.
 
 use jiff::Timestamp;
 use voronka_domain::ports::{MailCopies, Store, StoreError};
-use voronka_domain::repo::due::{DispatchReport, dispatch_due};
+use voronka_domain::repo::due::{DispatchReport, dispatch_due_within};
 use voronka_domain::repo::personal_data;
 use voronka_domain::repo::scheduler_cursor::{self, SchedulerRun};
 
 /// The most items one run dispatches; the rest wait for the next minute.
 pub const MAX_PER_RUN: usize = 5_000;
+
+/// Wall time after which a run takes no new items: the function's timeout is 60 s (template), and
+/// the run still records its cursor and finishes erasures after the dispatch.
+pub const DISPATCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(40);
 
 /// The scheduler needs the ports alone: it reads no campaign file and signs nothing.
 pub type SchedulerDeps = voronka_domain::deps::Ports;
@@ -21,17 +26,19 @@ pub type SchedulerDeps = voronka_domain::deps::Ports;
 pub async fn run(deps: &SchedulerDeps) -> Result<DispatchReport, StoreError> {
     let now = deps.clock.now();
     let previous = scheduler_cursor::last_run(deps.store.as_ref()).await?;
-    let report = dispatch_due(deps.store.as_ref(), deps.queue.as_ref(), now, MAX_PER_RUN).await?;
+    let report =
+        dispatch_due_within(deps.store.as_ref(), deps.queue.as_ref(), now, MAX_PER_RUN, DISPATCH_BUDGET).await?;
     let run = SchedulerRun { at: now, dispatched: report.dispatched, failed: report.failed };
     scheduler_cursor::record(deps.store.as_ref(), &run).await?;
     let gap = previous.map(|p| now.as_second() - p.as_second());
-    tracing::info!(dispatched = report.dispatched, skipped = report.skipped, failed = report.failed, seconds_since_last_run = ?gap, "scheduler run");
+    tracing::info!(dispatched = report.dispatched, skipped = report.skipped, failed = report.failed, left_for_next_run = report.left_for_next_run, seconds_since_last_run = ?gap, "scheduler run");
     voronka_telemetry::metrics::emit(
         "cart-scheduler",
         &[
             ("Dispatched", report.dispatched as f64),
             ("Skipped", report.skipped as f64),
             ("DispatchFailed", report.failed as f64),
+            ("LeftForNextRun", report.left_for_next_run as f64),
         ],
     );
     Ok(report)

@@ -73,7 +73,8 @@ macro_rules! contract_tests {
             queue_hides_received_messages_until_the_visibility_timeout,
             queue_delays_messages,
             queue_moves_poison_messages_to_the_dead_letter_queue,
-            scheduler_overlapping_runs_dispatch_each_due_item_once
+            scheduler_overlapping_runs_dispatch_each_due_item_once,
+            a_scheduler_run_out_of_time_leaves_the_rest_for_the_next_run
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {
@@ -1035,6 +1036,48 @@ pub async fn queue_moves_poison_messages_to_the_dead_letter_queue(h: &Harness) {
     }
     assert_eq!(receives, h.max_receives, "received exactly the allowed number of times");
     assert_eq!(h.queue.dead_letter_count(QueueName::Sends).await.unwrap(), 1, "then parked in the dead-letter queue");
+}
+
+pub async fn a_scheduler_run_out_of_time_leaves_the_rest_for_the_next_run(h: &Harness) {
+    use voronka_domain::repo::due::{CONCURRENT_DISPATCHES, DueItem, DueWork, dispatch_due_within};
+    let now = h.clock.now();
+    let burst = CONCURRENT_DISPATCHES * 2 + 3;
+    let ops: Vec<_> = (0..burst)
+        .map(|i| {
+            DueItem {
+                id: format!("wait:burst:{i}"),
+                contact_id: format!("c_burst_{i}"),
+                due_at: now,
+                group: format!("journey:burst:{i}"),
+                work: DueWork::Evaluate { event_type: "journey_continue".into(), properties: serde_json::Map::new() },
+            }
+            .put_op()
+        })
+        .collect();
+    h.store.transact(ops).await.unwrap();
+
+    // A run whose time is up at once still takes one round, and says what it left.
+    let zero = std::time::Duration::ZERO;
+    let first = dispatch_due_within(h.store.as_ref(), h.queue.as_ref(), now, 1000, zero).await.unwrap();
+    assert_eq!((first.dispatched, first.left_for_next_run), (CONCURRENT_DISPATCHES, burst - CONCURRENT_DISPATCHES));
+    let second = dispatch_due_within(h.store.as_ref(), h.queue.as_ref(), now, 1000, zero).await.unwrap();
+    assert_eq!(second.dispatched, CONCURRENT_DISPATCHES, "the next run goes on where it stopped");
+    let rest = dispatch_due_within(h.store.as_ref(), h.queue.as_ref(), now, 1000, std::time::Duration::MAX).await;
+    assert_eq!(rest.unwrap(), voronka_domain::repo::due::DispatchReport { dispatched: 3, ..Default::default() });
+
+    let mut seen = BTreeSet::new();
+    for _ in 0..20 {
+        let batch = h.queue.receive(QueueName::Events, 10, VISIBILITY).await.unwrap();
+        if batch.is_empty() && seen.len() >= burst {
+            break;
+        }
+        for message in batch {
+            let event: serde_json::Value = serde_json::from_str(&message.body).unwrap();
+            assert!(seen.insert(event["event_id"].as_str().unwrap().to_string()), "one message per item");
+            h.queue.delete(QueueName::Events, &message.receipt).await.unwrap();
+        }
+    }
+    assert_eq!(seen.len(), burst, "every item of the burst dispatched once over the three runs");
 }
 
 pub async fn scheduler_overlapping_runs_dispatch_each_due_item_once(h: &Harness) {

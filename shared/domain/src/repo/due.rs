@@ -8,6 +8,7 @@
 //! `cancelled`. A claim whose lease ran out (a crashed dispatcher) may be claimed again; what it
 //! sends carries the item's id as its idempotency key, so a second dispatch changes nothing.
 
+use futures_util::future::join_all;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -217,6 +218,8 @@ pub struct DispatchReport {
     /// Another dispatcher had it, or it was cancelled meanwhile.
     pub skipped: usize,
     pub failed: usize,
+    /// Due, but not taken before the run's time was up: the next run dispatches them.
+    pub left_for_next_run: usize,
 }
 
 /// Claims one item, hands its work to its queue, and marks it dispatched. Safe to call from any
@@ -281,7 +284,26 @@ pub async fn dispatch_due(
     now: Timestamp,
     max: usize,
 ) -> Result<DispatchReport, StoreError> {
+    dispatch_due_within(store, queue, now, max, std::time::Duration::MAX).await
+}
+
+/// Due items dispatched side by side: a burst (every message parked overnight for one time zone's
+/// 09:00) takes a few round trips per 16 items instead of three per item.
+pub const CONCURRENT_DISPATCHES: usize = 16;
+
+/// As `dispatch_due`, but takes no new items once `budget` of wall time has passed (after at
+/// least one round of `CONCURRENT_DISPATCHES`), so a run ends well inside its Lambda timeout and
+/// what it records after the dispatch always runs; what is left waits for the next run.
+pub async fn dispatch_due_within(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    now: Timestamp,
+    max: usize,
+    budget: std::time::Duration,
+) -> Result<DispatchReport, StoreError> {
+    let started = std::time::Instant::now();
     let mut report = DispatchReport::default();
+    let mut to_dispatch = Vec::new();
     for item in due_now(store, now, max).await? {
         let state = item.get_str("state").unwrap_or_default();
         let lease_over = item.get_i64("claimed_at").is_some_and(|at| at < (now - DISPATCH_LEASE).as_second());
@@ -289,14 +311,27 @@ pub async fn dispatch_due(
             report.skipped += 1;
             continue;
         }
-        match dispatch(store, queue, &item, now).await {
-            Ok(true) => report.dispatched += 1,
-            Ok(false) => report.skipped += 1,
-            Err(error) => {
-                tracing::warn!(error = %error, "a due item could not be dispatched; the next run retries it");
-                report.failed += 1;
+        to_dispatch.push(item);
+    }
+    let mut rounds = to_dispatch.chunks(CONCURRENT_DISPATCHES);
+    for round in rounds.by_ref() {
+        for outcome in join_all(round.iter().map(|item| dispatch(store, queue, item, now))).await {
+            match outcome {
+                Ok(true) => report.dispatched += 1,
+                Ok(false) => report.skipped += 1,
+                Err(error) => {
+                    tracing::warn!(error = %error, "a due item could not be dispatched; the next run retries it");
+                    report.failed += 1;
+                }
             }
         }
+        if started.elapsed() >= budget {
+            break;
+        }
+    }
+    report.left_for_next_run = rounds.map(<[Item]>::len).sum();
+    if report.left_for_next_run > 0 {
+        tracing::info!(left = report.left_for_next_run, "the run's time is up; the next run dispatches the rest");
     }
     Ok(report)
 }
