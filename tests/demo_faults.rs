@@ -251,12 +251,12 @@ async fn a_killed_consumer_leaves_its_message_to_come_back_after_the_visibility_
     let (stack, clock) = stack_with_one_event(FaultPlan::default().with(Fault::CrashBetweenSteps, 1.0)).await;
     assert_eq!(workers::run_events_once(&stack).await.unwrap(), 1);
     assert_eq!(stack.worker_stats.counts().batches_killed, 1);
-    assert_eq!(stack.embedded.queue.depth(QueueName::Events).await.unwrap(), 1, "not deleted");
+    assert_eq!(stack.embedded().queue.depth(QueueName::Events).await.unwrap(), 1, "not deleted");
     assert_eq!(workers::run_events_once(&stack).await.unwrap(), 0, "hidden until its visibility timeout");
     clock.advance(jiff::SignedDuration::from_secs(workers::VISIBILITY.as_secs() as i64 + 1));
     assert_eq!(workers::run_events_once(&stack).await.unwrap(), 1, "back");
     assert_eq!(stack.worker_stats.counts().batches_killed, 1, "the next invocation is not killed");
-    assert_eq!(stack.embedded.queue.depth(QueueName::Events).await.unwrap(), 0, "done and deleted");
+    assert_eq!(stack.embedded().queue.depth(QueueName::Events).await.unwrap(), 0, "done and deleted");
 }
 
 /// A message its consumer fails at every receive (the store throttled through every SDK
@@ -271,6 +271,6 @@ async fn a_message_failed_at_every_receive_ends_in_the_dead_letter_queue_counted
         clock.advance(jiff::SignedDuration::from_secs(workers::VISIBILITY.as_secs() as i64 + 1));
     }
     assert_eq!(workers::run_events_once(&stack).await.unwrap(), 0);
-    assert_eq!(stack.embedded.queue.dead_letter_count(QueueName::Events).await.unwrap(), 1);
+    assert_eq!(stack.embedded().queue.dead_letter_count(QueueName::Events).await.unwrap(), 1);
     assert_eq!(stack.worker_stats.counts().messages_failed, u64::from(voronka_embedded::DEFAULT_MAX_RECEIVES));
 }

@@ -32,7 +32,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let t = TestStack::new();
-        let queue = Arc::new(RefusingQueue::new(t.stack.embedded.queue.clone()));
+        let queue = Arc::new(RefusingQueue::new(t.stack.embedded().queue.clone()));
         let mut state = t.stack.state.clone();
         state.queue = queue.clone();
         let app = lead_capture::router(state);

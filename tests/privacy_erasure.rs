@@ -49,7 +49,7 @@ async fn where_the_person_is(t: &TestStack) -> Vec<String> {
     let digest = EmailAddress::parse(EMAIL).unwrap().identity_digest();
     let needles = [EMAIL.to_lowercase(), PHONE.trim_start_matches('+').to_string(), "erikaunique".to_string(), digest];
     let mut found = Vec::new();
-    for row in t.stack.embedded.store.raw_rows().await.unwrap() {
+    for row in t.stack.embedded().store.raw_rows().await.unwrap() {
         let lower = row.to_lowercase();
         if needles.iter().any(|needle| lower.contains(needle.as_str())) {
             found.push(format!("row: {}", &row[..row.len().min(300)]));
@@ -314,7 +314,7 @@ async fn a_buyer_erased_and_buying_again_is_a_new_contact() {
     let second = repo.find_by_email(&email).await.unwrap().expect("the new order makes a new contact");
     assert_ne!(second.id, first.id);
     assert_eq!(second.orders.orders, 1, "only the new order: {:?}", second.orders);
-    assert!(t.stack.embedded.queue.depth(voronka_domain::ports::QueueName::Events).await.unwrap() == 0);
+    assert!(t.stack.embedded().queue.depth(voronka_domain::ports::QueueName::Events).await.unwrap() == 0);
 }
 
 /// However much is held about a person, the export reads a bounded amount: each section at most

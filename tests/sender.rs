@@ -346,7 +346,7 @@ async fn quiet_hours_defer_marketing_in_the_contacts_own_time_zone() {
     assert_eq!((local.hour(), local.minute()), (9, 0), "deferred to 09:00 Moscow time, not dropped");
     // Ten and a half hours: longer than a queue can delay a message, so it is parked as a due item
     // the scheduler dispatches at 09:00, not passed through the sender every 15 minutes.
-    assert_eq!(f.t.stack.embedded.queue.depth(QueueName::Sends).await.unwrap(), 0, "not on the queue");
+    assert_eq!(f.t.stack.embedded().queue.depth(QueueName::Sends).await.unwrap(), 0, "not on the queue");
     let parked = voronka_domain::repo::due::pending_for(f.t.stack.state.store.as_ref(), &contact.id).await.unwrap();
     assert!(
         parked.iter().any(|item| item.due_at == until
@@ -532,7 +532,7 @@ async fn double_opt_in_works_end_to_end_through_the_outbox() {
     assert_eq!(confirmed.status, StatusCode::OK);
     let contact = ContactRepository::new(f.t.stack.state.store.as_ref()).get(&id).await.unwrap().unwrap();
     assert!(contact.email_consent().unwrap().allows_marketing());
-    assert_eq!(f.t.stack.embedded.queue.depth(QueueName::Sends).await.unwrap(), 0);
+    assert_eq!(f.t.stack.embedded().queue.depth(QueueName::Sends).await.unwrap(), 0);
 }
 
 async fn shop_events(f: &Fixture, events: Vec<serde_json::Value>) {
@@ -627,7 +627,7 @@ async fn a_reminder_is_dropped_rather_than_deferred_past_its_staleness() {
     assert!(f.deliver(&step).await.is_empty());
     let (state, reason) = f.ledger_state("cart:cart-late:3:step1").await.unwrap();
     assert_eq!((state.as_str(), reason.as_deref()), ("cancelled", Some("stale_before_quiet_hours_ends")));
-    assert_eq!(f.t.stack.embedded.queue.depth(QueueName::Sends).await.unwrap(), 0, "not re-queued");
+    assert_eq!(f.t.stack.embedded().queue.depth(QueueName::Sends).await.unwrap(), 0, "not re-queued");
 
     // A step of an abandonment that has since been replaced by newer activity is not sent either.
     f.at_moscow(12, 0);
@@ -748,7 +748,7 @@ async fn a_failure_before_the_request_left_is_retried_and_so_is_transactional_ma
 async fn an_email_sent_event_the_queue_refused_is_queued_on_the_next_delivery_without_a_second_email() {
     let mut f = Fixture::new();
     f.at_moscow(12, 0);
-    let queue = Arc::new(RefusingQueue::new(f.t.stack.embedded.queue.clone()));
+    let queue = Arc::new(RefusingQueue::new(f.t.stack.embedded().queue.clone()));
     queue.refuse_events.store(true, Ordering::SeqCst);
     f.deps.queue = queue.clone();
     let contact = f.subscribed("counted@example.com").await;

@@ -160,12 +160,13 @@ impl TestStack {
     pub async fn drain(&self, queue: QueueName) -> Vec<String> {
         let mut bodies = Vec::new();
         loop {
-            let batch = self.stack.embedded.queue.receive(queue, 10, std::time::Duration::from_secs(60)).await.unwrap();
+            let batch =
+                self.stack.embedded().queue.receive(queue, 10, std::time::Duration::from_secs(60)).await.unwrap();
             if batch.is_empty() {
                 return bodies;
             }
             for message in batch {
-                self.stack.embedded.queue.delete(queue, &message.receipt).await.unwrap();
+                self.stack.embedded().queue.delete(queue, &message.receipt).await.unwrap();
                 bodies.push(message.body);
             }
         }

@@ -4,5 +4,6 @@
 pub mod doubles;
 pub mod inprocess;
 pub mod moto;
+pub mod moto_inspect;
 pub mod serve;
 pub mod webdriver;

@@ -29,16 +29,14 @@ use voronka_domain::journeys::attribution::Model;
 use voronka_domain::kpi::rollup::RollupKind;
 use voronka_domain::kpi::{GroupBy, KpiQuery, KpiReport};
 use voronka_domain::model::{EmailAddress, EventType};
-use voronka_domain::ports::{
-    FaultCounts, FaultPlan, Faults, Function, Queue, QueueName, SeededIds, SimulatedClock, send_all,
-};
+use voronka_domain::ports::{FaultCounts, FaultPlan, Faults, Function, QueueName, SeededIds, SimulatedClock, send_all};
 use voronka_domain::repo::ContactRepository;
 use voronka_domain::repo::aggregates::{self, DailyTotal, Dimensions, Metric};
 use voronka_domain::repo::journey_state::Group;
 use voronka_domain::signing::{EVENTS_SIGNATURE_HEADER, KeyRing, Secrets, sign_events_body};
 
 use crate::simulated_ses::{Behaviour, FeedbackReport, Recipients, SimulatedSes, feedback_messages};
-use crate::stack::{Stack, StackOptions};
+use crate::stack::{Adapters, Stack, StackOptions};
 use crate::workers::WorkerCounts;
 use voronka_domain::ports::IdGenerator;
 use voronka_embedded::Durability;
@@ -182,8 +180,7 @@ fn behaviour(faults: Option<&FaultPlan>, start: Timestamp, days: u32) -> Behavio
 async fn reputation_report(stack: &Stack) -> Result<ReputationReport> {
     let state = voronka_domain::repo::reputation::load_state(stack.state.store.as_ref()).await?;
     let mut report = stack
-        .embedded
-        .store
+        .inspect
         .fold_items_under("SEND#", ReputationReport::default(), |report: &mut ReputationReport, item| {
             if item.get_str("sk") != Some("LEDGER")
                 || item.get(voronka_domain::repo::send_ledger::HELD_BY_REPUTATION).is_none()
@@ -415,7 +412,7 @@ impl Driver {
         }
         if !feedback.is_empty() {
             // SNS delivers into SQS on AWS: not a call Voronka makes.
-            send_all(stack.embedded.queue.as_ref(), QueueName::Events, feedback_messages(feedback)).await?;
+            send_all(stack.adapter_queue.as_ref(), QueueName::Events, feedback_messages(feedback)).await?;
         }
         Ok(())
     }
@@ -726,6 +723,21 @@ pub fn visitors_for_contacts(contacts: usize) -> usize {
 }
 
 pub async fn run(options: DemoOptions) -> Result<DemoReport> {
+    run_with(options, None).await
+}
+
+/// Builds the adapters a demo runs on, given its simulated clock.
+pub type AdapterFactory = Box<dyn FnOnce(Arc<SimulatedClock>) -> Result<Adapters> + Send>;
+
+/// The demo over other adapters than the embedded ones (the AWS adapters against moto, in
+/// `tests/demo_moto.rs`): the same visitors, handlers, faults, end-of-run steps, checks and
+/// report; only the adapters differ. The scratch folder then holds the secrets and the outbox
+/// the sent mail is exported to for the checks.
+pub async fn run_on(options: DemoOptions, adapters: AdapterFactory) -> Result<DemoReport> {
+    run_with(options, Some(adapters)).await
+}
+
+async fn run_with(options: DemoOptions, adapters: Option<AdapterFactory>) -> Result<DemoReport> {
     let started = Instant::now();
     let start = Timestamp::from_second(1_793_523_600)?; // 2026-11-01 09:00 UTC
     let clock = Arc::new(SimulatedClock::starting_at(start));
@@ -737,20 +749,24 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         None => Some(ScratchDir::create(options.seed)?),
     };
     let data_dir = options.data_dir.clone().or_else(|| scratch.as_ref().map(|s| s.0.clone()));
-    let mut stack = Stack::open_with_durability(
-        StackOptions {
-            data_dir,
-            metering: Some(voronka_domain::ports::Meter::new()),
-            campaigns_dir: None,
-            public_base_url: None,
-            clock: clock.clone(),
-            ids: Arc::new(SeededIds::new(options.seed)),
-            faults: faults.clone(),
-        },
-        // Simulated people: nothing the demo acknowledges must survive a power cut, and the
-        // scratch folder nothing at all.
-        if scratch.is_some() { Durability::Scratch } else { Durability::ProcessCrash },
-    )?;
+    let stack_options = StackOptions {
+        data_dir,
+        metering: Some(voronka_domain::ports::Meter::new()),
+        campaigns_dir: None,
+        public_base_url: None,
+        clock: clock.clone(),
+        ids: Arc::new(SeededIds::new(options.seed)),
+        faults: faults.clone(),
+    };
+    let mut stack = match adapters {
+        None => Stack::open_with_durability(
+            stack_options,
+            // Simulated people: nothing the demo acknowledges must survive a power cut, and the
+            // scratch folder nothing at all.
+            if scratch.is_some() { Durability::Scratch } else { Durability::ProcessCrash },
+        )?,
+        Some(build) => Stack::with_adapters(stack_options, build(clock.clone())?)?,
+    };
     let guard_floors = scale_guard_floors(&mut stack, options.faults.as_ref(), options.visitors, options.days);
     // No mail service to protect here: the demo does not wait on the SES rate between sends.
     stack.sender.rate = Arc::new(sender::rate::RateGate::per_second(0.0));
@@ -1033,7 +1049,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     // unfinished there is a violation.
     let mut redriven = BTreeMap::new();
     for queue in QueueName::ALL {
-        let moved = stack.embedded.queue.redrive(queue).await?;
+        let moved = stack.inspect.redrive(queue).await?;
         if moved > 0 {
             redriven.insert(format!("{}-dlq", queue.as_str()), moved);
         }
@@ -1064,7 +1080,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         let channel = contact.first_touch.as_ref().map_or("direct".to_string(), |t| t.channel.clone());
         *report.contacts_by_channel.entry(channel).or_default() += 1;
     }
-    report.confirmations_queued = stack.embedded.queue.depth(QueueName::Sends).await?;
+    report.confirmations_queued = stack.inspect.depth(QueueName::Sends, false).await?;
     let store = stack.state.store.as_ref();
     for journey in stack.state.campaigns.journeys.keys() {
         let mut summary = JourneyReport::default();
@@ -1116,7 +1132,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         |metric: Metric| totals.iter().filter(|row| row.metric == metric).fold(0.0, |sum, row| sum + row.value);
     carts.codes_redeemed = total_of_every_origin(Metric::DiscountCodesRedeemed) as u64;
     carts.discount_cost = total_of_every_origin(Metric::DiscountCost);
-    report.events_queued = stack.embedded.queue.depth(QueueName::Events).await?;
+    report.events_queued = stack.inspect.depth(QueueName::Events, false).await?;
     let last_day = day_of(voronka_domain::ports::Clock::now(clock.as_ref()));
     let query = KpiQuery { from: first_day, to: last_day, group_by: GroupBy::Channel, attribution: Model::LastTouch };
     report.kpi = Some(crate::kpi_cli::report(&stack, &query).await?);
@@ -1152,7 +1168,7 @@ fn peak_memory_mib() -> Option<f64> {
 async fn fault_report(stack: &Stack, faults: &Faults, client_retries: u64, client_gave_up: u64) -> Result<FaultReport> {
     let mut dead_letters = BTreeMap::new();
     for queue in QueueName::ALL {
-        dead_letters.insert(queue.as_str().to_string(), stack.embedded.queue.dead_letter_count(queue).await?);
+        dead_letters.insert(queue.as_str().to_string(), stack.inspect.depth(queue, true).await?);
     }
     Ok(FaultReport {
         plan: faults.plan().to_string(),

@@ -424,8 +424,7 @@ async fn known_suppressions(
             let partition = format!("EVLOG#{}", contact.id);
             let exact = partition.clone();
             let logged = stack
-                .embedded
-                .store
+                .inspect
                 .fold_items_under(&partition, Vec::new(), move |events: &mut Vec<Event>, item| {
                     if item.get_str("pk") == Some(exact.as_str())
                         && let Some(event) = item.get_str("event").and_then(|text| serde_json::from_str(text).ok())
@@ -446,8 +445,7 @@ async fn known_suppressions(
                 let marker = format!("PROCESSED#{}", event.dedupe_key());
                 let exact = marker.clone();
                 let processed = stack
-                    .embedded
-                    .store
+                    .inspect
                     .fold_items_under(&marker, None, move |found: &mut Option<i64>, item| {
                         if item.get_str("pk") == Some(exact.as_str()) {
                             *found = item.get_i64("ttl");
@@ -506,8 +504,7 @@ async fn consent_steps(
     contacts: &HashMap<String, Contact>,
 ) -> Result<HashMap<String, Vec<ConsentStep>>> {
     let mut steps: HashMap<String, Vec<ConsentStep>> = stack
-        .embedded
-        .store
+        .inspect
         .fold_items_under("CONSENT#", HashMap::new(), |steps: &mut HashMap<String, Vec<ConsentStep>>, item| {
             let Some(contact_id) = item.get_str("pk").and_then(|pk| pk.strip_prefix("CONSENT#")) else { return };
             if item.get_str("channel") != Some("email") {
@@ -693,8 +690,7 @@ impl LedgerEntry {
 /// The sender's ledger by idempotency key.
 async fn read_ledger(stack: &Stack) -> Result<HashMap<String, LedgerEntry>> {
     Ok(stack
-        .embedded
-        .store
+        .inspect
         .fold_items_under("SEND#", HashMap::new(), |ledger: &mut HashMap<String, LedgerEntry>, item| {
             if item.get_str("sk") != Some("LEDGER") {
                 return;
@@ -720,7 +716,7 @@ async fn check_due_work(
     now: Timestamp,
 ) -> Result<Invariant> {
     let mut due = Invariant::new("no_due_item_lost_or_doubled", "no due item lost or dispatched twice");
-    let store = &stack.embedded.store;
+    let store = &stack.inspect;
     let now_second = now.as_second();
     // (past-due items, those left pending or claimed, sends dispatched: (item id, key))
     type DueScan = (u64, Vec<String>, Vec<(String, String)>);
@@ -751,7 +747,7 @@ async fn check_due_work(
     // Requests still on their way (delayed on the queue, or parked) are not lost.
     let mut queued: HashSet<String> = HashSet::new();
     for dead_letters in [false, true] {
-        for body in stack.embedded.queue.bodies(QueueName::Sends, dead_letters).await? {
+        for body in stack.inspect.bodies(QueueName::Sends, dead_letters).await? {
             if let Ok(request) = serde_json::from_str::<SendRequest>(&body) {
                 queued.insert(request.idempotency_key);
             }
@@ -798,7 +794,7 @@ async fn check_due_work(
 
 /// The dedupe keys of every processed event: in the event log or its processed marker.
 async fn processed_events(stack: &Stack) -> Result<HashSet<String>> {
-    let store = &stack.embedded.store;
+    let store = &stack.inspect;
     let processed = store
         .fold_keys_under("EVLOG#", HashSet::new(), |seen: &mut HashSet<String>, _pk, sk| {
             if let Some((_, dedupe_key)) = sk.split_once('#') {
@@ -860,7 +856,7 @@ async fn check_acknowledged(
 
     let mut queued: HashSet<String> = HashSet::new();
     for dead_letters in [false, true] {
-        for body in stack.embedded.queue.bodies(QueueName::Events, dead_letters).await? {
+        for body in stack.inspect.bodies(QueueName::Events, dead_letters).await? {
             if let Ok(event) = serde_json::from_str::<Event>(&body) {
                 queued.insert(event.dedupe_key());
             }
@@ -927,12 +923,12 @@ async fn check_dead_letters(
     const LOST: &str = "LOST: its work never done";
     let mut parked = Invariant::new("dead_letters_explained", "no due item or send lost to dead letters");
     for queue in QueueName::ALL {
-        let left = stack.embedded.queue.bodies(queue, false).await?;
+        let left = stack.inspect.bodies(queue, false).await?;
         parked.checked += left.len() as u64;
         report.queues_left.insert(queue.as_str().to_string(), left.len() as u64);
         let live: HashSet<String> = left.iter().filter_map(|body| dead_letter_kind(queue, body).2).collect();
         let mut kinds: BTreeMap<(String, &str), DeadLetters> = BTreeMap::new();
-        for body in stack.embedded.queue.bodies(queue, true).await? {
+        for body in stack.inspect.bodies(queue, true).await? {
             parked.checked += 1;
             let (kind, id, key) = dead_letter_kind(queue, &body);
             let reason = match (queue, &key) {
@@ -971,6 +967,7 @@ pub async fn check(stack: &Stack, acknowledged: &Acknowledged) -> Result<Invaria
     let started = Instant::now();
     let mut report = InvariantReport::default();
     let dir = stack.outbox.dir().to_path_buf();
+    stack.inspect.export_sent_mail(&dir).await?;
     let messages = tokio::task::spawn_blocking(move || read_outbox(&dir)).await??;
     report.outbox_messages = messages.len() as u64;
     report.outbox_read_ms = started.elapsed().as_millis();

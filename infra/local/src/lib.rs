@@ -3,6 +3,7 @@
 pub mod dashboard;
 pub mod demo;
 pub mod export;
+pub mod inspect;
 pub mod invariants;
 pub mod kpi_cli;
 pub mod metering;

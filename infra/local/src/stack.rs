@@ -12,6 +12,8 @@ use voronka_domain::ports::{Clock, Faults, Faulty, IdGenerator, Mailer, Meter, M
 use voronka_domain::signing::{AdminKeyDigest, MIN_ADMIN_KEY_CHARS, Secrets, keyed_digest};
 use voronka_embedded::{Durability, Embedded, OutboxMailer};
 
+use crate::inspect::{EmbeddedInspect, Inspect};
+
 pub const DATABASE_FILE: &str = "voronka.db";
 pub const SECRETS_FILE: &str = "secrets.json";
 pub const OUTBOX_DIR: &str = "outbox";
@@ -128,17 +130,25 @@ pub(crate) fn write_private(path: &Path, text: &str) -> Result<()> {
 /// The suite on one data folder.
 pub struct Stack {
     pub state: AppState,
-    pub embedded: Embedded,
+    /// The embedded database, when the stack runs on it (`Stack::open`); `embedded()` for tests.
+    pub embedded: Option<Embedded>,
+    /// Reads back what a run left, below the ports (the demo's end-of-run steps and invariants).
+    pub inspect: Arc<dyn Inspect>,
+    /// The queue adapter itself, without faults or metering: what reaches the queues from outside
+    /// Voronka's code (SES feedback through SNS) arrives on it.
+    pub adapter_queue: Arc<dyn Queue>,
     pub data_dir: Option<PathBuf>,
-    /// Where sent mail lands as `.eml` files.
+    /// Where sent mail is as `.eml` files: the embedded stack's mail service writes there; a
+    /// stack on another mail service gets its sent mail exported there (`Inspect`).
     pub outbox: Arc<OutboxMailer>,
     pub sender: sender::SenderDeps,
     pub evaluator: trigger_evaluator::EvaluatorDeps,
     pub scheduler: cart_scheduler::SchedulerDeps,
     /// The admin routes' bearer key: in `<data-dir>/admin-key`, or random per in-memory stack.
     pub admin_key: String,
-    /// The faults injected into the store, queue and mailer the handlers see (`embedded` and
-    /// `outbox` stay the real, fault-free adapters); the workers run invocations through it.
+    /// The faults injected into the store, queue and mailer the handlers see (`inspect`,
+    /// `adapter_queue` and `outbox` stay the real, fault-free adapters); the workers run
+    /// invocations through it.
     pub faults: Option<Arc<Faults>>,
     /// What the local consumers and scheduler lived through (failed and killed invocations).
     pub worker_stats: Arc<crate::workers::WorkerStats>,
@@ -160,6 +170,16 @@ pub struct StackOptions {
     pub faults: Option<Arc<Faults>>,
 }
 
+/// The adapters a stack runs on, as given: the stack wraps the store, queue and mailer in the
+/// faults and the meter its options ask for.
+pub struct Adapters {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    /// None: the outbox folder is the mail service (the local stack's mail catcher).
+    pub mailer: Option<Arc<dyn Mailer>>,
+    pub inspect: Arc<dyn Inspect>,
+}
+
 impl Stack {
     pub fn open(options: StackOptions) -> Result<Stack> {
         Stack::open_with_durability(options, Durability::PowerCut)
@@ -169,19 +189,55 @@ impl Stack {
     /// survive a power cut).
     pub fn open_with_durability(options: StackOptions, durability: Durability) -> Result<Stack> {
         let campaigns = load_campaigns(options.campaigns_dir.as_deref())?;
-        let (embedded, secrets, admin_key) = match &options.data_dir {
+        let embedded = match &options.data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating the data folder {}", dir.display()))?;
-                let embedded = Embedded::open_with(&dir.join(DATABASE_FILE), options.clock.clone(), durability)?;
-                let secrets = load_or_create_secrets(dir)?;
-                (embedded, secrets, load_or_create_admin_key(dir)?)
+                Embedded::open_with(&dir.join(DATABASE_FILE), options.clock.clone(), durability)?
             }
+            None => Embedded::in_memory(options.clock.clone()),
+        };
+        let adapters = Adapters {
+            store: embedded.store.clone(),
+            queue: embedded.queue.clone(),
+            mailer: None,
+            inspect: Arc::new(EmbeddedInspect::new(&embedded)),
+        };
+        Stack::assemble(options, campaigns, adapters, Some(embedded))
+    }
+
+    /// The suite on other adapters (the AWS ones against moto, in a test): the same handlers,
+    /// consumers and checks. The data folder, if any, holds the secrets and the outbox only.
+    pub fn with_adapters(options: StackOptions, adapters: Adapters) -> Result<Stack> {
+        let campaigns = load_campaigns(options.campaigns_dir.as_deref())?;
+        if let Some(dir) = &options.data_dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating the data folder {}", dir.display()))?;
+        }
+        Stack::assemble(options, campaigns, adapters, None)
+    }
+
+    /// The embedded database of a stack opened on it.
+    ///
+    /// # Panics
+    /// On a stack built `with_adapters`: a caller reaching for the embedded database there is a
+    /// test written for the embedded stack only.
+    pub fn embedded(&self) -> &Embedded {
+        self.embedded.as_ref().expect("a stack on the embedded adapters")
+    }
+
+    fn assemble(
+        options: StackOptions,
+        campaigns: Campaigns,
+        adapters: Adapters,
+        embedded: Option<Embedded>,
+    ) -> Result<Stack> {
+        let (secrets, admin_key) = match &options.data_dir {
+            Some(dir) => (load_or_create_secrets(dir)?, load_or_create_admin_key(dir)?),
             None => {
                 let secrets = Secrets::new(options.ids.random_hex(32), options.ids.random_hex(32));
                 // Derived from the fresh secrets rather than drawn from `ids`, so a seeded demo's ids
                 // stay what they were before admin keys existed.
                 let admin_key = keyed_digest(secrets.token_key(), "voronka in-memory admin key");
-                (Embedded::in_memory(options.clock.clone()), secrets, admin_key)
+                (secrets, admin_key)
             }
         };
         let public_base_url = options
@@ -205,9 +261,10 @@ impl Stack {
                 .with_context(|| format!("creating the outbox {}", outbox_dir.display()))?,
         );
         let templates = Arc::new(campaigns.template_set());
-        let mut store: Arc<dyn Store> = embedded.store.clone();
-        let mut queue: Arc<dyn Queue> = embedded.queue.clone();
-        let mut mailer: Arc<dyn Mailer> = outbox.clone();
+        let adapter_queue = adapters.queue.clone();
+        let mut store = adapters.store;
+        let mut queue = adapters.queue;
+        let mut mailer: Arc<dyn Mailer> = adapters.mailer.unwrap_or_else(|| outbox.clone());
         if let Some(faults) = &options.faults {
             store = Arc::new(Faulty::new(store, faults.clone()));
             queue = Arc::new(Faulty::new(queue, faults.clone()));
@@ -239,6 +296,8 @@ impl Stack {
         Ok(Stack {
             state,
             embedded,
+            inspect: adapters.inspect,
+            adapter_queue,
             data_dir: options.data_dir,
             outbox,
             sender,

@@ -187,7 +187,7 @@ pub async fn tick(stack: &Stack) -> anyhow::Result<usize> {
 /// Deletes expired items, as DynamoDB's TTL sweeper does on AWS: reads already skip them, and
 /// without the sweep the database would keep every receipt and rate counter ever written.
 async fn sweep_expired(stack: &Stack) {
-    if let Err(error) = stack.embedded.store.purge_expired().await {
+    if let Err(error) = stack.inspect.sweep_expired().await {
         tracing::warn!(error = %error, "expired items were not swept; the next run tries again");
     }
 }

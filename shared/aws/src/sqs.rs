@@ -43,6 +43,11 @@ impl QueueUrls {
         }
     }
 
+    /// The queue's URL, or its dead-letter queue's.
+    pub fn url_of(&self, queue: QueueName, dead_letters: bool) -> Option<&str> {
+        if dead_letters { self.dead_letter_url(queue) } else { Some(self.url(queue)) }
+    }
+
     fn dead_letter_url(&self, queue: QueueName) -> Option<&str> {
         match queue {
             QueueName::Events => self.events_dlq.as_deref(),
@@ -55,7 +60,13 @@ pub struct SqsQueue {
     client: Client,
     urls: QueueUrls,
     calls: Arc<CallCounter>,
+    /// How long an empty receive waits for a message (long polling).
+    receive_wait: Duration,
 }
+
+/// Long polling's wait on an empty receive: a consumer asking again right away would pay for
+/// empty receives.
+const RECEIVE_WAIT: Duration = Duration::from_secs(1);
 
 fn backend<E: std::error::Error + 'static>(error: aws_sdk_sqs::error::SdkError<E>) -> QueueError {
     QueueError::Backend(DisplayErrorContext(error).to_string())
@@ -63,7 +74,15 @@ fn backend<E: std::error::Error + 'static>(error: aws_sdk_sqs::error::SdkError<E
 
 impl SqsQueue {
     pub fn new(config: &aws_config::SdkConfig, urls: QueueUrls) -> Self {
-        SqsQueue { client: Client::new(config), urls, calls: Arc::default() }
+        SqsQueue { client: Client::new(config), urls, calls: Arc::default(), receive_wait: RECEIVE_WAIT }
+    }
+
+    /// The same queue with another wait on an empty receive: zero for a simulation against
+    /// moto, whose consumers drain the queues after every simulated step and would otherwise
+    /// wait a real second on each empty queue.
+    pub fn with_receive_wait(mut self, wait: Duration) -> Self {
+        self.receive_wait = wait;
+        self
     }
 
     pub fn calls(&self) -> Arc<CallCounter> {
@@ -122,7 +141,7 @@ impl Queue for SqsQueue {
             .queue_url(self.urls.url(queue))
             .max_number_of_messages(max as i32)
             .visibility_timeout(visibility.as_secs().min(43_200) as i32)
-            .wait_time_seconds(1)
+            .wait_time_seconds(self.receive_wait.as_secs().min(20) as i32)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
@@ -214,5 +233,110 @@ impl Queue for SqsQueue {
             .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
             .and_then(|n| n.parse().ok())
             .unwrap_or(0))
+    }
+}
+
+/// What an operator does with a queue, and what a check reads after a run: the messages a queue
+/// holds and the dead-letter redrive. Not calls the functions make, so not counted in `calls`.
+impl SqsQueue {
+    pub fn urls(&self) -> &QueueUrls {
+        &self.urls
+    }
+
+    /// Messages waiting, in flight or delayed in the queue or, with `dead_letters`, in its
+    /// dead-letter queue (SQS's approximate counts, exact on an idle queue).
+    pub async fn depth(&self, queue: QueueName, dead_letters: bool) -> Result<u64, QueueError> {
+        let Some(url) = self.urls.url_of(queue, dead_letters) else {
+            return Err(QueueError::Invalid(format!("no dead-letter queue URL is configured for {}", queue.as_str())));
+        };
+        let counts = [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ];
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .set_attribute_names(Some(counts.to_vec()))
+            .send()
+            .await
+            .map_err(backend)?;
+        let attributes = output.attributes();
+        Ok(counts
+            .iter()
+            .filter_map(|name| attributes.and_then(|a| a.get(name)).and_then(|n| n.parse::<u64>().ok()))
+            .sum())
+    }
+
+    /// Moves every message of the dead-letter queue back to its queue (receive, send, delete, ten
+    /// at a time: SQS's `StartMessageMoveTask` does the same server-side on AWS, which moto does
+    /// not offer); returns how many moved. A message sent but not deleted (a failure between the
+    /// two) is on both queues, which consumers are built for.
+    pub async fn redrive(&self, queue: QueueName) -> Result<u64, QueueError> {
+        let Some(dead) = self.urls.dead_letter_url(queue) else {
+            return Err(QueueError::Invalid(format!("no dead-letter queue URL is configured for {}", queue.as_str())));
+        };
+        let mut moved = 0;
+        loop {
+            let output = self
+                .client
+                .receive_message()
+                .queue_url(dead)
+                .max_number_of_messages(MAX_SEND_BATCH as i32)
+                .visibility_timeout(60)
+                .send()
+                .await
+                .map_err(backend)?;
+            let messages = output.messages();
+            if messages.is_empty() {
+                return Ok(moved);
+            }
+            let entries = messages
+                .iter()
+                .enumerate()
+                .map(|(n, m)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(n.to_string())
+                        .message_body(m.body().unwrap_or_default())
+                        .build()
+                        .map_err(|e| QueueError::Invalid(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let sent = self
+                .client
+                .send_message_batch()
+                .queue_url(self.urls.url(queue))
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(backend)?;
+            if let Some(failed) = sent.failed().first() {
+                return Err(QueueError::Backend(format!(
+                    "redriving failed: {}: {}",
+                    failed.code(),
+                    failed.message().unwrap_or("")
+                )));
+            }
+            let deletes = messages
+                .iter()
+                .enumerate()
+                .map(|(n, m)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(n.to_string())
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .build()
+                        .map_err(|e| QueueError::Invalid(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.client
+                .delete_message_batch()
+                .queue_url(dead)
+                .set_entries(Some(deletes))
+                .send()
+                .await
+                .map_err(backend)?;
+            moved += messages.len() as u64;
+        }
     }
 }
