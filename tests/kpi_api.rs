@@ -393,8 +393,15 @@ async fn a_scheduled_event_runs_its_rollup_and_anything_else_is_refused_clearly(
     let t = TestStack::new();
     let settings = &t.stack.state.campaigns.settings;
     let today = today(&t);
+    let capture = voronka_telemetry::metrics::capture();
     let hourly = kpi_rollup::scheduled(&t.stack.scheduler, settings, &json!({"kind": "hourly"})).await.unwrap();
     assert_eq!(hourly.days, [today]);
+    let lines = capture.lines();
+    drop(capture);
+    assert_eq!(lines.len(), 1, "one EMF line per run: {lines:?}");
+    let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(line["Function"], "kpi-rollup");
+    assert_eq!((line["RollupsRun"].as_f64(), line["DaysRolledUp"].as_f64()), (Some(1.0), Some(1.0)), "{line}");
     let store = t.stack.state.store.as_ref();
     assert!(!kpi_snapshots::get(store, today).await.unwrap().expect("today's snapshot").is_final);
     let nightly = kpi_rollup::scheduled(&t.stack.scheduler, settings, &json!({"kind": "nightly"})).await.unwrap();

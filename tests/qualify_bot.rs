@@ -105,6 +105,44 @@ async fn a_qualified_b2b_conversation_ends_with_stage_sql_and_a_sales_email_with
     assert_eq!(mail_to(&t, "sales@shop.example").len(), 1, "one sales email per session");
 }
 
+/// The sum of each of a function's EMF values over the captured lines.
+fn emf_totals(lines: &[String], function: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut totals = std::collections::BTreeMap::new();
+    for line in lines {
+        let line: Value = serde_json::from_str(line).unwrap();
+        if line["Function"] != function {
+            continue;
+        }
+        for metric in line["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap() {
+            let name = metric["Name"].as_str().unwrap();
+            *totals.entry(name.to_string()).or_default() += line[name].as_f64().unwrap();
+        }
+    }
+    totals
+}
+
+#[tokio::test]
+async fn the_bot_counts_sessions_answers_and_captures_in_emf_lines_with_nothing_personal() {
+    let t = TestStack::new();
+    let capture = voronka_telemetry::metrics::capture();
+    let (session, _) = start(&t, "b2b_demo", json!({"locale": "en"})).await;
+    converse(&t, &session, &QUALIFIED_B2B).await;
+    assert_ne!(say(&t, &session, 99, json!("late")).await.status, StatusCode::OK);
+    let lines = capture.lines();
+    drop(capture);
+    let totals = emf_totals(&lines, "qualify-bot");
+    let expected = [
+        ("SessionsStarted", 1.0),
+        ("AnswersTaken", QUALIFIED_B2B.len() as f64),
+        ("AnswersRefused", 1.0),
+        ("ContactsCaptured", 1.0),
+    ];
+    for (name, value) in expected {
+        assert_eq!(totals.get(name), Some(&value), "{name}: {totals:?}");
+    }
+    assert!(lines.iter().all(|line| !line.contains("acme.example")), "{lines:?}");
+}
+
 #[tokio::test]
 async fn every_outcome_queues_one_bot_completed_event_and_disqualified_tags_with_a_reason() {
     let t = TestStack::new();

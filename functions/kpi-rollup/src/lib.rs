@@ -89,8 +89,18 @@ pub async fn scheduled(ports: &Ports, settings: &Settings, event: &Value) -> Res
         RollupKind::Nightly => "nightly",
         RollupKind::Days(_) => "days",
     };
-    let outcome = roll_up(ports.store.as_ref(), settings, kind, ports.clock.now()).await?;
+    let outcome = match roll_up(ports.store.as_ref(), settings, kind, ports.clock.now()).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            voronka_telemetry::metrics::emit("kpi-rollup", &[("RollupFailed", 1.0)]);
+            return Err(error.into());
+        }
+    };
     tracing::info!(kind = label, days = outcome.days.len(), items_read = outcome.items_read, "KPI rollup");
+    voronka_telemetry::metrics::emit(
+        "kpi-rollup",
+        &[("RollupsRun", 1.0), ("DaysRolledUp", outcome.days.len() as f64), ("ItemsRead", outcome.items_read as f64)],
+    );
     Ok(outcome)
 }
 

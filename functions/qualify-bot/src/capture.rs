@@ -56,6 +56,7 @@ pub async fn settle(
         match submit_values(state, form, &values, &context, state.clock.now()).await {
             Ok(captured) => {
                 tracing::info!(session = %crate::session_log_tag(state, &stored.session_id), contact_id = %captured.contact.id, "bot captured a contact");
+                voronka_telemetry::metrics::emit("qualify-bot", &[("ContactsCaptured", 1.0)]);
                 stored.contact_id = Some(captured.contact.id);
                 changed = true;
             }
@@ -150,6 +151,7 @@ async fn update_contact(
     match ContactRepository::new(state.store.as_ref()).update(contact_id, state.clock.now(), change).await {
         Ok(contact) => {
             tracing::info!(session = %crate::session_log_tag(state, &stored.session_id), contact_id = %contact.id, outcome = outcome.kind(), stage = contact.stage.as_str(), "bot outcome applied");
+            voronka_telemetry::metrics::emit("qualify-bot", &[("OutcomesApplied", 1.0)]);
             Ok(())
         }
         Err(RepoError::NotFound) => {

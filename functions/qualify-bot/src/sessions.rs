@@ -176,8 +176,14 @@ pub async fn start(
         Err(e) => return e.into_response(),
     };
     let response = match start_session(&state, script, client.map(|c| c.0), &headers, body).await {
-        Ok(body) => json_response(StatusCode::CREATED, body),
-        Err(e) => e.into_response(),
+        Ok(body) => {
+            voronka_telemetry::metrics::emit("qualify-bot", &[("SessionsStarted", 1.0)]);
+            json_response(StatusCode::CREATED, body)
+        }
+        Err(e) => {
+            voronka_telemetry::metrics::emit("qualify-bot", &[("StartsRefused", 1.0)]);
+            e.into_response()
+        }
     };
     with_cors(response, cors_origin.as_deref())
 }
@@ -325,8 +331,14 @@ pub async fn answer(
         Err(e) => return e.into_response(),
     };
     let response = match take_answer(&state, script, stored, client, &headers, body).await {
-        Ok(body) => json_response(StatusCode::OK, body),
-        Err(e) => e.into_response(),
+        Ok(body) => {
+            voronka_telemetry::metrics::emit("qualify-bot", &[("AnswersTaken", 1.0)]);
+            json_response(StatusCode::OK, body)
+        }
+        Err(e) => {
+            voronka_telemetry::metrics::emit("qualify-bot", &[("AnswersRefused", 1.0)]);
+            e.into_response()
+        }
     };
     with_cors(response, cors_origin.as_deref())
 }
