@@ -37,22 +37,28 @@ pub fn iam_caller(request: &Request) -> Option<IamCaller> {
 
 /// Runs one of the HTTP functions (lead-capture, qualify-bot, kpi-api) on Lambda: JSON logs,
 /// one SDK config, the shared deps from the environment and the router `router` builds over them,
-/// all once per container at cold start. API Gateway's IAM authoriser guards every admin route
-/// (`Auth: Authorizer: AWS_IAM`), so the admin guard expects the caller it verified.
+/// all once per container, set up beside the runtime's first poll (`voronka_aws::Deferred`). API
+/// Gateway's IAM authoriser guards every admin route (`Auth: Authorizer: AWS_IAM`), so the admin
+/// guard expects the caller it verified.
 pub async fn run(router: fn(AppState) -> Router) -> Result<(), Error> {
     voronka_telemetry::init_json_logging(std::io::stdout);
     voronka_telemetry::metrics::write_to_stdout();
-    let config = voronka_aws::sdk_config(None).await;
-    let campaigns = voronka_campaigns::bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))?;
-    let state = AppState {
-        shared: voronka_aws::deps_from_env(&config, campaigns).await?,
-        ids: Arc::new(RandomIds),
-        public_base_url: public_base_url_from_env(),
-        admin_access: AdminAccess::IamAuthorizer,
-        mail_copies: Arc::new(NoMailCopies),
-    };
-    let router = router(state);
-    lambda_http::run(service_fn(move |request| handle(router.clone(), request))).await
+    let app = Arc::new(voronka_aws::Deferred::start(move || async move {
+        let config = voronka_aws::sdk_config(None).await;
+        let state = AppState {
+            shared: voronka_aws::deps_from_env(&config, voronka_campaigns::load_bundled).await?,
+            ids: Arc::new(RandomIds),
+            public_base_url: public_base_url_from_env(),
+            admin_access: AdminAccess::IamAuthorizer,
+            mail_copies: Arc::new(NoMailCopies),
+        };
+        Ok(router(state))
+    }));
+    lambda_http::run(service_fn(move |request| {
+        let app = app.clone();
+        async move { handle(app.get().await?.clone(), request).await }
+    }))
+    .await
 }
 
 /// Handles one Lambda HTTP request with the router: what `main.rs` runs, and what the event

@@ -7,12 +7,17 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use voronka_domain::ports::{BatchHandler, Delivery};
 
-/// Runs `handler` on every batch the event source invokes the function with.
-pub async fn run(handler: impl BatchHandler + 'static) -> Result<(), Error> {
+use crate::Deferred;
+
+/// Runs the handler on every batch the event source invokes the function with, once it is set up.
+pub async fn run<H: BatchHandler + 'static>(handler: Deferred<H>) -> Result<(), Error> {
     let handler = Arc::new(handler);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = handler.clone();
-        async move { Ok::<_, Error>(batch_response(handler.handle_batch(deliveries(event.payload)).await)) }
+        async move {
+            let handler = handler.get().await?;
+            Ok::<_, Error>(batch_response(handler.handle_batch(deliveries(event.payload)).await))
+        }
     }))
     .await
 }

@@ -1,4 +1,4 @@
-//! The installation's secrets from AWS Secrets Manager, read once at cold start.
+//! The installation's secrets from AWS Secrets Manager, read once per container (see `Deferred`).
 //!
 //! Two secrets, so the shop's back-end team can be given the events key without the key that
 //! signs confirmation and unsubscribe links. Each holds JSON `{"key": "..."}` (the SAM template
@@ -34,17 +34,16 @@ pub fn ring_from_secret_text(secret_id: &str, text: &str) -> Result<KeyRing, Str
     }
 }
 
-/// Reads the link-signing key and the events key.
+/// Reads the link-signing key and the events key, both requests at once.
 pub async fn load_secrets(
     config: &aws_config::SdkConfig,
     token_secret_id: &str,
     events_secret_id: &str,
 ) -> Result<Secrets, String> {
     let client = aws_sdk_secretsmanager::Client::new(config);
-    let secrets = Secrets {
-        token_keys: read_ring(&client, token_secret_id).await?,
-        events_keys: read_ring(&client, events_secret_id).await?,
-    };
+    let (token_keys, events_keys) =
+        tokio::try_join!(read_ring(&client, token_secret_id), read_ring(&client, events_secret_id))?;
+    let secrets = Secrets { token_keys, events_keys };
     secrets.validate()?;
     Ok(secrets)
 }

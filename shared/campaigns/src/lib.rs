@@ -13,6 +13,11 @@ pub fn bundled() -> Result<Campaigns, CampaignErrors> {
     Campaigns::load(&bundled_files())
 }
 
+/// [`bundled`] with the errors as one message: what a Lambda's set-up reports.
+pub fn load_bundled() -> Result<Campaigns, String> {
+    bundled().map_err(|e| format!("campaign files are invalid:\n{e}"))
+}
+
 /// The folder these files come from, for tools that edit or validate them in place.
 pub fn source_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
