@@ -43,6 +43,7 @@ VORONKA="$TARGET_DIR/release/voronka"
 LOADBENCH="$TARGET_DIR/release/loadbench"
 
 RUN=$(mktemp -d /tmp/voronka-load.XXXXXX)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 SERVER=""
 stop_server() {
     if [[ -n "$SERVER" ]]; then
@@ -153,6 +154,7 @@ END_DEPTH=$("$LOADBENCH" queue-depth --db "$DATA/voronka.db")
 stop_server
 
 # The section.
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 machine="$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
 commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)')"
 SECTION="$RUN/section.md"
@@ -164,6 +166,7 @@ SECTION="$RUN/section.md"
     echo "builds; \`voronka serve\` on a fresh data folder per run, rate limits of its campaign copy raised; the"
     echo "load generator, the server and its consumers share the machine's cores. Each route ran against"
     echo "bare axum, then Voronka, then (events) the rusqlite loop, in turn. Latencies are wrk's (per request)."
+    echo "Load average (1, 5, 15 min) before the runs: $LOAD_BEFORE; after: $LOAD_AFTER."
     echo
     echo "| Route | Voronka req/s | events/s | p50 ms | p99 ms | non-2xx | bare axum req/s | p50 ms | p99 ms | Voronka / bare |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -184,7 +187,10 @@ SECTION="$RUN/section.md"
     echo "queued; every item read and written back as JSON) in a plain rusqlite loop on one connection, with the"
     echo "embedded store's schema and pragmas (WAL, \`synchronous = FULL\`, \`secure_delete\`, 32 MiB cache). No"
     echo "consumers read the queue meanwhile. Latency is per request; in a group every request waits for its"
-    echo "group's commit."
+    echo "group's commit. An fsync's cost varies on a shared machine (on ext4 it waits for a journal commit"
+    echo "only when the file's metadata changed, such as its mtime at the kernel's clock tick), so the loop and"
+    echo "the server need not pay the same per commit: compare the commits per request, and see it with"
+    echo "\`strace -f -T -e trace=fsync\` on either."
     echo
     echo "| Writes of | Commits | req/s | events/s | p50 ms | p99 ms | Voronka / this |"
     echo "|---|---|---:|---:|---:|---:|---:|"
