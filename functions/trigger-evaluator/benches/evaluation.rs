@@ -69,8 +69,10 @@ fn view(n: u64, now: Timestamp) -> Event {
         occurred_at: now,
         received_at: now,
         properties: json!({"category": CATEGORIES[(n % 13) as usize]}).as_object().unwrap().clone(),
-        trusted: false,
-        source: voronka_domain::model::EventSource::Browser,
+        // From the shop's back end (signed), so `contact_id` names the contact: an untrusted
+        // browser event naming it finds nobody, and apply_event would return before any work.
+        trusted: true,
+        source: voronka_domain::model::EventSource::Shop,
     }
 }
 
@@ -179,6 +181,10 @@ fn evaluator_on_embedded(
             .upsert_by_email(&email, now, || subscriber(now), |_| {})
             .await
             .unwrap();
+        // The measured events must reach the whole path, not an early return.
+        let probe = Event { event_id: "probe".into(), ..view(0, now) };
+        let outcome = trigger_evaluator::apply_event(&deps, &probe).await.unwrap();
+        assert_eq!(outcome, trigger_evaluator::Outcome::Applied, "the bench contact is found");
     });
     (clock, deps)
 }
