@@ -26,7 +26,7 @@ for crate in $CRATES; do packages+=(-p "$crate"); done
 # Without the function crates' `lambda` feature: their benches need only the library, and the Lambda
 # entry points would compile the AWS SDK in the bench profile (several minutes for nothing).
 # shellcheck disable=SC2086 # HOT_PATHS_ARGS is a list of criterion options
-cargo bench --no-default-features "${packages[@]}" --benches -- ${HOT_PATHS_ARGS:-} >&2
+cargo bench --no-default-features "${packages[@]}" --bench '*' -- ${HOT_PATHS_ARGS:-} >&2
 
 machine="$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
 commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)')"
@@ -35,7 +35,7 @@ SECTION="$RUN/section.md"
     echo "$HEADING"
     echo
     echo "Written by \`tests/hot_paths.sh\` (re-run it to replace this section): $(date -u '+%Y-%m-%d %H:%M UTC'),"
-    echo "commit $commit, $machine; \`cargo bench --no-default-features -p ${CRATES// / -p } --benches\`"
+    echo "commit $commit, $machine; \`cargo bench --no-default-features -p ${CRATES// / -p } --bench '*'\`"
     echo "(criterion, bench profile). Median time per iteration with criterion's 95% interval of the"
     echo "median; each bench file's header says what one iteration is."
     echo
