@@ -250,14 +250,38 @@ pub async fn schedule_forever(stack: std::sync::Arc<Stack>) {
     }
 }
 
-/// Runs the consumers until the process ends, polling when the queues are empty.
+/// Batches of the events queue `voronka serve` handles at once, as Lambda runs several batches of
+/// a queue side by side (the evaluator retries a transaction a concurrent batch changed under it).
+/// One loop alone could not keep up with ingest: each of its writes waits for a commit.
+pub const EVENT_CONSUMERS: usize = 4;
+/// Batches of the sends queue at once: the template's default `SenderMaxConcurrency`.
+pub const SEND_CONSUMERS: usize = 2;
+
+/// Runs the consumers until the process ends, each polling its queue when it is empty.
 pub async fn run_forever(stack: std::sync::Arc<Stack>) {
+    let mut consumers = Vec::new();
+    for _ in 0..EVENT_CONSUMERS {
+        consumers.push(tokio::spawn(consume_forever(stack.clone(), QueueName::Events)));
+    }
+    for _ in 0..SEND_CONSUMERS {
+        consumers.push(tokio::spawn(consume_forever(stack.clone(), QueueName::Sends)));
+    }
+    for consumer in consumers {
+        let _ = consumer.await;
+    }
+}
+
+async fn consume_forever(stack: std::sync::Arc<Stack>, queue: QueueName) {
     loop {
-        match drain(&stack).await {
+        let handled = match queue {
+            QueueName::Events => run_events_once(&stack).await,
+            QueueName::Sends => run_sends_once(&stack).await,
+        };
+        match handled {
             Ok(0) => tokio::time::sleep(Duration::from_millis(250)).await,
             Ok(_) => {}
             Err(error) => {
-                tracing::error!(error = %error, "a queue consumer failed; retrying");
+                tracing::error!(error = %error, queue = queue.as_str(), "a queue consumer failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
