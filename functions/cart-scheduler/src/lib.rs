@@ -4,7 +4,8 @@
 //! now, so a missed minute is caught up, never skipped; overlapping runs split the work through
 //! the claims. A cursor item records each run for monitoring, and each run writes one EMF line
 //! (`Dispatched`, `Skipped`, `DispatchFailed`, `LeftForNextRun`). Items are dispatched 16 at a time,
-//! and a run takes no new ones after 40 s, so a burst never runs into the 60 s timeout.
+//! and a run takes no new ones after 40 s, so a burst leaves the rest to the next minute instead of
+//! running into the 60 s timeout.
 
 use jiff::Timestamp;
 use voronka_domain::ports::{MailCopies, Store, StoreError};

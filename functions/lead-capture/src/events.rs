@@ -162,18 +162,22 @@ async fn handle(
     let keys: Vec<String> = accepted.iter().map(|(_, _, event)| event.dedupe_key()).collect();
     let mut claims = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(CONCURRENT_WRITES) {
-        claims.extend(
-            join_all(chunk.iter().map(|key| {
-                if oldest_allowed.is_some() {
-                    // A legacy signature has no time: only a receipt that never expires stops a
-                    // captured batch from being replayed once a 30-day receipt would be gone.
-                    receipts.claim_for_good(key, now).boxed()
-                } else {
-                    receipts.claim(key, now).boxed()
-                }
-            }))
-            .await,
-        );
+        let chunk_claims = join_all(chunk.iter().map(|key| {
+            if oldest_allowed.is_some() {
+                // A legacy signature has no time: only a receipt that never expires stops a
+                // captured batch from being replayed once a 30-day receipt would be gone.
+                receipts.claim_for_good(key, now).boxed()
+            } else {
+                receipts.claim(key, now).boxed()
+            }
+        }))
+        .await;
+        // A failing store gets no more writes from this batch: the answer is a 500 either way.
+        let failed = chunk_claims.iter().any(Result::is_err);
+        claims.extend(chunk_claims);
+        if failed {
+            break;
+        }
     }
     let mut to_queue: Vec<(usize, Event)> = Vec::new();
     for ((slot, id, event), claim) in accepted.into_iter().zip(claims) {
@@ -212,7 +216,12 @@ async fn handle(
     }
     let mut marked = Vec::with_capacity(queued_keys.len());
     for chunk in queued_keys.chunks(CONCURRENT_WRITES) {
-        marked.extend(join_all(chunk.iter().map(|key| receipts.mark_queued(key))).await);
+        let chunk_marks = join_all(chunk.iter().map(|key| receipts.mark_queued(key))).await;
+        let failed = chunk_marks.iter().any(Result::is_err);
+        marked.extend(chunk_marks);
+        if failed {
+            break;
+        }
     }
     for mark in marked {
         mark.map_err(|e| ApiError::internal("event receipts unavailable", e))?;

@@ -261,13 +261,24 @@ pub const SEND_CONSUMERS: usize = 2;
 pub async fn run_forever(stack: std::sync::Arc<Stack>) {
     let mut consumers = Vec::new();
     for _ in 0..EVENT_CONSUMERS {
-        consumers.push(tokio::spawn(consume_forever(stack.clone(), QueueName::Events)));
+        consumers.push(tokio::spawn(supervise(stack.clone(), QueueName::Events)));
     }
     for _ in 0..SEND_CONSUMERS {
-        consumers.push(tokio::spawn(consume_forever(stack.clone(), QueueName::Sends)));
+        consumers.push(tokio::spawn(supervise(stack.clone(), QueueName::Sends)));
     }
     for consumer in consumers {
         let _ = consumer.await;
+    }
+}
+
+/// Keeps one consumer running: a panic in a handler ends its task, and is logged and followed by a
+/// fresh consumer, so the server never goes on accepting work nobody handles.
+async fn supervise(stack: std::sync::Arc<Stack>, queue: QueueName) {
+    loop {
+        if let Err(error) = tokio::spawn(consume_forever(stack.clone(), queue)).await {
+            tracing::error!(error = %error, queue = queue.as_str(), "a queue consumer stopped; starting another");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 }
 

@@ -9,7 +9,7 @@ mod semantics;
 mod store;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
@@ -100,7 +100,8 @@ impl Embedded {
             ))
             .map_err(wrap)?;
         connection.execute_batch(SCHEMA).map_err(wrap)?;
-        // Without an fsync per commit no call waits on the disk: the work runs on the caller's
+        // Without an fsync per commit a call seldom waits on the disk (a WAL checkpoint, or another
+        // process's write lock within busy_timeout, still can): the work runs on the caller's
         // thread instead of paying a hand-over to the blocking pool for each call. A scratch
         // folder promises nothing past the process, so its calls need not wait for a commit.
         let commit = if durability == Durability::Scratch { Commit::Lazy } else { Commit::Grouped };
@@ -168,6 +169,9 @@ struct Shared {
     /// Calls that have asked for the connection and not yet finished their turn: the last of them
     /// commits the group.
     queued: AtomicUsize,
+    /// Set when a `Commit::Lazy` group was lost after its calls had been answered: from then on
+    /// every call fails, so a scratch run stops loudly instead of going on with its state rewound.
+    lost: AtomicBool,
     /// Group commits so far: calls per commit is what grouping saves.
     commits: AtomicU64,
     commit: Commit,
@@ -233,6 +237,7 @@ impl Db {
             shared: Arc::new(Shared {
                 state: Mutex::new(State { connection, group: None }),
                 queued: AtomicUsize::new(0),
+                lost: AtomicBool::new(false),
                 commits: AtomicU64::new(0),
                 commit,
                 waits_on_disk,
@@ -250,6 +255,9 @@ impl Db {
         T: Send + 'static,
         E: From<CommitFailed> + Send + 'static,
     {
+        if self.shared.lost.load(Ordering::SeqCst) {
+            return Err(CommitFailed("an earlier transaction of this scratch database was lost".into()).into());
+        }
         let (result, pending) = if self.shared.waits_on_disk {
             let shared = self.shared.clone();
             tokio::task::spawn_blocking(move || shared.take_turn(work)).await.expect("embedded storage task panicked")
@@ -281,6 +289,11 @@ impl Shared {
     fn take_turn<T>(&self, work: impl FnOnce(&mut Connection) -> T) -> (T, Pending) {
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut turn = Turn { shared: self, state: self.lock(), finished: false };
+        if turn.state.group.is_none() && !turn.state.connection.is_autocommit() {
+            // A transaction no group owns: a COMMIT and its ROLLBACK both failed. Its writes were
+            // reported as failed, so they must not be committed along with this call's.
+            let _ = turn.state.connection.execute_batch("ROLLBACK");
+        }
         let result = work(&mut turn.state.connection);
         let pending = turn.finish();
         (result, pending)
@@ -320,6 +333,9 @@ impl Turn<'_> {
                 let group = state.group.take().expect("matched a group");
                 let lost = "the database rolled the transaction back".to_string();
                 tracing::error!(calls = group.calls, "an embedded storage transaction was rolled back whole");
+                if self.shared.commit == Commit::Lazy {
+                    self.shared.lost.store(true, Ordering::SeqCst);
+                }
                 group.outcome.send_replace(Some(Err(lost.clone())));
                 return Pending::Settled(Err(lost));
             }
@@ -339,6 +355,9 @@ impl Turn<'_> {
         }
         let outcome = commit(&state.connection);
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        if outcome.is_err() && self.shared.commit == Commit::Lazy {
+            self.shared.lost.store(true, Ordering::SeqCst);
+        }
         if let Some(group) = state.group.take() {
             group.outcome.send_replace(Some(outcome.clone()));
         }
@@ -518,6 +537,22 @@ mod tests {
         );
         assert!(embedded.store.get(&Key::new("T#1", "A")).await.unwrap().is_none(), "and it is indeed not there");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_scratch_database_that_lost_answered_writes_refuses_every_later_call() {
+        let embedded = Embedded::in_memory(Arc::new(SystemClock));
+        embedded.store.put(item(1), None).await.unwrap();
+        let db = embedded.store.db.clone();
+        assert!(db.shared.lock().group.is_some(), "answered, not yet committed");
+        // The database ends the transaction under the next call (a full disk, an I/O error).
+        let _ = db.shared.take_turn(|connection| connection.execute_batch("ROLLBACK").map_err(|e| e.to_string()));
+        let later = embedded.store.get(&Key::new("T#1", "A")).await;
+        assert!(
+            matches!(&later, Err(voronka_domain::ports::StoreError::Backend(m)) if m.contains("lost")),
+            "{later:?}"
+        );
+        assert!(embedded.store.put(item(2), None).await.is_err(), "no write is taken either");
     }
 
     #[tokio::test]

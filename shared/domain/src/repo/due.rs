@@ -292,8 +292,9 @@ pub async fn dispatch_due(
 pub const CONCURRENT_DISPATCHES: usize = 16;
 
 /// As `dispatch_due`, but takes no new items once `budget` of wall time has passed (after at
-/// least one round of `CONCURRENT_DISPATCHES`), so a run ends well inside its Lambda timeout and
-/// what it records after the dispatch always runs; what is left waits for the next run.
+/// least one round of `CONCURRENT_DISPATCHES`; a round under way finishes), so a run normally ends
+/// well inside its Lambda timeout and what it records after the dispatch runs; what is left waits
+/// for the next run.
 pub async fn dispatch_due_within(
     store: &dyn Store,
     queue: &dyn Queue,
